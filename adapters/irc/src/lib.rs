@@ -1,0 +1,1 @@
+//! IRC adapter (RFC 1459/2812).

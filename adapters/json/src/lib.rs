@@ -1,0 +1,1 @@
+//! JSON protocol adapter: newline-delimited JSON over TCP and WebSocket.

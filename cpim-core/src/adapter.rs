@@ -1,0 +1,67 @@
+//! The interface between the core and the protocol adapters.
+//!
+//! An adapter owns one protocol (SIP, XMPP, IRC, ...). In one direction it turns native
+//! traffic into [`Operation`]s and submits them through the [`Ingress`] the gateway gives
+//! it, answering its native peer only once the returned future yields the [`Outcome`]:
+//! no success is sent before the target has accepted. In the other direction the gateway
+//! calls [`Adapter::deliver`] for operations whose target the adapter serves, and the
+//! adapter resolves that future once its peer has accepted or refused.
+//!
+//! The trait is runtime-neutral (plain `std::future::Future`), so this crate stays sans-IO.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::address::Address;
+use crate::model::{Operation, Outcome};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The state of one link an adapter maintains (an XMPP component stream, an s2s peer,
+/// an IRC connection); reported by the admin API and the link metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkStatus {
+    /// Which link, e.g. `xmpp-component:xmpp.test` or `s2s:other.test`.
+    pub name: String,
+    /// Up and usable.
+    pub up: bool,
+    /// Operations waiting for the link to come back.
+    pub queued: usize,
+    /// A short description of the last problem, if any.
+    pub last_error: Option<String>,
+}
+
+/// What a protocol adapter offers the core.
+pub trait Adapter: Send + Sync + 'static {
+    /// A short stable name (`sip`, `xmpp`, `irc`, `json`): used in config, logs and metrics.
+    fn name(&self) -> &str;
+
+    /// True if this adapter can reach `address` (by its domain or scheme); the router
+    /// asks each adapter in configuration order when no route is configured explicitly.
+    fn serves(&self, address: &Address) -> bool;
+
+    /// True if the adapter's protocol can carry a `message/cpim` body intact (SIP, MSRP,
+    /// the JSON protocol); false for plain XMPP, where the core unwraps the envelope
+    /// (RFC 3922 s4).
+    fn carries_cpim(&self) -> bool {
+        false
+    }
+
+    /// Delivers an operation to the target on this adapter's side. The future resolves
+    /// once the target side has accepted it (2xx) or refused it (mapped error), or with a
+    /// 408 when it could not find out in time.
+    fn deliver(&self, op: Operation) -> BoxFuture<'_, Outcome>;
+
+    /// The adapter's links and their state.
+    fn links(&self) -> Vec<LinkStatus> {
+        Vec::new()
+    }
+}
+
+/// What the core offers an adapter: the way in.
+pub trait Ingress: Send + Sync + 'static {
+    /// Submits an operation that came in on `adapter`'s side. The future resolves with
+    /// the outcome the adapter must report to its native peer.
+    fn submit(&self, adapter: &str, op: Operation) -> BoxFuture<'static, Outcome>;
+}

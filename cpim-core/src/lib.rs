@@ -1,0 +1,22 @@
+//! The CPIM model and its codecs.
+//!
+//! This crate is sans-IO: it has no runtime, no sockets and no clock. Time, where an
+//! operation needs it, is passed in by the caller.
+//!
+//! - [`address`]: `im:`, `pres:`, `sip:`, `sips:` and `xmpp:` addresses (RFC 3859/3860, RFC 3261, RFC 7622).
+//! - [`model`]: the abstract operations message, subscribe, unsubscribe, notify and publish and their outcomes.
+//! - [`presence`]: the abstract presence state (RFC 3863 tuples, RFC 4480 activities, RFC 4479 person).
+//! - [`adapter`]: the interface every protocol adapter implements, and the one it calls into the core with.
+
+#![forbid(unsafe_code)]
+
+pub mod adapter;
+pub mod address;
+pub mod model;
+pub mod presence;
+
+pub use address::{Address, AddressError, Scheme};
+pub use model::{
+    Message, Notify, Operation, Outcome, Publish, Status, Subscribe, SubscriptionState, TransId,
+};
+pub use presence::Presence;

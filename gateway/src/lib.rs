@@ -1,0 +1,1 @@
+//! The CPIM gateway: router, presence state, durable store, config, admin API.

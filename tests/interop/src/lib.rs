@@ -1,0 +1,1 @@
+//! Cross-crate and real-peer interop tests.

@@ -1,0 +1,1 @@
+//! Testkit: start a gateway in-process and drive it from tests and harnesses.
