@@ -206,7 +206,8 @@ fn split_user_domain(s: &str) -> (Option<&str>, &str) {
 
 fn strip_port(hostport: &str) -> &str {
     if let Some(v6) = hostport.strip_prefix('[') {
-        return v6.split(']').next().map_or(hostport, |h| &hostport[..h.len() + 2]);
+        // Up to and including the ']'; an unclosed '[' is left as it is (no panic).
+        return v6.find(']').map_or(hostport, |end| &hostport[..end + 2]);
     }
     match hostport.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,

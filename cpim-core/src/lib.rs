@@ -12,8 +12,17 @@
 
 pub mod adapter;
 pub mod address;
+pub mod addrmap;
+pub mod cpim;
+pub mod errmap;
 pub mod model;
+pub mod pidf;
 pub mod presence;
+pub mod imdn;
+pub mod iscomposing;
+pub mod rlmi;
+pub mod watcherinfo;
+pub mod xml;
 
 pub use address::{Address, AddressError, Scheme};
 pub use model::{

@@ -19,6 +19,8 @@ pub struct Presence {
     pub person: Option<Person>,
     /// Presentity-level notes (RFC 3863 s4.1.6).
     pub notes: Vec<Note>,
+    /// Devices of the data model (RFC 4479 s3.4), `<dm:device>`.
+    pub devices: Vec<Device>,
     /// Elements of the document this model does not represent, kept as XML text
     /// (with the namespace declarations they need) so that a re-encoding keeps them.
     pub extensions: Vec<String>,
@@ -53,6 +55,24 @@ pub struct Tuple {
     pub device_id: Option<String>,
     /// Elements of the tuple not represented here, kept as XML text.
     pub extensions: Vec<String>,
+    /// Elements inside `<status>` other than `<basic>` (e.g. geopriv), kept as XML text.
+    pub status_extensions: Vec<String>,
+}
+
+/// A device of the data model (RFC 4479 s3.4): `<dm:device id>` with its
+/// `<dm:deviceID>`, notes and timestamp.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Device {
+    /// The element id.
+    pub id: String,
+    /// `<dm:deviceID>`, a URN (required by the schema; `None` only for lenient input).
+    pub device_id: Option<String>,
+    /// `<dm:note>` elements.
+    pub notes: Vec<Note>,
+    /// `<dm:timestamp>` as written.
+    pub timestamp: Option<String>,
+    /// Characteristics not represented here (RPID user-input, class, ...), kept as XML text.
+    pub extensions: Vec<String>,
 }
 
 /// A note with an optional language (RFC 3863 s4.1.6; `xml:lang`).
@@ -85,6 +105,16 @@ pub struct Person {
     pub notes: Vec<Note>,
     /// Elements of the person not represented here (mood, place-type, ...), kept as XML text.
     pub extensions: Vec<String>,
+    /// `<dm:timestamp>` of the person as written.
+    pub timestamp: Option<String>,
+    /// `<rpid:note>` elements inside `<rpid:activities>`.
+    pub activities_notes: Vec<Note>,
+    /// `from` attribute of `<rpid:activities>` (RFC 4480 s3.1).
+    pub activities_from: Option<String>,
+    /// `until` attribute of `<rpid:activities>`.
+    pub activities_until: Option<String>,
+    /// Activities in other namespaces (allowed by RFC 4480), kept as XML text.
+    pub activities_extensions: Vec<String>,
 }
 
 /// An RPID activity (RFC 4480 s3.2).

@@ -1,0 +1,296 @@
+//! [`SipAdapter`]: the SIP side of the gateway, implementing
+//! [`cpim_core::adapter::Adapter`].
+//!
+//! Started by [`start`]:
+//!
+//! ```text
+//! pub async fn start(config: SipConfig, ingress: Arc<dyn Ingress>, store: Arc<dyn SipStore>)
+//!     -> Result<SipHandle, SipError>
+//! ```
+//!
+//! It binds the endpoint (UDP and TCP), restores registrations, subscriptions and
+//! publications from `store`, and runs two tasks: one takes incoming requests (each on
+//! its own task, so a MESSAGE waiting for the core never blocks the others), one drives
+//! expiries and refreshes once a second. [`SipHandle::adapter`] is what the gateway
+//! registers with its router; [`SipHandle::shutdown`] stops both tasks, lets requests in
+//! flight finish (bounded) and closes the sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cpim_core::adapter::{Adapter, BoxFuture, Ingress, LinkStatus};
+use cpim_core::address::{Address, Scheme};
+use cpim_core::model::{Operation, Outcome};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::codec::{Request, Response};
+use crate::endpoint::{Endpoint, IncomingRequests, Target};
+use crate::transport::Transport;
+
+use super::config::{ConfigError, SipConfig};
+use super::store::{SipStore, StoreError};
+use super::tu::{NextHop, Source, Tu, Wire, WireError, ADAPTER_NAME};
+
+/// Why the adapter could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SipError {
+    /// The configuration is invalid.
+    #[error("invalid [sip] configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The endpoint could not bind its sockets.
+    #[error("SIP endpoint: {0}")]
+    Endpoint(String),
+    /// The store could not be read.
+    #[error("SIP store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The endpoint as the TU's [`Wire`].
+struct EndpointWire {
+    endpoint: Endpoint,
+}
+
+fn parse_flow(flow: &str) -> Option<(Transport, SocketAddr)> {
+    let (t, addr) = flow.split_once(':')?;
+    let addr: SocketAddr = addr.parse().ok()?;
+    let t = match t {
+        "udp" => Transport::Udp,
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        _ => return None,
+    };
+    Some((t, addr))
+}
+
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+        Transport::Tls => "tls",
+    }
+}
+
+impl Wire for EndpointWire {
+    fn send_request(
+        &self,
+        req: Request,
+        hop: NextHop,
+    ) -> BoxFuture<'_, Result<Response, WireError>> {
+        Box::pin(async move {
+            let target = match hop {
+                NextHop::Uri(u) => Target::Uri(u),
+                NextHop::Flow(f) => match parse_flow(&f) {
+                    Some((t, a)) => Target::Addr(t, a),
+                    None => return Err(WireError::Transport(format!("bad flow {f:?}"))),
+                },
+            };
+            self.endpoint.send_request(req, target).await.map_err(|e| {
+                if e.status_code() == 408 {
+                    WireError::Timeout
+                } else {
+                    WireError::Transport(e.to_string())
+                }
+            })
+        })
+    }
+
+    fn local_hostport(&self) -> String {
+        self.endpoint
+            .sent_by(Transport::Udp)
+            .unwrap_or_else(|| "127.0.0.1".to_owned())
+    }
+}
+
+/// The SIP adapter, as the router sees it.
+#[derive(Debug)]
+pub struct SipAdapter {
+    tu: Arc<Tu>,
+    local: SocketAddr,
+}
+
+impl SipAdapter {
+    fn serves_domain(&self, domain: &str) -> bool {
+        let c = &self.tu.config;
+        c.is_local_domain(domain)
+            || c.remote_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain))
+    }
+}
+
+impl Adapter for SipAdapter {
+    fn name(&self) -> &str {
+        ADAPTER_NAME
+    }
+
+    /// `sip:`/`sips:` addresses (and `im:`/`pres:` ones, which name the same users) of
+    /// the gateway's own domains and of the configured remote SIP domains.
+    fn serves(&self, address: &Address) -> bool {
+        matches!(
+            address.scheme,
+            Scheme::Sip | Scheme::Sips | Scheme::Im | Scheme::Pres
+        ) && self.serves_domain(&address.domain)
+    }
+
+    fn carries_cpim(&self) -> bool {
+        true
+    }
+
+    fn deliver(&self, op: Operation) -> BoxFuture<'_, Outcome> {
+        Box::pin(async move {
+            let tid = op.trans_id();
+            let timeout = Duration::from_secs(u64::from(self.tu.config.request_timeout.max(1)) + 5);
+            match tokio::time::timeout(timeout, self.tu.deliver(op)).await {
+                Ok(o) => o,
+                Err(_) => Outcome::failure(tid, 408, "Request Timeout"),
+            }
+        })
+    }
+
+    fn links(&self) -> Vec<LinkStatus> {
+        let mut v = vec![LinkStatus {
+            name: format!("sip-listen:{}", self.local),
+            up: true,
+            queued: 0,
+            last_error: None,
+        }];
+        if let Some(p) = &self.tu.config.outbound_proxy {
+            v.push(LinkStatus {
+                name: format!("sip-proxy:{}", p.address),
+                up: true,
+                queued: 0,
+                last_error: None,
+            });
+        }
+        v
+    }
+}
+
+/// A running SIP adapter.
+#[derive(Debug)]
+pub struct SipHandle {
+    adapter: Arc<SipAdapter>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    local: SocketAddr,
+    addrs: Vec<(Transport, SocketAddr)>,
+    endpoint: Endpoint,
+}
+
+impl SipHandle {
+    /// The adapter, to register with the router.
+    pub fn adapter(&self) -> Arc<SipAdapter> {
+        Arc::clone(&self.adapter)
+    }
+
+    /// The first bound address (UDP if configured, else TCP).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Every bound listener address.
+    pub fn local_addrs(&self) -> &[(Transport, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// The endpoint (for sending raw requests in tests and tools).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Stops taking requests, waits up to five seconds for requests in flight, stops
+    /// the timers. State is already persisted after every change.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), drain)
+            .await
+            .is_err()
+        {
+            self.tasks.abort_all();
+        }
+    }
+}
+
+/// Starts the SIP adapter: binds the endpoint, restores state from `store`, and serves.
+pub async fn start(
+    config: SipConfig,
+    ingress: Arc<dyn Ingress>,
+    store: Arc<dyn SipStore>,
+) -> Result<SipHandle, SipError> {
+    config.validate()?;
+    let (endpoint, incoming) = Endpoint::bind(config.endpoint.clone())
+        .await
+        .map_err(|e| SipError::Endpoint(e.to_string()))?;
+    let local = endpoint
+        .local_addr(Transport::Udp)
+        .or_else(|| endpoint.local_addr(Transport::Tcp))
+        .ok_or_else(|| SipError::Endpoint("no UDP or TCP listener configured".into()))?;
+    let addrs = endpoint.local_addrs();
+    let wire = Arc::new(EndpointWire {
+        endpoint: endpoint.clone(),
+    });
+    let tu = Arc::new(Tu::new(config, ingress, store, wire));
+    tu.restore().await?;
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(serve(Arc::clone(&tu), incoming, stop_rx.clone()));
+    tasks.spawn(timers(Arc::clone(&tu), stop_rx));
+    tracing::info!(%local, "SIP adapter started");
+    Ok(SipHandle {
+        adapter: Arc::new(SipAdapter { tu, local }),
+        stop,
+        tasks,
+        local,
+        addrs,
+        endpoint,
+    })
+}
+
+async fn serve(tu: Arc<Tu>, mut incoming: IncomingRequests, mut stop: watch::Receiver<bool>) {
+    let mut inflight = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+            next = incoming.recv() => {
+                let Some(inc) = next else { break };
+                let tu = Arc::clone(&tu);
+                inflight.spawn(async move {
+                    let crate::endpoint::IncomingRequest { request, source, transport, responder } = inc;
+                    let src = Source {
+                        transport: transport_name(transport).to_owned(),
+                        remote: source,
+                    };
+                    tu.handle_request_with(request, src, |resp| {
+                        if let Err(e) = responder.respond(resp) {
+                            tracing::debug!(error = %e, "response not sent");
+                        }
+                    })
+                    .await;
+                });
+            }
+        }
+    }
+    let drain = async { while inflight.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
+        inflight.abort_all();
+    }
+}
+
+async fn timers(tu: Arc<Tu>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => tu.tick().await,
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! The `[sip]` section of the gateway configuration.
+//!
+//! Every struct is `serde(deny_unknown_fields)` with a `Default`, so a typo in a config
+//! file is an error and an empty `[sip]` section is a working loopback setup.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::digest::Algorithm;
+use crate::endpoint::EndpointConfig;
+
+/// The SIP adapter's configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// The transport side (`[sip.endpoint]`): listen addresses (UDP, TCP, TLS; port 0
+    /// picks a free port, see [`crate::app::adapter::SipHandle::local_addr`]), the
+    /// advertised host, size limits, timers, RFC 3263 static targets.
+    pub endpoint: EndpointConfig,
+    /// The gateway's own SIP domains: their users register here (registrar mode) and
+    /// requests from them must be authenticated.
+    pub domains: Vec<String>,
+    /// The digest realm; defaults to the first domain.
+    pub realm: Option<String>,
+    /// Users of the gateway's domains and their credentials.
+    pub users: Vec<SipUser>,
+    /// Digest algorithms offered in challenges, in order of preference (RFC 8760 s2.4:
+    /// one challenge per algorithm, the preferred first).
+    pub auth_algorithms: Vec<Algorithm>,
+    /// How long a nonce stays valid, in seconds; a later use gets `stale=TRUE`.
+    pub nonce_lifetime: u32,
+    /// Accept an unauthenticated MESSAGE/SUBSCRIBE/PUBLISH from a local user when it
+    /// arrives over the same flow (transport, source address and port) as a binding the
+    /// same user registered with digest authentication. See ARCHITECTURE.md.
+    pub trust_registered_flows: bool,
+    /// Source IP addresses whose requests are trusted without digest (the outbound proxy
+    /// when it owns the users, an SBC). Empty by default.
+    pub trusted_peers: Vec<IpAddr>,
+    /// Registrar limits.
+    pub registrar: RegistrarConfig,
+    /// Subscription (SUBSCRIBE) limits, for SIP watchers and for the gateway's own
+    /// subscriptions.
+    pub subscription: ExpiryLimits,
+    /// Publication (PUBLISH) limits.
+    pub publication: ExpiryLimits,
+    /// Outbound-proxy mode: a proxy such as Kamailio owns the users; the gateway sends
+    /// out-of-domain requests through it and does not register users itself.
+    pub outbound_proxy: Option<OutboundProxy>,
+    /// Remote SIP domains the adapter serves (reached through the outbound proxy or RFC
+    /// 3263 resolution), besides its own domains.
+    pub remote_domains: Vec<String>,
+    /// Credentials used when a remote server or proxy challenges the gateway.
+    pub credentials: Vec<ClientCredential>,
+    /// Largest MESSAGE body accepted or sent, in bytes; larger gets 413.
+    pub max_message_size: usize,
+    /// Seconds to wait for the final response to a request the gateway sends before the
+    /// outcome is 408.
+    pub request_timeout: u32,
+    /// Seconds a fetch (SUBSCRIBE with Expires: 0) waits for the presentity's state
+    /// before its single NOTIFY goes out without a body.
+    pub fetch_wait: u32,
+    /// RFC 3856 s6.4: at most one NOTIFY with a state change per subscription in this
+    /// many seconds; changes in between are coalesced (the latest wins). 0 disables.
+    pub notify_min_interval: u32,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            endpoint: EndpointConfig::default(),
+            domains: Vec::new(),
+            realm: None,
+            users: Vec::new(),
+            auth_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            nonce_lifetime: 300,
+            trust_registered_flows: true,
+            trusted_peers: Vec::new(),
+            registrar: RegistrarConfig::default(),
+            subscription: ExpiryLimits {
+                min: 60,
+                max: 7200,
+                default: 3600,
+            },
+            publication: ExpiryLimits {
+                min: 60,
+                max: 7200,
+                default: 3600,
+            },
+            outbound_proxy: None,
+            remote_domains: Vec::new(),
+            credentials: Vec::new(),
+            max_message_size: 64 * 1024,
+            request_timeout: 32,
+            fetch_wait: 2,
+            notify_min_interval: 5,
+        }
+    }
+}
+
+impl SipConfig {
+    /// The digest realm: the configured one or the first domain.
+    pub fn realm(&self) -> &str {
+        self.realm
+            .as_deref()
+            .or(self.domains.first().map(String::as_str))
+            .unwrap_or("cpim-gateway")
+    }
+
+    /// True if `domain` is one of the gateway's own domains (case-insensitive).
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// True in outbound-proxy mode.
+    pub fn proxy_mode(&self) -> bool {
+        self.outbound_proxy.is_some()
+    }
+
+    /// Checks the values a config file can get wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for limits in [
+            ("registrar", self.registrar.limits()),
+            ("subscription", self.subscription.clone()),
+            ("publication", self.publication.clone()),
+        ] {
+            let (name, l) = limits;
+            if l.min > l.max || l.default < l.min || l.default > l.max {
+                return Err(ConfigError::Limits(name));
+            }
+        }
+        for u in &self.users {
+            if u.username.is_empty() {
+                return Err(ConfigError::User("empty username".into()));
+            }
+            match (&u.password, &u.ha1) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(ConfigError::User(format!(
+                        "user {:?}: give exactly one of password and ha1",
+                        u.username
+                    )))
+                }
+            }
+            if let Some(ha1) = &u.ha1 {
+                if hex::decode(ha1).is_err() {
+                    return Err(ConfigError::User(format!(
+                        "user {:?}: ha1 is not hex",
+                        u.username
+                    )));
+                }
+            }
+        }
+        if self.auth_algorithms.is_empty() {
+            return Err(ConfigError::NoAlgorithm);
+        }
+        Ok(())
+    }
+}
+
+/// Why a configuration is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// min/default/max out of order.
+    #[error("[sip.{0}]: need min <= default <= max")]
+    Limits(&'static str),
+    /// A user entry is malformed.
+    #[error("[[sip.users]]: {0}")]
+    User(String),
+    /// `auth_algorithms` is empty.
+    #[error("sip.auth_algorithms must name at least one algorithm")]
+    NoAlgorithm,
+}
+
+/// One user of the gateway's domains (`[[sip.users]]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipUser {
+    /// The user part of the AOR and the digest username.
+    pub username: String,
+    /// The domain; any of the gateway's domains when absent.
+    pub domain: Option<String>,
+    /// The password in clear.
+    pub password: Option<String>,
+    /// Or the precomputed HA1 = H(username:realm:password), hex, for the algorithm
+    /// named in `ha1_algorithm`.
+    pub ha1: Option<String>,
+    /// The algorithm `ha1` was computed with (MD5 when absent).
+    pub ha1_algorithm: Option<Algorithm>,
+}
+
+/// Registrar limits (RFC 3261 s10.3 steps 7 and 8).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarConfig {
+    /// Shortest registration accepted; shorter gets 423 with Min-Expires.
+    pub min_expires: u32,
+    /// Longest registration granted; longer is shortened.
+    pub max_expires: u32,
+    /// Used when the request gives no expiry.
+    pub default_expires: u32,
+    /// Most bindings one AOR may hold.
+    pub max_bindings: usize,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            min_expires: 60,
+            max_expires: 7200,
+            default_expires: 3600,
+            max_bindings: 16,
+        }
+    }
+}
+
+impl RegistrarConfig {
+    /// The limits as an [`ExpiryLimits`].
+    pub fn limits(&self) -> ExpiryLimits {
+        ExpiryLimits {
+            min: self.min_expires,
+            max: self.max_expires,
+            default: self.default_expires,
+        }
+    }
+}
+
+/// Minimum, maximum and default expiry in seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpiryLimits {
+    /// Shortest accepted (423 Interval Too Brief below, except 0).
+    pub min: u32,
+    /// Longest granted.
+    pub max: u32,
+    /// When the request gives none.
+    pub default: u32,
+}
+
+impl Default for ExpiryLimits {
+    fn default() -> Self {
+        ExpiryLimits {
+            min: 60,
+            max: 7200,
+            default: 3600,
+        }
+    }
+}
+
+impl ExpiryLimits {
+    /// Applies the limits to a requested expiry: `Err(min)` when it is too brief (not
+    /// zero and under `min`), the granted value otherwise.
+    pub fn grant(&self, requested: Option<u32>) -> Result<u32, u32> {
+        let e = requested.unwrap_or(self.default);
+        if e != 0 && e < self.min {
+            return Err(self.min);
+        }
+        Ok(e.min(self.max))
+    }
+}
+
+/// The outbound proxy (`[sip.outbound_proxy]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundProxy {
+    /// Where to send: `host:port` (UDP and TCP) of the proxy.
+    pub address: String,
+    /// Transport toward the proxy: `udp` or `tcp`; the transport layer still switches
+    /// to TCP for requests over 1300 bytes.
+    pub transport: Option<String>,
+}
+
+/// Credentials for a challenge from a remote realm (`[[sip.credentials]]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientCredential {
+    /// The realm these answer; any realm when absent.
+    pub realm: Option<String>,
+    /// Digest username.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_applies_min_and_max() {
+        let l = ExpiryLimits {
+            min: 60,
+            max: 3600,
+            default: 1800,
+        };
+        assert_eq!(l.grant(None), Ok(1800));
+        assert_eq!(l.grant(Some(0)), Ok(0));
+        assert_eq!(l.grant(Some(30)), Err(60));
+        assert_eq!(l.grant(Some(99999)), Ok(3600));
+    }
+
+    #[test]
+    fn validate_rejects_user_with_password_and_ha1() {
+        let mut c = SipConfig::default();
+        c.users.push(SipUser {
+            username: "alice".into(),
+            password: Some("x".into()),
+            ha1: Some("00".into()),
+            ..Default::default()
+        });
+        assert!(matches!(c.validate(), Err(ConfigError::User(_))));
+        c.users[0].ha1 = None;
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn realm_defaults_to_first_domain() {
+        let c = SipConfig {
+            domains: vec!["sip.test".into(), "other.test".into()],
+            ..Default::default()
+        };
+        assert_eq!(c.realm(), "sip.test");
+        assert!(c.is_local_domain("SIP.test"));
+        assert!(!c.is_local_domain("xmpp.test"));
+    }
+}
+
+#[cfg(test)]
+mod toml_tests {
+    use super::*;
+
+    /// A full `[sip]` section as an operator writes it parses, and a typo is an error.
+    #[test]
+    fn parses_toml_and_rejects_unknown_fields() {
+        let text = r#"
+domains = ["sip.test"]
+auth_algorithms = ["SHA-256", "MD5"]
+trusted_peers = ["127.0.0.1"]
+remote_domains = ["kamailio.test"]
+max_message_size = 4096
+
+[endpoint]
+udp = ["127.0.0.1:5060"]
+tcp = ["127.0.0.1:5060"]
+
+[[users]]
+username = "alice"
+password = "wonderland"
+
+[[users]]
+username = "bob"
+ha1 = "00112233445566778899aabbccddeeff"
+ha1_algorithm = "MD5"
+
+[registrar]
+min_expires = 30
+
+[outbound_proxy]
+address = "127.0.0.1:5064"
+transport = "tcp"
+
+[[credentials]]
+realm = "kamailio.test"
+username = "gw"
+password = "secret"
+"#;
+        let c: SipConfig = toml::from_str(text).unwrap();
+        assert_eq!(c.users.len(), 2);
+        assert_eq!(c.users[1].ha1_algorithm, Some(Algorithm::Md5));
+        assert_eq!(c.auth_algorithms, vec![Algorithm::Sha256, Algorithm::Md5]);
+        assert_eq!(c.registrar.min_expires, 30);
+        assert_eq!(c.registrar.max_expires, 7200, "defaults fill the rest");
+        assert!(c.proxy_mode());
+        assert_eq!(c.validate(), Ok(()));
+        let typo = "domain = [\"sip.test\"]";
+        assert!(toml::from_str::<SipConfig>(typo).is_err());
+        let typo = "[[users]]\nusername = \"a\"\npasword = \"x\"";
+        assert!(toml::from_str::<SipConfig>(typo).is_err());
+        let empty: SipConfig = toml::from_str("").unwrap();
+        assert_eq!(empty, SipConfig::default());
+    }
+}

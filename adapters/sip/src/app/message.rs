@@ -1,0 +1,319 @@
+//! MESSAGE (RFC 3428) <-> [`cpim_core::model::Message`], after RFC 7572.
+//!
+//! Inbound ([`inbound`]): source = From; destination = Request-URI when it names a user
+//! at a host that is not an IP literal (the target after any retargeting), else To;
+//! Subject -> subject; Content-Language -> language; Call-ID -> thread (RFC 7572 maps
+//! the Call-ID to the XMPP thread); Max-Forwards -> hops_left, with 483 for a MESSAGE
+//! that arrives with Max-Forwards 0 (RFC 3261 s16.3 step 3, applied by the gateway as
+//! the next hop); message_id = the CPIM `imdn.Message-ID` for a `message/cpim` body,
+//! else `Call-ID` + `CSeq` (stable across retransmissions). The body is passed on byte
+//! for byte with its Content-Type, whatever the type.
+//!
+//! Outbound ([`outbound`]): the mirror image; Call-ID from the thread when the thread
+//! is a valid Call-ID (so a SIP reply lands in the same XMPP thread), else fresh.
+
+use cpim_core::address::{Address, Scheme};
+use cpim_core::cpim::CpimMessage;
+use cpim_core::model::{mime_essence, DispositionRequest, Message, TransId};
+
+/// A refusal of a MESSAGE, as a SIP status.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code} {reason}")]
+pub struct Refusal {
+    /// Status code.
+    pub code: u16,
+    /// Reason phrase.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// A refusal.
+    pub fn new(code: u16, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The parts of an incoming MESSAGE the mapping reads.
+#[derive(Clone, Copy, Debug)]
+pub struct InboundMessage<'a> {
+    /// Request-URI.
+    pub request_uri: &'a str,
+    /// From URI (without display name and tag).
+    pub from: &'a str,
+    /// To URI.
+    pub to: &'a str,
+    /// Call-ID.
+    pub call_id: &'a str,
+    /// CSeq number.
+    pub cseq: u32,
+    /// Max-Forwards, if present.
+    pub max_forwards: Option<u32>,
+    /// Subject.
+    pub subject: Option<&'a str>,
+    /// Content-Language.
+    pub content_language: Option<&'a str>,
+    /// Content-Type.
+    pub content_type: Option<&'a str>,
+    /// Body.
+    pub body: &'a [u8],
+}
+
+fn host_is_ip(addr: &Address) -> bool {
+    let d = addr.domain.trim_start_matches('[').trim_end_matches(']');
+    d.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Parses a SIP URI into an address, as a 400 on failure.
+pub fn parse_uri(uri: &str, what: &str) -> Result<Address, Refusal> {
+    Address::parse(uri).map_err(|e| Refusal::new(400, format!("Bad {what}: {e}")))
+}
+
+/// The `message_id` of a SIP MESSAGE (see the module documentation).
+pub fn message_id(content_type: &str, body: &[u8], call_id: &str, cseq: u32) -> String {
+    if mime_essence(content_type) == "message/cpim" {
+        if let Ok(m) = CpimMessage::parse(body) {
+            if let Some(id) = m.imdn_message_id() {
+                return id.into_owned();
+            }
+        }
+    }
+    format!("{call_id}-{cseq}")
+}
+
+/// Maps an incoming MESSAGE to the abstract message. `max_size` is the body limit.
+pub fn inbound(
+    m: &InboundMessage<'_>,
+    trans_id: TransId,
+    max_size: usize,
+) -> Result<Message, Refusal> {
+    if m.max_forwards == Some(0) {
+        return Err(Refusal::new(483, "Too Many Hops"));
+    }
+    if m.body.len() > max_size {
+        return Err(Refusal::new(413, "Request Entity Too Large"));
+    }
+    let content_type = match m.content_type {
+        Some(ct) if !ct.trim().is_empty() => ct.trim(),
+        _ if m.body.is_empty() => "text/plain",
+        _ => return Err(Refusal::new(400, "Missing Content-Type")),
+    };
+    let source = parse_uri(m.from, "From")?;
+    let to = parse_uri(m.to, "To")?;
+    let ruri = parse_uri(m.request_uri, "Request-URI")?;
+    let destination = if ruri.user.is_some() && !host_is_ip(&ruri) {
+        ruri
+    } else {
+        to
+    };
+    if destination.user.is_none() {
+        return Err(Refusal::new(404, "Not Found"));
+    }
+    let hops = m
+        .max_forwards
+        .map_or(Message::DEFAULT_HOPS, |mf| mf.min(255) as u8)
+        .saturating_sub(1);
+    let mut msg = Message::new(trans_id, source, destination, content_type, m.body.to_vec());
+    msg.message_id = Some(message_id(content_type, m.body, m.call_id, m.cseq));
+    msg.subject = m
+        .subject
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    msg.language = m
+        .content_language
+        .and_then(|l| l.split(',').next())
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty());
+    msg.thread = Some(m.call_id.to_owned());
+    msg.hops_left = hops;
+    if mime_essence(content_type) == "message/cpim" {
+        if let Ok(c) = CpimMessage::parse(m.body) {
+            if let Some(d) = c.imdn_disposition_notification() {
+                msg.disposition = DispositionRequest {
+                    delivery: d.contains("positive-delivery"),
+                    display: d.contains("display"),
+                };
+            }
+        }
+    }
+    Ok(msg)
+}
+
+/// The parts of an outgoing MESSAGE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundMessage {
+    /// Request-URI and To.
+    pub to: String,
+    /// From.
+    pub from: String,
+    /// Call-ID (from the thread when usable), or `None` to make a fresh one.
+    pub call_id: Option<String>,
+    /// Max-Forwards.
+    pub max_forwards: u8,
+    /// Subject.
+    pub subject: Option<String>,
+    /// Content-Language.
+    pub content_language: Option<String>,
+    /// Content-Type.
+    pub content_type: String,
+}
+
+/// Characters RFC 3261 `word` allows in a Call-ID.
+fn valid_call_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~()<>:\\\"/[]?{}@".contains(&b))
+}
+
+/// A header value with no CR/LF (header injection guard).
+fn header_safe(s: &str) -> Option<String> {
+    let t: String = s.chars().filter(|c| !c.is_control()).collect();
+    let t = t.trim().to_owned();
+    (!t.is_empty()).then_some(t)
+}
+
+/// The SIP form of an address (scheme `sip` unless already `sips`).
+pub fn sip_uri(a: &Address) -> String {
+    match a.scheme {
+        Scheme::Sip | Scheme::Sips => a.to_string(),
+        _ => a.with_scheme(Scheme::Sip).to_string(),
+    }
+}
+
+/// Maps the abstract message to an outgoing MESSAGE's headers (the body goes as is).
+pub fn outbound(m: &Message, max_size: usize) -> Result<OutboundMessage, Refusal> {
+    if m.hops_left == 0 {
+        return Err(Refusal::new(483, "Too Many Hops"));
+    }
+    if m.body.len() > max_size {
+        return Err(Refusal::new(413, "Request Entity Too Large"));
+    }
+    if m.destination.user.is_none() {
+        return Err(Refusal::new(404, "Not Found"));
+    }
+    Ok(OutboundMessage {
+        to: sip_uri(&m.destination),
+        from: sip_uri(&m.source),
+        call_id: m
+            .thread
+            .as_deref()
+            .filter(|t| valid_call_id(t))
+            .map(str::to_owned),
+        max_forwards: m.hops_left,
+        subject: m.subject.as_deref().and_then(header_safe),
+        content_language: m.language.as_deref().and_then(header_safe),
+        content_type: header_safe(&m.content_type).unwrap_or_else(|| "text/plain".into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base<'a>(body: &'a [u8], ct: Option<&'a str>) -> InboundMessage<'a> {
+        InboundMessage {
+            request_uri: "sip:romeo@xmpp.test",
+            from: "sip:juliet@sip.test",
+            to: "sip:romeo@xmpp.test",
+            call_id: "abc@host",
+            cseq: 7,
+            max_forwards: Some(70),
+            subject: Some("Hi"),
+            content_language: Some("en"),
+            content_type: ct,
+            body,
+        }
+    }
+
+    #[test]
+    fn text_plain_maps_all_fields() {
+        let m = inbound(
+            &base(b"hello", Some("text/plain;charset=UTF-8")),
+            TransId(1),
+            1000,
+        )
+        .unwrap();
+        assert_eq!(m.source.to_string(), "sip:juliet@sip.test");
+        assert_eq!(m.destination.to_string(), "sip:romeo@xmpp.test");
+        assert_eq!(m.content_type, "text/plain;charset=UTF-8");
+        assert_eq!(m.body, b"hello");
+        assert_eq!(m.subject.as_deref(), Some("Hi"));
+        assert_eq!(m.language.as_deref(), Some("en"));
+        assert_eq!(m.thread.as_deref(), Some("abc@host"));
+        assert_eq!(m.message_id.as_deref(), Some("abc@host-7"));
+        assert_eq!(m.hops_left, 69);
+    }
+
+    #[test]
+    fn max_forwards_zero_is_483_and_size_is_413() {
+        let mut i = base(b"x", Some("text/plain"));
+        i.max_forwards = Some(0);
+        assert_eq!(inbound(&i, TransId(1), 10).unwrap_err().code, 483);
+        assert_eq!(
+            inbound(&base(&[b'a'; 11], Some("text/plain")), TransId(1), 10)
+                .unwrap_err()
+                .code,
+            413
+        );
+        assert_eq!(
+            inbound(&base(b"x", None), TransId(1), 10).unwrap_err().code,
+            400
+        );
+        let mut i = base(b"x", Some("text/plain"));
+        i.from = "mailto:x@y";
+        assert_eq!(inbound(&i, TransId(1), 10).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn cpim_body_passes_untouched_with_imdn_id() {
+        let body = b"From: <im:juliet@sip.test>\r\nTo: <im:romeo@xmpp.test>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: 34jk324j\r\nimdn.Disposition-Notification: positive-delivery\r\n\r\nContent-Type: text/plain\r\n\r\nHello\r\n";
+        let m = inbound(&base(body, Some("message/cpim")), TransId(1), 10_000).unwrap();
+        assert_eq!(m.body, body.to_vec());
+        assert_eq!(m.message_id.as_deref(), Some("34jk324j"));
+        assert!(m.disposition.delivery);
+        assert!(!m.disposition.display);
+        // Other types are passed through too.
+        let m = inbound(
+            &base(&[0, 159, 146, 150], Some("application/octet-stream")),
+            TransId(2),
+            100,
+        )
+        .unwrap();
+        assert_eq!(m.body, vec![0, 159, 146, 150]);
+    }
+
+    #[test]
+    fn destination_falls_back_to_to_for_ip_request_uri() {
+        let mut i = base(b"x", Some("text/plain"));
+        i.request_uri = "sip:romeo@127.0.0.1:5070;transport=tcp";
+        let m = inbound(&i, TransId(1), 10).unwrap();
+        assert_eq!(m.destination.domain, "xmpp.test");
+    }
+
+    #[test]
+    fn outbound_round_trip_fields() {
+        let mut m = Message::new(
+            TransId(3),
+            Address::parse("romeo@xmpp.test/balcony").unwrap(),
+            Address::parse("sip:juliet@sip.test").unwrap(),
+            "text/plain",
+            b"hi".to_vec(),
+        );
+        m.thread = Some("th-1".into());
+        m.subject = Some("a\r\nInjected: x".into());
+        m.hops_left = 12;
+        let o = outbound(&m, 100).unwrap();
+        assert_eq!(o.from, "sip:romeo@xmpp.test;gr=balcony");
+        assert_eq!(o.to, "sip:juliet@sip.test");
+        assert_eq!(o.call_id.as_deref(), Some("th-1"));
+        assert_eq!(o.max_forwards, 12);
+        assert!(!o.subject.unwrap().contains('\n'));
+        m.thread = Some("has space".into());
+        assert_eq!(outbound(&m, 100).unwrap().call_id, None);
+        m.hops_left = 0;
+        assert_eq!(outbound(&m, 100).unwrap_err().code, 483);
+    }
+}

@@ -1,0 +1,661 @@
+//! The SIP endpoint: the tokio layer tying transports and transactions together and giving
+//! the transaction user (the application layer) a small API.
+//!
+//! One task owns the sans-IO [`TransactionLayer`]; transport tasks parse what they receive
+//! (malformed requests are answered there and never get further) and hand messages to it.
+//! New requests pass the UAS checks of RFC 3261 s8.2 ([`Policy`]: 405/501 with Allow, 416,
+//! 420 with Unsupported) and then go to the TU through [`IncomingRequests`]; the TU answers
+//! through [`IncomingRequest::respond`]. Retransmissions are absorbed by the transaction
+//! layer: the TU sees each request once and the last response is re-sent.
+//!
+//! Outgoing requests go through [`Endpoint::send_request`]: the endpoint resolves the
+//! target (RFC 3263 with static overrides, or an explicit address), adds its Via with a
+//! fresh branch and `rport`, moves requests over 1300 bytes from UDP to TCP (RFC 3261
+//! s18.1.1, RFC 3428 s7) and resolves the future with the final response, or with
+//! [`SendError::Timeout`] (408) when timer F fires.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec::framing::Limits;
+use crate::codec::{new_branch, HeaderName, Method, Policy, Request, Response, SipMessage, Uri};
+use crate::transaction::{Incoming, LayerEvent, Timers, TransactionLayer, TxId};
+use crate::transport::resolve::{ResolveError, ResolvedTarget, Resolver, StaticTarget};
+use crate::transport::{Received, Transport, TransportError, TransportEvent, Transports};
+
+/// Endpoint configuration (the `[sip.endpoint]` part of the gateway configuration).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointConfig {
+    /// UDP listen addresses.
+    pub udp: Vec<SocketAddr>,
+    /// TCP listen addresses.
+    pub tcp: Vec<SocketAddr>,
+    /// TLS listen addresses (need `tls_cert` and `tls_key`).
+    pub tls: Vec<SocketAddr>,
+    /// PEM certificate chain for the TLS listener.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the TLS listener.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates trusted for outgoing TLS connections.
+    pub tls_ca: Option<PathBuf>,
+    /// Host (name or IP) put in Via sent-by and Contact; defaults to the listen address.
+    pub advertised_host: Option<String>,
+    /// Largest accepted header section in bytes (RFC 3261 s18.3 limits).
+    pub max_head_bytes: usize,
+    /// Largest accepted body in bytes; larger requests get 413.
+    pub max_body_bytes: usize,
+    /// Requests larger than this that would go over UDP go over TCP (RFC 3261 s18.1.1).
+    pub udp_max_request_bytes: usize,
+    /// Idle stream connections are closed after this many seconds.
+    pub idle_timeout_secs: u64,
+    /// Timer T1 in milliseconds.
+    pub t1_ms: u64,
+    /// Timer T2 in milliseconds.
+    pub t2_ms: u64,
+    /// Timer T4 in milliseconds.
+    pub t4_ms: u64,
+    /// Use the system DNS resolver for RFC 3263 (static targets are always consulted first).
+    pub dns: bool,
+    /// Static RFC 3263 overrides: domain -> list of (transport, host:port).
+    pub static_targets: HashMap<String, Vec<StaticTarget>>,
+    /// Methods the TU handles (advertised in Allow; others get 405 or 501).
+    pub allow: Vec<String>,
+    /// Option tags the TU supports (a Require of anything else gets 420).
+    pub supported: Vec<String>,
+    /// Request-URI schemes accepted besides sip, sips and tel (others get 416).
+    pub extra_uri_schemes: Vec<String>,
+    /// Capacity of the queue of new requests toward the TU (overflow gets 503).
+    pub tu_queue: usize,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        let lo: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 5060));
+        let mut static_targets = HashMap::new();
+        static_targets.insert(
+            "localhost".to_string(),
+            vec![
+                StaticTarget {
+                    transport: Transport::Udp,
+                    address: "127.0.0.1:5060".into(),
+                },
+                StaticTarget {
+                    transport: Transport::Tcp,
+                    address: "127.0.0.1:5060".into(),
+                },
+            ],
+        );
+        EndpointConfig {
+            udp: vec![lo],
+            tcp: vec![lo],
+            tls: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            advertised_host: None,
+            max_head_bytes: 16 * 1024,
+            max_body_bytes: 64 * 1024,
+            udp_max_request_bytes: 1300,
+            idle_timeout_secs: 300,
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            dns: true,
+            static_targets,
+            allow: Policy::default()
+                .allow
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            supported: Vec::new(),
+            extra_uri_schemes: Vec::new(),
+            tu_queue: 4096,
+        }
+    }
+}
+
+/// Errors setting the endpoint up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// A transport could not be set up.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A configured file could not be read.
+    #[error("cannot read {path}: {source}")]
+    File {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The endpoint task has stopped.
+    #[error("endpoint stopped")]
+    Stopped,
+}
+
+/// Why [`Endpoint::send_request`] produced no response.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// Timer F fired (RFC 3261 s17.1.2.2): report as 408.
+    #[error("no final response before timer F (Request Timeout)")]
+    Timeout,
+    /// No target could be determined (RFC 3263).
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// The transport failed (connection refused, ...).
+    #[error("transport failure toward {0}")]
+    Transport(SocketAddr),
+    /// The request has no usable Request-URI or is otherwise unsendable.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The endpoint task has stopped.
+    #[error("endpoint stopped")]
+    Stopped,
+}
+
+impl SendError {
+    /// The SIP status the TU should treat this as (408 for timeouts, 503 otherwise,
+    /// RFC 3261 s8.1.3.1; 400 for an invalid request).
+    pub fn status_code(&self) -> u16 {
+        match self {
+            SendError::Timeout => 408,
+            SendError::Invalid(_) => 400,
+            _ => 503,
+        }
+    }
+}
+
+/// Where to send a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Resolve this URI per RFC 3263 (static overrides first).
+    Uri(String),
+    /// Send to this address over this transport.
+    Addr(Transport, SocketAddr),
+}
+
+/// Where a transaction's output goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Dest {
+    transport: Transport,
+    addr: SocketAddr,
+    server_name: Option<Arc<str>>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Respond {
+        id: TxId,
+        response: Response,
+    },
+    Send {
+        request: Request,
+        dest: Dest,
+        reply: oneshot::Sender<Result<Response, SendError>>,
+    },
+}
+
+/// A handle to answer one server transaction; cheap to clone and `Send`.
+#[derive(Clone, Debug)]
+pub struct Responder {
+    id: TxId,
+    cmd: mpsc::UnboundedSender<Command>,
+}
+
+impl Responder {
+    /// Sends a provisional or final response through the transaction (which re-sends it
+    /// on request retransmissions). Build it with [`Response::for_request`].
+    pub fn respond(&self, response: Response) -> Result<(), EndpointError> {
+        self.cmd
+            .send(Command::Respond {
+                id: self.id,
+                response,
+            })
+            .map_err(|_| EndpointError::Stopped)
+    }
+}
+
+/// A new request for the TU.
+#[derive(Debug)]
+pub struct IncomingRequest {
+    /// The request (top Via already carries `received`/`rport`, RFC 3581).
+    pub request: Request,
+    /// Source address.
+    pub source: SocketAddr,
+    /// Transport it came over.
+    pub transport: Transport,
+    /// Handle to answer it.
+    pub responder: Responder,
+}
+
+impl IncomingRequest {
+    /// Answers the request (see [`Responder::respond`]).
+    pub fn respond(&self, response: Response) -> Result<(), EndpointError> {
+        self.responder.respond(response)
+    }
+
+    /// Answers with `code` and the default reason, built per RFC 3261 s8.2.6.
+    pub fn respond_code(&self, code: u16) -> Result<(), EndpointError> {
+        let r = Response::for_request(&self.request, code, None)
+            .build_response()
+            .map_err(|_| EndpointError::Stopped)?;
+        self.respond(r)
+    }
+}
+
+/// The stream of new requests for the TU.
+#[derive(Debug)]
+pub struct IncomingRequests {
+    rx: mpsc::Receiver<IncomingRequest>,
+}
+
+impl IncomingRequests {
+    /// Next request; `None` once the endpoint has stopped.
+    pub async fn recv(&mut self) -> Option<IncomingRequest> {
+        self.rx.recv().await
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    cmd: mpsc::UnboundedSender<Command>,
+    transports: Arc<Transports>,
+    resolver: Resolver,
+    config: EndpointConfig,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The SIP endpoint (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, EndpointError> {
+    std::fs::read(path).map_err(|source| EndpointError::File {
+        path: path.clone(),
+        source,
+    })
+}
+
+impl Endpoint {
+    /// Binds the configured listeners and starts the endpoint task.
+    pub async fn bind(
+        config: EndpointConfig,
+    ) -> Result<(Endpoint, IncomingRequests), EndpointError> {
+        let acceptor = match (&config.tls_cert, &config.tls_key) {
+            (Some(c), Some(k)) => Some(crate::transport::tls_acceptor_from_pem(
+                &read(c)?,
+                &read(k)?,
+            )?),
+            _ => None,
+        };
+        let connector = match &config.tls_ca {
+            Some(ca) => Some(crate::transport::tls_connector_from_pem(&read(ca)?)?),
+            None => None,
+        };
+        let limits = Limits {
+            max_head: config.max_head_bytes,
+            max_body: config.max_body_bytes,
+        };
+        let (ev_tx, ev_rx) = mpsc::channel(8192);
+        let transports = Transports::bind(
+            &config.udp,
+            &config.tcp,
+            &config.tls,
+            acceptor,
+            connector,
+            limits,
+            Duration::from_secs(config.idle_timeout_secs.max(1)),
+            ev_tx,
+        )
+        .await?;
+        let mut enabled: Vec<Transport> = transports.local.iter().map(|(t, _)| *t).collect();
+        enabled.dedup();
+        let resolver = Resolver::new(&config.static_targets, config.dns, enabled);
+        let policy = Policy {
+            allow: config.allow.iter().map(|m| Method::parse(m)).collect(),
+            supported: config.supported.clone(),
+            extra_schemes: config.extra_uri_schemes.clone(),
+        };
+        let timers = Timers {
+            t1: Duration::from_millis(config.t1_ms.max(1)),
+            t2: Duration::from_millis(config.t2_ms.max(1)),
+            t4: Duration::from_millis(config.t4_ms),
+        };
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (tu_tx, tu_rx) = mpsc::channel(config.tu_queue.max(1));
+        let core = Core {
+            layer: TransactionLayer::new(timers),
+            transports: transports.clone(),
+            policy,
+            tu: tu_tx,
+            cmd_tx: cmd_tx.clone(),
+            pending: HashMap::new(),
+        };
+        let task = tokio::spawn(core.run(ev_rx, cmd_rx));
+        Ok((
+            Endpoint {
+                inner: Arc::new(Inner {
+                    cmd: cmd_tx,
+                    transports,
+                    resolver,
+                    config,
+                    task,
+                }),
+            },
+            IncomingRequests { rx: tu_rx },
+        ))
+    }
+
+    /// Bound listener addresses.
+    pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
+        self.inner.transports.local.clone()
+    }
+
+    /// The first bound address of `transport`.
+    pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
+        self.inner.transports.local_addr(transport)
+    }
+
+    /// `host:port` this endpoint advertises for `transport`.
+    pub fn sent_by(&self, transport: Transport) -> Option<String> {
+        let addr = self
+            .local_addr(transport)
+            .or_else(|| self.local_addr(Transport::Tcp))
+            .or_else(|| self.local_addr(Transport::Udp))?;
+        let host = match &self.inner.config.advertised_host {
+            Some(h) => h.clone(),
+            None if addr.is_ipv6() => format!("[{}]", addr.ip()),
+            None => addr.ip().to_string(),
+        };
+        Some(format!("{host}:{}", addr.port()))
+    }
+
+    /// A Contact URI for this endpoint on `transport` (`sip:host:port;transport=tcp`).
+    pub fn contact_uri(&self, transport: Transport) -> Option<String> {
+        let sb = self.sent_by(transport)?;
+        Some(match transport {
+            Transport::Udp => format!("sip:{sb}"),
+            Transport::Tcp => format!("sip:{sb};transport=tcp"),
+            Transport::Tls => format!("sips:{sb}"),
+        })
+    }
+
+    /// Resolves a URI per RFC 3263 (static overrides first).
+    pub async fn resolve(&self, uri: &str) -> Result<Vec<ResolvedTarget>, SendError> {
+        let u = Uri::parse(uri).map_err(|e| SendError::Invalid(e.to_string()))?;
+        Ok(self.inner.resolver.resolve(&u).await?)
+    }
+
+    /// Sends a request and waits for its final response. Any Via in `request` is replaced
+    /// by this endpoint's Via (fresh branch, `rport`).
+    pub async fn send_request(
+        &self,
+        mut request: Request,
+        target: Target,
+    ) -> Result<Response, SendError> {
+        let (mut transport, addr, server_name) = match target {
+            Target::Addr(t, a) => (t, a, None),
+            Target::Uri(u) => {
+                let list = self.resolve(&u).await?;
+                let first = list
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| SendError::Invalid(format!("no target for {u}")))?;
+                (first.transport, first.addr, first.server_name)
+            }
+        };
+        if transport == Transport::Udp
+            && request.to_bytes().len() + 96 > self.inner.config.udp_max_request_bytes
+            && self.local_addr(Transport::Tcp).is_some()
+        {
+            transport = Transport::Tcp;
+        }
+        let sent_by = self
+            .sent_by(transport)
+            .ok_or(SendError::Invalid(format!("no local {transport} address")))?;
+        request.remove_headers(HeaderName::Via);
+        request.prepend_header(
+            HeaderName::Via,
+            format!(
+                "SIP/2.0/{} {sent_by};branch={};rport",
+                transport.as_str(),
+                new_branch()
+            ),
+        );
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .cmd
+            .send(Command::Send {
+                request,
+                dest: Dest {
+                    transport,
+                    addr,
+                    server_name: server_name.map(|s| s.into()),
+                },
+                reply: tx,
+            })
+            .map_err(|_| SendError::Stopped)?;
+        rx.await.map_err(|_| SendError::Stopped)?
+    }
+}
+
+struct Core {
+    layer: TransactionLayer<Dest>,
+    transports: Arc<Transports>,
+    policy: Policy,
+    tu: mpsc::Sender<IncomingRequest>,
+    cmd_tx: mpsc::UnboundedSender<Command>,
+    pending: HashMap<TxId, (oneshot::Sender<Result<Response, SendError>>, Dest)>,
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Core {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<TransportEvent>,
+        mut cmds: mpsc::UnboundedReceiver<Command>,
+    ) {
+        loop {
+            let deadline = self.layer.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(TransportEvent::Message(r)) => self.received(r),
+                    Some(TransportEvent::ConnectFailed { transport, addr }) => {
+                        let ids: Vec<TxId> = self
+                            .pending
+                            .iter()
+                            .filter(|(_, (_, d))| d.transport == transport && d.addr == addr)
+                            .map(|(id, _)| *id)
+                            .collect();
+                        for id in ids {
+                            if let Some((reply, d)) = self.pending.remove(&id) {
+                                let _ = reply.send(Err(SendError::Transport(d.addr)));
+                            }
+                            self.layer.transport_error(id);
+                        }
+                    }
+                    None => break,
+                },
+                cmd = cmds.recv() => match cmd {
+                    Some(Command::Respond { id, response }) => {
+                        if let Err(e) = self.layer.respond(id, &response, now()) {
+                            tracing::debug!(error = %e, "response not sent");
+                        }
+                    }
+                    Some(Command::Send { request, dest, reply }) => {
+                        let reliable = dest.transport.is_reliable();
+                        match self.layer.send_request(&request, dest.clone(), reliable, now()) {
+                            Ok(id) => {
+                                self.pending.insert(id, (reply, dest));
+                            }
+                            Err(e) => {
+                                let _ = reply.send(Err(SendError::Invalid(e.to_string())));
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                _ = sleep => self.layer.handle_timeout(now()),
+            }
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        loop {
+            let mut progress = false;
+            while let Some((d, data)) = self.layer.poll_transmit() {
+                progress = true;
+                self.transports
+                    .send(d.transport, d.addr, d.server_name.clone(), data);
+            }
+            while let Some(ev) = self.layer.poll_event() {
+                progress = true;
+                match ev {
+                    LayerEvent::Request {
+                        id,
+                        request,
+                        source,
+                    } => self.dispatch(id, request, source),
+                    LayerEvent::Response { id, response } => {
+                        if response.code() >= 200 {
+                            if let Some((reply, _)) = self.pending.remove(&id) {
+                                let _ = reply.send(Ok(response));
+                            }
+                        }
+                    }
+                    LayerEvent::Timeout { id } => {
+                        if let Some((reply, _)) = self.pending.remove(&id) {
+                            let _ = reply.send(Err(SendError::Timeout));
+                        }
+                    }
+                    LayerEvent::Terminated { id } => {
+                        if let Some((reply, d)) = self.pending.remove(&id) {
+                            let _ = reply.send(Err(SendError::Transport(d.addr)));
+                        }
+                    }
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    fn received(&mut self, r: Received) {
+        match r.msg {
+            SipMessage::Request(mut req) => {
+                req.stamp_received(r.source);
+                let dest = match r.transport {
+                    Transport::Udp => {
+                        // RFC 3261 s18.2.2 + RFC 3581 s4: with rport answer the source
+                        // port, else the sent-by port at the received address
+                        let port = match req.top_via() {
+                            Some(v) if v.rport().is_some() => r.source.port(),
+                            Some(v) => v.port.unwrap_or(5060),
+                            None => r.source.port(),
+                        };
+                        SocketAddr::new(r.source.ip(), port)
+                    }
+                    _ => r.source,
+                };
+                let dest = Dest {
+                    transport: r.transport,
+                    addr: dest,
+                    server_name: None,
+                };
+                let reliable = r.transport.is_reliable();
+                match self.layer.handle_request(req, dest, reliable, now()) {
+                    Incoming::New(_)
+                    | Incoming::Retransmission(_)
+                    | Incoming::Ack(_)
+                    | Incoming::StrayAck => {}
+                }
+            }
+            SipMessage::Response(resp) => {
+                if self.layer.handle_response(resp, now()).is_none() {
+                    tracing::debug!(source = %r.source, "stray response dropped");
+                }
+            }
+        }
+    }
+
+    fn reject(
+        &mut self,
+        id: TxId,
+        request: &Request,
+        code: u16,
+        reason: &str,
+        headers: &[(HeaderName, String)],
+    ) {
+        let mut b = Response::for_request(request, code, Some(reason));
+        for (n, v) in headers {
+            b = b.header(*n, v);
+        }
+        match b.build_response() {
+            Ok(resp) => {
+                let _ = self.layer.respond(id, &resp, now());
+            }
+            Err(e) => tracing::warn!(error = %e, "could not build error response"),
+        }
+    }
+
+    fn dispatch(&mut self, id: TxId, request: Request, source: Dest) {
+        if *request.method() == Method::Cancel {
+            // no INVITE is ever pending here (RFC 3261 s9.2)
+            self.reject(id, &request, 481, "Call/Transaction Does Not Exist", &[]);
+            return;
+        }
+        if let Err(rej) = self.policy.check(&request) {
+            self.reject(id, &request, rej.code, &rej.reason, &rej.headers);
+            return;
+        }
+        let incoming = IncomingRequest {
+            request,
+            source: source.addr,
+            transport: source.transport,
+            responder: Responder {
+                id,
+                cmd: self.cmd_tx.clone(),
+            },
+        };
+        match self.tu.try_send(incoming) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(inc))
+            | Err(mpsc::error::TrySendError::Closed(inc)) => {
+                self.reject(
+                    id,
+                    &inc.request,
+                    503,
+                    "Service Unavailable (request queue full)",
+                    &[(HeaderName::RetryAfter, "1".to_string())],
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,1021 @@
+//! RFC 6120 server-to-server streams, sans-IO: the outgoing (initiating) and incoming
+//! (receiving) state machines, with STARTTLS (s5), SASL EXTERNAL where offered (s6,
+//! XEP-0178) and Server Dialback (XEP-0220) with keys per XEP-0185.
+//!
+//! TLS itself is the transport's job: when a session emits [`S2sEvent::StartTls`] the
+//! caller upgrades the connection (client role for an outgoing stream, server role for an
+//! incoming one) and calls `tls_established`, after which the session restarts the stream
+//! (RFC 6120 s5.4.3.3). Dialback verification against the authoritative server is the
+//! caller's job too: an incoming session emits [`S2sEvent::VerifyKey`] and waits for
+//! [`S2sIn::verify_done`]; an outgoing session carries `<db:verify/>` requests
+//! ([`S2sOut::send_verify`]) and reports their answers ([`S2sEvent::VerifyAnswer`]).
+
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::element::{Element, ElementExt};
+use crate::session::{CloseReason, NS_STREAM_ERRORS};
+use crate::stream::{Limits, StreamEvent, StreamParser, NS_STREAM};
+
+/// `jabber:server`
+pub const NS_SERVER: &str = "jabber:server";
+/// `jabber:server:dialback`
+pub const NS_DIALBACK: &str = "jabber:server:dialback";
+/// XEP-0220 stream feature.
+pub const NS_DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
+/// RFC 6120 s5 STARTTLS.
+pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// RFC 6120 s6 SASL.
+pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+
+/// XEP-0185 s3: `HMAC-SHA256(hex(SHA256(secret)), receiving + ' ' + originating + ' ' + id)`,
+/// lower-case hex.
+pub fn dialback_key(secret: &str, receiving: &str, originating: &str, stream_id: &str) -> String {
+    let k = hex::encode(Sha256::digest(secret.as_bytes()));
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(k.as_bytes()).expect("any key length");
+    mac.update(receiving.as_bytes());
+    mac.update(b" ");
+    mac.update(originating.as_bytes());
+    mac.update(b" ");
+    mac.update(stream_id.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// What an s2s session reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum S2sEvent {
+    /// Upgrade the transport to TLS now, then call `tls_established`.
+    StartTls,
+    /// Outgoing: authenticated; stanzas may be sent.
+    Ready {
+        /// How: `sasl-external` or `dialback`.
+        method: &'static str,
+    },
+    /// Incoming: the peer claims `from` with dialback key `key`; verify it with the
+    /// authoritative server of `from` and call [`S2sIn::verify_done`].
+    VerifyKey {
+        /// The originating (claimed) domain.
+        from: String,
+        /// Our domain it wants to talk to.
+        to: String,
+        /// The key.
+        key: String,
+        /// The id of this incoming stream (part of the key).
+        stream_id: String,
+    },
+    /// Incoming: `domain` is authenticated on this stream.
+    Authenticated {
+        /// The peer domain.
+        domain: String,
+    },
+    /// Outgoing: the authoritative server's answer to a `<db:verify/>` we sent.
+    VerifyAnswer {
+        /// The stream id the verify was about.
+        id: String,
+        /// The domain that answered (authoritative).
+        from: String,
+        /// Our domain.
+        to: String,
+        /// `type='valid'`.
+        valid: bool,
+    },
+    /// A stanza.
+    Stanza(Element),
+    /// The stream is over.
+    Closed(CloseReason),
+}
+
+#[derive(Debug)]
+struct Core {
+    parser: StreamParser,
+    out: VecDeque<Vec<u8>>,
+    events: VecDeque<S2sEvent>,
+    last_tx: Instant,
+    keepalive: Duration,
+    closed: bool,
+}
+
+impl Core {
+    fn new(limits: Limits, keepalive: Duration, now: Instant) -> Core {
+        Core {
+            parser: StreamParser::new(limits),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            last_tx: now,
+            keepalive,
+            closed: false,
+        }
+    }
+
+    fn push(&mut self, s: String, now: Instant) {
+        self.last_tx = now;
+        self.out.push_back(s.into_bytes());
+    }
+
+    fn send(&mut self, el: &Element, now: Instant) {
+        let mut s = el.to_xml();
+        // Dialback elements use the `db:` prefix declared on the stream header (XEP-0220
+        // examples; some servers match on the prefix).
+        if el.ns == NS_DIALBACK {
+            s = s.replacen(
+                &format!("<{} xmlns=\"{NS_DIALBACK}\"", el.name),
+                &format!("<db:{}", el.name),
+                1,
+            );
+            if s.ends_with(&format!("</{}>", el.name)) {
+                let cut = s.len() - el.name.len() - 3;
+                s.truncate(cut);
+                s.push_str(&format!("</db:{}>", el.name));
+            }
+        }
+        self.push(s, now);
+    }
+
+    fn stream_error(&mut self, condition: &str, text: &str, now: Instant) {
+        let s = format!(
+            "<stream:error><{condition} xmlns='{NS_STREAM_ERRORS}'/><text xmlns='{NS_STREAM_ERRORS}'>{}</text></stream:error></stream:stream>",
+            esc(text)
+        );
+        self.push(s, now);
+        self.close_with(CloseReason::StreamError {
+            condition: condition.to_owned(),
+            text: Some(text.to_owned()),
+        });
+    }
+
+    fn close_with(&mut self, r: CloseReason) {
+        if !self.closed {
+            self.closed = true;
+            self.events.push_back(S2sEvent::Closed(r));
+        }
+    }
+
+    fn keepalive_due(&self) -> Option<Instant> {
+        (!self.closed).then(|| self.last_tx + self.keepalive)
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        if !self.closed && now >= self.last_tx + self.keepalive {
+            self.push(" ".into(), now);
+        }
+    }
+}
+
+fn esc(s: &str) -> String {
+    let mut o = String::new();
+    cpim_core::xml::escape_text_into(&mut o, s);
+    o
+}
+
+fn header(from: &str, to: Option<&str>, id: Option<&str>) -> String {
+    let mut s = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{NS_SERVER}' xmlns:stream='{NS_STREAM}' xmlns:db='{NS_DIALBACK}' version='1.0' from='{}'",
+        esc(from)
+    );
+    if let Some(t) = to {
+        s.push_str(&format!(" to='{}'", esc(t)));
+    }
+    if let Some(i) = id {
+        s.push_str(&format!(" id='{}'", esc(i)));
+    }
+    s.push('>');
+    s
+}
+
+fn stream_error_of(el: &Element) -> CloseReason {
+    let condition = el
+        .elements()
+        .find(|c| c.ns == NS_STREAM_ERRORS && c.name != "text")
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| "undefined-condition".into());
+    let text = el
+        .child(NS_STREAM_ERRORS, "text")
+        .map(|t| t.text().into_owned());
+    CloseReason::StreamError { condition, text }
+}
+
+/// State of an outgoing stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutState {
+    /// Waiting for the peer's header.
+    AwaitHeader,
+    /// Waiting for `<stream:features/>`.
+    AwaitFeatures,
+    /// `<starttls/>` sent.
+    AwaitProceed,
+    /// The transport is doing TLS.
+    TlsPending,
+    /// SASL EXTERNAL sent.
+    AwaitSasl,
+    /// `<db:result/>` sent.
+    AwaitDialback,
+    /// Authenticated.
+    Ready,
+    /// Over.
+    Closed,
+}
+
+/// An outgoing s2s stream from `local` to `remote`.
+#[derive(Debug)]
+pub struct S2sOut {
+    local: String,
+    remote: String,
+    secret: String,
+    require_tls: bool,
+    core: Core,
+    state: OutState,
+    tls: bool,
+    sasl_done: bool,
+    sasl_tried: bool,
+    stream_id: Option<String>,
+    verifies: Vec<(String, String, String, String)>,
+}
+
+impl S2sOut {
+    /// A new stream; `require_tls` refuses a peer that offers no STARTTLS.
+    pub fn new(
+        local: &str,
+        remote: &str,
+        secret: &str,
+        require_tls: bool,
+        limits: Limits,
+        keepalive: Duration,
+        now: Instant,
+    ) -> S2sOut {
+        S2sOut {
+            local: local.to_owned(),
+            remote: remote.to_owned(),
+            secret: secret.to_owned(),
+            require_tls,
+            core: Core::new(limits, keepalive, now),
+            state: OutState::AwaitHeader,
+            tls: false,
+            sasl_done: false,
+            sasl_tried: false,
+            stream_id: None,
+            verifies: Vec::new(),
+        }
+    }
+
+    /// The state.
+    pub fn state(&self) -> OutState {
+        self.state
+    }
+
+    /// The remote domain.
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+
+    /// True once TLS is up.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Sends the header.
+    pub fn start(&mut self, now: Instant) {
+        let h = header(&self.local, Some(&self.remote), None);
+        self.core.push(h, now);
+    }
+
+    /// The transport finished the TLS handshake: restart the stream.
+    pub fn tls_established(&mut self, now: Instant) {
+        self.tls = true;
+        self.core.parser.reset();
+        self.state = OutState::AwaitHeader;
+        self.start(now);
+    }
+
+    /// Asks the peer (as authoritative server) to verify a key (XEP-0220 s2.1.2). Sent
+    /// as soon as the stream allows it.
+    pub fn send_verify(&mut self, from: &str, to: &str, id: &str, key: &str, now: Instant) {
+        self.verifies.push((
+            from.to_owned(),
+            to.to_owned(),
+            id.to_owned(),
+            key.to_owned(),
+        ));
+        self.flush_verifies(now);
+    }
+
+    fn flush_verifies(&mut self, now: Instant) {
+        if !matches!(
+            self.state,
+            OutState::AwaitDialback | OutState::Ready | OutState::AwaitSasl
+        ) {
+            return;
+        }
+        for (from, to, id, key) in std::mem::take(&mut self.verifies) {
+            let el = Element::build(NS_DIALBACK, "verify")
+                .attr_set("from", from)
+                .attr_set("to", to)
+                .attr_set("id", id)
+                .text_add(key);
+            self.core.send(&el, now);
+        }
+    }
+
+    /// Sends a stanza (only when ready). Returns the count of dropped characters.
+    pub fn send_stanza(&mut self, el: &Element, now: Instant) -> Option<usize> {
+        if self.state != OutState::Ready {
+            return None;
+        }
+        let n = el.invalid_chars();
+        self.core.send(el, now);
+        Some(n)
+    }
+
+    /// Closes politely.
+    pub fn close(&mut self, now: Instant) {
+        if self.state != OutState::Closed {
+            self.core.push("</stream:stream>".into(), now);
+            self.state = OutState::Closed;
+            self.core.close_with(CloseReason::LocalClose);
+        }
+    }
+
+    /// The transport closed.
+    pub fn handle_eof(&mut self) {
+        self.state = OutState::Closed;
+        self.core.close_with(CloseReason::PeerClosed);
+    }
+
+    /// Bytes from the peer.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        self.core.parser.feed(data);
+        while !self.core.closed {
+            let Some(ev) = self.core.parser.next_event() else {
+                break;
+            };
+            match ev {
+                Ok(StreamEvent::Header(h)) => {
+                    self.stream_id = h.attr("id").map(str::to_owned);
+                    if h.default_ns != NS_SERVER {
+                        self.core
+                            .stream_error("invalid-namespace", "expected jabber:server", now);
+                    } else {
+                        self.state = OutState::AwaitFeatures;
+                    }
+                }
+                Ok(StreamEvent::Stanza(el)) => self.on_element(el, now),
+                Ok(StreamEvent::End) => {
+                    self.core.push("</stream:stream>".into(), now);
+                    self.core.close_with(CloseReason::PeerClosed);
+                }
+                Err(e) => {
+                    let t = e.to_string();
+                    self.core.stream_error(e.condition(), &t, now);
+                }
+            }
+        }
+        if self.core.closed {
+            self.state = OutState::Closed;
+        }
+    }
+
+    fn dialback(&mut self, now: Instant) {
+        let Some(id) = self.stream_id.clone() else {
+            self.core
+                .stream_error("invalid-xml", "stream header without id", now);
+            return;
+        };
+        let key = dialback_key(&self.secret, &self.remote, &self.local, &id);
+        let el = Element::build(NS_DIALBACK, "result")
+            .attr_set("from", &self.local)
+            .attr_set("to", &self.remote)
+            .text_add(key);
+        self.core.send(&el, now);
+        self.state = OutState::AwaitDialback;
+        self.flush_verifies(now);
+    }
+
+    fn on_element(&mut self, el: Element, now: Instant) {
+        if el.is(NS_STREAM, "error") {
+            let r = stream_error_of(&el);
+            let r = if matches!(self.state, OutState::AwaitDialback | OutState::AwaitSasl) {
+                CloseReason::AuthFailed(r.to_string())
+            } else {
+                r
+            };
+            self.core.push("</stream:stream>".into(), now);
+            self.core.close_with(r);
+            return;
+        }
+        match (self.state, el.ns.as_str(), el.name.as_str()) {
+            (OutState::AwaitFeatures, NS_STREAM, "features") => {
+                let starttls = el.child(NS_TLS, "starttls").is_some();
+                if !self.tls && starttls {
+                    self.core.send(&Element::build(NS_TLS, "starttls"), now);
+                    self.state = OutState::AwaitProceed;
+                    return;
+                }
+                if !self.tls && self.require_tls {
+                    self.core.stream_error(
+                        "policy-violation",
+                        "TLS is required but the peer does not offer STARTTLS",
+                        now,
+                    );
+                    return;
+                }
+                if self.sasl_done {
+                    self.state = OutState::Ready;
+                    self.core.events.push_back(S2sEvent::Ready {
+                        method: "sasl-external",
+                    });
+                    self.flush_verifies(now);
+                    return;
+                }
+                let external = el.child(NS_SASL, "mechanisms").is_some_and(|m| {
+                    m.elements()
+                        .any(|x| x.name == "mechanism" && x.trimmed_text() == "EXTERNAL")
+                });
+                if self.tls && external && !self.sasl_tried {
+                    self.sasl_tried = true;
+                    // RFC 6120 s6.4.2 / XEP-0178: the authorization identity is the
+                    // domain, base64 of it.
+                    let auth = Element::build(NS_SASL, "auth")
+                        .attr_set("mechanism", "EXTERNAL")
+                        .text_add(b64(self.local.as_bytes()));
+                    self.core.send(&auth, now);
+                    self.state = OutState::AwaitSasl;
+                    return;
+                }
+                self.dialback(now);
+            }
+            (OutState::AwaitProceed, NS_TLS, "proceed") => {
+                self.state = OutState::TlsPending;
+                self.core.events.push_back(S2sEvent::StartTls);
+            }
+            (OutState::AwaitProceed, NS_TLS, "failure") => {
+                self.core.push("</stream:stream>".into(), now);
+                self.core
+                    .close_with(CloseReason::AuthFailed("peer refused STARTTLS".into()));
+            }
+            (OutState::AwaitSasl, NS_SASL, "success") => {
+                self.sasl_done = true;
+                self.core.parser.reset();
+                self.state = OutState::AwaitHeader;
+                self.start(now);
+            }
+            (OutState::AwaitSasl, NS_SASL, "failure") => {
+                // Fall back to dialback on the same stream (XEP-0220 s2.1 allows it after
+                // a SASL failure).
+                self.dialback(now);
+            }
+            (_, NS_DIALBACK, "result") => {
+                let valid = el.attr("type") == Some("valid");
+                if self.state == OutState::AwaitDialback && valid {
+                    self.state = OutState::Ready;
+                    self.core
+                        .events
+                        .push_back(S2sEvent::Ready { method: "dialback" });
+                } else if !valid {
+                    self.core.push("</stream:stream>".into(), now);
+                    self.core.close_with(CloseReason::AuthFailed(format!(
+                        "dialback refused by {} (type {:?})",
+                        self.remote,
+                        el.attr("type")
+                    )));
+                }
+            }
+            (_, NS_DIALBACK, "verify") => {
+                self.core.events.push_back(S2sEvent::VerifyAnswer {
+                    id: el.attr("id").unwrap_or("").to_owned(),
+                    from: el.attr("from").unwrap_or("").to_owned(),
+                    to: el.attr("to").unwrap_or("").to_owned(),
+                    valid: el.attr("type") == Some("valid"),
+                });
+            }
+            (OutState::Ready, _, _) => self.core.events.push_back(S2sEvent::Stanza(el)),
+            _ => {}
+        }
+    }
+
+    /// Next bytes to write.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.core.out.pop_front()
+    }
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<S2sEvent> {
+        self.core.events.pop_front()
+    }
+    /// Next timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (self.state == OutState::Ready)
+            .then(|| self.core.keepalive_due())
+            .flatten()
+    }
+    /// Timer fired.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == OutState::Ready {
+            self.core.on_timeout(now);
+        }
+    }
+}
+
+fn b64(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// An incoming s2s stream.
+#[derive(Debug)]
+pub struct S2sIn {
+    local_domains: Vec<String>,
+    secret: String,
+    tls_available: bool,
+    require_tls: bool,
+    core: Core,
+    tls: bool,
+    header_seen: bool,
+    stream_id: String,
+    local: String,
+    authenticated: HashSet<String>,
+}
+
+impl S2sIn {
+    /// A new incoming stream; `tls_available` offers STARTTLS, `require_tls` refuses
+    /// dialback before TLS.
+    pub fn new(
+        local_domains: &[String],
+        secret: &str,
+        tls_available: bool,
+        require_tls: bool,
+        limits: Limits,
+        keepalive: Duration,
+        now: Instant,
+    ) -> S2sIn {
+        S2sIn {
+            local_domains: local_domains.to_vec(),
+            secret: secret.to_owned(),
+            tls_available,
+            require_tls,
+            core: Core::new(limits, keepalive, now),
+            tls: false,
+            header_seen: false,
+            stream_id: new_id(),
+            local: String::new(),
+            authenticated: HashSet::new(),
+        }
+    }
+
+    /// The id of the current stream.
+    pub fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
+    /// The domains authenticated on this stream.
+    pub fn authenticated(&self) -> impl Iterator<Item = &str> {
+        self.authenticated.iter().map(String::as_str)
+    }
+
+    /// True when TLS is up.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The transport finished TLS: expect a new header.
+    pub fn tls_established(&mut self) {
+        self.tls = true;
+        self.header_seen = false;
+        self.stream_id = new_id();
+        self.core.parser.reset();
+    }
+
+    /// The answer of the authoritative server about a key (XEP-0220 s2.1.4).
+    pub fn verify_done(&mut self, from: &str, to: &str, valid: bool, now: Instant) {
+        let el = Element::build(NS_DIALBACK, "result")
+            .attr_set("from", to)
+            .attr_set("to", from)
+            .attr_set("type", if valid { "valid" } else { "invalid" });
+        self.core.send(&el, now);
+        if valid {
+            self.authenticated.insert(from.to_ascii_lowercase());
+            self.core.events.push_back(S2sEvent::Authenticated {
+                domain: from.to_ascii_lowercase(),
+            });
+        }
+    }
+
+    /// Closes politely.
+    pub fn close(&mut self, now: Instant) {
+        if !self.core.closed {
+            self.core.push("</stream:stream>".into(), now);
+            self.core.close_with(CloseReason::LocalClose);
+        }
+    }
+
+    /// The transport closed.
+    pub fn handle_eof(&mut self) {
+        self.core.close_with(CloseReason::PeerClosed);
+    }
+
+    /// Bytes from the peer.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        self.core.parser.feed(data);
+        while !self.core.closed {
+            let Some(ev) = self.core.parser.next_event() else {
+                break;
+            };
+            match ev {
+                Ok(StreamEvent::Header(h)) => self.on_header(h, now),
+                Ok(StreamEvent::Stanza(el)) => self.on_element(el, now),
+                Ok(StreamEvent::End) => {
+                    self.core.push("</stream:stream>".into(), now);
+                    self.core.close_with(CloseReason::PeerClosed);
+                }
+                Err(e) => {
+                    if !self.header_seen {
+                        let h = header(
+                            self.local_domains.first().map_or("", String::as_str),
+                            None,
+                            Some(&self.stream_id),
+                        );
+                        self.core.push(h, now);
+                    }
+                    let t = e.to_string();
+                    self.core.stream_error(e.condition(), &t, now);
+                }
+            }
+        }
+    }
+
+    fn on_header(&mut self, h: crate::stream::StreamHeader, now: Instant) {
+        let to = h.attr("to").unwrap_or("").to_ascii_lowercase();
+        let from = h.attr("from").map(str::to_owned);
+        let local = if self.local_domains.contains(&to) {
+            to.clone()
+        } else {
+            self.local_domains.first().cloned().unwrap_or_default()
+        };
+        self.local = local.clone();
+        self.core
+            .push(header(&local, from.as_deref(), Some(&self.stream_id)), now);
+        self.header_seen = true;
+        if h.default_ns != NS_SERVER {
+            self.core
+                .stream_error("invalid-namespace", "expected jabber:server", now);
+            return;
+        }
+        if !to.is_empty() && !self.local_domains.contains(&to) {
+            self.core
+                .stream_error("host-unknown", &format!("{to} is not served here"), now);
+            return;
+        }
+        let mut f = String::from("<stream:features>");
+        if !self.tls && self.tls_available {
+            f.push_str(&format!("<starttls xmlns='{NS_TLS}'>"));
+            if self.require_tls {
+                f.push_str("<required/>");
+            }
+            f.push_str("</starttls>");
+        }
+        if self.tls || !self.require_tls {
+            f.push_str(&format!(
+                "<dialback xmlns='{NS_DIALBACK_FEATURE}'><errors/></dialback>"
+            ));
+        }
+        f.push_str("</stream:features>");
+        self.core.push(f, now);
+    }
+
+    fn on_element(&mut self, el: Element, now: Instant) {
+        if el.is(NS_STREAM, "error") {
+            let r = stream_error_of(&el);
+            self.core.push("</stream:stream>".into(), now);
+            self.core.close_with(r);
+            return;
+        }
+        match (el.ns.as_str(), el.name.as_str()) {
+            (NS_TLS, "starttls") => {
+                if self.tls || !self.tls_available {
+                    self.core
+                        .push(format!("<failure xmlns='{NS_TLS}'/></stream:stream>"), now);
+                    self.core.close_with(CloseReason::StreamError {
+                        condition: "starttls refused".into(),
+                        text: None,
+                    });
+                } else {
+                    self.core.push(format!("<proceed xmlns='{NS_TLS}'/>"), now);
+                    self.core.events.push_back(S2sEvent::StartTls);
+                }
+            }
+            (NS_DIALBACK, "result") => {
+                if self.require_tls && !self.tls {
+                    self.core
+                        .stream_error("policy-violation", "STARTTLS first", now);
+                    return;
+                }
+                let from = el.attr("from").unwrap_or("").to_ascii_lowercase();
+                let to = el.attr("to").unwrap_or("").to_ascii_lowercase();
+                if from.is_empty() || !self.local_domains.contains(&to) {
+                    // XEP-0220 s2.4: item-not-found for an unknown target domain.
+                    let e = Element::build(NS_DIALBACK, "result")
+                        .attr_set("from", &to)
+                        .attr_set("to", &from)
+                        .attr_set("type", "error")
+                        .child_add(
+                            Element::build(NS_SERVER, "error")
+                                .attr_set("type", "cancel")
+                                .child_add(Element::build(
+                                    crate::mapping::NS_STANZAS,
+                                    "item-not-found",
+                                )),
+                        );
+                    self.core.send(&e, now);
+                    return;
+                }
+                self.core.events.push_back(S2sEvent::VerifyKey {
+                    from,
+                    to,
+                    key: el.trimmed_text(),
+                    stream_id: self.stream_id.clone(),
+                });
+            }
+            (NS_DIALBACK, "verify") => {
+                // We are the authoritative server (XEP-0220 s2.1.3): was this key ours?
+                let receiving = el.attr("from").unwrap_or("");
+                let originating = el.attr("to").unwrap_or("");
+                let id = el.attr("id").unwrap_or("");
+                let expected = dialback_key(&self.secret, receiving, originating, id);
+                let valid = self
+                    .local_domains
+                    .iter()
+                    .any(|d| d == &originating.to_ascii_lowercase())
+                    && constant_eq(expected.as_bytes(), el.trimmed_text().as_bytes());
+                let ans = Element::build(NS_DIALBACK, "verify")
+                    .attr_set("from", originating)
+                    .attr_set("to", receiving)
+                    .attr_set("id", id)
+                    .attr_set("type", if valid { "valid" } else { "invalid" });
+                self.core.send(&ans, now);
+            }
+            _ => {
+                let from_domain = el
+                    .attr("from")
+                    .map(|f| {
+                        let bare = f.split('/').next().unwrap_or("");
+                        bare.rsplit('@').next().unwrap_or("").to_ascii_lowercase()
+                    })
+                    .unwrap_or_default();
+                if self.authenticated.contains(&from_domain) {
+                    self.core.events.push_back(S2sEvent::Stanza(el));
+                } else {
+                    // RFC 6120 s4.9.3.9: a stanza from a domain not authenticated here.
+                    self.core.stream_error(
+                        "invalid-from",
+                        &format!("{from_domain:?} is not authenticated on this stream"),
+                        now,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Next bytes to write.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.core.out.pop_front()
+    }
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<S2sEvent> {
+        self.core.events.pop_front()
+    }
+    /// Next timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.authenticated.is_empty())
+            .then(|| self.core.keepalive_due())
+            .flatten()
+    }
+    /// Timer fired.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.authenticated.is_empty() {
+            self.core.on_timeout(now);
+        }
+    }
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn new_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain_out(o: &mut S2sOut) -> String {
+        let mut s = Vec::new();
+        while let Some(b) = o.poll_transmit() {
+            s.extend(b);
+        }
+        String::from_utf8(s).unwrap()
+    }
+    fn drain_in(o: &mut S2sIn) -> String {
+        let mut s = Vec::new();
+        while let Some(b) = o.poll_transmit() {
+            s.extend(b);
+        }
+        String::from_utf8(s).unwrap()
+    }
+
+    #[test]
+    fn xep0185_key_is_deterministic_and_bound_to_all_inputs() {
+        let k = dialback_key(
+            "s3cr3tf0rd14lb4ck",
+            "example.net",
+            "example.com",
+            "D60000229F",
+        );
+        assert_eq!(k.len(), 64);
+        assert_eq!(
+            k,
+            dialback_key(
+                "s3cr3tf0rd14lb4ck",
+                "example.net",
+                "example.com",
+                "D60000229F"
+            )
+        );
+        assert_ne!(
+            k,
+            dialback_key(
+                "s3cr3tf0rd14lb4ck",
+                "example.net",
+                "example.com",
+                "D60000229G"
+            )
+        );
+        assert_ne!(
+            k,
+            dialback_key("other", "example.net", "example.com", "D60000229F")
+        );
+        // The inputs of the XEP-0185 example script (xmpp.org wiki), value computed with
+        // Python's hmac/hashlib as an independent implementation.
+        assert_eq!(
+            dialback_key(
+                "s3cr3tf0rd14lb4ck",
+                "domain2.tld",
+                "domain1.tld",
+                "D60000229F"
+            ),
+            "5e598fae34b90be084fb6a4a8a543ceb33549140bac9d829ef8d734d900616e4"
+        );
+    }
+
+    /// Two of our own sessions talk to each other (memory transport, TLS skipped by not
+    /// offering it): outgoing dialback against incoming, verified by a second pair in
+    /// the authoritative role; then a bad key is refused.
+    #[test]
+    fn dialback_between_our_own_sessions_in_one_byte_chunks() {
+        let now = Instant::now();
+        let a_domains = vec!["a.test".to_string()];
+        let b_domains = vec!["b.test".to_string()];
+        let ka = Duration::from_secs(60);
+        let mut out = S2sOut::new(
+            "a.test",
+            "b.test",
+            "secret-a",
+            false,
+            Limits::default(),
+            ka,
+            now,
+        );
+        let mut inc = S2sIn::new(
+            &b_domains,
+            "secret-b",
+            false,
+            false,
+            Limits::default(),
+            ka,
+            now,
+        );
+        out.start(now);
+        let pump = |out: &mut S2sOut, inc: &mut S2sIn| {
+            for _ in 0..10 {
+                let o = drain_out(out);
+                for c in o.as_bytes().chunks(1) {
+                    inc.handle_input(c, now);
+                }
+                let i = drain_in(inc);
+                for c in i.as_bytes().chunks(1) {
+                    out.handle_input(c, now);
+                }
+                if o.is_empty() && i.is_empty() {
+                    break;
+                }
+            }
+        };
+        pump(&mut out, &mut inc);
+        assert_eq!(out.state(), OutState::AwaitDialback);
+        let Some(S2sEvent::VerifyKey {
+            from,
+            to,
+            key,
+            stream_id,
+        }) = inc.poll_event()
+        else {
+            panic!()
+        };
+        assert_eq!((from.as_str(), to.as_str()), ("a.test", "b.test"));
+        // b asks a (authoritative) through an incoming stream of a's.
+        let mut auth = S2sIn::new(
+            &a_domains,
+            "secret-a",
+            false,
+            false,
+            Limits::default(),
+            ka,
+            now,
+        );
+        auth.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' to='a.test' from='b.test' version='1.0'>", now);
+        auth.handle_input(
+            format!("<db:verify from='b.test' to='a.test' id='{stream_id}'>{key}</db:verify>")
+                .as_bytes(),
+            now,
+        );
+        let ans = drain_in(&mut auth);
+        assert!(ans.contains("type=\"valid\""), "{ans}");
+        auth.handle_input(
+            format!(
+                "<db:verify from='b.test' to='a.test' id='{stream_id}'>{}</db:verify>",
+                "0".repeat(64)
+            )
+            .as_bytes(),
+            now,
+        );
+        assert!(drain_in(&mut auth).contains("type=\"invalid\""));
+        inc.verify_done(&from, &to, true, now);
+        pump(&mut out, &mut inc);
+        assert_eq!(
+            out.poll_event(),
+            Some(S2sEvent::Ready { method: "dialback" })
+        );
+        assert_eq!(
+            inc.poll_event(),
+            Some(S2sEvent::Authenticated {
+                domain: "a.test".into()
+            })
+        );
+        let msg = Element::build(NS_SERVER, "message")
+            .attr_set("from", "x@a.test")
+            .attr_set("to", "y@b.test")
+            .child_add(Element::build(NS_SERVER, "body").text_add("hi"));
+        out.send_stanza(&msg, now).unwrap();
+        pump(&mut out, &mut inc);
+        let Some(S2sEvent::Stanza(m)) = inc.poll_event() else {
+            panic!()
+        };
+        assert_eq!(m.attr("to"), Some("y@b.test"));
+    }
+
+    #[test]
+    fn refused_dialback_closes_with_auth_failure_and_unauthenticated_stanzas_are_refused() {
+        let now = Instant::now();
+        let ka = Duration::from_secs(60);
+        let mut out = S2sOut::new("a.test", "b.test", "k", false, Limits::default(), ka, now);
+        out.start(now);
+        out.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' id='i1' version='1.0'><stream:features/>", now);
+        assert!(drain_out(&mut out).contains("<db:result from=\"a.test\" to=\"b.test\">"));
+        out.handle_input(
+            b"<db:result from='b.test' to='a.test' type='invalid'/>",
+            now,
+        );
+        assert!(matches!(
+            out.poll_event(),
+            Some(S2sEvent::Closed(CloseReason::AuthFailed(_)))
+        ));
+        let b = vec!["b.test".to_string()];
+        let mut inc = S2sIn::new(&b, "k", false, false, Limits::default(), ka, now);
+        inc.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='b.test' from='evil.test' version='1.0'><message from='x@evil.test' to='y@b.test'/>", now);
+        assert!(drain_in(&mut inc).contains("invalid-from"));
+    }
+
+    #[test]
+    fn starttls_is_negotiated_then_the_stream_restarts() {
+        let now = Instant::now();
+        let ka = Duration::from_secs(60);
+        let b = vec!["b.test".to_string()];
+        let mut out = S2sOut::new("a.test", "b.test", "k", true, Limits::default(), ka, now);
+        let mut inc = S2sIn::new(&b, "k", true, true, Limits::default(), ka, now);
+        out.start(now);
+        inc.handle_input(drain_out(&mut out).as_bytes(), now);
+        out.handle_input(drain_in(&mut inc).as_bytes(), now);
+        assert_eq!(out.state(), OutState::AwaitProceed);
+        inc.handle_input(drain_out(&mut out).as_bytes(), now);
+        assert_eq!(inc.poll_event(), Some(S2sEvent::StartTls));
+        out.handle_input(drain_in(&mut inc).as_bytes(), now);
+        assert_eq!(out.poll_event(), Some(S2sEvent::StartTls));
+        inc.tls_established();
+        out.tls_established(now);
+        inc.handle_input(drain_out(&mut out).as_bytes(), now);
+        out.handle_input(drain_in(&mut inc).as_bytes(), now);
+        assert!(out.is_tls() && inc.is_tls());
+        assert_eq!(out.state(), OutState::AwaitDialback);
+    }
+}

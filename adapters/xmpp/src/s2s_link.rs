@@ -1,0 +1,1079 @@
+//! The tokio layer of s2s mode: a hub task owning every s2s session (sans-IO
+//! [`S2sOut`]/[`S2sIn`]), the delivery tracker and the queues, plus one dumb I/O task per
+//! TCP connection that only moves bytes and performs the TLS handshake when told.
+//!
+//! Keeping all protocol state in one task matters for s2s: a ping sent on our outgoing
+//! stream to a peer is answered on the peer's stream to us, and a dialback key received on
+//! an incoming stream is verified on an outgoing one.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cpim_core::adapter::Ingress;
+use cpim_core::model::{Operation, Outcome, Status, TransId};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant as TokioInstant;
+use tracing::{debug, info, warn};
+
+use crate::adapter::{
+    delocalise, localise_source, Command, Queued, Shared, XmppAdapter, XmppError, XmppHandle,
+};
+use crate::backoff::Backoff;
+use crate::config::{Mode, XmppConfig};
+use crate::element::{Element, ElementExt};
+use crate::mapping::{self, Ctx, Inbound, Origin, NS_PING, NS_RECEIPTS};
+use crate::s2s::{S2sEvent, S2sIn, S2sOut, NS_SERVER};
+use crate::session::CloseReason;
+use crate::stream::Limits;
+use crate::tracker::DeliveryTracker;
+
+enum IoCmd {
+    Write(Vec<u8>),
+    TlsClient(ServerName<'static>),
+    TlsServer,
+    Close,
+}
+
+enum IoEvent {
+    Connected(u64, TcpStream),
+    ConnectFailed(u64, String),
+    Accepted(TcpStream, SocketAddr),
+    Data(u64, Vec<u8>),
+    TlsDone(u64),
+    Closed(u64, String),
+}
+
+enum Session {
+    Connecting,
+    Out(Box<S2sOut>),
+    In(Box<S2sIn>),
+}
+
+struct Conn {
+    remote: Option<String>,
+    tx: Option<mpsc::UnboundedSender<IoCmd>>,
+    session: Session,
+}
+
+#[allow(clippy::large_enum_variant)] // queued operations dominate anyway
+enum Pending {
+    Op(Queued),
+    Raw(Element),
+}
+
+struct Hub {
+    cfg: XmppConfig,
+    domains: Vec<String>,
+    local: String,
+    secret: String,
+    require_tls: bool,
+    overrides: std::collections::BTreeMap<String, String>,
+    tls_server: Arc<ServerConfig>,
+    tls_client: Arc<ClientConfig>,
+    ingress: Arc<dyn Ingress>,
+    shared: Arc<Shared>,
+    io_tx: mpsc::UnboundedSender<IoEvent>,
+    conns: HashMap<u64, Conn>,
+    out_by_remote: HashMap<String, u64>,
+    queues: HashMap<String, VecDeque<Pending>>,
+    verify_queue: HashMap<String, Vec<(String, String, String, String)>>,
+    pending_verify: HashMap<String, (u64, String, String)>,
+    retry_at: HashMap<String, (Backoff, Option<TokioInstant>)>,
+    tracker: DeliveryTracker,
+    replies: HashMap<u64, (TransId, oneshot::Sender<Outcome>, String)>,
+    next_id: u64,
+    next_key: u64,
+    trans: AtomicU64,
+    err_tx: mpsc::Sender<(Origin, Status)>,
+}
+
+/// Starts s2s mode: binds the listener, spawns the hub.
+pub(crate) async fn start_s2s(
+    config: XmppConfig,
+    ingress: Arc<dyn Ingress>,
+) -> Result<XmppHandle, XmppError> {
+    let Mode::S2s {
+        domains,
+        listen,
+        cert,
+        key,
+        dialback_secret,
+        srv_overrides,
+        trust_roots,
+        require_tls,
+    } = config.mode.clone()
+    else {
+        return Err(XmppError::Config("not s2s mode".into()));
+    };
+    if domains.is_empty() {
+        return Err(XmppError::Config("s2s needs at least one domain".into()));
+    }
+    if dialback_secret.is_empty() {
+        return Err(XmppError::Config("dialback_secret is empty".into()));
+    }
+    let domains: Vec<String> = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+    let tls_server = crate::tls::server_config(cert.as_deref(), key.as_deref(), &domains)
+        .map_err(|e| XmppError::Config(e.to_string()))?;
+    let tls_client =
+        crate::tls::client_config(&trust_roots).map_err(|e| XmppError::Config(e.to_string()))?;
+    let listener = TcpListener::bind(&listen)
+        .await
+        .map_err(|e| XmppError::Config(format!("cannot listen on {listen}: {e}")))?;
+    info!(listen = %listen, domains = ?domains, "xmpp s2s: listening");
+    let shared = Arc::new(Shared {
+        status: Mutex::new(Vec::new()),
+    });
+    let (tx, rx) = mpsc::channel(1024);
+    let adapter = Arc::new(XmppAdapter {
+        domains: domains.clone(),
+        tx,
+        shared: shared.clone(),
+        delivery_timeout: Duration::from_secs(config.delivery_timeout_secs),
+    });
+    let (io_tx, io_rx) = mpsc::unbounded_channel();
+    let (err_tx, err_rx) = mpsc::channel(256);
+    let hub = Hub {
+        local: domains[0].clone(),
+        domains,
+        secret: dialback_secret,
+        require_tls,
+        overrides: srv_overrides
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+        tls_server,
+        tls_client,
+        ingress,
+        shared,
+        io_tx: io_tx.clone(),
+        conns: HashMap::new(),
+        out_by_remote: HashMap::new(),
+        queues: HashMap::new(),
+        verify_queue: HashMap::new(),
+        pending_verify: HashMap::new(),
+        retry_at: HashMap::new(),
+        tracker: DeliveryTracker::new(Duration::from_millis(config.grace_ms)),
+        replies: HashMap::new(),
+        next_id: 0,
+        next_key: 0,
+        trans: AtomicU64::new(1),
+        err_tx,
+        cfg: config,
+    };
+    let accept_tx = io_tx;
+    let acceptor = tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((s, peer)) => {
+                    if accept_tx.send(IoEvent::Accepted(s, peer)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!("xmpp s2s: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    let task = tokio::spawn(async move {
+        hub.run(rx, io_rx, err_rx).await;
+        acceptor.abort();
+    });
+    Ok(XmppHandle {
+        adapter,
+        task: Some(task),
+    })
+}
+
+fn std_now() -> std::time::Instant {
+    TokioInstant::now().into_std()
+}
+
+impl Hub {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_stanza_bytes: self.cfg.max_stanza_bytes,
+            ..Limits::default()
+        }
+    }
+
+    fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.cfg.keepalive_secs.max(1))
+    }
+
+    fn link_name(remote: &str) -> String {
+        format!("s2s:{remote}")
+    }
+
+    fn status(&self, remote: &str, up: Option<bool>, err: Option<String>) {
+        let queued = self.queues.get(remote).map_or(0, VecDeque::len);
+        self.shared.update(&Self::link_name(remote), |l| {
+            if let Some(u) = up {
+                l.up = u;
+            }
+            l.queued = queued;
+            if err.is_some() {
+                l.last_error = err;
+            }
+        });
+    }
+
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        mut io_rx: mpsc::UnboundedReceiver<IoEvent>,
+        mut err_rx: mpsc::Receiver<(Origin, Status)>,
+    ) {
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Deliver { op, reply, deadline }) => self.deliver(Queued { op, reply, deadline }),
+                    Some(Command::Shutdown(done)) => { self.shutdown().await; let _ = done.send(()); return; }
+                    None => { self.shutdown().await; return; }
+                },
+                Some(ev) = io_rx.recv() => self.on_io(ev),
+                Some((origin, status)) = err_rx.recv() => {
+                    let el = mapping::error_reply(NS_SERVER, &origin, &status);
+                    let remote = domain_of(&origin.from);
+                    self.send_raw(&remote, el);
+                }
+                _ = sleep_until_opt(wake) => self.on_timer(),
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let now = std_now();
+        let ids: Vec<u64> = self.conns.keys().copied().collect();
+        for id in ids {
+            if let Some(c) = self.conns.get_mut(&id) {
+                match &mut c.session {
+                    Session::Out(o) => o.close(now),
+                    Session::In(i) => i.close(now),
+                    Session::Connecting => {}
+                }
+            }
+            self.pump(id);
+            if let Some(tx) = self.conns.get(&id).and_then(|c| c.tx.clone()) {
+                let _ = tx.send(IoCmd::Close);
+            }
+        }
+        for (_, q) in self.queues.drain() {
+            for p in q {
+                if let Pending::Op(q) = p {
+                    let _ = q.reply.send(Outcome::failure(
+                        q.op.trans_id(),
+                        503,
+                        "XMPP adapter shut down",
+                    ));
+                }
+            }
+        }
+        for (_, (t, r, _)) in self.replies.drain() {
+            let _ = r.send(Outcome::failure(t, 503, "XMPP adapter shut down"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        info!("xmpp s2s: stopped");
+    }
+
+    fn next_wake(&self) -> Option<TokioInstant> {
+        let mut t: Option<std::time::Instant> = self.tracker.poll_timeout();
+        for c in self.conns.values() {
+            let x = match &c.session {
+                Session::Out(o) => o.poll_timeout(),
+                Session::In(i) => i.poll_timeout(),
+                Session::Connecting => None,
+            };
+            t = match (t, x) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let mut w = t.map(TokioInstant::from_std);
+        for (_, at) in self.retry_at.values() {
+            if let Some(at) = at {
+                w = Some(w.map_or(*at, |x| x.min(*at)));
+            }
+        }
+        for q in self.queues.values() {
+            for p in q {
+                if let Pending::Op(q) = p {
+                    w = Some(w.map_or(q.deadline, |x| x.min(q.deadline)));
+                }
+            }
+        }
+        w
+    }
+
+    fn on_timer(&mut self) {
+        let now = std_now();
+        let tnow = TokioInstant::now();
+        for (key, st) in self.tracker.handle_timeout(now) {
+            self.resolve(key, st);
+        }
+        let ids: Vec<u64> = self.conns.keys().copied().collect();
+        for id in ids {
+            if let Some(c) = self.conns.get_mut(&id) {
+                match &mut c.session {
+                    Session::Out(o) => o.handle_timeout(now),
+                    Session::In(i) => i.handle_timeout(now),
+                    Session::Connecting => {}
+                }
+            }
+            self.pump(id);
+        }
+        // Queue deadlines.
+        for (remote, q) in self.queues.iter_mut() {
+            let mut kept = VecDeque::with_capacity(q.len());
+            for p in q.drain(..) {
+                match p {
+                    Pending::Op(x) if x.deadline <= tnow => {
+                        let _ = x.reply.send(Outcome::failure(
+                            x.op.trans_id(),
+                            408,
+                            format!("no s2s link to {remote} in time; not sent"),
+                        ));
+                    }
+                    other => kept.push_back(other),
+                }
+            }
+            *q = kept;
+        }
+        // Reconnects due.
+        let due: Vec<String> = self
+            .retry_at
+            .iter()
+            .filter(|(_, (_, at))| at.is_some_and(|a| a <= tnow))
+            .map(|(r, _)| r.clone())
+            .collect();
+        for r in due {
+            if let Some((_, at)) = self.retry_at.get_mut(&r) {
+                *at = None;
+            }
+            let wanted = self.queues.get(&r).is_some_and(|q| !q.is_empty())
+                || self.verify_queue.get(&r).is_some_and(|v| !v.is_empty());
+            if wanted {
+                self.ensure_out(&r);
+            }
+        }
+    }
+
+    fn deliver(&mut self, q: Queued) {
+        let Some(remote) = q.op.destination().map(|d| d.domain.clone()) else {
+            let t = q.op.trans_id();
+            let _ = q
+                .reply
+                .send(Outcome::failure(t, 501, "publish is not delivered to XMPP"));
+            return;
+        };
+        if self.domains.contains(&remote) {
+            let t = q.op.trans_id();
+            let _ = q.reply.send(Outcome::failure(
+                t,
+                508,
+                "destination is one of the gateway's own domains",
+            ));
+            return;
+        }
+        let ready = self.ready_out(&remote);
+        match ready {
+            Some(id) => self.send_op(id, &remote, q),
+            None => {
+                let qlen = self.queues.get(&remote).map_or(0, VecDeque::len);
+                if !self.cfg.queue_when_down || qlen >= self.cfg.queue_capacity {
+                    let t = q.op.trans_id();
+                    let _ =
+                        q.reply
+                            .send(Outcome::failure(t, 503, format!("no s2s link to {remote}")));
+                    return;
+                }
+                self.queues
+                    .entry(remote.clone())
+                    .or_default()
+                    .push_back(Pending::Op(q));
+                self.status(&remote, None, None);
+                self.ensure_out(&remote);
+            }
+        }
+    }
+
+    fn send_raw(&mut self, remote: &str, el: Element) {
+        match self.ready_out(remote) {
+            Some(id) => {
+                if let Some(Conn {
+                    session: Session::Out(o),
+                    ..
+                }) = self.conns.get_mut(&id)
+                {
+                    o.send_stanza(&el, std_now());
+                }
+                self.pump(id);
+            }
+            None => {
+                self.queues
+                    .entry(remote.to_owned())
+                    .or_default()
+                    .push_back(Pending::Raw(el));
+                self.ensure_out(remote);
+            }
+        }
+    }
+
+    fn ready_out(&self, remote: &str) -> Option<u64> {
+        let id = *self.out_by_remote.get(remote)?;
+        match &self.conns.get(&id)?.session {
+            Session::Out(o) if o.state() == crate::s2s::OutState::Ready => Some(id),
+            _ => None,
+        }
+    }
+
+    fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("g{:x}-{}", std::process::id(), self.next_id)
+    }
+
+    fn send_op(&mut self, conn: u64, remote: &str, q: Queued) {
+        let now = std_now();
+        let trans_id = q.op.trans_id();
+        let op = if self
+            .domains
+            .iter()
+            .any(|d| Some(d) == Some(&q.op.source().domain))
+        {
+            q.op
+        } else {
+            localise_source(&self.local, q.op)
+        };
+        let mut ids_gen = Vec::new();
+        let stanzas = match mapping::outbound(NS_SERVER, &op, || {
+            let id = format!("g{}-{}", trans_id.0, ids_gen.len());
+            ids_gen.push(id.clone());
+            id
+        }) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = q.reply.send(Outcome {
+                    trans_id,
+                    status: e.status(),
+                });
+                return;
+            }
+        };
+        if stanzas.is_empty() {
+            let _ = q.reply.send(Outcome::ok(trans_id));
+            return;
+        }
+        let ping_id = self.new_id();
+        let from = stanzas[0]
+            .attr("from")
+            .map(domain_of)
+            .unwrap_or_else(|| self.local.clone());
+        let ping = Element::build(NS_SERVER, "iq")
+            .attr_set("type", "get")
+            .attr_set("from", from)
+            .attr_set("to", remote)
+            .attr_set("id", &ping_id)
+            .child_add(Element::build(NS_PING, "ping"));
+        let mut ids = Vec::new();
+        if let Some(Conn {
+            session: Session::Out(o),
+            ..
+        }) = self.conns.get_mut(&conn)
+        {
+            for el in &stanzas {
+                if let Some(id) = el.attr("id") {
+                    ids.push(id.to_owned());
+                }
+                if let Some(n) = o.send_stanza(el, now) {
+                    if n > 0 {
+                        warn!(
+                            "dropped {n} character(s) XML 1.0 forbids from an outgoing <{}/>",
+                            el.name
+                        );
+                    }
+                }
+            }
+            o.send_stanza(&ping, now);
+        }
+        self.next_key += 1;
+        let key = self.next_key;
+        let deadline = q.deadline.into_std().max(now + Duration::from_millis(1));
+        self.tracker.track(key, ids, Some(ping_id), deadline, now);
+        self.replies
+            .insert(key, (trans_id, q.reply, remote.to_owned()));
+        self.pump(conn);
+    }
+
+    fn resolve(&mut self, key: u64, status: Status) {
+        if let Some((t, r, _)) = self.replies.remove(&key) {
+            let _ = r.send(Outcome {
+                trans_id: t,
+                status,
+            });
+        }
+    }
+
+    /// Opens an outgoing stream to `remote` unless one exists or a retry is pending.
+    fn ensure_out(&mut self, remote: &str) {
+        if self.out_by_remote.contains_key(remote) {
+            return;
+        }
+        if let Some((_, Some(_))) = self.retry_at.get(remote) {
+            return;
+        }
+        self.next_key += 1;
+        let id = 1_000_000 + self.next_key;
+        self.conns.insert(
+            id,
+            Conn {
+                remote: Some(remote.to_owned()),
+                tx: None,
+                session: Session::Connecting,
+            },
+        );
+        self.out_by_remote.insert(remote.to_owned(), id);
+        let target = self.overrides.get(remote).cloned();
+        let remote_s = remote.to_owned();
+        let io_tx = self.io_tx.clone();
+        info!(link = %Self::link_name(remote), "xmpp s2s: connecting");
+        tokio::spawn(async move {
+            let addrs = match target {
+                Some(t) => vec![t],
+                None => resolve_srv(&remote_s).await,
+            };
+            let mut last = String::from("no address");
+            for a in addrs {
+                match TcpStream::connect(&a).await {
+                    Ok(s) => {
+                        let _ = io_tx.send(IoEvent::Connected(id, s));
+                        return;
+                    }
+                    Err(e) => last = format!("connect to {a}: {e}"),
+                }
+            }
+            let _ = io_tx.send(IoEvent::ConnectFailed(id, last));
+        });
+    }
+
+    fn spawn_io(&mut self, id: u64, stream: TcpStream) -> mpsc::UnboundedSender<IoCmd> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(io_task(
+            id,
+            stream,
+            rx,
+            self.io_tx.clone(),
+            self.tls_client.clone(),
+            self.tls_server.clone(),
+        ));
+        tx
+    }
+
+    fn on_io(&mut self, ev: IoEvent) {
+        let now = std_now();
+        match ev {
+            IoEvent::Accepted(stream, peer) => {
+                self.next_key += 1;
+                let id = self.next_key;
+                debug!(%peer, conn = id, "xmpp s2s: incoming connection");
+                let tx = self.spawn_io(id, stream);
+                let s = S2sIn::new(
+                    &self.domains,
+                    &self.secret,
+                    true,
+                    self.require_tls,
+                    self.limits(),
+                    self.keepalive(),
+                    now,
+                );
+                self.conns.insert(
+                    id,
+                    Conn {
+                        remote: None,
+                        tx: Some(tx),
+                        session: Session::In(Box::new(s)),
+                    },
+                );
+            }
+            IoEvent::Connected(id, stream) => {
+                let Some(remote) = self.conns.get(&id).and_then(|c| c.remote.clone()) else {
+                    return;
+                };
+                let tx = self.spawn_io(id, stream);
+                let mut o = S2sOut::new(
+                    &self.local,
+                    &remote,
+                    &self.secret,
+                    self.require_tls,
+                    self.limits(),
+                    self.keepalive(),
+                    now,
+                );
+                o.start(now);
+                for (f, t, i, k) in self.verify_queue.remove(&remote).unwrap_or_default() {
+                    o.send_verify(&f, &t, &i, &k, now);
+                }
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.tx = Some(tx);
+                    c.session = Session::Out(Box::new(o));
+                }
+                info!(link = %Self::link_name(&remote), "xmpp s2s: connected, negotiating");
+                self.pump(id);
+            }
+            IoEvent::ConnectFailed(id, err) => {
+                warn!(conn = id, "xmpp s2s: {err}");
+                self.conn_gone(id, err);
+            }
+            IoEvent::Data(id, data) => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    match &mut c.session {
+                        Session::Out(o) => o.handle_input(&data, now),
+                        Session::In(i) => i.handle_input(&data, now),
+                        Session::Connecting => {}
+                    }
+                }
+                self.pump(id);
+            }
+            IoEvent::TlsDone(id) => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    match &mut c.session {
+                        Session::Out(o) => o.tls_established(now),
+                        Session::In(i) => i.tls_established(),
+                        Session::Connecting => {}
+                    }
+                }
+                self.pump(id);
+            }
+            IoEvent::Closed(id, why) => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    match &mut c.session {
+                        Session::Out(o) => o.handle_eof(),
+                        Session::In(i) => i.handle_eof(),
+                        Session::Connecting => {}
+                    }
+                }
+                debug!(conn = id, "xmpp s2s: transport closed: {why}");
+                self.pump(id);
+                self.conn_gone(id, why);
+            }
+        }
+    }
+
+    /// Drains a session's output and events.
+    fn pump(&mut self, id: u64) {
+        let now = std_now();
+        let mut events = Vec::new();
+        {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            let tx = c.tx.clone();
+            loop {
+                let bytes = match &mut c.session {
+                    Session::Out(o) => o.poll_transmit(),
+                    Session::In(i) => i.poll_transmit(),
+                    Session::Connecting => None,
+                };
+                match (bytes, &tx) {
+                    (Some(b), Some(tx)) => {
+                        let _ = tx.send(IoCmd::Write(b));
+                    }
+                    _ => break,
+                }
+            }
+            loop {
+                let ev = match &mut c.session {
+                    Session::Out(o) => o.poll_event(),
+                    Session::In(i) => i.poll_event(),
+                    Session::Connecting => None,
+                };
+                match ev {
+                    Some(e) => events.push(e),
+                    None => break,
+                }
+            }
+        }
+        for ev in events {
+            self.on_session_event(id, ev, now);
+        }
+    }
+
+    fn on_session_event(&mut self, id: u64, ev: S2sEvent, now: std::time::Instant) {
+        let remote = self.conns.get(&id).and_then(|c| c.remote.clone());
+        let is_out = matches!(
+            self.conns.get(&id).map(|c| &c.session),
+            Some(Session::Out(_))
+        );
+        match ev {
+            S2sEvent::StartTls => {
+                let Some(tx) = self.conns.get(&id).and_then(|c| c.tx.clone()) else {
+                    return;
+                };
+                if is_out {
+                    let name = remote.clone().unwrap_or_default();
+                    match ServerName::try_from(name) {
+                        Ok(n) => {
+                            let _ = tx.send(IoCmd::TlsClient(n));
+                        }
+                        Err(e) => {
+                            let _ = tx.send(IoCmd::Close);
+                            self.conn_gone(id, format!("bad TLS name: {e}"));
+                        }
+                    }
+                } else {
+                    let _ = tx.send(IoCmd::TlsServer);
+                }
+            }
+            S2sEvent::Ready { method } => {
+                let remote = remote.unwrap_or_default();
+                info!(link = %Self::link_name(&remote), "xmpp s2s: up (TLS, {method})");
+                if let Some((b, _)) = self.retry_at.get_mut(&remote) {
+                    b.reset();
+                }
+                self.status(&remote, Some(true), None);
+                let pending: Vec<Pending> = self
+                    .queues
+                    .remove(&remote)
+                    .map(Vec::from)
+                    .unwrap_or_default();
+                for p in pending {
+                    match p {
+                        Pending::Op(q) => self.send_op(id, &remote, q),
+                        Pending::Raw(el) => {
+                            if let Some(Conn {
+                                session: Session::Out(o),
+                                ..
+                            }) = self.conns.get_mut(&id)
+                            {
+                                o.send_stanza(&el, now);
+                            }
+                        }
+                    }
+                }
+                self.status(&remote, Some(true), None);
+                self.pump(id);
+            }
+            S2sEvent::VerifyKey {
+                from,
+                to,
+                key,
+                stream_id,
+            } => {
+                debug!(conn = id, %from, "xmpp s2s: verifying dialback key with the authoritative server");
+                self.pending_verify
+                    .insert(stream_id.clone(), (id, from.clone(), to.clone()));
+                let out = self.out_by_remote.get(&from).copied();
+                let sent = match out.and_then(|o| self.conns.get_mut(&o)) {
+                    Some(Conn {
+                        session: Session::Out(o),
+                        ..
+                    }) => {
+                        o.send_verify(&to, &from, &stream_id, &key, now);
+                        true
+                    }
+                    _ => false,
+                };
+                if sent {
+                    if let Some(o) = out {
+                        self.pump(o);
+                    }
+                } else {
+                    self.verify_queue.entry(from.clone()).or_default().push((
+                        to,
+                        from.clone(),
+                        stream_id,
+                        key,
+                    ));
+                    self.ensure_out(&from);
+                }
+            }
+            S2sEvent::VerifyAnswer {
+                id: sid,
+                from,
+                to,
+                valid,
+            } => {
+                if let Some((conn, claimed, ours)) = self.pending_verify.remove(&sid) {
+                    if !valid {
+                        warn!(%claimed, "xmpp s2s: dialback key refused by the authoritative server");
+                    }
+                    let _ = (&from, &to);
+                    if let Some(Conn {
+                        session: Session::In(i),
+                        ..
+                    }) = self.conns.get_mut(&conn)
+                    {
+                        i.verify_done(&claimed, &ours, valid, now);
+                    }
+                    self.pump(conn);
+                }
+            }
+            S2sEvent::Authenticated { domain } => {
+                info!(conn = id, %domain, "xmpp s2s: incoming stream authenticated (dialback)");
+            }
+            S2sEvent::Stanza(el) => self.on_stanza(el, now),
+            S2sEvent::Closed(reason) => {
+                match &reason {
+                    CloseReason::AuthFailed(t) => {
+                        warn!(conn = id, "xmpp s2s: authentication failed: {t}")
+                    }
+                    CloseReason::LocalClose => {}
+                    other => debug!(conn = id, "xmpp s2s: stream closed: {other}"),
+                }
+                if let Some(tx) = self.conns.get(&id).and_then(|c| c.tx.clone()) {
+                    // Let the last bytes go out, then close.
+                    let _ = tx.send(IoCmd::Close);
+                }
+                self.conn_gone(id, reason.to_string());
+            }
+        }
+    }
+
+    fn conn_gone(&mut self, id: u64, why: String) {
+        let Some(c) = self.conns.remove(&id) else {
+            return;
+        };
+        if let Some(tx) = c.tx {
+            let _ = tx.send(IoCmd::Close);
+        }
+        let Some(remote) = c.remote else {
+            return;
+        };
+        if self.out_by_remote.get(&remote) == Some(&id) {
+            self.out_by_remote.remove(&remote);
+        }
+        warn!(link = %Self::link_name(&remote), "xmpp s2s: down: {why}");
+        // Deliveries written on this stream whose outcome is unknown: 408.
+        let keys: Vec<u64> = self
+            .replies
+            .iter()
+            .filter(|(_, (_, _, r))| *r == remote)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            self.tracker.forget(k);
+            self.resolve(
+                k,
+                Status::new(408, "s2s link lost before the peer confirmed"),
+            );
+        }
+        self.status(&remote, Some(false), Some(why));
+        let wanted = self.queues.get(&remote).is_some_and(|q| !q.is_empty())
+            || self
+                .verify_queue
+                .get(&remote)
+                .is_some_and(|v| !v.is_empty());
+        let (initial, max) = (
+            Duration::from_millis(self.cfg.reconnect_initial_ms),
+            Duration::from_millis(self.cfg.reconnect_max_ms),
+        );
+        let entry = self
+            .retry_at
+            .entry(remote.clone())
+            .or_insert_with(|| (Backoff::new(initial, max), None));
+        let delay = entry.0.next_delay(rand::random::<f64>());
+        if wanted {
+            entry.1 = Some(TokioInstant::now() + delay);
+            info!(link = %Self::link_name(&remote), "xmpp s2s: reconnecting in {} ms", delay.as_millis());
+        }
+    }
+
+    fn on_stanza(&mut self, el: Element, now: std::time::Instant) {
+        if el.name == "message" && el.attr("type") != Some("error") {
+            if let Some(r) = el.child(NS_RECEIPTS, "received") {
+                if let Some((key, st)) = r.attr("id").and_then(|id| self.tracker.on_receipt(id)) {
+                    self.resolve(key, st);
+                }
+            }
+        }
+        let now_str = mapping::rfc3339(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        );
+        let ctx = Ctx {
+            ns: NS_SERVER,
+            local_domains: &self.domains,
+            software_name: &self.cfg.software_name,
+            now_rfc3339: &now_str,
+        };
+        let trans_id = TransId(self.trans.fetch_add(1, Ordering::Relaxed));
+        match mapping::inbound(&ctx, &el, trans_id) {
+            Inbound::Op { mut op, origin } => {
+                match &mut op {
+                    Operation::Message(m) => delocalise(&mut m.destination),
+                    Operation::Subscribe(x) | Operation::Unsubscribe(x) => {
+                        delocalise(&mut x.target)
+                    }
+                    Operation::Notify(n) => delocalise(&mut n.watcher),
+                    _ => {}
+                }
+                let ingress = self.ingress.clone();
+                let err_tx = self.err_tx.clone();
+                let answer = origin.kind == "message";
+                tokio::spawn(async move {
+                    let out = ingress.submit("xmpp", op).await;
+                    if !out.status.is_success() && answer {
+                        let _ = err_tx.send((origin, out.status)).await;
+                    }
+                });
+            }
+            Inbound::Reply(r) => {
+                let remote = r.attr("to").map(domain_of).unwrap_or_default();
+                self.send_raw(&remote, r);
+            }
+            Inbound::Response { id, result } => {
+                if let Some((key, st)) = self.tracker.on_response(&id, result, now) {
+                    self.resolve(key, st);
+                }
+            }
+            Inbound::Receipt { .. } => {}
+            Inbound::Ignore(why) => debug!("ignored stanza: {why}"),
+        }
+    }
+}
+
+/// The domain of a JID.
+fn domain_of(jid: &str) -> String {
+    let bare = jid.split('/').next().unwrap_or("");
+    bare.rsplit('@').next().unwrap_or("").to_ascii_lowercase()
+}
+
+/// RFC 6120 s3.2.1: `_xmpp-server._tcp.<domain>` SRV records in priority order, then the
+/// domain itself on 5269.
+async fn resolve_srv(domain: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(b) = hickory_resolver::TokioResolver::builder_tokio() {
+        if let Ok(r) = b.build() {
+            if let Ok(l) = r.srv_lookup(format!("_xmpp-server._tcp.{domain}.")).await {
+                let mut recs: Vec<(u16, u16, String, u16)> = l
+                    .answers()
+                    .iter()
+                    .filter_map(|rec| match &rec.data {
+                        hickory_resolver::proto::rr::RData::SRV(s) => Some((
+                            s.priority,
+                            u16::MAX - s.weight,
+                            s.target.to_ascii().trim_end_matches('.').to_owned(),
+                            s.port,
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                recs.sort();
+                out.extend(
+                    recs.into_iter()
+                        .filter(|r| r.2 != ".")
+                        .map(|(_, _, h, p)| format!("{h}:{p}")),
+                );
+            }
+        }
+    }
+    out.push(format!("{domain}:5269"));
+    out
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+    Gone,
+}
+
+async fn io_task(
+    id: u64,
+    stream: TcpStream,
+    mut rx: mpsc::UnboundedReceiver<IoCmd>,
+    tx: mpsc::UnboundedSender<IoEvent>,
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+) {
+    let mut io = Io::Plain(stream);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            biased;
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                match cmd {
+                    IoCmd::Write(b) => {
+                        let r = match &mut io {
+                            Io::Plain(s) => s.write_all(&b).await,
+                            Io::Tls(s) => match s.write_all(&b).await {
+                                Ok(()) => s.flush().await,
+                                Err(e) => Err(e),
+                            },
+                            Io::Gone => Ok(()),
+                        };
+                        if let Err(e) = r {
+                            let _ = tx.send(IoEvent::Closed(id, format!("write failed: {e}")));
+                            break;
+                        }
+                    }
+                    IoCmd::TlsClient(name) => {
+                        let Io::Plain(s) = std::mem::replace(&mut io, Io::Gone) else { break };
+                        match tokio_rustls::TlsConnector::from(client.clone()).connect(name, s).await {
+                            Ok(t) => {
+                                io = Io::Tls(Box::new(tokio_rustls::TlsStream::Client(t)));
+                                let _ = tx.send(IoEvent::TlsDone(id));
+                            }
+                            Err(e) => {
+                                let _ = tx.send(IoEvent::Closed(id, format!("TLS handshake failed: {e}")));
+                                break;
+                            }
+                        }
+                    }
+                    IoCmd::TlsServer => {
+                        let Io::Plain(s) = std::mem::replace(&mut io, Io::Gone) else { break };
+                        match tokio_rustls::TlsAcceptor::from(server.clone()).accept(s).await {
+                            Ok(t) => {
+                                io = Io::Tls(Box::new(tokio_rustls::TlsStream::Server(t)));
+                                let _ = tx.send(IoEvent::TlsDone(id));
+                            }
+                            Err(e) => {
+                                let _ = tx.send(IoEvent::Closed(id, format!("TLS handshake failed: {e}")));
+                                break;
+                            }
+                        }
+                    }
+                    IoCmd::Close => {
+                        match &mut io {
+                            Io::Plain(s) => { let _ = s.shutdown().await; }
+                            Io::Tls(s) => { let _ = s.shutdown().await; }
+                            Io::Gone => {}
+                        }
+                        break;
+                    }
+                }
+            }
+            r = read_some(&mut io, &mut buf) => match r {
+                Ok(0) => { let _ = tx.send(IoEvent::Closed(id, "peer closed the connection".into())); break; }
+                Ok(n) => { let _ = tx.send(IoEvent::Data(id, buf[..n].to_vec())); }
+                Err(e) => { let _ = tx.send(IoEvent::Closed(id, format!("read failed: {e}"))); break; }
+            },
+        }
+    }
+}
+
+async fn read_some(io: &mut Io, buf: &mut [u8]) -> std::io::Result<usize> {
+    match io {
+        Io::Plain(s) => s.read(buf).await,
+        Io::Tls(s) => s.read(buf).await,
+        Io::Gone => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(t: Option<TokioInstant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

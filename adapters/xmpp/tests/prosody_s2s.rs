@@ -1,0 +1,280 @@
+//! Real-peer tests of s2s mode (RFC 6120 + XEP-0220) against Prosody.
+//!
+//! Variables (exported by `scripts/test`): `CPIM_PEER_PROSODY_S2S` (Prosody's s2s port),
+//! `CPIM_PEER_PROSODY_S2S_GW_DOMAIN` / `CPIM_PEER_PROSODY_S2S_GW` (the domain and address
+//! Prosody's hermetic DNS routes to the gateway), `CPIM_PEER_PROSODY_C2S`,
+//! `CPIM_PEER_PROSODY_DOMAIN`, `CPIM_PEER_PYTHON`, and Prosody's certificate
+//! (`CPIM_PEER_PROSODY_CERT`, else `$CPIM_PEER_DIR/prosody-a/certs/<domain>.crt`), which the
+//! gateway trusts explicitly. Without them the tests print why they skip.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cpim_core::adapter::{Adapter, BoxFuture, Ingress};
+use cpim_core::address::{Address, Scheme};
+use cpim_core::model::{Message, Operation, Outcome, TransId};
+use cpim_xmpp::{start, Mode, XmppConfig};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
+
+struct Env {
+    s2s: String,
+    gw_domain: String,
+    gw_listen: String,
+    c2s: String,
+    domain: String,
+    python: String,
+    cert: String,
+}
+
+fn env() -> Option<Env> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let Some(s2s) = get("CPIM_PEER_PROSODY_S2S") else {
+        eprintln!("skipped: CPIM_PEER_PROSODY_S2S not set (run scripts/test)");
+        return None;
+    };
+    let domain = get("CPIM_PEER_PROSODY_DOMAIN").unwrap_or_else(|| "xmpp.test".into());
+    let cert = get("CPIM_PEER_PROSODY_CERT")
+        .or_else(|| get("CPIM_PEER_DIR").map(|d| format!("{d}/prosody-a/certs/{domain}.crt")));
+    let Some(cert) = cert.filter(|c| std::path::Path::new(c).exists()) else {
+        eprintln!(
+            "skipped: Prosody's certificate not found (CPIM_PEER_PROSODY_CERT / CPIM_PEER_DIR)"
+        );
+        return None;
+    };
+    Some(Env {
+        s2s,
+        gw_domain: get("CPIM_PEER_PROSODY_S2S_GW_DOMAIN").unwrap_or_else(|| "gw.test".into()),
+        gw_listen: get("CPIM_PEER_PROSODY_S2S_GW").unwrap_or_else(|| "127.0.0.1:5299".into()),
+        c2s: get("CPIM_PEER_PROSODY_C2S").unwrap_or_else(|| "127.0.0.1:5222".into()),
+        domain,
+        python: get("CPIM_PEER_PYTHON").unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../.venv/bin/python")
+                .to_string_lossy()
+                .into_owned()
+        }),
+        cert,
+    })
+}
+
+struct Rec(mpsc::UnboundedSender<Operation>);
+
+impl Ingress for Rec {
+    fn submit(&self, _adapter: &str, op: Operation) -> BoxFuture<'static, Outcome> {
+        let t = op.trans_id();
+        let _ = self.0.send(op);
+        Box::pin(async move { Outcome::ok(t) })
+    }
+}
+
+fn s2s_config(e: &Env, listen: &str, require_tls: bool) -> XmppConfig {
+    XmppConfig {
+        mode: Mode::S2s {
+            domains: vec![e.gw_domain.clone()],
+            listen: listen.into(),
+            cert: None,
+            key: None,
+            dialback_secret: "shared-dialback-secret-for-tests".into(),
+            srv_overrides: [(e.domain.clone(), e.s2s.clone())].into_iter().collect(),
+            trust_roots: vec![e.cert.clone()],
+            require_tls,
+        },
+        delivery_timeout_secs: 20,
+        reconnect_initial_ms: 100,
+        reconnect_max_ms: 1000,
+        ..XmppConfig::default()
+    }
+}
+
+struct Client {
+    _child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Client {
+    async fn start(e: &Env, jid: &str, pw: &str) -> Client {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/xmpp_client.py");
+        let mut child = Command::new(&e.python)
+            .arg(script)
+            .arg(&e.c2s)
+            .arg(jid)
+            .arg(pw)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start slixmpp client");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut c = Client {
+            _child: child,
+            stdin,
+            lines,
+        };
+        c.wait(|v| v["ev"] == "ready", 20).await;
+        c
+    }
+
+    async fn cmd(&mut self, v: Value) {
+        let s = format!("{v}\n");
+        self.stdin.write_all(s.as_bytes()).await.unwrap();
+    }
+
+    async fn wait(&mut self, pred: impl Fn(&Value) -> bool, secs: u64) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
+                .await
+                .expect("timeout waiting for the client")
+                .unwrap()
+                .expect("client exited");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "cpim_xmpp=debug".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {
+    let Some(e) = env() else { return };
+    init_tracing();
+    let (tx, mut ops) = mpsc::unbounded_channel();
+    let h = start(s2s_config(&e, &e.gw_listen, true), Arc::new(Rec(tx)))
+        .await
+        .expect("start s2s");
+    let a = h.adapter();
+    let mut alice = Client::start(&e, &format!("alice@{}/s2s", e.domain), "alicepw").await;
+
+    // Gateway -> Prosody: our outgoing stream (STARTTLS with Prosody's certificate
+    // trusted explicitly, then dialback, which Prosody verifies by connecting back).
+    let m = Message::new(
+        TransId(1),
+        Address::new(Scheme::Xmpp, Some("carol"), &e.gw_domain),
+        Address::new(Scheme::Xmpp, Some("alice"), &e.domain),
+        "text/plain",
+        "hello over s2s",
+    );
+    let out = a.deliver(Operation::Message(m)).await;
+    assert!(out.status.is_success(), "{out:?} links {:?}", a.links());
+    let got = alice.wait(|v| v["body"] == "hello over s2s", 15).await;
+    assert_eq!(got["from"], format!("carol@{}", e.gw_domain));
+    assert!(a.links().iter().any(|l| l.up), "{:?}", a.links());
+
+    // Prosody -> gateway: Prosody's outgoing stream to us (STARTTLS with our self-signed
+    // certificate, dialback verified by us against xmpp.test).
+    alice
+        .cmd(serde_json::json!({"op": "message", "to": format!("dave@{}", e.gw_domain), "body": "hi gateway"}))
+        .await;
+    let op = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(Operation::Message(m)) = ops.recv().await {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("message from Prosody over s2s");
+    assert_eq!(op.body, b"hi gateway");
+    assert_eq!(op.source.domain, e.domain);
+
+    // A nonexistent user on the Prosody side: the bounce comes back on Prosody's stream
+    // and is mapped (RFC 7247 s7.1).
+    let m = Message::new(
+        TransId(2),
+        Address::new(Scheme::Xmpp, Some("carol"), &e.gw_domain),
+        Address::new(Scheme::Xmpp, Some("no-such-user-s2s"), &e.domain),
+        "text/plain",
+        "void",
+    );
+    let out = a.deliver(Operation::Message(m)).await;
+    assert!(matches!(out.status.code, 404 | 503), "{out:?}");
+
+    // A bad dialback key: a fake peer claims xmpp.test with a key Prosody never made.
+    // We ask Prosody (authoritative) and refuse (XEP-0220 s2.1.4: type='invalid').
+    let mut s = tokio::net::TcpStream::connect(&e.gw_listen).await.unwrap();
+    s.write_all(format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='{}' to='{}' version='1.0'>", e.domain, e.gw_domain).as_bytes()).await.unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    // With require_tls the gateway wants STARTTLS before dialback: the fake peer
+    // skipping it is refused.
+    s.write_all(
+        format!(
+            "<db:result from='{}' to='{}'>{}</db:result>",
+            e.domain,
+            e.gw_domain,
+            "ab".repeat(32)
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains("policy-violation") {
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .expect("answer to the fake peer")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("policy-violation"), "{seen}");
+    drop(s);
+    h.shutdown().await;
+
+    // Same with a gateway that accepts dialback without TLS: the key goes to Prosody
+    // for verification and comes back invalid.
+    let (tx2, _ops2) = mpsc::unbounded_channel();
+    let port: u16 = e.gw_listen.rsplit(':').next().unwrap().parse().unwrap();
+    let listen2 = format!("127.0.0.1:{}", port + 100);
+    let h2 = start(s2s_config(&e, &listen2, false), Arc::new(Rec(tx2)))
+        .await
+        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(&listen2).await.unwrap();
+    s.write_all(format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='{}' to='{}' version='1.0'>", e.domain, e.gw_domain).as_bytes()).await.unwrap();
+    s.write_all(
+        format!(
+            "<db:result from='{}' to='{}'>{}</db:result>",
+            e.domain,
+            e.gw_domain,
+            "ab".repeat(32)
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !seen.contains("type=\"invalid\"") && !seen.contains("type='invalid'") {
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no verdict for the bad key; got {seen}"))
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("invalid"), "{seen}");
+    assert!(!seen.contains("type=\"valid\""), "{seen}");
+    h2.shutdown().await;
+}

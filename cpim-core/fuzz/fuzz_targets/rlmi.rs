@@ -1,0 +1,14 @@
+//! Fuzz the rlmi codec: arbitrary input is refused or parsed; what parses encodes, and
+//! the encoding parses back to the same value.
+#![no_main]
+
+use cpim_core::rlmi;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(value) = rlmi::parse(data) {
+        let doc = rlmi::encode(&value).expect("a parsed value encodes");
+        let again = rlmi::parse(doc.as_bytes()).expect("an encoded value parses");
+        assert_eq!(again, value, "encode/parse changed the value:\n{doc}");
+    }
+});

@@ -1,0 +1,14 @@
+//! Fuzz the watcherinfo codec: arbitrary input is refused or parsed; what parses encodes, and
+//! the encoding parses back to the same value.
+#![no_main]
+
+use cpim_core::watcherinfo;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(value) = watcherinfo::parse(data) {
+        let doc = watcherinfo::encode(&value).expect("a parsed value encodes");
+        let again = watcherinfo::parse(doc.as_bytes()).expect("an encoded value parses");
+        assert_eq!(again, value, "encode/parse changed the value:\n{doc}");
+    }
+});

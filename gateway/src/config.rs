@@ -1,0 +1,551 @@
+//! The configuration: one TOML file, every table `deny_unknown_fields`, errors as
+//! `FILE:LINE:COL: message`.
+//!
+//! Without a file the gateway runs on [`Config::default`]: SIP on 127.0.0.1:5060 (UDP
+//! and TCP) with its registrar for the domain `localhost`, XMPP s2s for the same domain,
+//! the admin API on 127.0.0.1:8080, the store under `./data`.
+//!
+//! Environment overrides: `CPIM_GATEWAY__<TABLE>__<KEY>=<value>` sets `table.key`
+//! (names lower-cased, `__` between levels; e.g. `CPIM_GATEWAY__ADMIN__LISTEN=0.0.0.0:9000`,
+//! `CPIM_GATEWAY__SIP__LISTEN=127.0.0.1:5070`). The value is read as a TOML value when it
+//! parses as one (`42`, `true`, `["a", "b"]`) and as a string otherwise. Overrides are
+//! applied on top of the file (or the defaults) and checked like the file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cpim_sip::app::config::SipConfig;
+use cpim_xmpp::XmppConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::presence::{Policy, PresenceConfig};
+
+/// Prefix of the environment overrides.
+pub const ENV_PREFIX: &str = "CPIM_GATEWAY__";
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Syntax or type error, with its position.
+    #[error("{file}:{line}:{column}: {message}")]
+    At {
+        /// The file (or `<defaults>` / the environment variable).
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// An error without a position (from an environment override, or semantic).
+    #[error("{file}: {message}")]
+    Invalid {
+        /// The source of the value.
+        file: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The adapters to start, in routing order (`Adapter::serves` is asked in this order).
+    pub adapters: Vec<String>,
+    /// The SIP adapter (`[sip]`, see the SIP adapter's documentation).
+    pub sip: SipConfig,
+    /// The XMPP adapter (`[xmpp]`, see the XMPP adapter's documentation).
+    pub xmpp: XmppConfig,
+    /// Explicit routes: a destination domain and the adapter that serves it.
+    pub routes: Vec<Route>,
+    /// The adapter for destinations no route, local domain or adapter claims (e.g.
+    /// `xmpp` in s2s mode: any federated domain). None by default: such destinations get
+    /// 404.
+    pub default_route: Option<String>,
+    /// Domain aliases: the domain under which an adapter's peers see a local domain
+    /// (XEP-0114 component mode: `sip.xmpp.test` for the SIP domain `sip.test`).
+    pub domain_aliases: Vec<DomainAlias>,
+    /// Router limits.
+    pub limits: Limits,
+    /// Presence.
+    pub presence: PresenceSection,
+    /// Store-and-forward.
+    pub queue: QueueSection,
+    /// The durable store.
+    pub store: StoreSection,
+    /// The admin HTTP API.
+    pub admin: AdminSection,
+}
+
+/// `[[routes]]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Destination domain (exact, case-insensitive).
+    pub domain: String,
+    /// Adapter name.
+    pub adapter: String,
+}
+
+/// `[[domain_aliases]]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainAlias {
+    /// The domain the adapter's peers use.
+    pub alias: String,
+    /// The local domain it stands for.
+    pub domain: String,
+    /// The adapter whose peers use the alias.
+    pub adapter: String,
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message body or presence document, bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Sustained operations per second per source (503 above).
+    pub rate_per_source: f64,
+    /// Token-bucket size per source.
+    pub burst_per_source: f64,
+    /// Milliseconds before an unanswered operation gets 408.
+    pub timeout_ms: u64,
+    /// Seconds a message id is remembered for duplicate suppression.
+    pub dedupe_ttl_secs: u64,
+    /// Seconds in-flight operations get to finish on shutdown.
+    pub drain_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 64 * 1024,
+            rate_per_source: 20.0,
+            burst_per_source: 50.0,
+            timeout_ms: 35_000,
+            dedupe_ttl_secs: 300,
+            drain_secs: 10,
+        }
+    }
+}
+
+/// `[presence]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceSection {
+    /// `approve-all` (default), `approve-known` or `reject-all`.
+    pub authorization: String,
+    /// Watcher domains always approved.
+    pub allow_domains: Vec<String>,
+    /// Watcher domains always rejected.
+    pub deny_domains: Vec<String>,
+    /// Minimum milliseconds between notifications of one presentity (RFC 3856 s6.4).
+    pub notify_interval_ms: u64,
+    /// Longest watcher subscription, seconds.
+    pub max_expires: u32,
+    /// Adapters whose upstream subscriptions the gateway refreshes, with the duration.
+    pub upstream_expires: BTreeMap<String, u32>,
+    /// Adapters whose watchers hold roster-style subscriptions without expiry (XMPP).
+    pub roster_adapters: Vec<String>,
+}
+
+impl Default for PresenceSection {
+    fn default() -> Self {
+        PresenceSection {
+            authorization: "approve-all".into(),
+            allow_domains: Vec::new(),
+            deny_domains: Vec::new(),
+            notify_interval_ms: 5000,
+            max_expires: 86_400,
+            upstream_expires: BTreeMap::from([("sip".to_owned(), 3600)]),
+            roster_adapters: vec!["xmpp".into()],
+        }
+    }
+}
+
+/// `[queue]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSection {
+    /// Queue messages whose target is offline or whose link is down.
+    pub enabled: bool,
+    /// Outcome codes that mean "not now" and queue the message.
+    pub on_codes: Vec<u16>,
+    /// First retry delay, milliseconds (doubled per attempt).
+    pub retry_initial_ms: u64,
+    /// Longest retry delay, milliseconds.
+    pub retry_max_ms: u64,
+    /// Seconds after which an undelivered message is dropped.
+    pub max_age_secs: u64,
+    /// Messages kept at most (beyond that: the target's failure is returned).
+    pub max_depth: u64,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        QueueSection {
+            enabled: true,
+            on_codes: vec![408, 480, 503],
+            retry_initial_ms: 2000,
+            retry_max_ms: 300_000,
+            max_age_secs: 7 * 86_400,
+            max_depth: 100_000,
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// Directory of the store.
+    pub path: PathBuf,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            path: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// `[admin]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Serve the admin API.
+    pub enabled: bool,
+    /// Address; a non-loopback address requires `token`.
+    pub listen: SocketAddr,
+    /// Bearer token required on every endpoint but `/health`.
+    pub token: Option<String>,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let sip = SipConfig {
+            domains: vec!["localhost".into()],
+            ..SipConfig::default()
+        };
+        // Written as TOML so that fields the XMPP adapter adds with serde defaults
+        // need no change here.
+        let xmpp: XmppConfig = toml::from_str(
+            "[mode]\nkind = \"s2s\"\ndomains = [\"localhost\"]\nlisten = \"127.0.0.1:5269\"\ndialback_secret = \"change-me\"\n",
+        )
+        .unwrap_or_default();
+        Config {
+            adapters: vec!["sip".into(), "xmpp".into()],
+            sip,
+            xmpp,
+            routes: Vec::new(),
+            default_route: None,
+            domain_aliases: Vec::new(),
+            limits: Limits::default(),
+            presence: PresenceSection::default(),
+            queue: QueueSection::default(),
+            store: StoreSection::default(),
+            admin: AdminSection::default(),
+        }
+    }
+}
+
+/// The adapters this build knows.
+pub const KNOWN_ADAPTERS: &[&str] = &["sip", "xmpp"];
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(offset, |i| offset - i - 1) + 1;
+    (line, col)
+}
+
+/// The position of `key` inside `[table]` (or at the top level), for semantic errors.
+fn find_key(text: &str, table: Option<&str>, key: &str) -> Option<(usize, usize)> {
+    let mut in_table = table.is_none();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            let name = t
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim();
+            in_table = Some(name) == table;
+            continue;
+        }
+        if in_table {
+            if let Some(rest) = t.strip_prefix(key) {
+                if rest.trim_start().starts_with('=') {
+                    return Some((i + 1, line.len() - t.len() + 1));
+                }
+            }
+        }
+    }
+    None
+}
+
+impl Config {
+    /// Reads and checks `path`, then applies the environment overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_str_with_env(&text, &path.display().to_string(), std::env::vars())
+    }
+
+    /// The defaults with the environment overrides applied.
+    pub fn defaults_with_env() -> Result<Config, ConfigError> {
+        Self::from_str_with_env("", "<defaults>", std::env::vars())
+    }
+
+    /// Parses `text` (named `file` in errors), then applies overrides from `vars`.
+    pub fn from_str_with_env(
+        text: &str,
+        file: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let at = |e: toml::de::Error| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+            ConfigError::At {
+                file: file.to_owned(),
+                line,
+                column,
+                message: e.message().trim_end().to_owned(),
+            }
+        };
+        let mut cfg: Config = toml::from_str(text).map_err(at)?;
+        let overrides: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        if !overrides.is_empty() {
+            let mut table: toml::Table = toml::from_str(text).map_err(at)?;
+            for (var, value) in &overrides {
+                let path: Vec<String> = var[ENV_PREFIX.len()..]
+                    .split("__")
+                    .map(str::to_ascii_lowercase)
+                    .collect();
+                if path.iter().any(String::is_empty) {
+                    return Err(ConfigError::Invalid {
+                        file: var.clone(),
+                        message: "empty key in override name".into(),
+                    });
+                }
+                let v = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .unwrap_or_else(|| toml::Value::String(value.clone()));
+                let mut cur = &mut table;
+                for k in &path[..path.len() - 1] {
+                    let entry = cur
+                        .entry(k.clone())
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                    cur = entry.as_table_mut().ok_or_else(|| ConfigError::Invalid {
+                        file: var.clone(),
+                        message: format!("`{k}` is not a table"),
+                    })?;
+                }
+                cur.insert(path[path.len() - 1].clone(), v);
+            }
+            let names: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
+            cfg = Config::deserialize(table).map_err(|e| ConfigError::Invalid {
+                file: format!("{file} with {}", names.join(", ")),
+                message: e.message().trim_end().to_owned(),
+            })?;
+        }
+        cfg.validate(text, file)?;
+        Ok(cfg)
+    }
+
+    /// Semantic checks: names the key (and its line when it is in the file).
+    pub fn validate(&self, text: &str, file: &str) -> Result<(), ConfigError> {
+        let err = |table: Option<&str>, key: &str, message: String| match find_key(text, table, key)
+        {
+            Some((line, column)) => ConfigError::At {
+                file: file.to_owned(),
+                line,
+                column,
+                message,
+            },
+            None => ConfigError::Invalid {
+                file: file.to_owned(),
+                message,
+            },
+        };
+        for a in &self.adapters {
+            if !KNOWN_ADAPTERS.contains(&a.as_str()) {
+                return Err(err(
+                    None,
+                    "adapters",
+                    format!("adapters: unknown adapter `{a}` (known: sip, xmpp)"),
+                ));
+            }
+        }
+        for r in &self.routes {
+            if !self.adapters.contains(&r.adapter) {
+                return Err(err(
+                    Some("[routes"),
+                    "adapter",
+                    format!(
+                        "routes: domain `{}` routes to adapter `{}`, which is not in `adapters`",
+                        r.domain, r.adapter
+                    ),
+                ));
+            }
+            if self
+                .local_domains()
+                .iter()
+                .any(|(d, _)| d.eq_ignore_ascii_case(&r.domain))
+            {
+                return Err(err(
+                    Some("[routes"),
+                    "domain",
+                    format!(
+                        "routes: `{}` is a local domain; it cannot be routed elsewhere",
+                        r.domain
+                    ),
+                ));
+            }
+        }
+        if let Some(d) = &self.default_route {
+            if !self.adapters.contains(d) {
+                return Err(err(
+                    None,
+                    "default_route",
+                    format!("default_route: adapter `{d}` is not in `adapters`"),
+                ));
+            }
+        }
+        for a in &self.domain_aliases {
+            let local = self
+                .local_domains()
+                .iter()
+                .any(|(d, _)| d.eq_ignore_ascii_case(&a.domain));
+            let routed = self
+                .routes
+                .iter()
+                .any(|r| r.domain.eq_ignore_ascii_case(&a.domain));
+            if !local && !routed {
+                return Err(err(
+                    Some("[domain_aliases"),
+                    "domain",
+                    format!(
+                        "domain_aliases: `{}` is neither a local nor a routed domain",
+                        a.domain
+                    ),
+                ));
+            }
+            if !self.adapters.contains(&a.adapter) {
+                return Err(err(
+                    Some("[domain_aliases"),
+                    "adapter",
+                    format!(
+                        "domain_aliases: adapter `{}` is not in `adapters`",
+                        a.adapter
+                    ),
+                ));
+            }
+        }
+        if self.admin.enabled
+            && !self.admin.listen.ip().is_loopback()
+            && self.admin.token.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(err(
+                Some("admin"),
+                "listen",
+                format!(
+                    "admin.token: required when admin.listen ({}) is not a loopback address",
+                    self.admin.listen
+                ),
+            ));
+        }
+        match self.presence.authorization.as_str() {
+            "approve-all" | "approve-known" | "reject-all" => {}
+            other => {
+                return Err(err(
+                    Some("presence"),
+                    "authorization",
+                    format!("presence.authorization: `{other}` is not one of approve-all, approve-known, reject-all"),
+                ))
+            }
+        }
+        if self.limits.rate_per_source <= 0.0 || self.limits.burst_per_source < 1.0 {
+            return Err(err(
+                Some("limits"),
+                "rate_per_source",
+                "limits: rate_per_source must be > 0 and burst_per_source >= 1".into(),
+            ));
+        }
+        if self.adapters.iter().any(|a| a == "sip") {
+            self.sip
+                .validate()
+                .map_err(|e| err(Some("sip"), "", format!("sip: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The local domains and the adapter that owns each: the SIP domains belong to the
+    /// SIP adapter (its registrar).
+    pub fn local_domains(&self) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        if self.adapters.iter().any(|a| a == "sip") {
+            for d in &self.sip.domains {
+                v.push((d.to_ascii_lowercase(), "sip".to_owned()));
+            }
+        }
+        v
+    }
+
+    /// The presence engine's configuration.
+    pub fn presence_config(&self) -> PresenceConfig {
+        PresenceConfig {
+            policy: match self.presence.authorization.as_str() {
+                "approve-known" => Policy::ApproveKnown,
+                "reject-all" => Policy::RejectAll,
+                _ => Policy::ApproveAll,
+            },
+            allow_domains: self.presence.allow_domains.clone(),
+            deny_domains: self.presence.deny_domains.clone(),
+            notify_interval: Duration::from_millis(self.presence.notify_interval_ms),
+            max_expires: self.presence.max_expires,
+            upstream_expires: self
+                .presence
+                .upstream_expires
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect::<HashMap<_, _>>(),
+            roster_adapters: self.presence.roster_adapters.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

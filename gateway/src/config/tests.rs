@@ -1,0 +1,119 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_str_with_env(text, "gw.toml", Vec::new())
+}
+
+#[test]
+fn empty_file_is_the_defaults() {
+    let c = parse("").unwrap();
+    assert_eq!(c, Config::default());
+    assert_eq!(c.sip.endpoint.udp, vec!["127.0.0.1:5060".parse().unwrap()]);
+    assert_eq!(c.sip.endpoint.tcp, vec!["127.0.0.1:5060".parse().unwrap()]);
+    assert_eq!(c.admin.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(
+        c.local_domains(),
+        vec![("localhost".to_string(), "sip".to_string())]
+    );
+}
+
+#[test]
+fn unknown_key_names_file_line_and_column() {
+    let e =
+        parse("adapters = [\"sip\"]\n\n[limits]\nmax_body_bytes = 10\ntypo_key = 1\n").unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.starts_with("gw.toml:5:1: unknown field `typo_key`"),
+        "{s}"
+    );
+}
+
+#[test]
+fn unknown_key_inside_an_adapter_section() {
+    let e = parse("[sip]\ndomains = [\"a.test\"]\nlisen = 1\n").unwrap_err();
+    let s = e.to_string();
+    assert!(s.starts_with("gw.toml:3:1: unknown field `lisen`"), "{s}");
+}
+
+#[test]
+fn type_error_has_position() {
+    let e = parse("[limits]\ntimeout_ms = \"soon\"\n").unwrap_err();
+    let s = e.to_string();
+    assert!(s.starts_with("gw.toml:2:14: invalid type"), "{s}");
+}
+
+#[test]
+fn semantic_errors_name_key_and_line() {
+    let e = parse("[admin]\nlisten = \"0.0.0.0:8080\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("gw.toml:2:1: admin.token: required"), "{e}");
+    assert!(parse("[admin]\nlisten = \"0.0.0.0:8080\"\ntoken = \"t\"\n").is_ok());
+    let e = parse("[[routes]]\ndomain = \"x.test\"\nadapter = \"irc\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("adapter `irc`"), "{e}");
+    let e = parse("[presence]\nauthorization = \"maybe\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("gw.toml:2:1: presence.authorization"), "{e}");
+}
+
+#[test]
+fn environment_overrides() {
+    let vars = vec![
+        (
+            "CPIM_GATEWAY__ADMIN__LISTEN".to_string(),
+            "127.0.0.1:9999".to_string(),
+        ),
+        (
+            "CPIM_GATEWAY__LIMITS__TIMEOUT_MS".to_string(),
+            "1234".to_string(),
+        ),
+        (
+            "CPIM_GATEWAY__ADAPTERS".to_string(),
+            "[\"sip\"]".to_string(),
+        ),
+        ("UNRELATED".to_string(), "x".to_string()),
+    ];
+    let c = Config::from_str_with_env("[limits]\ntimeout_ms = 5\n", "gw.toml", vars).unwrap();
+    assert_eq!(c.admin.listen, "127.0.0.1:9999".parse().unwrap());
+    assert_eq!(c.limits.timeout_ms, 1234);
+    assert_eq!(c.adapters, vec!["sip".to_string()]);
+    let e = Config::from_str_with_env(
+        "",
+        "gw.toml",
+        vec![("CPIM_GATEWAY__LIMITS__NOPE".to_string(), "1".to_string())],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("CPIM_GATEWAY__LIMITS__NOPE") && e.contains("unknown field `nope`"),
+        "{e}"
+    );
+}
+
+/// Every sample config under deploy/ parses with the real loader.
+#[test]
+fn every_sample_config_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("deploy/config exists") {
+        let p = entry.unwrap().path();
+        if p.extension().and_then(|e| e.to_str()) == Some("toml") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            Config::from_str_with_env(&text, &p.display().to_string(), Vec::new())
+                .unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "expected the four sample configs, found {n}");
+}
+
+#[test]
+fn default_xmpp_is_s2s_for_localhost() {
+    let c = Config::default();
+    assert!(
+        matches!(&c.xmpp.mode, cpim_xmpp::Mode::S2s { domains, .. } if domains == &["localhost".to_string()])
+    );
+}

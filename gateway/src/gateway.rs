@@ -1,0 +1,391 @@
+//! Wiring: the store, the presence service, the queue, the router pipeline, the
+//! adapters and the admin API, started from a [`Config`] and stopped gracefully.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cpim_core::adapter::{Adapter, BoxFuture, Ingress, LinkStatus};
+use cpim_core::model::{Operation, Outcome};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt};
+
+use crate::admin::{self, AdminState};
+use crate::aliases::Aliases;
+use crate::config::Config;
+use crate::dispatch::Dispatch;
+use crate::metrics::Metrics;
+use crate::outbound::Outbound;
+use crate::presence_service::PresenceService;
+use crate::queue::Queue;
+use crate::router::authorize::AuthorizeLayer;
+use crate::router::loops::LoopGuardLayer;
+use crate::router::rate::{RateConfig, RateLimitLayer};
+use crate::router::size::SizeLimitLayer;
+use crate::router::timeout::TimeoutLayer;
+use crate::router::{Pipeline, RouteTable, Submission};
+use crate::sip_store::GatewaySipStore;
+use crate::store::{Store, StoreError};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The admin listener could not be bound.
+    #[error("admin API on {addr}: {source}")]
+    Admin {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Whether operations are accepted, and how many are in flight.
+#[derive(Debug, Default)]
+pub struct RunState {
+    stopping: AtomicBool,
+    inflight: AtomicUsize,
+    idle: Notify,
+    started: AtomicBool,
+}
+
+impl RunState {
+    /// True once every configured adapter has been started (or has failed) and the
+    /// gateway is not shutting down.
+    pub fn is_running(&self) -> bool {
+        self.started.load(Ordering::SeqCst) && !self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Operations in flight.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::SeqCst)
+    }
+}
+
+struct Inflight<'a>(&'a RunState);
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// The [`Ingress`] the adapters submit through.
+pub struct GatewayIngress {
+    pipeline: Pipeline,
+    aliases: Arc<Aliases>,
+    run: Arc<RunState>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for GatewayIngress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayIngress").finish_non_exhaustive()
+    }
+}
+
+impl Ingress for GatewayIngress {
+    fn submit(&self, adapter: &str, mut op: Operation) -> BoxFuture<'static, Outcome> {
+        let trans_id = op.trans_id();
+        if self.run.stopping.load(Ordering::SeqCst) {
+            return Box::pin(async move {
+                Outcome::failure(trans_id, 503, "Service Unavailable: shutting down")
+            });
+        }
+        self.run.inflight.fetch_add(1, Ordering::SeqCst);
+        self.aliases.inbound(adapter, &mut op);
+        let kind = op.kind();
+        let adapter: Arc<str> = Arc::from(adapter);
+        let svc = self.pipeline.clone();
+        let run = self.run.clone();
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let _guard = Inflight(&run);
+            let out = match svc
+                .oneshot(Submission {
+                    adapter: adapter.clone(),
+                    op,
+                })
+                .await
+            {
+                Ok(o) => o,
+                Err(never) => match never {},
+            };
+            metrics.count("in", &adapter, kind, out.status.code);
+            tracing::debug!(%adapter, kind, code = out.status.code, reason = %out.status.reason, "operation answered");
+            out
+        })
+    }
+}
+
+/// Builds the router pipeline over `dispatch` (see [`crate::router`] for the order).
+pub fn pipeline(cfg: &Config, table: Arc<RouteTable>, dispatch: Dispatch) -> Pipeline {
+    let svc = ServiceBuilder::new()
+        .layer(AuthorizeLayer::new(table))
+        .layer(SizeLimitLayer::new(cfg.limits.max_body_bytes))
+        .layer(RateLimitLayer::new(RateConfig {
+            rate: cfg.limits.rate_per_source,
+            burst: cfg.limits.burst_per_source,
+        }))
+        .layer(LoopGuardLayer::new(Duration::from_secs(
+            cfg.limits.dedupe_ttl_secs,
+        )))
+        .layer(TimeoutLayer::new(Duration::from_millis(
+            cfg.limits.timeout_ms,
+        )))
+        .service(dispatch);
+    BoxCloneSyncService::new(svc)
+}
+
+enum Handle {
+    Sip(cpim_sip::app::SipHandle),
+    Xmpp(cpim_xmpp::XmppHandle),
+}
+
+/// A running gateway.
+pub struct Gateway {
+    run: Arc<RunState>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    handles: Vec<Handle>,
+    admin_addr: Option<SocketAddr>,
+    sip_addrs: Vec<(String, SocketAddr)>,
+    drain: Duration,
+    /// The ingress (tests submit through it as an adapter would).
+    pub ingress: Arc<GatewayIngress>,
+    /// The routing table.
+    pub table: Arc<RouteTable>,
+    /// The presence service.
+    pub presence: Arc<PresenceService>,
+    /// The store.
+    pub store: Store,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("admin_addr", &self.admin_addr)
+            .field("sip_addrs", &self.sip_addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Starts the configured adapters and the admin API.
+    pub async fn start(cfg: Config) -> Result<Gateway, GatewayError> {
+        Self::start_with(cfg, Vec::new()).await
+    }
+
+    /// Starts with extra, already running adapters (after the configured ones in
+    /// routing order): how tests plug in mock adapters.
+    pub async fn start_with(
+        cfg: Config,
+        extra: Vec<Arc<dyn Adapter>>,
+    ) -> Result<Gateway, GatewayError> {
+        let store = Store::open(&cfg.store.path)?;
+        let metrics = Arc::new(Metrics::new());
+        let local = cfg.local_domains();
+        let table = Arc::new(
+            RouteTable::new(
+                local.iter().map(|(d, a)| (d.as_str(), a.as_str())),
+                cfg.routes
+                    .iter()
+                    .map(|r| (r.domain.as_str(), r.adapter.as_str())),
+            )
+            .with_default_route(cfg.default_route.as_deref()),
+        );
+        let aliases = Arc::new(Aliases::new(&cfg.domain_aliases));
+        let out = Arc::new(Outbound {
+            table: table.clone(),
+            aliases: aliases.clone(),
+            metrics: metrics.clone(),
+        });
+        let presence = PresenceService::restore(cfg.presence_config(), out.clone(), store.clone())?;
+        let queue = Queue::new(store.clone(), cfg.queue.clone(), out.clone());
+        let dispatch = Dispatch {
+            out: out.clone(),
+            presence: presence.clone(),
+            queue: queue.clone(),
+        };
+        let run = Arc::new(RunState::default());
+        let ingress = Arc::new(GatewayIngress {
+            pipeline: pipeline(&cfg, table.clone(), dispatch),
+            aliases,
+            run: run.clone(),
+            metrics: metrics.clone(),
+        });
+        let sip_store = Arc::new(GatewaySipStore::new(store.clone()));
+        sip_store.set_queue(queue.clone());
+
+        let mut handles = Vec::new();
+        let mut failed: Vec<LinkStatus> = Vec::new();
+        let mut sip_addrs = Vec::new();
+        for name in &cfg.adapters {
+            match name.as_str() {
+                "sip" => {
+                    match cpim_sip::app::start(cfg.sip.clone(), ingress.clone(), sip_store.clone())
+                        .await
+                    {
+                        Ok(h) => {
+                            table.add_adapter(h.adapter());
+                            sip_addrs = h
+                                .local_addrs()
+                                .iter()
+                                .map(|(t, a)| (format!("{t:?}").to_ascii_lowercase(), *a))
+                                .collect();
+                            handles.push(Handle::Sip(h));
+                        }
+                        Err(e) => failed.push(adapter_failed("sip", &e.to_string())),
+                    }
+                }
+                "xmpp" => match cpim_xmpp::start(cfg.xmpp.clone(), ingress.clone()).await {
+                    Ok(h) => {
+                        table.add_adapter(h.adapter());
+                        handles.push(Handle::Xmpp(h));
+                    }
+                    Err(e) => failed.push(adapter_failed("xmpp", &e.to_string())),
+                },
+                other => failed.push(adapter_failed(other, "unknown adapter")),
+            }
+        }
+        for a in extra {
+            table.add_adapter(a);
+        }
+        run.started.store(true, Ordering::SeqCst);
+
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(presence.clone().run_timers(stop_rx.clone()));
+        tasks.spawn(queue.clone().run(stop_rx.clone()));
+
+        let mut admin_addr = None;
+        if cfg.admin.enabled {
+            let listener = tokio::net::TcpListener::bind(cfg.admin.listen)
+                .await
+                .map_err(|source| GatewayError::Admin {
+                    addr: cfg.admin.listen,
+                    source,
+                })?;
+            admin_addr = listener.local_addr().ok();
+            let state = Arc::new(AdminState {
+                table: table.clone(),
+                presence: presence.clone(),
+                store: store.clone(),
+                sip_store,
+                metrics: metrics.clone(),
+                token: cfg.admin.token.clone().filter(|t| !t.is_empty()),
+                run: run.clone(),
+                failed: Mutex::new(failed),
+            });
+            tasks.spawn(admin::serve(listener, state, stop_rx.clone()));
+        } else {
+            for f in failed {
+                tracing::error!(link = %f.name, error = ?f.last_error, "adapter not running");
+            }
+        }
+        tracing::info!(admin = ?admin_addr, sip = ?sip_addrs, "gateway started");
+        Ok(Gateway {
+            run,
+            stop,
+            tasks,
+            handles,
+            admin_addr,
+            sip_addrs,
+            drain: Duration::from_secs(cfg.limits.drain_secs),
+            ingress,
+            table,
+            presence,
+            store,
+            metrics,
+        })
+    }
+
+    /// The admin API's bound address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The SIP adapter's bound addresses, as (`udp`/`tcp`/`tls`, address).
+    pub fn sip_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.sip_addrs
+    }
+
+    /// Stops accepting, waits (bounded by `limits.drain_secs`) for the operations in
+    /// flight, stops the adapters, the timers and the admin API.
+    pub async fn shutdown(mut self) {
+        self.run.stopping.store(true, Ordering::SeqCst);
+        let run = self.run.clone();
+        let drained = tokio::time::timeout(self.drain, async move {
+            loop {
+                let idle = run.idle.notified();
+                if run.inflight() == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await;
+        match drained {
+            Ok(()) => tracing::info!("in-flight operations drained"),
+            Err(_) => tracing::warn!(left = self.run.inflight(), "drain timed out"),
+        }
+        for h in self.handles.drain(..).rev() {
+            match h {
+                Handle::Sip(h) => h.shutdown().await,
+                Handle::Xmpp(h) => h.shutdown().await,
+            }
+        }
+        let _ = self.stop.send(true);
+        let tasks = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), tasks)
+            .await
+            .is_err()
+        {
+            self.tasks.abort_all();
+        }
+        tracing::info!("gateway stopped");
+    }
+}
+
+fn adapter_failed(name: &str, error: &str) -> LinkStatus {
+    tracing::error!(adapter = name, %error, "adapter failed to start; continuing without it");
+    LinkStatus {
+        name: format!("adapter:{name}"),
+        up: false,
+        queued: 0,
+        last_error: Some(error.to_owned()),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}

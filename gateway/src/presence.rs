@@ -1,0 +1,941 @@
+//! Presence across protocols (RFC 8048), sans-IO: one subscription state machine per
+//! (watcher, presentity) pair, whatever protocol each side speaks, and the presence
+//! store of the gateway's own presentities. Input through `handle_*` with the time passed
+//! in, output through [`PresenceEngine::poll_action`] and
+//! [`PresenceEngine::poll_timeout`]; no runtime, no clock.
+//!
+//! # States
+//! `none -> pending -> active -> terminated(reason)` (RFC 6665 s4.1.3; RFC 8048 s4 maps
+//! them onto XMPP `subscribe`/`subscribed`/`unsubscribed`). A pair that is not in the
+//! table is `none`; `terminated` is reported once to the watcher and the pair is then
+//! forgotten.
+//!
+//! # Authorization
+//! - Local presentities (in one of the gateway's domains, fed by `Publish`): decided here
+//!   by [`Policy`]. Default [`Policy::ApproveAll`]: every watcher the router let through
+//!   (a local user, or a user of a domain an adapter serves) is approved at once, as a
+//!   registrar-hosted presence server in a trusted deployment would. `approve-known`
+//!   approves only local and configured-route domains, `reject-all` turns presence off.
+//! - Remote presentities: `pending` until the remote side says `active` in a `Notify`.
+//!
+//! # Refreshes are the gateway's
+//! A watcher's refresh (a SIP re-SUBSCRIBE) only moves the watcher-side expiry and
+//! re-sends the current state to that watcher; it never produces a second upstream
+//! subscribe. Upstream, the gateway subscribes once; towards adapters that need
+//! refreshing (configured per adapter, default `sip` with 3600 s) it refreshes by itself
+//! at 80 % of the duration. Other adapters (XMPP: subscriptions are roster state) get a
+//! subscribe without expiry (`u32::MAX`).
+//!
+//! # Fetches
+//! A subscribe with duration 0 (SIP fetch, RFC 3856 s3.3; XMPP probe, RFC 8048 s6) is
+//! answered from the presence store (local) or the cached remote state, with one notify
+//! in state `terminated;reason=timeout`; a remote presentity without cached state is
+//! probed upstream once and the answer relayed.
+//!
+//! # Notification rate
+//! RFC 3856 s6.4: notifications of one presentity's state are sent at most once per
+//! `notify_interval` (default 5 s); changes inside the interval are coalesced and the
+//! latest state goes out when it ends. Subscription-state changes and the answer to a
+//! (re)subscribe are never delayed.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use cpim_core::address::Address;
+use cpim_core::model::{
+    Notify, Operation, Outcome, Publish, Status, Subscribe, SubscriptionState, TerminationReason,
+    TransId,
+};
+use cpim_core::presence::{Basic, Presence, Tuple};
+
+/// Authorization of watchers of local presentities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Approve every watcher.
+    #[default]
+    ApproveAll,
+    /// Approve watchers of local domains, configured routes and `allow_domains`.
+    ApproveKnown,
+    /// Reject every watcher.
+    RejectAll,
+}
+
+/// Engine configuration.
+#[derive(Clone, Debug)]
+pub struct PresenceConfig {
+    /// Authorization of watchers of local presentities.
+    pub policy: Policy,
+    /// Domains always approved.
+    pub allow_domains: Vec<String>,
+    /// Domains always rejected.
+    pub deny_domains: Vec<String>,
+    /// Minimum interval between presence notifications of one presentity.
+    pub notify_interval: Duration,
+    /// Longest watcher subscription granted, seconds.
+    pub max_expires: u32,
+    /// Upstream subscription duration per adapter that needs refreshing.
+    pub upstream_expires: HashMap<String, u32>,
+    /// Adapters whose watchers hold roster-style subscriptions (XMPP, RFC 6121 s3):
+    /// no expiry whatever duration they name, a state-only notify (`subscribed`) before
+    /// the first state, and fetch answers in state `active` (a probe answer is plain
+    /// presence, not an end of subscription).
+    pub roster_adapters: Vec<String>,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            policy: Policy::ApproveAll,
+            allow_domains: Vec::new(),
+            deny_domains: Vec::new(),
+            notify_interval: Duration::from_secs(5),
+            max_expires: 86_400,
+            upstream_expires: HashMap::from([("sip".to_owned(), 3600)]),
+            roster_adapters: vec!["xmpp".to_owned()],
+        }
+    }
+}
+
+/// Where a presentity lives, as the caller (who knows the route table) tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// One of the gateway's own presentities; `known_watcher` says whether the watcher's
+    /// domain is local or has a configured route (for [`Policy::ApproveKnown`]).
+    Local {
+        /// The watcher is of a local or routed domain.
+        known_watcher: bool,
+    },
+    /// Behind this adapter.
+    Remote(String),
+}
+
+/// The state of a pair, as the watcher sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubState {
+    /// Waiting for authorization.
+    Pending,
+    /// Authorized.
+    Active,
+}
+
+/// One subscription.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subscription {
+    /// The watcher.
+    pub watcher: Address,
+    /// The presentity.
+    pub presentity: Address,
+    /// The adapter notifications for the watcher go to.
+    pub watcher_adapter: String,
+    /// The presentity's adapter if it is remote; `None` for a local presentity.
+    pub remote: Option<String>,
+    /// Pending or active.
+    pub state: SubState,
+    /// Watcher-side expiry; `None` for no expiry.
+    pub expires_at: Option<Instant>,
+    /// When the gateway refreshes its upstream subscription; `None`: never.
+    pub refresh_at: Option<Instant>,
+    /// The last state the remote presentity reported.
+    pub last_presence: Option<Presence>,
+}
+
+/// Something the engine wants done.
+#[allow(clippy::large_enum_variant)] // transient, drained at once
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Deliver an operation through an adapter (its outcome is of no further interest,
+    /// except through [`PresenceEngine::handle_upstream_result`] for upstream subscribes).
+    Deliver {
+        /// Adapter name.
+        adapter: String,
+        /// The operation.
+        op: Operation,
+    },
+    /// Persist a subscription (insert or replace).
+    SaveSubscription(Box<Subscription>),
+    /// Forget a persisted subscription, by key.
+    DeleteSubscription(String),
+    /// Persist a publication of a local presentity.
+    SavePublication {
+        /// Presentity key.
+        key: String,
+        /// The presentity.
+        presentity: Address,
+        /// State.
+        presence: Box<Presence>,
+        /// Expiry.
+        expires_at: Instant,
+    },
+    /// Forget a publication.
+    DeletePublication(String),
+}
+
+/// The immediate answer to a subscribe.
+#[allow(clippy::large_enum_variant)] // returned once per call
+#[derive(Clone, Debug, PartialEq)]
+pub enum SubscribeReply {
+    /// Answer the watcher with this status.
+    Now(Status),
+    /// Deliver `op` to `adapter` first and pass its outcome to
+    /// [`PresenceEngine::handle_upstream_result`], which gives the answer.
+    Upstream {
+        /// Adapter name.
+        adapter: String,
+        /// The upstream subscribe.
+        op: Operation,
+        /// The pair's key.
+        key: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum TimerKind {
+    SubExpiry,
+    Refresh,
+    PubExpiry,
+    Gate,
+    Fetch,
+}
+
+#[derive(Clone, Debug)]
+struct Publication {
+    presentity: Address,
+    presence: Presence,
+    expires_at: Instant,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Gate {
+    last_sent: Option<Instant>,
+    dirty: HashSet<String>,
+    armed: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Fetch {
+    watcher: Address,
+    presentity: Address,
+    watcher_adapter: String,
+    until: Instant,
+}
+
+/// The key of a subscription: bare watcher and presentity, scheme-neutral.
+pub fn sub_key(watcher: &Address, presentity: &Address) -> String {
+    format!("{}|{}", user_key(watcher), user_key(presentity))
+}
+
+/// `user@domain` (or `domain`), scheme and instance dropped.
+pub fn user_key(a: &Address) -> String {
+    match &a.user {
+        Some(u) => format!("{u}@{}", a.domain),
+        None => a.domain.clone(),
+    }
+}
+
+/// A document that says "offline": one closed tuple.
+pub fn offline(presentity: &Address) -> Presence {
+    Presence {
+        entity: Some(presentity.bare()),
+        tuples: vec![Tuple {
+            id: "offline".into(),
+            basic: Some(Basic::Closed),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// How long a remote probe waits for its answer.
+const FETCH_WAIT: Duration = Duration::from_secs(32);
+
+/// The engine.
+#[derive(Debug)]
+pub struct PresenceEngine {
+    cfg: PresenceConfig,
+    subs: HashMap<String, Subscription>,
+    by_presentity: HashMap<String, HashSet<String>>,
+    pubs: HashMap<String, Publication>,
+    gates: HashMap<String, Gate>,
+    fetches: HashMap<String, Fetch>,
+    timers: BTreeSet<(Instant, TimerKind, String)>,
+    actions: VecDeque<Action>,
+    next_id: u64,
+}
+
+impl PresenceEngine {
+    /// An empty engine.
+    pub fn new(cfg: PresenceConfig) -> Self {
+        PresenceEngine {
+            cfg,
+            subs: HashMap::new(),
+            by_presentity: HashMap::new(),
+            pubs: HashMap::new(),
+            gates: HashMap::new(),
+            fetches: HashMap::new(),
+            timers: BTreeSet::new(),
+            actions: VecDeque::new(),
+            next_id: 1 << 48,
+        }
+    }
+
+    fn tid(&mut self) -> TransId {
+        self.next_id += 1;
+        TransId(self.next_id)
+    }
+
+    /// The subscriptions, for the admin API.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &Subscription> {
+        self.subs.values()
+    }
+
+    /// Number of subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// The subscription of a pair.
+    pub fn subscription(&self, watcher: &Address, presentity: &Address) -> Option<&Subscription> {
+        self.subs.get(&sub_key(watcher, presentity))
+    }
+
+    /// The current published state of a local presentity.
+    pub fn published(&self, presentity: &Address) -> Option<&Presence> {
+        self.pubs.get(&user_key(presentity)).map(|p| &p.presence)
+    }
+
+    /// Restores a persisted subscription after a restart, re-arming its timers.
+    pub fn restore_subscription(&mut self, s: Subscription) {
+        let key = sub_key(&s.watcher, &s.presentity);
+        self.insert(key, s);
+    }
+
+    /// Restores a persisted publication after a restart.
+    pub fn restore_publication(
+        &mut self,
+        presentity: Address,
+        presence: Presence,
+        expires_at: Instant,
+    ) {
+        let key = user_key(&presentity);
+        self.timers
+            .insert((expires_at, TimerKind::PubExpiry, key.clone()));
+        self.pubs.insert(
+            key,
+            Publication {
+                presentity,
+                presence,
+                expires_at,
+            },
+        );
+    }
+
+    fn insert(&mut self, key: String, s: Subscription) {
+        if let Some(t) = s.expires_at {
+            self.timers.insert((t, TimerKind::SubExpiry, key.clone()));
+        }
+        if let Some(t) = s.refresh_at {
+            self.timers.insert((t, TimerKind::Refresh, key.clone()));
+        }
+        self.by_presentity
+            .entry(user_key(&s.presentity))
+            .or_default()
+            .insert(key.clone());
+        self.subs.insert(key, s);
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Subscription> {
+        let s = self.subs.remove(key)?;
+        let pk = user_key(&s.presentity);
+        if let Some(set) = self.by_presentity.get_mut(&pk) {
+            set.remove(key);
+            if set.is_empty() {
+                self.by_presentity.remove(&pk);
+            }
+        }
+        self.actions
+            .push_back(Action::DeleteSubscription(key.to_owned()));
+        Some(s)
+    }
+
+    fn save(&mut self, key: &str) {
+        if let Some(s) = self.subs.get(key) {
+            self.actions
+                .push_back(Action::SaveSubscription(Box::new(s.clone())));
+        }
+    }
+
+    fn approves(&self, watcher: &Address, known: bool) -> bool {
+        if self.cfg.deny_domains.contains(&watcher.domain) {
+            return false;
+        }
+        if self.cfg.allow_domains.contains(&watcher.domain) {
+            return true;
+        }
+        match self.cfg.policy {
+            Policy::ApproveAll => true,
+            Policy::ApproveKnown => known,
+            Policy::RejectAll => false,
+        }
+    }
+
+    fn is_roster(&self, adapter: &str) -> bool {
+        self.cfg.roster_adapters.iter().any(|a| a == adapter)
+    }
+
+    fn watcher_expiry(&self, now: Instant, adapter: &str, duration: u32) -> Option<Instant> {
+        (duration != u32::MAX && !self.is_roster(adapter))
+            .then(|| now + Duration::from_secs(u64::from(duration.min(self.cfg.max_expires))))
+    }
+
+    fn remaining(s: &Subscription, now: Instant) -> u32 {
+        s.expires_at.map_or(u32::MAX, |t| {
+            t.saturating_duration_since(now)
+                .as_secs()
+                .min(u64::from(u32::MAX - 1)) as u32
+        })
+    }
+
+    fn facing_state(s: &Subscription, now: Instant) -> SubscriptionState {
+        match s.state {
+            SubState::Pending => SubscriptionState::Pending,
+            SubState::Active => SubscriptionState::Active {
+                expires: Self::remaining(s, now),
+            },
+        }
+    }
+
+    /// The state to show a watcher of `s` now.
+    fn current_presence(&self, s: &Subscription) -> Option<Presence> {
+        match &s.remote {
+            None => Some(
+                self.pubs
+                    .get(&user_key(&s.presentity))
+                    .map(|p| p.presence.clone())
+                    .unwrap_or_else(|| offline(&s.presentity)),
+            ),
+            Some(_) => s.last_presence.clone(),
+        }
+    }
+
+    fn notify_watcher(&mut self, key: &str, now: Instant, with_presence: bool) {
+        let Some(s) = self.subs.get(key) else { return };
+        let presence = if with_presence && s.state == SubState::Active {
+            self.current_presence(s)
+        } else {
+            None
+        };
+        let op = Operation::Notify(Notify {
+            trans_id: TransId(0),
+            watcher: s.watcher.clone(),
+            target: s.presentity.clone(),
+            state: Self::facing_state(s, now),
+            presence,
+        });
+        let adapter = s.watcher_adapter.clone();
+        self.push_deliver(adapter, op);
+        if with_presence {
+            let pk = user_key(&self.subs[key].presentity);
+            let g = self.gates.entry(pk).or_default();
+            g.last_sent = Some(now);
+            g.dirty.remove(key);
+        }
+    }
+
+    fn push_deliver(&mut self, adapter: String, mut op: Operation) {
+        let id = self.tid();
+        match &mut op {
+            Operation::Notify(n) => n.trans_id = id,
+            Operation::Subscribe(s) | Operation::Unsubscribe(s) => s.trans_id = id,
+            _ => {}
+        }
+        self.actions.push_back(Action::Deliver { adapter, op });
+    }
+
+    fn terminate(
+        &mut self,
+        key: &str,
+        reason: TerminationReason,
+        presence: Option<Presence>,
+        upstream: bool,
+    ) {
+        let Some(s) = self.remove(key) else { return };
+        self.push_deliver(
+            s.watcher_adapter.clone(),
+            Operation::Notify(Notify {
+                trans_id: TransId(0),
+                watcher: s.watcher.clone(),
+                target: s.presentity.clone(),
+                state: SubscriptionState::Terminated(reason),
+                presence,
+            }),
+        );
+        if upstream {
+            if let Some(remote) = s.remote {
+                self.push_deliver(
+                    remote,
+                    Operation::Unsubscribe(Subscribe {
+                        trans_id: TransId(0),
+                        watcher: s.watcher,
+                        target: s.presentity,
+                        duration: 0,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// A presence change of presentity `pk` for the subscriptions `keys`: sent now if the
+    /// presentity's interval has passed, else coalesced until it has.
+    fn fan_out(&mut self, now: Instant, pk: &str, keys: Vec<String>) {
+        let interval = self.cfg.notify_interval;
+        let g = self.gates.entry(pk.to_owned()).or_default();
+        let open = g.last_sent.is_none_or(|t| now >= t + interval);
+        if open {
+            g.last_sent = Some(now);
+            for k in keys {
+                if self
+                    .subs
+                    .get(&k)
+                    .is_some_and(|s| s.state == SubState::Active)
+                {
+                    self.notify_watcher(&k, now, true);
+                }
+            }
+        } else {
+            let at = g.last_sent.map_or(now, |t| t + interval);
+            g.dirty.extend(keys);
+            if !g.armed {
+                g.armed = true;
+                self.timers.insert((at, TimerKind::Gate, pk.to_owned()));
+            }
+        }
+    }
+
+    /// A subscribe (`duration > 0`) or fetch (`duration == 0`) from a watcher that came
+    /// in by `watcher_adapter`.
+    pub fn handle_subscribe(
+        &mut self,
+        now: Instant,
+        watcher_adapter: &str,
+        sub: &Subscribe,
+        side: Side,
+    ) -> SubscribeReply {
+        let key = sub_key(&sub.watcher, &sub.target);
+        if sub.duration == 0 {
+            return self.fetch(now, watcher_adapter, sub, side, key);
+        }
+        if self.subs.contains_key(&key) {
+            // A refresh: absorbed here, never forwarded.
+            let exp = self.watcher_expiry(now, watcher_adapter, sub.duration);
+            let s = self.subs.get_mut(&key).expect("present");
+            let old = std::mem::replace(&mut s.expires_at, exp);
+            if let Some(t) = old {
+                self.timers.remove(&(t, TimerKind::SubExpiry, key.clone()));
+            }
+            let s = self.subs.get_mut(&key).expect("present");
+            s.watcher_adapter = watcher_adapter.to_owned();
+            s.watcher = sub.watcher.clone();
+            let code = if s.state == SubState::Active {
+                200
+            } else {
+                202
+            };
+            if let Some(t) = exp {
+                self.timers.insert((t, TimerKind::SubExpiry, key.clone()));
+            }
+            self.save(&key);
+            self.notify_watcher(&key, now, true);
+            return SubscribeReply::Now(if code == 200 {
+                Status::ok()
+            } else {
+                Status::new(202, "Accepted")
+            });
+        }
+        match side {
+            Side::Local { known_watcher } => {
+                if !self.approves(&sub.watcher, known_watcher) {
+                    return SubscribeReply::Now(Status::new(
+                        403,
+                        "Forbidden: watcher not authorized",
+                    ));
+                }
+                let s = Subscription {
+                    watcher: sub.watcher.clone(),
+                    presentity: sub.target.clone(),
+                    watcher_adapter: watcher_adapter.to_owned(),
+                    remote: None,
+                    state: SubState::Active,
+                    expires_at: self.watcher_expiry(now, watcher_adapter, sub.duration),
+                    refresh_at: None,
+                    last_presence: None,
+                };
+                self.insert(key.clone(), s);
+                self.save(&key);
+                if self.is_roster(watcher_adapter) {
+                    // RFC 8048 s4: `subscribed` first, then the state.
+                    self.notify_watcher(&key, now, false);
+                }
+                self.notify_watcher(&key, now, true);
+                SubscribeReply::Now(Status::ok())
+            }
+            Side::Remote(adapter) => {
+                let up = self.cfg.upstream_expires.get(&adapter).copied();
+                let s = Subscription {
+                    watcher: sub.watcher.clone(),
+                    presentity: sub.target.clone(),
+                    watcher_adapter: watcher_adapter.to_owned(),
+                    remote: Some(adapter.clone()),
+                    state: SubState::Pending,
+                    expires_at: self.watcher_expiry(now, watcher_adapter, sub.duration),
+                    refresh_at: up.map(|d| now + Duration::from_secs(u64::from(d) * 4 / 5)),
+                    last_presence: None,
+                };
+                self.insert(key.clone(), s);
+                let id = self.tid();
+                SubscribeReply::Upstream {
+                    adapter,
+                    op: Operation::Subscribe(Subscribe {
+                        trans_id: id,
+                        watcher: sub.watcher.clone(),
+                        target: sub.target.clone(),
+                        duration: up.unwrap_or(u32::MAX),
+                    }),
+                    key,
+                }
+            }
+        }
+    }
+
+    fn fetch(
+        &mut self,
+        now: Instant,
+        watcher_adapter: &str,
+        sub: &Subscribe,
+        side: Side,
+        key: String,
+    ) -> SubscribeReply {
+        let cached = match (&side, self.subs.get(&key)) {
+            (_, Some(s)) if s.state == SubState::Active => self.current_presence(s),
+            (Side::Local { known_watcher }, _) => {
+                if !self.approves(&sub.watcher, *known_watcher) {
+                    return SubscribeReply::Now(Status::new(
+                        403,
+                        "Forbidden: watcher not authorized",
+                    ));
+                }
+                Some(
+                    self.pubs
+                        .get(&user_key(&sub.target))
+                        .map(|p| p.presence.clone())
+                        .unwrap_or_else(|| offline(&sub.target)),
+                )
+            }
+            _ => None,
+        };
+        let fetch_state = if self.is_roster(watcher_adapter) {
+            SubscriptionState::Active { expires: 0 }
+        } else {
+            SubscriptionState::Terminated(TerminationReason::Timeout)
+        };
+        if let Some(presence) = cached {
+            self.push_deliver(
+                watcher_adapter.to_owned(),
+                Operation::Notify(Notify {
+                    trans_id: TransId(0),
+                    watcher: sub.watcher.clone(),
+                    target: sub.target.clone(),
+                    state: fetch_state,
+                    presence: Some(presence),
+                }),
+            );
+            return SubscribeReply::Now(Status::ok());
+        }
+        let Side::Remote(adapter) = side else {
+            return SubscribeReply::Now(Status::ok());
+        };
+        let until = now + FETCH_WAIT;
+        self.fetches.insert(
+            key.clone(),
+            Fetch {
+                watcher: sub.watcher.clone(),
+                presentity: sub.target.clone(),
+                watcher_adapter: watcher_adapter.to_owned(),
+                until,
+            },
+        );
+        self.timers.insert((until, TimerKind::Fetch, key.clone()));
+        let id = self.tid();
+        SubscribeReply::Upstream {
+            adapter,
+            op: Operation::Subscribe(Subscribe {
+                trans_id: id,
+                watcher: sub.watcher.clone(),
+                target: sub.target.clone(),
+                duration: 0,
+            }),
+            key,
+        }
+    }
+
+    /// The outcome of an upstream subscribe that [`SubscribeReply::Upstream`] asked for;
+    /// returns the answer for the watcher.
+    pub fn handle_upstream_result(&mut self, now: Instant, key: &str, outcome: &Outcome) -> Status {
+        if self.fetches.contains_key(key) && !self.subs.contains_key(key) {
+            if !outcome.status.is_success() {
+                self.fetches.remove(key);
+            }
+            return outcome.status.clone();
+        }
+        if !outcome.status.is_success() {
+            // Nothing was established upstream: forget the pair without telling anyone
+            // more than the failure itself.
+            if self.subs.contains_key(key) {
+                self.remove(key);
+            }
+            return outcome.status.clone();
+        }
+        let Some(s) = self.subs.get(key) else {
+            return outcome.status.clone();
+        };
+        let active = s.state == SubState::Active;
+        self.save(key);
+        // RFC 6665 s4.2.1.1: the first notify follows the accepted subscribe.
+        self.notify_watcher(key, now, active);
+        if active {
+            Status::ok()
+        } else {
+            Status::new(202, "Accepted")
+        }
+    }
+
+    /// A watcher ends its subscription.
+    pub fn handle_unsubscribe(&mut self, now: Instant, sub: &Subscribe) -> Status {
+        let _ = now;
+        let key = sub_key(&sub.watcher, &sub.target);
+        if self.subs.contains_key(&key) {
+            let presence = self.subs.get(&key).and_then(|s| {
+                (s.state == SubState::Active)
+                    .then(|| self.current_presence(s))
+                    .flatten()
+            });
+            self.terminate(&key, TerminationReason::Timeout, presence, true);
+        }
+        Status::ok()
+    }
+
+    /// A notify from a remote presentity's side (it came in by `from_adapter`).
+    pub fn handle_notify(&mut self, now: Instant, from_adapter: &str, n: &Notify) -> Status {
+        let key = sub_key(&n.watcher, &n.target);
+        if let Some(f) = self.fetches.get(&key) {
+            if n.presence.is_some() {
+                let f = f.clone();
+                self.fetches.remove(&key);
+                let state = if self.is_roster(&f.watcher_adapter) {
+                    SubscriptionState::Active { expires: 0 }
+                } else {
+                    SubscriptionState::Terminated(TerminationReason::Timeout)
+                };
+                self.push_deliver(
+                    f.watcher_adapter,
+                    Operation::Notify(Notify {
+                        trans_id: TransId(0),
+                        watcher: f.watcher,
+                        target: f.presentity,
+                        state,
+                        presence: n.presence.clone(),
+                    }),
+                );
+                if !self.subs.contains_key(&key) {
+                    return Status::ok();
+                }
+            }
+        }
+        let Some(s) = self.subs.get_mut(&key) else {
+            return Status::new(481, "Subscription does not exist");
+        };
+        if s.remote.as_deref() != Some(from_adapter) {
+            return Status::new(
+                403,
+                "notify from an adapter that does not serve the presentity",
+            );
+        }
+        match &n.state {
+            SubscriptionState::Terminated(reason) => {
+                let p = n.presence.clone();
+                self.terminate(&key, reason.clone(), p, false);
+            }
+            state => {
+                let was = s.state.clone();
+                s.state = if matches!(state, SubscriptionState::Pending) {
+                    SubState::Pending
+                } else {
+                    SubState::Active
+                };
+                let changed = was != s.state;
+                if n.presence.is_some() {
+                    s.last_presence = n.presence.clone();
+                }
+                let has_presence = n.presence.is_some();
+                let pk = user_key(&s.presentity);
+                self.save(&key);
+                if changed {
+                    // State changes go out at once, with whatever state is known.
+                    self.notify_watcher(&key, now, true);
+                } else if has_presence {
+                    self.fan_out(now, &pk, vec![key]);
+                }
+            }
+        }
+        Status::ok()
+    }
+
+    /// A local presentity publishes its state.
+    pub fn handle_publish(&mut self, now: Instant, p: &Publish) -> Status {
+        let pk = user_key(&p.presentity);
+        if p.expires == 0 || p.presence.tuples.is_empty() {
+            if self.pubs.remove(&pk).is_some() {
+                self.actions
+                    .push_back(Action::DeletePublication(pk.clone()));
+            }
+        } else {
+            let expires_at = now + Duration::from_secs(u64::from(p.expires));
+            let mut presence = p.presence.clone();
+            if presence.entity.is_none() {
+                presence.entity = Some(p.presentity.bare());
+            }
+            self.actions.push_back(Action::SavePublication {
+                key: pk.clone(),
+                presentity: p.presentity.bare(),
+                presence: Box::new(presence.clone()),
+                expires_at,
+            });
+            self.timers
+                .insert((expires_at, TimerKind::PubExpiry, pk.clone()));
+            self.pubs.insert(
+                pk.clone(),
+                Publication {
+                    presentity: p.presentity.bare(),
+                    presence,
+                    expires_at,
+                },
+            );
+        }
+        let keys: Vec<String> = self
+            .by_presentity
+            .get(&pk)
+            .map(|s| {
+                s.iter()
+                    .filter(|k| self.subs[*k].remote.is_none())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            self.fan_out(now, &pk, keys);
+        }
+        Status::ok()
+    }
+
+    /// The time of the next timer, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().next().map(|(t, _, _)| *t)
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((t, kind, key)) = self.timers.iter().next().cloned() {
+            if t > now {
+                break;
+            }
+            self.timers.remove(&(t, kind, key.clone()));
+            match kind {
+                TimerKind::SubExpiry => {
+                    if self.subs.get(&key).and_then(|s| s.expires_at) == Some(t) {
+                        self.terminate(&key, TerminationReason::Timeout, None, true);
+                    }
+                }
+                TimerKind::Refresh => {
+                    let Some(s) = self.subs.get_mut(&key) else {
+                        continue;
+                    };
+                    if s.refresh_at != Some(t) {
+                        continue;
+                    }
+                    let Some(remote) = s.remote.clone() else {
+                        continue;
+                    };
+                    let Some(d) = self.cfg.upstream_expires.get(&remote).copied() else {
+                        continue;
+                    };
+                    let next = now + Duration::from_secs(u64::from(d) * 4 / 5);
+                    s.refresh_at = Some(next);
+                    let op = Operation::Subscribe(Subscribe {
+                        trans_id: TransId(0),
+                        watcher: s.watcher.clone(),
+                        target: s.presentity.clone(),
+                        duration: d,
+                    });
+                    self.timers.insert((next, TimerKind::Refresh, key.clone()));
+                    self.save(&key);
+                    self.push_deliver(remote, op);
+                }
+                TimerKind::PubExpiry => {
+                    if self.pubs.get(&key).map(|p| p.expires_at) == Some(t) {
+                        let p = self.pubs.remove(&key);
+                        self.actions
+                            .push_back(Action::DeletePublication(key.clone()));
+                        let _ = p.map(|p| p.presentity);
+                        let keys: Vec<String> = self
+                            .by_presentity
+                            .get(&key)
+                            .map(|s| {
+                                s.iter()
+                                    .filter(|k| self.subs[*k].remote.is_none())
+                                    .cloned()
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        if !keys.is_empty() {
+                            self.fan_out(now, &key, keys);
+                        }
+                    }
+                }
+                TimerKind::Gate => {
+                    let Some(g) = self.gates.get_mut(&key) else {
+                        continue;
+                    };
+                    g.armed = false;
+                    let dirty: Vec<String> = g.dirty.drain().collect();
+                    g.last_sent = Some(now);
+                    for k in dirty {
+                        if self
+                            .subs
+                            .get(&k)
+                            .is_some_and(|s| s.state == SubState::Active)
+                        {
+                            self.notify_watcher(&k, now, true);
+                        }
+                    }
+                }
+                TimerKind::Fetch => {
+                    if self.fetches.get(&key).is_some_and(|f| f.until == t) {
+                        self.fetches.remove(&key);
+                    }
+                }
+            }
+        }
+        // Forget gates nobody needs any more.
+        let interval = self.cfg.notify_interval;
+        self.gates.retain(|_, g| {
+            g.armed || !g.dirty.is_empty() || g.last_sent.is_some_and(|t| now < t + interval)
+        });
+    }
+
+    /// The next thing to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests;

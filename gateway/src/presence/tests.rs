@@ -1,0 +1,466 @@
+//! The presence engine in virtual time: `t0 + n seconds`, no clock.
+
+use super::*;
+use cpim_core::presence::Basic;
+
+fn a(s: &str) -> Address {
+    Address::parse(s).unwrap()
+}
+
+fn sub(w: &str, p: &str, d: u32) -> Subscribe {
+    Subscribe {
+        trans_id: TransId(1),
+        watcher: a(w),
+        target: a(p),
+        duration: d,
+    }
+}
+
+fn publish(p: &str, open: bool, expires: u32) -> Publish {
+    Publish {
+        trans_id: TransId(2),
+        presentity: a(p),
+        presence: Presence {
+            tuples: vec![Tuple {
+                id: "t".into(),
+                basic: Some(if open { Basic::Open } else { Basic::Closed }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+        expires,
+    }
+}
+
+fn drain(e: &mut PresenceEngine) -> Vec<Action> {
+    std::iter::from_fn(|| e.poll_action()).collect()
+}
+
+/// The notifies in `actions`, as (adapter, watcher key, state, basic open?).
+fn notifies(actions: &[Action]) -> Vec<(String, String, SubscriptionState, Option<bool>)> {
+    actions
+        .iter()
+        .filter_map(|x| match x {
+            Action::Deliver {
+                adapter,
+                op: Operation::Notify(n),
+            } => Some((
+                adapter.clone(),
+                user_key(&n.watcher),
+                n.state.clone(),
+                n.presence.as_ref().map(|p| p.is_available()),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn upstream(actions: &[Action]) -> Vec<(String, &'static str, u32)> {
+    actions
+        .iter()
+        .filter_map(|x| match x {
+            Action::Deliver {
+                adapter,
+                op: Operation::Subscribe(s),
+            } => Some((adapter.clone(), "subscribe", s.duration)),
+            Action::Deliver {
+                adapter,
+                op: Operation::Unsubscribe(s),
+            } => Some((adapter.clone(), "unsubscribe", s.duration)),
+            _ => None,
+        })
+        .collect()
+}
+
+const LOCAL: Side = Side::Local {
+    known_watcher: true,
+};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[test]
+fn xmpp_watcher_of_local_sip_user_is_approved_and_gets_state() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig::default());
+    e.handle_publish(t0, &publish("sip:alice@sip.test", true, 600));
+    drain(&mut e);
+    let r = e.handle_subscribe(
+        t0,
+        "xmpp",
+        &sub("romeo@xmpp.test", "alice@sip.test", 3600),
+        LOCAL,
+    );
+    assert_eq!(r, SubscribeReply::Now(Status::ok()));
+    let acts = drain(&mut e);
+    // RFC 8048 s4: `subscribed` (state only), then the presence.
+    assert_eq!(
+        notifies(&acts),
+        vec![
+            (
+                "xmpp".into(),
+                "romeo@xmpp.test".into(),
+                SubscriptionState::Active { expires: u32::MAX },
+                None
+            ),
+            (
+                "xmpp".into(),
+                "romeo@xmpp.test".into(),
+                SubscriptionState::Active { expires: u32::MAX },
+                Some(true)
+            )
+        ]
+    );
+    // XMPP watchers name 3600 s but hold roster subscriptions: no expiry timer.
+    assert!(e
+        .subscription(&a("romeo@xmpp.test"), &a("alice@sip.test"))
+        .unwrap()
+        .expires_at
+        .is_none());
+    assert!(acts
+        .iter()
+        .any(|x| matches!(x, Action::SaveSubscription(_))));
+    // Publication changes reach the watcher.
+    e.handle_publish(t0 + secs(10), &publish("sip:alice@sip.test", false, 600));
+    let n = notifies(&drain(&mut e));
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].3, Some(false));
+}
+
+#[test]
+fn policy_reject_and_deny_domains() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig {
+        policy: Policy::ApproveKnown,
+        deny_domains: vec!["bad.test".into()],
+        ..Default::default()
+    });
+    let r = e.handle_subscribe(
+        t0,
+        "xmpp",
+        &sub("x@unknown.test", "alice@sip.test", 60),
+        Side::Local {
+            known_watcher: false,
+        },
+    );
+    assert!(matches!(r, SubscribeReply::Now(s) if s.code == 403));
+    let r = e.handle_subscribe(t0, "xmpp", &sub("x@bad.test", "alice@sip.test", 60), LOCAL);
+    assert!(matches!(r, SubscribeReply::Now(s) if s.code == 403));
+    assert_eq!(e.subscription_count(), 0);
+}
+
+/// RFC 8048 s4: a SIP watcher of an XMPP presentity is pending until the XMPP side
+/// answers `subscribed`; SIP refreshes are absorbed by the gateway.
+#[test]
+fn sip_watcher_of_remote_xmpp_user_pending_then_active_refresh_absorbed() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let s = sub("sip:alice@sip.test", "romeo@xmpp.test", 3600);
+    let SubscribeReply::Upstream { adapter, op, key } =
+        e.handle_subscribe(t0, "sip", &s, Side::Remote("xmpp".into()))
+    else {
+        panic!("expected an upstream subscribe")
+    };
+    assert_eq!(adapter, "xmpp");
+    // XMPP needs no refresh: no expiry upstream.
+    assert!(matches!(op, Operation::Subscribe(ref u) if u.duration == u32::MAX));
+    let status = e.handle_upstream_result(t0, &key, &Outcome::ok(TransId(5)));
+    assert_eq!(status.code, 202);
+    let n = notifies(&drain(&mut e));
+    assert_eq!(
+        n,
+        vec![(
+            "sip".into(),
+            "alice@sip.test".into(),
+            SubscriptionState::Pending,
+            None
+        )]
+    );
+
+    // The XMPP user approves and sends presence.
+    let mut p = publish("romeo@xmpp.test", true, 1).presence;
+    p.entity = None;
+    let st = e.handle_notify(
+        t0 + secs(1),
+        "xmpp",
+        &Notify {
+            trans_id: TransId(6),
+            watcher: a("alice@sip.test"),
+            target: a("romeo@xmpp.test"),
+            state: SubscriptionState::Active { expires: 0 },
+            presence: Some(p),
+        },
+    );
+    assert_eq!(st.code, 200);
+    let n = notifies(&drain(&mut e));
+    assert_eq!(
+        n,
+        vec![(
+            "sip".into(),
+            "alice@sip.test".into(),
+            SubscriptionState::Active { expires: 3599 },
+            Some(true)
+        )]
+    );
+
+    // SIP refresh 30 min later: answered here, current state re-sent, nothing upstream.
+    let r = e.handle_subscribe(t0 + secs(1800), "sip", &s, Side::Remote("xmpp".into()));
+    assert_eq!(r, SubscribeReply::Now(Status::ok()));
+    let acts = drain(&mut e);
+    assert!(
+        upstream(&acts).is_empty(),
+        "a refresh must not reach XMPP: {acts:?}"
+    );
+    assert_eq!(
+        notifies(&acts)[0].2,
+        SubscriptionState::Active { expires: 3600 }
+    );
+
+    // Not refreshed again: expires at 1800 + 3600, terminated(timeout), unsubscribed upstream.
+    assert_eq!(e.poll_timeout(), Some(t0 + secs(5400)));
+    e.handle_timeout(t0 + secs(5399));
+    assert!(drain(&mut e).is_empty());
+    e.handle_timeout(t0 + secs(5400));
+    let acts = drain(&mut e);
+    assert_eq!(
+        notifies(&acts)[0].2,
+        SubscriptionState::Terminated(TerminationReason::Timeout)
+    );
+    assert_eq!(upstream(&acts), vec![("xmpp".into(), "unsubscribe", 0)]);
+    assert_eq!(e.subscription_count(), 0);
+}
+
+#[test]
+fn gateway_refreshes_upstream_sip_subscriptions_itself() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let s = sub("romeo@xmpp.test", "sip:bob@remote-sip.test", u32::MAX);
+    let SubscribeReply::Upstream { op, key, .. } =
+        e.handle_subscribe(t0, "xmpp", &s, Side::Remote("sip".into()))
+    else {
+        panic!()
+    };
+    assert!(matches!(op, Operation::Subscribe(ref u) if u.duration == 3600));
+    e.handle_upstream_result(t0, &key, &Outcome::ok(TransId(1)));
+    drain(&mut e);
+    // 80 % of 3600 s.
+    assert_eq!(e.poll_timeout(), Some(t0 + secs(2880)));
+    e.handle_timeout(t0 + secs(2880));
+    let acts = drain(&mut e);
+    assert_eq!(upstream(&acts), vec![("sip".into(), "subscribe", 3600)]);
+    assert!(
+        notifies(&acts).is_empty(),
+        "a refresh is invisible to the watcher"
+    );
+    assert_eq!(e.poll_timeout(), Some(t0 + secs(5760)));
+}
+
+#[test]
+fn upstream_failure_is_the_watchers_answer() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let s = sub("sip:alice@sip.test", "nobody@xmpp.test", 60);
+    let SubscribeReply::Upstream { key, .. } =
+        e.handle_subscribe(t0, "sip", &s, Side::Remote("xmpp".into()))
+    else {
+        panic!()
+    };
+    let st = e.handle_upstream_result(t0, &key, &Outcome::failure(TransId(1), 404, "Not Found"));
+    assert_eq!(st.code, 404);
+    assert_eq!(e.subscription_count(), 0);
+}
+
+#[test]
+fn remote_rejection_terminates() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let s = sub("sip:alice@sip.test", "romeo@xmpp.test", 60);
+    let SubscribeReply::Upstream { key, .. } =
+        e.handle_subscribe(t0, "sip", &s, Side::Remote("xmpp".into()))
+    else {
+        panic!()
+    };
+    e.handle_upstream_result(t0, &key, &Outcome::ok(TransId(1)));
+    drain(&mut e);
+    let n = Notify {
+        trans_id: TransId(3),
+        watcher: a("sip:alice@sip.test"),
+        target: a("romeo@xmpp.test"),
+        state: SubscriptionState::Terminated(TerminationReason::Rejected),
+        presence: None,
+    };
+    // Only the adapter serving the presentity may speak for it.
+    assert_eq!(e.handle_notify(t0, "sip", &n).code, 403);
+    assert_eq!(e.handle_notify(t0, "xmpp", &n).code, 200);
+    let acts = drain(&mut e);
+    assert_eq!(
+        notifies(&acts)[0].2,
+        SubscriptionState::Terminated(TerminationReason::Rejected)
+    );
+    assert!(upstream(&acts).is_empty());
+    assert_eq!(e.handle_notify(t0, "xmpp", &n).code, 481);
+}
+
+/// RFC 3856 s3.3 fetch / RFC 8048 s6 probe.
+#[test]
+fn fetch_answered_from_store_and_probe_relayed() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig::default());
+    e.handle_publish(t0, &publish("sip:alice@sip.test", true, 600));
+    drain(&mut e);
+    let r = e.handle_subscribe(
+        t0,
+        "xmpp",
+        &sub("romeo@xmpp.test", "alice@sip.test", 0),
+        LOCAL,
+    );
+    assert_eq!(r, SubscribeReply::Now(Status::ok()));
+    // An XMPP probe is answered with plain presence (state active), ...
+    let n = notifies(&drain(&mut e));
+    assert_eq!(
+        n,
+        vec![(
+            "xmpp".into(),
+            "romeo@xmpp.test".into(),
+            SubscriptionState::Active { expires: 0 },
+            Some(true)
+        )]
+    );
+    // ... a SIP fetch with terminated;reason=timeout (RFC 3856 s3.3).
+    e.handle_subscribe(
+        t0,
+        "sip",
+        &sub("sip:bob@sip.test", "alice@sip.test", 0),
+        LOCAL,
+    );
+    let n = notifies(&drain(&mut e));
+    assert_eq!(
+        n,
+        vec![(
+            "sip".into(),
+            "bob@sip.test".into(),
+            SubscriptionState::Terminated(TerminationReason::Timeout),
+            Some(true)
+        )]
+    );
+    assert_eq!(e.subscription_count(), 0);
+
+    // Remote fetch without cached state: probed upstream, the answer relayed once.
+    let r = e.handle_subscribe(
+        t0,
+        "sip",
+        &sub("sip:alice@sip.test", "romeo@xmpp.test", 0),
+        Side::Remote("xmpp".into()),
+    );
+    let SubscribeReply::Upstream { op, key, .. } = r else {
+        panic!()
+    };
+    assert!(matches!(op, Operation::Subscribe(ref s) if s.duration == 0));
+    assert!(e
+        .handle_upstream_result(t0, &key, &Outcome::ok(TransId(1)))
+        .is_success());
+    let answer = Notify {
+        trans_id: TransId(3),
+        watcher: a("alice@sip.test"),
+        target: a("romeo@xmpp.test"),
+        state: SubscriptionState::Active { expires: 0 },
+        presence: Some(publish("romeo@xmpp.test", true, 1).presence),
+    };
+    assert_eq!(e.handle_notify(t0, "xmpp", &answer).code, 200);
+    let n = notifies(&drain(&mut e));
+    assert_eq!(
+        n[0].2,
+        SubscriptionState::Terminated(TerminationReason::Timeout)
+    );
+    assert_eq!(e.handle_notify(t0, "xmpp", &answer).code, 481);
+}
+
+/// RFC 3856 s6.4: at most one notification per interval per presentity, the latest
+/// state winning.
+#[test]
+fn notifications_rate_limited_and_coalesced() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig::default());
+    for w in ["a@xmpp.test", "b@xmpp.test"] {
+        e.handle_subscribe(t0, "xmpp", &sub(w, "alice@sip.test", u32::MAX), LOCAL);
+    }
+    drain(&mut e);
+    e.handle_publish(t0 + secs(10), &publish("sip:alice@sip.test", true, 600));
+    assert_eq!(notifies(&drain(&mut e)).len(), 2);
+    e.handle_publish(t0 + secs(11), &publish("sip:alice@sip.test", false, 600));
+    e.handle_publish(t0 + secs(12), &publish("sip:alice@sip.test", true, 600));
+    e.handle_publish(t0 + secs(13), &publish("sip:alice@sip.test", false, 600));
+    assert!(notifies(&drain(&mut e)).is_empty());
+    assert_eq!(e.poll_timeout(), Some(t0 + secs(15)));
+    e.handle_timeout(t0 + secs(15));
+    let n = notifies(&drain(&mut e));
+    assert_eq!(n.len(), 2);
+    assert!(
+        n.iter().all(|x| x.3 == Some(false)),
+        "the latest state wins: {n:?}"
+    );
+}
+
+#[test]
+fn publication_expiry_fans_out_offline() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig::default());
+    e.handle_subscribe(
+        t0,
+        "xmpp",
+        &sub("a@xmpp.test", "alice@sip.test", u32::MAX),
+        LOCAL,
+    );
+    e.handle_publish(t0 + secs(10), &publish("sip:alice@sip.test", true, 60));
+    drain(&mut e);
+    e.handle_timeout(t0 + secs(70));
+    let acts = drain(&mut e);
+    assert!(acts.contains(&Action::DeletePublication("alice@sip.test".into())));
+    assert_eq!(notifies(&acts)[0].3, Some(false));
+    assert!(e.published(&a("sip:alice@sip.test")).is_none());
+}
+
+#[test]
+fn unsubscribe_terminates_and_restore_rearms_timers() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig::default());
+    e.handle_subscribe(
+        t0,
+        "sip",
+        &sub("sip:bob@sip.test", "alice@sip.test", 600),
+        LOCAL,
+    );
+    let saved: Vec<Subscription> = drain(&mut e)
+        .into_iter()
+        .filter_map(|x| match x {
+            Action::SaveSubscription(s) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(saved.len(), 1);
+    // A new engine (a restart) restored from what was saved: the expiry timer is back.
+    let mut e2 = PresenceEngine::new(PresenceConfig::default());
+    e2.restore_subscription(saved[0].clone());
+    assert_eq!(e2.poll_timeout(), Some(t0 + secs(600)));
+    e2.handle_timeout(t0 + secs(600));
+    assert_eq!(
+        notifies(&drain(&mut e2))[0].2,
+        SubscriptionState::Terminated(TerminationReason::Timeout)
+    );
+
+    assert_eq!(
+        e.handle_unsubscribe(t0, &sub("sip:bob@sip.test", "alice@sip.test", 0))
+            .code,
+        200
+    );
+    let acts = drain(&mut e);
+    assert!(matches!(
+        notifies(&acts)[0].2,
+        SubscriptionState::Terminated(_)
+    ));
+    assert!(acts
+        .iter()
+        .any(|x| matches!(x, Action::DeleteSubscription(_))));
+    assert_eq!(e.subscription_count(), 0);
+}

@@ -1,0 +1,354 @@
+//! The tokio layer around the sans-IO [`PresenceEngine`]: it owns the clock, runs the
+//! engine's timers, carries out its actions (deliveries through [`Outbound`], writes to
+//! the [`Store`]) and restores the engine from the store at start.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cpim_core::model::{Notify, Outcome, Publish, Status, Subscribe};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify as Wake;
+
+use crate::outbound::Outbound;
+use crate::presence::{
+    Action, PresenceConfig, PresenceEngine, Side, SubState, SubscribeReply, Subscription,
+};
+use crate::records::{presence_from_pidf, presence_to_pidf, AddressRec, RecordError};
+use crate::store::{kind, unix_ms, Store, StoreError};
+
+/// Converts between the engine's `Instant`s and the store's Unix milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    instant0: Instant,
+    unix0_ms: u64,
+}
+
+impl Clock {
+    /// Now.
+    pub fn new() -> Clock {
+        Clock {
+            instant0: Instant::now(),
+            unix0_ms: unix_ms(),
+        }
+    }
+    /// An instant as Unix milliseconds.
+    pub fn to_unix(&self, t: Instant) -> u64 {
+        match t.checked_duration_since(self.instant0) {
+            Some(d) => self.unix0_ms + d.as_millis() as u64,
+            None => self
+                .unix0_ms
+                .saturating_sub(self.instant0.duration_since(t).as_millis() as u64),
+        }
+    }
+    /// Unix milliseconds as an instant (a past time maps to a past instant, or now).
+    pub fn from_unix(&self, ms: u64) -> Instant {
+        if ms >= self.unix0_ms {
+            self.instant0 + Duration::from_millis(ms - self.unix0_ms)
+        } else {
+            self.instant0
+                .checked_sub(Duration::from_millis(self.unix0_ms - ms))
+                .unwrap_or(self.instant0)
+        }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SubRec {
+    watcher: AddressRec,
+    presentity: AddressRec,
+    watcher_adapter: String,
+    remote: Option<String>,
+    active: bool,
+    expires_at_ms: Option<u64>,
+    refresh_at_ms: Option<u64>,
+    last_presence: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PubRec {
+    presentity: AddressRec,
+    expires_at_ms: u64,
+    pidf: String,
+}
+
+/// The presence service.
+#[derive(Debug)]
+pub struct PresenceService {
+    engine: Mutex<PresenceEngine>,
+    clock: Clock,
+    out: Arc<Outbound>,
+    store: Store,
+    wake: Wake,
+}
+
+impl PresenceService {
+    /// A service over a fresh engine, restored from `store`.
+    pub fn restore(
+        cfg: PresenceConfig,
+        out: Arc<Outbound>,
+        store: Store,
+    ) -> Result<Arc<Self>, StoreError> {
+        let clock = Clock::new();
+        let mut engine = PresenceEngine::new(cfg);
+        for (key, data) in store.load(kind::SUBSCRIPTION)? {
+            match Self::decode_sub(&clock, &data) {
+                Ok(s) => engine.restore_subscription(s),
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "unreadable subscription record skipped")
+                }
+            }
+        }
+        for (key, data) in store.load(kind::PUBLICATION)? {
+            let r: Result<PubRec, RecordError> = serde_json::from_str(&data).map_err(Into::into);
+            match r.and_then(|r| {
+                Ok((
+                    r.presentity.try_into()?,
+                    presence_from_pidf(&r.pidf)?,
+                    r.expires_at_ms,
+                ))
+            }) {
+                Ok((who, p, exp)) => engine.restore_publication(who, p, clock.from_unix(exp)),
+                Err(e) => tracing::warn!(%key, error = %e, "unreadable publication record skipped"),
+            }
+        }
+        let n = engine.subscription_count();
+        out.metrics.subscriptions.set(n as i64);
+        if n > 0 {
+            tracing::info!(subscriptions = n, "presence state restored");
+        }
+        Ok(Arc::new(PresenceService {
+            engine: Mutex::new(engine),
+            clock,
+            out,
+            store,
+            wake: Wake::new(),
+        }))
+    }
+
+    fn decode_sub(clock: &Clock, data: &str) -> Result<Subscription, RecordError> {
+        let r: SubRec = serde_json::from_str(data)?;
+        Ok(Subscription {
+            watcher: r.watcher.try_into()?,
+            presentity: r.presentity.try_into()?,
+            watcher_adapter: r.watcher_adapter,
+            remote: r.remote,
+            state: if r.active {
+                SubState::Active
+            } else {
+                SubState::Pending
+            },
+            expires_at: r.expires_at_ms.map(|t| clock.from_unix(t)),
+            refresh_at: r.refresh_at_ms.map(|t| clock.from_unix(t)),
+            last_presence: r
+                .last_presence
+                .as_deref()
+                .map(presence_from_pidf)
+                .transpose()?,
+        })
+    }
+
+    fn encode_sub(&self, s: &Subscription) -> Result<String, RecordError> {
+        Ok(serde_json::to_string(&SubRec {
+            watcher: (&s.watcher).into(),
+            presentity: (&s.presentity).into(),
+            watcher_adapter: s.watcher_adapter.clone(),
+            remote: s.remote.clone(),
+            active: s.state == SubState::Active,
+            expires_at_ms: s.expires_at.map(|t| self.clock.to_unix(t)),
+            refresh_at_ms: s.refresh_at.map(|t| self.clock.to_unix(t)),
+            last_presence: s.last_presence.as_ref().map(presence_to_pidf).transpose()?,
+        })?)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PresenceEngine> {
+        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Carries out the engine's pending actions, in order.
+    fn flush(&self) {
+        let (actions, count) = {
+            let mut e = self.lock();
+            let v: Vec<Action> = std::iter::from_fn(|| e.poll_action()).collect();
+            (v, e.subscription_count())
+        };
+        self.out.metrics.subscriptions.set(count as i64);
+        for a in actions {
+            let r = match a {
+                Action::Deliver { adapter, op } => {
+                    self.out.deliver_detached(adapter, op);
+                    Ok(())
+                }
+                Action::SaveSubscription(s) => {
+                    let key = crate::presence::sub_key(&s.watcher, &s.presentity);
+                    self.encode_sub(&s)
+                        .map_err(StoreError::from)
+                        .and_then(|data| {
+                            self.store.put(
+                                kind::SUBSCRIPTION,
+                                &key,
+                                s.expires_at.map(|t| self.clock.to_unix(t) / 1000),
+                                &data,
+                            )
+                        })
+                }
+                Action::DeleteSubscription(key) => {
+                    self.store.remove(kind::SUBSCRIPTION, &key).map(|_| ())
+                }
+                Action::SavePublication {
+                    key,
+                    presentity,
+                    presence,
+                    expires_at,
+                } => presence_to_pidf(&presence)
+                    .map_err(StoreError::from)
+                    .and_then(|pidf| {
+                        let rec = PubRec {
+                            presentity: (&presentity).into(),
+                            expires_at_ms: self.clock.to_unix(expires_at),
+                            pidf,
+                        };
+                        let data = serde_json::to_string(&rec).map_err(RecordError::from)?;
+                        self.store.put(
+                            kind::PUBLICATION,
+                            &key,
+                            Some(rec.expires_at_ms / 1000),
+                            &data,
+                        )
+                    }),
+                Action::DeletePublication(key) => {
+                    self.store.remove(kind::PUBLICATION, &key).map(|_| ())
+                }
+            };
+            if let Err(e) = r {
+                tracing::error!(error = %e, "presence state not persisted");
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// A subscribe or fetch from `adapter`.
+    pub async fn subscribe(&self, adapter: &str, s: Subscribe) -> Outcome {
+        let table = &self.out.table;
+        let side = if table.is_local(&s.target.domain) {
+            Side::Local {
+                known_watcher: table.is_known(&s.watcher.domain),
+            }
+        } else {
+            match table.adapter_name_for(&s.target) {
+                Some(a) => Side::Remote(a.to_string()),
+                None => {
+                    return Outcome::failure(
+                        s.trans_id,
+                        404,
+                        "Not Found: no route to the presentity's domain",
+                    )
+                }
+            }
+        };
+        let now = Instant::now();
+        let reply = self.lock().handle_subscribe(now, adapter, &s, side);
+        self.flush();
+        let status = match reply {
+            SubscribeReply::Now(st) => st,
+            SubscribeReply::Upstream {
+                adapter: up,
+                op,
+                key,
+            } => {
+                let outcome = self.out.deliver(&up, op).await;
+                let st = self
+                    .lock()
+                    .handle_upstream_result(Instant::now(), &key, &outcome);
+                self.flush();
+                st
+            }
+        };
+        Outcome {
+            trans_id: s.trans_id,
+            status,
+        }
+    }
+
+    /// An unsubscribe.
+    pub fn unsubscribe(&self, s: Subscribe) -> Outcome {
+        let st = self.lock().handle_unsubscribe(Instant::now(), &s);
+        self.flush();
+        Outcome {
+            trans_id: s.trans_id,
+            status: st,
+        }
+    }
+
+    /// A notify from a remote presentity's adapter.
+    pub fn notify(&self, adapter: &str, n: Notify) -> Outcome {
+        let st = self.lock().handle_notify(Instant::now(), adapter, &n);
+        self.flush();
+        Outcome {
+            trans_id: n.trans_id,
+            status: st,
+        }
+    }
+
+    /// A publication of a local presentity.
+    pub fn publish(&self, p: Publish) -> Outcome {
+        let st: Status = self.lock().handle_publish(Instant::now(), &p);
+        self.flush();
+        Outcome {
+            trans_id: p.trans_id,
+            status: st,
+        }
+    }
+
+    /// The subscriptions, for the admin API: (watcher, presentity, state, watcher adapter, remote adapter).
+    pub fn snapshot(&self) -> Vec<serde_json::Value> {
+        let now = Instant::now();
+        let e = self.lock();
+        let mut v: Vec<serde_json::Value> = e
+            .subscriptions()
+            .map(|s| {
+                serde_json::json!({
+                    "watcher": s.watcher.to_string(),
+                    "presentity": s.presentity.to_string(),
+                    "state": if s.state == SubState::Active { "active" } else { "pending" },
+                    "watcher_adapter": s.watcher_adapter,
+                    "presentity_adapter": s.remote,
+                    "expires_in": s.expires_at.map(|t| t.saturating_duration_since(now).as_secs()),
+                })
+            })
+            .collect();
+        v.sort_by_key(|a| a.to_string());
+        v
+    }
+
+    /// Number of subscriptions.
+    pub fn count(&self) -> usize {
+        self.lock().subscription_count()
+    }
+
+    /// Runs the engine's timers until `stop` resolves.
+    pub async fn run_timers(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let next = self.lock().poll_timeout();
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {
+                    self.lock().handle_timeout(Instant::now());
+                    self.flush();
+                }
+                _ = self.wake.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Store-and-forward: a message whose target is offline or whose link is down (the
+//! target's outcome is one of `queue.on_codes`) is persisted and the source gets
+//! 202 Accepted. A worker retries with exponential backoff (doubling from
+//! `retry_initial_ms` up to `retry_max_ms`), and at once when the destination registers.
+//!
+//! Exactly once, except in one window: an entry is removed after the target accepted
+//! it. If the process dies after the target's acceptance and before the removal is
+//! committed (one fsync, well under a millisecond), the message is delivered again after
+//! the restart. The message keeps its `message_id` (and XMPP stanza id), so a recipient
+//! that deduplicates sees it once. Nothing accepted is lost: the entry is committed
+//! before the 202 is returned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cpim_core::model::{Message, Operation, Outcome};
+use tokio::sync::Notify;
+
+use crate::config::QueueSection;
+use crate::outbound::Outbound;
+use crate::store::{unix_ms, Store};
+
+/// The queue.
+#[derive(Debug)]
+pub struct Queue {
+    store: Store,
+    cfg: QueueSection,
+    out: Arc<Outbound>,
+    wake: Notify,
+}
+
+impl Queue {
+    /// A queue over `store`.
+    pub fn new(store: Store, cfg: QueueSection, out: Arc<Outbound>) -> Arc<Queue> {
+        let q = Arc::new(Queue {
+            store,
+            cfg,
+            out,
+            wake: Notify::new(),
+        });
+        q.update_gauge();
+        q
+    }
+
+    fn update_gauge(&self) {
+        if let Ok(d) = self.store.queue_depth() {
+            self.out.metrics.queue_depth.set(d as i64);
+        }
+    }
+
+    /// True if store-and-forward is on.
+    pub fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
+    /// True if this outcome means "queue it".
+    pub fn should_queue(&self, outcome: &Outcome) -> bool {
+        self.cfg.enabled && self.cfg.on_codes.contains(&outcome.status.code)
+    }
+
+    /// Persists `msg` for `adapter`; `Ok(())` once it is committed.
+    pub async fn accept(&self, msg: Message, adapter: &str) -> Result<(), String> {
+        let depth = self.store.queue_depth().map_err(|e| e.to_string())?;
+        if depth >= self.cfg.max_depth {
+            return Err(format!("queue full ({depth} messages)"));
+        }
+        let now = unix_ms();
+        let adapter = adapter.to_owned();
+        let retry = self.cfg.retry_initial_ms;
+        self.store
+            .run(move |s| {
+                let id = s.enqueue(&msg, &adapter, now)?;
+                // First retry after the initial delay: the target just refused.
+                s.reschedule(id, 1, now + retry)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        self.update_gauge();
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The destination (`user@domain`) is reachable again (e.g. it registered).
+    pub fn wake_destination(&self, dest: &str) {
+        match self.store.wake_destination(dest, unix_ms()) {
+            Ok(n) if n > 0 => {
+                tracing::info!(%dest, messages = n, "destination back; delivering queued messages");
+                self.wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "queue wake failed"),
+        }
+    }
+
+    fn backoff(&self, attempts: u32) -> u64 {
+        let shift = attempts.saturating_sub(1).min(20);
+        self.cfg
+            .retry_initial_ms
+            .saturating_mul(1 << shift)
+            .min(self.cfg.retry_max_ms)
+    }
+
+    /// One pass over the due entries; returns how many were handled.
+    pub async fn run_once(&self) -> usize {
+        let now = unix_ms();
+        let due = match self.store.due(now, 64) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "queue read failed");
+                return 0;
+            }
+        };
+        let n = due.len();
+        for e in due {
+            let age_secs = (now / 1000).saturating_sub(e.enqueued_at);
+            if age_secs > self.cfg.max_age_secs {
+                tracing::warn!(id = e.id, dest = %e.message.destination, "queued message expired undelivered");
+                let _ = self.store.dequeue(e.id);
+                continue;
+            }
+            let out = self
+                .out
+                .deliver(&e.adapter, Operation::Message(e.message.clone()))
+                .await;
+            let r = if out.status.is_success() {
+                tracing::info!(id = e.id, dest = %e.message.destination, attempts = e.attempts + 1, "queued message delivered");
+                self.store.dequeue(e.id).map(|_| ())
+            } else if self.should_queue(&out) {
+                self.store.reschedule(
+                    e.id,
+                    e.attempts + 1,
+                    unix_ms() + self.backoff(e.attempts + 1),
+                )
+            } else {
+                tracing::warn!(id = e.id, dest = %e.message.destination, code = out.status.code, reason = %out.status.reason, "queued message refused by its target; dropped");
+                self.store.dequeue(e.id).map(|_| ())
+            };
+            if let Err(err) = r {
+                tracing::error!(error = %err, "queue update failed");
+            }
+        }
+        self.update_gauge();
+        n
+    }
+
+    /// Runs until `stop` changes.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            while self.run_once().await == 64 {}
+            let wait = match self.store.next_due() {
+                Ok(Some(t)) => {
+                    Duration::from_millis(t.saturating_sub(unix_ms())).min(Duration::from_secs(60))
+                }
+                _ => Duration::from_secs(60),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}

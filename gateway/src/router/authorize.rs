@@ -1,0 +1,221 @@
+//! Source authorization, the outermost step.
+//!
+//! - A source in one of the gateway's own domains must come in by the adapter that owns
+//!   that domain (a SIP user of the local registrar cannot be claimed over XMPP).
+//! - A source in a domain another adapter claims (configured route, `Adapter::serves`)
+//!   is forged; a domain nobody claims is vouched for by the adapter it came in by (an
+//!   XMPP s2s peer authenticated by dialback or TLS, a foreign SIP domain).
+//! - No open relay: the source or the destination must be local or have a configured
+//!   route. A publish must come from a local presentity.
+//!
+//! Refusals are 403 (RFC 3860 s4.2: the sender is not allowed to send this).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use cpim_core::adapter::BoxFuture;
+use cpim_core::model::{Operation, Outcome, Status};
+use tower::{Layer, Service};
+
+use super::{RouteTable, Submission};
+
+/// Checks a submission; `Err` carries the refusal.
+pub fn check(table: &RouteTable, sub: &Submission) -> Result<(), Status> {
+    let src = sub.op.source();
+    if let Some(owner) = table.local_owner(&src.domain) {
+        if owner != &*sub.adapter {
+            return Err(Status::new(
+                403,
+                format!(
+                    "source domain {} is served by adapter {owner}, not {}",
+                    src.domain, sub.adapter
+                ),
+            ));
+        }
+    } else if let Some(a) = table.claimed_by(src) {
+        // The domain is another adapter's: a forged source.
+        if *a != *sub.adapter {
+            return Err(Status::new(
+                403,
+                format!(
+                    "source domain {} belongs to adapter {a}, not {}",
+                    src.domain, sub.adapter
+                ),
+            ));
+        }
+    }
+    // A domain no adapter claims is vouched for by the adapter it came in by (SIP
+    // from a foreign domain, an XMPP s2s peer verified by dialback or TLS); the relay
+    // rule below still applies.
+    match sub.op.destination() {
+        None => {
+            // A publish: only the gateway's own presentities publish to it.
+            if !table.is_local(&src.domain) {
+                return Err(Status::new(403, "only local presentities may publish"));
+            }
+        }
+        Some(dst) => {
+            if !table.is_known(&src.domain) && !table.is_known(&dst.domain) {
+                return Err(Status::new(
+                    403,
+                    format!(
+                        "relaying denied: neither {} nor {} is a local or routed domain",
+                        src.domain, dst.domain
+                    ),
+                ));
+            }
+        }
+    }
+    if let Operation::Notify(_) = &sub.op {
+        // A notify comes from the presentity's side; nothing more to check here.
+    }
+    Ok(())
+}
+
+/// The authorization middleware.
+#[derive(Clone, Debug)]
+pub struct Authorize<S> {
+    inner: S,
+    table: Arc<RouteTable>,
+}
+
+/// Layer for [`Authorize`].
+#[derive(Clone, Debug)]
+pub struct AuthorizeLayer {
+    table: Arc<RouteTable>,
+}
+
+impl AuthorizeLayer {
+    /// Authorizes against `table`.
+    pub fn new(table: Arc<RouteTable>) -> Self {
+        AuthorizeLayer { table }
+    }
+}
+
+impl<S> Layer<S> for AuthorizeLayer {
+    type Service = Authorize<S>;
+    fn layer(&self, inner: S) -> Authorize<S> {
+        Authorize {
+            inner,
+            table: self.table.clone(),
+        }
+    }
+}
+
+impl<S> Service<Submission> for Authorize<S>
+where
+    S: Service<Submission, Response = Outcome, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Outcome;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Outcome, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Submission) -> Self::Future {
+        match check(&self.table, &req) {
+            Ok(()) => Box::pin(self.inner.call(req)),
+            Err(status) => {
+                tracing::info!(adapter = %req.adapter, source = %req.op.source(), reason = %status.reason, "refused");
+                let id = req.op.trans_id();
+                Box::pin(async move {
+                    Ok(Outcome {
+                        trans_id: id,
+                        status,
+                    })
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::testutil::{msg, Recorder};
+    use tower::ServiceExt;
+
+    fn table() -> Arc<RouteTable> {
+        Arc::new(RouteTable::new(
+            [("sip.test", "sip")],
+            [("xmpp.test", "xmpp"), ("other.test", "xmpp")],
+        ))
+    }
+
+    async fn run(adapter: &str, op: Operation) -> (u16, usize) {
+        let rec = Recorder::default();
+        let svc = AuthorizeLayer::new(table()).layer(rec.clone());
+        let out = svc.oneshot(Submission::new(adapter, op)).await.unwrap();
+        (out.status.code, rec.count())
+    }
+
+    #[tokio::test]
+    async fn local_source_from_its_own_adapter_passes() {
+        let (code, n) = run(
+            "sip",
+            msg(1, "sip:alice@sip.test", "xmpp:romeo@xmpp.test", "hi"),
+        )
+        .await;
+        assert_eq!((code, n), (200, 1));
+    }
+
+    #[tokio::test]
+    async fn local_source_from_another_adapter_is_forged() {
+        let (code, n) = run(
+            "xmpp",
+            msg(1, "xmpp:alice@sip.test", "sip:bob@sip.test", "hi"),
+        )
+        .await;
+        assert_eq!((code, n), (403, 0));
+    }
+
+    #[tokio::test]
+    async fn remote_source_must_belong_to_its_adapter() {
+        // An XMPP domain claimed by a SIP user agent.
+        let (code, n) = run(
+            "sip",
+            msg(1, "sip:romeo@xmpp.test", "sip:bob@sip.test", "hi"),
+        )
+        .await;
+        assert_eq!((code, n), (403, 0));
+        let (code, n) = run("xmpp", msg(1, "romeo@xmpp.test", "sip:bob@sip.test", "hi")).await;
+        assert_eq!((code, n), (200, 1));
+    }
+
+    #[tokio::test]
+    async fn no_open_relay() {
+        // Both ends are routed XMPP domains: allowed (routes are configured on purpose).
+        let (code, _) = run("xmpp", msg(1, "romeo@xmpp.test", "dave@other.test", "hi")).await;
+        assert_eq!(code, 200);
+        // Neither end local nor routed: refused.
+        let (code, n) = run("xmpp", msg(1, "eve@evil.test", "dave@nowhere.test", "hi")).await;
+        assert_eq!((code, n), (403, 0));
+        // An unclaimed (federated) source domain to a local user: the adapter vouches.
+        let (code, n) = run(
+            "xmpp",
+            msg(1, "eve@federated.test", "sip:bob@sip.test", "hi"),
+        )
+        .await;
+        assert_eq!((code, n), (200, 1));
+    }
+
+    #[tokio::test]
+    async fn publish_only_from_local_presentities() {
+        use cpim_core::model::{Publish, TransId};
+        use cpim_core::Address;
+        let p = |who: &str| {
+            Operation::Publish(Publish {
+                trans_id: TransId(9),
+                presentity: Address::parse(who).unwrap(),
+                presence: Default::default(),
+                expires: 60,
+            })
+        };
+        assert_eq!(run("sip", p("sip:alice@sip.test")).await, (200, 1));
+        assert_eq!(run("xmpp", p("romeo@xmpp.test")).await.0, 403);
+    }
+}

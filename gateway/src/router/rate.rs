@@ -1,0 +1,214 @@
+//! Rate limits per source: a token bucket per source address (bare: user@domain).
+//!
+//! An empty bucket is answered with 503 Service Unavailable and a reason naming the
+//! limit. 503 rather than 429: in SIP, 429 means "Provide Referrer Identity" (RFC 3892),
+//! and RFC 7247 s7 maps SIP 503 onto XMPP `<service-unavailable/>` (and back), so the
+//! refusal reads the same on both sides. RFC 3261 s21.5.4 makes 503 the overload answer.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use cpim_core::adapter::BoxFuture;
+use cpim_core::model::Outcome;
+use tower::{Layer, Service};
+
+use super::Submission;
+
+/// One token bucket: `rate` tokens per second up to `burst`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn full(burst: f64, now: Instant) -> Self {
+        TokenBucket {
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Refills for the time since the last call and takes one token if there is one.
+    pub fn try_take(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * rate).min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// True once the bucket would be full again (and can be forgotten).
+    pub fn is_full_at(&self, rate: f64, burst: f64, now: Instant) -> bool {
+        self.tokens + now.saturating_duration_since(self.last).as_secs_f64() * rate >= burst
+    }
+}
+
+/// The limits: `rate` operations per second per source, bursts up to `burst`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateConfig {
+    /// Sustained operations per second per source.
+    pub rate: f64,
+    /// Bucket size.
+    pub burst: f64,
+}
+
+#[derive(Debug)]
+struct Buckets {
+    map: HashMap<String, TokenBucket>,
+    last_sweep: Instant,
+}
+
+/// The rate-limit middleware; clones share the buckets.
+#[derive(Clone, Debug)]
+pub struct RateLimit<S> {
+    inner: S,
+    cfg: RateConfig,
+    buckets: Arc<Mutex<Buckets>>,
+}
+
+/// Layer for [`RateLimit`].
+#[derive(Clone, Debug)]
+pub struct RateLimitLayer {
+    cfg: RateConfig,
+    buckets: Arc<Mutex<Buckets>>,
+}
+
+impl RateLimitLayer {
+    /// Limits each source to `cfg`.
+    pub fn new(cfg: RateConfig) -> Self {
+        RateLimitLayer {
+            cfg,
+            buckets: Arc::new(Mutex::new(Buckets {
+                map: HashMap::new(),
+                last_sweep: Instant::now(),
+            })),
+        }
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit {
+            inner,
+            cfg: self.cfg,
+            buckets: self.buckets.clone(),
+        }
+    }
+}
+
+impl<S> RateLimit<S> {
+    fn admit(&self, key: String, now: Instant) -> bool {
+        let RateConfig { rate, burst } = self.cfg;
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget buckets that have refilled, at most once a second, so idle sources
+        // cost nothing.
+        if now.saturating_duration_since(b.last_sweep) > Duration::from_secs(1)
+            && b.map.len() > 1024
+        {
+            b.map.retain(|_, t| !t.is_full_at(rate, burst, now));
+            b.last_sweep = now;
+        }
+        b.map
+            .entry(key)
+            .or_insert_with(|| TokenBucket::full(burst, now))
+            .try_take(rate, burst, now)
+    }
+}
+
+impl<S> Service<Submission> for RateLimit<S>
+where
+    S: Service<Submission, Response = Outcome, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Outcome;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Outcome, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Submission) -> Self::Future {
+        let src = req.op.source();
+        let key = match &src.user {
+            Some(u) => format!("{u}@{}", src.domain),
+            None => src.domain.clone(),
+        };
+        if !self.admit(key, Instant::now()) {
+            let out = Outcome::failure(
+                req.op.trans_id(),
+                503,
+                format!("Rate limit exceeded ({} per second)", self.cfg.rate),
+            );
+            return Box::pin(async move { Ok(out) });
+        }
+        Box::pin(self.inner.call(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::testutil::{msg, Recorder};
+    use tower::ServiceExt;
+
+    #[test]
+    fn bucket_refills_with_time() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::full(2.0, t0);
+        assert!(b.try_take(1.0, 2.0, t0));
+        assert!(b.try_take(1.0, 2.0, t0));
+        assert!(!b.try_take(1.0, 2.0, t0));
+        assert!(!b.try_take(1.0, 2.0, t0 + Duration::from_millis(500)));
+        assert!(b.try_take(1.0, 2.0, t0 + Duration::from_millis(1100)));
+        // Never more than the burst, however long the pause.
+        let later = t0 + Duration::from_secs(100);
+        assert!(b.try_take(1.0, 2.0, later));
+        assert!(b.try_take(1.0, 2.0, later));
+        assert!(!b.try_take(1.0, 2.0, later));
+    }
+
+    #[tokio::test]
+    async fn empty_bucket_gets_503_per_source() {
+        let rec = Recorder::default();
+        let layer = RateLimitLayer::new(RateConfig {
+            rate: 0.001,
+            burst: 2.0,
+        });
+        let svc = layer.layer(rec.clone());
+        let mut codes = Vec::new();
+        for i in 0..3 {
+            let op = msg(i, "sip:alice@s.test", "bob@x.test", "hi");
+            codes.push(
+                svc.clone()
+                    .oneshot(Submission::new("sip", op))
+                    .await
+                    .unwrap()
+                    .status
+                    .code,
+            );
+        }
+        assert_eq!(codes, [200, 200, 503]);
+        // Another source has its own bucket.
+        let op = msg(9, "sip:carol@s.test", "bob@x.test", "hi");
+        assert_eq!(
+            svc.oneshot(Submission::new("sip", op))
+                .await
+                .unwrap()
+                .status
+                .code,
+            200
+        );
+        assert_eq!(rec.count(), 3);
+    }
+}

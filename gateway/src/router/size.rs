@@ -1,0 +1,142 @@
+//! Size limits: a message body or a presence document above the configured size is
+//! refused with 413 (Request Entity Too Large, RFC 3261 s21.4.11); RFC 3428 s5 asks that
+//! page-mode messages stay small, so the default limit is modest.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use cpim_core::adapter::BoxFuture;
+use cpim_core::model::{Operation, Outcome};
+use cpim_core::presence::Presence;
+use tower::{Layer, Service};
+
+use super::Submission;
+
+/// The approximate encoded size of an operation's payload, in bytes.
+pub fn payload_size(op: &Operation) -> usize {
+    match op {
+        Operation::Message(m) => {
+            m.body.len()
+                + m.subject.as_ref().map_or(0, String::len)
+                + m.thread.as_ref().map_or(0, String::len)
+                + m.content_type.len()
+        }
+        Operation::Publish(p) => presence_size(&p.presence),
+        Operation::Notify(n) => n.presence.as_ref().map_or(0, presence_size),
+        Operation::Subscribe(_) | Operation::Unsubscribe(_) => 0,
+        _ => 0,
+    }
+}
+
+fn presence_size(p: &Presence) -> usize {
+    let notes =
+        |n: &[cpim_core::presence::Note]| n.iter().map(|n| n.text.len() + 16).sum::<usize>();
+    let ext = |e: &[String]| e.iter().map(String::len).sum::<usize>();
+    p.tuples
+        .iter()
+        .map(|t| {
+            64 + t.id.len()
+                + t.contact.as_ref().map_or(0, String::len)
+                + notes(&t.notes)
+                + ext(&t.extensions)
+        })
+        .sum::<usize>()
+        + notes(&p.notes)
+        + ext(&p.extensions)
+        + p.person.as_ref().map_or(0, |x| {
+            32 + x.activities.len() * 16 + notes(&x.notes) + ext(&x.extensions)
+        })
+}
+
+/// The size-limit middleware.
+#[derive(Clone, Debug)]
+pub struct SizeLimit<S> {
+    inner: S,
+    max: usize,
+}
+
+/// Layer for [`SizeLimit`].
+#[derive(Clone, Copy, Debug)]
+pub struct SizeLimitLayer {
+    max: usize,
+}
+
+impl SizeLimitLayer {
+    /// Refuses payloads above `max` bytes.
+    pub fn new(max: usize) -> Self {
+        SizeLimitLayer { max }
+    }
+}
+
+impl<S> Layer<S> for SizeLimitLayer {
+    type Service = SizeLimit<S>;
+    fn layer(&self, inner: S) -> SizeLimit<S> {
+        SizeLimit {
+            inner,
+            max: self.max,
+        }
+    }
+}
+
+impl<S> Service<Submission> for SizeLimit<S>
+where
+    S: Service<Submission, Response = Outcome, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Outcome;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Outcome, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Submission) -> Self::Future {
+        let size = payload_size(&req.op);
+        if size > self.max {
+            let out = Outcome::failure(
+                req.op.trans_id(),
+                413,
+                format!(
+                    "Request Entity Too Large ({size} bytes, limit {})",
+                    self.max
+                ),
+            );
+            return Box::pin(async move { Ok(out) });
+        }
+        Box::pin(self.inner.call(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::testutil::{msg, Recorder};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn over_the_limit_gets_413_and_never_reaches_inner() {
+        let rec = Recorder::default();
+        let svc = SizeLimitLayer::new(100).layer(rec.clone());
+        let big = "x".repeat(200);
+        let out = svc
+            .clone()
+            .oneshot(Submission::new(
+                "sip",
+                msg(1, "sip:a@s.test", "b@x.test", &big),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(out.status.code, 413);
+        assert_eq!(rec.count(), 0);
+        let out = svc
+            .oneshot(Submission::new(
+                "sip",
+                msg(2, "sip:a@s.test", "b@x.test", "small"),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(out.status.code, 200);
+        assert_eq!(rec.count(), 1);
+    }
+}
