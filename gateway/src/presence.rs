@@ -137,6 +137,10 @@ pub struct Subscription {
     pub refresh_at: Option<Instant>,
     /// The last state the remote presentity reported.
     pub last_presence: Option<Presence>,
+    /// The watcher's subscribe is still being answered (the upstream subscribe is in
+    /// flight): notifications wait for [`PresenceEngine::handle_upstream_result`], which
+    /// sends the state as it is then. Not persisted.
+    pub answering: bool,
 }
 
 /// Something the engine wants done.
@@ -419,6 +423,9 @@ impl PresenceEngine {
 
     fn notify_watcher(&mut self, key: &str, now: Instant, with_presence: bool) {
         let Some(s) = self.subs.get(key) else { return };
+        if s.answering {
+            return;
+        }
         let presence = if with_presence && s.state == SubState::Active {
             self.current_presence(s)
         } else {
@@ -568,6 +575,7 @@ impl PresenceEngine {
                     expires_at: self.watcher_expiry(now, watcher_adapter, sub.duration),
                     refresh_at: None,
                     last_presence: None,
+                    answering: false,
                 };
                 self.insert(key.clone(), s);
                 self.save(&key);
@@ -589,6 +597,7 @@ impl PresenceEngine {
                     expires_at: self.watcher_expiry(now, watcher_adapter, sub.duration),
                     refresh_at: up.map(|d| now + Duration::from_secs(u64::from(d) * 4 / 5)),
                     last_presence: None,
+                    answering: true,
                 };
                 self.insert(key.clone(), s);
                 let id = self.tid();
@@ -694,9 +703,10 @@ impl PresenceEngine {
             }
             return outcome.status.clone();
         }
-        let Some(s) = self.subs.get(key) else {
+        let Some(s) = self.subs.get_mut(key) else {
             return outcome.status.clone();
         };
+        s.answering = false;
         let active = s.state == SubState::Active;
         self.save(key);
         // RFC 6665 s4.2.1.1: the first notify follows the accepted subscribe.

@@ -16,7 +16,7 @@ use cpim_core::presence::{Activity, Basic, Note, Person, Presence, Tuple};
 use cpim_core::{imdn, iscomposing};
 
 use crate::element::{text_el, Element, ElementExt};
-use crate::jid::{parse_jid, to_jid};
+use crate::jid::{parse_jid, to_jid, Home};
 
 /// `urn:ietf:params:xml:ns:xmpp-stanzas`
 pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
@@ -185,7 +185,8 @@ pub fn inbound(ctx: &Ctx<'_>, el: &Element, trans_id: TransId) -> Inbound {
     let local = ctx.local_domains.first().map_or("", String::as_str);
     let bad = |cond: Condition, text: &str| {
         let mut o = origin.clone();
-        let to_ok = parse_jid(&o.to).is_ok_and(|a| ctx.local_domains.contains(&a.domain));
+        let to_ok =
+            parse_jid(&o.to, Home::Sip).is_ok_and(|a| ctx.local_domains.contains(&a.domain));
         if !to_ok {
             o.to = local.to_owned();
         }
@@ -197,11 +198,11 @@ pub fn inbound(ctx: &Ctx<'_>, el: &Element, trans_id: TransId) -> Inbound {
             Some(text),
         ))
     };
-    let from = match parse_jid(&origin.from) {
+    let from = match parse_jid(&origin.from, Home::Xmpp) {
         Ok(a) => a,
         Err(e) => return bad(Condition::JidMalformed, &format!("from: {e}")),
     };
-    let to = match parse_jid(&origin.to) {
+    let to = match parse_jid(&origin.to, Home::Sip) {
         Ok(a) => a,
         Err(e) => return bad(Condition::JidMalformed, &format!("to: {e}")),
     };
@@ -434,7 +435,9 @@ fn imdn_doc(
     let doc = imdn::Imdn {
         message_id: id.to_owned(),
         datetime: datetime.to_owned(),
-        recipient_uri: Some(format!("xmpp:{}", to_jid(&recipient.bare()))),
+        recipient_uri: to_jid(&recipient.bare(), Home::Xmpp)
+            .ok()
+            .map(|j| format!("xmpp:{j}")),
         original_recipient_uri: None,
         subject: None,
         notification: Some(imdn::Notification {
@@ -536,7 +539,7 @@ fn inbound_presence(
                 } else {
                     Basic::Closed
                 }),
-                contact: Some(format!("xmpp:{}", to_jid(&from))),
+                contact: el.attr("from").map(|f| format!("xmpp:{f}")),
                 ..Tuple::default()
             };
             if let Some(p) = el.child(ns, "priority") {
@@ -606,6 +609,9 @@ pub enum OutboundError {
     /// A malformed payload (400).
     #[error("bad payload: {0}")]
     BadPayload(String),
+    /// An address that cannot be written as a JID (RFC 7247 s6.2; 400).
+    #[error("address cannot be mapped to a JID: {0}")]
+    BadAddress(String),
     /// An operation XMPP has no stanza for (501).
     #[error("operation {0} is not delivered to XMPP")]
     NotImplemented(&'static str),
@@ -616,7 +622,7 @@ impl OutboundError {
     pub fn status(&self) -> Status {
         let code = match self {
             OutboundError::UnsupportedType(_) => 415,
-            OutboundError::BadPayload(_) => 400,
+            OutboundError::BadPayload(_) | OutboundError::BadAddress(_) => 400,
             OutboundError::NotImplemented(_) => 501,
         };
         Status::new(code, self.to_string())
@@ -644,7 +650,7 @@ pub fn outbound(
                 &s.watcher.bare(),
                 &s.target.bare(),
                 next_id(),
-            )])
+            )?])
         }
         Operation::Unsubscribe(s) => Ok(vec![presence(
             ns,
@@ -652,52 +658,81 @@ pub fn outbound(
             &s.watcher.bare(),
             &s.target.bare(),
             next_id(),
-        )]),
-        Operation::Notify(n) => Ok(outbound_notify(ns, n, next_id)),
+        )?]),
+        Operation::Notify(n) => outbound_notify(ns, n, next_id),
         Operation::Publish(_) => Err(OutboundError::NotImplemented("publish")),
         _ => Err(OutboundError::NotImplemented("unknown")),
     }
 }
 
-fn presence(ns: &str, ty: &str, from: &Address, to: &Address, id: String) -> Element {
-    Element::build(ns, "presence")
-        .attr_set("type", ty)
-        .attr_set("from", to_jid(from))
-        .attr_set("to", to_jid(to))
-        .attr_set("id", id)
+/// A gateway user's JID (SIP-homed, RFC 7247 s6.2).
+fn gw_jid(a: &Address) -> Result<String, OutboundError> {
+    to_jid(a, Home::Sip).map_err(|e| OutboundError::BadAddress(format!("{a}: {e}")))
 }
 
-fn outbound_notify(ns: &str, n: &Notify, mut next_id: impl FnMut() -> String) -> Vec<Element> {
+/// An XMPP user's JID.
+fn xmpp_jid(a: &Address) -> Result<String, OutboundError> {
+    to_jid(a, Home::Xmpp).map_err(|e| OutboundError::BadAddress(format!("{a}: {e}")))
+}
+
+fn presence(
+    ns: &str,
+    ty: &str,
+    from: &Address,
+    to: &Address,
+    id: String,
+) -> Result<Element, OutboundError> {
+    Ok(Element::build(ns, "presence")
+        .attr_set("type", ty)
+        .attr_set("from", gw_jid(from)?)
+        .attr_set("to", xmpp_jid(to)?)
+        .attr_set("id", id))
+}
+
+fn outbound_notify(
+    ns: &str,
+    n: &Notify,
+    mut next_id: impl FnMut() -> String,
+) -> Result<Vec<Element>, OutboundError> {
     let target = n.target.bare();
     let watcher = n.watcher.bare();
     let Some(p) = &n.presence else {
         // RFC 8048 s5: only the subscription state changed.
-        return match &n.state {
+        return Ok(match &n.state {
             SubscriptionState::Active { .. } => {
-                vec![presence(ns, "subscribed", &target, &watcher, next_id())]
+                vec![presence(ns, "subscribed", &target, &watcher, next_id())?]
             }
             SubscriptionState::Terminated(
                 TerminationReason::Rejected
                 | TerminationReason::NoResource
                 | TerminationReason::Giveup,
-            ) => vec![presence(ns, "unsubscribed", &target, &watcher, next_id())],
+            ) => vec![presence(ns, "unsubscribed", &target, &watcher, next_id())?],
             _ => Vec::new(),
-        };
+        });
     };
     if let SubscriptionState::Terminated(_) = &n.state {
-        return vec![presence(ns, "unavailable", &target, &watcher, next_id())];
+        return Ok(vec![presence(
+            ns,
+            "unavailable",
+            &target,
+            &watcher,
+            next_id(),
+        )?]);
     }
     let show = p
         .person
         .as_ref()
         .and_then(|person| activity_to_show(&person.activities));
+    let watcher_jid = xmpp_jid(&watcher)?;
     let mut out = Vec::new();
     for t in &p.tuples {
         let from = target.clone().with_instance(Some(&t.id));
+        // A tuple id that is no valid resource: the bare JID.
+        let from_jid = gw_jid(&from).or_else(|_| gw_jid(&target))?;
         let open = t.basic != Some(Basic::Closed);
         let mut el = Element::build(ns, "presence")
-            .attr_set("from", to_jid(&from))
-            .attr_set("to", to_jid(&watcher))
+            .attr_set("from", from_jid)
+            .attr_set("to", watcher_jid.clone())
             .attr_set("id", next_id());
         if !open {
             el = el.attr_set("type", "unavailable");
@@ -720,12 +755,9 @@ fn outbound_notify(ns: &str, n: &Notify, mut next_id: impl FnMut() -> String) ->
         out.push(el);
     }
     if out.is_empty() {
-        out.push(
-            presence(ns, "unavailable", &target, &watcher, next_id())
-                .attr_set("type", "unavailable"),
-        );
+        out.push(presence(ns, "unavailable", &target, &watcher, next_id())?);
     }
-    out
+    Ok(out)
 }
 
 fn outbound_message(ns: &str, m: &Message, id: String) -> Result<Element, OutboundError> {
@@ -737,8 +769,8 @@ fn outbound_message(ns: &str, m: &Message, id: String) -> Result<Element, Outbou
     };
     let mut el = Element::build(ns, "message")
         .attr_set("type", ty)
-        .attr_set("from", to_jid(&m.source))
-        .attr_set("to", to_jid(&m.destination))
+        .attr_set("from", gw_jid(&m.source)?)
+        .attr_set("to", xmpp_jid(&m.destination)?)
         .attr_set("id", &id)
         .lang_set(m.language.as_deref());
     let mime = m.mime_type();

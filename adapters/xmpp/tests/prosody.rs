@@ -491,7 +491,7 @@ async fn component_subscriptions_both_ways(e: Env) {
 }
 
 fn jid(a: &Address) -> String {
-    cpim_xmpp::jid::to_jid(a)
+    cpim_xmpp::jid::to_jid(a, cpim_xmpp::jid::Home::Sip).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -464,3 +464,42 @@ fn unsubscribe_terminates_and_restore_rearms_timers() {
         .any(|x| matches!(x, Action::DeleteSubscription(_))));
     assert_eq!(e.subscription_count(), 0);
 }
+
+/// Notifies from upstream while the watcher's subscribe is still being answered wait:
+/// the answer goes first, then one notify with the state as it is by then.
+#[test]
+fn nothing_reaches_the_watcher_before_its_subscribe_is_answered() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let s = sub("sip:alice@sip.test", "romeo@xmpp.test", 600);
+    let SubscribeReply::Upstream { key, .. } =
+        e.handle_subscribe(t0, "sip", &s, Side::Remote("xmpp".into()))
+    else {
+        panic!()
+    };
+    // The XMPP side approves and sends presence before the subscribe's outcome is back.
+    let n = Notify {
+        trans_id: TransId(3),
+        watcher: a("alice@sip.test"),
+        target: a("romeo@xmpp.test"),
+        state: SubscriptionState::Active { expires: 0 },
+        presence: Some(publish("romeo@xmpp.test", true, 1).presence),
+    };
+    assert_eq!(e.handle_notify(t0, "xmpp", &n).code, 200);
+    assert!(notifies(&drain(&mut e)).is_empty());
+    assert_eq!(
+        e.handle_upstream_result(t0, &key, &Outcome::ok(TransId(1)))
+            .code,
+        200
+    );
+    let n = notifies(&drain(&mut e));
+    assert_eq!(
+        n,
+        vec![(
+            "sip".into(),
+            "alice@sip.test".into(),
+            SubscriptionState::Active { expires: 600 },
+            Some(true)
+        )]
+    );
+}

@@ -482,7 +482,9 @@ impl Request {
         };
         let value = self.parts.text(&self.parts.headers[pos].value).to_string();
         // only the first element of the first Via line is the top Via
-        let first = split_list(&value).next().unwrap_or("");
+        let Some(first) = split_list(&value).next() else {
+            return;
+        };
         let first_len = {
             let off = first.as_ptr() as usize - value.as_ptr() as usize;
             off + first.len()
@@ -870,7 +872,13 @@ fn parse_message(buf: Bytes, framed: bool, require_via: bool) -> Result<SipMessa
         Resp(u16, Text),
     }
     let span = |s: &str| -> Text {
-        let off = s.as_ptr() as usize - head.as_ptr() as usize + base;
+        let p = s.as_ptr() as usize;
+        let h = head.as_ptr() as usize;
+        if p < h || p + s.len() > h + head.len() {
+            // not a slice of the head (e.g. a missing reason phrase given as "")
+            return Text::Owned(s.into());
+        }
+        let off = p - h + base;
         Text::Span(off as u32, (off + s.len()) as u32)
     };
     let start_line = if first.len() >= 4 && first.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
@@ -1319,6 +1327,10 @@ hello";
         assert!(SipMessage::parse(Bytes::from(raw)).is_err());
         let raw = "OPTIONS sip:a@b SIPю\r\nVia: SIP/2.0/UDP h\r\n\r\n";
         assert!(SipMessage::parse(Bytes::from(raw)).is_err());
+        // found by cargo-fuzz: status line without reason phrase or its separating SP
+        let raw = "SIP/2.0 503\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 REGISTER\r\n\r\n";
+        let SipMessage::Response(r) = SipMessage::parse(Bytes::from(raw)).unwrap() else { panic!() };
+        assert_eq!((r.code(), r.reason()), (503, ""));
     }
 
     #[test]
