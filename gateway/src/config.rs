@@ -16,9 +16,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cpim_irc::IrcConfig;
+use cpim_json::JsonConfig;
 use cpim_sip::app::config::SipConfig;
 use cpim_xmpp::XmppConfig;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::presence::{Policy, PresenceConfig};
 
@@ -69,6 +71,19 @@ pub struct Config {
     pub sip: SipConfig,
     /// The XMPP adapter (`[xmpp]`, see the XMPP adapter's documentation).
     pub xmpp: XmppConfig,
+    /// IRC networks (`[[irc]]`, one table per network; a single `[irc]` table is
+    /// accepted too). Each runs as the adapter named by its `name` (default `irc`),
+    /// which must be listed in `adapters`; its `domain` is a local domain of that adapter.
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub irc: Vec<IrcConfig>,
+    /// The JSON protocol adapter (`[json]`), run as the adapter named by its `name`
+    /// (default `json`), which must be listed in `adapters`; its `domains` are local
+    /// domains of that adapter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json: Option<JsonConfig>,
     /// Explicit routes: a destination domain and the adapter that serves it.
     pub routes: Vec<Route>,
     /// The adapter for destinations no route, local domain or adapter claims (e.g.
@@ -262,6 +277,8 @@ impl Default for Config {
             adapters: vec!["sip".into(), "xmpp".into()],
             sip,
             xmpp,
+            irc: Vec::new(),
+            json: None,
             routes: Vec::new(),
             default_route: None,
             domain_aliases: Vec::new(),
@@ -274,8 +291,28 @@ impl Default for Config {
     }
 }
 
-/// The adapters this build knows.
+/// The adapters this build knows by fixed name; the IRC and JSON adapters are known by
+/// the `name` of their `[[irc]]` / `[json]` sections.
 pub const KNOWN_ADAPTERS: &[&str] = &["sip", "xmpp"];
+
+/// `[irc]` (one network) or `[[irc]]` (several), as a list.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IrcConfig>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<IrcConfig>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an [irc] table or [[irc]] tables")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            IrcConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                .map(|c| vec![c])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::<IrcConfig>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    d.deserialize_any(V)
+}
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -400,13 +437,66 @@ impl Config {
                 message,
             },
         };
-        for a in &self.adapters {
-            if !KNOWN_ADAPTERS.contains(&a.as_str()) {
+        let mut sections: Vec<(&str, &str)> = Vec::new(); // (adapter name, table)
+        for i in &self.irc {
+            sections.push((i.name.as_str(), "irc"));
+        }
+        if let Some(j) = &self.json {
+            sections.push((j.name.as_str(), "json"));
+        }
+        for (i, (name, table)) in sections.iter().enumerate() {
+            if KNOWN_ADAPTERS.contains(name) || sections[..i].iter().any(|(n, _)| n == name) {
+                return Err(err(
+                    Some(table),
+                    "name",
+                    format!("{table}.name: the adapter name `{name}` is used twice"),
+                ));
+            }
+            if !self.adapters.iter().any(|a| a == name) {
                 return Err(err(
                     None,
                     "adapters",
-                    format!("adapters: unknown adapter `{a}` (known: sip, xmpp)"),
+                    format!("adapters: `{name}` (the [{table}] section) is configured but not listed in `adapters`"),
                 ));
+            }
+        }
+        for a in &self.adapters {
+            if !KNOWN_ADAPTERS.contains(&a.as_str()) && !sections.iter().any(|(n, _)| n == a) {
+                return Err(err(
+                    None,
+                    "adapters",
+                    format!("adapters: unknown adapter `{a}` (known: sip, xmpp, and the names of the [[irc]] and [json] sections)"),
+                ));
+            }
+        }
+        let local = self.local_domains();
+        for (i, (d, a)) in local.iter().enumerate() {
+            if let Some((_, other)) = local[..i].iter().find(|(d2, a2)| d2 == d && a2 != a) {
+                return Err(err(
+                    None,
+                    "domains",
+                    format!("the domain `{d}` is claimed by both adapter `{other}` and adapter `{a}`"),
+                ));
+            }
+        }
+        if let Some(j) = &self.json {
+            for t in &j.tokens {
+                for addr in &t.addresses {
+                    let domain = cpim_core::Address::parse(addr)
+                        .map(|x| x.domain)
+                        .map_err(|e| {
+                            err(Some("json"), "tokens", format!("json.tokens: address `{addr}`: {e}"))
+                        })?;
+                    if let Some((_, owner)) =
+                        local.iter().find(|(d, a)| *d == domain && *a != j.name)
+                    {
+                        return Err(err(
+                            Some("json"),
+                            "tokens",
+                            format!("json.tokens: address `{addr}` is in the domain of adapter `{owner}`; a JSON session cannot send as it"),
+                        ));
+                    }
+                }
             }
         }
         for r in &self.routes {
@@ -513,12 +603,22 @@ impl Config {
     }
 
     /// The local domains and the adapter that owns each: the SIP domains belong to the
-    /// SIP adapter (its registrar).
+    /// SIP adapter (its registrar), each IRC network's `domain` to its IRC adapter, the
+    /// `[json]` `domains` to the JSON adapter (only adapters listed in `adapters`).
     pub fn local_domains(&self) -> Vec<(String, String)> {
         let mut v = Vec::new();
-        if self.adapters.iter().any(|a| a == "sip") {
+        let listed = |name: &str| self.adapters.iter().any(|a| a == name);
+        if listed("sip") {
             for d in &self.sip.domains {
                 v.push((d.to_ascii_lowercase(), "sip".to_owned()));
+            }
+        }
+        for i in self.irc.iter().filter(|i| listed(&i.name)) {
+            v.push((i.domain.to_ascii_lowercase(), i.name.clone()));
+        }
+        if let Some(j) = self.json.as_ref().filter(|j| listed(&j.name)) {
+            for d in &j.domains {
+                v.push((d.to_ascii_lowercase(), j.name.clone()));
             }
         }
         v

@@ -149,6 +149,8 @@ pub fn pipeline(cfg: &Config, table: Arc<RouteTable>, dispatch: Dispatch) -> Pip
 enum Handle {
     Sip(cpim_sip::app::SipHandle),
     Xmpp(cpim_xmpp::XmppHandle),
+    Irc(Arc<cpim_irc::IrcHandle>),
+    Json(Arc<cpim_json::JsonHandle>),
 }
 
 /// A running gateway.
@@ -159,6 +161,7 @@ pub struct Gateway {
     handles: Vec<Handle>,
     admin_addr: Option<SocketAddr>,
     sip_addrs: Vec<(String, SocketAddr)>,
+    json_addrs: (Option<SocketAddr>, Option<SocketAddr>),
     drain: Duration,
     /// The ingress (tests submit through it as an adapter would).
     pub ingress: Arc<GatewayIngress>,
@@ -203,7 +206,13 @@ impl Gateway {
                     .iter()
                     .map(|r| (r.domain.as_str(), r.adapter.as_str())),
             )
-            .with_default_route(cfg.default_route.as_deref()),
+            .with_default_route(cfg.default_route.as_deref())
+            .with_closed_adapters(
+                cfg.irc
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .chain(cfg.json.iter().map(|j| j.name.as_str())),
+            ),
         );
         let aliases = Arc::new(Aliases::new(&cfg.domain_aliases));
         let out = Arc::new(Outbound {
@@ -231,6 +240,7 @@ impl Gateway {
         let mut handles = Vec::new();
         let mut failed: Vec<LinkStatus> = Vec::new();
         let mut sip_addrs = Vec::new();
+        let mut json_addrs = (None, None);
         for name in &cfg.adapters {
             match name.as_str() {
                 "sip" => {
@@ -256,7 +266,30 @@ impl Gateway {
                     }
                     Err(e) => failed.push(adapter_failed("xmpp", &e.to_string())),
                 },
-                other => failed.push(adapter_failed(other, "unknown adapter")),
+                other => {
+                    if let Some(irc) = cfg.irc.iter().find(|i| i.name == other) {
+                        match cpim_irc::start(irc.clone(), ingress.clone()).await {
+                            Ok(h) => {
+                                let h = Arc::new(h);
+                                table.add_adapter(h.clone());
+                                handles.push(Handle::Irc(h));
+                            }
+                            Err(e) => failed.push(adapter_failed(other, &e.to_string())),
+                        }
+                    } else if let Some(json) = cfg.json.as_ref().filter(|j| j.name == other) {
+                        match cpim_json::start(json.clone(), ingress.clone()).await {
+                            Ok(h) => {
+                                let h = Arc::new(h);
+                                table.add_adapter(h.clone());
+                                json_addrs = (h.tcp_addr(), h.ws_addr());
+                                handles.push(Handle::Json(h));
+                            }
+                            Err(e) => failed.push(adapter_failed(other, &e.to_string())),
+                        }
+                    } else {
+                        failed.push(adapter_failed(other, "unknown adapter"));
+                    }
+                }
             }
         }
         for a in extra {
@@ -302,6 +335,7 @@ impl Gateway {
             handles,
             admin_addr,
             sip_addrs,
+            json_addrs,
             drain: Duration::from_secs(cfg.limits.drain_secs),
             ingress,
             table,
@@ -319,6 +353,16 @@ impl Gateway {
     /// The SIP adapter's bound addresses, as (`udp`/`tcp`/`tls`, address).
     pub fn sip_addrs(&self) -> &[(String, SocketAddr)] {
         &self.sip_addrs
+    }
+
+    /// The JSON adapter's bound TCP address (useful with port 0).
+    pub fn json_tcp_addr(&self) -> Option<SocketAddr> {
+        self.json_addrs.0
+    }
+
+    /// The JSON adapter's bound WebSocket address.
+    pub fn json_ws_addr(&self) -> Option<SocketAddr> {
+        self.json_addrs.1
     }
 
     /// Stops accepting, waits (bounded by `limits.drain_secs`) for the operations in
@@ -344,6 +388,8 @@ impl Gateway {
             match h {
                 Handle::Sip(h) => h.shutdown().await,
                 Handle::Xmpp(h) => h.shutdown().await,
+                Handle::Irc(h) => h.shutdown().await,
+                Handle::Json(h) => h.shutdown().await,
             }
         }
         let _ = self.stop.send(true);

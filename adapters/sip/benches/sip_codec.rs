@@ -44,9 +44,15 @@ fn bench(c: &mut Criterion) {
             black_box(out.len())
         })
     });
-    let SipMessage::Request(req) = msg else { unreachable!() };
+    let SipMessage::Request(req) = msg else {
+        unreachable!()
+    };
     g.bench_function("build_200_for_request", |b| {
-        b.iter(|| Response::for_request(black_box(&req), 200, None).build_response().unwrap())
+        b.iter(|| {
+            Response::for_request(black_box(&req), 200, None)
+                .build_response()
+                .unwrap()
+        })
     });
     g.finish();
 }

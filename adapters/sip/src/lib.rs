@@ -38,20 +38,33 @@
 //! use these directly: the endpoint drives them.
 //!
 //! ## `endpoint` -- the tokio layer for the TU
-//! - `Endpoint::bind(EndpointConfig) -> (Endpoint, IncomingRequests)`; `Endpoint` is cheap
-//!   to clone.
+//! - `Endpoint::bind(EndpointConfig).await -> Result<(Endpoint, IncomingRequests),
+//!   EndpointError>`; `Endpoint` is cheap to clone; `local_addrs()`, `local_addr(Transport)`,
+//!   `sent_by(Transport)`, `contact_uri(Transport)`, `resolve(uri)`.
 //! - `IncomingRequests::recv().await -> Option<IncomingRequest>`; an `IncomingRequest` has
-//!   `request: Request`, `source: SocketAddr`, `transport: Transport` and
-//!   `respond(Response)` (provisional or final; retransmissions are absorbed by the
-//!   transaction, the TU sees each request once). Malformed requests, INVITE (405),
-//!   unknown methods (501), unsupported Require (420) and unknown URI schemes (416) are
-//!   answered by the endpoint and never reach the TU.
+//!   `request: Request` (top Via already stamped with received/rport), `source:
+//!   SocketAddr`, `transport: Transport`, `responder: Responder` (Clone + Send, to answer
+//!   from another task) and `respond(Response)` / `respond_code(u16)` (provisional or
+//!   final; retransmissions are absorbed by the transaction, the TU sees each request
+//!   once). Malformed requests (4xx/505 naming the problem), INVITE and other known but
+//!   unhandled methods (405 + Allow), unknown methods (501 + Allow), unsupported Require
+//!   (420 + Unsupported), other URI schemes (416) and CANCEL (481) are answered by the
+//!   endpoint and never reach the TU.
 //! - `Endpoint::send_request(Request, Target).await -> Result<Response, SendError>`: the
-//!   final response; `SendError::status_code()` is 408 on timer F, 503 when no target could
-//!   be reached. `Target::Uri(String)` resolves per RFC 3263 (static overrides first),
-//!   `Target::Addr(Transport, SocketAddr)` is explicit.
-//! - `EndpointConfig` (serde, `deny_unknown_fields`; `Default` = UDP+TCP on
-//!   127.0.0.1:5060).
+//!   final response (any status); the endpoint replaces any Via with its own (fresh
+//!   branch, rport). `SendError::status_code()`: 408 on timer F, 503 for transport or
+//!   resolution failures, 400 for an unsendable request. `Target::Uri(String)` resolves
+//!   per RFC 3263 (static overrides first), `Target::Addr(Transport, SocketAddr)` is
+//!   explicit. Requests over `udp_max_request_bytes` (1300) go over TCP instead of UDP.
+//! - `EndpointConfig` (serde, `deny_unknown_fields`, every field defaulted; `Default` =
+//!   UDP+TCP on 127.0.0.1:5060, static target `localhost`): listen addresses per
+//!   transport, `tls_cert`/`tls_key`/`tls_ca` (PEM paths), `advertised_host`, size limits,
+//!   T1/T2/T4, `dns`, `static_targets`, `allow`, `supported`, `extra_uri_schemes`,
+//!   `tu_queue`.
+//!
+//! ## `transport`
+//! [`transport::Transport`] `{Udp, Tcp, Tls}`; [`transport::resolve::StaticTarget`]
+//! `{transport, address}`; `tls_acceptor_from_pem`, `tls_connector_from_pem`.
 
 pub mod app;
 pub mod codec;

@@ -73,6 +73,12 @@ pub struct XmppConfig {
     pub max_stanza_bytes: usize,
     /// The name and version answered to XEP-0092.
     pub software_name: String,
+    /// s2s: an incoming stream with no input at all for this many seconds is closed with
+    /// a `<connection-timeout/>` stream error (RFC 6120 s4.9.3.4); 0 turns it off.
+    pub s2s_idle_timeout_secs: u64,
+    /// s2s: DNS servers (`ip` or `ip:port`) for the `_xmpp-server._tcp` SRV lookups;
+    /// empty means the system configuration (`/etc/resolv.conf`).
+    pub dns_servers: Vec<String>,
 }
 
 impl Default for Mode {
@@ -100,6 +106,8 @@ impl Default for XmppConfig {
             grace_ms: 200,
             max_stanza_bytes: 256 * 1024,
             software_name: "cpim-gateway".into(),
+            s2s_idle_timeout_secs: 600,
+            dns_servers: Vec::new(),
         }
     }
 }

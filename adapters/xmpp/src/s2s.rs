@@ -232,6 +232,23 @@ pub struct S2sOut {
     sasl_tried: bool,
     stream_id: Option<String>,
     verifies: Vec<(String, String, String, String)>,
+    liveness: Option<Liveness>,
+    last_rx: Instant,
+    ping_deadline: Option<Instant>,
+    ping_ids: Vec<String>,
+    next_ping: u64,
+}
+
+/// Liveness of an outgoing stream (RFC 6120 s4.6, XEP-0199): after `ping_interval` with
+/// no sign of life from the peer a ping goes out; when nothing proves the peer alive
+/// within `ping_timeout` the stream is declared dead. Before the stream is ready,
+/// `ping_timeout` of silence during negotiation is fatal as well.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Liveness {
+    /// Silence before a ping.
+    pub ping_interval: Duration,
+    /// Time after a ping (or of silence during negotiation) before the stream is dead.
+    pub ping_timeout: Duration,
 }
 
 impl S2sOut {
@@ -257,7 +274,31 @@ impl S2sOut {
             sasl_tried: false,
             stream_id: None,
             verifies: Vec::new(),
+            liveness: None,
+            last_rx: now,
+            ping_deadline: None,
+            ping_ids: Vec::new(),
+            next_ping: 0,
         }
+    }
+
+    /// Turns on pings and the negotiation timeout (off by default).
+    pub fn with_liveness(mut self, liveness: Liveness) -> S2sOut {
+        self.liveness = Some(liveness);
+        self
+    }
+
+    /// The peer proved alive outside this stream: an `<iq type='result'/>` or
+    /// `type='error'` from the remote domain arrived (on the peer's stream to us), which
+    /// answers a request we sent on this stream. Clears an outstanding ping.
+    pub fn note_alive(&mut self, now: Instant) {
+        self.last_rx = now;
+        self.ping_deadline = None;
+    }
+
+    /// True when `id` is one of this stream's own liveness pings.
+    pub fn is_own_ping(&self, id: &str) -> bool {
+        self.ping_ids.iter().any(|p| p == id)
     }
 
     /// The state.
@@ -284,6 +325,7 @@ impl S2sOut {
     /// The transport finished the TLS handshake: restart the stream.
     pub fn tls_established(&mut self, now: Instant) {
         self.tls = true;
+        self.last_rx = now;
         self.core.parser.reset();
         self.state = OutState::AwaitHeader;
         self.start(now);
@@ -345,6 +387,8 @@ impl S2sOut {
 
     /// Bytes from the peer.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        self.last_rx = now;
+        self.ping_deadline = None;
         self.core.parser.feed(data);
         while !self.core.closed {
             let Some(ev) = self.core.parser.next_event() else {
@@ -504,15 +548,66 @@ impl S2sOut {
     }
     /// Next timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (self.state == OutState::Ready)
+        if self.core.closed || self.state == OutState::Closed {
+            return None;
+        }
+        let live = self
+            .liveness
+            .map(|l| match (self.state, self.ping_deadline) {
+                (OutState::Ready, Some(d)) => d,
+                (OutState::Ready, None) => self.last_rx + l.ping_interval,
+                _ => self.last_rx + l.ping_timeout,
+            });
+        let ka = (self.state == OutState::Ready)
             .then(|| self.core.keepalive_due())
-            .flatten()
+            .flatten();
+        match (live, ka) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
-    /// Timer fired.
+    /// Timer fired: keep-alive, ping, dead-peer and negotiation timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.core.closed || self.state == OutState::Closed {
+            return;
+        }
+        if let Some(l) = self.liveness {
+            if self.state != OutState::Ready {
+                if now >= self.last_rx + l.ping_timeout {
+                    self.dead(now, "no answer during stream negotiation");
+                    return;
+                }
+            } else if let Some(d) = self.ping_deadline {
+                if now >= d {
+                    self.dead(now, "no answer to ping; peer is dead");
+                    return;
+                }
+            } else if now >= self.last_rx + l.ping_interval {
+                self.next_ping += 1;
+                let id = format!("live-{}-{}", self.next_ping, new_id());
+                let iq = Element::build(NS_SERVER, "iq")
+                    .attr_set("type", "get")
+                    .attr_set("from", &self.local)
+                    .attr_set("to", &self.remote)
+                    .attr_set("id", &id)
+                    .child_add(Element::build(crate::session::NS_PING, "ping"));
+                self.core.send(&iq, now);
+                self.ping_ids.push(id);
+                if self.ping_ids.len() > 8 {
+                    self.ping_ids.remove(0);
+                }
+                self.ping_deadline = Some(now + l.ping_timeout);
+            }
+        }
         if self.state == OutState::Ready {
             self.core.on_timeout(now);
         }
+    }
+
+    fn dead(&mut self, now: Instant, why: &'static str) {
+        self.core.push("</stream:stream>".into(), now);
+        self.state = OutState::Closed;
+        self.core.close_with(CloseReason::Timeout(why));
     }
 }
 
@@ -534,6 +629,8 @@ pub struct S2sIn {
     stream_id: String,
     local: String,
     authenticated: HashSet<String>,
+    idle: Option<Duration>,
+    last_rx: Instant,
 }
 
 impl S2sIn {
@@ -559,7 +656,16 @@ impl S2sIn {
             stream_id: new_id(),
             local: String::new(),
             authenticated: HashSet::new(),
+            idle: None,
+            last_rx: now,
         }
+    }
+
+    /// Closes the stream with a `<connection-timeout/>` stream error (RFC 6120
+    /// s4.9.3.4) after `idle` without any input from the peer (off by default).
+    pub fn with_idle_timeout(mut self, idle: Duration) -> S2sIn {
+        self.idle = Some(idle);
+        self
     }
 
     /// The id of the current stream.
@@ -615,6 +721,7 @@ impl S2sIn {
 
     /// Bytes from the peer.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        self.last_rx = now;
         self.core.parser.feed(data);
         while !self.core.closed {
             let Some(ev) = self.core.parser.next_event() else {
@@ -785,12 +892,42 @@ impl S2sIn {
     }
     /// Next timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.authenticated.is_empty())
+        if self.core.closed {
+            return None;
+        }
+        let ka = (!self.authenticated.is_empty())
             .then(|| self.core.keepalive_due())
-            .flatten()
+            .flatten();
+        let idle = self.idle.map(|d| self.last_rx + d);
+        match (ka, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
     /// Timer fired.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.core.closed {
+            return;
+        }
+        if let Some(d) = self.idle {
+            if now >= self.last_rx + d {
+                if !self.header_seen {
+                    let h = header(
+                        self.local_domains.first().map_or("", String::as_str),
+                        None,
+                        Some(&self.stream_id),
+                    );
+                    self.core.push(h, now);
+                    self.header_seen = true;
+                }
+                self.core.stream_error(
+                    "connection-timeout",
+                    &format!("no traffic for {} s", d.as_secs()),
+                    now,
+                );
+                return;
+            }
+        }
         if !self.authenticated.is_empty() {
             self.core.on_timeout(now);
         }
@@ -1017,5 +1154,138 @@ mod tests {
         out.handle_input(drain_in(&mut inc).as_bytes(), now);
         assert!(out.is_tls() && inc.is_tls());
         assert_eq!(out.state(), OutState::AwaitDialback);
+    }
+
+    fn ready_out(now: Instant, liveness: Liveness) -> S2sOut {
+        let mut out = S2sOut::new(
+            "a.test",
+            "b.test",
+            "k",
+            false,
+            Limits::default(),
+            Duration::from_secs(60),
+            now,
+        )
+        .with_liveness(liveness);
+        out.start(now);
+        out.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' id='i1' version='1.0'><stream:features/><db:result from='b.test' to='a.test' type='valid'/>", now);
+        assert_eq!(out.state(), OutState::Ready);
+        assert_eq!(
+            out.poll_event(),
+            Some(S2sEvent::Ready { method: "dialback" })
+        );
+        drain_out(&mut out);
+        out
+    }
+
+    /// RFC 6120 s4.6 / XEP-0199 on an outgoing s2s stream, in virtual time: a ping after
+    /// `ping_interval` of silence, the stream declared dead when nothing answers within
+    /// `ping_timeout`, and an answer (seen on another stream) keeping it alive.
+    #[test]
+    fn outgoing_stream_pings_and_detects_a_dead_peer_in_virtual_time() {
+        let t0 = Instant::now();
+        let l = Liveness {
+            ping_interval: Duration::from_secs(30),
+            ping_timeout: Duration::from_secs(5),
+        };
+        let mut out = ready_out(t0, l);
+        assert_eq!(out.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        out.handle_timeout(t0 + Duration::from_secs(29));
+        assert_eq!(drain_out(&mut out), "");
+        let t1 = t0 + Duration::from_secs(30);
+        out.handle_timeout(t1);
+        let ping = drain_out(&mut out);
+        assert!(
+            ping.contains("urn:xmpp:ping") && ping.contains("to=\"b.test\""),
+            "{ping}"
+        );
+        let id = ping
+            .split("id=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(out.is_own_ping(id));
+        assert_eq!(out.poll_timeout(), Some(t1 + Duration::from_secs(5)));
+        // The answer comes back on the peer's stream to us: the hub reports it.
+        out.note_alive(t1 + Duration::from_secs(1));
+        out.handle_timeout(t1 + Duration::from_secs(6));
+        assert_eq!(out.state(), OutState::Ready);
+        assert_eq!(out.poll_event(), None);
+        // Next ping, no answer: dead, with a closing tag written.
+        let t2 = t1 + Duration::from_secs(31);
+        out.handle_timeout(t2);
+        assert!(drain_out(&mut out).contains("urn:xmpp:ping"));
+        out.handle_timeout(t2 + Duration::from_secs(5));
+        assert!(matches!(
+            out.poll_event(),
+            Some(S2sEvent::Closed(CloseReason::Timeout(_)))
+        ));
+        assert_eq!(out.state(), OutState::Closed);
+        assert!(drain_out(&mut out).ends_with("</stream:stream>"));
+        assert_eq!(out.poll_timeout(), None);
+    }
+
+    #[test]
+    fn outgoing_stream_gives_up_on_a_peer_silent_during_negotiation() {
+        let t0 = Instant::now();
+        let l = Liveness {
+            ping_interval: Duration::from_secs(30),
+            ping_timeout: Duration::from_secs(5),
+        };
+        let mut out = S2sOut::new(
+            "a.test",
+            "b.test",
+            "k",
+            false,
+            Limits::default(),
+            Duration::from_secs(60),
+            t0,
+        )
+        .with_liveness(l);
+        out.start(t0);
+        assert_eq!(out.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        out.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' id='i1' version='1.0'>", t0 + Duration::from_secs(4));
+        out.handle_timeout(t0 + Duration::from_secs(5));
+        assert_eq!(out.poll_event(), None);
+        out.handle_timeout(t0 + Duration::from_secs(9));
+        assert!(matches!(
+            out.poll_event(),
+            Some(S2sEvent::Closed(CloseReason::Timeout(_)))
+        ));
+    }
+
+    /// RFC 6120 s4.9.3.4: an incoming stream without traffic is closed with
+    /// `<connection-timeout/>`; traffic (even whitespace) restarts the clock.
+    #[test]
+    fn idle_incoming_stream_is_closed_with_connection_timeout() {
+        let t0 = Instant::now();
+        let b = vec!["b.test".to_string()];
+        let ka = Duration::from_secs(60);
+        let mut inc = S2sIn::new(&b, "k", false, false, Limits::default(), ka, t0)
+            .with_idle_timeout(Duration::from_secs(100));
+        inc.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='b.test' from='a.test' version='1.0'>", t0);
+        drain_in(&mut inc);
+        inc.handle_input(b" ", t0 + Duration::from_secs(90));
+        inc.handle_timeout(t0 + Duration::from_secs(100));
+        assert_eq!(inc.poll_event(), None);
+        assert_eq!(inc.poll_timeout(), Some(t0 + Duration::from_secs(190)));
+        inc.handle_timeout(t0 + Duration::from_secs(190));
+        let out = drain_in(&mut inc);
+        assert!(
+            out.contains("connection-timeout") && out.ends_with("</stream:stream>"),
+            "{out}"
+        );
+        assert!(matches!(inc.poll_event(), Some(S2sEvent::Closed(_))));
+        // Before any header: ours is written first, so the peer gets a well-formed stream.
+        let mut silent = S2sIn::new(&b, "k", false, false, Limits::default(), ka, t0)
+            .with_idle_timeout(Duration::from_secs(10));
+        silent.handle_timeout(t0 + Duration::from_secs(10));
+        let out = drain_in(&mut silent);
+        assert!(
+            out.starts_with("<?xml") && out.contains("connection-timeout"),
+            "{out}"
+        );
     }
 }

@@ -29,7 +29,7 @@ use crate::backoff::Backoff;
 use crate::config::{Mode, XmppConfig};
 use crate::element::{Element, ElementExt};
 use crate::mapping::{self, Ctx, Inbound, Origin, NS_PING, NS_RECEIPTS};
-use crate::s2s::{S2sEvent, S2sIn, S2sOut, NS_SERVER};
+use crate::s2s::{Liveness, S2sEvent, S2sIn, S2sOut, NS_SERVER};
 use crate::session::CloseReason;
 use crate::stream::Limits;
 use crate::tracker::DeliveryTracker;
@@ -56,7 +56,14 @@ enum Session {
     In(Box<S2sIn>),
 }
 
+/// An outgoing stream is per (local domain, remote domain): each local domain gets its
+/// own stream and its own dialback (simpler than XEP-0220 multiplexing, which not every
+/// server accepts, and it keeps one authentication per stream).
+type Pair = (String, String);
+
 struct Conn {
+    /// Outgoing streams: our domain on the stream header.
+    local: Option<String>,
     remote: Option<String>,
     tx: Option<mpsc::UnboundedSender<IoCmd>>,
     session: Session,
@@ -81,13 +88,14 @@ struct Hub {
     shared: Arc<Shared>,
     io_tx: mpsc::UnboundedSender<IoEvent>,
     conns: HashMap<u64, Conn>,
-    out_by_remote: HashMap<String, u64>,
-    queues: HashMap<String, VecDeque<Pending>>,
-    verify_queue: HashMap<String, Vec<(String, String, String, String)>>,
+    out_by_remote: HashMap<Pair, u64>,
+    queues: HashMap<Pair, VecDeque<Pending>>,
+    verify_queue: HashMap<Pair, Vec<(String, String, String, String)>>,
     pending_verify: HashMap<String, (u64, String, String)>,
-    retry_at: HashMap<String, (Backoff, Option<TokioInstant>)>,
+    retry_at: HashMap<Pair, (Backoff, Option<TokioInstant>)>,
+    dns_servers: Vec<SocketAddr>,
     tracker: DeliveryTracker,
-    replies: HashMap<u64, (TransId, oneshot::Sender<Outcome>, String)>,
+    replies: HashMap<u64, (TransId, oneshot::Sender<Outcome>, Pair)>,
     next_id: u64,
     next_key: u64,
     trans: AtomicU64,
@@ -123,6 +131,7 @@ pub(crate) async fn start_s2s(
         .map_err(|e| XmppError::Config(e.to_string()))?;
     let tls_client =
         crate::tls::client_config(&trust_roots).map_err(|e| XmppError::Config(e.to_string()))?;
+    let dns_servers = parse_dns_servers(&config.dns_servers)?;
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| XmppError::Config(format!("cannot listen on {listen}: {e}")))?;
@@ -159,6 +168,7 @@ pub(crate) async fn start_s2s(
         verify_queue: HashMap::new(),
         pending_verify: HashMap::new(),
         retry_at: HashMap::new(),
+        dns_servers,
         tracker: DeliveryTracker::new(Duration::from_millis(config.grace_ms)),
         replies: HashMap::new(),
         next_id: 0,
@@ -209,13 +219,43 @@ impl Hub {
         Duration::from_secs(self.cfg.keepalive_secs.max(1))
     }
 
-    fn link_name(remote: &str) -> String {
-        format!("s2s:{remote}")
+    fn liveness(&self) -> Liveness {
+        Liveness {
+            ping_interval: Duration::from_secs(self.cfg.ping_interval_secs.max(1)),
+            ping_timeout: Duration::from_secs(self.cfg.ping_timeout_secs.max(1)),
+        }
     }
 
-    fn status(&self, remote: &str, up: Option<bool>, err: Option<String>) {
-        let queued = self.queues.get(remote).map_or(0, VecDeque::len);
-        self.shared.update(&Self::link_name(remote), |l| {
+    /// `s2s:<remote>` for the first (main) local domain, `s2s:<local>-><remote>` for the
+    /// others.
+    fn link_name(&self, pair: &Pair) -> String {
+        if self.domains.first() == Some(&pair.0) {
+            format!("s2s:{}", pair.1)
+        } else {
+            format!("s2s:{}->{}", pair.0, pair.1)
+        }
+    }
+
+    /// The pair an outgoing stanza travels on: its `from` domain when that is ours (else
+    /// the main domain) and its `to` domain.
+    fn pair_of(&self, el: &Element) -> Pair {
+        let from = el.attr("from").map(domain_of).unwrap_or_default();
+        let local = if self.domains.contains(&from) {
+            from
+        } else {
+            self.local.clone()
+        };
+        (local, el.attr("to").map(domain_of).unwrap_or_default())
+    }
+
+    fn conn_pair(&self, id: u64) -> Option<Pair> {
+        let c = self.conns.get(&id)?;
+        Some((c.local.clone()?, c.remote.clone()?))
+    }
+
+    fn status(&self, pair: &Pair, up: Option<bool>, err: Option<String>) {
+        let queued = self.queues.get(pair).map_or(0, VecDeque::len);
+        self.shared.update(&self.link_name(pair), |l| {
             if let Some(u) = up {
                 l.up = u;
             }
@@ -243,8 +283,7 @@ impl Hub {
                 Some(ev) = io_rx.recv() => self.on_io(ev),
                 Some((origin, status)) = err_rx.recv() => {
                     let el = mapping::error_reply(NS_SERVER, &origin, &status);
-                    let remote = domain_of(&origin.from);
-                    self.send_raw(&remote, el);
+                    self.send_raw(el);
                 }
                 _ = sleep_until_opt(wake) => self.on_timer(),
             }
@@ -332,7 +371,7 @@ impl Hub {
             self.pump(id);
         }
         // Queue deadlines.
-        for (remote, q) in self.queues.iter_mut() {
+        for ((_, remote), q) in self.queues.iter_mut() {
             let mut kept = VecDeque::with_capacity(q.len());
             for p in q.drain(..) {
                 match p {
@@ -349,7 +388,7 @@ impl Hub {
             *q = kept;
         }
         // Reconnects due.
-        let due: Vec<String> = self
+        let due: Vec<Pair> = self
             .retry_at
             .iter()
             .filter(|(_, (_, at))| at.is_some_and(|a| a <= tnow))
@@ -384,31 +423,53 @@ impl Hub {
             ));
             return;
         }
-        let ready = self.ready_out(&remote);
-        match ready {
-            Some(id) => self.send_op(id, &remote, q),
-            None => {
-                let qlen = self.queues.get(&remote).map_or(0, VecDeque::len);
+        // The stream is chosen by the source domain: a source of one of our domains
+        // travels on that domain's stream, any other is rewritten to the main domain.
+        let op = if self.domains.contains(&q.op.source().domain) {
+            q.op
+        } else {
+            localise_source(&self.local, q.op)
+        };
+        let pair = (op.source().domain.clone(), remote);
+        let q = Queued {
+            op,
+            reply: q.reply,
+            deadline: q.deadline,
+        };
+        match self.ready_out(&pair) {
+            // Nothing may overtake what is queued for the same stream.
+            Some(id) if self.queues.get(&pair).is_none_or(VecDeque::is_empty) => {
+                self.send_op(id, &pair, q)
+            }
+            _ => {
+                let qlen = self.queues.get(&pair).map_or(0, VecDeque::len);
                 if !self.cfg.queue_when_down || qlen >= self.cfg.queue_capacity {
                     let t = q.op.trans_id();
-                    let _ =
-                        q.reply
-                            .send(Outcome::failure(t, 503, format!("no s2s link to {remote}")));
+                    let _ = q.reply.send(Outcome::failure(
+                        t,
+                        503,
+                        format!("no s2s link to {} (queue full or queueing off)", pair.1),
+                    ));
                     return;
                 }
                 self.queues
-                    .entry(remote.clone())
+                    .entry(pair.clone())
                     .or_default()
                     .push_back(Pending::Op(q));
-                self.status(&remote, None, None);
-                self.ensure_out(&remote);
+                self.status(&pair, None, None);
+                self.ensure_out(&pair);
             }
         }
     }
 
-    fn send_raw(&mut self, remote: &str, el: Element) {
-        match self.ready_out(remote) {
-            Some(id) => {
+    fn send_raw(&mut self, el: Element) {
+        let pair = self.pair_of(&el);
+        if pair.1.is_empty() || self.domains.contains(&pair.1) {
+            debug!("xmpp s2s: not sending a stanza without a foreign destination");
+            return;
+        }
+        match self.ready_out(&pair) {
+            Some(id) if self.queues.get(&pair).is_none_or(VecDeque::is_empty) => {
                 if let Some(Conn {
                     session: Session::Out(o),
                     ..
@@ -418,18 +479,20 @@ impl Hub {
                 }
                 self.pump(id);
             }
-            None => {
-                self.queues
-                    .entry(remote.to_owned())
-                    .or_default()
-                    .push_back(Pending::Raw(el));
-                self.ensure_out(remote);
+            _ => {
+                let q = self.queues.entry(pair.clone()).or_default();
+                if q.len() >= self.cfg.queue_capacity {
+                    warn!(link = %self.link_name(&pair), "xmpp s2s: queue full, dropping a <{}/> reply", el.name);
+                    return;
+                }
+                q.push_back(Pending::Raw(el));
+                self.ensure_out(&pair);
             }
         }
     }
 
-    fn ready_out(&self, remote: &str) -> Option<u64> {
-        let id = *self.out_by_remote.get(remote)?;
+    fn ready_out(&self, pair: &Pair) -> Option<u64> {
+        let id = *self.out_by_remote.get(pair)?;
         match &self.conns.get(&id)?.session {
             Session::Out(o) if o.state() == crate::s2s::OutState::Ready => Some(id),
             _ => None,
@@ -441,18 +504,11 @@ impl Hub {
         format!("g{:x}-{}", std::process::id(), self.next_id)
     }
 
-    fn send_op(&mut self, conn: u64, remote: &str, q: Queued) {
+    fn send_op(&mut self, conn: u64, pair: &Pair, q: Queued) {
         let now = std_now();
         let trans_id = q.op.trans_id();
-        let op = if self
-            .domains
-            .iter()
-            .any(|d| Some(d) == Some(&q.op.source().domain))
-        {
-            q.op
-        } else {
-            localise_source(&self.local, q.op)
-        };
+        let remote = pair.1.as_str();
+        let op = q.op;
         let mut ids_gen = Vec::new();
         let stanzas = match mapping::outbound(NS_SERVER, &op, || {
             let id = format!("g{}-{}", trans_id.0, ids_gen.len());
@@ -473,13 +529,9 @@ impl Hub {
             return;
         }
         let ping_id = self.new_id();
-        let from = stanzas[0]
-            .attr("from")
-            .map(domain_of)
-            .unwrap_or_else(|| self.local.clone());
         let ping = Element::build(NS_SERVER, "iq")
             .attr_set("type", "get")
-            .attr_set("from", from)
+            .attr_set("from", &pair.0)
             .attr_set("to", remote)
             .attr_set("id", &ping_id)
             .child_add(Element::build(NS_PING, "ping"));
@@ -508,8 +560,7 @@ impl Hub {
         let key = self.next_key;
         let deadline = q.deadline.into_std().max(now + Duration::from_millis(1));
         self.tracker.track(key, ids, Some(ping_id), deadline, now);
-        self.replies
-            .insert(key, (trans_id, q.reply, remote.to_owned()));
+        self.replies.insert(key, (trans_id, q.reply, pair.clone()));
         self.pump(conn);
     }
 
@@ -522,12 +573,12 @@ impl Hub {
         }
     }
 
-    /// Opens an outgoing stream to `remote` unless one exists or a retry is pending.
-    fn ensure_out(&mut self, remote: &str) {
-        if self.out_by_remote.contains_key(remote) {
+    /// Opens an outgoing stream for `pair` unless one exists or a retry is pending.
+    fn ensure_out(&mut self, pair: &Pair) {
+        if self.out_by_remote.contains_key(pair) {
             return;
         }
-        if let Some((_, Some(_))) = self.retry_at.get(remote) {
+        if let Some((_, Some(_))) = self.retry_at.get(pair) {
             return;
         }
         self.next_key += 1;
@@ -535,29 +586,33 @@ impl Hub {
         self.conns.insert(
             id,
             Conn {
-                remote: Some(remote.to_owned()),
+                local: Some(pair.0.clone()),
+                remote: Some(pair.1.clone()),
                 tx: None,
                 session: Session::Connecting,
             },
         );
-        self.out_by_remote.insert(remote.to_owned(), id);
-        let target = self.overrides.get(remote).cloned();
-        let remote_s = remote.to_owned();
+        self.out_by_remote.insert(pair.clone(), id);
+        let target = self.overrides.get(&pair.1).cloned();
+        let remote_s = pair.1.clone();
         let io_tx = self.io_tx.clone();
-        info!(link = %Self::link_name(remote), "xmpp s2s: connecting");
+        let dns = self.dns_servers.clone();
+        let connect_timeout = self.liveness().ping_timeout;
+        info!(link = %self.link_name(pair), "xmpp s2s: connecting");
         tokio::spawn(async move {
             let addrs = match target {
                 Some(t) => vec![t],
-                None => resolve_srv(&remote_s).await,
+                None => resolve_srv(&remote_s, &dns).await,
             };
             let mut last = String::from("no address");
             for a in addrs {
-                match TcpStream::connect(&a).await {
-                    Ok(s) => {
+                match tokio::time::timeout(connect_timeout, TcpStream::connect(&a)).await {
+                    Ok(Ok(s)) => {
                         let _ = io_tx.send(IoEvent::Connected(id, s));
                         return;
                     }
-                    Err(e) => last = format!("connect to {a}: {e}"),
+                    Ok(Err(e)) => last = format!("connect to {a}: {e}"),
+                    Err(_) => last = format!("connect to {a}: timed out"),
                 }
             }
             let _ = io_tx.send(IoEvent::ConnectFailed(id, last));
@@ -586,7 +641,7 @@ impl Hub {
                 let id = self.next_key;
                 debug!(%peer, conn = id, "xmpp s2s: incoming connection");
                 let tx = self.spawn_io(id, stream);
-                let s = S2sIn::new(
+                let mut s = S2sIn::new(
                     &self.domains,
                     &self.secret,
                     true,
@@ -595,9 +650,13 @@ impl Hub {
                     self.keepalive(),
                     now,
                 );
+                if self.cfg.s2s_idle_timeout_secs > 0 {
+                    s = s.with_idle_timeout(Duration::from_secs(self.cfg.s2s_idle_timeout_secs));
+                }
                 self.conns.insert(
                     id,
                     Conn {
+                        local: None,
                         remote: None,
                         tx: Some(tx),
                         session: Session::In(Box::new(s)),
@@ -605,32 +664,33 @@ impl Hub {
                 );
             }
             IoEvent::Connected(id, stream) => {
-                let Some(remote) = self.conns.get(&id).and_then(|c| c.remote.clone()) else {
+                let Some(pair) = self.conn_pair(id) else {
                     return;
                 };
                 let tx = self.spawn_io(id, stream);
                 let mut o = S2sOut::new(
-                    &self.local,
-                    &remote,
+                    &pair.0,
+                    &pair.1,
                     &self.secret,
                     self.require_tls,
                     self.limits(),
                     self.keepalive(),
                     now,
-                );
+                )
+                .with_liveness(self.liveness());
                 o.start(now);
-                for (f, t, i, k) in self.verify_queue.remove(&remote).unwrap_or_default() {
+                for (f, t, i, k) in self.verify_queue.remove(&pair).unwrap_or_default() {
                     o.send_verify(&f, &t, &i, &k, now);
                 }
                 if let Some(c) = self.conns.get_mut(&id) {
                     c.tx = Some(tx);
                     c.session = Session::Out(Box::new(o));
                 }
-                info!(link = %Self::link_name(&remote), "xmpp s2s: connected, negotiating");
+                info!(link = %self.link_name(&pair), "xmpp s2s: connected, negotiating");
                 self.pump(id);
             }
             IoEvent::ConnectFailed(id, err) => {
-                warn!(conn = id, "xmpp s2s: {err}");
+                debug!(conn = id, "xmpp s2s: {err}");
                 self.conn_gone(id, err);
             }
             IoEvent::Data(id, data) => {
@@ -709,6 +769,7 @@ impl Hub {
 
     fn on_session_event(&mut self, id: u64, ev: S2sEvent, now: std::time::Instant) {
         let remote = self.conns.get(&id).and_then(|c| c.remote.clone());
+        let pair = self.conn_pair(id);
         let is_out = matches!(
             self.conns.get(&id).map(|c| &c.session),
             Some(Session::Out(_))
@@ -734,20 +795,21 @@ impl Hub {
                 }
             }
             S2sEvent::Ready { method } => {
-                let remote = remote.unwrap_or_default();
-                info!(link = %Self::link_name(&remote), "xmpp s2s: up (TLS, {method})");
-                if let Some((b, _)) = self.retry_at.get_mut(&remote) {
+                let Some(pair) = pair else { return };
+                let tls = match &self.conns.get(&id).map(|c| &c.session) {
+                    Some(Session::Out(o)) if o.is_tls() => "TLS",
+                    _ => "no TLS",
+                };
+                let queued = self.queues.get(&pair).map_or(0, VecDeque::len);
+                info!(link = %self.link_name(&pair), "xmpp s2s: up ({tls}, {method}); sending {queued} queued stanza(s)");
+                if let Some((b, _)) = self.retry_at.get_mut(&pair) {
                     b.reset();
                 }
-                self.status(&remote, Some(true), None);
-                let pending: Vec<Pending> = self
-                    .queues
-                    .remove(&remote)
-                    .map(Vec::from)
-                    .unwrap_or_default();
+                let pending: Vec<Pending> =
+                    self.queues.remove(&pair).map(Vec::from).unwrap_or_default();
                 for p in pending {
                     match p {
-                        Pending::Op(q) => self.send_op(id, &remote, q),
+                        Pending::Op(q) => self.send_op(id, &pair, q),
                         Pending::Raw(el) => {
                             if let Some(Conn {
                                 session: Session::Out(o),
@@ -759,7 +821,7 @@ impl Hub {
                         }
                     }
                 }
-                self.status(&remote, Some(true), None);
+                self.status(&pair, Some(true), None);
                 self.pump(id);
             }
             S2sEvent::VerifyKey {
@@ -771,7 +833,9 @@ impl Hub {
                 debug!(conn = id, %from, "xmpp s2s: verifying dialback key with the authoritative server");
                 self.pending_verify
                     .insert(stream_id.clone(), (id, from.clone(), to.clone()));
-                let out = self.out_by_remote.get(&from).copied();
+                // Asked on the stream from the domain the peer wants to reach.
+                let vpair = (to.clone(), from.clone());
+                let out = self.out_by_remote.get(&vpair).copied();
                 let sent = match out.and_then(|o| self.conns.get_mut(&o)) {
                     Some(Conn {
                         session: Session::Out(o),
@@ -787,13 +851,13 @@ impl Hub {
                         self.pump(o);
                     }
                 } else {
-                    self.verify_queue.entry(from.clone()).or_default().push((
+                    self.verify_queue.entry(vpair.clone()).or_default().push((
                         to,
                         from.clone(),
                         stream_id,
                         key,
                     ));
-                    self.ensure_out(&from);
+                    self.ensure_out(&vpair);
                 }
             }
             S2sEvent::VerifyAnswer {
@@ -827,6 +891,9 @@ impl Hub {
                         warn!(conn = id, "xmpp s2s: authentication failed: {t}")
                     }
                     CloseReason::LocalClose => {}
+                    other if remote.is_none() => {
+                        info!(conn = id, "xmpp s2s: incoming stream closed: {other}")
+                    }
                     other => debug!(conn = id, "xmpp s2s: stream closed: {other}"),
                 }
                 if let Some(tx) = self.conns.get(&id).and_then(|c| c.tx.clone()) {
@@ -845,18 +912,23 @@ impl Hub {
         if let Some(tx) = c.tx {
             let _ = tx.send(IoCmd::Close);
         }
-        let Some(remote) = c.remote else {
+        let (Some(local), Some(remote)) = (c.local, c.remote) else {
             return;
         };
-        if self.out_by_remote.get(&remote) == Some(&id) {
-            self.out_by_remote.remove(&remote);
+        let pair = (local, remote);
+        if self.out_by_remote.get(&pair) == Some(&id) {
+            self.out_by_remote.remove(&pair);
         }
-        warn!(link = %Self::link_name(&remote), "xmpp s2s: down: {why}");
+        if why == CloseReason::LocalClose.to_string() {
+            info!(link = %self.link_name(&pair), "xmpp s2s: down: {why}");
+        } else {
+            warn!(link = %self.link_name(&pair), "xmpp s2s: down: {why}");
+        }
         // Deliveries written on this stream whose outcome is unknown: 408.
         let keys: Vec<u64> = self
             .replies
             .iter()
-            .filter(|(_, (_, _, r))| *r == remote)
+            .filter(|(_, (_, _, r))| *r == pair)
             .map(|(k, _)| *k)
             .collect();
         for k in keys {
@@ -866,28 +938,48 @@ impl Hub {
                 Status::new(408, "s2s link lost before the peer confirmed"),
             );
         }
-        self.status(&remote, Some(false), Some(why));
-        let wanted = self.queues.get(&remote).is_some_and(|q| !q.is_empty())
-            || self
-                .verify_queue
-                .get(&remote)
-                .is_some_and(|v| !v.is_empty());
+        self.status(&pair, Some(false), Some(why));
+        let wanted = self.queues.get(&pair).is_some_and(|q| !q.is_empty())
+            || self.verify_queue.get(&pair).is_some_and(|v| !v.is_empty());
         let (initial, max) = (
             Duration::from_millis(self.cfg.reconnect_initial_ms),
             Duration::from_millis(self.cfg.reconnect_max_ms),
         );
+        let name = self.link_name(&pair);
         let entry = self
             .retry_at
-            .entry(remote.clone())
+            .entry(pair)
             .or_insert_with(|| (Backoff::new(initial, max), None));
         let delay = entry.0.next_delay(rand::random::<f64>());
         if wanted {
             entry.1 = Some(TokioInstant::now() + delay);
-            info!(link = %Self::link_name(&remote), "xmpp s2s: reconnecting in {} ms", delay.as_millis());
+            info!(link = %name, "xmpp s2s: reconnecting in {} ms", delay.as_millis());
+        } else {
+            info!(link = %name, "xmpp s2s: idle; reconnects on the next stanza");
         }
     }
 
     fn on_stanza(&mut self, el: Element, now: std::time::Instant) {
+        if el.name == "iq" && matches!(el.attr("type"), Some("result" | "error")) {
+            // An answer from the peer to a request we sent on our stream to it (arriving
+            // on the peer's stream to us): our stream is alive.
+            let pair = (
+                el.attr("to").map(domain_of).unwrap_or_default(),
+                el.attr("from").map(domain_of).unwrap_or_default(),
+            );
+            if let Some(&out) = self.out_by_remote.get(&pair) {
+                if let Some(Conn {
+                    session: Session::Out(o),
+                    ..
+                }) = self.conns.get_mut(&out)
+                {
+                    o.note_alive(now);
+                    if el.attr("id").is_some_and(|i| o.is_own_ping(i)) {
+                        return;
+                    }
+                }
+            }
+        }
         if el.name == "message" && el.attr("type") != Some("error") {
             if let Some(r) = el.child(NS_RECEIPTS, "received") {
                 if let Some((key, st)) = r.attr("id").and_then(|id| self.tracker.on_receipt(id)) {
@@ -928,10 +1020,7 @@ impl Hub {
                     }
                 });
             }
-            Inbound::Reply(r) => {
-                let remote = r.attr("to").map(domain_of).unwrap_or_default();
-                self.send_raw(&remote, r);
-            }
+            Inbound::Reply(r) => self.send_raw(r),
             Inbound::Response { id, result } => {
                 if let Some((key, st)) = self.tracker.on_response(&id, result, now) {
                     self.resolve(key, st);
@@ -943,6 +1032,20 @@ impl Hub {
     }
 }
 
+/// `ip` or `ip:port` (port 53 by default).
+fn parse_dns_servers(list: &[String]) -> Result<Vec<SocketAddr>, XmppError> {
+    list.iter()
+        .map(|s| {
+            s.parse::<SocketAddr>()
+                .or_else(|_| {
+                    s.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| XmppError::Config(format!("dns_servers: {s:?} is not ip or ip:port")))
+        })
+        .collect()
+}
+
 /// The domain of a JID.
 fn domain_of(jid: &str) -> String {
     let bare = jid.split('/').next().unwrap_or("");
@@ -951,9 +1054,32 @@ fn domain_of(jid: &str) -> String {
 
 /// RFC 6120 s3.2.1: `_xmpp-server._tcp.<domain>` SRV records in priority order, then the
 /// domain itself on 5269.
-async fn resolve_srv(domain: &str) -> Vec<String> {
+/// `dns` replaces the system's name servers when not empty.
+async fn resolve_srv(domain: &str, dns: &[SocketAddr]) -> Vec<String> {
     let mut out = Vec::new();
-    if let Ok(b) = hickory_resolver::TokioResolver::builder_tokio() {
+    let builder = if dns.is_empty() {
+        hickory_resolver::TokioResolver::builder_tokio().ok()
+    } else {
+        use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+        let servers = dns
+            .iter()
+            .map(|a| {
+                let conns = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                    .into_iter()
+                    .map(|mut c| {
+                        c.port = a.port();
+                        c
+                    })
+                    .collect();
+                NameServerConfig::new(a.ip(), true, conns)
+            })
+            .collect();
+        Some(hickory_resolver::TokioResolver::builder_with_config(
+            ResolverConfig::from_name_servers(servers),
+            hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
+        ))
+    };
+    if let Some(b) = builder {
         if let Ok(r) = b.build() {
             if let Ok(l) = r.srv_lookup(format!("_xmpp-server._tcp.{domain}.")).await {
                 let mut recs: Vec<(u16, u16, String, u16)> = l

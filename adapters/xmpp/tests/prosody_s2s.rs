@@ -157,9 +157,14 @@ async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {
     let Some(e) = env() else { return };
     init_tracing();
     let (tx, mut ops) = mpsc::unbounded_channel();
-    let h = start(s2s_config(&e, &e.gw_listen, true), Arc::new(Rec(tx)))
-        .await
-        .expect("start s2s");
+    // Pings every second of silence (XEP-0199): Prosody's answers come back on its own
+    // stream to us and must keep our outgoing stream alive.
+    let cfg = XmppConfig {
+        ping_interval_secs: 1,
+        ping_timeout_secs: 3,
+        ..s2s_config(&e, &e.gw_listen, true)
+    };
+    let h = start(cfg, Arc::new(Rec(tx))).await.expect("start s2s");
     let a = h.adapter();
     let mut alice = Client::start(&e, &format!("alice@{}/s2s", e.domain), "alicepw").await;
 
@@ -177,6 +182,14 @@ async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {
     let got = alice.wait(|v| v["body"] == "hello over s2s", 15).await;
     assert_eq!(got["from"], format!("carol@{}", e.gw_domain));
     assert!(a.links().iter().any(|l| l.up), "{:?}", a.links());
+    // Several ping intervals later the same stream is still up: Prosody answered.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let link = a
+        .links()
+        .into_iter()
+        .find(|l| l.name == format!("s2s:{}", e.domain))
+        .expect("link status");
+    assert!(link.up && link.last_error.is_none(), "{link:?}");
 
     // Prosody -> gateway: Prosody's outgoing stream to us (STARTTLS with our self-signed
     // certificate, dialback verified by us against xmpp.test).
@@ -277,4 +290,142 @@ async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {
     assert!(seen.contains("invalid"), "{seen}");
     assert!(!seen.contains("type=\"valid\""), "{seen}");
     h2.shutdown().await;
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `scripts/peers/prosody.sh start|stop DIR` for the restart test's own Prosody
+/// (xmpp.test on ports 28222/28269, routing gw.test to 28299).
+fn own_prosody(cmd: &str, dir: &std::path::Path) -> bool {
+    let st = std::process::Command::new("bash")
+        .arg(workspace_root().join("scripts/peers/prosody.sh"))
+        .arg(cmd)
+        .arg(dir)
+        .env("DOMAIN", "xmpp.test")
+        .env("C2S_PORT", "28222")
+        .env("S2S_PORT", "28269")
+        .env("COMPONENT_DOMAIN", "")
+        .env("USERS", "alice:alicepw")
+        .env("S2S_ROUTES", "gw.test=28299")
+        .status();
+    matches!(st, Ok(s) if s.success())
+}
+
+/// Stops the test's own Prosody by the PID its script recorded and removes its folder,
+/// also when the test fails.
+struct OwnProsody(PathBuf);
+
+impl Drop for OwnProsody {
+    fn drop(&mut self) {
+        own_prosody("stop", &self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Prosody stopped and started again under a live s2s link: the gateway notices the
+/// loss, queues what is delivered meanwhile, re-establishes the stream (STARTTLS and
+/// dialback again) and each queued message reaches the user exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prosody_s2s_restart_queued_messages_arrive_once_in_order() {
+    let Some(shared_env) = env() else { return };
+    if !workspace_root().join("scripts/peers/prosody.sh").exists() {
+        eprintln!("skipped: scripts/peers/prosody.sh not found");
+        return;
+    }
+    init_tracing();
+    let base = std::env::var("CPIM_PEER_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
+    let dir = base.join(format!("xmpp-s2s-restart-{}", std::process::id()));
+    assert!(own_prosody("start", &dir), "own prosody start");
+    let _guard = OwnProsody(dir.clone());
+    let e = Env {
+        s2s: "127.0.0.1:28269".into(),
+        gw_domain: "gw.test".into(),
+        gw_listen: "127.0.0.1:28299".into(),
+        c2s: "127.0.0.1:28222".into(),
+        domain: "xmpp.test".into(),
+        python: shared_env.python.clone(),
+        cert: dir
+            .join("certs/xmpp.test.crt")
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let cfg = XmppConfig {
+        ping_interval_secs: 1,
+        ping_timeout_secs: 2,
+        reconnect_initial_ms: 200,
+        reconnect_max_ms: 1000,
+        delivery_timeout_secs: 30,
+        ..s2s_config(&e, &e.gw_listen, true)
+    };
+    let (tx, _ops) = mpsc::unbounded_channel();
+    let h = start(cfg, Arc::new(Rec(tx))).await.expect("start s2s");
+    let a = h.adapter();
+    let msg = |t: u64, body: &str| {
+        Operation::Message(Message::new(
+            TransId(t),
+            Address::new(Scheme::Xmpp, Some("carol"), "gw.test"),
+            Address::new(Scheme::Xmpp, Some("alice"), "xmpp.test"),
+            "text/plain",
+            body,
+        ))
+    };
+    // alice is offline: Prosody stores the messages (mod_offline) and answers the barrier.
+    let out = a.deliver(msg(1, "before restart")).await;
+    assert!(out.status.is_success(), "{out:?} {:?}", a.links());
+    let link = || {
+        a.links()
+            .into_iter()
+            .find(|l| l.name == "s2s:xmpp.test")
+            .expect("link status")
+    };
+    assert!(link().up);
+    assert!(own_prosody("stop", &dir), "own prosody stop");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while link().up {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "loss not noticed: {:?}",
+            link()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let a2 = a.clone();
+    let d2 = tokio::spawn(async move { a2.deliver(msg(2, "queued one")).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let a3 = a.clone();
+    let d3 = tokio::spawn(async move { a3.deliver(msg(3, "queued two")).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!link().up);
+    assert!(own_prosody("start", &dir), "own prosody restart");
+    for d in [d2, d3] {
+        let out = d.await.unwrap();
+        assert!(out.status.is_success(), "{out:?} {:?}", link());
+    }
+    assert!(link().up, "{:?}", link());
+    // alice logs in and gets the stored messages: each once, in order.
+    let mut alice = Client::start(&e, "alice@xmpp.test/restart", "alicepw").await;
+    let mut bodies = Vec::new();
+    while !bodies.iter().any(|b| b == "queued two") {
+        let v = alice.wait(|v| v["ev"] == "message", 20).await;
+        bodies.push(v["body"].as_str().unwrap_or_default().to_owned());
+    }
+    // Anything else pending arrives within a moment; nothing may be duplicated.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pos = |b: &str| bodies.iter().position(|x| x == b);
+    assert_eq!(
+        bodies.iter().filter(|b| *b == "queued one").count(),
+        1,
+        "{bodies:?}"
+    );
+    assert_eq!(
+        bodies.iter().filter(|b| *b == "queued two").count(),
+        1,
+        "{bodies:?}"
+    );
+    assert!(pos("queued one") < pos("queued two"), "{bodies:?}");
+    h.shutdown().await;
 }

@@ -117,3 +117,60 @@ fn default_xmpp_is_s2s_for_localhost() {
         matches!(&c.xmpp.mode, cpim_xmpp::Mode::S2s { domains, .. } if domains == &["localhost".to_string()])
     );
 }
+
+#[test]
+fn irc_and_json_sections() {
+    // One network as `[irc]`, several as `[[irc]]`.
+    let one = parse(
+        "adapters = [\"sip\", \"irc\", \"json\"]\n[irc]\nserver = \"127.0.0.1:6667\"\ndomain = \"irc.test\"\n\
+         [json]\ndomains = [\"json.test\"]\n[[json.tokens]]\ntoken = \"t\"\naddresses = [\"im:carol@json.test\"]\n",
+    )
+    .unwrap();
+    assert_eq!(one.irc.len(), 1);
+    assert_eq!(one.irc[0].domain, "irc.test");
+    assert!(one
+        .local_domains()
+        .contains(&("irc.test".to_string(), "irc".to_string())));
+    assert!(one
+        .local_domains()
+        .contains(&("json.test".to_string(), "json".to_string())));
+    let two = parse(
+        "adapters = [\"irc\", \"libera\"]\n[[irc]]\ndomain = \"irc.test\"\n\
+         [[irc]]\nname = \"libera\"\ndomain = \"libera.test\"\n",
+    )
+    .unwrap();
+    assert_eq!(two.irc.len(), 2);
+    assert_eq!(two.irc[1].name, "libera");
+    // A misspelt key inside `[[irc]]` keeps its position.
+    let e = parse("adapters = [\"irc\"]\n[[irc]]\ndomian = \"x\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("gw.toml:3:1: unknown field `domian`"), "{e}");
+}
+
+#[test]
+fn irc_and_json_semantic_errors() {
+    // A section whose adapter is not listed would silently never run.
+    let e = parse("[json]\ndomains = [\"json.test\"]\n").unwrap_err().to_string();
+    assert!(e.contains("`json` (the [json] section) is configured but not listed"), "{e}");
+    // Two networks under one name.
+    let e = parse("adapters = [\"irc\"]\n[[irc]]\ndomain = \"a.test\"\n[[irc]]\ndomain = \"b.test\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`irc` is used twice"), "{e}");
+    // One domain, two owners.
+    let e = parse(
+        "adapters = [\"sip\", \"irc\"]\n[sip]\ndomains = [\"x.test\"]\n[irc]\ndomain = \"x.test\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("claimed by both adapter `sip` and adapter `irc`"), "{e}");
+    // A JSON token cannot bind a SIP user's address (that would be forging).
+    let e = parse(
+        "adapters = [\"sip\", \"json\"]\n[sip]\ndomains = [\"sip.test\"]\n\
+         [json]\n[[json.tokens]]\ntoken = \"t\"\naddresses = [\"sip:alice@sip.test\"]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("in the domain of adapter `sip`"), "{e}");
+}

@@ -44,6 +44,16 @@ pub fn check(table: &RouteTable, sub: &Submission) -> Result<(), Status> {
                 ),
             ));
         }
+    } else if table.is_closed(&sub.adapter) {
+        // IRC and JSON speak only for their own users (the JSON session binds its
+        // token's addresses; the IRC network is one domain): nothing to vouch for.
+        return Err(Status::new(
+            403,
+            format!(
+                "adapter {} may only send as its own addresses, not {src}",
+                sub.adapter
+            ),
+        ));
     }
     // A domain no adapter claims is vouched for by the adapter it came in by (SIP
     // from a foreign domain, an XMPP s2s peer verified by dialback or TLS); the relay
@@ -201,6 +211,42 @@ mod tests {
         )
         .await;
         assert_eq!((code, n), (200, 1));
+    }
+
+    #[tokio::test]
+    async fn closed_adapters_send_only_as_their_own_addresses() {
+        let t = Arc::new(
+            RouteTable::new(
+                [("sip.test", "sip"), ("irc.test", "irc"), ("json.test", "json")],
+                [("xmpp.test", "xmpp")],
+            )
+            .with_closed_adapters(["irc", "json"]),
+        );
+        let go = |adapter: &'static str, op: Operation| {
+            let svc = AuthorizeLayer::new(t.clone()).layer(Recorder::default());
+            async move {
+                svc.oneshot(Submission::new(adapter, op))
+                    .await
+                    .unwrap()
+                    .status
+                    .code
+            }
+        };
+        // Its own domain: passes.
+        let own = msg(1, "im:nick@irc.test", "sip:bob@sip.test", "hi");
+        assert_eq!(go("irc", own.clone()).await, 200);
+        // The IRC domain claimed over JSON (or XMPP): forged.
+        assert_eq!(go("json", own.clone()).await, 403);
+        assert_eq!(go("xmpp", own).await, 403);
+        // A JSON session cannot claim a foreign, unclaimed domain.
+        let foreign = msg(2, "im:eve@nowhere.test", "sip:bob@sip.test", "hi");
+        assert_eq!(go("json", foreign.clone()).await, 403);
+        // ...where an open (federating) adapter vouches for it.
+        assert_eq!(go("xmpp", foreign).await, 200);
+        assert_eq!(
+            go("json", msg(3, "im:carol@json.test", "im:nick@irc.test", "hi")).await,
+            200
+        );
     }
 
     #[tokio::test]

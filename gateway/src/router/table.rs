@@ -16,6 +16,9 @@ pub struct RouteTable {
     routes: HashMap<String, Arc<str>>,
     /// Where destinations no other rule matches go.
     default_route: Option<Arc<str>>,
+    /// Adapters that speak only for their own users (IRC, JSON): every source they submit
+    /// must be an address they claim; they vouch for no foreign domain.
+    closed: Vec<Arc<str>>,
     /// The running adapters in configuration order; filled once they have started.
     adapters: RwLock<Vec<Arc<dyn Adapter>>>,
 }
@@ -55,7 +58,20 @@ impl RouteTable {
                 .collect(),
             adapters: RwLock::new(Vec::new()),
             default_route: None,
+            closed: Vec::new(),
         }
+    }
+
+    /// Marks adapters as closed: they may only submit sources they claim (their local
+    /// domains, `Adapter::serves`), never a foreign domain they vouch for.
+    pub fn with_closed_adapters<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Self {
+        self.closed.extend(names.into_iter().map(Arc::from));
+        self
+    }
+
+    /// True if `adapter` is closed (see [`Self::with_closed_adapters`]).
+    pub fn is_closed(&self, adapter: &str) -> bool {
+        self.closed.iter().any(|a| **a == *adapter)
     }
 
     /// Sets the adapter for destinations no other rule matches.

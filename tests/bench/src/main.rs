@@ -61,7 +61,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0.05)]
     precision: f64,
     /// Most trials per search.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 8)]
     max_steps: u32,
     /// Generator self-test: first rate.
     #[arg(long, default_value_t = 50_000)]
@@ -90,12 +90,12 @@ pub struct RunArgs {
     /// P3: watchers per presentity (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
     p3_watchers: Vec<u64>,
-    /// P3: notifications per trial (presentities = this / watchers).
-    #[arg(long, default_value_t = 50_000)]
+    /// P3: notifications per trial (presentities = this / watchers, each published once).
+    #[arg(long, default_value_t = 10_000)]
     p3_notifications: u64,
-    /// P3: PUBLISH rate, per second.
-    #[arg(long, default_value_t = 2_000)]
-    p3_publish_rate: u64,
+    /// P3: offered notifications per second (PUBLISH rate = this / watchers).
+    #[arg(long, default_value_t = 10_000)]
+    p3_rate: u64,
     /// P4: subscription counts (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
     p4_counts: Vec<u64>,
@@ -103,7 +103,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 20_000)]
     p4_rate: u64,
     /// P4: seconds allowed to create one set of subscriptions.
-    #[arg(long, default_value_t = 240.0)]
+    #[arg(long, default_value_t = 180.0)]
     p4_time_limit: f64,
     /// Only P1 over UDP at this rate for one trial (for profiling), no search.
     #[arg(long)]
@@ -313,6 +313,7 @@ impl Ctx {
             delivered,
             lost: if w.deliveries { sent - delivered } else { 0 },
             duplicates: probe.delivered.duplicates(),
+            retransmissions: probe.retransmissions.load(Ordering::Relaxed),
             answered,
             non2xx,
             last_failure_code: probe.last_failure_code.load(Ordering::Relaxed),

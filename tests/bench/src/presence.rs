@@ -133,7 +133,8 @@ pub(crate) fn run_p3(ctx: &mut Ctx, a: &RunArgs, gw: &Gw, component: &ComponentS
         probe.begin(step);
         let cpu0 = procstat::cpu_ticks_sum(&pids);
         let t0 = probe.now_ns();
-        let rep = match uac.run(step, a.p3_publish_rate, presentities) {
+        let publish_rate = (a.p3_rate / w).max(1);
+        let rep = match uac.run(step, publish_rate, presentities) {
             Ok(r) => r,
             Err(e) => return skipped(format!("PUBLISH sender: {e}")),
         };
@@ -169,6 +170,13 @@ pub(crate) fn run_p3(ctx: &mut Ctx, a: &RunArgs, gw: &Gw, component: &ComponentS
                 probe.last_failure_code.load(Ordering::Relaxed)
             ));
         }
+        let clean = received >= expected && publish_ok == rep.sent;
+        notes.push(format!(
+            "{}: offered {} notifications/s ({publish_rate} PUBLISH/s x {w} watchers) for {:.1} s",
+            if clean { "clean (every PUBLISH answered 2xx, every notification arrived)" } else { "NOT clean: the rate given is what arrived under overload, not a zero-failure rate" },
+            publish_rate * w,
+            rep.seconds
+        ));
         if received < expected {
             notes.push(format!("{received} notifications of {expected} expected arrived ({} untagged presence stanzas or NOTIFYs ignored)", probe.untagged.load(Ordering::Relaxed)));
         }
@@ -177,7 +185,7 @@ pub(crate) fn run_p3(ctx: &mut Ctx, a: &RunArgs, gw: &Gw, component: &ComponentS
             presentities,
             sip_watchers: sip_w,
             xmpp_watchers: xmpp_w,
-            publish_rate: a.p3_publish_rate,
+            publish_rate,
             expected,
             received,
             publish_ok,
@@ -213,9 +221,29 @@ pub(crate) fn run_p4(ctx: &mut Ctx, a: &RunArgs, gw: &mut Gw, work: &Path, cfg: 
     }
     let _ = ctx;
     let store = work.join("store");
-    let mut out = Vec::new();
+    let mut out: Vec<StateResult> = Vec::new();
     for &count in &a.p4_counts {
         let mut notes = Vec::new();
+        if let Some(prev) = out.last() {
+            if prev.held < prev.requested {
+                out.push(StateResult {
+                    requested: count,
+                    held: 0,
+                    create_seconds: 0.0,
+                    rss_before_kib: 0,
+                    rss_after_kib: 0,
+                    rss_bytes_per_subscription: None,
+                    store_bytes: 0,
+                    store_bytes_per_subscription: None,
+                    restore_seconds: None,
+                    restored: 0,
+                    rss_after_restore_kib: None,
+                    rss_bytes_per_subscription_after_restore: None,
+                    notes: vec![format!("not attempted: the previous trial did not reach {} subscriptions within the time limit", prev.requested)],
+                });
+                continue;
+            }
+        }
         // a fresh gateway with an empty store
         gw.sut.stop();
         let _ = std::fs::remove_dir_all(&store);
@@ -274,6 +302,7 @@ pub(crate) fn run_p4(ctx: &mut Ctx, a: &RunArgs, gw: &mut Gw, work: &Path, cfg: 
             restore_seconds,
             restored,
             rss_after_restore_kib: rss_restored,
+            rss_bytes_per_subscription_after_restore: rss_restored.and_then(|r| per(r.saturating_sub(rss_before) * 1024)),
             notes,
         };
         log(format!("p4 {count}: held {held_n}, {:?} B/sub RSS, restore {:?} s", r.rss_bytes_per_subscription, r.restore_seconds));

@@ -29,6 +29,9 @@ pub struct Probe {
     pub errors: AtomicU64,
     /// Arrivals carrying another step's tag (late traffic of an earlier step).
     pub stale: AtomicU64,
+    /// SIP retransmissions (a request with the tag and the Via branch of one already
+    /// delivered): the sender's transaction layer resending, not a duplicate delivery.
+    pub retransmissions: AtomicU64,
     /// Arrivals without a readable tag.
     pub untagged: AtomicU64,
     /// Presence notifications received (fan-out), counted with duplicates.
@@ -41,6 +44,7 @@ pub struct Probe {
     pub last_notification_ns: AtomicU64,
     delivery_delays: Mutex<Vec<u32>>,
     answer_delays: Mutex<Vec<u32>>,
+    branches: Vec<AtomicU64>,
 }
 
 impl Probe {
@@ -63,6 +67,8 @@ impl Probe {
             last_notification_ns: AtomicU64::new(0),
             delivery_delays: Mutex::new(Vec::with_capacity(capacity as usize)),
             answer_delays: Mutex::new(Vec::with_capacity(capacity as usize)),
+            branches: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            retransmissions: AtomicU64::new(0),
         }
     }
 
@@ -94,6 +100,7 @@ impl Probe {
             &self.untagged,
             &self.notifications,
             &self.last_notification_ns,
+            &self.retransmissions,
         ] {
             a.store(0, Ordering::Relaxed);
         }
@@ -142,6 +149,31 @@ impl Probe {
                 lock(&self.delivery_delays).push(d);
             }
         }
+    }
+
+    /// A SIP request with `tag` and the hash of its top Via branch arrived at the UAS: a
+    /// retransmission of a delivered request (same branch, RFC 3261 s17.2.2) is counted as
+    /// such; the same tag with another branch is a duplicate delivery.
+    #[inline]
+    pub fn on_sip_delivered(&self, tag: Option<u64>, branch: u64) {
+        let Some(t) = tag else {
+            self.untagged.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let (step, seq) = split_tag(t);
+        if u64::from(step) == self.step() && self.delivered.seen(seq) {
+            if let Some(b) = self.branches.get(seq as usize) {
+                if b.load(Ordering::Acquire) == branch {
+                    self.retransmissions.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        } else if u64::from(step) == self.step() {
+            if let Some(b) = self.branches.get(seq as usize) {
+                b.store(branch, Ordering::Release);
+            }
+        }
+        self.on_delivered(tag);
     }
 
     /// A final response `code` to the request with `tag` came back.
@@ -223,8 +255,16 @@ mod tests {
         assert_eq!(p.last_failure_code.load(Ordering::Relaxed), 486);
         let (d, a) = p.delays();
         assert_eq!((d.count, a.count), (1, 2));
+        // SIP: the same branch again is a retransmission, another branch a duplicate
+        p.on_sip_delivered(Some(tag(3, 7)), 11);
+        p.on_sip_delivered(Some(tag(3, 7)), 11);
+        assert_eq!(p.retransmissions.load(Ordering::Relaxed), 1);
+        assert_eq!(p.delivered.duplicates(), 1);
+        p.on_sip_delivered(Some(tag(3, 7)), 12);
+        assert_eq!(p.delivered.duplicates(), 2);
         p.begin(4);
         assert_eq!(p.delivered.missing(10), 10);
+        assert_eq!(p.retransmissions.load(Ordering::Relaxed), 0);
         assert_eq!(p.delays().0.count, 0);
         p.end();
         p.on_delivered(Some(tag(4, 1)));

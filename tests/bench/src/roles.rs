@@ -182,6 +182,12 @@ impl<W: tokio::io::AsyncWrite + Unpin> AsyncBatch for StreamBatch<'_, W> {
     }
 }
 
+/// `CPIM_BENCH_TRACE=1`: print some of what arrives (debugging a workload).
+fn trace() -> bool {
+    static T: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *T.get_or_init(|| std::env::var_os("CPIM_BENCH_TRACE").is_some())
+}
+
 /// Handles one SIP response: its status and tag go to the probe.
 #[inline]
 fn on_sip_response(msg: &[u8], probe: &Probe) {
@@ -312,7 +318,7 @@ pub fn udp_uas(bind: SocketAddr, opts: UasOptions, probe: Arc<Probe>) -> io::Res
             .collect();
         let l = local.to_string();
         pending.extend(opts.subscribe.iter().enumerate().map(|(i, (w, p))| sip::subscribe_request(w, p, &l, i as u64, 3600)));
-        let deadline = Instant::now() + Duration::from_secs(5 + pending.len() as u64 / 500);
+        let deadline = Instant::now() + Duration::from_secs(10 + pending.len() as u64 / 100);
         let mut buf = vec![0u8; 65536];
         let mut out = Vec::new();
         let total = pending.len();
@@ -381,8 +387,11 @@ fn handle_uas(sock: &UdpSocket, msg: &[u8], src: SocketAddr, out: &mut Vec<u8>, 
         let _ = sock.try_send_to(out, src);
     }
     match m {
-        b"MESSAGE" => probe.on_delivered(sip::body_tag(msg)),
+        b"MESSAGE" => probe.on_sip_delivered(sip::body_tag(msg), sip::branch_hash(msg)),
         b"NOTIFY" => {
+            if trace() {
+                eprintln!("[trace] UAS got: {}", String::from_utf8_lossy(msg));
+            }
             if let Some(t) = sip::body_tag(msg) {
                 probe.on_notification(Some(t));
             }
@@ -478,6 +487,9 @@ async fn serve_component(mut r: tokio::net::tcp::OwnedReadHalf, writer: Componen
             xmpp::Kind::Message => probe.on_delivered(find_tag(el, sip::BODY_MARK)),
             xmpp::Kind::Error => probe.on_error(),
             xmpp::Kind::Presence => {
+                if trace() && probe.presence_stanzas.load(Ordering::Relaxed) < 5 {
+                    eprintln!("[trace] component server got: {}", String::from_utf8_lossy(el));
+                }
                 probe.presence_stanzas.fetch_add(1, Ordering::Relaxed);
                 if let Some(t) = find_tag(el, sip::BODY_MARK) {
                     probe.on_notification(Some(t));

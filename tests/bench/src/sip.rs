@@ -164,6 +164,19 @@ pub fn body_tag(msg: &[u8]) -> Option<u64> {
     find_tag(&msg[b..], BODY_MARK)
 }
 
+/// A hash of the first `branch=` parameter (the top Via's), 0 when there is none.
+pub fn branch_hash(msg: &[u8]) -> u64 {
+    let head = &msg[..body_start(msg).unwrap_or(msg.len())];
+    let Some(at) = memchr::memmem::find(head, b"branch=") else { return 0 };
+    let v = &head[at + 7..];
+    let end = v
+        .iter()
+        .position(|b| matches!(b, b';' | b',' | b'\r' | b'\n' | b' ' | b'\t'))
+        .unwrap_or(v.len());
+    // FNV-1a
+    v[..end].iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)) | 1
+}
+
 /// The method of a request.
 pub fn method(msg: &[u8]) -> &[u8] {
     let end = memchr::memchr(b' ', msg).unwrap_or(msg.len());
@@ -380,6 +393,17 @@ mod tests {
         assert_eq!(write_response(b"ACK sip:x SIP/2.0\r\n\r\n", 200, "OK", &mut out), Err(SipError::NotAnswerable));
         assert_eq!(write_response(b"SIP/2.0 200 OK\r\n\r\n", 200, "OK", &mut out), Err(SipError::NotAnswerable));
         assert_eq!(write_response(b"MESSAGE sip:x SIP/2.0\r\nVia: x\r\n", 200, "OK", &mut out), Err(SipError::Incomplete));
+    }
+
+    #[test]
+    fn branch_hash_reads_the_top_via() {
+        let a = b"MESSAGE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa;rport\r\nVia: SIP/2.0/UDP g;branch=z9hG4bKb\r\n\r\n";
+        let b = b"MESSAGE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKb\r\n\r\n";
+        let c = b"MESSAGE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;rport;branch=z9hG4bKa\r\n\r\nbranch=zz";
+        assert_ne!(branch_hash(a), branch_hash(b));
+        assert_eq!(branch_hash(a), branch_hash(c));
+        assert_eq!(branch_hash(b"MESSAGE sip:x SIP/2.0\r\n\r\nbranch=x"), 0);
+        assert_ne!(branch_hash(a), 0);
     }
 
     #[test]

@@ -1,1 +1,58 @@
 //! Testkit: start a gateway in-process and drive it from tests and harnesses.
+//!
+//! Everything here is async (tokio) and every wait is bounded: a test that waits for
+//! something that never comes fails with [`TestkitError::Timeout`] naming what it waited for
+//! and what did arrive, never hangs.
+//!
+//! - [`TestGateway`]: a [`cpim_gateway::gateway::Gateway`] started in-process from any
+//!   [`cpim_gateway::config::Config`]. The builder patches the listeners to ephemeral ports
+//!   (SIP UDP/TCP/TLS, the admin API, the XMPP s2s listener; port 0 on loopback) and the store
+//!   to a fresh temporary folder that is removed on drop. Accessors: [`TestGateway::sip_addr`],
+//!   [`TestGateway::admin_url`], [`TestGateway::admin_get`], [`TestGateway::wait_link_up`],
+//!   [`TestGateway::ingress`] (submit operations as an adapter would).
+//!   [`TestGateway::shutdown`] awaits the gateway's graceful shutdown (deterministic: when it
+//!   returns, every listener is closed); [`TestGateway::restart`] shuts down and starts again
+//!   on the same store and the same ports. Dropping a `TestGateway` without `shutdown` drops
+//!   the gateway (its task set aborts the timers, queue worker and admin API).
+//! - [`SipUa`]: a minimal SIP user agent over UDP or TCP on cpim-sip's own endpoint
+//!   (codec, transactions, transports: no second SIP parser). It sends REGISTER, MESSAGE,
+//!   SUBSCRIBE (returning the dialog, [`SipSubscription`]), PUBLISH, OPTIONS or any request,
+//!   answering digest challenges (RFC 3261 s22, MD5 and SHA-256) with its password; it
+//!   auto-answers every request it receives with a configurable code per method (200 unless
+//!   told otherwise, [`SipUa::answer_with`]) and keeps them for
+//!   [`SipUa::await_request`] (first request matching a predicate, with a timeout).
+//! - [`XmppClient`]: a real XMPP client (slixmpp, through `tests/interop/py/xmpp_agent.py`
+//!   and the venv's Python) logged in over c2s: send messages and presence stanzas of any
+//!   type, remove roster items, an IQ barrier ([`XmppClient::sync`]), and
+//!   [`XmppClient::await_event`] for messages and presence matching a predicate. Driving
+//!   slixmpp is less code than a Rust c2s client and tests against a client used in the wild.
+//! - [`eventually`]: poll a condition until it holds or a timeout passes.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cpim_testkit::TestkitError> {
+//! use std::time::Duration;
+//! use cpim_gateway::config::Config;
+//! use cpim_testkit::{SipUa, TestGateway, Transport};
+//! let mut cfg = Config::default();
+//! cfg.adapters = vec!["sip".into()];
+//! cfg.sip.domains = vec!["sip.test".into()];
+//! let gw = TestGateway::start(cfg).await?;
+//! let ua = SipUa::new("alice", "sip.test", Some("pw"), Transport::Udp, gw.sip_addr(Transport::Udp).unwrap()).await?;
+//! let r = ua.register(300).await?;
+//! assert_eq!(r.code(), 200);
+//! let msg = ua.await_request(|r| r.method().as_str() == "MESSAGE", Duration::from_secs(5)).await?;
+//! # let _ = msg; gw.shutdown().await; Ok(()) }
+//! ```
+
+mod error;
+mod gateway;
+mod sip;
+mod wait;
+mod xmpp;
+
+pub use cpim_sip::transport::Transport;
+pub use error::TestkitError;
+pub use gateway::{TestGateway, TestGatewayBuilder};
+pub use sip::{SipSubscription, SipUa};
+pub use wait::eventually;
+pub use xmpp::{XmppClient, XmppEvent};

@@ -1,6 +1,7 @@
 //! Character classes of the RFC 3261 s25.1 ABNF.
 
 /// `token` characters: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~".
+#[inline]
 pub(crate) const fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
@@ -10,6 +11,7 @@ pub(crate) const fn is_token(b: u8) -> bool {
 }
 
 /// `unreserved` = alphanum / mark.
+#[inline]
 pub(crate) const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
@@ -19,26 +21,31 @@ pub(crate) const fn is_unreserved(b: u8) -> bool {
 }
 
 /// Characters allowed (unescaped) in the `user` part of a SIP URI.
+#[inline]
 pub(crate) const fn is_user(b: u8) -> bool {
     is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
 }
 
 /// Characters allowed (unescaped) in the `password` part of a SIP URI.
+#[inline]
 pub(crate) const fn is_password(b: u8) -> bool {
     is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',')
 }
 
 /// `paramchar` minus the escape: param-unreserved / unreserved.
+#[inline]
 pub(crate) const fn is_uri_param(b: u8) -> bool {
     is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
 }
 
 /// `hnv-unreserved` / unreserved (URI header names and values).
+#[inline]
 pub(crate) const fn is_uri_header(b: u8) -> bool {
     is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
 }
 
 /// `word` characters (Call-ID).
+#[inline]
 pub(crate) const fn is_word(b: u8) -> bool {
     is_token(b)
         || matches!(
@@ -82,6 +89,7 @@ pub(crate) fn all_escaped(s: &str, f: fn(u8) -> bool) -> bool {
 
 /// Linear white space inside a header value (folding has been collapsed already, but CR
 /// and LF are accepted too so that raw values also parse).
+#[inline]
 pub(crate) const fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }

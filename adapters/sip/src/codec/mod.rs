@@ -941,7 +941,7 @@ fn parse_message(buf: Bytes, framed: bool, require_via: bool) -> Result<SipMessa
         let mut folded = false;
         let line_end;
         loop {
-            let nl = match rest[end..].find('\n') {
+            let nl = match memchr::memchr(b'\n', &rest.as_bytes()[end..]) {
                 Some(n) => end + n,
                 None => rest.len(),
             };
@@ -1061,11 +1061,9 @@ fn parse_message(buf: Bytes, framed: bool, require_via: bool) -> Result<SipMessa
                     reason: "not a delta-seconds value below 2**32",
                 })?;
             }
-            HeaderName::Contact => {
-                if value != "*" {
-                    for c in split_list(value) {
-                        NameAddr::parse(c).map_err(bad("Contact"))?;
-                    }
+            HeaderName::Contact if value != "*" => {
+                for c in split_list(value) {
+                    NameAddr::parse(c).map_err(bad("Contact"))?;
                 }
             }
             HeaderName::Route | HeaderName::RecordRoute => {
@@ -1078,14 +1076,12 @@ fn parse_message(buf: Bytes, framed: bool, require_via: bool) -> Result<SipMessa
                     NameAddr::parse(c).map_err(bad(name))?;
                 }
             }
-            HeaderName::Date => {
-                // rfc1123-date ends in "GMT" (RFC 3261 s20.17)
-                if !value.ends_with("GMT") {
-                    return Err(ParseError::Header {
-                        name: "Date",
-                        reason: "time zone must be GMT",
-                    });
-                }
+            // rfc1123-date ends in "GMT" (RFC 3261 s20.17)
+            HeaderName::Date if !value.ends_with("GMT") => {
+                return Err(ParseError::Header {
+                    name: "Date",
+                    reason: "time zone must be GMT",
+                });
             }
             HeaderName::Require
             | HeaderName::ProxyRequire
@@ -1329,7 +1325,9 @@ hello";
         assert!(SipMessage::parse(Bytes::from(raw)).is_err());
         // found by cargo-fuzz: status line without reason phrase or its separating SP
         let raw = "SIP/2.0 503\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 REGISTER\r\n\r\n";
-        let SipMessage::Response(r) = SipMessage::parse(Bytes::from(raw)).unwrap() else { panic!() };
+        let SipMessage::Response(r) = SipMessage::parse(Bytes::from(raw)).unwrap() else {
+            panic!()
+        };
         assert_eq!((r.code(), r.reason()), (503, ""));
     }
 

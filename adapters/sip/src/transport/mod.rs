@@ -121,11 +121,14 @@ pub(crate) enum TransportEvent {
     },
 }
 
+/// Open stream connections by (transport, peer address): the writer queue of each.
+pub(crate) type ConnTable = HashMap<(Transport, SocketAddr), mpsc::Sender<Bytes>>;
+
 /// Shared state of the transports.
 pub(crate) struct Transports {
     pub udp: Vec<Arc<UdpSocket>>,
     pub local: Vec<(Transport, SocketAddr)>,
-    pub conns: Arc<Mutex<HashMap<(Transport, SocketAddr), mpsc::Sender<Bytes>>>>,
+    pub conns: Arc<Mutex<ConnTable>>,
     pub limits: Limits,
     pub idle_timeout: Duration,
     pub tls_connector: Option<tokio_rustls::TlsConnector>,
@@ -176,6 +179,7 @@ fn parse_and_answer(
 
 impl Transports {
     /// Binds every configured listener and spawns the receive tasks.
+    #[allow(clippy::too_many_arguments)]
     pub async fn bind(
         udp: &[SocketAddr],
         tcp: &[SocketAddr],
@@ -400,27 +404,50 @@ impl Transports {
                     .get(&(transport, addr))
                     .cloned();
                 if let Some(tx) = existing {
-                    if tx.try_send(data.clone()).is_ok() {
-                        return;
+                    match tx.try_send(data) {
+                        Ok(()) => return,
+                        Err(mpsc::error::TrySendError::Full(data)) => {
+                            // writer busy: queue behind it rather than open a second connection
+                            tokio::spawn(async move {
+                                let _ = tx.send(data).await;
+                            });
+                            return;
+                        }
+                        Err(mpsc::error::TrySendError::Closed(d)) => {
+                            // connection gone: reconnect below
+                            return self.reconnect_and_send(transport, addr, server_name, d);
+                        }
                     }
                 }
-                let me = self.clone();
-                tokio::spawn(async move {
-                    match me.connect(transport, addr, server_name).await {
-                        Ok(tx) => {
-                            let _ = tx.send(data).await;
-                        }
-                        Err(e) => {
-                            tracing::debug!(%addr, error = %e, "connect failed");
-                            let _ = me
-                                .events
-                                .send(TransportEvent::ConnectFailed { transport, addr })
-                                .await;
-                        }
-                    }
-                });
+                self.reconnect_and_send(transport, addr, server_name, data);
             }
         }
+    }
+
+    /// Opens a connection (in a task) and sends `data` over it; a failure is reported as
+    /// [`TransportEvent::ConnectFailed`] so pending client transactions fail fast.
+    fn reconnect_and_send(
+        self: &Arc<Self>,
+        transport: Transport,
+        addr: SocketAddr,
+        server_name: Option<Arc<str>>,
+        data: Bytes,
+    ) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.connect(transport, addr, server_name).await {
+                Ok(tx) => {
+                    let _ = tx.send(data).await;
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "connect failed");
+                    let _ = me
+                        .events
+                        .send(TransportEvent::ConnectFailed { transport, addr })
+                        .await;
+                }
+            }
+        });
     }
 
     async fn connect(

@@ -1,0 +1,142 @@
+//! Shared by the `gateway_*` end-to-end tests: gateway configs for the real peers, unique
+//! user names, NOTIFY inspection.
+
+#![allow(dead_code)] // each test binary uses a part
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use cpim_core::presence::Basic;
+use cpim_gateway::config::{Config, DomainAlias, Route};
+use cpim_interop::Peers;
+use cpim_sip::app::config::SipUser;
+use cpim_sip::codec::{HeaderName, Request};
+
+/// Logs of the in-process gateway on stderr when `RUST_LOG` is set (e.g.
+/// `RUST_LOG=cpim_gateway=debug,cpim_sip=debug`).
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// The SIP domain the gateway serves in these tests.
+pub const SIP_DOMAIN: &str = "sip.test";
+
+/// Generous waits: the machine is shared by parallel builds.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// One XMPP component link per domain at a time: tests of one binary that start a gateway
+/// as Prosody's component take this lock (cargo runs test binaries one after another).
+pub fn component_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A user name unique to this process and call (Prosody's rosters outlive a test).
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// SIP users with password `<name>pw`.
+pub fn sip_users(names: &[&str]) -> Vec<SipUser> {
+    names
+        .iter()
+        .map(|u| SipUser {
+            username: (*u).to_owned(),
+            password: Some(format!("{u}pw")),
+            ..SipUser::default()
+        })
+        .collect()
+}
+
+/// Settings every e2e config shares: SIP domain and users, fast presence (no RFC 3856 s6.4
+/// rate limit, which would only slow the tests down), a rate limit far above the tests'.
+pub fn base_config(users: &[&str]) -> Config {
+    let mut c = Config::default();
+    c.sip.domains = vec![SIP_DOMAIN.into()];
+    c.sip.users = sip_users(users);
+    c.sip.notify_min_interval = 0;
+    c.presence.notify_interval_ms = 0;
+    c.limits.rate_per_source = 10_000.0;
+    c.limits.burst_per_source = 10_000.0;
+    c
+}
+
+/// The gateway as Prosody A's XEP-0114 component (`CPIM_PEER_PROSODY_COMPONENT*`): XMPP
+/// users write to `user@<component domain>`, which is the alias of `sip.test`.
+pub fn component_config(peers: &Peers, users: &[&str]) -> Config {
+    let comp = peers
+        .prosody
+        .component
+        .as_ref()
+        .expect("Prosody A has a component listener");
+    let mut c = base_config(users);
+    c.xmpp = toml::from_str(&format!(
+        "[mode]\nkind = \"component\"\nserver = \"{}\"\ndomain = \"{}\"\nsecret = \"{}\"\n",
+        comp.addr, comp.domain, comp.secret
+    ))
+    .expect("component config");
+    c.routes = vec![Route {
+        domain: peers.prosody.domain.clone(),
+        adapter: "xmpp".into(),
+    }];
+    c.domain_aliases = vec![DomainAlias {
+        alias: comp.domain.clone(),
+        domain: SIP_DOMAIN.into(),
+        adapter: "xmpp".into(),
+    }];
+    c
+}
+
+/// The component domain (`sip.xmpp.test`).
+pub fn component_domain(peers: &Peers) -> String {
+    peers.prosody.component.as_ref().unwrap().domain.clone()
+}
+
+/// True for a NOTIFY.
+pub fn is_notify(r: &Request) -> bool {
+    r.method().as_str() == "NOTIFY"
+}
+
+/// The Subscription-State value's first token, lower-cased (`active`, `pending`,
+/// `terminated`).
+pub fn sub_state(r: &Request) -> String {
+    r.header(HeaderName::SubscriptionState)
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The PIDF body's basic status: `Some(Open)` if any tuple is open, `Some(Closed)` if there
+/// are tuples and none is open, `None` without a (parsable) PIDF body.
+pub fn basic(r: &Request) -> Option<Basic> {
+    if r.body().is_empty() {
+        return None;
+    }
+    let p = cpim_core::pidf::parse(r.body()).ok()?;
+    let all: Vec<Basic> = p.tuples.iter().filter_map(|t| t.basic).collect();
+    if all.contains(&Basic::Open) {
+        Some(Basic::Open)
+    } else if all.is_empty() {
+        None
+    } else {
+        Some(Basic::Closed)
+    }
+}
+
+/// The body as text.
+pub fn body_text(r: &Request) -> String {
+    String::from_utf8_lossy(r.body()).into_owned()
+}

@@ -1,0 +1,114 @@
+//! The testkit against an in-process gateway with its SIP adapter only (no peers needed):
+//! two SIP users register with digest, exchange a text/plain and a message/cpim MESSAGE
+//! (passed byte for byte, RFC 3862 bodies between SIP users are not re-encoded), a MESSAGE to
+//! an unknown local user is refused, and the admin API answers /health.
+
+use std::time::Duration;
+
+use cpim_gateway::config::Config;
+use cpim_sip::app::config::SipUser;
+use cpim_sip::app::digest::Algorithm;
+use cpim_testkit::{SipUa, TestGateway, Transport};
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.adapters = vec!["sip".into()];
+    c.sip.domains = vec!["sip.test".into()];
+    c.sip.auth_algorithms = vec![Algorithm::Md5];
+    c.sip.users = ["alice", "bob"]
+        .iter()
+        .map(|u| SipUser {
+            username: (*u).into(),
+            password: Some(format!("{u}pw")),
+            ..SipUser::default()
+        })
+        .collect();
+    c.queue.enabled = false;
+    c
+}
+
+/// A message/cpim body; `id` is its imdn.Message-ID (the gateway deduplicates on it).
+fn cpim(id: &str) -> Vec<u8> {
+    format!("From: <sip:alice@sip.test>\r\nTo: <sip:bob@sip.test>\r\nDateTime: 2026-11-21T10:00:00Z\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {id}\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 5\r\n\r\nhello").into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_to_sip_through_the_testkit() {
+    let gw = TestGateway::start(config()).await.unwrap();
+    let (code, body) = gw.admin_get("/health").await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let server = gw.sip_addr(transport).unwrap();
+        let alice = SipUa::new("alice", "sip.test", Some("alicepw"), transport, server)
+            .await
+            .unwrap();
+        let bob = SipUa::new("bob", "sip.test", Some("bobpw"), transport, server)
+            .await
+            .unwrap();
+        assert_eq!(alice.register(300).await.unwrap().code(), 200);
+        assert_eq!(bob.register(300).await.unwrap().code(), 200);
+
+        let r = alice
+            .message("sip:bob@sip.test", "text/plain", b"plain hello")
+            .await
+            .unwrap();
+        assert_eq!(r.code(), 200, "{transport:?}");
+        let got = bob
+            .await_request(|r| r.method().as_str() == "MESSAGE", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(&got.body()[..], b"plain hello");
+
+        let body = cpim(&format!("Xs7yKp{transport:?}"));
+        let r = alice
+            .message("sip:bob@sip.test", "message/cpim", &body)
+            .await
+            .unwrap();
+        assert_eq!(r.code(), 200);
+        let got = bob
+            .await_request(|r| r.method().as_str() == "MESSAGE", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(got.content_type(), Some("message/cpim"));
+        assert_eq!(&got.body()[..], &body[..], "message/cpim must pass byte for byte");
+
+        // A failure answer of the recipient comes back to the sender.
+        bob.answer_with("MESSAGE", 486);
+        let r = alice
+            .message("sip:bob@sip.test", "text/plain", b"busy?")
+            .await
+            .unwrap();
+        assert_eq!(r.code(), 486);
+        assert_eq!(bob.register(0).await.unwrap().code(), 200);
+    }
+    // A wrong password is not accepted.
+    let server = gw.sip_addr(Transport::Udp).unwrap();
+    let mallory = SipUa::new("alice", "sip.test", Some("wrong"), Transport::Udp, server)
+        .await
+        .unwrap();
+    let r = mallory.register(300).await.unwrap();
+    assert!(matches!(r.code(), 401 | 403), "{}", r.code());
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_the_store() {
+    let gw = TestGateway::start(config()).await.unwrap();
+    let udp = gw.sip_addr(Transport::Udp).unwrap();
+    let dir = gw.store_dir().to_owned();
+    let alice = SipUa::new("alice", "sip.test", Some("alicepw"), Transport::Udp, udp)
+        .await
+        .unwrap();
+    assert_eq!(alice.register(300).await.unwrap().code(), 200);
+    let gw = gw.restart().await.unwrap();
+    let udp2 = gw.sip_addr(Transport::Udp).expect("SIP is up after the restart");
+    assert_ne!(udp2, udp);
+    alice.set_server(udp2);
+    assert_eq!(alice.options("sip:alice@sip.test").await.unwrap().code(), 200);
+    assert_eq!(gw.store_dir(), dir);
+    let (code, body) = gw.admin_get("/registrations").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("alice@sip.test"), "{body}");
+    gw.shutdown().await;
+    assert!(!dir.exists(), "the temporary store is removed");
+}
