@@ -48,6 +48,17 @@ pub trait Adapter: Send + Sync + 'static {
         false
     }
 
+    /// True if this adapter's native senders learn each message's outcome (a SIP
+    /// MESSAGE gets its final response, a JSON `message` its `result`), so a message
+    /// lost in flight by a crash is retransmitted or reported as failed by the sender.
+    /// False (the default) for protocols without a per-message acknowledgement (XMPP
+    /// `<message/>`, IRC `PRIVMSG`): their messages count as accepted once read, and the
+    /// gateway writes them to its journal before it attempts delivery, so a crash
+    /// cannot lose them.
+    fn acknowledges_messages(&self) -> bool {
+        false
+    }
+
     /// Delivers an operation to the target on this adapter's side. The future resolves
     /// once the target side has accepted it (2xx) or refused it (mapped error), or with a
     /// 408 when it could not find out in time.

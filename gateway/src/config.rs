@@ -475,18 +475,25 @@ impl Config {
                 return Err(err(
                     None,
                     "domains",
-                    format!("the domain `{d}` is claimed by both adapter `{other}` and adapter `{a}`"),
+                    format!(
+                        "the domain `{d}` is claimed by both adapter `{other}` and adapter `{a}`"
+                    ),
                 ));
             }
         }
         if let Some(j) = &self.json {
             for t in &j.tokens {
                 for addr in &t.addresses {
-                    let domain = cpim_core::Address::parse(addr)
-                        .map(|x| x.domain)
-                        .map_err(|e| {
-                            err(Some("json"), "tokens", format!("json.tokens: address `{addr}`: {e}"))
-                        })?;
+                    let domain =
+                        cpim_core::Address::parse(addr)
+                            .map(|x| x.domain)
+                            .map_err(|e| {
+                                err(
+                                    Some("json"),
+                                    "tokens",
+                                    format!("json.tokens: address `{addr}`: {e}"),
+                                )
+                            })?;
                     if let Some((_, owner)) =
                         local.iter().find(|(d, a)| *d == domain && *a != j.name)
                     {

@@ -13,9 +13,10 @@ use cpim_core::adapter::BoxFuture;
 use cpim_core::model::{Operation, Outcome};
 use tower::Service;
 
+use crate::journal::{Journal, JOURNAL_ROW};
 use crate::outbound::Outbound;
 use crate::presence_service::PresenceService;
-use crate::queue::Queue;
+use crate::queue::{queued_status, Queue};
 use crate::router::reencode::reencode;
 use crate::router::Submission;
 
@@ -28,6 +29,8 @@ pub struct Dispatch {
     pub presence: Arc<PresenceService>,
     /// Store-and-forward.
     pub queue: Arc<Queue>,
+    /// The write-ahead journal, if any (a queued message leaves it with the queue insert).
+    pub journal: Option<Arc<Journal>>,
 }
 
 impl Dispatch {
@@ -56,10 +59,16 @@ impl Dispatch {
             .delivery_latency
             .observe(started.elapsed().as_secs_f64());
         if let (true, Some(m)) = (self.queue.should_queue(&outcome), keep) {
-            match self.queue.accept(m, &name).await {
+            // A written-ahead message moves from the journal to the queue atomically.
+            let row = JOURNAL_ROW.try_with(Clone::clone).ok().flatten();
+            let journal = row.zip(self.journal.as_deref());
+            match self.queue.accept(m, &name, journal).await {
                 Ok(()) => {
                     tracing::info!(from = %from, target = %name, code = outcome.status.code, "target unavailable; message queued");
-                    return Outcome::failure(id, 202, "Accepted (queued for delivery)");
+                    return Outcome {
+                        trans_id: id,
+                        status: queued_status(),
+                    };
                 }
                 Err(e) => tracing::warn!(error = %e, "message not queued"),
             }

@@ -17,12 +17,13 @@ use crate::admin::{self, AdminState};
 use crate::aliases::Aliases;
 use crate::config::Config;
 use crate::dispatch::Dispatch;
+use crate::journal::{Journal, RECOVERED};
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::presence_service::PresenceService;
 use crate::queue::Queue;
 use crate::router::authorize::AuthorizeLayer;
-use crate::router::loops::LoopGuardLayer;
+use crate::router::loops::{Acknowledges, LoopGuardLayer};
 use crate::router::rate::{RateConfig, RateLimitLayer};
 use crate::router::size::SizeLimitLayer;
 use crate::router::timeout::TimeoutLayer;
@@ -127,8 +128,21 @@ impl Ingress for GatewayIngress {
     }
 }
 
-/// Builds the router pipeline over `dispatch` (see [`crate::router`] for the order).
+/// Builds the router pipeline over `dispatch` (see [`crate::router`] for the order),
+/// with an in-memory dedupe cache and no journal.
 pub fn pipeline(cfg: &Config, table: Arc<RouteTable>, dispatch: Dispatch) -> Pipeline {
+    let loops = LoopGuardLayer::new(Duration::from_secs(cfg.limits.dedupe_ttl_secs));
+    pipeline_with(cfg, table, dispatch, loops)
+}
+
+/// Builds the router pipeline over `dispatch` with the given loop guard (which may
+/// carry the journal).
+pub fn pipeline_with(
+    cfg: &Config,
+    table: Arc<RouteTable>,
+    dispatch: Dispatch,
+    loops: LoopGuardLayer,
+) -> Pipeline {
     let svc = ServiceBuilder::new()
         .layer(AuthorizeLayer::new(table))
         .layer(SizeLimitLayer::new(cfg.limits.max_body_bytes))
@@ -136,14 +150,59 @@ pub fn pipeline(cfg: &Config, table: Arc<RouteTable>, dispatch: Dispatch) -> Pip
             rate: cfg.limits.rate_per_source,
             burst: cfg.limits.burst_per_source,
         }))
-        .layer(LoopGuardLayer::new(Duration::from_secs(
-            cfg.limits.dedupe_ttl_secs,
-        )))
+        .layer(loops)
         .layer(TimeoutLayer::new(Duration::from_millis(
             cfg.limits.timeout_ms,
         )))
         .service(dispatch);
     BoxCloneSyncService::new(svc)
+}
+
+/// The pipeline for messages recovered from the journal at start: they passed
+/// authorization, size and rate checks when they were accepted, so only the loop guard
+/// (sharing the main pipeline's cache and journal), the timeout and the dispatcher.
+fn recovery_pipeline(cfg: &Config, dispatch: Dispatch, loops: LoopGuardLayer) -> Pipeline {
+    let svc = ServiceBuilder::new()
+        .layer(loops)
+        .layer(TimeoutLayer::new(Duration::from_millis(
+            cfg.limits.timeout_ms,
+        )))
+        .service(dispatch);
+    BoxCloneSyncService::new(svc)
+}
+
+/// Delivers the messages left in flight in the journal by a crash, each with its row:
+/// the loop guard completes the row (or the queue takes it over).
+fn recover(
+    journal: &Journal,
+    pipeline: Pipeline,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), StoreError> {
+    let pending = journal.in_flight()?;
+    if !pending.is_empty() {
+        tracing::info!(
+            messages = pending.len(),
+            "delivering messages recovered from the journal"
+        );
+    }
+    for (id, adapter, m) in pending {
+        let svc = pipeline.clone();
+        tasks.spawn(async move {
+            let dest = m.destination.to_string();
+            let sub = Submission::new(adapter.as_str(), Operation::Message(m));
+            let out = match RECOVERED.scope(id, svc.oneshot(sub)).await {
+                Ok(o) => o,
+                Err(never) => match never {},
+            };
+            if out.status.is_success() {
+                tracing::info!(row = id, %dest, code = out.status.code, "recovered message delivered");
+            } else {
+                // Its source's session is gone: nobody to tell but the log.
+                tracing::warn!(row = id, %adapter, %dest, code = out.status.code, reason = %out.status.reason, "recovered message refused");
+            }
+        });
+    }
+    Ok(())
 }
 
 enum Handle {
@@ -222,14 +281,29 @@ impl Gateway {
         });
         let presence = PresenceService::restore(cfg.presence_config(), out.clone(), store.clone())?;
         let queue = Queue::new(store.clone(), cfg.queue.clone(), out.clone());
+        let journal = Journal::start(
+            store.clone(),
+            Duration::from_secs(cfg.limits.dedupe_ttl_secs),
+        )?;
         let dispatch = Dispatch {
             out: out.clone(),
             presence: presence.clone(),
             queue: queue.clone(),
+            journal: Some(journal.clone()),
         };
+        let acks_table = table.clone();
+        let loops = LoopGuardLayer::with_journal(
+            journal.clone(),
+            Acknowledges(Arc::new(move |name: &str| {
+                acks_table
+                    .adapter(name)
+                    .is_some_and(|a| a.acknowledges_messages())
+            })),
+        );
+        let recovery = recovery_pipeline(&cfg, dispatch.clone(), loops.clone());
         let run = Arc::new(RunState::default());
         let ingress = Arc::new(GatewayIngress {
-            pipeline: pipeline(&cfg, table.clone(), dispatch),
+            pipeline: pipeline_with(&cfg, table.clone(), dispatch, loops),
             aliases,
             run: run.clone(),
             metrics: metrics.clone(),
@@ -301,6 +375,7 @@ impl Gateway {
         let mut tasks = JoinSet::new();
         tasks.spawn(presence.clone().run_timers(stop_rx.clone()));
         tasks.spawn(queue.clone().run(stop_rx.clone()));
+        recover(&journal, recovery, &mut tasks)?;
 
         let mut admin_addr = None;
         if cfg.admin.enabled {

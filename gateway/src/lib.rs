@@ -4,6 +4,7 @@
 //! - [`dispatch`]: the innermost service: routing, re-encoding, store-and-forward.
 //! - [`presence`]: the sans-IO subscription state machine and presence store (RFC 8048).
 //! - [`store`]: the durable embedded store (SQLite).
+//! - [`journal`]: the write-ahead journal and the persistent dedupe records.
 //! - [`config`]: the TOML configuration.
 //! - [`admin`]: the admin HTTP API and metrics.
 //! - [`gateway`]: wiring it all together and running it.
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod gateway;
+pub mod journal;
 pub mod metrics;
 pub mod outbound;
 pub mod presence;

@@ -776,7 +776,15 @@ impl PresenceEngine {
             }
             state => {
                 let was = s.state.clone();
-                s.state = if matches!(state, SubscriptionState::Pending) {
+                // Roster-style adapters (XMPP) approve with a state-only notify
+                // (`subscribed`); their presence stanzas say nothing about authorization
+                // (RFC 6121 s3.1.3: Prosody acknowledges a pending subscribe with an
+                // `unavailable` presence), so presence alone never activates.
+                let presence_only = n.presence.is_some()
+                    && self.cfg.roster_adapters.iter().any(|a| a == from_adapter);
+                s.state = if matches!(state, SubscriptionState::Pending)
+                    || (presence_only && was == SubState::Pending)
+                {
                     SubState::Pending
                 } else {
                     SubState::Active

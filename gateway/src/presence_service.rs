@@ -16,10 +16,6 @@ use crate::presence::{
 use crate::records::{presence_from_pidf, presence_to_pidf, AddressRec, RecordError};
 use crate::store::{kind, unix_ms, Store, StoreError};
 
-/// How long notifications answering a subscribe wait for the subscribe's outcome to
-/// reach the watcher's adapter.
-pub const ANSWER_FIRST: Duration = Duration::from_millis(50);
-
 /// Converts between the engine's `Instant`s and the store's Unix milliseconds.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
@@ -175,34 +171,11 @@ impl PresenceService {
         self.engine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Carries out the engine's pending actions, in order.
+    /// Carries out the engine's pending actions, in order. Notifications that answer a
+    /// subscribe may reach the watcher's adapter before the subscribe's outcome does; the
+    /// adapters keep such an early notification until they answered the subscribe (the SIP
+    /// notifier does, RFC 6665 s4.1.2.4), so nothing is held back here.
     fn flush(&self) {
-        self.flush_deferring(None);
-    }
-
-    /// As [`Self::flush`], but notifications to `defer` (watcher adapter, watcher key)
-    /// are held back for [`ANSWER_FIRST`]: they answer a subscribe whose outcome the
-    /// watcher's adapter has not processed yet, and an adapter creates its dialog only
-    /// from that outcome (RFC 6665 s4.2.1: the NOTIFY follows the 2xx).
-    fn flush_deferring(&self, defer: Option<(&str, &str)>) {
-        let mut held = Vec::new();
-        self.flush_inner(defer, &mut held);
-        if !held.is_empty() {
-            let out = self.out.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(ANSWER_FIRST).await;
-                for (adapter, op) in held {
-                    out.deliver_detached(adapter, op);
-                }
-            });
-        }
-    }
-
-    fn flush_inner(
-        &self,
-        defer: Option<(&str, &str)>,
-        held: &mut Vec<(String, cpim_core::model::Operation)>,
-    ) {
         let (actions, count) = {
             let mut e = self.lock();
             let v: Vec<Action> = std::iter::from_fn(|| e.poll_action()).collect();
@@ -212,17 +185,7 @@ impl PresenceService {
         for a in actions {
             let r = match a {
                 Action::Deliver { adapter, op } => {
-                    let hold = match (&op, defer) {
-                        (cpim_core::model::Operation::Notify(n), Some((a, w))) => {
-                            a == adapter && crate::presence::user_key(&n.watcher) == w
-                        }
-                        _ => false,
-                    };
-                    if hold {
-                        held.push((adapter, op));
-                    } else {
-                        self.out.deliver_detached(adapter, op);
-                    }
+                    self.out.deliver_detached(adapter, op);
                     Ok(())
                 }
                 Action::SaveSubscription(s) => {
@@ -293,10 +256,8 @@ impl PresenceService {
             }
         };
         let now = Instant::now();
-        let watcher = crate::presence::user_key(&s.watcher);
-        let defer = Some((adapter, watcher.as_str()));
         let reply = self.lock().handle_subscribe(now, adapter, &s, side);
-        self.flush_deferring(defer);
+        self.flush();
         let status = match reply {
             SubscribeReply::Now(st) => st,
             SubscribeReply::Upstream {
@@ -308,7 +269,7 @@ impl PresenceService {
                 let st = self
                     .lock()
                     .handle_upstream_result(Instant::now(), &key, &outcome);
-                self.flush_deferring(defer);
+                self.flush();
                 st
             }
         };

@@ -8,7 +8,10 @@
 //! committed (one fsync, well under a millisecond), the message is delivered again after
 //! the restart. The message keeps its `message_id` (and XMPP stanza id), so a recipient
 //! that deduplicates sees it once. Nothing accepted is lost: the entry is committed
-//! before the 202 is returned.
+//! before the 202 is returned. A message that was written ahead to the journal
+//! ([`crate::journal`]) leaves it in the transaction that queues it, so after a crash
+//! exactly one of the two delivers it, and a copy its source sends again later is
+//! answered 202 from the dedupe record instead of being queued twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +20,14 @@ use cpim_core::model::{Message, Operation, Outcome};
 use tokio::sync::Notify;
 
 use crate::config::QueueSection;
+use crate::journal::{Journal, JournalRow};
 use crate::outbound::Outbound;
 use crate::store::{unix_ms, Store};
+
+/// What the source of a queued message is told (RFC 3261 s21.2.3).
+pub fn queued_status() -> cpim_core::model::Status {
+    cpim_core::model::Status::new(202, "Accepted (queued for delivery)")
+}
 
 /// The queue.
 #[derive(Debug)]
@@ -58,8 +67,16 @@ impl Queue {
         self.cfg.enabled && self.cfg.on_codes.contains(&outcome.status.code)
     }
 
-    /// Persists `msg` for `adapter`; `Ok(())` once it is committed.
-    pub async fn accept(&self, msg: Message, adapter: &str) -> Result<(), String> {
+    /// Persists `msg` for `adapter`; `Ok(())` once it is committed. A message written
+    /// ahead to the journal (`journal`: its row and the journal) leaves the journal in
+    /// the same transaction, its row becoming the dedupe record with the 202 the source
+    /// gets: after a crash exactly one of them delivers it.
+    pub async fn accept(
+        &self,
+        msg: Message,
+        adapter: &str,
+        journal: Option<(JournalRow, &Journal)>,
+    ) -> Result<(), String> {
         let depth = self.store.queue_depth().map_err(|e| e.to_string())?;
         if depth >= self.cfg.max_depth {
             return Err(format!("queue full ({depth} messages)"));
@@ -67,11 +84,12 @@ impl Queue {
         let now = unix_ms();
         let adapter = adapter.to_owned();
         let retry = self.cfg.retry_initial_ms;
+        let done = journal.map(|(row, j)| j.done_op(Some(row.id), row.key, &queued_status()));
         self.store
             .run(move |s| {
-                let id = s.enqueue(&msg, &adapter, now)?;
                 // First retry after the initial delay: the target just refused.
-                s.reschedule(id, 1, now + retry)
+                s.enqueue_with(&msg, &adapter, now, now + retry, done.as_ref())
+                    .map(|_| ())
             })
             .await
             .map_err(|e| e.to_string())?;

@@ -11,6 +11,13 @@
 //!   accepted but undelivered messages (store-and-forward), indexed by next attempt and
 //!   by destination.
 //!
+//! - `journal(id, adapter, src, mid, data, code, reason, expires_at)`: the write-ahead
+//!   journal and the persistent dedupe records ([`crate::journal`]). A row with `data`
+//!   is a message in flight (accepted from a source without per-message
+//!   acknowledgement, not yet answered by its target); a row without `data` is the
+//!   outcome (`code`, `reason`) of the completed message `(src, mid)` until `expires_at`
+//!   (Unix milliseconds).
+//!
 //! Calls block on SQLite (an fsync per commit, ~0.15 ms here); async callers go through
 //! [`Store::run`], which moves the work to the blocking pool.
 
@@ -102,6 +109,18 @@ CREATE TABLE IF NOT EXISTS queue (
 );
 CREATE INDEX IF NOT EXISTS queue_next ON queue(next_attempt);
 CREATE INDEX IF NOT EXISTS queue_dest ON queue(destination);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    adapter TEXT NOT NULL,
+    src TEXT,
+    mid TEXT,
+    data TEXT,
+    code INTEGER,
+    reason TEXT,
+    expires_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS journal_key ON journal(src, mid);
+CREATE INDEX IF NOT EXISTS journal_expires ON journal(expires_at);
 ";
 
 impl Store {
@@ -337,11 +356,201 @@ impl Store {
         self.with(|c| Ok(c.execute("DELETE FROM queue WHERE id = ?1", params![id])? > 0))
     }
 
+    /// Persists an accepted message for later delivery in one transaction: the queue
+    /// entry (first attempt at `next_attempt_ms`) and, when the message came from the
+    /// journal, the journal row's completion as `done` (so exactly one of the journal
+    /// and the queue owns the message at every moment). Returns the queue id.
+    pub fn enqueue_with(
+        &self,
+        msg: &Message,
+        adapter: &str,
+        now_ms: u64,
+        next_attempt_ms: u64,
+        done: Option<&JournalOp>,
+    ) -> Result<i64, StoreError> {
+        let data = serde_json::to_string(&MessageRec::from(msg)).map_err(RecordError::from)?;
+        let dest = crate::presence::user_key(&msg.destination);
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO queue(destination, adapter, enqueued_at, next_attempt, attempts, data) VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+                params![dest, adapter, (now_ms / 1000) as i64, next_attempt_ms as i64, data],
+            )?;
+            let id = tx.last_insert_rowid();
+            if let Some(op) = done {
+                apply_journal_op(&tx, op)?;
+            }
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    /// Applies journal operations in one transaction (one fsync: the group commit);
+    /// returns, per operation, the row id a [`JournalOp::Begin`] created. Done records
+    /// expired at `prune_before_ms` (Unix milliseconds) are deleted in the same
+    /// transaction when it is given.
+    pub fn journal_apply(
+        &self,
+        ops: &[JournalOp],
+        prune_before_ms: Option<u64>,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let ids = ops
+                .iter()
+                .map(|op| apply_journal_op(&tx, op))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(t) = prune_before_ms {
+                tx.execute(
+                    "DELETE FROM journal WHERE data IS NULL AND expires_at <= ?1",
+                    params![t.min(i64::MAX as u64) as i64],
+                )?;
+            }
+            tx.commit()?;
+            Ok(ids)
+        })
+    }
+
+    /// The messages still in flight in the journal (written ahead, never completed),
+    /// oldest first, as `(row id, source adapter, message)`.
+    pub fn journal_in_flight(&self) -> Result<Vec<(i64, String, Message)>, StoreError> {
+        self.with(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT id, adapter, data FROM journal WHERE data IS NOT NULL ORDER BY id",
+            )?;
+            let raw = s
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            raw.into_iter()
+                .map(|(id, adapter, data)| {
+                    let rec: MessageRec = serde_json::from_str(&data).map_err(RecordError::from)?;
+                    Ok((id, adapter, rec.try_into()?))
+                })
+                .collect()
+        })
+    }
+
+    /// The dedupe records not expired at `now_ms`, as `(source, message id, code,
+    /// reason, expires_at ms)`, oldest first (a later record of a key wins).
+    pub fn journal_done(&self, now_ms: u64) -> Result<Vec<DoneRecord>, StoreError> {
+        self.with(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT src, mid, code, reason, expires_at FROM journal WHERE data IS NULL AND src IS NOT NULL AND mid IS NOT NULL AND expires_at > ?1 ORDER BY id",
+            )?;
+            let rows = s
+                .query_map(params![now_ms.min(i64::MAX as u64) as i64], |r| {
+                    Ok(DoneRecord {
+                        source: r.get(0)?,
+                        message_id: r.get(1)?,
+                        code: r.get::<_, i64>(2)?.clamp(0, u16::MAX as i64) as u16,
+                        reason: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                        expires_at_ms: r.get::<_, i64>(4)?.max(0) as u64,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Rows in the journal (in flight and done).
+    pub fn journal_len(&self) -> Result<u64, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM journal", [], |r| r.get::<_, i64>(0))? as u64)
+        })
+    }
+
     /// Messages waiting.
     pub fn queue_depth(&self) -> Result<u64, StoreError> {
         self.with(|c| {
             Ok(c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))? as u64)
         })
+    }
+}
+
+/// One change to the journal ([`crate::journal`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum JournalOp {
+    /// Write ahead: `message` from `adapter` is about to be delivered.
+    Begin {
+        /// The source adapter.
+        adapter: String,
+        /// The dedupe key `(bare source, message id)`, when the message has an id.
+        key: Option<(String, String)>,
+        /// The message (serialized [`MessageRec`] JSON).
+        data: String,
+    },
+    /// A message finished with this outcome: a journal row (`id`) becomes the dedupe
+    /// record of `key`, or is deleted when there is no key; without `id` (a source that
+    /// acknowledges messages itself) a dedupe record is inserted for `key`.
+    Done {
+        /// The journal row, if the message was written ahead.
+        id: Option<i64>,
+        /// The dedupe key.
+        key: Option<(String, String)>,
+        /// The outcome's code.
+        code: u16,
+        /// The outcome's reason.
+        reason: String,
+        /// Until when the record is kept, Unix milliseconds.
+        expires_at_ms: u64,
+    },
+}
+
+/// A persisted dedupe record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DoneRecord {
+    /// The bare source address.
+    pub source: String,
+    /// The message id.
+    pub message_id: String,
+    /// The first copy's outcome code.
+    pub code: u16,
+    /// Its reason phrase.
+    pub reason: String,
+    /// Kept until, Unix milliseconds.
+    pub expires_at_ms: u64,
+}
+
+fn apply_journal_op(c: &Connection, op: &JournalOp) -> Result<Option<i64>, StoreError> {
+    match op {
+        JournalOp::Begin { adapter, key, data } => {
+            let (src, mid) = key.as_ref().map(|(s, m)| (s, m)).unzip();
+            c.prepare_cached("INSERT INTO journal(adapter, src, mid, data) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![adapter, src, mid, data])?;
+            Ok(Some(c.last_insert_rowid()))
+        }
+        JournalOp::Done {
+            id,
+            key,
+            code,
+            reason,
+            expires_at_ms,
+        } => {
+            let exp = (*expires_at_ms).min(i64::MAX as u64) as i64;
+            match (id, key) {
+                (Some(id), Some(_)) => {
+                    c.prepare_cached("UPDATE journal SET data = NULL, code = ?2, reason = ?3, expires_at = ?4 WHERE id = ?1")?
+                        .execute(params![id, code, reason, exp])?;
+                }
+                (Some(id), None) => {
+                    c.prepare_cached("DELETE FROM journal WHERE id = ?1")?
+                        .execute(params![id])?;
+                }
+                (None, Some((src, mid))) => {
+                    c.prepare_cached("INSERT INTO journal(adapter, src, mid, data, code, reason, expires_at) VALUES ('', ?1, ?2, NULL, ?3, ?4, ?5)")?
+                        .execute(params![src, mid, code, reason, exp])?;
+                }
+                (None, None) => {}
+            }
+            Ok(None)
+        }
     }
 }
 

@@ -242,6 +242,11 @@ impl Adapter for JsonHandle {
         &self.shared.name
     }
 
+    /// Every `message` request is answered with the target's outcome.
+    fn acknowledges_messages(&self) -> bool {
+        true
+    }
+
     fn serves(&self, address: &Address) -> bool {
         self.shared.domains.contains(&address.domain)
             || self

@@ -1082,28 +1082,39 @@ async fn resolve_srv(domain: &str, dns: &[SocketAddr]) -> Vec<String> {
     if let Some(b) = builder {
         if let Ok(r) = b.build() {
             if let Ok(l) = r.srv_lookup(format!("_xmpp-server._tcp.{domain}.")).await {
-                let mut recs: Vec<(u16, u16, String, u16)> = l
+                let recs: Vec<(u16, u16, String, u16)> = l
                     .answers()
                     .iter()
                     .filter_map(|rec| match &rec.data {
-                        hickory_resolver::proto::rr::RData::SRV(s) => Some((
-                            s.priority,
-                            u16::MAX - s.weight,
-                            s.target.to_ascii().trim_end_matches('.').to_owned(),
-                            s.port,
-                        )),
+                        hickory_resolver::proto::rr::RData::SRV(s) => {
+                            Some((s.priority, s.weight, s.target.to_ascii(), s.port))
+                        }
                         _ => None,
                     })
                     .collect();
-                recs.sort();
-                out.extend(
-                    recs.into_iter()
-                        .filter(|r| r.2 != ".")
-                        .map(|(_, _, h, p)| format!("{h}:{p}")),
-                );
+                return srv_targets(domain, recs);
             }
         }
     }
+    out.push(format!("{domain}:5269"));
+    out
+}
+
+/// The addresses to try from SRV records `(priority, weight, target, port)`: lowest
+/// priority first, within one priority the higher weight first (a deterministic reading
+/// of RFC 2782's weighted choice), then the domain itself on 5269 (RFC 6120 s3.2.1). A
+/// single record with target `.` means the service is decidedly not available: nothing
+/// to try, not even the fallback.
+fn srv_targets(domain: &str, mut recs: Vec<(u16, u16, String, u16)>) -> Vec<String> {
+    if recs.len() == 1 && recs[0].2.trim_end_matches('.').is_empty() {
+        return Vec::new();
+    }
+    recs.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let mut out: Vec<String> = recs
+        .into_iter()
+        .filter(|r| !r.2.trim_end_matches('.').is_empty())
+        .map(|(_, _, h, p)| format!("{}:{p}", h.trim_end_matches('.')))
+        .collect();
     out.push(format!("{domain}:5269"));
     out
 }
@@ -1201,5 +1212,39 @@ async fn sleep_until_opt(t: Option<TokioInstant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srv_records_are_tried_by_priority_then_weight_then_the_domain() {
+        let recs = vec![
+            (20, 0, "c.example.".to_string(), 5271),
+            (10, 5, "b.example.".to_string(), 5270),
+            (10, 60, "a.example.".to_string(), 5269),
+        ];
+        assert_eq!(
+            srv_targets("example.com", recs),
+            vec![
+                "a.example:5269",
+                "b.example:5270",
+                "c.example:5271",
+                "example.com:5269"
+            ]
+        );
+        // RFC 2782 / RFC 6120 s3.2.1: target "." = no service; no fallback either.
+        assert!(srv_targets("example.com", vec![(0, 0, ".".into(), 0)]).is_empty());
+        assert_eq!(srv_targets("example.com", vec![]), vec!["example.com:5269"]);
+    }
+
+    #[test]
+    fn dns_servers_parse_with_or_without_port() {
+        let v = parse_dns_servers(&["127.0.0.1:5353".into(), "::1".into()]).unwrap();
+        assert_eq!(v[0], "127.0.0.1:5353".parse().unwrap());
+        assert_eq!(v[1], "[::1]:53".parse().unwrap());
+        assert!(parse_dns_servers(&["dns.example".into()]).is_err());
     }
 }

@@ -151,12 +151,18 @@ fn irc_and_json_sections() {
 #[test]
 fn irc_and_json_semantic_errors() {
     // A section whose adapter is not listed would silently never run.
-    let e = parse("[json]\ndomains = [\"json.test\"]\n").unwrap_err().to_string();
-    assert!(e.contains("`json` (the [json] section) is configured but not listed"), "{e}");
-    // Two networks under one name.
-    let e = parse("adapters = [\"irc\"]\n[[irc]]\ndomain = \"a.test\"\n[[irc]]\ndomain = \"b.test\"\n")
+    let e = parse("[json]\ndomains = [\"json.test\"]\n")
         .unwrap_err()
         .to_string();
+    assert!(
+        e.contains("`json` (the [json] section) is configured but not listed"),
+        "{e}"
+    );
+    // Two networks under one name.
+    let e =
+        parse("adapters = [\"irc\"]\n[[irc]]\ndomain = \"a.test\"\n[[irc]]\ndomain = \"b.test\"\n")
+            .unwrap_err()
+            .to_string();
     assert!(e.contains("`irc` is used twice"), "{e}");
     // One domain, two owners.
     let e = parse(
@@ -164,7 +170,10 @@ fn irc_and_json_semantic_errors() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("claimed by both adapter `sip` and adapter `irc`"), "{e}");
+    assert!(
+        e.contains("claimed by both adapter `sip` and adapter `irc`"),
+        "{e}"
+    );
     // A JSON token cannot bind a SIP user's address (that would be forging).
     let e = parse(
         "adapters = [\"sip\", \"json\"]\n[sip]\ndomains = [\"sip.test\"]\n\

@@ -178,11 +178,34 @@ fn sip_watcher_of_remote_xmpp_user_pending_then_active_refresh_absorbed() {
         )]
     );
 
-    // The XMPP user approves and sends presence.
+    // Presence alone (Prosody acknowledges the subscribe with `unavailable`) is no
+    // approval: still pending, nothing for the watcher.
+    let mut closed = publish("romeo@xmpp.test", false, 1).presence;
+    closed.entity = None;
+    let ack = Notify {
+        trans_id: TransId(6),
+        watcher: a("alice@sip.test"),
+        target: a("romeo@xmpp.test"),
+        state: SubscriptionState::Active { expires: 0 },
+        presence: Some(closed),
+    };
+    assert_eq!(e.handle_notify(t0, "xmpp", &ack).code, 200);
+    assert!(notifies(&drain(&mut e)).is_empty());
+
+    // The XMPP user approves (`subscribed`, state only), then sends presence.
+    let approve = Notify {
+        presence: None,
+        ..ack.clone()
+    };
+    assert_eq!(e.handle_notify(t0 + secs(1), "xmpp", &approve).code, 200);
+    let n = notifies(&drain(&mut e));
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert_eq!(n[0].2, SubscriptionState::Active { expires: 3599 });
     let mut p = publish("romeo@xmpp.test", true, 1).presence;
     p.entity = None;
+    // (After the notify interval: the approval's NOTIFY opened the rate gate.)
     let st = e.handle_notify(
-        t0 + secs(1),
+        t0 + secs(7),
         "xmpp",
         &Notify {
             trans_id: TransId(6),
@@ -199,7 +222,7 @@ fn sip_watcher_of_remote_xmpp_user_pending_then_active_refresh_absorbed() {
         vec![(
             "sip".into(),
             "alice@sip.test".into(),
-            SubscriptionState::Active { expires: 3599 },
+            SubscriptionState::Active { expires: 3593 },
             Some(true)
         )]
     );
@@ -483,7 +506,12 @@ fn nothing_reaches_the_watcher_before_its_subscribe_is_answered() {
         watcher: a("alice@sip.test"),
         target: a("romeo@xmpp.test"),
         state: SubscriptionState::Active { expires: 0 },
+        presence: None,
+    };
+    assert_eq!(e.handle_notify(t0, "xmpp", &n).code, 200);
+    let n = Notify {
         presence: Some(publish("romeo@xmpp.test", true, 1).presence),
+        ..n
     };
     assert_eq!(e.handle_notify(t0, "xmpp", &n).code, 200);
     assert!(notifies(&drain(&mut e)).is_empty());

@@ -217,7 +217,11 @@ mod tests {
     async fn closed_adapters_send_only_as_their_own_addresses() {
         let t = Arc::new(
             RouteTable::new(
-                [("sip.test", "sip"), ("irc.test", "irc"), ("json.test", "json")],
+                [
+                    ("sip.test", "sip"),
+                    ("irc.test", "irc"),
+                    ("json.test", "json"),
+                ],
                 [("xmpp.test", "xmpp")],
             )
             .with_closed_adapters(["irc", "json"]),
@@ -244,7 +248,11 @@ mod tests {
         // ...where an open (federating) adapter vouches for it.
         assert_eq!(go("xmpp", foreign).await, 200);
         assert_eq!(
-            go("json", msg(3, "im:carol@json.test", "im:nick@irc.test", "hi")).await,
+            go(
+                "json",
+                msg(3, "im:carol@json.test", "im:nick@irc.test", "hi")
+            )
+            .await,
             200
         );
     }

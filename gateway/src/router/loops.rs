@@ -1,4 +1,4 @@
-//! Loop suppression.
+//! Loop suppression, duplicate suppression and the write-ahead journal.
 //!
 //! - Hops: a message's `hops_left` (SIP Max-Forwards, RFC 3261 s16.6 step 3) is counted
 //!   down by one here; a message that arrives with none left is refused with 483 Too
@@ -7,6 +7,15 @@
 //!   is not delivered again; it gets the outcome of the first (waiting for it if the
 //!   first is still in flight). This stops replays after reconnects and loops between
 //!   chained gateways that strip Max-Forwards.
+//! - Journal (when built [`LoopGuardLayer::with_journal`]): a message from a source that
+//!   does not acknowledge messages is written ahead before the inner services see it,
+//!   and every outcome of a message with an id is persisted as its dedupe record; the
+//!   cache is loaded from those records at start, so duplicates are recognised across
+//!   restarts. See [`crate::journal`].
+//!
+//! The inner service's future must not start delivering before it is first polled (the
+//! tower convention; the timeout and the dispatcher do their work inside the future), as
+//! the write-ahead commit happens between `call` and the first poll.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -15,11 +24,20 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use cpim_core::adapter::BoxFuture;
-use cpim_core::model::{Operation, Outcome, Status};
+use cpim_core::model::{Message, Operation, Outcome, Status};
 use tokio::sync::watch;
 use tower::{Layer, Service};
 
 use super::Submission;
+use crate::journal::{Journal, JournalRow, JOURNAL_ROW, RECOVERED};
+use crate::store::{unix_ms, DoneRecord};
+
+/// The dedupe key of a message: `(bare source, message id)`, if it has an id.
+pub fn dedupe_key(m: &Message) -> Option<(String, String)> {
+    m.message_id
+        .as_ref()
+        .map(|id| (m.source.bare().to_string(), id.clone()))
+}
 
 #[derive(Debug)]
 enum Entry {
@@ -42,6 +60,22 @@ impl DedupeCache {
             ttl,
             map: HashMap::new(),
             order: VecDeque::new(),
+        }
+    }
+
+    /// Adds persisted records (oldest first), each kept until its own expiry.
+    pub fn load(&mut self, records: Vec<DoneRecord>) {
+        let now = Instant::now();
+        let now_ms = unix_ms();
+        for r in records {
+            let left = Duration::from_millis(r.expires_at_ms.saturating_sub(now_ms));
+            let born = now
+                .checked_sub(self.ttl.saturating_sub(left))
+                .unwrap_or(now);
+            let key = (r.source, r.message_id);
+            self.map
+                .insert(key.clone(), Entry::Done(Status::new(r.code, r.reason)));
+            self.order.push_back((born, key));
         }
     }
 
@@ -70,24 +104,55 @@ impl DedupeCache {
     }
 }
 
+/// Tells whether the adapter of this name acknowledges messages itself
+/// ([`cpim_core::adapter::Adapter::acknowledges_messages`]).
+#[derive(Clone)]
+pub struct Acknowledges(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Acknowledges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Acknowledges(..)")
+    }
+}
+
 /// The loop-suppression middleware; clones share the cache.
 #[derive(Clone, Debug)]
 pub struct LoopGuard<S> {
     inner: S,
     cache: Arc<Mutex<DedupeCache>>,
+    journal: Option<(Arc<Journal>, Acknowledges)>,
 }
 
-/// Layer for [`LoopGuard`].
+/// Layer for [`LoopGuard`]; clones share the cache.
 #[derive(Clone, Debug)]
 pub struct LoopGuardLayer {
     cache: Arc<Mutex<DedupeCache>>,
+    journal: Option<(Arc<Journal>, Acknowledges)>,
 }
 
 impl LoopGuardLayer {
-    /// Remembers message ids for `ttl`.
+    /// Remembers message ids for `ttl`, in memory only.
     pub fn new(ttl: Duration) -> Self {
         LoopGuardLayer {
             cache: Arc::new(Mutex::new(DedupeCache::new(ttl))),
+            journal: None,
+        }
+    }
+
+    /// Remembers message ids for the journal's TTL, persisted in `journal` and loaded
+    /// from it now; messages from adapters for which `acks` is false are written ahead.
+    pub fn with_journal(journal: Arc<Journal>, acks: Acknowledges) -> Self {
+        let mut cache = DedupeCache::new(journal.ttl());
+        match journal.done_records() {
+            Ok(r) => {
+                tracing::info!(records = r.len(), "dedupe records loaded");
+                cache.load(r);
+            }
+            Err(e) => tracing::error!(error = %e, "dedupe records not loaded"),
+        }
+        LoopGuardLayer {
+            cache: Arc::new(Mutex::new(cache)),
+            journal: Some((journal, acks)),
         }
     }
 }
@@ -98,11 +163,13 @@ impl<S> Layer<S> for LoopGuardLayer {
         LoopGuard {
             inner,
             cache: self.cache.clone(),
+            journal: self.journal.clone(),
         }
     }
 }
 
 enum Seen {
+    Untracked,
     New(watch::Sender<Option<Status>>),
     Waiting(watch::Receiver<Option<Status>>),
     Done(Status),
@@ -123,69 +190,155 @@ where
 
     fn call(&mut self, mut req: Submission) -> Self::Future {
         let trans_id = req.op.trans_id();
+        let recovered = RECOVERED.try_with(|id| *id).ok();
         let Operation::Message(m) = &mut req.op else {
             return Box::pin(self.inner.call(req));
         };
-        if m.hops_left == 0 {
-            let out = Outcome::failure(trans_id, 483, "Too Many Hops");
-            return Box::pin(async move { Ok(out) });
+        if recovered.is_none() {
+            if m.hops_left == 0 {
+                let out = Outcome::failure(trans_id, 483, "Too Many Hops");
+                return Box::pin(async move { Ok(out) });
+            }
+            m.hops_left -= 1;
         }
-        m.hops_left -= 1;
-        let Some(id) = m.message_id.clone() else {
-            return Box::pin(self.inner.call(req));
-        };
-        let key = (m.source.bare().to_string(), id);
-        let seen = {
-            let now = Instant::now();
-            let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            c.expire(now);
-            match c.map.get(&key) {
-                Some(Entry::Done(s)) => Seen::Done(s.clone()),
-                Some(Entry::InFlight(rx)) => Seen::Waiting(rx.clone()),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    c.map.insert(key.clone(), Entry::InFlight(rx));
-                    c.order.push_back((now, key.clone()));
-                    Seen::New(tx)
+        let key = dedupe_key(m);
+        let seen = match &key {
+            None => Seen::Untracked,
+            Some(key) => {
+                let now = Instant::now();
+                let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                c.expire(now);
+                match c.map.get(key) {
+                    Some(Entry::Done(s)) => Seen::Done(s.clone()),
+                    Some(Entry::InFlight(rx)) => Seen::Waiting(rx.clone()),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        c.map.insert(key.clone(), Entry::InFlight(rx));
+                        c.order.push_back((now, key.clone()));
+                        Seen::New(tx)
+                    }
                 }
             }
         };
-        match seen {
-            Seen::Done(status) => {
-                tracing::debug!(message_id = %key.1, "duplicate answered from cache");
-                Box::pin(async move { Ok(Outcome { trans_id, status }) })
-            }
-            Seen::Waiting(mut rx) => Box::pin(async move {
-                let status = match rx.wait_for(Option::is_some).await {
-                    Ok(s) => s.clone().unwrap_or_else(|| Status::new(500, "lost")),
-                    Err(_) => Status::new(500, "first copy of a duplicate was abandoned"),
-                };
-                Ok(Outcome { trans_id, status })
-            }),
-            Seen::New(tx) => {
-                let fut = self.inner.call(req);
-                let cache = self.cache.clone();
-                Box::pin(async move {
-                    let guard = Abandon {
-                        cache: &cache,
-                        key: Some(key),
-                    };
-                    let out = fut.await?;
-                    let mut guard = guard;
-                    if let Some(key) = guard.key.take() {
-                        let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
-                        c.map.insert(key, Entry::Done(out.status.clone()));
+        // A recovered message can meet a copy its source resent after the restart; the
+        // copy's outcome then completes the recovered row too.
+        let complete_recovered = {
+            let journal = self.journal.as_ref().map(|(j, _)| j.clone());
+            let key = key.clone();
+            move |status: &Status| {
+                let job = journal.zip(recovered).map(|(j, row)| {
+                    let op = j.done_op(Some(row), key, status);
+                    async move {
+                        if let Err(e) = j.commit(op).await {
+                            tracing::error!(error = %e, "journal completion not committed");
+                        }
                     }
-                    let _ = tx.send(Some(out.status.clone()));
-                    Ok(out)
-                })
+                });
+                async move {
+                    if let Some(job) = job {
+                        job.await;
+                    }
+                }
             }
-        }
+        };
+        let tx = match seen {
+            Seen::Done(status) => {
+                tracing::debug!(message_id = ?key.map(|k| k.1), "duplicate answered from cache");
+                return Box::pin(async move {
+                    complete_recovered(&status).await;
+                    Ok(Outcome { trans_id, status })
+                });
+            }
+            Seen::Waiting(mut rx) => {
+                return Box::pin(async move {
+                    let first = match rx.wait_for(Option::is_some).await {
+                        Ok(s) => Some(s.clone().unwrap_or_else(|| Status::new(500, "lost"))),
+                        Err(_) => None,
+                    };
+                    let status = match first {
+                        Some(status) => {
+                            complete_recovered(&status).await;
+                            status
+                        }
+                        // A recovered row stays for the next start.
+                        None => Status::new(500, "first copy of a duplicate was abandoned"),
+                    };
+                    Ok(Outcome { trans_id, status })
+                });
+            }
+            Seen::New(tx) => Some(tx),
+            Seen::Untracked => None,
+        };
+        // The write-ahead record, prepared here (the message moves on below).
+        let journal = self.journal.as_ref().map(|(j, _)| j.clone());
+        let begin = match &self.journal {
+            Some((_, acks)) if recovered.is_none() && !(acks.0)(&req.adapter) => {
+                Some(Journal::begin_op(&req.adapter, m, key.clone()))
+            }
+            _ => None,
+        };
+        let fut = self.inner.call(req);
+        let cache = self.cache.clone();
+        Box::pin(async move {
+            let mut guard = Abandon {
+                cache: &cache,
+                key: if tx.is_some() { key.clone() } else { None },
+            };
+            let mut row = recovered;
+            if let (Some(j), Some(op)) = (&journal, begin) {
+                match op.map_err(|e| e.to_string()) {
+                    Ok(op) => match j.commit(op).await {
+                        Ok(id) => row = id,
+                        Err(e) => return Ok(refuse(trans_id, &e, tx.as_ref())),
+                    },
+                    Err(e) => return Ok(refuse(trans_id, &e, tx.as_ref())),
+                }
+            }
+            let scope = row.map(|id| JournalRow {
+                id,
+                key: key.clone(),
+            });
+            let out = JOURNAL_ROW.scope(scope, fut).await?;
+            if let Some(j) = &journal {
+                if row.is_some() || key.is_some() {
+                    if let Err(e) = j.commit(j.done_op(row, key, &out.status)).await {
+                        // The outcome stands; the row is delivered again after a restart.
+                        tracing::error!(error = %e, "journal completion not committed");
+                    }
+                }
+            }
+            if let Some(key) = guard.key.take() {
+                let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+                c.map.insert(key, Entry::Done(out.status.clone()));
+            }
+            if let Some(tx) = tx {
+                let _ = tx.send(Some(out.status.clone()));
+            }
+            Ok(out)
+        })
     }
 }
 
+/// The answer when the write-ahead record cannot be committed: the message is refused
+/// (the sender learns it failed), and copies waiting for it get the same answer; the
+/// cache forgets it, so a later retry is delivered.
+fn refuse(
+    trans_id: cpim_core::model::TransId,
+    error: &str,
+    tx: Option<&watch::Sender<Option<Status>>>,
+) -> Outcome {
+    tracing::error!(%error, "message refused: write-ahead journal failed");
+    let out = Outcome::failure(trans_id, 500, "Server Internal Error: store unavailable");
+    if let Some(tx) = tx {
+        let _ = tx.send(Some(out.status.clone()));
+    }
+    out
+}
+
 /// Forgets an in-flight entry whose first copy was dropped (cancelled) before it
-/// finished, so a retransmission is delivered rather than waiting forever.
+/// finished, so a retransmission is delivered rather than waiting forever. A journal row
+/// of a cancelled message stays: its fate is unknown, so it is delivered again at the
+/// next start (at least once rather than possibly never).
 struct Abandon<'a> {
     cache: &'a Arc<Mutex<DedupeCache>>,
     key: Option<(String, String)>,
@@ -263,6 +416,69 @@ mod tests {
         assert_eq!(a.unwrap().status.code, 200);
         assert_eq!(b.unwrap().status.code, 200);
         assert_eq!(rec.count(), 1);
+    }
+
+    fn journaled(name: &str) -> (crate::store::Store, Arc<Journal>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("cpim-gw-loops-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = crate::store::Store::open(&dir).unwrap();
+        let j = Journal::start(store.clone(), Duration::from_secs(60)).unwrap();
+        (store, j, dir)
+    }
+
+    /// Records persist: a new layer over the same journal (a restart) answers a
+    /// duplicate from them; an acknowledging source is not written ahead.
+    #[tokio::test]
+    async fn dedupe_records_survive_a_new_layer() {
+        let (store, j, dir) = journaled("persist");
+        let acks = Acknowledges(Arc::new(|name: &str| name == "sip"));
+        let rec = Recorder {
+            code: 404,
+            ..Default::default()
+        };
+        let svc = LoopGuardLayer::with_journal(j.clone(), acks.clone()).layer(rec.clone());
+        assert_eq!(svc.oneshot(with_id(1, "m1", 70)).await.unwrap().status.code, 404);
+        assert_eq!(store.journal_len().unwrap(), 1);
+        assert!(store.journal_in_flight().unwrap().is_empty());
+        let rec2 = Recorder::default();
+        let svc = LoopGuardLayer::with_journal(j, acks).layer(rec2.clone());
+        let out = svc.oneshot(with_id(2, "m1", 70)).await.unwrap();
+        assert_eq!(out.status.code, 404);
+        assert_eq!(rec2.count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A message recovered from the journal whose source already resent it (and got an
+    /// outcome) is not delivered again, and its row is completed.
+    #[tokio::test]
+    async fn recovered_copy_of_a_done_message_completes_its_row() {
+        let (store, j, dir) = journaled("recovered");
+        let acks = Acknowledges(Arc::new(|_: &str| false));
+        let rec = Recorder::default();
+        let svc = LoopGuardLayer::with_journal(j.clone(), acks).layer(rec.clone());
+        let Operation::Message(m) = with_id(1, "m1", 70).op else {
+            panic!()
+        };
+        let row = j
+            .commit(Journal::begin_op("xmpp", &m, dedupe_key(&m)).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        // The resent copy first (it writes its own row ahead and completes it) ...
+        let mut resent = with_id(2, "m1", 70);
+        resent.adapter = "xmpp".into();
+        assert_eq!(svc.clone().oneshot(resent).await.unwrap().status.code, 200);
+        assert_eq!(store.journal_in_flight().unwrap().len(), 1);
+        // ... then the recovery of the old row.
+        let recovered = Submission::new("xmpp", Operation::Message(m));
+        let out = RECOVERED
+            .scope(row, svc.oneshot(recovered))
+            .await
+            .unwrap();
+        assert_eq!(out.status.code, 200);
+        assert_eq!(rec.count(), 1);
+        assert!(store.journal_in_flight().unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

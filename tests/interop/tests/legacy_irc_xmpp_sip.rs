@@ -56,9 +56,14 @@ async fn irc_xmpp_and_sip_users_exchange_messages_in_every_direction() {
 
     let mut irc = IrcClient::register(peers.ngircd.addr, &nick).await;
     let alice = peers.prosody.account("alice").expect("alice").clone();
-    let mut xmpp = XmppClient::login(&peers.python, &alice.jid(), &alice.password, peers.prosody.c2s)
-        .await
-        .expect("XMPP login");
+    let mut xmpp = XmppClient::login(
+        &peers.python,
+        &alice.jid(),
+        &alice.password,
+        peers.prosody.c2s,
+    )
+    .await
+    .expect("XMPP login");
     let udp = gw.sip_addr(Transport::Udp).expect("SIP UDP");
     let bob = SipUa::new("bob", "sip.test", Some("pw"), Transport::Udp, udp)
         .await
@@ -85,7 +90,10 @@ async fn irc_xmpp_and_sip_users_exchange_messages_in_every_direction() {
     let puppet = irc.await_privmsg(&t2).await;
     assert_ne!(puppet, bot, "sent through a puppet, not the relay bot");
     let real = irc.whois_realname(&puppet).await;
-    assert!(real.contains(&xmpp_addr), "puppet realname {real:?} names {xmpp_addr}");
+    assert!(
+        real.contains(&xmpp_addr),
+        "puppet realname {real:?} names {xmpp_addr}"
+    );
 
     // IRC -> XMPP again, as a reply to the puppet (no /msg syntax).
     let t2r = format!("irc reply to puppet {pid}");
@@ -112,7 +120,11 @@ async fn irc_xmpp_and_sip_users_exchange_messages_in_every_direction() {
     // SIP -> IRC.
     let t4 = format!("sip to irc {pid}");
     let r = bob
-        .message(&format!("sip:{nick}@{irc_domain}"), "text/plain", t4.as_bytes())
+        .message(
+            &format!("sip:{nick}@{irc_domain}"),
+            "text/plain",
+            t4.as_bytes(),
+        )
         .await
         .expect("SIP MESSAGE to IRC");
     assert_eq!(r.code() / 100, 2, "MESSAGE to IRC answered {}", r.code());
@@ -131,7 +143,11 @@ async fn irc_xmpp_and_sip_users_exchange_messages_in_every_direction() {
         .await_event(xmpp_message_with(&t5), WAIT)
         .await
         .expect("XMPP user gets the SIP message");
-    assert_eq!(ev.from_bare(), Some(format!("bob@{component}").as_str()), "{ev:?}");
+    assert_eq!(
+        ev.from_bare(),
+        Some(format!("bob@{component}").as_str()),
+        "{ev:?}"
+    );
 
     // XMPP -> SIP.
     let t6 = format!("xmpp to sip {pid}");
@@ -148,7 +164,10 @@ async fn irc_xmpp_and_sip_users_exchange_messages_in_every_direction() {
     // Wiring: the IRC links are in /links and in the metrics.
     let (code, links) = gw.admin_get("/links").await.expect("/links");
     assert_eq!(code, 200);
-    assert!(links.contains(&format!("irc:{}", peers.ngircd.addr)), "{links}");
+    assert!(
+        links.contains(&format!("irc:{}", peers.ngircd.addr)),
+        "{links}"
+    );
     assert!(links.contains("irc-puppet:"), "{links}");
     let (_, metrics) = gw.admin_get("/metrics").await.expect("/metrics");
     assert!(

@@ -137,15 +137,33 @@ async fn gateway_watcher_sees_kamailio_presentity_changes() {
             sip_common::free_port(),
             Some(kam.addr),
             &[
-                "-s", &user, "-key", "domain", &kam.domain, "-key", "basic", word, "-key",
-                "note", &note, "-key", "ifmatch", &ifmatch, "-m", "1",
+                "-s",
+                &user,
+                "-key",
+                "domain",
+                &kam.domain,
+                "-key",
+                "basic",
+                word,
+                "-key",
+                "note",
+                &note,
+                "-key",
+                "ifmatch",
+                &ifmatch,
+                "-m",
+                "1",
             ],
             &dir,
         );
         let published = tokio::task::spawn_blocking(move || publish.run())
             .await
             .unwrap();
-        assert!(published.ok, "PUBLISH {word} to Kamailio: {}", published.report);
+        assert!(
+            published.ok,
+            "PUBLISH {word} to Kamailio: {}",
+            published.report
+        );
         let etag = published
             .logs
             .lines()

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sip_common::{T, DOMAIN};
+use sip_common::{DOMAIN, T};
 
 fn env_u32(name: &str, default: u32) -> u32 {
     std::env::var(name)
@@ -124,12 +124,14 @@ async fn gateway_message_load_no_loss_no_duplicates() {
         port,
         Some(udp),
         &[
-            "-s", "bob", "-au", "bob", "-ap", "bobpw", "-key", "domain", DOMAIN, "-key",
-            "expires", "3600", "-m", "1",
+            "-s", "bob", "-au", "bob", "-ap", "bobpw", "-key", "domain", DOMAIN, "-key", "expires",
+            "3600", "-m", "1",
         ],
         &dir,
     );
-    let reg = tokio::task::spawn_blocking(move || reg.run()).await.unwrap();
+    let reg = tokio::task::spawn_blocking(move || reg.run())
+        .await
+        .unwrap();
     assert!(reg.ok, "bob's REGISTER: {}", reg.report);
     let sock = UdpSocket::bind(("127.0.0.1", port)).expect("bind bob's port again");
     let stop = Arc::new(AtomicBool::new(false));

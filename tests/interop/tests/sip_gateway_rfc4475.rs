@@ -92,7 +92,11 @@ fn tx_key(msg: &str) -> Option<(String, String, String)> {
     let method = msg.split(' ').next()?.to_owned();
     let via = header(msg, "via", "v")?;
     let mut parts = via.split(';');
-    let sent = parts.next()?.split_whitespace().last()?.to_ascii_lowercase();
+    let sent = parts
+        .next()?
+        .split_whitespace()
+        .last()?
+        .to_ascii_lowercase();
     let sent = if sent.contains(':') {
         sent
     } else {
@@ -184,8 +188,7 @@ async fn rfc4475_torture_messages_over_udp_to_the_gateway() {
         let socks = [&s5060, &s5050];
         let mut failures = Vec::new();
         let mut seen_files = HashSet::new();
-        let mut keys: HashMap<(String, String, String), (String, Option<String>)> =
-            HashMap::new();
+        let mut keys: HashMap<(String, String, String), (String, Option<String>)> = HashMap::new();
         for (file, class) in &entries {
             let raw = std::fs::read(dir.join("messages").join(file)).unwrap();
             let text = String::from_utf8_lossy(&raw).into_owned();

@@ -18,7 +18,7 @@ mod sip_common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sip_common::{T, DOMAIN};
+use sip_common::{DOMAIN, T};
 
 async fn run(c: sip_common::SippCmd) -> sip_common::SippResult {
     tokio::task::spawn_blocking(move || c.run()).await.unwrap()
@@ -45,8 +45,8 @@ async fn gateway_register_challenged_then_accepted() {
             sip_common::free_port(),
             Some(target),
             &[
-                "-s", "alice", "-au", "alice", "-ap", "alicepw", "-key", "domain", DOMAIN,
-                "-key", "expires", "600", "-m", "1",
+                "-s", "alice", "-au", "alice", "-ap", "alicepw", "-key", "domain", DOMAIN, "-key",
+                "expires", "600", "-m", "1",
             ],
             &dir,
         ))
@@ -119,8 +119,8 @@ async fn gateway_message_in_and_out_udp_and_tcp() {
             sip_common::free_port(),
             Some(target),
             &[
-                "-s", "alice", "-au", "alice", "-ap", "alicepw", "-key", "domain", DOMAIN,
-                "-key", "to", "bob", "-key", "text", &text, "-m", "2",
+                "-s", "alice", "-au", "alice", "-ap", "alicepw", "-key", "domain", DOMAIN, "-key",
+                "to", "bob", "-key", "text", &text, "-m", "2",
             ],
             &dir,
         ))
@@ -185,8 +185,8 @@ async fn gateway_publish_etag_refresh_and_removal() {
             sip_common::free_port(),
             Some(addr(t, udp, tcp)),
             &[
-                "-s", "carol", "-au", "carol", "-ap", "carolpw", "-key", "domain", DOMAIN,
-                "-m", "1",
+                "-s", "carol", "-au", "carol", "-ap", "carolpw", "-key", "domain", DOMAIN, "-m",
+                "1",
             ],
             &dir,
         ))

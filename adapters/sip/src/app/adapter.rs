@@ -126,6 +126,11 @@ impl Adapter for SipAdapter {
         ADAPTER_NAME
     }
 
+    /// A MESSAGE gets its final response only once the target accepted or refused.
+    fn acknowledges_messages(&self) -> bool {
+        true
+    }
+
     /// `sip:`/`sips:` addresses (and `im:`/`pres:` ones, which name the same users) of
     /// the gateway's own domains and of the configured remote SIP domains.
     fn serves(&self, address: &Address) -> bool {

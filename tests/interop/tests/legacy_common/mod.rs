@@ -160,10 +160,9 @@ impl IrcClient {
     pub async fn whois_realname(&mut self, nick: &str) -> String {
         self.send(&format!("WHOIS {nick}")).await;
         let line = self.wait_for(|l| l.split(' ').nth(1) == Some("311")).await;
-        line.splitn(2, " :")
-            .nth(1)
-            .map(|s| s.rsplit(" :").next().unwrap_or(s).to_owned())
-            .unwrap_or_else(|| line.clone())
+        // `:server 311 me nick user host * :realname`: the trailing parameter.
+        line.split_once(" :")
+            .map_or_else(|| line.clone(), |(_, real)| real.to_owned())
     }
 }
 
@@ -217,9 +216,15 @@ impl JsonClient {
             let mut line = String::new();
             let n = tokio::time::timeout_at(deadline, self.reader.read_line(&mut line))
                 .await
-                .unwrap_or_else(|_| panic!("no matching JSON frame in time; have {:?}", self.pending))
+                .unwrap_or_else(|_| {
+                    panic!("no matching JSON frame in time; have {:?}", self.pending)
+                })
                 .expect("JSON read");
-            assert!(n > 0, "server closed the JSON session; have {:?}", self.pending);
+            assert!(
+                n > 0,
+                "server closed the JSON session; have {:?}",
+                self.pending
+            );
             let v: Value = serde_json::from_str(line.trim_end())
                 .unwrap_or_else(|e| panic!("server sent invalid JSON {line:?}: {e}"));
             if v["type"] == "message" || v["type"] == "subscribe" || v["type"] == "notify" {
@@ -234,6 +239,11 @@ impl JsonClient {
             }
             self.pending.push(v);
         }
+    }
+
+    /// True if a frame read but not yet taken matches `pred`.
+    pub fn pending_contains(&self, pred: impl Fn(&Value) -> bool) -> bool {
+        self.pending.iter().any(pred)
     }
 
     /// Sends an operation frame and waits for its outcome; returns the code.

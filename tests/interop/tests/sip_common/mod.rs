@@ -18,17 +18,15 @@ use cpim_sip::app::digest::Algorithm;
 pub const DOMAIN: &str = "sip.test";
 
 /// Digest users of the gateway: (user, password).
-pub const USERS: &[(&str, &str)] = &[
-    ("alice", "alicepw"),
-    ("bob", "bobpw"),
-    ("carol", "carolpw"),
-];
+pub const USERS: &[(&str, &str)] = &[("alice", "alicepw"), ("bob", "bobpw"), ("carol", "carolpw")];
 
 /// A gateway configuration: SIP only, UDP+TCP on ephemeral ports, MD5 digest (SIPp and
 /// baresip 1.0 know MD5 only), no throttling of notifications, the store in `store`.
 pub fn config(store: &Path) -> Config {
-    let mut c = Config::default();
-    c.adapters = vec!["sip".into()];
+    let mut c = Config {
+        adapters: vec!["sip".into()],
+        ..Config::default()
+    };
     c.sip.domains = vec![DOMAIN.into()];
     c.sip.endpoint.udp = vec!["127.0.0.1:0".parse().unwrap()];
     c.sip.endpoint.tcp = vec!["127.0.0.1:0".parse().unwrap()];
@@ -49,8 +47,20 @@ pub fn config(store: &Path) -> Config {
     c
 }
 
+/// Logs of the gateway on the test's output when `RUST_LOG` is set (e.g.
+/// `RUST_LOG=cpim_sip=debug`).
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// Starts the gateway; returns it with its SIP UDP and TCP addresses.
 pub async fn start(c: Config) -> (Gateway, SocketAddr, SocketAddr) {
+    init_tracing();
     let gw = Gateway::start(c).await.expect("start the gateway");
     let find = |t: &str| {
         gw.sip_addrs()

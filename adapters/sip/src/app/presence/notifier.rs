@@ -140,6 +140,10 @@ struct Sub {
     last_body_at: Option<u64>,
     /// A state change held back by the rate limit: send the latest state at this time.
     held_until: Option<u64>,
+    /// The core's latest Notify while the subscription was still `Proposed` (the
+    /// presentity's side answered before the core's outcome reached us): applied right
+    /// after the SUBSCRIBE's 2xx, so it is neither lost nor answered 481.
+    early: Option<Notify>,
 }
 
 /// The notifier's subscriptions, by dialog key (`Call-ID|local tag`).
@@ -219,6 +223,7 @@ impl Notifier {
                     last_presence: None,
                     last_body_at: None,
                     held_until: None,
+                    early: None,
                 },
             );
         }
@@ -319,6 +324,7 @@ impl Notifier {
                 last_presence: None,
                 last_body_at: None,
                 held_until: None,
+                early: None,
             },
         );
         SubscribeDecision::Submit {
@@ -406,6 +412,9 @@ impl Notifier {
                 deadline: now + self.fetch_wait,
             };
             sub.rec.state = "active".into();
+            if let Some(n) = sub.early.take() {
+                self.apply_core_notify(key, &n, now);
+            }
             return Some((200, 0));
         }
         sub.phase = Phase::Live;
@@ -418,6 +427,7 @@ impl Notifier {
         };
         sub.rec.local_cseq += 1;
         let rec = sub.rec.clone();
+        let early = sub.early.take();
         self.out.push_back(NotifierOutput::Persist(rec.clone()));
         // RFC 6665 s4.2.1.1: a NOTIFY immediately after the 2xx.
         self.out.push_back(NotifierOutput::Notify(OutgoingNotify {
@@ -425,25 +435,49 @@ impl Notifier {
             subscription_state: state,
             presence: None,
         }));
+        if let Some(n) = early {
+            self.apply_core_notify(key, &n, now);
+        }
         Some((code_out, expires))
     }
 
     /// The core delivered a Notify for a SIP watcher. Returns how many subscriptions it
     /// reached (0: none, the caller answers 481).
+    ///
+    /// A Notify for a subscription still waiting for the core's outcome (`Proposed`: the
+    /// presentity's side was faster than the outcome) is kept and applied right after the
+    /// SUBSCRIBE's 2xx ([`Notifier::core_answered`]); the latest one wins, keeping the
+    /// latest presence document seen.
     pub fn handle_core_notify(&mut self, n: &Notify, now: u64) -> usize {
         let keys: Vec<String> = self
             .subs
             .iter()
-            .filter(|(_, s)| {
-                s.phase != Phase::Proposed
-                    && s.watcher.same_user(&n.watcher)
-                    && s.presentity.same_user(&n.target)
-            })
+            .filter(|(_, s)| s.watcher.same_user(&n.watcher) && s.presentity.same_user(&n.target))
             .map(|(k, _)| k.clone())
             .collect();
         for key in &keys {
             let Some(sub) = self.subs.get_mut(key) else {
                 continue;
+            };
+            if sub.phase == Phase::Proposed {
+                let mut n = n.clone();
+                if n.presence.is_none() {
+                    n.presence = sub.early.take().and_then(|e| e.presence);
+                }
+                sub.early = Some(n);
+                continue;
+            }
+            self.apply_core_notify(key, n, now);
+        }
+        keys.len()
+    }
+
+    /// Applies a core Notify to one established (or fetch) subscription.
+    fn apply_core_notify(&mut self, key: &str, n: &Notify, now: u64) {
+        let min_interval = self.min_interval;
+        {
+            let Some(sub) = self.subs.get_mut(key) else {
+                return;
             };
             if n.presence.is_some() {
                 sub.last_presence.clone_from(&n.presence);
@@ -452,7 +486,7 @@ impl Notifier {
             if let Phase::Fetch { .. } = sub.phase {
                 let presence = sub.last_presence.clone();
                 self.end(key, "terminated;reason=timeout".into(), presence, false);
-                continue;
+                return;
             }
             match &n.state {
                 SubscriptionState::Terminated(r) => {
@@ -469,11 +503,11 @@ impl Notifier {
                     };
                     sub.rec.state = name.into();
                     if n.presence.is_some() {
-                        let next_ok = sub.last_body_at.map_or(0, |t| t + self.min_interval);
+                        let next_ok = sub.last_body_at.map_or(0, |t| t + min_interval);
                         if now < next_ok {
                             // Too soon: keep the latest state for later.
                             sub.held_until = Some(next_ok);
-                            continue;
+                            return;
                         }
                         sub.last_body_at = Some(now);
                         sub.held_until = None;
@@ -489,7 +523,6 @@ impl Notifier {
                 }
             }
         }
-        keys.len()
     }
 
     /// Sends the final NOTIFY and forgets the subscription; `tell_core` queues an
@@ -642,6 +675,33 @@ mod tests {
             state,
             presence,
         }
+    }
+
+    /// RFC 6665 s4.1.2.4 (the NOTIFY may precede the 2xx) seen from the notifier: the
+    /// presentity's side answers before the core's outcome for the SUBSCRIBE is back. The
+    /// Notify is neither refused (481) nor lost: it follows the 2xx's first NOTIFY.
+    #[test]
+    fn notify_before_the_core_answered_is_kept_and_follows_the_2xx() {
+        let mut n = notifier();
+        let SubscribeDecision::Submit { key, .. } =
+            n.handle_subscribe(req(Some(600), None, 1), "lt", 1000)
+        else {
+            panic!()
+        };
+        let early = core_notify(SubscriptionState::Active { expires: 0 }, Some(open()));
+        assert_eq!(n.handle_core_notify(&early, 1000), 1, "accepted, not 481");
+        // A later state-only Notify keeps the presence seen before.
+        let approve = core_notify(SubscriptionState::Active { expires: 0 }, None);
+        assert_eq!(n.handle_core_notify(&approve, 1000), 1);
+        assert!(notifies(&drain(&mut n)).is_empty(), "nothing before the 2xx");
+        assert_eq!(n.core_answered(&key, 202, 1000), Some((202, 600)));
+        let out = drain(&mut n);
+        let ns = notifies(&out);
+        assert_eq!(ns.len(), 2, "{ns:?}");
+        assert_eq!(ns[0].subscription_state, "pending;expires=600");
+        assert_eq!(ns[1].subscription_state, "active;expires=600");
+        assert_eq!(ns[1].presence, Some(open()));
+        assert!(ns[0].dialog.local_cseq < ns[1].dialog.local_cseq);
     }
 
     #[test]

@@ -1,0 +1,274 @@
+//! The write-ahead journal and the persistent dedupe records.
+//!
+//! A message from a source whose protocol has no per-message acknowledgement
+//! ([`cpim_core::adapter::Adapter::acknowledges_messages`] false: XMPP, IRC) counts as
+//! accepted the moment the gateway reads it. The loop guard ([`crate::router::loops`])
+//! therefore writes it to the journal (table `journal` of the [`Store`]) before delivery
+//! is attempted, and completes the row once the target answered: the row then keeps only
+//! the outcome, as the dedupe record of `(bare source, message id)` until the dedupe TTL
+//! runs out. A message the queue takes over is moved from the journal into the queue in
+//! one transaction ([`JOURNAL_ROW`], [`crate::queue::Queue::accept`]). At start, rows
+//! still in flight are delivered again ([`RECOVERED`]) and the dedupe records are loaded
+//! into the loop guard's cache, so a retransmission after a restart gets the first
+//! outcome instead of a second delivery. Sources that acknowledge messages themselves
+//! (SIP, JSON) are not written ahead, but their outcomes are recorded the same way.
+//!
+//! Group commit: every change goes through one writer thread that drains a channel and
+//! applies whatever is waiting in one SQLite transaction, so concurrent messages share
+//! one fsync. Callers wait for the commit of their own change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cpim_core::model::{Message, Status};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::records::{MessageRec, RecordError};
+use crate::store::{unix_ms, DoneRecord, JournalOp, Store, StoreError};
+
+/// Most changes committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// How often expired dedupe records are deleted, milliseconds.
+const PRUNE_EVERY_MS: u64 = 60_000;
+
+/// The journal row of a message being delivered, as the dispatcher sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalRow {
+    /// The row id.
+    pub id: i64,
+    /// The dedupe key `(bare source, message id)`.
+    pub key: Option<(String, String)>,
+}
+
+tokio::task_local! {
+    /// Set by the loop guard around the inner services while a written-ahead message is
+    /// delivered: the dispatcher hands the row to the queue, which completes it in the
+    /// transaction that queues the message.
+    pub static JOURNAL_ROW: Option<JournalRow>;
+    /// Set around the resubmission of a message recovered from the journal at start:
+    /// its row id. The loop guard then neither writes it ahead again nor counts its hop
+    /// a second time.
+    pub static RECOVERED: i64;
+}
+
+struct Req {
+    op: JournalOp,
+    reply: oneshot::Sender<Result<Option<i64>, String>>,
+}
+
+/// The journal: a handle on the group-commit writer. The writer thread stops when the
+/// last handle is dropped.
+#[derive(Debug)]
+pub struct Journal {
+    tx: mpsc::UnboundedSender<Req>,
+    store: Store,
+    ttl: Duration,
+}
+
+impl Journal {
+    /// Starts the writer over `store`; dedupe records are kept for `ttl`.
+    pub fn start(store: Store, ttl: Duration) -> Result<Arc<Journal>, StoreError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let s = store.clone();
+        std::thread::Builder::new()
+            .name("cpim-journal".into())
+            .spawn(move || writer(s, rx))
+            .map_err(|e| StoreError::Task(format!("journal writer: {e}")))?;
+        Ok(Arc::new(Journal { tx, store, ttl }))
+    }
+
+    /// How long dedupe records are kept.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Until when a record completed now is kept, Unix milliseconds.
+    pub fn expiry(&self) -> u64 {
+        unix_ms().saturating_add(self.ttl.as_millis().min(u64::MAX as u128) as u64)
+    }
+
+    /// The write-ahead change for `m` from `adapter` (serializes the message).
+    pub fn begin_op(
+        adapter: &str,
+        m: &Message,
+        key: Option<(String, String)>,
+    ) -> Result<JournalOp, RecordError> {
+        Ok(JournalOp::Begin {
+            adapter: adapter.to_owned(),
+            key,
+            data: serde_json::to_string(&MessageRec::from(m))?,
+        })
+    }
+
+    /// The completion of row `id` (if written ahead) and/or dedupe key `key` with
+    /// `status`.
+    pub fn done_op(
+        &self,
+        id: Option<i64>,
+        key: Option<(String, String)>,
+        status: &Status,
+    ) -> JournalOp {
+        JournalOp::Done {
+            id,
+            key,
+            code: status.code,
+            reason: status.reason.clone(),
+            expires_at_ms: self.expiry(),
+        }
+    }
+
+    /// Commits `op` together with whatever else is waiting; the row id for a `Begin`.
+    pub async fn commit(&self, op: JournalOp) -> Result<Option<i64>, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Req { op, reply })
+            .map_err(|_| "journal writer stopped".to_owned())?;
+        rx.await
+            .map_err(|_| "journal writer stopped".to_owned())
+            .and_then(|r| r)
+    }
+
+    /// The messages still in flight (after a crash), oldest first.
+    pub fn in_flight(&self) -> Result<Vec<(i64, String, Message)>, StoreError> {
+        self.store.journal_in_flight()
+    }
+
+    /// The dedupe records still valid.
+    pub fn done_records(&self) -> Result<Vec<DoneRecord>, StoreError> {
+        self.store.journal_done(unix_ms())
+    }
+}
+
+fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Req>) {
+    let mut ops = Vec::with_capacity(64);
+    let mut replies = Vec::with_capacity(64);
+    let mut last_prune = 0u64;
+    while let Some(first) = rx.blocking_recv() {
+        ops.push(first.op);
+        replies.push(first.reply);
+        while ops.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => {
+                    ops.push(r.op);
+                    replies.push(r.reply);
+                }
+                Err(_) => break,
+            }
+        }
+        let now = unix_ms();
+        let prune = (now.saturating_sub(last_prune) >= PRUNE_EVERY_MS).then(|| {
+            last_prune = now;
+            now
+        });
+        match store.journal_apply(&ops, prune) {
+            Ok(ids) => {
+                for (reply, id) in replies.drain(..).zip(ids) {
+                    let _ = reply.send(Ok(id));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, changes = ops.len(), "journal commit failed");
+                let e = e.to_string();
+                for reply in replies.drain(..) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+        ops.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cpim_core::model::TransId;
+    use cpim_core::Address;
+
+    fn tmpdir(name: &str) -> std::path::PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("cpim-gw-journal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn msg(i: u64) -> Message {
+        let mut m = Message::new(
+            TransId(i),
+            Address::parse("romeo@xmpp.test/orchard").unwrap(),
+            Address::parse("sip:alice@sip.test").unwrap(),
+            "text/plain",
+            format!("message {i}").into_bytes(),
+        );
+        m.message_id = Some(format!("m{i}"));
+        m
+    }
+
+    fn key(i: u64) -> Option<(String, String)> {
+        Some(("romeo@xmpp.test".into(), format!("m{i}")))
+    }
+
+    /// Concurrent begins share commits; completed rows become dedupe records, rows
+    /// without a key disappear, and what is not completed is in flight after a reopen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn begin_done_and_reload() {
+        let dir = tmpdir("basic");
+        {
+            let j = Journal::start(Store::open(&dir).unwrap(), Duration::from_secs(60)).unwrap();
+            let mut tasks = Vec::new();
+            for i in 0..20u64 {
+                let j = j.clone();
+                tasks.push(tokio::spawn(async move {
+                    let k = if i == 3 { None } else { key(i) };
+                    let op = Journal::begin_op("xmpp", &msg(i), k.clone()).unwrap();
+                    let id = j.commit(op).await.unwrap().unwrap();
+                    if i % 2 == 1 {
+                        j.commit(j.done_op(Some(id), k, &Status::new(200, "OK")))
+                            .await
+                            .unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            // A source that acknowledges itself: only the outcome is recorded.
+            j.commit(j.done_op(None, key(100), &Status::new(404, "Not Found")))
+                .await
+                .unwrap();
+        }
+        let s = Store::open(&dir).unwrap();
+        let j = Journal::start(s.clone(), Duration::from_secs(60)).unwrap();
+        let pending = j.in_flight().unwrap();
+        let ids: Vec<_> = pending
+            .iter()
+            .map(|(_, _, m)| m.message_id.clone().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 10);
+        assert!(ids.iter().all(|id| id[1..].parse::<u64>().unwrap() % 2 == 0));
+        assert_eq!(pending[0].1, "xmpp");
+        assert_eq!(pending[0].2, msg(0));
+        let done = j.done_records().unwrap();
+        // 9 odd ones with a key (3 had none and is gone) + the acknowledged one.
+        assert_eq!(done.len(), 10);
+        assert!(done
+            .iter()
+            .any(|d| d.message_id == "m100" && d.code == 404 && d.reason == "Not Found"));
+        assert_eq!(s.journal_len().unwrap(), 20);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Expired dedupe records are not loaded and are pruned.
+    #[tokio::test]
+    async fn expired_records_are_pruned() {
+        let dir = tmpdir("prune");
+        let s = Store::open(&dir).unwrap();
+        let j = Journal::start(s.clone(), Duration::ZERO).unwrap();
+        j.commit(j.done_op(None, key(1), &Status::new(200, "OK")))
+            .await
+            .unwrap();
+        assert!(j.done_records().unwrap().is_empty());
+        s.journal_apply(&[], Some(unix_ms())).unwrap();
+        assert_eq!(s.journal_len().unwrap(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
