@@ -39,9 +39,12 @@ fn fresh(base: &std::path::Path, name: &str) -> std::path::PathBuf {
 fn main() {
     let mut args = std::env::args().skip(1);
     let total: u64 = args.next().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let base = args.next().map(std::path::PathBuf::from).unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("cpim-journal-bench-{}", std::process::id()))
-    });
+    let base = args
+        .next()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("cpim-journal-bench-{}", std::process::id()))
+        });
     let ok = Status::new(200, "OK");
 
     // One transaction (one fsync) per change, one sender.

@@ -185,8 +185,7 @@ mod tests {
     use cpim_core::Address;
 
     fn tmpdir(name: &str) -> std::path::PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("cpim-gw-journal-{name}-{}", std::process::id()));
+        let d = std::env::temp_dir().join(format!("cpim-gw-journal-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
     }
@@ -244,7 +243,9 @@ mod tests {
             .map(|(_, _, m)| m.message_id.clone().unwrap())
             .collect();
         assert_eq!(ids.len(), 10);
-        assert!(ids.iter().all(|id| id[1..].parse::<u64>().unwrap() % 2 == 0));
+        assert!(ids
+            .iter()
+            .all(|id| id[1..].parse::<u64>().unwrap() % 2 == 0));
         assert_eq!(pending[0].1, "xmpp");
         assert_eq!(pending[0].2, msg(0));
         let done = j.done_records().unwrap();

@@ -522,8 +522,10 @@ fn apply_journal_op(c: &Connection, op: &JournalOp) -> Result<Option<i64>, Store
     match op {
         JournalOp::Begin { adapter, key, data } => {
             let (src, mid) = key.as_ref().map(|(s, m)| (s, m)).unzip();
-            c.prepare_cached("INSERT INTO journal(adapter, src, mid, data) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![adapter, src, mid, data])?;
+            c.prepare_cached(
+                "INSERT INTO journal(adapter, src, mid, data) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![adapter, src, mid, data])?;
             Ok(Some(c.last_insert_rowid()))
         }
         JournalOp::Done {

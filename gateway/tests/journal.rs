@@ -80,7 +80,8 @@ impl Adapter for Mock {
                     .append(true)
                     .open(log)
                     .unwrap();
-                writeln!(f, "{body}").unwrap();
+                // One write(2) per line: concurrent appends do not interleave.
+                f.write_all(format!("{body}\n").as_bytes()).unwrap();
             }
             self.got.lock().unwrap().push(body);
         }

@@ -437,7 +437,10 @@ mod tests {
             ..Default::default()
         };
         let svc = LoopGuardLayer::with_journal(j.clone(), acks.clone()).layer(rec.clone());
-        assert_eq!(svc.oneshot(with_id(1, "m1", 70)).await.unwrap().status.code, 404);
+        assert_eq!(
+            svc.oneshot(with_id(1, "m1", 70)).await.unwrap().status.code,
+            404
+        );
         assert_eq!(store.journal_len().unwrap(), 1);
         assert!(store.journal_in_flight().unwrap().is_empty());
         let rec2 = Recorder::default();
@@ -471,10 +474,7 @@ mod tests {
         assert_eq!(store.journal_in_flight().unwrap().len(), 1);
         // ... then the recovery of the old row.
         let recovered = Submission::new("xmpp", Operation::Message(m));
-        let out = RECOVERED
-            .scope(row, svc.oneshot(recovered))
-            .await
-            .unwrap();
+        let out = RECOVERED.scope(row, svc.oneshot(recovered)).await.unwrap();
         assert_eq!(out.status.code, 200);
         assert_eq!(rec.count(), 1);
         assert!(store.journal_in_flight().unwrap().is_empty());

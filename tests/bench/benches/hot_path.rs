@@ -56,7 +56,9 @@ fn to_operation(wire: &Bytes, id: u64) -> Operation {
 }
 
 fn to_stanza(op: &Operation) -> String {
-    let els = cpim_xmpp::mapping::outbound(cpim_xmpp::session::NS_COMPONENT, op, || "i1".to_owned()).expect("stanza");
+    let els =
+        cpim_xmpp::mapping::outbound(cpim_xmpp::session::NS_COMPONENT, op, || "i1".to_owned())
+            .expect("stanza");
     els[0].to_xml()
 }
 
@@ -78,7 +80,8 @@ impl Adapter for Noop {
     }
     fn deliver(&self, op: Operation) -> BoxFuture<'_, Outcome> {
         if self.encode {
-            self.bytes.fetch_add(to_stanza(&op).len() as u64, Ordering::Relaxed);
+            self.bytes
+                .fetch_add(to_stanza(&op).len() as u64, Ordering::Relaxed);
         }
         let id = op.trans_id();
         Box::pin(async move { Outcome::ok(id) })
@@ -89,7 +92,9 @@ fn bench(c: &mut Criterion) {
     let wire = Bytes::from_static(MESSAGE.as_bytes());
     let mut g = c.benchmark_group("p1_hot_path");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("sip_parse", |b| b.iter(|| SipMessage::parse(black_box(wire.clone())).unwrap()));
+    g.bench_function("sip_parse", |b| {
+        b.iter(|| SipMessage::parse(black_box(wire.clone())).unwrap())
+    });
     let mut n = 0u64;
     g.bench_function("sip_parse_and_map", |b| {
         b.iter(|| {
@@ -98,30 +103,58 @@ fn bench(c: &mut Criterion) {
         })
     });
     let op = to_operation(&wire, 0);
-    g.bench_function("xmpp_encode_stanza", |b| b.iter(|| to_stanza(black_box(&op))));
+    g.bench_function("xmpp_encode_stanza", |b| {
+        b.iter(|| to_stanza(black_box(&op)))
+    });
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = std::env::temp_dir().join(format!("cpim-bench-hot-path-{}", std::process::id()));
     let mut cfg = Config::default();
     cfg.adapters = Vec::new();
     cfg.routes = vec![
-        Route { domain: "sip.test".into(), adapter: "sip".into() },
-        Route { domain: "xmpp.test".into(), adapter: "xmpp".into() },
+        Route {
+            domain: "sip.test".into(),
+            adapter: "sip".into(),
+        },
+        Route {
+            domain: "xmpp.test".into(),
+            adapter: "xmpp".into(),
+        },
     ];
     cfg.admin.enabled = false;
     cfg.queue.enabled = false;
     cfg.store.path = dir.clone();
     cfg.limits.rate_per_source = 1e12;
     cfg.limits.burst_per_source = 1e12;
-    let xmpp = Arc::new(Noop { name: "xmpp", domain: "xmpp.test", encode: true, bytes: AtomicU64::new(0) });
-    let sip = Arc::new(Noop { name: "sip", domain: "sip.test", encode: false, bytes: AtomicU64::new(0) });
+    let xmpp = Arc::new(Noop {
+        name: "xmpp",
+        domain: "xmpp.test",
+        encode: true,
+        bytes: AtomicU64::new(0),
+    });
+    let sip = Arc::new(Noop {
+        name: "sip",
+        domain: "sip.test",
+        encode: false,
+        bytes: AtomicU64::new(0),
+    });
     let gw = rt
-        .block_on(Gateway::start_with(cfg, vec![sip as Arc<dyn Adapter>, xmpp.clone() as Arc<dyn Adapter>]))
+        .block_on(Gateway::start_with(
+            cfg,
+            vec![sip as Arc<dyn Adapter>, xmpp.clone() as Arc<dyn Adapter>],
+        ))
         .expect("gateway");
     let ingress = gw.ingress.clone();
     // one call first: the route must accept it
     let first = rt.block_on(ingress.submit("sip", to_operation(&wire, u64::MAX)));
-    assert_eq!(first.status.code, 200, "router refused the benchmark message: {:?}", first.status);
+    assert_eq!(
+        first.status.code, 200,
+        "router refused the benchmark message: {:?}",
+        first.status
+    );
     let mut n = 1u64 << 32;
     g.bench_function("sip_parse_map_route_encode", |b| {
         b.iter(|| {

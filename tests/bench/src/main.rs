@@ -49,7 +49,11 @@ pub struct RunArgs {
     #[arg(long)]
     out: PathBuf,
     /// Workloads to run (comma-separated): generator, kamailio, p1, p2, p3, p4.
-    #[arg(long, value_delimiter = ',', default_value = "generator,kamailio,p1,p2,p3,p4")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "generator,kamailio,p1,p2,p3,p4"
+    )]
     only: Vec<String>,
     /// Length of each trial, seconds.
     #[arg(long, default_value_t = 10.0)]
@@ -164,7 +168,9 @@ struct Sut {
 impl Sut {
     fn spawn(name: &str, mut cmd: Command, work: &Path) -> std::io::Result<Sut> {
         let log = std::fs::File::create(work.join(format!("{name}.log")))?;
-        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
         let child = cmd.spawn()?;
         let pid = child.id();
         let pidfile = work.join(format!("{name}.pid"));
@@ -183,13 +189,19 @@ impl Sut {
 
     fn stop(&mut self) {
         if self.alive() {
-            let _ = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.pid.to_string())
+                .status();
             let t = Instant::now();
             while self.alive() && t.elapsed() < Duration::from_secs(10) {
                 std::thread::sleep(Duration::from_millis(50));
             }
             if self.alive() {
-                log(format!("{} (pid {}) ignored SIGTERM for 10 s; killing", self.name, self.pid));
+                log(format!(
+                    "{} (pid {}) ignored SIGTERM for 10 s; killing",
+                    self.name, self.pid
+                ));
                 let _ = self.child.kill();
             }
         }
@@ -198,7 +210,8 @@ impl Sut {
     }
 
     fn log_tail(&self, work: &Path) -> String {
-        let s = std::fs::read_to_string(work.join(format!("{}.log", self.name))).unwrap_or_default();
+        let s =
+            std::fs::read_to_string(work.join(format!("{}.log", self.name))).unwrap_or_default();
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
@@ -300,7 +313,13 @@ impl Ctx {
         let gen1 = procstat::cpu_ticks(me).unwrap_or(0);
         probe.end();
         let us_per_tick = 1e6 / self.clk_tck as f64;
-        let per_msg = |ticks: u64| if sent == 0 { 0.0 } else { ticks as f64 * us_per_tick / sent as f64 };
+        let per_msg = |ticks: u64| {
+            if sent == 0 {
+                0.0
+            } else {
+                ticks as f64 * us_per_tick / sent as f64
+            }
+        };
         let delivered = probe.delivered.count_seen(sent);
         let (delivery, answer) = probe.delays();
         let answered = w.answers.then(|| probe.answered.count_seen(sent));
@@ -324,8 +343,12 @@ impl Ctx {
             delivery,
             answer,
             sut_cpu_us_per_msg: (!pids.is_empty()).then(|| per_msg(cpu1.saturating_sub(cpu0))),
-            sut_rss_kib: pids.first().and_then(|p| procstat::status_kib(*p, "VmRSS").ok()),
-            sut_peak_rss_kib: pids.first().and_then(|p| procstat::status_kib(*p, "VmHWM").ok()),
+            sut_rss_kib: pids
+                .first()
+                .and_then(|p| procstat::status_kib(*p, "VmRSS").ok()),
+            sut_peak_rss_kib: pids
+                .first()
+                .and_then(|p| procstat::status_kib(*p, "VmHWM").ok()),
             gen_cpu_us_per_msg: per_msg(gen1.saturating_sub(gen0)),
             pass: false,
             failure: None,
@@ -335,8 +358,16 @@ impl Ctx {
         } else {
             delivered
         };
-        let completed = if w.deliveries { completed.min(delivered) } else { completed };
-        st.completed_per_s = if st.send.seconds > 0.0 { completed as f64 / st.send.seconds } else { 0.0 };
+        let completed = if w.deliveries {
+            completed.min(delivered)
+        } else {
+            completed
+        };
+        st.completed_per_s = if st.send.seconds > 0.0 {
+            completed as f64 / st.send.seconds
+        } else {
+            0.0
+        };
         let mut why = Vec::new();
         if sent < count {
             why.push(format!("sent only {sent} of {count}"));
@@ -351,10 +382,16 @@ impl Ctx {
             why.push(format!("{} duplicated", st.duplicates));
         }
         if st.non2xx > 0 {
-            why.push(format!("{} non-2xx (last {})", st.non2xx, st.last_failure_code));
+            why.push(format!(
+                "{} non-2xx (last {})",
+                st.non2xx, st.last_failure_code
+            ));
         }
         if st.no_answer > 0 {
-            why.push(format!("{} unanswered after {} s", st.no_answer, self.args.drain));
+            why.push(format!(
+                "{} unanswered after {} s",
+                st.no_answer, self.args.drain
+            ));
         }
         if st.xmpp_errors > 0 {
             why.push(format!("{} XMPP error stanzas", st.xmpp_errors));
@@ -362,14 +399,23 @@ impl Ctx {
         // The generator must hold the schedule (RFC 7501 s3): sending may not take more
         // than 10% (and 50 ms) longer than planned.
         if st.send.seconds > duration * 1.1 + 0.05 {
-            why.push(format!("generator behind schedule ({:.2} s to send {duration} s)", st.send.seconds));
+            why.push(format!(
+                "generator behind schedule ({:.2} s to send {duration} s)",
+                st.send.seconds
+            ));
         }
         st.pass = why.is_empty();
         st.failure = (!why.is_empty()).then(|| why.join(", "));
         st
     }
 
-    fn search(&mut self, name: &str, description: String, w: &Workload<'_>, cfg: SearchConfig) -> SearchResult {
+    fn search(
+        &mut self,
+        name: &str,
+        description: String,
+        w: &Workload<'_>,
+        cfg: SearchConfig,
+    ) -> SearchResult {
         log(format!("search {name}: {description}"));
         let mut s = Search::new(cfg);
         let mut steps = Vec::new();
@@ -401,7 +447,13 @@ impl Ctx {
     }
 }
 
-fn message_tpl(ruri: String, from: &'static str, to: String, transport: Transport, body_len: usize) -> impl FnOnce(SocketAddr) -> cpim_bench::template::Template + Send + 'static {
+fn message_tpl(
+    ruri: String,
+    from: &'static str,
+    to: String,
+    transport: Transport,
+    body_len: usize,
+) -> impl FnOnce(SocketAddr) -> cpim_bench::template::Template + Send + 'static {
     move |local| {
         sip::message_template(&MessageSpec {
             request_uri: &ruri,
@@ -479,7 +531,14 @@ struct Gw {
     admin: SocketAddr,
 }
 
-fn start_gateway(a: &RunArgs, probe: &Probe, work: &Path, config: &Path, admin: SocketAddr, sip: SocketAddr) -> Result<Gw, String> {
+fn start_gateway(
+    a: &RunArgs,
+    probe: &Probe,
+    work: &Path,
+    config: &Path,
+    admin: SocketAddr,
+    sip: SocketAddr,
+) -> Result<Gw, String> {
     let bin = a.gateway_bin.as_ref().ok_or("no --gateway-bin")?;
     let mut cmd = match &a.gateway_wrapper {
         Some(w) => {
@@ -491,24 +550,41 @@ fn start_gateway(a: &RunArgs, probe: &Probe, work: &Path, config: &Path, admin: 
         None => Command::new(bin),
     };
     cmd.arg("run").arg("--config").arg(config);
-    cmd.env("RUST_LOG", std::env::var("CPIM_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "warn".into()));
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("CPIM_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "warn".into()),
+    );
     let sessions = probe.component_sessions.load(Ordering::Relaxed);
-    let mut sut = Sut::spawn("gateway", cmd, work).map_err(|e| format!("cannot start the gateway: {e}"))?;
+    let mut sut =
+        Sut::spawn("gateway", cmd, work).map_err(|e| format!("cannot start the gateway: {e}"))?;
     let t = Instant::now();
     while probe.component_sessions.load(Ordering::Relaxed) == sessions {
         if !sut.alive() {
-            return Err(format!("the gateway exited at start:\n{}", sut.log_tail(work)));
+            return Err(format!(
+                "the gateway exited at start:\n{}",
+                sut.log_tail(work)
+            ));
         }
         if t.elapsed() > Duration::from_secs_f64(a.start_timeout) {
-            return Err(format!("the gateway did not connect to the component server within {} s:\n{}", a.start_timeout, sut.log_tail(work)));
+            return Err(format!(
+                "the gateway did not connect to the component server within {} s:\n{}",
+                a.start_timeout,
+                sut.log_tail(work)
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     // the SIP side answers once it is up: wait for the admin API too
-    while http_get(admin, "/health").is_err() && t.elapsed() < Duration::from_secs_f64(a.start_timeout) {
+    while http_get(admin, "/health").is_err()
+        && t.elapsed() < Duration::from_secs_f64(a.start_timeout)
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
-    log(format!("gateway pid {} up in {:.2} s (component connected)", sut.pid, t.elapsed().as_secs_f64()));
+    log(format!(
+        "gateway pid {} up in {:.2} s (component connected)",
+        sut.pid,
+        t.elapsed().as_secs_f64()
+    ));
     Ok(Gw { sut, sip, admin })
 }
 
@@ -521,9 +597,15 @@ fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
     if !buf.starts_with("HTTP/1.") || !buf[9..].starts_with('2') {
-        return Err(std::io::Error::other(format!("GET {path}: {}", buf.lines().next().unwrap_or(""))));
+        return Err(std::io::Error::other(format!(
+            "GET {path}: {}",
+            buf.lines().next().unwrap_or("")
+        )));
     }
-    Ok(buf.split_once("\r\n\r\n").map(|x| x.1.to_owned()).unwrap_or_default())
+    Ok(buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_owned())
+        .unwrap_or_default())
 }
 
 /// A gauge or counter from the Prometheus text of /metrics.
@@ -546,10 +628,14 @@ fn utc_now() -> String {
 }
 
 fn machine() -> serde_json::Value {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()));
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+    });
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mem = std::fs::read_to_string("/proc/meminfo")
@@ -570,7 +656,9 @@ fn wants(a: &RunArgs, w: &str) -> bool {
 }
 
 fn skipped<T>(reason: impl Into<String>) -> Section<T> {
-    Section::Skipped { reason: reason.into() }
+    Section::Skipped {
+        reason: reason.into(),
+    }
 }
 
 fn run(a: &RunArgs) -> Result<(), String> {
@@ -578,7 +666,12 @@ fn run(a: &RunArgs) -> Result<(), String> {
     let started_utc = utc_now();
     std::fs::create_dir_all(&a.work_dir).map_err(|e| format!("{}: {e}", a.work_dir.display()))?;
     let work = a.work_dir.canonicalize().map_err(|e| e.to_string())?;
-    let top = a.gen_max.max(a.max_rate).max(a.fixed_rate.unwrap_or(0)).max(a.p3_notifications).max(a.p4_counts.iter().copied().max().unwrap_or(0));
+    let top = a
+        .gen_max
+        .max(a.max_rate)
+        .max(a.fixed_rate.unwrap_or(0))
+        .max(a.p3_notifications)
+        .max(a.p4_counts.iter().copied().max().unwrap_or(0));
     let capacity = ((top as f64 * a.duration.max(1.0)) as u64).clamp(100_000, 16_000_000);
     let probe = Arc::new(Probe::new(capacity));
     let mut ctx = Ctx {
@@ -594,22 +687,64 @@ fn run(a: &RunArgs) -> Result<(), String> {
         "SUT CPU is utime+stime from /proc/PID/stat (all processes of the tree for Kamailio) over the trial and its drain, divided by messages sent; RSS is VmRSS and VmHWM of the main process after the trial.".into(),
         format!("Machine load average at start: {} (other jobs share the 2 CPUs: figures are lower bounds of what an idle machine does).", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()),
     ];
-    let uas0 = roles::udp_uas(lo0(), UasOptions::default(), probe.clone()).map_err(|e| format!("UAS: {e}"))?;
+    let uas0 = roles::udp_uas(lo0(), UasOptions::default(), probe.clone())
+        .map_err(|e| format!("UAS: {e}"))?;
 
     // Profile mode: P1 over UDP at one rate.
     if let Some(rate) = a.fixed_rate {
-        let component = roles::component_server(lo0(), COMPONENT, SECRET, xmpp::message_template("bob@xmpp.test", &format!("u1@{COMPONENT}"), a.body_len), probe.clone()).map_err(|e| e.to_string())?;
-        let (sip_port, admin_port) = (free_port().map_err(|e| e.to_string())?, free_port().map_err(|e| e.to_string())?);
+        let component = roles::component_server(
+            lo0(),
+            COMPONENT,
+            SECRET,
+            xmpp::message_template("bob@xmpp.test", &format!("u1@{COMPONENT}"), a.body_len),
+            probe.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let (sip_port, admin_port) = (
+            free_port().map_err(|e| e.to_string())?,
+            free_port().map_err(|e| e.to_string())?,
+        );
         let cfg = work.join("gateway.toml");
-        std::fs::write(&cfg, gateway_config(&work, sip_port, admin_port, component.local)).map_err(|e| e.to_string())?;
+        std::fs::write(
+            &cfg,
+            gateway_config(&work, sip_port, admin_port, component.local),
+        )
+        .map_err(|e| e.to_string())?;
         let sip_addr = SocketAddr::from(([127, 0, 0, 1], sip_port));
-        let gw = start_gateway(a, &probe, &work, &cfg, SocketAddr::from(([127, 0, 0, 1], admin_port)), sip_addr)?;
-        let (uac, _) = roles::udp_uac(lo0(), sip_addr, message_tpl("sip:bob@xmpp.test".into(), "sip:u1@sip.test", "sip:bob@xmpp.test".into(), Transport::Udp, a.body_len), probe.clone()).map_err(|e| e.to_string())?;
+        let gw = start_gateway(
+            a,
+            &probe,
+            &work,
+            &cfg,
+            SocketAddr::from(([127, 0, 0, 1], admin_port)),
+            sip_addr,
+        )?;
+        let (uac, _) = roles::udp_uac(
+            lo0(),
+            sip_addr,
+            message_tpl(
+                "sip:bob@xmpp.test".into(),
+                "sip:u1@sip.test",
+                "sip:bob@xmpp.test".into(),
+                Transport::Udp,
+                a.body_len,
+            ),
+            probe.clone(),
+        )
+        .map_err(|e| e.to_string())?;
         let pid = gw.sut.pid;
         let f = move || vec![pid];
-        let w = Workload { sender: &uac, answers: true, deliveries: true, sut: Some(&f) };
+        let w = Workload {
+            sender: &uac,
+            answers: true,
+            deliveries: true,
+            sut: Some(&f),
+        };
         let st = ctx.run_step(&w, rate, a.duration);
-        log(format!("fixed rate {rate}/s: {}", serde_json::to_string(&st).unwrap_or_default()));
+        log(format!(
+            "fixed rate {rate}/s: {}",
+            serde_json::to_string(&st).unwrap_or_default()
+        ));
         drop(gw);
         return Ok(());
     }
@@ -617,8 +752,25 @@ fn run(a: &RunArgs) -> Result<(), String> {
     // 1. The generator alone.
     let mut generator = Vec::new();
     if wants(a, "generator") {
-        let (uac0, _) = roles::udp_uac(lo0(), uas0, message_tpl(format!("sip:uas@{uas0}"), "sip:uac@cpim.bench", format!("sip:uas@{uas0}"), Transport::Udp, a.body_len), probe.clone()).map_err(|e| e.to_string())?;
-        let w = Workload { sender: &uac0, answers: true, deliveries: true, sut: None };
+        let (uac0, _) = roles::udp_uac(
+            lo0(),
+            uas0,
+            message_tpl(
+                format!("sip:uas@{uas0}"),
+                "sip:uac@cpim.bench",
+                format!("sip:uas@{uas0}"),
+                Transport::Udp,
+                a.body_len,
+            ),
+            probe.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let w = Workload {
+            sender: &uac0,
+            answers: true,
+            deliveries: true,
+            sut: None,
+        };
         let cfg = ctx.search_cfg(a.gen_start, a.gen_max);
         generator.push(Section::Ran(ctx.search(
             "generator-sip-udp",
@@ -626,9 +778,28 @@ fn run(a: &RunArgs) -> Result<(), String> {
             &w,
             cfg,
         )));
-        let srv = roles::component_server(lo0(), "gen.test", SECRET, xmpp::message_template("a@x.test", "b@gen.test", a.body_len), probe.clone()).map_err(|e| e.to_string())?;
-        let cli = roles::component_client(srv.local, "gen.test", SECRET, xmpp::message_template("u1@gen.test", "bob@xmpp.test", a.body_len), probe.clone()).map_err(|e| e.to_string())?;
-        let w = Workload { sender: &cli, answers: false, deliveries: true, sut: None };
+        let srv = roles::component_server(
+            lo0(),
+            "gen.test",
+            SECRET,
+            xmpp::message_template("a@x.test", "b@gen.test", a.body_len),
+            probe.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let cli = roles::component_client(
+            srv.local,
+            "gen.test",
+            SECRET,
+            xmpp::message_template("u1@gen.test", "bob@xmpp.test", a.body_len),
+            probe.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let w = Workload {
+            sender: &cli,
+            answers: false,
+            deliveries: true,
+            sut: None,
+        };
         generator.push(Section::Ran(ctx.search(
             "generator-xmpp",
             format!("The generator's XEP-0114 component client to its own component server (one TCP stream, <message> with a {} B body). No system under test.", a.body_len),
@@ -668,10 +839,24 @@ fn run(a: &RunArgs) -> Result<(), String> {
         p3 = skipped(r);
         p4 = skipped(r);
     } else if gw_wanted {
-        let component = roles::component_server(lo0(), COMPONENT, SECRET, xmpp::message_template("bob@xmpp.test", &format!("u1@{COMPONENT}"), a.body_len), probe.clone()).map_err(|e| e.to_string())?;
-        let (sip_port, admin_port) = (free_port().map_err(|e| e.to_string())?, free_port().map_err(|e| e.to_string())?);
+        let component = roles::component_server(
+            lo0(),
+            COMPONENT,
+            SECRET,
+            xmpp::message_template("bob@xmpp.test", &format!("u1@{COMPONENT}"), a.body_len),
+            probe.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let (sip_port, admin_port) = (
+            free_port().map_err(|e| e.to_string())?,
+            free_port().map_err(|e| e.to_string())?,
+        );
         let cfg_path = work.join("gateway.toml");
-        std::fs::write(&cfg_path, gateway_config(&work, sip_port, admin_port, component.local)).map_err(|e| e.to_string())?;
+        std::fs::write(
+            &cfg_path,
+            gateway_config(&work, sip_port, admin_port, component.local),
+        )
+        .map_err(|e| e.to_string())?;
         notes.push(format!(
             "Gateway config (written to the work folder): SIP domain sip.test on 127.0.0.1 UDP+TCP, 127.0.0.1 a trusted peer (no digest), XEP-0114 component {COMPONENT} connecting to the generator's component server, route xmpp.test -> xmpp, rate limit off (1e9/s), store-and-forward queue off (a failure must show, not be retried), xmpp.grace_ms = 0, presence.notify_interval_ms = 0, everything else default (limits.dedupe_ttl_secs = 300: every message id is remembered 5 minutes)."
         ));
@@ -691,8 +876,25 @@ fn run(a: &RunArgs) -> Result<(), String> {
                 let pid = gw.sut.pid;
                 let f = move || vec![pid];
                 if wants(a, "p1") {
-                    let (uac, _) = roles::udp_uac(lo0(), gw.sip, message_tpl("sip:bob@xmpp.test".into(), "sip:u1@sip.test", "sip:bob@xmpp.test".into(), Transport::Udp, a.body_len), probe.clone()).map_err(|e| e.to_string())?;
-                    let w = Workload { sender: &uac, answers: true, deliveries: true, sut: Some(&f) };
+                    let (uac, _) = roles::udp_uac(
+                        lo0(),
+                        gw.sip,
+                        message_tpl(
+                            "sip:bob@xmpp.test".into(),
+                            "sip:u1@sip.test",
+                            "sip:bob@xmpp.test".into(),
+                            Transport::Udp,
+                            a.body_len,
+                        ),
+                        probe.clone(),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    let w = Workload {
+                        sender: &uac,
+                        answers: true,
+                        deliveries: true,
+                        sut: Some(&f),
+                    };
                     let cfg = ctx.search_cfg(a.start_rate, a.max_rate);
                     let s = ctx.search(
                         "p1-udp",
@@ -704,14 +906,35 @@ fn run(a: &RunArgs) -> Result<(), String> {
                     p1_udp = Section::Ran(s);
                     p1_half = if clean >= 2 {
                         let st = ctx.run_step(&w, clean / 2, a.duration);
-                        log(format!("p1 half rate {}/s: p50 {} us p99 {} us pass {}", clean / 2, st.delivery.p50_us, st.delivery.p99_us, st.pass));
+                        log(format!(
+                            "p1 half rate {}/s: p50 {} us p99 {} us pass {}",
+                            clean / 2,
+                            st.delivery.p50_us,
+                            st.delivery.p99_us,
+                            st.pass
+                        ));
                         Section::Ran(st)
                     } else {
                         skipped("P1 over UDP had no clean rate")
                     };
-                    match roles::tcp_uac(gw.sip, message_tpl("sip:bob@xmpp.test".into(), "sip:u1@sip.test", "sip:bob@xmpp.test;transport=tcp".into(), Transport::Tcp, a.body_len), probe.clone()) {
+                    match roles::tcp_uac(
+                        gw.sip,
+                        message_tpl(
+                            "sip:bob@xmpp.test".into(),
+                            "sip:u1@sip.test",
+                            "sip:bob@xmpp.test;transport=tcp".into(),
+                            Transport::Tcp,
+                            a.body_len,
+                        ),
+                        probe.clone(),
+                    ) {
                         Ok((tcp, _)) => {
-                            let w = Workload { sender: &tcp, answers: true, deliveries: true, sut: Some(&f) };
+                            let w = Workload {
+                                sender: &tcp,
+                                answers: true,
+                                deliveries: true,
+                                sut: Some(&f),
+                            };
                             p1_tcp = Section::Ran(ctx.search("p1-tcp", format!("P1 over one TCP connection (each due batch is one write), otherwise as P1 over UDP ({} B body).", a.body_len), &w, cfg));
                         }
                         Err(e) => p1_tcp = skipped(format!("cannot connect over TCP: {e}")),
@@ -730,7 +953,10 @@ fn run(a: &RunArgs) -> Result<(), String> {
                     p4 = presence::run_p4(&mut ctx, a, &mut gw, &work, &cfg_path, &component);
                 }
                 if !gw.sut.alive() {
-                    notes.push(format!("The gateway process was no longer running at the end:\n{}", gw.sut.log_tail(&work)));
+                    notes.push(format!(
+                        "The gateway process was no longer running at the end:\n{}",
+                        gw.sut.log_tail(&work)
+                    ));
                 }
                 drop(gw);
             }
@@ -747,7 +973,10 @@ fn run(a: &RunArgs) -> Result<(), String> {
     let mut r = Report {
         started_utc: String::new(),
         total_seconds: 0.0,
-        command: a.command_line.clone().unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" ")),
+        command: a
+            .command_line
+            .clone()
+            .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" ")),
         machine: machine(),
         parameters: serde_json::to_value(a).unwrap_or_default(),
         generator,
@@ -777,20 +1006,38 @@ fn run(a: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn run_kamailio(ctx: &mut Ctx, a: &RunArgs, work: &Path, tpl: &Path, uas: SocketAddr) -> Result<SearchResult, String> {
+fn run_kamailio(
+    ctx: &mut Ctx,
+    a: &RunArgs,
+    work: &Path,
+    tpl: &Path,
+    uas: SocketAddr,
+) -> Result<SearchResult, String> {
     let port = free_port().map_err(|e| e.to_string())?;
-    let cfg = std::fs::read_to_string(tpl).map_err(|e| format!("{}: {e}", tpl.display()))?.replace("@PORT@", &port.to_string());
+    let cfg = std::fs::read_to_string(tpl)
+        .map_err(|e| format!("{}: {e}", tpl.display()))?
+        .replace("@PORT@", &port.to_string());
     let kdir = work.join("kamailio");
     std::fs::create_dir_all(&kdir).map_err(|e| e.to_string())?;
     let cfg_path = kdir.join("relay.cfg");
     std::fs::write(&cfg_path, cfg).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&a.kamailio_bin);
-    cmd.arg("-f").arg(&cfg_path).args(["-DD", "-E", "-x", "fm", "-m", "1024", "-M", "32", "-b", "4194304", "-Y"]).arg(&kdir).arg("-w").arg(&kdir);
-    let mut sut = Sut::spawn("kamailio", cmd, work).map_err(|e| format!("cannot start {}: {e}", a.kamailio_bin))?;
+    cmd.arg("-f")
+        .arg(&cfg_path)
+        .args([
+            "-DD", "-E", "-x", "fm", "-m", "1024", "-M", "32", "-b", "4194304", "-Y",
+        ])
+        .arg(&kdir)
+        .arg("-w")
+        .arg(&kdir);
+    let mut sut = Sut::spawn("kamailio", cmd, work)
+        .map_err(|e| format!("cannot start {}: {e}", a.kamailio_bin))?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     // ready when it answers an OPTIONS (405 from the config)
     let probe_sock = UdpSocket::bind(lo0()).map_err(|e| e.to_string())?;
-    probe_sock.set_read_timeout(Some(Duration::from_millis(200))).map_err(|e| e.to_string())?;
+    probe_sock
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(|e| e.to_string())?;
     let local = probe_sock.local_addr().map_err(|e| e.to_string())?;
     let opts = format!("OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK.o1\r\nMax-Forwards: 70\r\nFrom: <sip:b@cpim.bench>;tag=1\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: o1@cpim.bench\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
     let t = Instant::now();
@@ -800,7 +1047,10 @@ fn run_kamailio(ctx: &mut Ctx, a: &RunArgs, work: &Path, tpl: &Path, uas: Socket
             return Err(format!("kamailio exited at start:\n{}", sut.log_tail(work)));
         }
         if t.elapsed() > Duration::from_secs(15) {
-            return Err(format!("kamailio did not answer on port {port} in 15 s:\n{}", sut.log_tail(work)));
+            return Err(format!(
+                "kamailio did not answer on port {port} in 15 s:\n{}",
+                sut.log_tail(work)
+            ));
         }
         let _ = probe_sock.send_to(opts.as_bytes(), addr);
         if let Ok((n, _)) = probe_sock.recv_from(&mut buf) {
@@ -810,10 +1060,27 @@ fn run_kamailio(ctx: &mut Ctx, a: &RunArgs, work: &Path, tpl: &Path, uas: Socket
         }
     }
     log(format!("kamailio pid {} up on udp {port}", sut.pid));
-    let (uac, _) = roles::udp_uac(lo0(), addr, message_tpl(format!("sip:uas@{uas}"), "sip:uac@cpim.bench", format!("sip:uas@{uas}"), Transport::Udp, a.body_len), ctx.probe.clone()).map_err(|e| e.to_string())?;
+    let (uac, _) = roles::udp_uac(
+        lo0(),
+        addr,
+        message_tpl(
+            format!("sip:uas@{uas}"),
+            "sip:uac@cpim.bench",
+            format!("sip:uas@{uas}"),
+            Transport::Udp,
+            a.body_len,
+        ),
+        ctx.probe.clone(),
+    )
+    .map_err(|e| e.to_string())?;
     let pid = sut.pid;
     let f = move || procstat::process_tree(pid);
-    let w = Workload { sender: &uac, answers: true, deliveries: true, sut: Some(&f) };
+    let w = Workload {
+        sender: &uac,
+        answers: true,
+        deliveries: true,
+        sut: Some(&f),
+    };
     let cfg = ctx.search_cfg(a.start_rate, a.max_rate);
     let s = ctx.search(
         "kamailio",
@@ -835,18 +1102,35 @@ fn kamailio_version(bin: &str) -> String {
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(|l| l.trim_start_matches("version:").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.trim_start_matches("version:").trim().to_owned())
+        })
         .unwrap_or_default()
 }
 
-fn run_p2(ctx: &mut Ctx, a: &RunArgs, gw: &Gw, component: &ComponentServer, f: &dyn Fn() -> Vec<u32>) -> Result<SearchResult, String> {
+fn run_p2(
+    ctx: &mut Ctx,
+    a: &RunArgs,
+    gw: &Gw,
+    component: &ComponentServer,
+    f: &dyn Fn() -> Vec<u32>,
+) -> Result<SearchResult, String> {
     let opts = UasOptions {
         register: vec![("u1".into(), "sip.test".into())],
         registrar: Some(gw.sip),
         subscribe: Vec::new(),
     };
-    let uas = roles::udp_uas(lo0(), opts, ctx.probe.clone()).map_err(|e| format!("P2 needs u1@sip.test registered at the gateway, and REGISTER failed: {e}"))?;
-    let w = Workload { sender: &component.sender, answers: false, deliveries: true, sut: Some(f) };
+    let uas = roles::udp_uas(lo0(), opts, ctx.probe.clone()).map_err(|e| {
+        format!("P2 needs u1@sip.test registered at the gateway, and REGISTER failed: {e}")
+    })?;
+    let w = Workload {
+        sender: &component.sender,
+        answers: false,
+        deliveries: true,
+        sut: Some(f),
+    };
     let cfg = ctx.search_cfg(a.start_rate, a.max_rate);
     Ok(ctx.search(
         "p2",

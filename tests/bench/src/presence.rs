@@ -11,22 +11,33 @@ use cpim_bench::roles::{self, ComponentServer, UasOptions};
 use cpim_bench::sip;
 use cpim_bench::stats::Delays;
 
-use crate::{http_get, log, lo0, metric, skipped, start_gateway, Ctx, Gw, RunArgs, COMPONENT};
+use crate::{http_get, lo0, log, metric, skipped, start_gateway, Ctx, Gw, RunArgs, COMPONENT};
 
 /// The gateway's `cpim_subscriptions` gauge.
 fn held(admin: SocketAddr) -> Option<u64> {
-    http_get(admin, "/metrics").ok().and_then(|t| metric(&t, "cpim_subscriptions")).map(|v| v as u64)
+    http_get(admin, "/metrics")
+        .ok()
+        .and_then(|t| metric(&t, "cpim_subscriptions"))
+        .map(|v| v as u64)
 }
 
 /// Writes `stanzas` into the gateway's component stream, `chunk` per write, at about
 /// `rate` stanzas per second.
-fn write_paced(component: &ComponentServer, stanzas: impl Iterator<Item = String>, rate: u64, chunk: usize, limit: Duration) -> Result<u64, String> {
+fn write_paced(
+    component: &ComponentServer,
+    stanzas: impl Iterator<Item = String>,
+    rate: u64,
+    chunk: usize,
+    limit: Duration,
+) -> Result<u64, String> {
     let t = Instant::now();
     let mut n = 0u64;
     let mut buf = String::with_capacity(chunk * 160);
     let mut k = 0;
     let flush = |buf: &mut String, n: u64| -> Result<(), String> {
-        component.write(std::mem::take(buf).into_bytes()).map_err(|e| format!("writing to the gateway's component stream: {e}"))?;
+        component
+            .write(std::mem::take(buf).into_bytes())
+            .map_err(|e| format!("writing to the gateway's component stream: {e}"))?;
         let due = Duration::from_secs_f64(n as f64 / rate.max(1) as f64);
         if let Some(wait) = due.checked_sub(t.elapsed()) {
             std::thread::sleep(wait);
@@ -41,7 +52,10 @@ fn write_paced(component: &ComponentServer, stanzas: impl Iterator<Item = String
             flush(&mut buf, n)?;
             k = 0;
             if t.elapsed() > limit {
-                return Err(format!("time limit of {} s reached after {n} stanzas", limit.as_secs()));
+                return Err(format!(
+                    "time limit of {} s reached after {n} stanzas",
+                    limit.as_secs()
+                ));
             }
         }
     }
@@ -70,7 +84,13 @@ fn wait_held(admin: SocketAddr, want: u64, stall: Duration, limit: Duration) -> 
     }
 }
 
-pub(crate) fn run_p3(ctx: &mut Ctx, a: &RunArgs, gw: &Gw, component: &ComponentServer, f: &dyn Fn() -> Vec<u32>) -> Section<Vec<FanoutResult>> {
+pub(crate) fn run_p3(
+    ctx: &mut Ctx,
+    a: &RunArgs,
+    gw: &Gw,
+    component: &ComponentServer,
+    f: &dyn Fn() -> Vec<u32>,
+) -> Section<Vec<FanoutResult>> {
     if held(gw.admin).is_none() {
         return skipped("the gateway's /metrics has no cpim_subscriptions gauge");
     }
@@ -82,19 +102,28 @@ pub(crate) fn run_p3(ctx: &mut Ctx, a: &RunArgs, gw: &Gw, component: &ComponentS
         let xmpp_w = w - sip_w;
         let mut notes = Vec::new();
         let base = held(gw.admin).unwrap_or(0);
-        log(format!("p3: {presentities} presentities x {w} watchers ({sip_w} SIP + {xmpp_w} XMPP)"));
+        log(format!(
+            "p3: {presentities} presentities x {w} watchers ({sip_w} SIP + {xmpp_w} XMPP)"
+        ));
         // SIP watchers: SUBSCRIBE from a fresh UAS, which then answers the NOTIFYs.
         let mut subs = Vec::new();
         for i in 0..presentities {
             for j in 0..sip_w {
-                subs.push((format!("sip:sw{trial}x{i}x{j}@sip.test"), format!("sip:p{trial}x{i}@sip.test")));
+                subs.push((
+                    format!("sip:sw{trial}x{i}x{j}@sip.test"),
+                    format!("sip:p{trial}x{i}@sip.test"),
+                ));
             }
         }
         let t_setup = Instant::now();
         let uas = if subs.is_empty() {
             None
         } else {
-            let opts = UasOptions { register: Vec::new(), registrar: Some(gw.sip), subscribe: subs };
+            let opts = UasOptions {
+                register: Vec::new(),
+                registrar: Some(gw.sip),
+                subscribe: subs,
+            };
             match roles::udp_uas(lo0(), opts, ctx.probe.clone()) {
                 Ok(a) => Some(a),
                 Err(e) => {
@@ -112,7 +141,12 @@ pub(crate) fn run_p3(ctx: &mut Ctx, a: &RunArgs, gw: &Gw, component: &ComponentS
             notes.push(format!("XMPP subscriptions: {e}"));
         }
         let want = base + presentities * (xmpp_w + if sip_ok { sip_w } else { 0 });
-        let (h, _) = wait_held(gw.admin, want, Duration::from_secs(10), Duration::from_secs(120));
+        let (h, _) = wait_held(
+            gw.admin,
+            want,
+            Duration::from_secs(10),
+            Duration::from_secs(120),
+        );
         notes.push(format!(
             "set-up: {} subscriptions held of {} asked for in {:.1} s",
             h.saturating_sub(base),
@@ -121,8 +155,19 @@ pub(crate) fn run_p3(ctx: &mut Ctx, a: &RunArgs, gw: &Gw, component: &ComponentS
         ));
         let watchers_ok = h.saturating_sub(base);
         // PUBLISH once per presentity (RFC 3856: the fan-out goes across presentities).
-        let pres: Vec<String> = (0..presentities).map(|i| format!("sip:p{trial}x{i}@sip.test")).collect();
-        let (uac, _) = match roles::udp_uac_multi(lo0(), gw.sip, move |local| pres.iter().map(|p| sip::publish_template(p, &local.to_string())).collect(), ctx.probe.clone()) {
+        let pres: Vec<String> = (0..presentities)
+            .map(|i| format!("sip:p{trial}x{i}@sip.test"))
+            .collect();
+        let (uac, _) = match roles::udp_uac_multi(
+            lo0(),
+            gw.sip,
+            move |local| {
+                pres.iter()
+                    .map(|p| sip::publish_template(p, &local.to_string()))
+                    .collect()
+            },
+            ctx.probe.clone(),
+        ) {
             Ok(x) => x,
             Err(e) => return skipped(format!("UAC: {e}")),
         };
@@ -159,7 +204,11 @@ pub(crate) fn run_p3(ctx: &mut Ctx, a: &RunArgs, gw: &Gw, component: &ComponentS
         probe.end();
         let received = probe.notifications.load(Ordering::Relaxed);
         let last_ns = probe.last_notification_ns.load(Ordering::Relaxed);
-        let seconds = if last_ns > t0 { (last_ns - t0) as f64 / 1e9 } else { 0.0 };
+        let seconds = if last_ns > t0 {
+            (last_ns - t0) as f64 / 1e9
+        } else {
+            0.0
+        };
         let (delay, _): (Delays, Delays) = probe.delays();
         let publish_ok = probe.answered.count_seen(rep.sent) - probe.non2xx.load(Ordering::Relaxed);
         if publish_ok < rep.sent {
@@ -173,7 +222,11 @@ pub(crate) fn run_p3(ctx: &mut Ctx, a: &RunArgs, gw: &Gw, component: &ComponentS
         let clean = received >= expected && publish_ok == rep.sent;
         notes.push(format!(
             "{}: offered {} notifications/s ({publish_rate} PUBLISH/s x {w} watchers) for {:.1} s",
-            if clean { "clean (every PUBLISH answered 2xx, every notification arrived)" } else { "NOT clean: the rate given is what arrived under overload, not a zero-failure rate" },
+            if clean {
+                "clean (every PUBLISH answered 2xx, every notification arrived)"
+            } else {
+                "NOT clean: the rate given is what arrived under overload, not a zero-failure rate"
+            },
             publish_rate * w,
             rep.seconds
         ));
@@ -190,12 +243,20 @@ pub(crate) fn run_p3(ctx: &mut Ctx, a: &RunArgs, gw: &Gw, component: &ComponentS
             received,
             publish_ok,
             seconds,
-            notifications_per_s: if seconds > 0.0 { received as f64 / seconds } else { 0.0 },
+            notifications_per_s: if seconds > 0.0 {
+                received as f64 / seconds
+            } else {
+                0.0
+            },
             delay,
-            sut_cpu_us_per_notification: (received > 0).then(|| (cpu1 - cpu0) as f64 * 1e6 / ctx.clk_tck as f64 / received as f64),
+            sut_cpu_us_per_notification: (received > 0)
+                .then(|| (cpu1 - cpu0) as f64 * 1e6 / ctx.clk_tck as f64 / received as f64),
             notes,
         };
-        log(format!("p3 {w} watchers: {received}/{expected} notifications, {:.0}/s", r.notifications_per_s));
+        log(format!(
+            "p3 {w} watchers: {received}/{expected} notifications, {:.0}/s",
+            r.notifications_per_s
+        ));
         out.push(r);
     }
     Section::Ran(out)
@@ -215,7 +276,14 @@ fn dir_bytes(p: &Path) -> u64 {
     n
 }
 
-pub(crate) fn run_p4(ctx: &mut Ctx, a: &RunArgs, gw: &mut Gw, work: &Path, cfg: &Path, component: &ComponentServer) -> Section<Vec<StateResult>> {
+pub(crate) fn run_p4(
+    ctx: &mut Ctx,
+    a: &RunArgs,
+    gw: &mut Gw,
+    work: &Path,
+    cfg: &Path,
+    component: &ComponentServer,
+) -> Section<Vec<StateResult>> {
     if held(gw.admin).is_none() {
         return skipped("the gateway's /metrics has no cpim_subscriptions gauge");
     }
@@ -257,18 +325,27 @@ pub(crate) fn run_p4(ctx: &mut Ctx, a: &RunArgs, gw: &mut Gw, work: &Path, cfg: 
         let base = held(gw.admin).unwrap_or(0);
         log(format!("p4: {count} subscriptions at {}/s", a.p4_rate));
         let presentities = (count / 1000).max(1);
-        let stanzas = (0..count).map(move |i| format!("<presence type='subscribe' from='s{i}@xmpp.test' to='q{}@{COMPONENT}'/>", i % presentities));
+        let stanzas = (0..count).map(move |i| {
+            format!(
+                "<presence type='subscribe' from='s{i}@xmpp.test' to='q{}@{COMPONENT}'/>",
+                i % presentities
+            )
+        });
         let t = Instant::now();
         let limit = Duration::from_secs_f64(a.p4_time_limit);
         if let Err(e) = write_paced(component, stanzas, a.p4_rate, 1000, limit) {
             notes.push(format!("sending the subscriptions: {e}"));
         }
-        let left = limit.saturating_sub(t.elapsed()).max(Duration::from_secs(5));
+        let left = limit
+            .saturating_sub(t.elapsed())
+            .max(Duration::from_secs(5));
         let (h, _) = wait_held(gw.admin, base + count, Duration::from_secs(20), left);
         let create_seconds = t.elapsed().as_secs_f64();
         let held_n = h.saturating_sub(base);
         if held_n < count {
-            notes.push(format!("only {held_n} of {count} subscriptions held after {create_seconds:.0} s"));
+            notes.push(format!(
+                "only {held_n} of {count} subscriptions held after {create_seconds:.0} s"
+            ));
         }
         std::thread::sleep(Duration::from_secs(1));
         let rss_after = procstat::status_kib(pid, "VmRSS").unwrap_or(0);
@@ -276,18 +353,28 @@ pub(crate) fn run_p4(ctx: &mut Ctx, a: &RunArgs, gw: &mut Gw, work: &Path, cfg: 
         // restart: time until the admin API reports them all
         gw.sut.stop();
         let t = Instant::now();
-        let (restore_seconds, restored, rss_restored) = match start_gateway(a, &ctx.probe, work, cfg, gw.admin, gw.sip) {
-            Ok(g) => {
-                *gw = g;
-                let (r, _) = wait_held(gw.admin, h, Duration::from_secs(30), Duration::from_secs(120));
-                let secs = t.elapsed().as_secs_f64();
-                (Some(secs), r, procstat::status_kib(gw.sut.pid, "VmRSS").ok())
-            }
-            Err(e) => {
-                notes.push(format!("restart failed: {e}"));
-                (None, 0, None)
-            }
-        };
+        let (restore_seconds, restored, rss_restored) =
+            match start_gateway(a, &ctx.probe, work, cfg, gw.admin, gw.sip) {
+                Ok(g) => {
+                    *gw = g;
+                    let (r, _) = wait_held(
+                        gw.admin,
+                        h,
+                        Duration::from_secs(30),
+                        Duration::from_secs(120),
+                    );
+                    let secs = t.elapsed().as_secs_f64();
+                    (
+                        Some(secs),
+                        r,
+                        procstat::status_kib(gw.sut.pid, "VmRSS").ok(),
+                    )
+                }
+                Err(e) => {
+                    notes.push(format!("restart failed: {e}"));
+                    (None, 0, None)
+                }
+            };
         notes.push("restore time = gateway process start -> component link up and /metrics reporting the held count (includes process start; the store is read before the admin API listens)".into());
         let per = |x: u64| (held_n > 0).then(|| x as f64 / held_n as f64);
         let r = StateResult {
@@ -302,10 +389,14 @@ pub(crate) fn run_p4(ctx: &mut Ctx, a: &RunArgs, gw: &mut Gw, work: &Path, cfg: 
             restore_seconds,
             restored,
             rss_after_restore_kib: rss_restored,
-            rss_bytes_per_subscription_after_restore: rss_restored.and_then(|r| per(r.saturating_sub(rss_before) * 1024)),
+            rss_bytes_per_subscription_after_restore: rss_restored
+                .and_then(|r| per(r.saturating_sub(rss_before) * 1024)),
             notes,
         };
-        log(format!("p4 {count}: held {held_n}, {:?} B/sub RSS, restore {:?} s", r.rss_bytes_per_subscription, r.restore_seconds));
+        log(format!(
+            "p4 {count}: held {held_n}, {:?} B/sub RSS, restore {:?} s",
+            r.rss_bytes_per_subscription, r.restore_seconds
+        ));
         out.push(r);
     }
     Section::Ran(out)

@@ -187,7 +187,8 @@ impl Probe {
         if self.answered.mark(seq) == crate::stats::Mark::First {
             if !(200..300).contains(&code) {
                 self.non2xx.fetch_add(1, Ordering::Relaxed);
-                self.last_failure_code.store(u64::from(code), Ordering::Relaxed);
+                self.last_failure_code
+                    .store(u64::from(code), Ordering::Relaxed);
             }
             if let Some(d) = self.delay_us(seq) {
                 lock(&self.answer_delays).push(d);
@@ -204,7 +205,8 @@ impl Probe {
         };
         let Some(seq) = self.current(tag) else { return };
         self.notifications.fetch_add(1, Ordering::Relaxed);
-        self.last_notification_ns.fetch_max(self.now_ns(), Ordering::Relaxed);
+        self.last_notification_ns
+            .fetch_max(self.now_ns(), Ordering::Relaxed);
         if let Some(d) = self.delay_us(seq) {
             lock(&self.delivery_delays).push(d);
         }

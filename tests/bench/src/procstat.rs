@@ -6,7 +6,8 @@ use std::io;
 /// CPU time of a process, user + system, in clock ticks.
 pub fn cpu_ticks(pid: u32) -> io::Result<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_stat_ticks(&s).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/PID/stat"))
+    parse_stat_ticks(&s)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/PID/stat"))
 }
 
 /// utime + stime from the text of `/proc/PID/stat` (the command name may contain spaces
@@ -31,7 +32,9 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     let mut all = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
             if let Ok(s) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
                 if let Some(pp) = parse_stat_ppid(&s) {
                     all.push((p, pp));
@@ -57,7 +60,12 @@ pub fn cpu_ticks_sum(pids: &[u32]) -> u64 {
 /// A `kB` line of `/proc/PID/status` (`VmHWM`, `VmRSS`), in KiB.
 pub fn status_kib(pid: u32, key: &str) -> io::Result<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    parse_status_kib(&s, key).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("no {key} in /proc/{pid}/status")))
+    parse_status_kib(&s, key).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("no {key} in /proc/{pid}/status"),
+        )
+    })
 }
 
 /// Reads `key:   1234 kB` from the text of `/proc/PID/status`.

@@ -237,7 +237,12 @@ pub fn targets(r: &Report) -> Vec<Target> {
         name: "P1 latency".into(),
         goal: "p99 < 5 ms at half the clean rate".into(),
         measured: half.map_or("not measured".into(), |h| {
-            format!("p99 {:.2} ms at {} msg/s (p50 {:.2} ms)", f64::from(h.delivery.p99_us) / 1000.0, h.rate, f64::from(h.delivery.p50_us) / 1000.0)
+            format!(
+                "p99 {:.2} ms at {} msg/s (p50 {:.2} ms)",
+                f64::from(h.delivery.p99_us) / 1000.0,
+                h.rate,
+                f64::from(h.delivery.p50_us) / 1000.0
+            )
         }),
         met: half.map(|h| h.pass && h.delivery.p99_us < 5000),
     });
@@ -255,16 +260,31 @@ pub fn targets(r: &Report) -> Vec<Target> {
         },
         met: ratio.map(|x| x >= 3.0),
     });
-    let p3 = r.p3.ran().and_then(|v| v.iter().map(|f| f.notifications_per_s).reduce(f64::max));
+    let p3 =
+        r.p3.ran()
+            .and_then(|v| v.iter().map(|f| f.notifications_per_s).reduce(f64::max));
     t.push(Target {
         name: "P3 fan-out".into(),
         goal: ">= 100,000 notifications/s".into(),
-        measured: p3.map_or("not measured".into(), |v| format!("{v:.0} notifications/s (best trial)")),
+        measured: p3.map_or("not measured".into(), |v| {
+            format!("{v:.0} notifications/s (best trial)")
+        }),
         met: p3.map(|v| v >= 100_000.0),
     });
     let p4 = r.p4.ran();
-    let per_sub = p4.and_then(|v| v.iter().filter_map(|s| s.rss_bytes_per_subscription_after_restore.or(s.rss_bytes_per_subscription)).reduce(f64::max));
-    let per_sub_live = p4.and_then(|v| v.iter().filter_map(|s| s.rss_bytes_per_subscription).reduce(f64::max));
+    let per_sub = p4.and_then(|v| {
+        v.iter()
+            .filter_map(|s| {
+                s.rss_bytes_per_subscription_after_restore
+                    .or(s.rss_bytes_per_subscription)
+            })
+            .reduce(f64::max)
+    });
+    let per_sub_live = p4.and_then(|v| {
+        v.iter()
+            .filter_map(|s| s.rss_bytes_per_subscription)
+            .reduce(f64::max)
+    });
     t.push(Target {
         name: "P4 memory".into(),
         goal: "<= 1 KiB per subscription".into(),
@@ -276,15 +296,23 @@ pub fn targets(r: &Report) -> Vec<Target> {
         }),
         met: per_sub.map(|v| v <= 1024.0),
     });
-    let million = p4.and_then(|v| v.iter().find(|s| s.requested >= 1_000_000 && s.held >= 1_000_000));
+    let million = p4.and_then(|v| {
+        v.iter()
+            .find(|s| s.requested >= 1_000_000 && s.held >= 1_000_000)
+    });
     t.push(Target {
         name: "P4 restore".into(),
         goal: "1M subscriptions restored in < 10 s".into(),
         measured: match million {
-            Some(s) => s.restore_seconds.map_or("restart failed".into(), |x| format!("{x:.2} s for {}", s.restored)),
+            Some(s) => s.restore_seconds.map_or("restart failed".into(), |x| {
+                format!("{x:.2} s for {}", s.restored)
+            }),
             None => "not measured (1M subscriptions were not reached)".into(),
         },
-        met: million.and_then(|s| s.restore_seconds.map(|x| x < 10.0 && s.restored >= 1_000_000)),
+        met: million.and_then(|s| {
+            s.restore_seconds
+                .map(|x| x < 10.0 && s.restored >= 1_000_000)
+        }),
     });
     t
 }
@@ -313,12 +341,18 @@ fn search_md(out: &mut String, s: &SearchResult) {
         out,
         "**Highest clean rate: {} msg/s**{}\n",
         s.max_clean_rate,
-        s.lowest_failing_rate.map_or(String::new(), |f| format!(" (lowest failing: {f} msg/s)"))
+        s.lowest_failing_rate
+            .map_or(String::new(), |f| format!(" (lowest failing: {f} msg/s)"))
     );
     let _ = writeln!(out, "| rate /s | sent | sent in s | delivered | lost | dup | retrans | 2xx/answered | no answer | xmpp err | p50 ms | p99 ms | answer p99 ms | SUT us/msg | SUT RSS MiB (peak) | gen us/msg | result |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for st in &s.steps {
-        let answered = st.answered.map_or("-".into(), |a| format!("{}/{}", a - st.non2xx, a));
+        let answered = st
+            .answered
+            .map_or("-".into(), |a| format!("{}/{}", a - st.non2xx, a));
         let _ = writeln!(
             out,
             "| {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
@@ -347,7 +381,12 @@ fn search_md(out: &mut String, s: &SearchResult) {
     let _ = writeln!(out);
 }
 
-fn section_md<T>(out: &mut String, title: &str, s: &Section<T>, body: impl FnOnce(&mut String, &T)) {
+fn section_md<T>(
+    out: &mut String,
+    title: &str,
+    s: &Section<T>,
+    body: impl FnOnce(&mut String, &T),
+) {
     let _ = writeln!(out, "## {title}\n");
     match s {
         Section::Ran(t) => body(out, t),
@@ -361,7 +400,11 @@ fn section_md<T>(out: &mut String, title: &str, s: &Section<T>, body: impl FnOnc
 pub fn markdown(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# cpim-gateway benchmark, {}\n", r.started_utc);
-    let _ = writeln!(o, "Command: `{}`  \nTotal time: {:.0} s\n", r.command, r.total_seconds);
+    let _ = writeln!(
+        o,
+        "Command: `{}`  \nTotal time: {:.0} s\n",
+        r.command, r.total_seconds
+    );
     let _ = writeln!(o, "## Targets\n");
     let _ = writeln!(o, "| target | goal | measured | met |");
     let _ = writeln!(o, "|---|---|---|---|");
@@ -382,8 +425,16 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(o);
     }
     let _ = writeln!(o, "## Machine and parameters\n");
-    let _ = writeln!(o, "```json\n{}\n{}\n```\n", serde_json::to_string_pretty(&r.machine).unwrap_or_default(), serde_json::to_string_pretty(&r.parameters).unwrap_or_default());
-    let _ = writeln!(o, "## Generator alone (RFC 7501: the generator must not be the bottleneck)\n");
+    let _ = writeln!(
+        o,
+        "```json\n{}\n{}\n```\n",
+        serde_json::to_string_pretty(&r.machine).unwrap_or_default(),
+        serde_json::to_string_pretty(&r.parameters).unwrap_or_default()
+    );
+    let _ = writeln!(
+        o,
+        "## Generator alone (RFC 7501: the generator must not be the bottleneck)\n"
+    );
     for g in &r.generator {
         match g {
             Section::Ran(s) => {
@@ -395,11 +446,30 @@ pub fn markdown(r: &Report) -> String {
             }
         }
     }
-    section_md(&mut o, "Kamailio stateful relay (anchor)", &r.kamailio, search_md);
-    section_md(&mut o, "P1: SIP MESSAGE -> XMPP message, UDP", &r.p1_udp, search_md);
-    section_md(&mut o, "P1: SIP MESSAGE -> XMPP message, TCP", &r.p1_tcp, search_md);
-    section_md(&mut o, "P1 at half the clean UDP rate (latency)", &r.p1_half_rate, |o, st| {
-        let _ = writeln!(
+    section_md(
+        &mut o,
+        "Kamailio stateful relay (anchor)",
+        &r.kamailio,
+        search_md,
+    );
+    section_md(
+        &mut o,
+        "P1: SIP MESSAGE -> XMPP message, UDP",
+        &r.p1_udp,
+        search_md,
+    );
+    section_md(
+        &mut o,
+        "P1: SIP MESSAGE -> XMPP message, TCP",
+        &r.p1_tcp,
+        search_md,
+    );
+    section_md(
+        &mut o,
+        "P1 at half the clean UDP rate (latency)",
+        &r.p1_half_rate,
+        |o, st| {
+            let _ = writeln!(
             o,
             "{} msg/s for {} s: delivered {} of {}, lost {}, dup {}, non-2xx {}; delivery p50 {} ms, p99 {} ms, max {} ms; answer p50 {} ms, p99 {} ms; gateway {} us CPU per message, RSS {} MiB (peak {} MiB). {}\n",
             st.rate,
@@ -419,8 +489,14 @@ pub fn markdown(r: &Report) -> String {
             opt(st.sut_peak_rss_kib.map(|k| k / 1024)),
             if st.pass { "Clean.".to_owned() } else { format!("FAILED: {}", st.failure.as_deref().unwrap_or("?")) }
         );
-    });
-    section_md(&mut o, "P2: XMPP message -> SIP MESSAGE (200 from the generator's UAS)", &r.p2, search_md);
+        },
+    );
+    section_md(
+        &mut o,
+        "P2: XMPP message -> SIP MESSAGE (200 from the generator's UAS)",
+        &r.p2,
+        search_md,
+    );
     section_md(&mut o, "P3: presence fan-out", &r.p3, |o, v| {
         let _ = writeln!(o, "| watchers/presentity (SIP+XMPP) | presentities | PUBLISH /s | expected | received | PUBLISH 2xx | seconds | notifications/s | p50 ms | p99 ms | SUT us/notification |");
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
@@ -440,7 +516,8 @@ pub fn markdown(r: &Report) -> String {
                 f.notifications_per_s,
                 ms(f.delay.p50_us),
                 ms(f.delay.p99_us),
-                f.sut_cpu_us_per_notification.map_or("-".into(), |v| format!("{v:.1}"))
+                f.sut_cpu_us_per_notification
+                    .map_or("-".into(), |v| format!("{v:.1}"))
             );
         }
         for f in v {
@@ -462,11 +539,14 @@ pub fn markdown(r: &Report) -> String {
                 s.create_seconds,
                 s.rss_before_kib / 1024,
                 s.rss_after_kib / 1024,
-                s.rss_bytes_per_subscription.map_or("-".into(), |v| format!("{v:.0}")),
+                s.rss_bytes_per_subscription
+                    .map_or("-".into(), |v| format!("{v:.0}")),
                 opt(s.rss_after_restore_kib.map(|k| k / 1024)),
-                s.rss_bytes_per_subscription_after_restore.map_or("-".into(), |v| format!("{v:.0}")),
+                s.rss_bytes_per_subscription_after_restore
+                    .map_or("-".into(), |v| format!("{v:.0}")),
                 s.store_bytes,
-                s.store_bytes_per_subscription.map_or("-".into(), |v| format!("{v:.0}")),
+                s.store_bytes_per_subscription
+                    .map_or("-".into(), |v| format!("{v:.0}")),
                 s.restore_seconds.map_or("-".into(), |v| format!("{v:.2}")),
                 s.restored
             );

@@ -64,14 +64,22 @@ impl Sender {
     pub fn run(&self, step: u8, rate: u64, count: u64) -> io::Result<SendReport> {
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(SendJob { step, rate, count, done })
+            .send(SendJob {
+                step,
+                rate,
+                count,
+                done,
+            })
             .map_err(|_| io::Error::other("sender thread is gone"))?;
-        rx.blocking_recv().map_err(|_| io::Error::other("sender thread is gone"))
+        rx.blocking_recv()
+            .map_err(|_| io::Error::other("sender thread is gone"))
     }
 }
 
 fn runtime() -> io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 /// Starts a named thread running `f` on its own current_thread runtime.
@@ -81,13 +89,19 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let rt = runtime()?;
-    std::thread::Builder::new().name(name.to_owned()).spawn(move || rt.block_on(f()))?;
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || rt.block_on(f()))?;
     Ok(())
 }
 
 /// A UDP socket on `bind` with large buffers, non-blocking for tokio.
 pub fn udp_socket(bind: SocketAddr) -> io::Result<std::net::UdpSocket> {
-    let s = socket2::Socket::new(socket2::Domain::for_address(bind), socket2::Type::DGRAM, None)?;
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(bind),
+        socket2::Type::DGRAM,
+        None,
+    )?;
     let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
     s.bind(&bind.into())?;
@@ -200,13 +214,23 @@ fn on_sip_response(msg: &[u8], probe: &Probe) {
 
 /// A SIP UAC over UDP: sends MESSAGEs from `template` to `target` from a socket bound to
 /// `bind`, and reads the responses. Returns the sender handle and the local address.
-pub fn udp_uac(bind: SocketAddr, target: SocketAddr, template: impl FnOnce(SocketAddr) -> Template + Send + 'static, probe: Arc<Probe>) -> io::Result<(Sender, SocketAddr)> {
+pub fn udp_uac(
+    bind: SocketAddr,
+    target: SocketAddr,
+    template: impl FnOnce(SocketAddr) -> Template + Send + 'static,
+    probe: Arc<Probe>,
+) -> io::Result<(Sender, SocketAddr)> {
     udp_uac_multi(bind, target, move |local| vec![template(local)], probe)
 }
 
 /// A SIP UAC over UDP with several templates: message `seq` comes from template
 /// `seq % templates.len()` (e.g. one PUBLISH per presentity).
-pub fn udp_uac_multi(bind: SocketAddr, target: SocketAddr, template: impl FnOnce(SocketAddr) -> Vec<Template> + Send + 'static, probe: Arc<Probe>) -> io::Result<(Sender, SocketAddr)> {
+pub fn udp_uac_multi(
+    bind: SocketAddr,
+    target: SocketAddr,
+    template: impl FnOnce(SocketAddr) -> Vec<Template> + Send + 'static,
+    probe: Arc<Probe>,
+) -> io::Result<(Sender, SocketAddr)> {
     let std_sock = udp_socket(bind)?;
     std_sock.connect(target)?;
     let local = std_sock.local_addr()?;
@@ -214,7 +238,9 @@ pub fn udp_uac_multi(bind: SocketAddr, target: SocketAddr, template: impl FnOnce
     let (tx, mut rx) = mpsc::unbounded_channel::<SendJob>();
     let p = probe.clone();
     spawn_role("uac-udp-recv", move || async move {
-        let Ok(sock) = UdpSocket::from_std(recv_sock) else { return };
+        let Ok(sock) = UdpSocket::from_std(recv_sock) else {
+            return;
+        };
         let mut buf = vec![0u8; 65536];
         loop {
             match sock.recv(&mut buf).await {
@@ -228,13 +254,23 @@ pub fn udp_uac_multi(bind: SocketAddr, target: SocketAddr, template: impl FnOnce
         }
     })?;
     spawn_role("uac-udp-send", move || async move {
-        let Ok(sock) = UdpSocket::from_std(std_sock) else { return };
+        let Ok(sock) = UdpSocket::from_std(std_sock) else {
+            return;
+        };
         let mut tpl = template(local);
         if tpl.is_empty() {
             return;
         }
         while let Some(job) = rx.recv().await {
-            let rep = paced(&job, &probe, UdpBatch { sock: &sock, tpl: &mut tpl }).await;
+            let rep = paced(
+                &job,
+                &probe,
+                UdpBatch {
+                    sock: &sock,
+                    tpl: &mut tpl,
+                },
+            )
+            .await;
             let _ = job.done.send(rep);
         }
     })?;
@@ -242,14 +278,20 @@ pub fn udp_uac_multi(bind: SocketAddr, target: SocketAddr, template: impl FnOnce
 }
 
 /// A SIP UAC over TCP: one connection to `target`; every due batch is one write.
-pub fn tcp_uac(target: SocketAddr, template: impl FnOnce(SocketAddr) -> Template + Send + 'static, probe: Arc<Probe>) -> io::Result<(Sender, SocketAddr)> {
+pub fn tcp_uac(
+    target: SocketAddr,
+    template: impl FnOnce(SocketAddr) -> Template + Send + 'static,
+    probe: Arc<Probe>,
+) -> io::Result<(Sender, SocketAddr)> {
     let std_stream = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
     std_stream.set_nodelay(true)?;
     std_stream.set_nonblocking(true)?;
     let local = std_stream.local_addr()?;
     let (tx, mut rx) = mpsc::unbounded_channel::<SendJob>();
     spawn_role("uac-tcp", move || async move {
-        let Ok(stream) = TcpStream::from_std(std_stream) else { return };
+        let Ok(stream) = TcpStream::from_std(std_stream) else {
+            return;
+        };
         let (mut r, w) = stream.into_split();
         let w = Arc::new(Mutex::new(Some(w)));
         let p = probe.clone();
@@ -279,7 +321,11 @@ pub fn tcp_uac(target: SocketAddr, template: impl FnOnce(SocketAddr) -> Template
         });
         let mut tpl = template(local);
         while let Some(job) = rx.recv().await {
-            let batch = StreamBatch { w: &w, tpl: &mut tpl, buf: Vec::with_capacity(1 << 20) };
+            let batch = StreamBatch {
+                w: &w,
+                tpl: &mut tpl,
+                buf: Vec::with_capacity(1 << 20),
+            };
             let rep = paced(&job, &probe, batch).await;
             let _ = job.done.send(rep);
         }
@@ -314,10 +360,24 @@ pub fn udp_uas(bind: SocketAddr, opts: UasOptions, probe: Arc<Probe>) -> io::Res
             .register
             .iter()
             .enumerate()
-            .map(|(i, (u, d))| sip::register_request(u, d, sip::Transport::Udp, &local.to_string(), i as u32 + 1, 3600))
+            .map(|(i, (u, d))| {
+                sip::register_request(
+                    u,
+                    d,
+                    sip::Transport::Udp,
+                    &local.to_string(),
+                    i as u32 + 1,
+                    3600,
+                )
+            })
             .collect();
         let l = local.to_string();
-        pending.extend(opts.subscribe.iter().enumerate().map(|(i, (w, p))| sip::subscribe_request(w, p, &l, i as u64, 3600)));
+        pending.extend(
+            opts.subscribe
+                .iter()
+                .enumerate()
+                .map(|(i, (w, p))| sip::subscribe_request(w, p, &l, i as u64, 3600)),
+        );
         let deadline = Instant::now() + Duration::from_secs(10 + pending.len() as u64 / 100);
         let mut buf = vec![0u8; 65536];
         let mut out = Vec::new();
@@ -328,7 +388,10 @@ pub fn udp_uas(bind: SocketAddr, opts: UasOptions, probe: Arc<Probe>) -> io::Res
         // Send in windows of 200 so as not to overrun the gateway's socket.
         while ok + failed.len() < total {
             if Instant::now() > deadline {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, format!("registration/subscription: {ok} of {total} answered 2xx in time")));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("registration/subscription: {ok} of {total} answered 2xx in time"),
+                ));
             }
             while sent_at < total && sent_at < ok + failed.len() + 200 {
                 std_sock.send_to(&pending[sent_at], reg)?;
@@ -342,7 +405,9 @@ pub fn udp_uas(bind: SocketAddr, opts: UasOptions, probe: Arc<Probe>) -> io::Res
                             if (200..300).contains(&code) {
                                 ok += 1;
                             } else {
-                                failed.push(String::from_utf8_lossy(&m[..m.len().min(80)]).into_owned());
+                                failed.push(
+                                    String::from_utf8_lossy(&m[..m.len().min(80)]).into_owned(),
+                                );
                             }
                         }
                     } else if sip::write_response(m, 200, "OK", &mut out).is_ok() {
@@ -350,17 +415,25 @@ pub fn udp_uas(bind: SocketAddr, opts: UasOptions, probe: Arc<Probe>) -> io::Res
                         let _ = std_sock.send_to(&out, src);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut => {}
                 Err(e) => return Err(e),
             }
         }
         if !failed.is_empty() {
-            return Err(io::Error::other(format!("registration/subscription refused ({} of {total}): {}", failed.len(), failed[0])));
+            return Err(io::Error::other(format!(
+                "registration/subscription refused ({} of {total}): {}",
+                failed.len(),
+                failed[0]
+            )));
         }
         std_sock.set_nonblocking(true)?;
     }
     spawn_role("uas-udp", move || async move {
-        let Ok(sock) = UdpSocket::from_std(std_sock) else { return };
+        let Ok(sock) = UdpSocket::from_std(std_sock) else {
+            return;
+        };
         let mut buf = vec![0u8; 65536];
         let mut out = Vec::with_capacity(2048);
         loop {
@@ -418,8 +491,11 @@ impl ComponentServer {
     /// Writes raw stanzas on the current connection.
     pub fn write(&self, bytes: Vec<u8>) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.raw.send((bytes, tx)).map_err(|_| io::Error::other("component server is gone"))?;
-        rx.blocking_recv().map_err(|_| io::Error::other("component server is gone"))?
+        self.raw
+            .send((bytes, tx))
+            .map_err(|_| io::Error::other("component server is gone"))?;
+        rx.blocking_recv()
+            .map_err(|_| io::Error::other("component server is gone"))?
     }
 }
 
@@ -427,23 +503,36 @@ impl ComponentServer {
 /// iq requests are answered with a result; `<message>` body tags are deliveries, error
 /// stanzas errors, presence stanzas with a tag notifications. `template` makes the
 /// `<message>`s the sender writes into the gateway (P2).
-pub fn component_server(bind: SocketAddr, domain: &str, secret: &str, template: Template, probe: Arc<Probe>) -> io::Result<ComponentServer> {
+pub fn component_server(
+    bind: SocketAddr,
+    domain: &str,
+    secret: &str,
+    template: Template,
+    probe: Arc<Probe>,
+) -> io::Result<ComponentServer> {
     let std_l = std::net::TcpListener::bind(bind)?;
     std_l.set_nonblocking(true)?;
     let local = std_l.local_addr()?;
     let (tx, mut rx) = mpsc::unbounded_channel::<SendJob>();
-    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<(Vec<u8>, oneshot::Sender<io::Result<()>>)>();
+    let (raw_tx, mut raw_rx) =
+        mpsc::unbounded_channel::<(Vec<u8>, oneshot::Sender<io::Result<()>>)>();
     let domain = domain.to_owned();
     let secret = secret.to_owned();
     spawn_role("component-server", move || async move {
-        let Ok(listener) = TcpListener::from_std(std_l) else { return };
+        let Ok(listener) = TcpListener::from_std(std_l) else {
+            return;
+        };
         let writer: ComponentWriter = Arc::new(Mutex::new(None));
         let w2 = writer.clone();
         let p2 = probe.clone();
         tokio::spawn(async move {
             let mut tpl = template;
             while let Some(job) = rx.recv().await {
-                let batch = StreamBatch { w: &w2, tpl: &mut tpl, buf: Vec::with_capacity(1 << 20) };
+                let batch = StreamBatch {
+                    w: &w2,
+                    tpl: &mut tpl,
+                    buf: Vec::with_capacity(1 << 20),
+                };
                 let rep = paced(&job, &p2, batch).await;
                 let _ = job.done.send(rep);
             }
@@ -454,26 +543,45 @@ pub fn component_server(bind: SocketAddr, domain: &str, secret: &str, template: 
                 let mut g = w3.lock().await;
                 let r = match g.as_mut() {
                     Some(w) => w.write_all(&bytes).await,
-                    None => Err(io::Error::new(io::ErrorKind::NotConnected, "no component connection")),
+                    None => Err(io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        "no component connection",
+                    )),
                 };
                 let _ = done.send(r);
             }
         });
         let mut n_conn = 0u64;
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             n_conn += 1;
             let (r, w) = stream.into_split();
             *writer.lock().await = Some(w);
             let id = format!("bench{n_conn}");
-            tokio::spawn(serve_component(r, writer.clone(), xmpp::ServerSession::new(&domain, &secret, &id), probe.clone()));
+            tokio::spawn(serve_component(
+                r,
+                writer.clone(),
+                xmpp::ServerSession::new(&domain, &secret, &id),
+                probe.clone(),
+            ));
         }
     })?;
-    Ok(ComponentServer { sender: Sender { tx }, raw: raw_tx, local })
+    Ok(ComponentServer {
+        sender: Sender { tx },
+        raw: raw_tx,
+        local,
+    })
 }
 
-async fn serve_component(mut r: tokio::net::tcp::OwnedReadHalf, writer: ComponentWriter, mut session: xmpp::ServerSession, probe: Arc<Probe>) {
+async fn serve_component(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    writer: ComponentWriter,
+    mut session: xmpp::ServerSession,
+    probe: Arc<Probe>,
+) {
     let mut chunk = vec![0u8; 256 * 1024];
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
@@ -488,7 +596,10 @@ async fn serve_component(mut r: tokio::net::tcp::OwnedReadHalf, writer: Componen
             xmpp::Kind::Error => probe.on_error(),
             xmpp::Kind::Presence => {
                 if trace() && probe.presence_stanzas.load(Ordering::Relaxed) < 5 {
-                    eprintln!("[trace] component server got: {}", String::from_utf8_lossy(el));
+                    eprintln!(
+                        "[trace] component server got: {}",
+                        String::from_utf8_lossy(el)
+                    );
                 }
                 probe.presence_stanzas.fetch_add(1, Ordering::Relaxed);
                 if let Some(t) = find_tag(el, sip::BODY_MARK) {
@@ -518,7 +629,13 @@ async fn serve_component(mut r: tokio::net::tcp::OwnedReadHalf, writer: Componen
 
 /// An XEP-0114 component client (the generator's self-test): connects to `server`,
 /// completes the handshake, then sends `<message>`s from `template`.
-pub fn component_client(server: SocketAddr, domain: &str, secret: &str, template: Template, probe: Arc<Probe>) -> io::Result<Sender> {
+pub fn component_client(
+    server: SocketAddr,
+    domain: &str,
+    secret: &str,
+    template: Template,
+    probe: Arc<Probe>,
+) -> io::Result<Sender> {
     let mut std_stream = std::net::TcpStream::connect_timeout(&server, Duration::from_secs(5))?;
     std_stream.set_nodelay(true)?;
     std_stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -531,10 +648,15 @@ pub fn component_client(server: SocketAddr, domain: &str, secret: &str, template
         loop {
             let n = std_stream.read(&mut buf)?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "component server closed the stream"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "component server closed the stream",
+                ));
             }
             let mut out = Vec::new();
-            let done = hs.handle_input(&buf[..n], &mut out).map_err(io::Error::other)?;
+            let done = hs
+                .handle_input(&buf[..n], &mut out)
+                .map_err(io::Error::other)?;
             std_stream.write_all(&out)?;
             if done {
                 break;
@@ -544,7 +666,9 @@ pub fn component_client(server: SocketAddr, domain: &str, secret: &str, template
     std_stream.set_nonblocking(true)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<SendJob>();
     spawn_role("component-client", move || async move {
-        let Ok(stream) = TcpStream::from_std(std_stream) else { return };
+        let Ok(stream) = TcpStream::from_std(std_stream) else {
+            return;
+        };
         let (mut r, w) = stream.into_split();
         tokio::spawn(async move {
             let mut chunk = vec![0u8; 65536];
@@ -557,7 +681,11 @@ pub fn component_client(server: SocketAddr, domain: &str, secret: &str, template
         let w = Mutex::new(Some(w));
         let mut tpl = template;
         while let Some(job) = rx.recv().await {
-            let batch = StreamBatch { w: &w, tpl: &mut tpl, buf: Vec::with_capacity(1 << 20) };
+            let batch = StreamBatch {
+                w: &w,
+                tpl: &mut tpl,
+                buf: Vec::with_capacity(1 << 20),
+            };
             let rep = paced(&job, &probe, batch).await;
             let _ = job.done.send(rep);
         }
@@ -612,10 +740,30 @@ mod tests {
     #[test]
     fn component_client_against_own_server() {
         let probe = Arc::new(Probe::new(10_000));
-        let server = component_server(lo(), "c.test", "sec", xmpp::message_template("a@x.test", "b@c.test", 32), probe.clone()).unwrap();
-        let wrong = component_client(server.local, "c.test", "nope", xmpp::message_template("b@c.test", "a@x.test", 32), probe.clone());
+        let server = component_server(
+            lo(),
+            "c.test",
+            "sec",
+            xmpp::message_template("a@x.test", "b@c.test", 32),
+            probe.clone(),
+        )
+        .unwrap();
+        let wrong = component_client(
+            server.local,
+            "c.test",
+            "nope",
+            xmpp::message_template("b@c.test", "a@x.test", 32),
+            probe.clone(),
+        );
         assert!(wrong.is_err(), "a wrong secret must fail the handshake");
-        let tx = component_client(server.local, "c.test", "sec", xmpp::message_template("b@c.test", "a@x.test", 32), probe.clone()).unwrap();
+        let tx = component_client(
+            server.local,
+            "c.test",
+            "sec",
+            xmpp::message_template("b@c.test", "a@x.test", 32),
+            probe.clone(),
+        )
+        .unwrap();
         probe.begin(2);
         let rep = tx.run(2, 5000, 300).unwrap();
         assert_eq!(rep.sent, 300);

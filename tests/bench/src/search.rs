@@ -109,7 +109,11 @@ mod tests {
             assert!(s.best <= cap, "cap {cap}: best {}", s.best);
             let f = s.lowest_fail.unwrap();
             assert!(f > cap);
-            assert!((f - s.best) as f64 <= 0.05 * f as f64, "cap {cap}: {} .. {f}", s.best);
+            assert!(
+                (f - s.best) as f64 <= 0.05 * f as f64,
+                "cap {cap}: {} .. {f}",
+                s.best
+            );
             assert!(s.steps() < 20);
         }
     }
@@ -131,7 +135,13 @@ mod tests {
 
     #[test]
     fn respects_max_steps() {
-        let s = run(55_555, SearchConfig { max_steps: 3, ..cfg() });
+        let s = run(
+            55_555,
+            SearchConfig {
+                max_steps: 3,
+                ..cfg()
+            },
+        );
         assert_eq!(s.steps(), 3);
         assert_eq!(s.next_rate(), None);
     }

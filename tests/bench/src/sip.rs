@@ -71,7 +71,14 @@ pub fn message_template(s: &MessageSpec<'_>) -> Template {
 }
 
 /// A REGISTER (RFC 3261 s10.2) binding `user@domain` to `contact_host` (host:port).
-pub fn register_request(user: &str, domain: &str, transport: Transport, local: &str, cseq: u32, expires: u32) -> Vec<u8> {
+pub fn register_request(
+    user: &str,
+    domain: &str,
+    transport: Transport,
+    local: &str,
+    cseq: u32,
+    expires: u32,
+) -> Vec<u8> {
     format!(
         "REGISTER sip:{domain} SIP/2.0\r\n\
          Via: SIP/2.0/{tp} {local};branch=z9hG4bK.reg{cseq}\r\n\
@@ -84,13 +91,23 @@ pub fn register_request(user: &str, domain: &str, transport: Transport, local: &
          Expires: {expires}\r\n\
          Content-Length: 0\r\n\r\n",
         tp = transport.via(),
-        tpp = if transport == Transport::Tcp { ";transport=tcp" } else { "" },
+        tpp = if transport == Transport::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        },
     )
     .into_bytes()
 }
 
 /// A SUBSCRIBE (RFC 6665, event `presence`, RFC 3856) from `watcher` to `target`.
-pub fn subscribe_request(watcher: &str, target: &str, local: &str, n: u64, expires: u32) -> Vec<u8> {
+pub fn subscribe_request(
+    watcher: &str,
+    target: &str,
+    local: &str,
+    n: u64,
+    expires: u32,
+) -> Vec<u8> {
     format!(
         "SUBSCRIBE {target} SIP/2.0\r\n\
          Via: SIP/2.0/UDP {local};branch=z9hG4bK.s{n}\r\n\
@@ -167,14 +184,18 @@ pub fn body_tag(msg: &[u8]) -> Option<u64> {
 /// A hash of the first `branch=` parameter (the top Via's), 0 when there is none.
 pub fn branch_hash(msg: &[u8]) -> u64 {
     let head = &msg[..body_start(msg).unwrap_or(msg.len())];
-    let Some(at) = memchr::memmem::find(head, b"branch=") else { return 0 };
+    let Some(at) = memchr::memmem::find(head, b"branch=") else {
+        return 0;
+    };
     let v = &head[at + 7..];
     let end = v
         .iter()
         .position(|b| matches!(b, b';' | b',' | b'\r' | b'\n' | b' ' | b'\t'))
         .unwrap_or(v.len());
     // FNV-1a
-    v[..end].iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)) | 1
+    v[..end].iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }) | 1
 }
 
 /// The method of a request.
@@ -192,11 +213,15 @@ fn header_name(line: &[u8]) -> Option<&[u8]> {
 
 fn is_copied(name: &[u8]) -> Option<bool> {
     // Some(is_to)
-    const COPY: [&[u8]; 8] = [b"via", b"v", b"from", b"f", b"call-id", b"i", b"cseq", b"to"];
+    const COPY: [&[u8]; 8] = [
+        b"via", b"v", b"from", b"f", b"call-id", b"i", b"cseq", b"to",
+    ];
     if name.eq_ignore_ascii_case(b"to") || name.eq_ignore_ascii_case(b"t") {
         return Some(true);
     }
-    COPY.iter().any(|c| name.eq_ignore_ascii_case(c)).then_some(false)
+    COPY.iter()
+        .any(|c| name.eq_ignore_ascii_case(c))
+        .then_some(false)
 }
 
 /// Why the responder could not answer.
@@ -216,7 +241,12 @@ pub enum SipError {
 
 /// Writes the response `code reason` to `req` into `out` (cleared first): Via, From, To
 /// (with a tag added when missing), Call-ID and CSeq copied (RFC 3261 s8.2.6.2), no body.
-pub fn write_response(req: &[u8], code: u16, reason: &str, out: &mut Vec<u8>) -> Result<(), SipError> {
+pub fn write_response(
+    req: &[u8],
+    code: u16,
+    reason: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), SipError> {
     out.clear();
     if is_response(req) || method(req) == b"ACK" {
         return Err(SipError::NotAnswerable);
@@ -278,9 +308,7 @@ pub fn write_response(req: &[u8], code: u16, reason: &str, out: &mut Vec<u8>) ->
 fn close_to(out: &mut Vec<u8>) {
     let line_start = memchr::memmem::rfind(&out[..out.len() - 2], b"\r\n").map_or(0, |i| i + 2);
     let line = &out[line_start..out.len() - 2];
-    let has_tag = line
-        .windows(5)
-        .any(|w| w.eq_ignore_ascii_case(b";tag="));
+    let has_tag = line.windows(5).any(|w| w.eq_ignore_ascii_case(b";tag="));
     if !has_tag {
         out.truncate(out.len() - 2);
         out.extend_from_slice(b";tag=cpimbenchuas\r\n");
@@ -300,7 +328,10 @@ pub enum Frame {
 
 /// Frames the next message at the start of `buf` by its Content-Length (absent = 0).
 pub fn frame(buf: &[u8]) -> Result<Frame, SipError> {
-    let ws = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+    let ws = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
     if ws > 0 {
         return Ok(Frame::Skip(ws));
     }
@@ -390,16 +421,26 @@ mod tests {
             s,
             "SIP/2.0 200 OK\r\nv: SIP/2.0/UDP a;branch=z9hG4bKx\r\nv: SIP/2.0/UDP b;branch=z9hG4bKy\r\nf: <sip:p@h>;tag=1\r\nt: <sip:w@h>;tag=2\r\ni: abc\r\nCSeq: 2 NOTIFY\r\nContent-Length: 0\r\n\r\n"
         );
-        assert_eq!(write_response(b"ACK sip:x SIP/2.0\r\n\r\n", 200, "OK", &mut out), Err(SipError::NotAnswerable));
-        assert_eq!(write_response(b"SIP/2.0 200 OK\r\n\r\n", 200, "OK", &mut out), Err(SipError::NotAnswerable));
-        assert_eq!(write_response(b"MESSAGE sip:x SIP/2.0\r\nVia: x\r\n", 200, "OK", &mut out), Err(SipError::Incomplete));
+        assert_eq!(
+            write_response(b"ACK sip:x SIP/2.0\r\n\r\n", 200, "OK", &mut out),
+            Err(SipError::NotAnswerable)
+        );
+        assert_eq!(
+            write_response(b"SIP/2.0 200 OK\r\n\r\n", 200, "OK", &mut out),
+            Err(SipError::NotAnswerable)
+        );
+        assert_eq!(
+            write_response(b"MESSAGE sip:x SIP/2.0\r\nVia: x\r\n", 200, "OK", &mut out),
+            Err(SipError::Incomplete)
+        );
     }
 
     #[test]
     fn branch_hash_reads_the_top_via() {
         let a = b"MESSAGE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa;rport\r\nVia: SIP/2.0/UDP g;branch=z9hG4bKb\r\n\r\n";
         let b = b"MESSAGE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKb\r\n\r\n";
-        let c = b"MESSAGE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;rport;branch=z9hG4bKa\r\n\r\nbranch=zz";
+        let c =
+            b"MESSAGE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;rport;branch=z9hG4bKa\r\n\r\nbranch=zz";
         assert_ne!(branch_hash(a), branch_hash(b));
         assert_eq!(branch_hash(a), branch_hash(c));
         assert_eq!(branch_hash(b"MESSAGE sip:x SIP/2.0\r\n\r\nbranch=x"), 0);
@@ -409,10 +450,22 @@ mod tests {
     #[test]
     fn stream_framing() {
         assert_eq!(frame(b"\r\n\r\nSIP").unwrap(), Frame::Skip(4));
-        assert_eq!(frame(b"SIP/2.0 200 OK\r\nl: 3\r\n\r\nab").unwrap(), Frame::Partial);
-        assert_eq!(frame(b"SIP/2.0 200 OK\r\nl: 3\r\n\r\nabcSIP").unwrap(), Frame::Complete(27));
-        assert_eq!(frame(b"SIP/2.0 200 OK\r\nContent-Length: x\r\n\r\n"), Err(SipError::BadLength));
-        assert_eq!(frame(b"SIP/2.0 200 OK\r\nTo: x\r\n").unwrap(), Frame::Partial);
+        assert_eq!(
+            frame(b"SIP/2.0 200 OK\r\nl: 3\r\n\r\nab").unwrap(),
+            Frame::Partial
+        );
+        assert_eq!(
+            frame(b"SIP/2.0 200 OK\r\nl: 3\r\n\r\nabcSIP").unwrap(),
+            Frame::Complete(27)
+        );
+        assert_eq!(
+            frame(b"SIP/2.0 200 OK\r\nContent-Length: x\r\n\r\n"),
+            Err(SipError::BadLength)
+        );
+        assert_eq!(
+            frame(b"SIP/2.0 200 OK\r\nTo: x\r\n").unwrap(),
+            Frame::Partial
+        );
         assert_eq!(status_code(b"SIP/2.0 486 Busy"), Some(486));
         assert_eq!(status_code(b"SIP/2.0 4x6 Busy"), None);
     }

@@ -285,7 +285,9 @@ impl ServerSession {
                         }
                         break Ok(());
                     };
-                    let Some(gt) = tag_end(rest, at) else { break Ok(()) };
+                    let Some(gt) = tag_end(rest, at) else {
+                        break Ok(());
+                    };
                     let tag = &rest[at..=gt];
                     let to = attr(tag, "to").map(<[u8]>::to_vec);
                     pos += gt + 1;
@@ -298,7 +300,11 @@ impl ServerSession {
                 }
                 State::AwaitHandshake => match split(rest, 4096)? {
                     Split::Partial(_) => break Ok(()),
-                    Split::StreamEnd => break Err(XmppError::StreamError("stream closed before the handshake".into())),
+                    Split::StreamEnd => {
+                        break Err(XmppError::StreamError(
+                            "stream closed before the handshake".into(),
+                        ))
+                    }
                     Split::Element(s, e) => {
                         let el = &rest[s..e];
                         pos += e;
@@ -372,7 +378,9 @@ impl ClientHandshake {
             let Some(at) = memchr::memmem::find(&self.buf, b"<stream:stream") else {
                 return Ok(false);
             };
-            let Some(gt) = tag_end(&self.buf, at) else { return Ok(false) };
+            let Some(gt) = tag_end(&self.buf, at) else {
+                return Ok(false);
+            };
             let tag = &self.buf[at..=gt];
             let id = attr(tag, "id").ok_or(XmppError::NoHeader)?;
             let id = String::from_utf8_lossy(id).into_owned();
@@ -389,7 +397,9 @@ impl ClientHandshake {
                     self.buf.drain(..e);
                     Ok(true)
                 } else {
-                    Err(XmppError::StreamError(String::from_utf8_lossy(el).into_owned()))
+                    Err(XmppError::StreamError(
+                        String::from_utf8_lossy(el).into_owned(),
+                    ))
                 }
             }
             Split::StreamEnd => Err(XmppError::StreamError("closed".into())),
@@ -419,10 +429,17 @@ mod tests {
             hex::encode(h.finalize())
         });
         assert_eq!(handshake_digest("", "").len(), 40);
-        assert_eq!(handshake_digest("", ""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(
+            handshake_digest("", ""),
+            "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+        );
     }
 
-    fn run_handshake(server_secret: &str, client_secret: &str, chunk: usize) -> (Result<(), XmppError>, bool, ServerSession) {
+    fn run_handshake(
+        server_secret: &str,
+        client_secret: &str,
+        chunk: usize,
+    ) -> (Result<(), XmppError>, bool, ServerSession) {
         let mut server = ServerSession::new("sip.xmpp.test", server_secret, "abc123");
         let (mut client, header) = ClientHandshake::start("sip.xmpp.test", client_secret);
         let mut to_server = header;
@@ -471,8 +488,13 @@ mod tests {
     fn stanzas_are_split_across_chunks_and_pings_answered() {
         let mut server = ServerSession::new("c.test", "s", "id1");
         let mut out = Vec::new();
-        let hs = format!("<stream:stream xmlns='jabber:component:accept' to='c.test'><handshake>{}</handshake>", handshake_digest("id1", "s"));
-        server.handle_input(hs.as_bytes(), &mut out, |_, _| {}).unwrap();
+        let hs = format!(
+            "<stream:stream xmlns='jabber:component:accept' to='c.test'><handshake>{}</handshake>",
+            handshake_digest("id1", "s")
+        );
+        server
+            .handle_input(hs.as_bytes(), &mut out, |_, _| {})
+            .unwrap();
         assert!(out.ends_with(b"<handshake/>"));
         let mut t = message_template("a@c.test", "b@x.test", 40);
         let mut stream = Vec::new();
@@ -509,17 +531,30 @@ mod tests {
                 "chunk {chunk}"
             );
             assert_eq!(o, b"<iq type='result' id='p1' from='x.test' to='c.test'/>");
-            s.handle_input(b"</stream:stream>", &mut o, |_, _| {}).unwrap();
+            s.handle_input(b"</stream:stream>", &mut o, |_, _| {})
+                .unwrap();
             assert_eq!(s.state(), State::Closed);
         }
     }
 
     #[test]
     fn restricted_xml_and_size_limits() {
-        assert_eq!(split(b"<!-- x -->", 100), Err(XmppError::Restricted("comment, CDATA or DTD")));
-        assert_eq!(split(b"<a><?pi?></a>", 100), Err(XmppError::Restricted("processing instruction")));
-        assert_eq!(split(b"text", 100), Err(XmppError::Restricted("text at stream level")));
-        assert_eq!(split(b"<a><b>xxxxxxxxxxxxxxxx", 8), Err(XmppError::TooBig(8)));
+        assert_eq!(
+            split(b"<!-- x -->", 100),
+            Err(XmppError::Restricted("comment, CDATA or DTD"))
+        );
+        assert_eq!(
+            split(b"<a><?pi?></a>", 100),
+            Err(XmppError::Restricted("processing instruction"))
+        );
+        assert_eq!(
+            split(b"text", 100),
+            Err(XmppError::Restricted("text at stream level"))
+        );
+        assert_eq!(
+            split(b"<a><b>xxxxxxxxxxxxxxxx", 8),
+            Err(XmppError::TooBig(8))
+        );
         assert_eq!(split(b"  <a x='1'/>", 100), Ok(Split::Element(2, 12)));
         assert_eq!(split(b"  ", 100), Ok(Split::Partial(2)));
         assert_eq!(attr(b"<iq xid='1' id=\"2\">", "id"), Some(&b"2"[..]));

@@ -9,6 +9,7 @@ and prints one line per event, flushed at once:  EVENT {json}
 
   {"event": "ready", "jid": FULL_JID}            after login and a roster round trip
   {"event": "message", "from", "to", "type", "id", "body", "error"}   every message stanza
+                                                  (bounces: type "error", error = condition)
   {"event": "presence", "from", "to", "type", "show", "status", "priority", "error"}
                                                   every presence stanza (type "available"
                                                   for an available presence)
@@ -81,6 +82,8 @@ async def run(a):
     client.add_event_handler("disconnected", lambda _: fail("disconnected"))
 
     def on_message(m):
+        if m["type"] == "error":
+            return  # reported once, by on_message_error
         say({
             "event": "message", "from": str(m["from"]), "to": str(m["to"]),
             "type": m["type"], "id": m["id"], "body": m["body"],
@@ -97,7 +100,16 @@ async def run(a):
             "priority": p["priority"], "error": error_condition(p),
         })
 
+    def on_message_error(m):
+        say({
+            "event": "message", "from": str(m["from"]), "to": str(m["to"]),
+            "type": "error", "id": m["id"], "body": m["body"],
+            "error": error_condition(m),
+        })
+
     client.add_event_handler("message", on_message)
+    # slixmpp reports bounces (with or without a body) as "message_error".
+    client.add_event_handler("message_error", on_message_error)
     client.add_event_handler("presence", on_presence)
 
     async def handle(cmd):

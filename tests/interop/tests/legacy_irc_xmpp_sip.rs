@@ -9,6 +9,8 @@
 //!   s4.5.2 / 311) is their address; IRC users write to them with `/msg <bot> user@domain`
 //!   or straight to the puppet.
 //!
+//! A JSON-protocol client joins in for JSON->IRC and IRC->JSON.
+//!
 //! Runs under `scripts/test`; skips without the peers.
 
 mod legacy_common;
@@ -18,7 +20,8 @@ use std::time::Duration;
 use cpim_interop::require_peers;
 use cpim_sip::codec::{HeaderName, Request};
 use cpim_testkit::{SipUa, TestGateway, Transport, XmppClient, XmppEvent};
-use legacy_common::{component_config, IrcClient, WAIT};
+use legacy_common::{component_config, IrcClient, JsonClient, WAIT};
+use serde_json::json;
 
 fn sip_message_with(body: &str) -> impl Fn(&Request) -> bool + '_ {
     move |r: &Request| r.method().as_str() == "MESSAGE" && r.body().as_ref() == body.as_bytes()
@@ -38,11 +41,13 @@ async fn irc_xmpp_and_sip_users_exchange_messages_in_every_direction() {
     let bot = format!("gw{pid}");
     let cfg = component_config(
         &peers,
-        &["irc"],
+        &["irc", "json"],
         &format!(
             "[[irc]]\nserver = \"{}\"\ndomain = \"{irc_domain}\"\nbot_nick = \"{bot}\"\n\
              nick_len = 30\npuppet_suffix = \"|x\"\nflood_penalty_ms = 0\n\
-             presence_poll_secs = 5\nreconnect_min_ms = 200\n",
+             presence_poll_secs = 5\nreconnect_min_ms = 200\n\
+             [json]\ntcp_listen = \"127.0.0.1:0\"\ndomains = [\"json.test\"]\n\
+             [[json.tokens]]\ntoken = \"carol-token\"\naddresses = [\"im:carol@json.test\"]\n",
             peers.ngircd.addr
         ),
     );
@@ -160,6 +165,25 @@ async fn irc_xmpp_and_sip_users_exchange_messages_in_every_direction() {
         .expect("SIP user gets the XMPP message");
     let from = req.header(HeaderName::From).unwrap_or_default().to_owned();
     assert!(from.contains(&xmpp_addr), "From {from:?} names {xmpp_addr}");
+
+    // JSON <-> IRC: two closed adapters, each speaking only for its own domain.
+    let json_addr = gw.gateway().json_tcp_addr().expect("JSON listener");
+    let (mut carol, _) = JsonClient::login(json_addr, "carol-token").await;
+    let t7 = format!("json to irc {pid}");
+    let code = carol
+        .op(json!({"type": "message", "id": "j7", "to": format!("im:{nick}@{irc_domain}"), "body": t7}))
+        .await;
+    assert_eq!(code, 200, "JSON message to the IRC user");
+    let puppet = irc.await_privmsg(&t7).await;
+    let real = irc.whois_realname(&puppet).await;
+    assert!(real.contains("carol@json.test"), "puppet realname {real:?}");
+    let t8 = format!("irc to json {pid}");
+    irc.send(&format!("PRIVMSG {bot} :carol@json.test {t8}"))
+        .await;
+    let f = carol
+        .await_frame(|f| f["type"] == "message" && f["body"] == t8.as_str())
+        .await;
+    assert_eq!(f["from"], format!("im:{nick}@{irc_domain}"), "{f}");
 
     // Wiring: the IRC links are in /links and in the metrics.
     let (code, links) = gw.admin_get("/links").await.expect("/links");

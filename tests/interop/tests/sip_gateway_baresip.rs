@@ -9,8 +9,9 @@
 //!   2xx, with no "message failed" in the sender's log;
 //! - bob watches alice through the gateway's presence (RFC 3856: baresip's contact with
 //!   `presence=p2p` SUBSCRIBEs through its outbound proxy, the gateway): alice's
-//!   `presence_online` / `presence_offline` / `presence_online` (RFC 3903 PUBLISH) changes
-//!   what bob's `contacts` command shows for Alice each time.
+//!   start-up publication, then `presence_offline` / `presence_online` /
+//!   `presence_offline` (RFC 3903 PUBLISH) change what bob's `contacts` command shows for
+//!   Alice each time.
 //!
 //! Driven over baresip's ctrl_tcp port (netstring JSON). Skipped without `CPIM_PEERS=1`.
 
@@ -202,6 +203,23 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The gateway's count of operations of `kind` the SIP adapter submitted and that got 2xx.
+async fn counter(admin: SocketAddr, kind: &str) -> f64 {
+    let metrics = http_get(admin, "/metrics").await;
+    let kind = format!("kind=\"{kind}\"");
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("cpim_operations_total{")
+                && l.contains("direction=\"in\"")
+                && l.contains("adapter=\"sip\"")
+                && l.contains(&kind)
+                && l.contains("outcome=\"2xx\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Polls `f` for up to `secs` seconds.
 async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + Duration::from_secs(secs);
@@ -294,31 +312,21 @@ async fn baresip_pair_registers_messages_and_sees_presence_through_the_gateway()
     // The senders' 200s: the gateway counts each MESSAGE it took in once it has answered
     // (the receiver may print the text a moment before that).
     let end = Instant::now() + Duration::from_secs(10);
-    let (in_2xx, metrics) = loop {
-        let metrics = http_get(admin, "/metrics").await;
-        let n: f64 = metrics
-            .lines()
-            .filter(|l| {
-                l.starts_with("cpim_operations_total{")
-                    && l.contains("direction=\"in\"")
-                    && l.contains("adapter=\"sip\"")
-                    && l.contains("kind=\"message\"")
-                    && l.contains("outcome=\"2xx\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        if n >= 2.0 || Instant::now() > end {
-            break (n, metrics);
-        }
+    let mut in_2xx = counter(admin, "message").await;
+    while in_2xx < 2.0 && Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        in_2xx = counter(admin, "message").await;
+    }
+    let metrics = http_get(admin, "/metrics").await;
     assert!(
         in_2xx >= 2.0,
         "the gateway answered fewer than two MESSAGEs with 2xx: {metrics}"
     );
 
-    // Presence: bob watches alice through the gateway.
-    alice.command("presence_online", "");
+    // Presence: bob watches alice through the gateway. alice publishes "online" when she
+    // starts; each later change is one PUBLISH, and the next command waits until the gateway
+    // has accepted the previous one (two PUBLISHes in flight with the same SIP-If-Match
+    // would race: one of them gets 412, RFC 3903 s6, and the order decides the state).
     let mut last = String::new();
     let online = eventually(20, || {
         last = bob.command("contacts", "");
@@ -331,39 +339,41 @@ async fn baresip_pair_registers_messages_and_sees_presence_through_the_gateway()
         alice.log(),
         bob.log()
     );
-    println!(
-        "bob's view of alice after presence_online: {}",
-        alice_line(&last)
-    );
-    alice.command("presence_offline", "");
-    let offline = eventually(20, || {
-        last = bob.command("contacts", "");
-        let l = alice_line(&last).to_ascii_lowercase();
-        !l.is_empty() && !l.contains("online")
-    })
-    .await;
-    let subs = http_get(admin, "/subscriptions").await;
-    assert!(
-        offline,
-        "bob still sees alice online: {last}\nthe gateway's subscriptions: {subs}\n\
-         alice's console: {}\nbob's console: {}\nalice's log: {}\nbob's log: {}",
-        alice.console(),
-        bob.console(),
-        alice.log(),
-        bob.log()
-    );
-    println!(
-        "bob's view of alice after presence_offline: {}",
-        alice_line(&last)
-    );
-    // And back online: the change the other way round.
-    alice.command("presence_online", "");
-    let again = eventually(20, || {
-        last = bob.command("contacts", "");
-        alice_line(&last).to_ascii_lowercase().contains("online")
-    })
-    .await;
-    assert!(again, "bob does not see alice online again: {last}");
+    println!("bob's view of alice at start: {}", alice_line(&last));
+    let end = Instant::now() + Duration::from_secs(10);
+    // Both UAs publish once at start-up (pubint).
+    while counter(admin, "publish").await < 2.0 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (command, want_online) in [
+        ("presence_offline", false),
+        ("presence_online", true),
+        ("presence_offline", false),
+    ] {
+        let before = counter(admin, "publish").await;
+        alice.command(command, "");
+        let end = Instant::now() + Duration::from_secs(10);
+        while counter(admin, "publish").await <= before && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let seen = eventually(20, || {
+            last = bob.command("contacts", "");
+            let l = alice_line(&last).to_ascii_lowercase();
+            !l.is_empty() && l.contains("online") == want_online
+        })
+        .await;
+        let subs = http_get(admin, "/subscriptions").await;
+        assert!(
+            seen,
+            "after alice's {command}, bob's contacts: {last}\nthe gateway's subscriptions: \
+             {subs}\nalice's console: {}\nbob's console: {}\nalice's log: {}\nbob's log: {}",
+            alice.console(),
+            bob.console(),
+            alice.log(),
+            bob.log()
+        );
+        println!("bob's view of alice after {command}: {}", alice_line(&last));
+    }
     println!("bob's console: {}", bob.console().trim());
     println!("alice's console: {}", alice.console().trim());
     drop(alice);

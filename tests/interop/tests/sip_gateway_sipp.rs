@@ -110,7 +110,18 @@ async fn gateway_message_in_and_out_udp_and_tcp() {
             &dir,
         )
         .spawn();
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // SIPp is listening once the port can no longer be bound.
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < end {
+            let free = match t {
+                T::Udp => std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok(),
+                T::Tcp => std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            };
+            if !free {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let text = format!("hello-bob-over-{}", t.name());
         let sent = run(sip_common::sipp(
             &peers,

@@ -316,8 +316,9 @@ impl TestGateway {
     }
 }
 
-/// A one-shot HTTP/1.1 GET (Connection: close), bounded to 10 s: (status, body).
-pub(crate) async fn http_get(
+/// A one-shot HTTP/1.1 GET (Connection: close, optional bearer token), bounded to 10 s:
+/// (status, body). For an admin API of a gateway that runs as a process.
+pub async fn http_get(
     addr: SocketAddr,
     path: &str,
     token: Option<&str>,

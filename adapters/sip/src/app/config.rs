@@ -112,6 +112,19 @@ impl SipConfig {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
 
+    /// Whether `user@domain` (a local domain) can exist: always when no `users` are
+    /// configured (then the registrar is open), else only for a configured user (the
+    /// user part compares exactly, RFC 3261 s19.1.4; the domain without case).
+    pub fn user_exists(&self, user: &str, domain: &str) -> bool {
+        self.users.is_empty()
+            || self.users.iter().any(|u| {
+                u.username == user
+                    && u.domain
+                        .as_deref()
+                        .is_none_or(|d| d.eq_ignore_ascii_case(domain))
+            })
+    }
+
     /// True in outbound-proxy mode.
     pub fn proxy_mode(&self) -> bool {
         self.outbound_proxy.is_some()
@@ -298,6 +311,31 @@ mod tests {
         assert_eq!(l.grant(Some(0)), Ok(0));
         assert_eq!(l.grant(Some(30)), Err(60));
         assert_eq!(l.grant(Some(99999)), Ok(3600));
+    }
+
+    #[test]
+    fn user_exists_only_for_configured_users_when_there_are_any() {
+        let mut c = SipConfig {
+            domains: vec!["sip.test".into(), "other.test".into()],
+            ..SipConfig::default()
+        };
+        assert!(c.user_exists("anyone", "sip.test"), "open registrar");
+        c.users.push(SipUser {
+            username: "alice".into(),
+            password: Some("x".into()),
+            ..Default::default()
+        });
+        c.users.push(SipUser {
+            username: "bob".into(),
+            domain: Some("other.test".into()),
+            password: Some("x".into()),
+            ..Default::default()
+        });
+        assert!(c.user_exists("alice", "SIP.test"));
+        assert!(!c.user_exists("Alice", "sip.test"), "user parts compare exactly");
+        assert!(!c.user_exists("nobody", "sip.test"));
+        assert!(c.user_exists("bob", "other.test"));
+        assert!(!c.user_exists("bob", "sip.test"));
     }
 
     #[test]

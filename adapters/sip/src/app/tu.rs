@@ -1192,6 +1192,14 @@ impl Tu {
         };
         let dest = &m.destination;
         if self.config.is_local_domain(&dest.domain) && !self.config.proxy_mode() {
+            // A user the configured user list does not have is not "temporarily"
+            // unavailable: 404 (RFC 3261 s21.4.5), so nothing queues for it.
+            if !self
+                .config
+                .user_exists(dest.user.as_deref().unwrap_or(""), &dest.domain)
+            {
+                return Outcome::failure(tid, 404, "Not Found");
+            }
             let aor = aor_of(dest);
             let targets: Vec<(String, Option<String>)> = self
                 .lock()
@@ -1364,9 +1372,17 @@ fn first_hop(routes: &[String], target: &str) -> String {
 }
 
 /// Merges the documents of a presentity: tuples of all, the first person, all notes.
+///
+/// Tuple ids stay unique (PIDF's `id` is an `xs:ID`, RFC 3863 s4.1.2): when two
+/// publications carry a tuple with the same id, the one of the publication refreshed or
+/// modified last (latest expiry) wins. baresip 1.0, for one, sends two initial PUBLISHes
+/// at start-up and then modifies only one of them, so without this its "closed" sat next
+/// to a stale "open" under the same id.
 fn compose(docs: &[(&super::store::PublicationRecord, u32)]) -> (Presence, u32) {
     let mut out = Presence::default();
     let mut expires = 0;
+    let mut docs: Vec<_> = docs.iter().collect();
+    docs.sort_by_key(|(rec, _)| rec.expires_at);
     for (rec, left) in docs {
         expires = expires.max(*left);
         let Ok(p) = pidf::parse(&rec.body) else {
@@ -1375,7 +1391,12 @@ fn compose(docs: &[(&super::store::PublicationRecord, u32)]) -> (Presence, u32) 
         if out.entity.is_none() {
             out.entity = p.entity;
         }
-        out.tuples.extend(p.tuples);
+        for t in p.tuples {
+            match out.tuples.iter_mut().find(|o| o.id == t.id) {
+                Some(old) => *old = t,
+                None => out.tuples.push(t),
+            }
+        }
         if out.person.is_none() {
             out.person = p.person;
         }
@@ -1453,5 +1474,47 @@ impl OutRequest {
             b = b.body(ct, body.clone());
         }
         b.build_request()
+    }
+}
+
+#[cfg(test)]
+mod compose_tests {
+    use super::compose;
+    use crate::app::store::PublicationRecord;
+    use cpim_core::presence::Basic;
+
+    fn rec(etag: &str, expires_at: u64, basic: &str, tuple: &str) -> PublicationRecord {
+        PublicationRecord {
+            etag: etag.into(),
+            aor: "sip:alice@sip.test".into(),
+            expires_at,
+            content_type: "application/pidf+xml".into(),
+            body: format!(
+                "<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:alice@sip.test\">\
+                 <tuple id=\"{tuple}\"><status><basic>{basic}</basic></status></tuple></presence>"
+            )
+            .into_bytes(),
+        }
+    }
+
+    /// Two publications with the same tuple id: one tuple in the result, from the
+    /// publication modified last, whatever the order of the entity tags.
+    #[test]
+    fn same_tuple_id_keeps_the_latest_publication() {
+        let stale = rec("zz-first", 100, "open", "t1");
+        let fresh = rec("aa-second", 160, "closed", "t1");
+        for docs in [
+            vec![(&stale, 40), (&fresh, 100)],
+            vec![(&fresh, 100), (&stale, 40)],
+        ] {
+            let (p, expires) = compose(&docs);
+            assert_eq!(p.tuples.len(), 1, "{p:?}");
+            assert_eq!(p.tuples[0].basic, Some(Basic::Closed));
+            assert_eq!(expires, 100);
+        }
+        // Different ids are all kept.
+        let other = rec("mm", 120, "open", "t2");
+        let (p, _) = compose(&[(&stale, 40), (&other, 60)]);
+        assert_eq!(p.tuples.len(), 2);
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod flows;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -97,9 +99,69 @@ pub fn component_config(peers: &Peers, users: &[&str]) -> Config {
     c
 }
 
+/// Prosody A's certificate (self-signed; the gateway trusts it explicitly in s2s mode):
+/// `CPIM_PEER_PROSODY_CERT`, else `$CPIM_PEER_DIR/prosody-a/certs/<domain>.crt` (where
+/// `scripts/test` puts it).
+pub fn prosody_cert(peers: &Peers) -> Option<std::path::PathBuf> {
+    std::env::var_os("CPIM_PEER_PROSODY_CERT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            peers
+                .dir
+                .join("prosody-a/certs")
+                .join(format!("{}.crt", peers.prosody.domain))
+        })
+        .canonicalize()
+        .ok()
+}
+
+/// The gateway as XMPP server `CPIM_PEER_PROSODY_S2S_GW_DOMAIN` (s2s, RFC 7247 s4): its SIP
+/// domain is that domain too (`user@gw.test` on both sides), it listens where Prosody's
+/// hermetic DNS sends s2s for it (`CPIM_PEER_PROSODY_S2S_GW`) and reaches Prosody A through a
+/// static SRV override, trusting Prosody's self-signed certificate.
+pub fn s2s_config(peers: &Peers, users: &[&str], cert: &std::path::Path) -> Config {
+    let mut c = base_config(users);
+    let gw = &peers.gateway_s2s;
+    c.sip.domains = vec![gw.domain.clone()];
+    c.xmpp = toml::from_str(&format!(
+        "delivery_timeout_secs = 20
+reconnect_initial_ms = 100
+reconnect_max_ms = 1000
+         [mode]
+kind = \"s2s\"
+domains = [\"{}\"]
+listen = \"{}\"
+         dialback_secret = \"e2e-dialback-secret\"
+trust_roots = [\"{}\"]
+         [mode.srv_overrides]
+\"{}\" = \"{}\"
+",
+        gw.domain,
+        gw.addr,
+        cert.display(),
+        peers.prosody.domain,
+        peers.prosody.s2s
+    ))
+    .expect("s2s config");
+    c.routes = vec![Route {
+        domain: peers.prosody.domain.clone(),
+        adapter: "xmpp".into(),
+    }];
+    c
+}
+
 /// The component domain (`sip.xmpp.test`).
 pub fn component_domain(peers: &Peers) -> String {
     peers.prosody.component.as_ref().unwrap().domain.clone()
+}
+
+/// The gateway's store-and-forward queue depth (`/queue`).
+pub async fn queue_depth(gw: &cpim_testkit::TestGateway) -> u64 {
+    let (code, body) = gw.admin_get("/queue").await.expect("/queue");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["depth"]
+        .as_u64()
+        .expect("depth")
 }
 
 /// True for a NOTIFY.

@@ -1,0 +1,323 @@
+//! The message and presence flows of the acceptance tests, shared by component mode
+//! (`gateway_component`) and s2s mode (`gateway_s2s`): only the way XMPP users write a SIP
+//! user's JID differs.
+
+use cpim_core::presence::Basic;
+use cpim_interop::Peers;
+use cpim_sip::codec::HeaderName;
+use cpim_testkit::{SipUa, TestGateway, Transport, XmppClient, XmppEvent};
+
+use super::*;
+
+/// Where the flows run.
+pub struct Setup<'a> {
+    /// The peers.
+    pub peers: &'a Peers,
+    /// The gateway (started with the flow's SIP user in its user list).
+    pub gw: &'a TestGateway,
+    /// The SIP users' domain.
+    pub sip_domain: String,
+    /// The domain XMPP users write for SIP users (component domain, or the gateway's s2s
+    /// domain).
+    pub jid_domain: String,
+}
+
+impl Setup<'_> {
+    async fn ua(&self, user: &str, transport: Transport) -> SipUa {
+        let ua = SipUa::new(
+            user,
+            &self.sip_domain,
+            Some(&format!("{user}pw")),
+            transport,
+            self.gw.sip_addr(transport).unwrap(),
+        )
+        .await
+        .unwrap();
+        let r = ua.register(300).await.unwrap();
+        assert_eq!(r.code(), 200, "REGISTER: {}", r.reason());
+        ua
+    }
+
+    async fn xmpp(&self, user: &str) -> XmppClient {
+        let a = self.peers.prosody.account(user).unwrap();
+        XmppClient::login(&self.peers.python, &a.jid(), &a.password, self.peers.prosody.c2s)
+            .await
+            .unwrap()
+    }
+}
+
+/// SIP (UDP and TCP) -> XMPP text/plain and message/cpim (the XMPP user gets the payload,
+/// RFC 3922 s4 / RFC 7572), XMPP -> SIP text/plain.
+pub async fn messages_both_ways(s: &Setup<'_>, user: &str) {
+    let bob = s.peers.prosody.account("bob").unwrap();
+    let mut xbob = s.xmpp("bob").await;
+    let sip_jid = format!("{user}@{}", s.jid_domain);
+    let to_bob = format!("sip:{}", bob.jid());
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let ua = s.ua(user, transport).await;
+
+        // SIP -> XMPP, text/plain: 200 only after the XMPP side accepted it.
+        let text = format!("plain over {transport:?}");
+        let r = ua
+            .message(&to_bob, "text/plain;charset=UTF-8", text.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(r.code(), 200, "{}", r.reason());
+        let m = xbob
+            .await_event(
+                |e| matches!(e, XmppEvent::Message { body, .. } if *body == text),
+                WAIT,
+            )
+            .await
+            .unwrap();
+        assert_eq!(m.from_bare(), Some(sip_jid.as_str()));
+
+        // SIP -> XMPP, message/cpim: the payload, not the envelope.
+        let payload = format!("cpim payload over {transport:?}");
+        let cpim = format!(
+            "From: <sip:{user}@{}>\r\nTo: <{to_bob}>\r\nDateTime: 2026-11-21T12:00:00Z\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: id{transport:?}{user}\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\n\r\n{payload}",
+            s.sip_domain
+        );
+        let r = ua
+            .message(&to_bob, "message/cpim", cpim.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(r.code(), 200, "{}", r.reason());
+        let m = xbob
+            .await_event(
+                |e| matches!(e, XmppEvent::Message { body, .. } if body.contains("cpim payload")),
+                WAIT,
+            )
+            .await
+            .unwrap();
+        match &m {
+            XmppEvent::Message { body, .. } => assert_eq!(body, &payload, "unwrapped payload"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(m.from_bare(), Some(sip_jid.as_str()));
+
+        // XMPP -> SIP.
+        let reply = format!("reply over {transport:?}");
+        xbob.send_message(&sip_jid, &reply, &format!("r-{transport:?}"))
+            .await
+            .unwrap();
+        let req = ua
+            .await_request(
+                |r| r.method().as_str() == "MESSAGE" && r.body().as_ref() == reply.as_bytes(),
+                WAIT,
+            )
+            .await
+            .unwrap();
+        let from = req.header(HeaderName::From).unwrap_or("");
+        assert!(from.contains(&bob.jid()), "From {from:?}");
+        assert!(
+            req.content_type().unwrap_or("").starts_with("text/plain"),
+            "{:?}",
+            req.content_type()
+        );
+        assert_eq!(ua.register(0).await.unwrap().code(), 200);
+    }
+    xbob.quit().await.unwrap();
+}
+
+/// A SIP watcher of an XMPP user (RFC 3856, RFC 6665, RFC 8048 s4-s5): pending until the
+/// XMPP user approves, then NOTIFY active with PIDF open; show/status; offline and online;
+/// unsubscribe reaches the XMPP user.
+pub async fn sip_watcher_of_xmpp_user(s: &Setup<'_>, user: &str) {
+    let alice = s.peers.prosody.account("alice").unwrap();
+    let mut xalice = s.xmpp("alice").await;
+    let ua = s.ua(user, Transport::Udp).await;
+    let sip_jid = format!("{user}@{}", s.jid_domain);
+    let presentity = format!("sip:{}", alice.jid());
+
+    // SUBSCRIBE: accepted (202 pending or 200), the XMPP user is asked.
+    let (r, sub) = ua.subscribe(&presentity, "presence", 600).await.unwrap();
+    assert!(matches!(r.code(), 200 | 202), "{} {}", r.code(), r.reason());
+    let sub = sub.expect("a dialog");
+    // (Prosody also re-delivers pending requests of earlier runs at login: match `from`.)
+    xalice
+        .await_event(
+            |e| {
+                matches!(e, XmppEvent::Presence { kind, .. } if kind == "subscribe")
+                    && e.from_bare() == Some(sip_jid.as_str())
+            },
+            WAIT,
+        )
+        .await
+        .unwrap();
+    // Not active before the approval: every NOTIFY so far is pending without open state.
+    xalice.sync().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for n in ua.take_received().iter().filter(|r| is_notify(r)) {
+        assert_eq!(
+            sub_state(n),
+            "pending",
+            "SUBSCRIBE answered {}; NOTIFY {:?}: {}",
+            r.code(),
+            n.header(HeaderName::SubscriptionState),
+            body_text(n)
+        );
+        assert_ne!(basic(n), Some(Basic::Open), "{}", body_text(n));
+    }
+
+    // Approve: NOTIFY active with PIDF open.
+    xalice
+        .send_presence(Some(&sip_jid), Some("subscribed"), None, None)
+        .await
+        .unwrap();
+    ua.await_request(
+        |r| is_notify(r) && sub_state(r) == "active" && basic(r) == Some(Basic::Open),
+        WAIT,
+    )
+    .await
+    .unwrap();
+
+    // A show/status change arrives as a note.
+    xalice
+        .send_presence(None, None, Some("away"), Some("in a meeting"))
+        .await
+        .unwrap();
+    ua.await_request(
+        |r| is_notify(r) && body_text(r).contains("in a meeting"),
+        WAIT,
+    )
+    .await
+    .unwrap();
+
+    // Offline, then online again.
+    xalice
+        .send_presence(None, Some("unavailable"), None, None)
+        .await
+        .unwrap();
+    ua.await_request(
+        |r| is_notify(r) && sub_state(r) == "active" && basic(r) == Some(Basic::Closed),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    xalice
+        .send_presence(None, None, None, Some("back"))
+        .await
+        .unwrap();
+    ua.await_request(
+        |r| is_notify(r) && basic(r) == Some(Basic::Open) && body_text(r).contains("back"),
+        WAIT,
+    )
+    .await
+    .unwrap();
+
+    // Unsubscribe: the dialog ends with a terminated NOTIFY, the XMPP user is told.
+    let r = ua.resubscribe(&sub, 0).await.unwrap();
+    assert_eq!(r.code(), 200, "{}", r.reason());
+    ua.await_request(|r| is_notify(r) && sub_state(r) == "terminated", WAIT)
+        .await
+        .unwrap();
+    xalice
+        .await_event(
+            |e| {
+                matches!(e, XmppEvent::Presence { kind, .. } if kind == "unsubscribe")
+                    && e.from_bare() == Some(sip_jid.as_str())
+            },
+            WAIT,
+        )
+        .await
+        .unwrap();
+    xalice.roster_remove(&sip_jid).await.unwrap();
+    xalice.quit().await.unwrap();
+}
+
+/// An XMPP watcher of a SIP user: approved by the gateway's policy; the SIP user's
+/// PUBLISHed state (RFC 3903) arrives with its note; modified; removed (unavailable);
+/// published again; the unsubscribe removes the subscription.
+pub async fn xmpp_watcher_of_sip_user(s: &Setup<'_>, user: &str) {
+    let bob = s.peers.prosody.account("bob").unwrap();
+    let mut xbob = s.xmpp("bob").await;
+    let ua = s.ua(user, Transport::Udp).await;
+    let sip_jid = format!("{user}@{}", s.jid_domain);
+
+    let r = ua
+        .publish(Some(&ua.pidf(true, Some("at my desk"))), 600, None)
+        .await
+        .unwrap();
+    assert_eq!(r.code(), 200, "{}", r.reason());
+    let etag = r.header(HeaderName::SipEtag).unwrap().to_owned();
+
+    // The XMPP user subscribes; the gateway approves (approve-all) and sends the state.
+    xbob.send_presence(Some(&sip_jid), Some("subscribe"), None, None)
+        .await
+        .unwrap();
+    xbob.await_event(
+        |e| matches!(e, XmppEvent::Presence { kind, from, .. } if kind == "subscribed" && from.starts_with(&sip_jid)),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    xbob.await_event(
+        |e| matches!(e, XmppEvent::Presence { kind, from, status, .. }
+            if kind == "available" && from.starts_with(&sip_jid) && status.as_deref() == Some("at my desk")),
+        WAIT,
+    )
+    .await
+    .unwrap();
+
+    // A changed publication.
+    let r = ua
+        .publish(Some(&ua.pidf(true, Some("lunch"))), 600, Some(&etag))
+        .await
+        .unwrap();
+    assert_eq!(r.code(), 200, "{}", r.reason());
+    let etag = r.header(HeaderName::SipEtag).unwrap().to_owned();
+    xbob.await_event(
+        |e| matches!(e, XmppEvent::Presence { from, status, .. }
+            if from.starts_with(&sip_jid) && status.as_deref() == Some("lunch")),
+        WAIT,
+    )
+    .await
+    .unwrap();
+
+    // Removing the publication (Expires: 0) makes the SIP user unavailable.
+    let r = ua.publish(None, 0, Some(&etag)).await.unwrap();
+    assert_eq!(r.code(), 200, "{}", r.reason());
+    xbob.await_event(
+        |e| matches!(e, XmppEvent::Presence { kind, from, .. } if kind == "unavailable" && from.starts_with(&sip_jid)),
+        WAIT,
+    )
+    .await
+    .unwrap();
+
+    // Online again.
+    let r = ua
+        .publish(Some(&ua.pidf(true, Some("back again"))), 600, None)
+        .await
+        .unwrap();
+    assert_eq!(r.code(), 200);
+    xbob.await_event(
+        |e| matches!(e, XmppEvent::Presence { kind, from, status, .. }
+            if kind == "available" && from.starts_with(&sip_jid) && status.as_deref() == Some("back again")),
+        WAIT,
+    )
+    .await
+    .unwrap();
+
+    // Unsubscribe: the gateway drops the subscription.
+    let watcher = bob.jid();
+    let listed = || async {
+        let (_, body) = s.gw.admin_get("/subscriptions").await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v.as_array().unwrap().iter().any(|e| {
+            let e = e.to_string();
+            e.contains(&watcher) && e.contains(user)
+        })
+    };
+    assert!(listed().await, "the subscription is listed in /subscriptions");
+    xbob.send_presence(Some(&sip_jid), Some("unsubscribe"), None, None)
+        .await
+        .unwrap();
+    cpim_testkit::eventually("the subscription to disappear", WAIT, || async {
+        (!listed().await).then_some(())
+    })
+    .await
+    .unwrap();
+    xbob.roster_remove(&sip_jid).await.unwrap();
+    xbob.quit().await.unwrap();
+}

@@ -1,0 +1,275 @@
+//! Error mapping end to end (RFC 7247 s7; RFC 3261 s21), the gateway as Prosody's
+//! XEP-0114 component, a SIP user on cpim-testkit's UA, an XMPP user on slixmpp:
+//!
+//! - a SIP MESSAGE to a nonexistent XMPP user is refused with the mapped error, never 200;
+//! - a SIP MESSAGE to an unreachable domain gets 408 or 503 (a remote SIP domain whose
+//!   server refuses connections; the XMPP network while the component link is down), to a
+//!   domain that does not exist 404 (Prosody's `remote-server-not-found`, RFC 7247 s7.1);
+//! - an XMPP message to a registered-nowhere SIP user: with the queue off, the XMPP sender
+//!   gets the error stanza mapped from 480 (RFC 7247 s7.2); with the queue on, nothing
+//!   bounces and the message is delivered when the user registers;
+//! - an XMPP message to a user that the configured SIP user list does not have gets the
+//!   404 mapping (`item-not-found`) even with the queue on: nothing is queued for it.
+//!
+//! Skips (prints why) without `CPIM_PEERS`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use cpim_core::errmap;
+use cpim_interop::{free_tcp_port, require_peers};
+use cpim_sip::transport::resolve::StaticTarget;
+use cpim_testkit::{SipUa, TestGateway, Transport, XmppClient, XmppEvent};
+
+async fn registered_ua(gw: &TestGateway, user: &str) -> SipUa {
+    let ua = SipUa::new(
+        user,
+        SIP_DOMAIN,
+        Some(&format!("{user}pw")),
+        Transport::Udp,
+        gw.sip_addr(Transport::Udp).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ua.register(300).await.unwrap().code(), 200);
+    ua
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_message_to_nonexistent_xmpp_user_is_refused() {
+    let peers = require_peers!();
+    init_tracing();
+    let _lock = component_lock();
+    let frank = unique("frank");
+    // With the queue on (the default): a refusal by the XMPP server must not be queued
+    // and answered 202 either.
+    let gw = TestGateway::start(component_config(&peers, &[&frank]))
+        .await
+        .unwrap();
+    gw.wait_link_up("xmpp", WAIT).await.unwrap();
+    let ua = registered_ua(&gw, &frank).await;
+    let r = ua
+        .message(
+            &format!("sip:nobody-{frank}@{}", peers.prosody.domain),
+            "text/plain",
+            b"anyone there?",
+        )
+        .await
+        .unwrap();
+    // Prosody bounces `service-unavailable` for a user it does not have (RFC 6121
+    // s8.5.2.2.1); the gateway answers the mapped failure.
+    assert!(
+        !(200..300).contains(&r.code()),
+        "a message to a nonexistent user got {} {}",
+        r.code(),
+        r.reason()
+    );
+    assert_eq!(r.code(), 404, "{} {}", r.code(), r.reason());
+    assert_eq!(queue_depth(&gw).await, 0, "nothing queued");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_message_to_unreachable_domains_is_408_or_503_nonexistent_404() {
+    let peers = require_peers!();
+    init_tracing();
+    let _lock = component_lock();
+    let gina = unique("gina");
+    let mut cfg = component_config(&peers, &[&gina]);
+    cfg.queue.enabled = false;
+    // A domain that does not exist: Prosody's hermetic DNS answers NXDOMAIN and it bounces
+    // `remote-server-not-found`, which RFC 7247 s7.1 maps to 404 (408 only after a timeout).
+    cfg.routes.push(cpim_gateway::config::Route {
+        domain: "nxdomain.test".into(),
+        adapter: "xmpp".into(),
+    });
+    // SIP side: a remote SIP domain whose server is a closed port.
+    let dead = free_tcp_port().unwrap();
+    cfg.sip.remote_domains = vec!["dead.sip.test".into()];
+    cfg.sip.endpoint.static_targets.insert(
+        "dead.sip.test".into(),
+        vec![StaticTarget {
+            transport: Transport::Tcp,
+            address: format!("127.0.0.1:{dead}"),
+        }],
+    );
+    let gw = TestGateway::start(cfg).await.unwrap();
+    gw.wait_link_up("xmpp", WAIT).await.unwrap();
+    let ua = registered_ua(&gw, &gina).await;
+
+    let r = ua
+        .message("sip:someone@nxdomain.test", "text/plain", b"hello?")
+        .await
+        .unwrap();
+    assert_eq!(r.code(), 404, "nonexistent XMPP domain: {}", r.reason());
+    let r = ua
+        .message("sip:someone@dead.sip.test", "text/plain", b"hello?")
+        .await
+        .unwrap();
+    assert!(
+        matches!(r.code(), 408 | 503),
+        "unreachable SIP domain: {} {}",
+        r.code(),
+        r.reason()
+    );
+    gw.shutdown().await;
+
+    // The XMPP network unreachable: the component link cannot come up.
+    let mut cfg = component_config(&peers, &[&gina]);
+    cfg.queue.enabled = false;
+    let closed = free_tcp_port().unwrap();
+    if let cpim_xmpp::Mode::Component { server, .. } = &mut cfg.xmpp.mode {
+        *server = format!("127.0.0.1:{closed}");
+    }
+    cfg.xmpp.queue_when_down = false;
+    let gw = TestGateway::start(cfg).await.unwrap();
+    let ua = registered_ua(&gw, &gina).await;
+    let r = ua
+        .message(
+            &format!("sip:bob@{}", peers.prosody.domain),
+            "text/plain",
+            b"hello?",
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(r.code(), 408 | 503),
+        "XMPP link down: {} {}",
+        r.code(),
+        r.reason()
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xmpp_message_to_unregistered_sip_user_without_queue_bounces() {
+    let peers = require_peers!();
+    init_tracing();
+    let _lock = component_lock();
+    let hank = unique("hank");
+    let mut cfg = component_config(&peers, &[&hank]);
+    cfg.queue.enabled = false;
+    let gw = TestGateway::start(cfg).await.unwrap();
+    gw.wait_link_up("xmpp", WAIT).await.unwrap();
+    let alice = peers.prosody.account("alice").unwrap();
+    let mut xalice =
+        XmppClient::login(&peers.python, &alice.jid(), &alice.password, peers.prosody.c2s)
+            .await
+            .unwrap();
+    let comp = component_domain(&peers);
+    let to = format!("{hank}@{comp}");
+    xalice.send_message(&to, "are you there?", "m1").await.unwrap();
+    let e = xalice
+        .await_event(
+            |e| matches!(e, XmppEvent::Message { kind, .. } if kind == "error"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let (expected, _) = errmap::sip_to_xmpp(480);
+    match &e {
+        XmppEvent::Message { id, error, .. } => {
+            assert_eq!(id, "m1");
+            assert_eq!(error.as_deref(), Some(expected.as_str()), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A user the configured list does not have: 404 -> item-not-found.
+    let (expected, _) = errmap::sip_to_xmpp(404);
+    xalice
+        .send_message(&format!("nobody{hank}@{comp}"), "hello?", "m2")
+        .await
+        .unwrap();
+    let e = xalice
+        .await_event(
+            |e| matches!(e, XmppEvent::Message { kind, id, .. } if kind == "error" && id == "m2"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&e, XmppEvent::Message { error: Some(c), .. } if c == expected.as_str()),
+        "{e:?}"
+    );
+    xalice.quit().await.unwrap();
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xmpp_message_to_unregistered_sip_user_with_queue_arrives_on_registration() {
+    let peers = require_peers!();
+    init_tracing();
+    let _lock = component_lock();
+    let ivy = unique("ivy");
+    let mut cfg = component_config(&peers, &[&ivy]);
+    cfg.queue.enabled = true;
+    let gw = TestGateway::start(cfg).await.unwrap();
+    gw.wait_link_up("xmpp", WAIT).await.unwrap();
+    let bob = peers.prosody.account("bob").unwrap();
+    let mut xbob = XmppClient::login(&peers.python, &bob.jid(), &bob.password, peers.prosody.c2s)
+        .await
+        .unwrap();
+    let comp = component_domain(&peers);
+    assert_eq!(queue_depth(&gw).await, 0);
+    xbob.send_message(&format!("{ivy}@{comp}"), "queued for you", "q1")
+        .await
+        .unwrap();
+    // Queued, not bounced.
+    cpim_testkit::eventually("the message in the queue", WAIT, || async {
+        (queue_depth(&gw).await == 1).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // An unknown user is refused even with the queue on: nothing is queued for it.
+    xbob.send_message(&format!("nobody{ivy}@{comp}"), "hello?", "q2")
+        .await
+        .unwrap();
+    let (expected, _) = errmap::sip_to_xmpp(404);
+    let e = xbob
+        .await_event(
+            |e| matches!(e, XmppEvent::Message { kind, id, .. } if kind == "error" && id == "q2"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&e, XmppEvent::Message { error: Some(c), .. } if c == expected.as_str()),
+        "{e:?}"
+    );
+    assert!(
+        !xbob.take_events().iter().any(
+            |e| matches!(e, XmppEvent::Message { kind, id, .. } if kind == "error" && id == "q1")
+        ),
+        "the queued message bounced"
+    );
+    assert_eq!(queue_depth(&gw).await, 1, "nothing queued for the unknown user");
+
+    // The user registers: the message arrives, once.
+    let ua = registered_ua(&gw, &ivy).await;
+    let m = ua
+        .await_request(
+            |r| r.method().as_str() == "MESSAGE" && r.body().as_ref() == b"queued for you",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(m.body()).contains("queued"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !ua.take_received()
+            .iter()
+            .any(|r| r.method().as_str() == "MESSAGE"),
+        "delivered twice"
+    );
+    cpim_testkit::eventually("an empty queue", WAIT, || async {
+        (queue_depth(&gw).await == 0).then_some(())
+    })
+    .await
+    .unwrap();
+    xbob.quit().await.unwrap();
+    gw.shutdown().await;
+}

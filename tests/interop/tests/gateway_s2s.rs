@@ -1,0 +1,62 @@
+//! End to end through the gateway as an XMPP server of its own (s2s, RFC 7247 s4, RFC 6120
+//! with STARTTLS and Server Dialback XEP-0220/XEP-0185): the gateway serves the domain
+//! `CPIM_PEER_PROSODY_S2S_GW_DOMAIN` (`gw.test`) for SIP and XMPP alike and listens at
+//! `CPIM_PEER_PROSODY_S2S_GW`, where Prosody A's hermetic DNS sends s2s for that domain; it
+//! reaches Prosody A through a static SRV override and trusts Prosody's self-signed
+//! certificate (`CPIM_PEER_PROSODY_CERT`, else `$CPIM_PEER_DIR/prosody-a/certs/`). No
+//! component: XMPP users write to SIP user `u@gw.test` as `u@gw.test`.
+//!
+//! The same flows as `gateway_component` (`common/flows.rs`): messages both ways in
+//! text/plain and message/cpim, a SIP watcher of an XMPP user pending until approval then
+//! active/open with changes, offline/online and unsubscribe, an XMPP watcher of a SIP user
+//! seeing the PUBLISHed state. Skips (prints why) without `CPIM_PEERS` or the certificate.
+
+mod common;
+
+use common::flows::{self, Setup};
+use common::*;
+use cpim_interop::require_peers;
+use cpim_testkit::TestGateway;
+
+async fn run(
+    user_prefix: &str,
+    flow: for<'a> fn(&'a Setup<'a>, &'a str) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
+) {
+    let peers = require_peers!();
+    init_tracing();
+    // One listener on the s2s route's address at a time.
+    let _lock = component_lock();
+    let Some(cert) = prosody_cert(&peers) else {
+        println!("skipped: Prosody's certificate not found (CPIM_PEER_PROSODY_CERT / CPIM_PEER_DIR/prosody-a/certs)");
+        return;
+    };
+    let user = unique(user_prefix);
+    let gw = TestGateway::builder(s2s_config(&peers, &[&user], &cert))
+        .keep_xmpp_listen()
+        .start()
+        .await
+        .unwrap();
+    let setup = Setup {
+        peers: &peers,
+        gw: &gw,
+        sip_domain: peers.gateway_s2s.domain.clone(),
+        jid_domain: peers.gateway_s2s.domain.clone(),
+    };
+    flow(&setup, &user).await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2s_messages_both_ways_plain_and_cpim() {
+    run("sara", |s, u| Box::pin(flows::messages_both_ways(s, u))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2s_sip_watcher_of_xmpp_user_with_authorization() {
+    run("tom", |s, u| Box::pin(flows::sip_watcher_of_xmpp_user(s, u))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2s_xmpp_watcher_of_sip_user_sees_published_state() {
+    run("uma", |s, u| Box::pin(flows::xmpp_watcher_of_sip_user(s, u))).await;
+}
