@@ -12,7 +12,8 @@
 //! target (RFC 3263 with static overrides, or an explicit address), adds its Via with a
 //! fresh branch and `rport`, moves requests over 1300 bytes from UDP to TCP (RFC 3261
 //! s18.1.1, RFC 3428 s7) and resolves the future with the final response, or with
-//! [`SendError::Timeout`] (408) when timer F fires.
+//! [`SendError::Timeout`] (408) when timer F fires. On a transport failure or a 503 it
+//! fails over to the next RFC 3263 target (s4.3).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -62,6 +63,9 @@ pub struct EndpointConfig {
     pub t4_ms: u64,
     /// Use the system DNS resolver for RFC 3263 (static targets are always consulted first).
     pub dns: bool,
+    /// DNS servers (`ip:port`) for the RFC 3263 lookups; empty means the system
+    /// configuration (`/etc/resolv.conf`). Used only when `dns` is true.
+    pub dns_servers: Vec<SocketAddr>,
     /// Static RFC 3263 overrides: domain -> list of (transport, host:port).
     pub static_targets: HashMap<String, Vec<StaticTarget>>,
     /// Methods the TU handles (advertised in Allow; others get 405 or 501).
@@ -107,6 +111,7 @@ impl Default for EndpointConfig {
             t2_ms: 4000,
             t4_ms: 5000,
             dns: true,
+            dns_servers: Vec::new(),
             static_targets,
             allow: Policy::default()
                 .allow
@@ -326,7 +331,12 @@ impl Endpoint {
         .await?;
         let mut enabled: Vec<Transport> = transports.local.iter().map(|(t, _)| *t).collect();
         enabled.dedup();
-        let resolver = Resolver::new(&config.static_targets, config.dns, enabled);
+        let resolver = Resolver::with_dns_servers(
+            &config.static_targets,
+            config.dns,
+            &config.dns_servers,
+            enabled,
+        );
         let policy = Policy {
             allow: config.allow.iter().map(|m| Method::parse(m)).collect(),
             supported: config.supported.clone(),
@@ -404,22 +414,73 @@ impl Endpoint {
 
     /// Sends a request and waits for its final response. Any Via in `request` is replaced
     /// by this endpoint's Via (fresh branch, `rport`).
+    ///
+    /// With [`Target::Uri`] the RFC 3263 targets are tried in order (RFC 3263 s4.3): a
+    /// transport failure (connection refused or reset, TLS failure) or a 503 response
+    /// (RFC 3261 s21.5.4) moves on to the next target, with a new client transaction
+    /// (fresh branch, RFC 3261 s8.1.2). When every target failed the caller gets the last
+    /// 503 response, or [`SendError::Transport`] (status 503) when none answered. A timer F
+    /// timeout ends the attempt with [`SendError::Timeout`] (408) without trying further
+    /// targets: one timer F already spends the 64*T1 budget of the transaction, so a
+    /// second one would double the caller's wait. A dead UDP target therefore costs a
+    /// timer F (ICMP port unreachable is not reported for unconnected UDP sockets); stream
+    /// targets fail fast.
     pub async fn send_request(
         &self,
-        mut request: Request,
+        request: Request,
         target: Target,
     ) -> Result<Response, SendError> {
-        let (mut transport, addr, server_name) = match target {
-            Target::Addr(t, a) => (t, a, None),
+        let targets: Vec<ResolvedTarget> = match target {
+            Target::Addr(transport, addr) => vec![ResolvedTarget {
+                transport,
+                addr,
+                server_name: None,
+            }],
             Target::Uri(u) => {
                 let list = self.resolve(&u).await?;
-                let first = list
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| SendError::Invalid(format!("no target for {u}")))?;
-                (first.transport, first.addr, first.server_name)
+                if list.is_empty() {
+                    return Err(SendError::Invalid(format!("no target for {u}")));
+                }
+                list
             }
         };
+        let n = targets.len();
+        let mut request = Some(request);
+        let mut last: Option<Result<Response, SendError>> = None;
+        for (i, t) in targets.into_iter().enumerate() {
+            // keep a copy only while further targets remain
+            let req = if i + 1 == n {
+                request.take()
+            } else {
+                request.clone()
+            };
+            let Some(req) = req else { break };
+            let result = self.send_once(req, t).await;
+            match &result {
+                Err(SendError::Transport(addr)) if i + 1 < n => {
+                    tracing::debug!(%addr, "transport failure, trying next RFC 3263 target");
+                }
+                Ok(r) if r.code() == 503 && i + 1 < n => {
+                    tracing::debug!("503 received, trying next RFC 3263 target");
+                }
+                _ => return result,
+            }
+            last = Some(result);
+        }
+        last.unwrap_or(Err(SendError::Stopped))
+    }
+
+    /// One client transaction toward one target.
+    async fn send_once(
+        &self,
+        mut request: Request,
+        target: ResolvedTarget,
+    ) -> Result<Response, SendError> {
+        let ResolvedTarget {
+            mut transport,
+            addr,
+            server_name,
+        } = target;
         if transport == Transport::Udp
             && request.to_bytes().len() + 96 > self.inner.config.udp_max_request_bytes
             && self.local_addr(Transport::Tcp).is_some()

@@ -1121,6 +1121,7 @@ fn run_p2(
         register: vec![("u1".into(), "sip.test".into())],
         registrar: Some(gw.sip),
         subscribe: Vec::new(),
+        best_effort: false,
     };
     let uas = roles::udp_uas(lo0(), opts, ctx.probe.clone()).map_err(|e| {
         format!("P2 needs u1@sip.test registered at the gateway, and REGISTER failed: {e}")

@@ -123,6 +123,7 @@ pub(crate) fn run_p3(
                 register: Vec::new(),
                 registrar: Some(gw.sip),
                 subscribe: subs,
+                best_effort: true,
             };
             match roles::udp_uas(lo0(), opts, ctx.probe.clone()) {
                 Ok(a) => Some(a),

@@ -22,13 +22,10 @@ use common::*;
 use cpim_interop::require_peers;
 use cpim_testkit::TestGateway;
 
-async fn run(
-    user_prefix: &str,
-    flow: for<'a> fn(&'a Setup<'a>, &'a str) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
-) {
+async fn run(user_prefix: &str, flow: flows::Flow) {
     let peers = require_peers!();
     init_tracing();
-    let _lock = component_lock();
+    let _lock = component_lock().await;
     let user = unique(user_prefix);
     let gw = TestGateway::start(component_config(&peers, &[&user]))
         .await
@@ -51,10 +48,16 @@ async fn component_messages_both_ways_plain_and_cpim() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn component_sip_watcher_of_xmpp_user_with_authorization() {
-    run("dan", |s, u| Box::pin(flows::sip_watcher_of_xmpp_user(s, u))).await;
+    run("dan", |s, u| {
+        Box::pin(flows::sip_watcher_of_xmpp_user(s, u))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn component_xmpp_watcher_of_sip_user_sees_published_state() {
-    run("erin", |s, u| Box::pin(flows::xmpp_watcher_of_sip_user(s, u))).await;
+    run("erin", |s, u| {
+        Box::pin(flows::xmpp_watcher_of_sip_user(s, u))
+    })
+    .await;
 }

@@ -55,7 +55,7 @@ async fn wait_ready(admin: SocketAddr) {
 async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged() {
     let peers = require_peers!();
     init_tracing();
-    let _lock = component_lock();
+    let _lock = component_lock().await;
     let carol = unique("carol");
     let wendy = unique("wendy");
     let dir = scratch_dir("gateway-crash").unwrap();
@@ -79,23 +79,39 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
 
     let alice = peers.prosody.account("alice").unwrap();
     let bob = peers.prosody.account("bob").unwrap();
-    let mut xalice =
-        XmppClient::login(&peers.python, &alice.jid(), &alice.password, peers.prosody.c2s)
-            .await
-            .unwrap();
+    let mut xalice = XmppClient::login(
+        &peers.python,
+        &alice.jid(),
+        &alice.password,
+        peers.prosody.c2s,
+    )
+    .await
+    .unwrap();
     let mut xbob = XmppClient::login(&peers.python, &bob.jid(), &bob.password, peers.prosody.c2s)
         .await
         .unwrap();
     // The sender over TCP (a dead gateway shows as a failed connection at once); the
     // watcher over UDP.
     let sender = Arc::new(
-        SipUa::new(&carol, SIP_DOMAIN, Some(&format!("{carol}pw")), Transport::Tcp, sip_tcp)
-            .await
-            .unwrap(),
-    );
-    let watcher = SipUa::new(&wendy, SIP_DOMAIN, Some(&format!("{wendy}pw")), Transport::Udp, sip_udp)
+        SipUa::new(
+            &carol,
+            SIP_DOMAIN,
+            Some(&format!("{carol}pw")),
+            Transport::Tcp,
+            sip_tcp,
+        )
         .await
-        .unwrap();
+        .unwrap(),
+    );
+    let watcher = SipUa::new(
+        &wendy,
+        SIP_DOMAIN,
+        Some(&format!("{wendy}pw")),
+        Transport::Udp,
+        sip_udp,
+    )
+    .await
+    .unwrap();
     assert_eq!(sender.register(3600).await.unwrap().code(), 200);
     assert_eq!(watcher.register(3600).await.unwrap().code(), 200);
 
@@ -107,8 +123,10 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
     assert!(matches!(r.code(), 200 | 202), "{}", r.code());
     xalice
         .await_event(
-            |e| matches!(e, XmppEvent::Presence { kind, .. } if kind == "subscribe")
-                && e.from_bare() == Some(wendy_jid.as_str()),
+            |e| {
+                matches!(e, XmppEvent::Presence { kind, .. } if kind == "subscribe")
+                    && e.from_bare() == Some(wendy_jid.as_str())
+            },
             WAIT,
         )
         .await
@@ -125,7 +143,11 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
         .await
         .unwrap();
     let r = sender
-        .publish(Some(&sender.pidf(true, Some("before the crash"))), 3600, None)
+        .publish(
+            Some(&sender.pidf(true, Some("before the crash"))),
+            3600,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(r.code(), 200);
@@ -137,8 +159,10 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
         .await
         .unwrap();
     xbob.await_event(
-        |e| matches!(e, XmppEvent::Presence { from, status, .. }
-            if from.starts_with(&carol_jid) && status.as_deref() == Some("before the crash")),
+        |e| {
+            matches!(e, XmppEvent::Presence { from, status, .. }
+            if from.starts_with(&carol_jid) && status.as_deref() == Some("before the crash"))
+        },
         WAIT,
     )
     .await
@@ -212,8 +236,7 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
                 }
             }
         }
-        if acked.iter().all(|s| got.contains_key(s)) || tokio::time::Instant::now() >= deadline
-        {
+        if acked.iter().all(|s| got.contains_key(s)) || tokio::time::Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -229,12 +252,13 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
     }
     let lost: Vec<&usize> = acked.iter().filter(|s| !got.contains_key(s)).collect();
     let twice: Vec<(&usize, &usize)> = got.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(lost.is_empty(), "acknowledged but never delivered: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "acknowledged but never delivered: {lost:?}"
+    );
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     let extra: Vec<&usize> = got.keys().filter(|s| !acked.contains(s)).collect();
-    println!(
-        "delivered without a success response (in flight at the kill): {extra:?}"
-    );
+    println!("delivered without a success response (in flight at the kill): {extra:?}");
 
     // Subscriptions came back. SIP watcher of the XMPP user:
     xalice
@@ -260,8 +284,10 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
         .unwrap();
     assert_eq!(r.code(), 200, "{}", r.reason());
     xbob.await_event(
-        |e| matches!(e, XmppEvent::Presence { from, status, .. }
-            if from.starts_with(&carol_jid) && status.as_deref() == Some("back after the crash")),
+        |e| {
+            matches!(e, XmppEvent::Presence { from, status, .. }
+            if from.starts_with(&carol_jid) && status.as_deref() == Some("back after the crash"))
+        },
         WAIT,
     )
     .await

@@ -41,7 +41,7 @@ async fn registered_ua(gw: &TestGateway, user: &str) -> SipUa {
 async fn sip_message_to_nonexistent_xmpp_user_is_refused() {
     let peers = require_peers!();
     init_tracing();
-    let _lock = component_lock();
+    let _lock = component_lock().await;
     let frank = unique("frank");
     // With the queue on (the default): a refusal by the XMPP server must not be queued
     // and answered 202 either.
@@ -75,7 +75,7 @@ async fn sip_message_to_nonexistent_xmpp_user_is_refused() {
 async fn sip_message_to_unreachable_domains_is_408_or_503_nonexistent_404() {
     let peers = require_peers!();
     init_tracing();
-    let _lock = component_lock();
+    let _lock = component_lock().await;
     let gina = unique("gina");
     let mut cfg = component_config(&peers, &[&gina]);
     cfg.queue.enabled = false;
@@ -147,20 +147,27 @@ async fn sip_message_to_unreachable_domains_is_408_or_503_nonexistent_404() {
 async fn xmpp_message_to_unregistered_sip_user_without_queue_bounces() {
     let peers = require_peers!();
     init_tracing();
-    let _lock = component_lock();
+    let _lock = component_lock().await;
     let hank = unique("hank");
     let mut cfg = component_config(&peers, &[&hank]);
     cfg.queue.enabled = false;
     let gw = TestGateway::start(cfg).await.unwrap();
     gw.wait_link_up("xmpp", WAIT).await.unwrap();
     let alice = peers.prosody.account("alice").unwrap();
-    let mut xalice =
-        XmppClient::login(&peers.python, &alice.jid(), &alice.password, peers.prosody.c2s)
-            .await
-            .unwrap();
+    let mut xalice = XmppClient::login(
+        &peers.python,
+        &alice.jid(),
+        &alice.password,
+        peers.prosody.c2s,
+    )
+    .await
+    .unwrap();
     let comp = component_domain(&peers);
     let to = format!("{hank}@{comp}");
-    xalice.send_message(&to, "are you there?", "m1").await.unwrap();
+    xalice
+        .send_message(&to, "are you there?", "m1")
+        .await
+        .unwrap();
     let e = xalice
         .await_event(
             |e| matches!(e, XmppEvent::Message { kind, .. } if kind == "error"),
@@ -202,7 +209,7 @@ async fn xmpp_message_to_unregistered_sip_user_without_queue_bounces() {
 async fn xmpp_message_to_unregistered_sip_user_with_queue_arrives_on_registration() {
     let peers = require_peers!();
     init_tracing();
-    let _lock = component_lock();
+    let _lock = component_lock().await;
     let ivy = unique("ivy");
     let mut cfg = component_config(&peers, &[&ivy]);
     cfg.queue.enabled = true;
@@ -246,7 +253,11 @@ async fn xmpp_message_to_unregistered_sip_user_with_queue_arrives_on_registratio
         ),
         "the queued message bounced"
     );
-    assert_eq!(queue_depth(&gw).await, 1, "nothing queued for the unknown user");
+    assert_eq!(
+        queue_depth(&gw).await,
+        1,
+        "nothing queued for the unknown user"
+    );
 
     // The user registers: the message arrives, once.
     let ua = registered_ua(&gw, &ivy).await;

@@ -9,7 +9,9 @@
 //! The same flows as `gateway_component` (`common/flows.rs`): messages both ways in
 //! text/plain and message/cpim, a SIP watcher of an XMPP user pending until approval then
 //! active/open with changes, offline/online and unsubscribe, an XMPP watcher of a SIP user
-//! seeing the PUBLISHed state. Skips (prints why) without `CPIM_PEERS` or the certificate.
+//! seeing the PUBLISHed state; refusals mapped both ways (a nonexistent XMPP user is 404 for
+//! SIP, an unknown SIP user `item-not-found` for XMPP). Skips (prints why) without
+//! `CPIM_PEERS` or the certificate.
 
 mod common;
 
@@ -18,14 +20,11 @@ use common::*;
 use cpim_interop::require_peers;
 use cpim_testkit::TestGateway;
 
-async fn run(
-    user_prefix: &str,
-    flow: for<'a> fn(&'a Setup<'a>, &'a str) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
-) {
+async fn run(user_prefix: &str, flow: flows::Flow) {
     let peers = require_peers!();
     init_tracing();
     // One listener on the s2s route's address at a time.
-    let _lock = component_lock();
+    let _lock = component_lock().await;
     let Some(cert) = prosody_cert(&peers) else {
         println!("skipped: Prosody's certificate not found (CPIM_PEER_PROSODY_CERT / CPIM_PEER_DIR/prosody-a/certs)");
         return;
@@ -53,10 +52,21 @@ async fn s2s_messages_both_ways_plain_and_cpim() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s2s_sip_watcher_of_xmpp_user_with_authorization() {
-    run("tom", |s, u| Box::pin(flows::sip_watcher_of_xmpp_user(s, u))).await;
+    run("tom", |s, u| {
+        Box::pin(flows::sip_watcher_of_xmpp_user(s, u))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s2s_xmpp_watcher_of_sip_user_sees_published_state() {
-    run("uma", |s, u| Box::pin(flows::xmpp_watcher_of_sip_user(s, u))).await;
+    run("uma", |s, u| {
+        Box::pin(flows::xmpp_watcher_of_sip_user(s, u))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2s_refusals_mapped_both_ways() {
+    run("vic", |s, u| Box::pin(flows::refusals_mapped(s, u))).await;
 }

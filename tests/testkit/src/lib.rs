@@ -10,10 +10,12 @@
 //!   to a fresh temporary folder that is removed on drop. Accessors: [`TestGateway::sip_addr`],
 //!   [`TestGateway::admin_url`], [`TestGateway::admin_get`], [`TestGateway::wait_link_up`],
 //!   [`TestGateway::ingress`] (submit operations as an adapter would).
-//!   [`TestGateway::shutdown`] awaits the gateway's graceful shutdown (deterministic: when it
-//!   returns, every listener is closed); [`TestGateway::restart`] shuts down and starts again
-//!   on the same store and the same ports. Dropping a `TestGateway` without `shutdown` drops
-//!   the gateway (its task set aborts the timers, queue worker and admin API).
+//!   [`TestGateway::shutdown`] awaits the gateway's graceful shutdown (in-flight operations
+//!   drained, adapters, timers and admin API stopped) and removes the temporary store;
+//!   [`TestGateway::restart`] shuts down and starts again on the same store and admin port
+//!   (new SIP ports: cpim-sip's transports do not release their sockets inside the process,
+//!   see the method). Dropping a `TestGateway` without `shutdown` drops the gateway (its task
+//!   set aborts the timers, queue worker and admin API) and removes the store.
 //! - [`SipUa`]: a minimal SIP user agent over UDP or TCP on cpim-sip's own endpoint
 //!   (codec, transactions, transports: no second SIP parser). It sends REGISTER, MESSAGE,
 //!   SUBSCRIBE (returning the dialog, [`SipSubscription`]), PUBLISH, OPTIONS or any request,

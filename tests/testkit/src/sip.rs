@@ -206,7 +206,10 @@ impl SipUa {
         let resp = self.send(build(None)?).await?;
         let (challenge_hdr, auth_hdr) = match resp.code() {
             401 => (HeaderName::WwwAuthenticate, HeaderName::Authorization),
-            407 => (HeaderName::ProxyAuthenticate, HeaderName::ProxyAuthorization),
+            407 => (
+                HeaderName::ProxyAuthenticate,
+                HeaderName::ProxyAuthorization,
+            ),
             _ => return Ok(resp),
         };
         let Some(password) = &self.password else {
@@ -223,7 +226,15 @@ impl SipUa {
         else {
             return Ok(resp);
         };
-        let cred = digest::respond(ch, method.as_str(), uri, &self.user, password, &new_tag(), 1);
+        let cred = digest::respond(
+            ch,
+            method.as_str(),
+            uri,
+            &self.user,
+            password,
+            &new_tag(),
+            1,
+        );
         self.send(build(Some((auth_hdr, cred.to_header())))?).await
     }
 

@@ -49,11 +49,9 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(v, 7);
-        let err = eventually("never", Duration::from_millis(120), || async {
-            None::<()>
-        })
-        .await
-        .unwrap_err();
+        let err = eventually("never", Duration::from_millis(120), || async { None::<()> })
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("never"), "{err}");
     }
 }

@@ -174,8 +174,7 @@ impl XmppClient {
                     }
                     Some("done") => ev.done.lock().unwrap().push(v["seq"].as_u64().unwrap_or(0)),
                     Some("failed") => {
-                        *ev.failed.lock().unwrap() =
-                            Some(v["reason"].as_str().unwrap_or("").into())
+                        *ev.failed.lock().unwrap() = Some(v["reason"].as_str().unwrap_or("").into())
                     }
                     _ => ev.queue.lock().unwrap().push_back(XmppEvent::parse(v)),
                 }
@@ -204,11 +203,9 @@ impl XmppClient {
             seq: 0,
         };
         client
-            .wait_for(
-                &format!("{jid} logged in"),
-                LOGIN_TIMEOUT,
-                |e: &Events| e.ready.lock().unwrap().is_some(),
-            )
+            .wait_for(&format!("{jid} logged in"), LOGIN_TIMEOUT, |e: &Events| {
+                e.ready.lock().unwrap().is_some()
+            })
             .await?;
         Ok(client)
     }
@@ -284,7 +281,12 @@ impl XmppClient {
     }
 
     /// Sends a `chat` message with stanza id `id`.
-    pub async fn send_message(&mut self, to: &str, body: &str, id: &str) -> Result<(), TestkitError> {
+    pub async fn send_message(
+        &mut self,
+        to: &str,
+        body: &str,
+        id: &str,
+    ) -> Result<(), TestkitError> {
         self.command(json!({"cmd": "message", "to": to, "body": body, "id": id}))
             .await
     }
@@ -298,8 +300,10 @@ impl XmppClient {
         show: Option<&str>,
         status: Option<&str>,
     ) -> Result<(), TestkitError> {
-        self.command(json!({"cmd": "presence", "to": to, "type": kind, "show": show, "status": status}))
-            .await
+        self.command(
+            json!({"cmd": "presence", "to": to, "type": kind, "show": show, "status": status}),
+        )
+        .await
     }
 
     /// Removes `jid` from the roster (cancels subscriptions both ways): cleanup between runs.

@@ -5,26 +5,33 @@
 
 use std::time::Duration;
 
-use cpim_gateway::config::Config;
-use cpim_sip::app::config::SipUser;
+use cpim_gateway::config::{Config, QueueSection};
+use cpim_sip::app::config::{SipConfig, SipUser};
 use cpim_sip::app::digest::Algorithm;
 use cpim_testkit::{SipUa, TestGateway, Transport};
 
 fn config() -> Config {
-    let mut c = Config::default();
-    c.adapters = vec!["sip".into()];
-    c.sip.domains = vec!["sip.test".into()];
-    c.sip.auth_algorithms = vec![Algorithm::Md5];
-    c.sip.users = ["alice", "bob"]
-        .iter()
-        .map(|u| SipUser {
-            username: (*u).into(),
-            password: Some(format!("{u}pw")),
-            ..SipUser::default()
-        })
-        .collect();
-    c.queue.enabled = false;
-    c
+    Config {
+        adapters: vec!["sip".into()],
+        sip: SipConfig {
+            domains: vec!["sip.test".into()],
+            auth_algorithms: vec![Algorithm::Md5],
+            users: ["alice", "bob"]
+                .iter()
+                .map(|u| SipUser {
+                    username: (*u).into(),
+                    password: Some(format!("{u}pw")),
+                    ..SipUser::default()
+                })
+                .collect(),
+            ..SipConfig::default()
+        },
+        queue: QueueSection {
+            enabled: false,
+            ..QueueSection::default()
+        },
+        ..Config::default()
+    }
 }
 
 /// A message/cpim body; `id` is its imdn.Message-ID (the gateway deduplicates on it).
@@ -54,7 +61,10 @@ async fn sip_to_sip_through_the_testkit() {
             .unwrap();
         assert_eq!(r.code(), 200, "{transport:?}");
         let got = bob
-            .await_request(|r| r.method().as_str() == "MESSAGE", Duration::from_secs(10))
+            .await_request(
+                |r| r.method().as_str() == "MESSAGE",
+                Duration::from_secs(10),
+            )
             .await
             .unwrap();
         assert_eq!(&got.body()[..], b"plain hello");
@@ -66,11 +76,18 @@ async fn sip_to_sip_through_the_testkit() {
             .unwrap();
         assert_eq!(r.code(), 200);
         let got = bob
-            .await_request(|r| r.method().as_str() == "MESSAGE", Duration::from_secs(10))
+            .await_request(
+                |r| r.method().as_str() == "MESSAGE",
+                Duration::from_secs(10),
+            )
             .await
             .unwrap();
         assert_eq!(got.content_type(), Some("message/cpim"));
-        assert_eq!(&got.body()[..], &body[..], "message/cpim must pass byte for byte");
+        assert_eq!(
+            &got.body()[..],
+            &body[..],
+            "message/cpim must pass byte for byte"
+        );
 
         // A failure answer of the recipient comes back to the sender.
         bob.answer_with("MESSAGE", 486);
@@ -101,14 +118,66 @@ async fn restart_keeps_the_store() {
         .unwrap();
     assert_eq!(alice.register(300).await.unwrap().code(), 200);
     let gw = gw.restart().await.unwrap();
-    let udp2 = gw.sip_addr(Transport::Udp).expect("SIP is up after the restart");
+    let udp2 = gw
+        .sip_addr(Transport::Udp)
+        .expect("SIP is up after the restart");
     assert_ne!(udp2, udp);
     alice.set_server(udp2);
-    assert_eq!(alice.options("sip:alice@sip.test").await.unwrap().code(), 200);
+    assert_eq!(
+        alice.options("sip:alice@sip.test").await.unwrap().code(),
+        200
+    );
     assert_eq!(gw.store_dir(), dir);
     let (code, body) = gw.admin_get("/registrations").await.unwrap();
     assert_eq!(code, 200);
     assert!(body.contains("alice@sip.test"), "{body}");
     gw.shutdown().await;
     assert!(!dir.exists(), "the temporary store is removed");
+}
+
+/// A SIP watcher of a local SIP presentity: the gateway answers from its own state, so the
+/// first Notify reaches the SIP adapter before the SUBSCRIBE's outcome does. The adapter keeps
+/// it and sends it after the 2xx (RFC 6665 s4.1.2.4 seen from the notifier), never losing it
+/// (it used to answer 481, hidden by a 50 ms hold in the gateway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_watcher_of_local_user_gets_the_published_state_at_once() {
+    let mut cfg = config();
+    cfg.sip.notify_min_interval = 0;
+    cfg.presence.notify_interval_ms = 0;
+    let gw = TestGateway::start(cfg).await.unwrap();
+    let server = gw.sip_addr(Transport::Udp).unwrap();
+    let alice = SipUa::new("alice", "sip.test", Some("alicepw"), Transport::Udp, server)
+        .await
+        .unwrap();
+    let bob = SipUa::new("bob", "sip.test", Some("bobpw"), Transport::Udp, server)
+        .await
+        .unwrap();
+    assert_eq!(alice.register(300).await.unwrap().code(), 200);
+    assert_eq!(bob.register(300).await.unwrap().code(), 200);
+    let r = alice
+        .publish(Some(&alice.pidf(true, Some("here"))), 300, None)
+        .await
+        .unwrap();
+    assert_eq!(r.code(), 200);
+    let (r, sub) = bob
+        .subscribe("sip:alice@sip.test", "presence", 300)
+        .await
+        .unwrap();
+    assert_eq!(r.code(), 200, "{}", r.reason());
+    assert!(sub.is_some());
+    let n = bob
+        .await_request(
+            |r| {
+                r.method().as_str() == "NOTIFY"
+                    && String::from_utf8_lossy(r.body()).contains("here")
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let state = n
+        .header(cpim_sip::codec::HeaderName::SubscriptionState)
+        .unwrap_or("");
+    assert!(state.starts_with("active"), "{state}");
+    gw.shutdown().await;
 }

@@ -332,7 +332,10 @@ mod tests {
             ..Default::default()
         });
         assert!(c.user_exists("alice", "SIP.test"));
-        assert!(!c.user_exists("Alice", "sip.test"), "user parts compare exactly");
+        assert!(
+            !c.user_exists("Alice", "sip.test"),
+            "user parts compare exactly"
+        );
         assert!(!c.user_exists("nobody", "sip.test"));
         assert!(c.user_exists("bob", "other.test"));
         assert!(!c.user_exists("bob", "sip.test"));

@@ -2,6 +2,9 @@
 //! numeric hosts and explicit ports used directly, otherwise NAPTR -> SRV -> A/AAAA through
 //! hickory-resolver. A static override table (domain -> list of (transport, host:port))
 //! is consulted first; tests and the default configuration use it instead of DNS.
+//! DNS goes to the system configuration or to explicit servers (`dns_servers`).
+//! SRV records are ordered by priority, then by weight (heaviest first: a deterministic
+//! stand-in for the RFC 2782 weighted random choice, so failover order is predictable).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -64,12 +67,44 @@ impl Resolver {
         use_dns: bool,
         enabled: Vec<Transport>,
     ) -> Self {
-        let dns = if use_dns {
+        Self::with_dns_servers(overrides, use_dns, &[], enabled)
+    }
+
+    /// Like [`Resolver::new`], but DNS queries go to `dns_servers` (UDP, then TCP on
+    /// truncation) instead of the system configuration when the list is not empty.
+    pub fn with_dns_servers(
+        overrides: &HashMap<String, Vec<StaticTarget>>,
+        use_dns: bool,
+        dns_servers: &[SocketAddr],
+        enabled: Vec<Transport>,
+    ) -> Self {
+        let dns = if !use_dns {
+            None
+        } else if dns_servers.is_empty() {
             TokioResolver::builder_tokio()
                 .ok()
                 .and_then(|b| b.build().ok())
         } else {
-            None
+            use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+            let servers = dns_servers
+                .iter()
+                .map(|a| {
+                    let conns = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                        .into_iter()
+                        .map(|mut c| {
+                            c.port = a.port();
+                            c
+                        })
+                        .collect();
+                    NameServerConfig::new(a.ip(), true, conns)
+                })
+                .collect();
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(servers),
+                hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
+            )
+            .build()
+            .ok()
         };
         Resolver {
             overrides: overrides

@@ -9,6 +9,12 @@ use cpim_testkit::{SipUa, TestGateway, Transport, XmppClient, XmppEvent};
 
 use super::*;
 
+/// A flow as a value: `|s, u| Box::pin(flows::messages_both_ways(s, u))`.
+pub type Flow = for<'a> fn(
+    &'a Setup<'a>,
+    &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
+
 /// Where the flows run.
 pub struct Setup<'a> {
     /// The peers.
@@ -40,9 +46,14 @@ impl Setup<'_> {
 
     async fn xmpp(&self, user: &str) -> XmppClient {
         let a = self.peers.prosody.account(user).unwrap();
-        XmppClient::login(&self.peers.python, &a.jid(), &a.password, self.peers.prosody.c2s)
-            .await
-            .unwrap()
+        XmppClient::login(
+            &self.peers.python,
+            &a.jid(),
+            &a.password,
+            self.peers.prosody.c2s,
+        )
+        .await
+        .unwrap()
     }
 }
 
@@ -268,8 +279,10 @@ pub async fn xmpp_watcher_of_sip_user(s: &Setup<'_>, user: &str) {
     assert_eq!(r.code(), 200, "{}", r.reason());
     let etag = r.header(HeaderName::SipEtag).unwrap().to_owned();
     xbob.await_event(
-        |e| matches!(e, XmppEvent::Presence { from, status, .. }
-            if from.starts_with(&sip_jid) && status.as_deref() == Some("lunch")),
+        |e| {
+            matches!(e, XmppEvent::Presence { from, status, .. }
+            if from.starts_with(&sip_jid) && status.as_deref() == Some("lunch"))
+        },
         WAIT,
     )
     .await
@@ -309,7 +322,10 @@ pub async fn xmpp_watcher_of_sip_user(s: &Setup<'_>, user: &str) {
             e.contains(&watcher) && e.contains(user)
         })
     };
-    assert!(listed().await, "the subscription is listed in /subscriptions");
+    assert!(
+        listed().await,
+        "the subscription is listed in /subscriptions"
+    );
     xbob.send_presence(Some(&sip_jid), Some("unsubscribe"), None, None)
         .await
         .unwrap();
@@ -319,5 +335,40 @@ pub async fn xmpp_watcher_of_sip_user(s: &Setup<'_>, user: &str) {
     .await
     .unwrap();
     xbob.roster_remove(&sip_jid).await.unwrap();
+    xbob.quit().await.unwrap();
+}
+
+/// Refusals both ways (RFC 7247 s7): a SIP MESSAGE to a user the XMPP server does not have
+/// is answered 404 (never 2xx, not queued); an XMPP message to a user the gateway's user list
+/// does not have bounces `item-not-found` (the s7.2 row of 404).
+pub async fn refusals_mapped(s: &Setup<'_>, user: &str) {
+    let ua = s.ua(user, Transport::Udp).await;
+    let r = ua
+        .message(
+            &format!("sip:nobody-{user}@{}", s.peers.prosody.domain),
+            "text/plain",
+            b"anyone there?",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code(), 404, "{} {}", r.code(), r.reason());
+    assert_eq!(queue_depth(s.gw).await, 0, "nothing queued");
+
+    let mut xbob = s.xmpp("bob").await;
+    xbob.send_message(&format!("nobody{user}@{}", s.jid_domain), "hello?", "e1")
+        .await
+        .unwrap();
+    let (expected, _) = cpim_core::errmap::sip_to_xmpp(404);
+    let e = xbob
+        .await_event(
+            |e| matches!(e, XmppEvent::Message { kind, id, .. } if kind == "error" && id == "e1"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&e, XmppEvent::Message { error: Some(c), .. } if c == expected.as_str()),
+        "{e:?}"
+    );
     xbob.quit().await.unwrap();
 }

@@ -6,7 +6,6 @@
 pub mod flows;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 use cpim_core::presence::Basic;
 use cpim_gateway::config::{Config, DomainAlias, Route};
@@ -33,9 +32,9 @@ pub const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// One XMPP component link per domain at a time: tests of one binary that start a gateway
 /// as Prosody's component take this lock (cargo runs test binaries one after another).
-pub fn component_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+pub async fn component_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// A user name unique to this process and call (Prosody's rosters outlive a test).

@@ -693,7 +693,10 @@ mod tests {
         // A later state-only Notify keeps the presence seen before.
         let approve = core_notify(SubscriptionState::Active { expires: 0 }, None);
         assert_eq!(n.handle_core_notify(&approve, 1000), 1);
-        assert!(notifies(&drain(&mut n)).is_empty(), "nothing before the 2xx");
+        assert!(
+            notifies(&drain(&mut n)).is_empty(),
+            "nothing before the 2xx"
+        );
         assert_eq!(n.core_answered(&key, 202, 1000), Some((202, 600)));
         let out = drain(&mut n);
         let ns = notifies(&out);
