@@ -431,6 +431,7 @@ impl PresenceEngine {
         } else {
             None
         };
+        let sent_state = presence.is_some();
         let op = Operation::Notify(Notify {
             trans_id: TransId(0),
             watcher: s.watcher.clone(),
@@ -440,7 +441,9 @@ impl PresenceEngine {
         });
         let adapter = s.watcher_adapter.clone();
         self.push_deliver(adapter, op);
-        if with_presence {
+        // Only a notification that carried a state counts for the rate limit: a state-only
+        // one (e.g. the approval) must not hold back the first state after it.
+        if with_presence && sent_state {
             let pk = user_key(&self.subs[key].presentity);
             let g = self.gates.entry(pk).or_default();
             g.last_sent = Some(now);
@@ -790,10 +793,13 @@ impl PresenceEngine {
                     SubState::Active
                 };
                 let changed = was != s.state;
-                if n.presence.is_some() {
+                // (A presence while still pending is not the user's state for this watcher:
+                // not kept, so the approval does not show a stale `unavailable`.)
+                if n.presence.is_some() && s.state == SubState::Active {
                     s.last_presence = n.presence.clone();
                 }
-                let has_presence = n.presence.is_some();
+                // (Nothing to fan out while pending: the rate gate is left untouched.)
+                let has_presence = n.presence.is_some() && s.state == SubState::Active;
                 let pk = user_key(&s.presentity);
                 self.save(&key);
                 if changed {

@@ -28,6 +28,7 @@ use tracing::{debug, error, info, warn};
 use crate::backoff::Backoff;
 use crate::config::{Mode, XmppConfig};
 use crate::element::Element;
+use crate::lanes::{self, Lanes};
 use crate::mapping::{self, Ctx, Inbound, Origin, NS_RECEIPTS};
 use crate::session::{CloseReason, ComponentSession, SessionEvent, Timing, NS_COMPONENT};
 use crate::stream::Limits;
@@ -171,6 +172,7 @@ pub async fn start(config: XmppConfig, ingress: Arc<dyn Ingress>) -> Result<Xmpp
         queue: VecDeque::new(),
         next_key: 0,
         trans: Arc::new(AtomicU64::new(1)),
+        lanes: Lanes::default(),
     };
     let task = tokio::spawn(link.run(rx));
     Ok(XmppHandle {
@@ -231,6 +233,8 @@ struct Link {
     queue: VecDeque<Queued>,
     next_key: u64,
     trans: Arc<AtomicU64>,
+    /// Inbound presence of one sender to one addressee reaches the core in order.
+    lanes: Lanes,
 }
 
 /// What ended a connected session.
@@ -625,15 +629,19 @@ impl Link {
                 // Errors are only answered for messages and iqs; a refused presence is
                 // not bounced (RFC 6121 s3 clients do not expect presence errors).
                 let answer = origin.kind == "message";
-                tokio::spawn(async move {
-                    let out = ingress.submit("xmpp", op).await;
-                    if !out.status.is_success() {
-                        debug!(link = %name, "core refused inbound {} with {}", origin.kind, out.status.code);
-                        if answer {
-                            let _ = itx.send((origin, out.status)).await;
+                let key = lanes::presence_key(&origin.kind, &origin.from, &origin.to);
+                self.lanes.run(
+                    key,
+                    Box::pin(async move {
+                        let out = ingress.submit("xmpp", op).await;
+                        if !out.status.is_success() {
+                            debug!(link = %name, "core refused inbound {} with {}", origin.kind, out.status.code);
+                            if answer {
+                                let _ = itx.send((origin, out.status)).await;
+                            }
                         }
-                    }
-                });
+                    }),
+                );
             }
             Inbound::Reply(r) => self.send_el(s, &r),
             Inbound::Response { id, result } => {

@@ -15,6 +15,7 @@ pub mod backoff;
 pub mod config;
 pub mod element;
 pub mod jid;
+mod lanes;
 pub mod mapping;
 pub mod s2s;
 mod s2s_link;

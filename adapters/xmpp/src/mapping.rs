@@ -146,6 +146,12 @@ fn origin_of(el: &Element) -> Origin {
 }
 
 /// The status an error stanza maps to (RFC 7247 s7.1).
+///
+/// One refinement: a `<message/>` bounced with `<service-unavailable/>` of type `cancel` from
+/// a user's address (a `from` with a localpart) is how a server answers for a user it does
+/// not have (RFC 6121 s8.5.2.2.1; Prosody does exactly this). That is 404 for the sender,
+/// not 503: a SIP UA learns that the user does not exist, and the gateway's store-and-forward
+/// queue (which retries 503) is not filled with messages that can never be delivered.
 pub fn status_of_error(el: &Element) -> Status {
     let err = el.elements().find(|c| c.name == "error");
     let cond = err.and_then(|e| {
@@ -157,6 +163,20 @@ pub fn status_of_error(el: &Element) -> Status {
         .map(|t| t.text().into_owned());
     match cond {
         Some(c) => {
+            let no_such_user = el.name == "message"
+                && c.name == "service-unavailable"
+                && err.and_then(|e| e.attr("type")) == Some("cancel")
+                && el.attr("from").is_some_and(|f| f.contains('@'));
+            if no_such_user {
+                return Status::new(
+                    404,
+                    text.unwrap_or_else(|| {
+                        "Not Found: the recipient's server refused the message \
+                         (service-unavailable)"
+                            .into()
+                    }),
+                );
+            }
             let code = errmap::xmpp_name_to_sip(&c.name);
             Status::new(code, text.unwrap_or_else(|| c.name.clone()))
         }
@@ -955,6 +975,25 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn message_bounced_service_unavailable_by_a_user_is_404() {
+        let d = vec!["sip.xmpp.test".to_string()];
+        let bounce = |from: &str, kind: &str, ty: &str| {
+            parse(&format!("<{kind} type='error' from='{from}' to='c@sip.xmpp.test' id='m1'><error type='{ty}'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></{kind}>"))
+        };
+        let code = |el: &Element| match inbound(&ctx(&d), el, TransId(1)) {
+            Inbound::Response { result: Err(s), .. } => s.code,
+            other => panic!("{other:?}"),
+        };
+        // RFC 6121 s8.5.2.2.1: the server's answer for a user it does not have.
+        assert_eq!(code(&bounce("nobody@xmpp.test", "message", "cancel")), 404);
+        // Otherwise the RFC 7247 s7.1 row: from the server itself, a wait-type error, or
+        // not a message.
+        assert_eq!(code(&bounce("xmpp.test", "message", "cancel")), 503);
+        assert_eq!(code(&bounce("nobody@xmpp.test", "message", "wait")), 503);
+        assert_eq!(code(&bounce("nobody@xmpp.test", "presence", "cancel")), 503);
     }
 
     #[test]

@@ -100,6 +100,8 @@ struct Hub {
     next_key: u64,
     trans: AtomicU64,
     err_tx: mpsc::Sender<(Origin, Status)>,
+    /// Inbound presence of one sender to one addressee reaches the core in order.
+    lanes: crate::lanes::Lanes,
 }
 
 /// Starts s2s mode: binds the listener, spawns the hub.
@@ -175,6 +177,7 @@ pub(crate) async fn start_s2s(
         next_key: 0,
         trans: AtomicU64::new(1),
         err_tx,
+        lanes: crate::lanes::Lanes::default(),
         cfg: config,
     };
     let accept_tx = io_tx;
@@ -1013,12 +1016,16 @@ impl Hub {
                 let ingress = self.ingress.clone();
                 let err_tx = self.err_tx.clone();
                 let answer = origin.kind == "message";
-                tokio::spawn(async move {
-                    let out = ingress.submit("xmpp", op).await;
-                    if !out.status.is_success() && answer {
-                        let _ = err_tx.send((origin, out.status)).await;
-                    }
-                });
+                let key = crate::lanes::presence_key(&origin.kind, &origin.from, &origin.to);
+                self.lanes.run(
+                    key,
+                    Box::pin(async move {
+                        let out = ingress.submit("xmpp", op).await;
+                        if !out.status.is_success() && answer {
+                            let _ = err_tx.send((origin, out.status)).await;
+                        }
+                    }),
+                );
             }
             Inbound::Reply(r) => self.send_raw(r),
             Inbound::Response { id, result } => {

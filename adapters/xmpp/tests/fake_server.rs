@@ -1,7 +1,8 @@
 //! The tokio layer against an in-process fake XMPP server (no real peer needed): a server
 //! that completes the XEP-0114 handshake and then goes silent is detected as dead by the
 //! ping, and the adapter reconnects by itself; a message delivered while the link is
-//! down is sent once after the reconnect; shutdown closes the stream politely.
+//! down is sent once after the reconnect; shutdown closes the stream politely; presence
+//! stanzas of one sender reach the core in arrival order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,4 +155,90 @@ async fn silent_server_is_detected_by_ping_and_the_link_reconnects() {
         }
     };
     assert!(closed.ends_with("</stream:stream>"), "{closed}");
+}
+
+/// Records the inbound notifies in the order the core finished taking them; the first
+/// one is slow to take (as the gateway can be, e.g. on a contended lock or store write).
+struct SlowFirstIngress {
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+    done: mpsc::UnboundedSender<()>,
+}
+
+impl Ingress for SlowFirstIngress {
+    fn submit(&self, _: &str, op: Operation) -> BoxFuture<'static, Outcome> {
+        let t = op.trans_id();
+        let (seen, done) = (self.seen.clone(), self.done.clone());
+        Box::pin(async move {
+            let Operation::Notify(n) = op else {
+                return Outcome::ok(t);
+            };
+            let doc = format!("{:?}", n.presence);
+            let label = ["third", "second"]
+                .into_iter()
+                .find(|l| doc.contains(l))
+                .unwrap_or("first");
+            if label == "first" {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            seen.lock().unwrap().push(label.to_owned());
+            let _ = done.send(());
+            Outcome::ok(t)
+        })
+    }
+}
+
+/// RFC 6120 s10.1: presence stanzas of one sender reach the core in the order they came
+/// (Prosody sends `subscribed`, the current presence and the next change back to back;
+/// taken out of order the presence engine would keep an older state as the latest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_of_one_sender_reaches_the_core_in_arrival_order() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        handshake(&mut s, "order1").await;
+        let from = "from='alice@fake.test/res' to='carol@c.fake.test'";
+        s.write_all(
+            format!(
+                "<presence {from}/>\
+                 <presence {from}><show>away</show><status>second</status></presence>\
+                 <presence {from}><show>dnd</show><status>third</status></presence>"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    let cfg = XmppConfig {
+        mode: Mode::Component {
+            server: addr.to_string(),
+            domain: "c.fake.test".into(),
+            secret: "secret".into(),
+        },
+        ..XmppConfig::default()
+    };
+    let (done, mut done_rx) = mpsc::unbounded_channel();
+    let ingress = Arc::new(SlowFirstIngress {
+        seen: Default::default(),
+        done,
+    });
+    let h = start(cfg, ingress.clone()).await.unwrap();
+    for _ in 0..3 {
+        tokio::time::timeout(Duration::from_secs(20), done_rx.recv())
+            .await
+            .expect("three notifies in time")
+            .expect("ingress alive");
+    }
+    assert_eq!(
+        *ingress.seen.lock().unwrap(),
+        ["first", "second", "third"],
+        "inbound presence reordered"
+    );
+    h.shutdown().await;
 }

@@ -531,3 +531,82 @@ fn nothing_reaches_the_watcher_before_its_subscribe_is_answered() {
         )]
     );
 }
+
+/// Prosody's sequence for a SIP/JSON watcher of an XMPP user: `unavailable` acknowledging
+/// the subscribe (no approval, not kept), the subscribe's outcome, `subscribed` (approval,
+/// state only), the user's presence (at once), then a change inside the notify interval (when
+/// the interval ends).
+#[test]
+fn xmpp_ack_then_approval_then_presence_changes_reach_the_watcher() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let s = sub("im:carol@json.test", "alice@xmpp.test", 600);
+    let SubscribeReply::Upstream { key, .. } =
+        e.handle_subscribe(t0, "json", &s, Side::Remote("xmpp".into()))
+    else {
+        panic!()
+    };
+    let n = |presence: Option<Presence>| Notify {
+        trans_id: TransId(3),
+        watcher: a("carol@json.test"),
+        target: a("alice@xmpp.test"),
+        state: SubscriptionState::Active { expires: 0 },
+        presence,
+    };
+    let closed = publish("alice@xmpp.test", false, 1).presence;
+    let open = publish("alice@xmpp.test", true, 1).presence;
+    let mut away = open.clone();
+    away.notes.push(cpim_core::presence::Note {
+        lang: None,
+        text: "away".into(),
+    });
+    assert_eq!(e.handle_notify(t0, "xmpp", &n(Some(closed))).code, 200);
+    assert_eq!(
+        e.handle_upstream_result(t0, &key, &Outcome::ok(TransId(1)))
+            .code,
+        202
+    );
+    let got = notifies(&drain(&mut e));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].2, SubscriptionState::Pending);
+    let t1 = t0 + Duration::from_millis(200);
+    assert_eq!(e.handle_notify(t1, "xmpp", &n(None)).code, 200);
+    let got = notifies(&drain(&mut e));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(matches!(got[0].2, SubscriptionState::Active { .. }));
+    // Not the acknowledgement's `unavailable`: it was not the user's state for this watcher.
+    assert_eq!(got[0].3, None, "{got:?}");
+    // The first state after the (state-only) approval is not held back.
+    assert_eq!(e.handle_notify(t1, "xmpp", &n(Some(open))).code, 200);
+    let got = notifies(&drain(&mut e));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].3, Some(true), "{got:?}");
+    // A change inside the interval waits for its end.
+    assert_eq!(
+        e.handle_notify(t1, "xmpp", &n(Some(away.clone()))).code,
+        200
+    );
+    let mut delivered = notifies(&drain(&mut e));
+    assert!(delivered.is_empty(), "{delivered:?}");
+    // The interval ends: the latest state goes out.
+    while let Some(t) = e.poll_timeout() {
+        if t > t1 + secs(6) {
+            break;
+        }
+        e.handle_timeout(t);
+        let acts = drain(&mut e);
+        delivered.extend(notifies(&acts));
+        for a in &acts {
+            if let Action::Deliver {
+                op: Operation::Notify(n),
+                ..
+            } = a
+            {
+                if n.presence.as_ref().is_some_and(|p| p.notes == away.notes) {
+                    return;
+                }
+            }
+        }
+    }
+    panic!("the away state never reached the watcher: {delivered:?}");
+}

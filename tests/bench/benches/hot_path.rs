@@ -112,18 +112,20 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = std::env::temp_dir().join(format!("cpim-bench-hot-path-{}", std::process::id()));
-    let mut cfg = Config::default();
-    cfg.adapters = Vec::new();
-    cfg.routes = vec![
-        Route {
-            domain: "sip.test".into(),
-            adapter: "sip".into(),
-        },
-        Route {
-            domain: "xmpp.test".into(),
-            adapter: "xmpp".into(),
-        },
-    ];
+    let mut cfg = Config {
+        adapters: Vec::new(),
+        routes: vec![
+            Route {
+                domain: "sip.test".into(),
+                adapter: "sip".into(),
+            },
+            Route {
+                domain: "xmpp.test".into(),
+                adapter: "xmpp".into(),
+            },
+        ],
+        ..Config::default()
+    };
     cfg.admin.enabled = false;
     cfg.queue.enabled = false;
     cfg.store.path = dir.clone();

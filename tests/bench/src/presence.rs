@@ -220,7 +220,9 @@ pub(crate) fn run_p3(
                 probe.last_failure_code.load(Ordering::Relaxed)
             ));
         }
-        let clean = received >= expected && publish_ok == rep.sent;
+        // Clean: every PUBLISH answered 2xx and every watcher the gateway holds notified
+        // (subscriptions lost during set-up are reported in the set-up note, not here).
+        let clean = received >= watchers_ok.min(expected) && publish_ok == rep.sent;
         notes.push(format!(
             "{}: offered {} notifications/s ({publish_rate} PUBLISH/s x {w} watchers) for {:.1} s",
             if clean {

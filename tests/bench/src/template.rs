@@ -64,7 +64,7 @@ impl Template {
         let mut slots = Vec::new();
         let mut rest = text;
         while let Some(i) = rest.find(SLOT) {
-            bytes.extend_from_slice(rest[..i].as_bytes());
+            bytes.extend_from_slice(&rest.as_bytes()[..i]);
             slots.push(bytes.len());
             bytes.extend_from_slice(&[b'0'; TAG_WIDTH]);
             rest = &rest[i + SLOT.len()..];

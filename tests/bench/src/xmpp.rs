@@ -84,10 +84,7 @@ pub fn split(buf: &[u8], max: usize) -> Result<Split, XmppError> {
     }
     let mut depth = 0usize;
     let mut i = start;
-    loop {
-        let Some(lt) = memchr::memchr(b'<', &buf[i..]).map(|k| i + k) else {
-            break;
-        };
+    while let Some(lt) = memchr::memchr(b'<', &buf[i..]).map(|k| i + k) {
         match buf.get(lt + 1) {
             None => break,
             Some(b'?') => return Err(XmppError::Restricted("processing instruction")),
