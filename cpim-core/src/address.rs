@@ -287,8 +287,16 @@ pub fn percent_encode(s: &str, allowed: impl Fn(u8) -> bool) -> String {
             out.push(b as char);
         } else {
             out.push('%');
-            out.push(char::from_digit(u32::from(b >> 4), 16).unwrap().to_ascii_uppercase());
-            out.push(char::from_digit(u32::from(b & 15), 16).unwrap().to_ascii_uppercase());
+            out.push(
+                char::from_digit(u32::from(b >> 4), 16)
+                    .unwrap()
+                    .to_ascii_uppercase(),
+            );
+            out.push(
+                char::from_digit(u32::from(b & 15), 16)
+                    .unwrap()
+                    .to_ascii_uppercase(),
+            );
         }
     }
     out
@@ -300,8 +308,21 @@ pub fn sip_user_allowed(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-                | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'/'
+            b'-' | b'_'
+                | b'.'
+                | b'!'
+                | b'~'
+                | b'*'
+                | b'\''
+                | b'('
+                | b')'
+                | b'&'
+                | b'='
+                | b'+'
+                | b'$'
+                | b','
+                | b';'
+                | b'/'
         )
 }
 
@@ -355,16 +376,25 @@ mod tests {
     #[test]
     fn parses_each_scheme() {
         let a = Address::parse("im:fred@example.com").unwrap();
-        assert_eq!((a.scheme, a.user.as_deref(), a.domain.as_str()), (Scheme::Im, Some("fred"), "example.com"));
+        assert_eq!(
+            (a.scheme, a.user.as_deref(), a.domain.as_str()),
+            (Scheme::Im, Some("fred"), "example.com")
+        );
         let a = Address::parse("pres:fred@Example.COM").unwrap();
         assert_eq!(a.domain, "example.com");
-        let a = Address::parse("<sip:Juliet%20Capulet@example.com:5061;transport=tcp;gr=balcony?Subject=x>").unwrap();
+        let a = Address::parse(
+            "<sip:Juliet%20Capulet@example.com:5061;transport=tcp;gr=balcony?Subject=x>",
+        )
+        .unwrap();
         assert_eq!(a.scheme, Scheme::Sip);
         assert_eq!(a.user.as_deref(), Some("Juliet Capulet"));
         assert_eq!(a.instance.as_deref(), Some("balcony"));
         assert_eq!(a.domain, "example.com");
         let a = Address::parse("juliet@example.com/balcony").unwrap();
-        assert_eq!((a.scheme, a.instance.as_deref()), (Scheme::Xmpp, Some("balcony")));
+        assert_eq!(
+            (a.scheme, a.instance.as_deref()),
+            (Scheme::Xmpp, Some("balcony"))
+        );
         let a = Address::parse("xmpp:romeo@montague.net/orchard").unwrap();
         assert_eq!(a.user.as_deref(), Some("romeo"));
         let a = Address::parse("sips:[2001:db8::10]:5061").unwrap();
@@ -381,12 +411,30 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert_eq!(Address::parse("mailto:a@b"), Err(AddressError::UnsupportedScheme("mailto".into())));
-        assert_eq!(Address::parse("sip:alice@"), Err(AddressError::MissingDomain));
-        assert_eq!(Address::parse("sip:@example.com"), Err(AddressError::EmptyUser));
-        assert!(matches!(Address::parse("sip:a%zz@b"), Err(AddressError::InvalidEscape(_))));
-        assert!(matches!(Address::parse("sip:a@b c"), Err(AddressError::InvalidDomain(_))));
-        assert_eq!(Address::parse(&"a".repeat(5000)), Err(AddressError::TooLong));
+        assert_eq!(
+            Address::parse("mailto:a@b"),
+            Err(AddressError::UnsupportedScheme("mailto".into()))
+        );
+        assert_eq!(
+            Address::parse("sip:alice@"),
+            Err(AddressError::MissingDomain)
+        );
+        assert_eq!(
+            Address::parse("sip:@example.com"),
+            Err(AddressError::EmptyUser)
+        );
+        assert!(matches!(
+            Address::parse("sip:a%zz@b"),
+            Err(AddressError::InvalidEscape(_))
+        ));
+        assert!(matches!(
+            Address::parse("sip:a@b c"),
+            Err(AddressError::InvalidDomain(_))
+        ));
+        assert_eq!(
+            Address::parse(&"a".repeat(5000)),
+            Err(AddressError::TooLong)
+        );
     }
 
     proptest::proptest! {

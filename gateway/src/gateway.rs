@@ -222,6 +222,7 @@ pub struct Gateway {
     sip_addrs: Vec<(String, SocketAddr)>,
     json_addrs: (Option<SocketAddr>, Option<SocketAddr>),
     drain: Duration,
+    journal: Arc<Journal>,
     /// The ingress (tests submit through it as an adapter would).
     pub ingress: Arc<GatewayIngress>,
     /// The routing table.
@@ -412,6 +413,7 @@ impl Gateway {
             sip_addrs,
             json_addrs,
             drain: Duration::from_secs(cfg.limits.drain_secs),
+            journal,
             ingress,
             table,
             presence,
@@ -474,6 +476,10 @@ impl Gateway {
             .is_err()
         {
             self.tasks.abort_all();
+        }
+        // Dedupe records handed over without waiting are on disk before the process ends.
+        if let Err(e) = self.journal.flush().await {
+            tracing::error!(error = %e, "journal not flushed at shutdown");
         }
         tracing::info!("gateway stopped");
     }

@@ -15,7 +15,13 @@
 //!
 //! Group commit: every change goes through one writer thread that drains a channel and
 //! applies whatever is waiting in one SQLite transaction, so concurrent messages share
-//! one fsync. Callers wait for the commit of their own change.
+//! one fsync. The write-ahead of a message and the completion of a written-ahead row are
+//! awaited ([`Journal::commit`]); the dedupe record of a message from an acknowledging
+//! source is handed to the writer without waiting ([`Journal::submit`]): the source keeps
+//! its own retransmission state, so the record only has to stop a copy that arrives after a
+//! restart, and the source's answer does not wait for an fsync. Changes are applied in the
+//! order they are handed over, so an awaited commit also covers everything submitted
+//! before it ([`Journal::flush`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +59,8 @@ tokio::task_local! {
 
 struct Req {
     op: JournalOp,
-    reply: oneshot::Sender<Result<Option<i64>, String>>,
+    /// `None` for a change nobody waits for ([`Journal::submit`]).
+    reply: Option<oneshot::Sender<Result<Option<i64>, String>>>,
 }
 
 /// The journal: a handle on the group-commit writer. The writer thread stops when the
@@ -121,11 +128,34 @@ impl Journal {
     pub async fn commit(&self, op: JournalOp) -> Result<Option<i64>, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Req { op, reply })
+            .send(Req {
+                op,
+                reply: Some(reply),
+            })
             .map_err(|_| "journal writer stopped".to_owned())?;
         rx.await
             .map_err(|_| "journal writer stopped".to_owned())
             .and_then(|r| r)
+    }
+
+    /// Hands `op` to the writer without waiting for its commit (it is committed with the
+    /// next batch; a failure is logged by the writer). Err only if the writer stopped.
+    pub fn submit(&self, op: JournalOp) -> Result<(), String> {
+        self.tx
+            .send(Req { op, reply: None })
+            .map_err(|_| "journal writer stopped".to_owned())
+    }
+
+    /// Waits until everything handed over before this call is committed.
+    pub async fn flush(&self) -> Result<(), String> {
+        let noop = JournalOp::Done {
+            id: None,
+            key: None,
+            code: 0,
+            reason: String::new(),
+            expires_at_ms: 0,
+        };
+        self.commit(noop).await.map(|_| ())
     }
 
     /// The messages still in flight (after a crash), oldest first.
@@ -163,13 +193,15 @@ fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Req>) {
         match store.journal_apply(&ops, prune) {
             Ok(ids) => {
                 for (reply, id) in replies.drain(..).zip(ids) {
-                    let _ = reply.send(Ok(id));
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(id));
+                    }
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, changes = ops.len(), "journal commit failed");
                 let e = e.to_string();
-                for reply in replies.drain(..) {
+                for reply in replies.drain(..).flatten() {
                     let _ = reply.send(Err(e.clone()));
                 }
             }

@@ -76,6 +76,10 @@ pub struct EndpointConfig {
     pub extra_uri_schemes: Vec<String>,
     /// Capacity of the queue of new requests toward the TU (overflow gets 503).
     pub tu_queue: usize,
+    /// SO_RCVBUF and SO_SNDBUF asked for on each UDP socket, in bytes (the kernel may
+    /// cap it at `net.core.rmem_max`/`wmem_max`); the kernel default (about 208 KiB)
+    /// drops datagrams under bursts. 0 keeps the kernel default.
+    pub udp_buffer_bytes: usize,
 }
 
 impl Default for EndpointConfig {
@@ -121,6 +125,7 @@ impl Default for EndpointConfig {
             supported: Vec::new(),
             extra_uri_schemes: Vec::new(),
             tu_queue: 4096,
+            udp_buffer_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -326,6 +331,7 @@ impl Endpoint {
             connector,
             limits,
             Duration::from_secs(config.idle_timeout_secs.max(1)),
+            config.udp_buffer_bytes,
             ev_tx,
         )
         .await?;

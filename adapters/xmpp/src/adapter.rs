@@ -629,7 +629,7 @@ impl Link {
                 // Errors are only answered for messages and iqs; a refused presence is
                 // not bounced (RFC 6121 s3 clients do not expect presence errors).
                 let answer = origin.kind == "message";
-                let key = lanes::presence_key(&origin.kind, &origin.from, &origin.to);
+                let key = lanes::order_key(&origin.kind, &origin.from, &origin.to);
                 self.lanes.run(
                     key,
                     Box::pin(async move {

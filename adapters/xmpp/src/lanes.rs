@@ -91,14 +91,20 @@ async fn worker(mut rx: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
-/// The ordering key of a presence stanza's operation: the bare sender and the bare
-/// addressee (RFC 6121 s3/s4 state is per pair). Messages keep no order: each is
-/// answered by its own delivery outcome, and one slow delivery must not hold up others.
-pub(crate) fn presence_key(kind: &str, from: &str, to: &str) -> Option<String> {
-    (kind == "presence").then(|| {
-        let bare = |j: &str| j.split('/').next().unwrap_or(j).to_ascii_lowercase();
-        format!("{}|{}", bare(from), bare(to))
-    })
+/// The ordering key of an inbound stanza's operation (RFC 6120 s10.1: stanzas from one
+/// entity to another are processed in order). Presence is keyed by the bare sender and
+/// bare addressee (RFC 6121 s3/s4 state is per pair); messages by the same pair in a lane
+/// of their own, so a conversation reaches the other side in the order it was written
+/// while presence is never held up behind a slow message delivery. Other stanzas (iq)
+/// are answered on their own and keep no order.
+pub(crate) fn order_key(kind: &str, from: &str, to: &str) -> Option<String> {
+    let lane = match kind {
+        "presence" => "p",
+        "message" => "m",
+        _ => return None,
+    };
+    let bare = |j: &str| j.split('/').next().unwrap_or(j).to_ascii_lowercase();
+    Some(format!("{lane}|{}|{}", bare(from), bare(to)))
 }
 
 #[cfg(test)]
@@ -133,11 +139,11 @@ mod tests {
     async fn jobs_of_one_key_finish_in_the_order_given_even_when_the_first_is_slow() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut lanes = Lanes::default();
-        let k = || presence_key("presence", "alice@x.test/r1", "carol@c.test");
+        let k = || order_key("presence", "alice@x.test/r1", "carol@c.test");
         lanes.run(k(), job(&log, 1, 300));
         lanes.run(k(), job(&log, 2, 0));
         lanes.run(
-            presence_key("presence", "alice@x.test/r2", "carol@c.test"),
+            order_key("presence", "alice@x.test/r2", "carol@c.test"),
             job(&log, 3, 100),
         );
         lanes.run(k(), job(&log, 4, 0));
@@ -184,15 +190,23 @@ mod tests {
     }
 
     #[test]
-    fn only_presence_is_keyed_by_bare_pair() {
+    fn presence_and_messages_are_keyed_by_bare_pair_in_separate_lanes() {
         assert_eq!(
-            presence_key(
+            order_key(
                 "presence",
                 "Alice@X.test/res",
                 "carol\\40json.test@gw.x.test"
             ),
-            Some("alice@x.test|carol\\40json.test@gw.x.test".to_owned())
+            Some("p|alice@x.test|carol\\40json.test@gw.x.test".to_owned())
         );
-        assert_eq!(presence_key("message", "a@x/r", "b@y"), None);
+        assert_eq!(
+            order_key("message", "a@x/r", "b@y"),
+            Some("m|a@x|b@y".to_owned())
+        );
+        assert_ne!(
+            order_key("message", "a@x/r", "b@y"),
+            order_key("presence", "a@x/r", "b@y")
+        );
+        assert_eq!(order_key("iq", "a@x/r", "b@y"), None);
     }
 }

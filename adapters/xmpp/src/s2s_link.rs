@@ -1016,7 +1016,7 @@ impl Hub {
                 let ingress = self.ingress.clone();
                 let err_tx = self.err_tx.clone();
                 let answer = origin.kind == "message";
-                let key = crate::lanes::presence_key(&origin.kind, &origin.from, &origin.to);
+                let key = crate::lanes::order_key(&origin.kind, &origin.from, &origin.to);
                 self.lanes.run(
                     key,
                     Box::pin(async move {

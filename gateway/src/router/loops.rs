@@ -9,9 +9,11 @@
 //!   chained gateways that strip Max-Forwards.
 //! - Journal (when built [`LoopGuardLayer::with_journal`]): a message from a source that
 //!   does not acknowledge messages is written ahead before the inner services see it,
-//!   and every outcome of a message with an id is persisted as its dedupe record; the
-//!   cache is loaded from those records at start, so duplicates are recognised across
-//!   restarts. See [`crate::journal`].
+//!   and every outcome of a message with an id is persisted as its dedupe record (the
+//!   completion of a written-ahead row is awaited before the outcome is returned; the
+//!   record of a message from an acknowledging source is handed to the writer without
+//!   waiting); the cache is loaded from those records at start, so duplicates are
+//!   recognised across restarts. See [`crate::journal`].
 //!
 //! The inner service's future must not start delivering before it is first polled (the
 //! tower convention; the timeout and the dispatcher do their work inside the future), as
@@ -300,10 +302,17 @@ where
             });
             let out = JOURNAL_ROW.scope(scope, fut).await?;
             if let Some(j) = &journal {
-                if row.is_some() || key.is_some() {
+                if row.is_some() {
                     if let Err(e) = j.commit(j.done_op(row, key, &out.status)).await {
                         // The outcome stands; the row is delivered again after a restart.
                         tracing::error!(error = %e, "journal completion not committed");
+                    }
+                } else if key.is_some() {
+                    // Not written ahead (the source acknowledges messages itself): the
+                    // record only guards against a copy after a restart, so the outcome
+                    // goes back without waiting for its commit.
+                    if let Err(e) = j.submit(j.done_op(None, key, &out.status)) {
+                        tracing::error!(error = %e, "dedupe record not recorded");
                     }
                 }
             }
@@ -441,6 +450,8 @@ mod tests {
             svc.oneshot(with_id(1, "m1", 70)).await.unwrap().status.code,
             404
         );
+        // The record of an acknowledging source is not awaited: wait for the writer.
+        j.flush().await.unwrap();
         assert_eq!(store.journal_len().unwrap(), 1);
         assert!(store.journal_in_flight().unwrap().is_empty());
         let rec2 = Recorder::default();

@@ -188,12 +188,13 @@ impl Transports {
         tls_connector: Option<tokio_rustls::TlsConnector>,
         limits: Limits,
         idle_timeout: Duration,
+        udp_buffer_bytes: usize,
         events: mpsc::Sender<TransportEvent>,
     ) -> Result<Arc<Transports>, TransportError> {
         let mut sockets = Vec::new();
         let mut local = Vec::new();
         for a in udp {
-            let s = UdpSocket::bind(a).await?;
+            let s = bind_udp(*a, udp_buffer_bytes)?;
             local.push((Transport::Udp, s.local_addr()?));
             sockets.push(Arc::new(s));
         }
@@ -508,6 +509,28 @@ async fn writer_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<By
         }
     }
     let _ = wr.shutdown().await;
+}
+
+/// A UDP socket on `addr`, asking for `buffer` bytes of SO_RCVBUF/SO_SNDBUF (0: the
+/// kernel default). The kernel may grant less (capped by `net.core.rmem_max`); that is
+/// not an error.
+fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<UdpSocket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if buffer > 0 {
+        if let Err(e) = s.set_recv_buffer_size(buffer) {
+            tracing::warn!(%addr, error = %e, "SO_RCVBUF not set");
+        }
+        if let Err(e) = s.set_send_buffer_size(buffer) {
+            tracing::warn!(%addr, error = %e, "SO_SNDBUF not set");
+        }
+    }
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s.into())
 }
 
 async fn udp_loop(sock: Arc<UdpSocket>, t: Arc<Transports>) {
