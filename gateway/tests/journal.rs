@@ -281,7 +281,10 @@ async fn duplicate_after_restart_gets_first_outcome() {
         let d = gw.ingress.submit("x", msg(4, "xmpp:romeo@x.test")).await;
         assert_eq!(d.status.code, 202);
         assert_eq!(gw.store.queue_depth().unwrap(), 1);
-        assert_eq!(t.got(), vec!["n1", "n2"]);
+        // n91 may or may not have reached the (hanging) target before its submission was
+        // cancelled, depending on scheduling; everything else was delivered exactly once.
+        let got: Vec<String> = t.got().into_iter().filter(|n| n != "n91").collect();
+        assert_eq!(got, vec!["n1", "n2"]);
         gw.shutdown().await;
     }
     // Restart: the target refuses everything now, so any delivery would show.
