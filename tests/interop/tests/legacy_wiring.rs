@@ -27,9 +27,26 @@ async fn irc_and_json_start_route_report_and_stop() {
     let gw = TestGateway::start(cfg).await.expect("gateway starts");
     let addr = gw.gateway().json_tcp_addr().expect("JSON listener bound");
 
-    let (code, links) = gw.admin_get("/links").await.expect("/links");
-    assert_eq!(code, 200);
-    let links: serde_json::Value = serde_json::from_str(&links).expect("JSON links");
+    // The IRC adapter reports its link once its first connection attempt has begun:
+    // poll /links (bounded) until both adapters' links are listed.
+    let irc_prefix = format!("irc:127.0.0.1:{dead}");
+    let mut links = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (code, body) = gw.admin_get("/links").await.expect("/links");
+        assert_eq!(code, 200);
+        links = serde_json::from_str(&body).expect("JSON links");
+        let listed = links.as_array().is_some_and(|a| {
+            a.iter().any(|l| {
+                l["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(&irc_prefix))
+            })
+        });
+        if listed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let find = |prefix: &str| {
         links
             .as_array()
