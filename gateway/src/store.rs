@@ -110,7 +110,9 @@ CREATE TABLE IF NOT EXISTS queue (
 CREATE INDEX IF NOT EXISTS queue_next ON queue(next_attempt);
 CREATE INDEX IF NOT EXISTS queue_dest ON queue(destination);
 CREATE TABLE IF NOT EXISTS journal (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- no AUTOINCREMENT: it updates sqlite_sequence on every insert (one per message);
+    -- an id is only used while its row exists, so reusing a freed id is harmless
+    id INTEGER PRIMARY KEY,
     adapter TEXT NOT NULL,
     src TEXT,
     mid TEXT,

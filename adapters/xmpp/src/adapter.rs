@@ -47,6 +47,9 @@ pub enum XmppError {
 }
 
 #[allow(clippy::large_enum_variant)] // one per delivery, moved once
+/// Most operations written behind one barrier ping.
+const MAX_BATCH: usize = 256;
+
 pub(crate) enum Command {
     Deliver {
         op: Operation,
@@ -408,9 +411,8 @@ impl Link {
                         self.set_status(true, None);
                         let now = std_now();
                         self.expire_queue();
-                        while let Some(q) = self.queue.pop_front() {
-                            self.send_op(&mut s, &mut tracker, &mut replies, q, now);
-                        }
+                        let waiting: Vec<Queued> = self.queue.drain(..).collect();
+                        self.send_ops(&mut s, &mut tracker, &mut replies, waiting, now);
                         self.set_status(true, None);
                     }
                     SessionEvent::Stanza(el) => {
@@ -465,7 +467,31 @@ impl Link {
                     Some(Command::Deliver { op, reply, deadline }) => {
                         let q = Queued { op, reply, deadline };
                         if ready {
-                            self.send_op(&mut s, &mut tracker, &mut replies, q, std_now());
+                            // Everything already waiting goes out in the same write,
+                            // behind one barrier ping per destination domain.
+                            let mut batch = vec![q];
+                            let mut stop = None;
+                            while batch.len() < MAX_BATCH {
+                                match rx.try_recv() {
+                                    Ok(Command::Deliver { op, reply, deadline }) => {
+                                        batch.push(Queued { op, reply, deadline })
+                                    }
+                                    Ok(Command::Shutdown(done)) => {
+                                        stop = Some(done);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                            self.send_ops(&mut s, &mut tracker, &mut replies, batch, std_now());
+                            if let Some(done) = stop {
+                                s.close(std_now());
+                                while let Some(bytes) = s.poll_transmit() {
+                                    let _ = wr.write_all(&bytes).await;
+                                }
+                                result = Ended::Shutdown(Some(done));
+                                break 'outer;
+                            }
                         } else {
                             self.enqueue(q);
                         }
@@ -525,49 +551,65 @@ impl Link {
         }
     }
 
-    fn send_op(
+    /// Writes the stanzas of `batch`, then one XEP-0199 ping per destination domain as
+    /// the ordering barrier of every operation in the batch bound there (see
+    /// [`crate::tracker`]): at high rates one ping covers many messages.
+    fn send_ops(
         &mut self,
         s: &mut ComponentSession,
         tracker: &mut DeliveryTracker,
         replies: &mut std::collections::HashMap<u64, (TransId, oneshot::Sender<Outcome>)>,
-        q: Queued,
+        batch: Vec<Queued>,
         now: std::time::Instant,
     ) {
-        let trans_id = q.op.trans_id();
-        let op = self.localise_source(q.op);
-        let stanzas = match mapping::outbound(NS_COMPONENT, &op, || s.next_id()) {
-            Ok(v) => v,
-            Err(e) => {
-                debug!(link = %self.name, "refusing {}: {e}", op.kind());
-                let _ = q.reply.send(Outcome {
-                    trans_id,
-                    status: e.status(),
-                });
-                return;
+        // (barrier domain, deliveries behind it: key, stanza ids, deadline)
+        let mut barriers: Vec<(String, Vec<(u64, Vec<String>, std::time::Instant)>)> = Vec::new();
+        for q in batch {
+            let trans_id = q.op.trans_id();
+            let op = self.localise_source(q.op);
+            let stanzas = match mapping::outbound(NS_COMPONENT, &op, || s.next_id()) {
+                Ok(v) => v,
+                Err(e) => {
+                    debug!(link = %self.name, "refusing {}: {e}", op.kind());
+                    let _ = q.reply.send(Outcome {
+                        trans_id,
+                        status: e.status(),
+                    });
+                    continue;
+                }
+            };
+            if stanzas.is_empty() {
+                let _ = q.reply.send(Outcome::ok(trans_id));
+                continue;
             }
-        };
-        if stanzas.is_empty() {
-            let _ = q.reply.send(Outcome::ok(trans_id));
-            return;
-        }
-        let mut ids = Vec::with_capacity(stanzas.len());
-        for el in &stanzas {
-            if let Some(id) = el.attr("id") {
-                ids.push(id.to_owned());
+            let mut ids = Vec::with_capacity(stanzas.len());
+            for el in &stanzas {
+                if let Some(id) = el.attr("id") {
+                    ids.push(id.to_owned());
+                }
+                self.send_el(s, el);
             }
-            self.send_el(s, el);
+            self.next_key += 1;
+            let key = self.next_key;
+            let deadline = q.deadline.into_std().max(now + Duration::from_millis(1));
+            replies.insert(key, (trans_id, q.reply));
+            debug!(link = %self.name, trans = trans_id.0, "sent {} ({} stanza(s))", op.kind(), stanzas.len());
+            let domain = op
+                .destination()
+                .map_or(self.domain.as_str(), |d| d.domain.as_str());
+            let entry = (key, ids, deadline);
+            match barriers.iter_mut().find(|(d, _)| d == domain) {
+                Some((_, v)) => v.push(entry),
+                None => barriers.push((domain.to_owned(), vec![entry])),
+            }
         }
-        let ping_to = op
-            .destination()
-            .map(|d| d.domain.clone())
-            .unwrap_or_else(|| self.domain.clone());
-        let ping = s.send_ping(&ping_to, now).ok();
-        self.next_key += 1;
-        let key = self.next_key;
-        let deadline = q.deadline.into_std().max(now + Duration::from_millis(1));
-        tracker.track(key, ids, ping, deadline, now);
-        replies.insert(key, (trans_id, q.reply));
-        debug!(link = %self.name, trans = trans_id.0, "sent {} ({} stanza(s)) with barrier ping", op.kind(), stanzas.len());
+        for (domain, deliveries) in barriers {
+            let ping = s.send_ping(&domain, now).ok();
+            debug!(link = %self.name, %domain, n = deliveries.len(), "barrier ping");
+            for (key, ids, deadline) in deliveries {
+                tracker.track(key, ids, ping.as_deref(), deadline, now);
+            }
+        }
     }
 
     /// In component mode every `from` must be in the component's domain (Prosody 13

@@ -562,7 +562,7 @@ impl Hub {
         self.next_key += 1;
         let key = self.next_key;
         let deadline = q.deadline.into_std().max(now + Duration::from_millis(1));
-        self.tracker.track(key, ids, Some(ping_id), deadline, now);
+        self.tracker.track(key, ids, Some(&ping_id), deadline, now);
         self.replies.insert(key, (trans_id, q.reply, pair.clone()));
         self.pump(conn);
     }

@@ -26,6 +26,9 @@ pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 pub const NS_PING: &str = "urn:xmpp:ping";
 
 /// Liveness timers.
+
+/// Largest output buffer built by joining consecutive writes.
+const COALESCE_BYTES: usize = 64 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timing {
     /// Outgoing silence before a whitespace keep-alive.
@@ -354,7 +357,13 @@ impl ComponentSession {
 
     fn push_out(&mut self, bytes: Vec<u8>, now: Instant) {
         self.last_tx = now;
-        self.out.push_back(bytes);
+        // Consecutive writes share one buffer (one socket write for a batch of stanzas).
+        match self.out.back_mut() {
+            Some(last) if last.len() + bytes.len() <= COALESCE_BYTES => {
+                last.extend_from_slice(&bytes)
+            }
+            _ => self.out.push_back(bytes),
+        }
     }
 
     /// The next bytes to write.

@@ -13,7 +13,13 @@
 //!   came first;
 //! - with 408 at its deadline.
 
-use std::collections::HashMap;
+//!
+//! Several deliveries may share one barrier: the adapter writes every operation that is
+//! waiting, then one ping per destination domain, and tracks each delivery with that
+//! ping's id. Timers are kept in ordered sets, so the work per event does not grow with
+//! the number of deliveries in flight.
+
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use cpim_core::model::Status;
@@ -21,7 +27,6 @@ use cpim_core::model::Status;
 #[derive(Debug)]
 struct Entry {
     stanza_ids: Vec<String>,
-    ping_id: Option<String>,
     settle_at: Option<Instant>,
     deadline: Instant,
 }
@@ -31,7 +36,12 @@ struct Entry {
 pub struct DeliveryTracker {
     grace: Duration,
     entries: HashMap<u64, Entry>,
+    /// Stanza id -> delivery.
     by_id: HashMap<String, u64>,
+    /// Barrier ping id -> the deliveries waiting for it.
+    pings: HashMap<String, Vec<u64>>,
+    deadlines: BTreeSet<(Instant, u64)>,
+    settles: BTreeSet<(Instant, u64)>,
 }
 
 impl DeliveryTracker {
@@ -41,6 +51,9 @@ impl DeliveryTracker {
             grace,
             entries: HashMap::new(),
             by_id: HashMap::new(),
+            pings: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            settles: BTreeSet::new(),
         }
     }
 
@@ -54,40 +67,50 @@ impl DeliveryTracker {
         self.entries.is_empty()
     }
 
-    /// Starts tracking delivery `key`: its stanzas' ids, its barrier ping's id.
+    /// Starts tracking delivery `key`: its stanzas' ids and the id of the barrier ping
+    /// written after them (several deliveries may name the same ping). Without a ping
+    /// the delivery settles `grace` from `now`.
     pub fn track(
         &mut self,
         key: u64,
         stanza_ids: Vec<String>,
-        ping_id: Option<String>,
+        ping_id: Option<&str>,
         deadline: Instant,
         now: Instant,
     ) {
         for id in &stanza_ids {
             self.by_id.insert(id.clone(), key);
         }
-        if let Some(p) = &ping_id {
-            self.by_id.insert(p.clone(), key);
-        }
-        let settle_at = if ping_id.is_none() {
-            Some(now + self.grace)
-        } else {
-            None
+        let settle_at = match ping_id {
+            Some(p) => {
+                match self.pings.get_mut(p) {
+                    Some(keys) => keys.push(key),
+                    None => {
+                        self.pings.insert(p.to_owned(), vec![key]);
+                    }
+                }
+                None
+            }
+            None => {
+                let at = now + self.grace;
+                self.settles.insert((at, key));
+                Some(at)
+            }
         };
+        self.deadlines.insert((deadline, key));
         self.entries.insert(
             key,
             Entry {
                 stanza_ids,
-                ping_id,
                 settle_at,
                 deadline,
             },
         );
     }
 
-    /// True if `id` belongs to a tracked delivery.
+    /// True if `id` belongs to a tracked delivery (a stanza or a barrier ping).
     pub fn knows(&self, id: &str) -> bool {
-        self.by_id.contains_key(id)
+        self.by_id.contains_key(id) || self.pings.contains_key(id)
     }
 
     /// A result or error came back for `id`. Returns a resolved delivery, if any.
@@ -97,16 +120,21 @@ impl DeliveryTracker {
         result: Result<(), Status>,
         now: Instant,
     ) -> Option<(u64, Status)> {
-        let key = *self.by_id.get(id)?;
-        let entry = self.entries.get_mut(&key)?;
-        let is_ping = entry.ping_id.as_deref() == Some(id);
-        if is_ping {
+        if let Some(keys) = self.pings.remove(id) {
             // The barrier passed (a ping error, e.g. a server without XEP-0199, still
             // proves that everything before it was processed).
-            entry.settle_at = Some(now + self.grace);
-            self.by_id.remove(id);
+            let at = now + self.grace;
+            for key in keys {
+                if let Some(e) = self.entries.get_mut(&key) {
+                    if e.settle_at.is_none() {
+                        e.settle_at = Some(at);
+                        self.settles.insert((at, key));
+                    }
+                }
+            }
             return None;
         }
+        let key = *self.by_id.get(id)?;
         match result {
             Err(status) => {
                 self.remove(key);
@@ -119,52 +147,56 @@ impl DeliveryTracker {
     /// A positive delivery signal (XEP-0184 receipt) for stanza `id`.
     pub fn on_receipt(&mut self, id: &str) -> Option<(u64, Status)> {
         let key = *self.by_id.get(id)?;
-        let entry = self.entries.get(&key)?;
-        if entry.ping_id.as_deref() == Some(id) {
-            return None;
-        }
         self.remove(key);
         Some((key, Status::ok()))
     }
 
     fn remove(&mut self, key: u64) -> Option<Entry> {
         let e = self.entries.remove(&key)?;
-        for id in e.stanza_ids.iter().chain(e.ping_id.iter()) {
+        for id in &e.stanza_ids {
             self.by_id.remove(id);
         }
+        self.deadlines.remove(&(e.deadline, key));
+        if let Some(at) = e.settle_at {
+            self.settles.remove(&(at, key));
+        }
+        // A barrier ping still names the key; it is skipped when the ping answers.
         Some(e)
     }
 
     /// The next instant [`Self::handle_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.entries
-            .values()
-            .map(|e| e.settle_at.map_or(e.deadline, |s| s.min(e.deadline)))
-            .min()
+        let settle = self.settles.first().map(|(t, _)| *t);
+        let deadline = self.deadlines.first().map(|(t, _)| *t);
+        match (settle, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Resolves what is due: successes after barrier + grace, 408 at the deadline.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<(u64, Status)> {
-        let due: Vec<(u64, bool)> = self
-            .entries
-            .iter()
-            .filter_map(|(k, e)| match e.settle_at {
-                Some(s) if s <= now => Some((*k, true)),
-                _ if e.deadline <= now => Some((*k, false)),
-                _ => None,
-            })
-            .collect();
-        let mut out = Vec::with_capacity(due.len());
-        for (k, ok) in due {
-            self.remove(k);
+        let mut out = Vec::new();
+        while let Some(&(at, key)) = self.settles.first() {
+            if at > now {
+                break;
+            }
+            self.remove(key);
+            out.push((key, Status::ok()));
+        }
+        while let Some(&(at, key)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.remove(key);
             out.push((
-                k,
-                if ok {
-                    Status::ok()
-                } else {
-                    Status::new(408, "no answer from the XMPP server in time")
-                },
+                key,
+                Status::new(408, "no answer from the XMPP server in time"),
             ));
+        }
+        if self.entries.is_empty() {
+            // Pings whose deliveries all resolved otherwise are not answered any more.
+            self.pings.clear();
         }
         out
     }
@@ -179,6 +211,9 @@ impl DeliveryTracker {
         let keys: Vec<u64> = self.entries.keys().copied().collect();
         self.by_id.clear();
         self.entries.clear();
+        self.pings.clear();
+        self.deadlines.clear();
+        self.settles.clear();
         keys.into_iter().map(|k| (k, status.clone())).collect()
     }
 }
@@ -194,7 +229,7 @@ mod tests {
         tr.track(
             1,
             vec!["m1".into()],
-            Some("p1".into()),
+            Some("p1"),
             t + Duration::from_secs(10),
             t,
         );
@@ -212,14 +247,14 @@ mod tests {
         tr.track(
             1,
             vec!["m1".into()],
-            Some("p1".into()),
+            Some("p1"),
             t + Duration::from_secs(10),
             t,
         );
         tr.track(
             2,
             vec!["m2".into()],
-            Some("p2".into()),
+            Some("p2"),
             t + Duration::from_secs(10),
             t,
         );
@@ -244,14 +279,14 @@ mod tests {
         tr.track(
             1,
             vec!["m1".into()],
-            Some("p1".into()),
+            Some("p1"),
             t + Duration::from_secs(1),
             t,
         );
         tr.track(
             2,
             vec!["m2".into()],
-            Some("p2".into()),
+            Some("p2"),
             t + Duration::from_secs(5),
             t,
         );
@@ -271,11 +306,64 @@ mod tests {
         tr.track(
             9,
             vec!["m1".into()],
-            Some("p1".into()),
+            Some("p1"),
             t + Duration::from_secs(1),
             t,
         );
         assert_eq!(tr.on_receipt("m1"), Some((9, Status::ok())));
         assert!(tr.is_empty());
+    }
+
+    #[test]
+    fn one_barrier_covers_a_batch_and_an_error_still_fails_its_own_delivery() {
+        let t = Instant::now();
+        let mut tr = DeliveryTracker::new(Duration::ZERO);
+        let d = t + Duration::from_secs(10);
+        for k in 1..=3 {
+            tr.track(k, vec![format!("m{k}")], Some("p"), d, t);
+        }
+        assert!(tr.knows("p"));
+        assert_eq!(tr.handle_timeout(t), vec![]);
+        // m2 bounces before the barrier answers
+        assert_eq!(
+            tr.on_response("m2", Err(Status::new(404, "item-not-found")), t)
+                .map(|x| x.0),
+            Some(2)
+        );
+        assert_eq!(tr.on_response("p", Ok(()), t), None);
+        assert_eq!(tr.poll_timeout(), Some(t));
+        let mut done = tr.handle_timeout(t);
+        done.sort_by_key(|x| x.0);
+        assert_eq!(done, vec![(1, Status::ok()), (3, Status::ok())]);
+        assert!(tr.is_empty());
+        assert_eq!(tr.poll_timeout(), None);
+        assert!(!tr.knows("p"));
+    }
+
+    #[test]
+    fn timers_stay_ordered_with_many_deliveries_in_flight() {
+        let t = Instant::now();
+        let mut tr = DeliveryTracker::new(Duration::from_millis(5));
+        for k in 0..1000u64 {
+            let d = t + Duration::from_millis(2000 - k);
+            tr.track(
+                k,
+                vec![format!("m{k}")],
+                Some(&format!("p{}", k / 100)),
+                d,
+                t,
+            );
+        }
+        // the latest-tracked delivery has the earliest deadline
+        assert_eq!(tr.poll_timeout(), Some(t + Duration::from_millis(1001)));
+        assert_eq!(tr.on_response("p0", Ok(()), t), None);
+        assert_eq!(tr.poll_timeout(), Some(t + Duration::from_millis(5)));
+        let done = tr.handle_timeout(t + Duration::from_millis(5));
+        assert_eq!(done.len(), 100);
+        assert!(done.iter().all(|(k, s)| *k < 100 && s.code == 200));
+        let late = tr.handle_timeout(t + Duration::from_millis(1100));
+        assert_eq!(late.len(), 100);
+        assert!(late.iter().all(|(k, s)| *k >= 900 && s.code == 408));
+        assert_eq!(tr.len(), 800);
     }
 }

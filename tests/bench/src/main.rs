@@ -109,6 +109,11 @@ pub struct RunArgs {
     /// P4: seconds allowed to create one set of subscriptions.
     #[arg(long, default_value_t = 180.0)]
     p4_time_limit: f64,
+    /// P2: XMPP senders (bNNNN@xmpp.test), each one conversation with u1: the gateway keeps
+    /// the messages of one (sender, addressee) pair in order, so one pair measures one
+    /// conversation's round trip, not the gateway.
+    #[arg(long, default_value_t = 1000)]
+    p2_pairs: u64,
     /// Only P1 over UDP at this rate for one trial (for profiling), no search.
     #[arg(long)]
     fixed_rate: Option<u64>,
@@ -696,7 +701,8 @@ fn run(a: &RunArgs) -> Result<(), String> {
             lo0(),
             COMPONENT,
             SECRET,
-            xmpp::message_template("bob@xmpp.test", &format!("u1@{COMPONENT}"), a.body_len),
+            xmpp::message_template("b{pair}@xmpp.test", &format!("u1@{COMPONENT}"), a.body_len)
+                .with_pairs(a.p2_pairs),
             probe.clone(),
         )
         .map_err(|e| e.to_string())?;
@@ -843,7 +849,8 @@ fn run(a: &RunArgs) -> Result<(), String> {
             lo0(),
             COMPONENT,
             SECRET,
-            xmpp::message_template("bob@xmpp.test", &format!("u1@{COMPONENT}"), a.body_len),
+            xmpp::message_template("b{pair}@xmpp.test", &format!("u1@{COMPONENT}"), a.body_len)
+                .with_pairs(a.p2_pairs),
             probe.clone(),
         )
         .map_err(|e| e.to_string())?;
@@ -1136,8 +1143,8 @@ fn run_p2(
     Ok(ctx.search(
         "p2",
         format!(
-            "P2: <message> from bob@xmpp.test to u1@{COMPONENT} written by the generator's component server into the gateway's component stream; the gateway sends a SIP MESSAGE over UDP to u1@sip.test's registered contact (the generator's UAS at {uas}, which answers 200). Delay = stanza written -> MESSAGE received. A failure shows as an XMPP error stanza back or as a missing MESSAGE ({} B body).",
-            a.body_len
+            "P2: <message> from {} XMPP senders (b0000@xmpp.test, b0001@xmpp.test, ...; message n from sender n mod {}) to u1@{COMPONENT} written by the generator's component server into the gateway's component stream; the gateway sends a SIP MESSAGE over UDP to u1@sip.test's registered contact (the generator's UAS at {uas}, which answers 200). Delay = stanza written -> MESSAGE received. A failure shows as an XMPP error stanza back or as a missing MESSAGE ({} B body).",
+            a.p2_pairs, a.p2_pairs, a.body_len
         ),
         &w,
         cfg,

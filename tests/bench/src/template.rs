@@ -7,6 +7,11 @@
 
 /// The placeholder in template text.
 pub const SLOT: &str = "{tag}";
+/// The placeholder for the conversation number: the sequence number modulo the
+/// template's [`Template::with_pairs`] count, [`PAIR_WIDTH`] digits.
+pub const PAIR_SLOT: &str = "{pair}";
+/// Digits of a conversation number.
+pub const PAIR_WIDTH: usize = 4;
 /// Digits of a tag.
 pub const TAG_WIDTH: usize = 12;
 /// Digits of the sequence number inside a tag (the two leading digits are the step).
@@ -55,30 +60,69 @@ pub fn find_tag(hay: &[u8], marker: &[u8]) -> Option<u64> {
 pub struct Template {
     bytes: Vec<u8>,
     slots: Vec<usize>,
+    pair_slots: Vec<usize>,
+    pairs: u64,
 }
 
 impl Template {
-    /// Builds a template from `text`, each [`SLOT`] becoming a slot of [`TAG_WIDTH`] zeros.
+    /// Builds a template from `text`, each [`SLOT`] becoming a slot of [`TAG_WIDTH`] zeros
+    /// and each [`PAIR_SLOT`] one of [`PAIR_WIDTH`] zeros.
     pub fn new(text: &str) -> Template {
         let mut bytes = Vec::with_capacity(text.len() + 32);
         let mut slots = Vec::new();
+        let mut pair_slots = Vec::new();
         let mut rest = text;
-        while let Some(i) = rest.find(SLOT) {
+        loop {
+            let tag_at = rest.find(SLOT);
+            let pair_at = rest.find(PAIR_SLOT);
+            let (i, is_pair) = match (tag_at, pair_at) {
+                (Some(t), Some(p)) if p < t => (p, true),
+                (Some(t), _) => (t, false),
+                (None, Some(p)) => (p, true),
+                (None, None) => break,
+            };
             bytes.extend_from_slice(&rest.as_bytes()[..i]);
-            slots.push(bytes.len());
-            bytes.extend_from_slice(&[b'0'; TAG_WIDTH]);
-            rest = &rest[i + SLOT.len()..];
+            if is_pair {
+                pair_slots.push(bytes.len());
+                bytes.extend_from_slice(&[b'0'; PAIR_WIDTH]);
+                rest = &rest[i + PAIR_SLOT.len()..];
+            } else {
+                slots.push(bytes.len());
+                bytes.extend_from_slice(&[b'0'; TAG_WIDTH]);
+                rest = &rest[i + SLOT.len()..];
+            }
         }
         bytes.extend_from_slice(rest.as_bytes());
-        Template { bytes, slots }
+        Template {
+            bytes,
+            slots,
+            pair_slots,
+            pairs: 1,
+        }
     }
 
-    /// Writes `tag` into every slot and returns the message.
+    /// Spreads messages over `pairs` conversations (1..=10^4): message `seq` gets
+    /// conversation `seq % pairs` in its [`PAIR_SLOT`]s.
+    pub fn with_pairs(mut self, pairs: u64) -> Template {
+        self.pairs = pairs.clamp(1, 10u64.pow(PAIR_WIDTH as u32));
+        self
+    }
+
+    /// Writes `tag` into every slot (and its conversation number into every pair slot)
+    /// and returns the message.
     pub fn patch(&mut self, tag: u64) -> &[u8] {
         let mut digits = [0u8; TAG_WIDTH];
         write_tag(&mut digits, tag);
         for &at in &self.slots {
             self.bytes[at..at + TAG_WIDTH].copy_from_slice(&digits);
+        }
+        if !self.pair_slots.is_empty() {
+            let mut pair = [0u8; TAG_WIDTH];
+            write_tag(&mut pair, split_tag(tag).1 % self.pairs);
+            let pair = &pair[TAG_WIDTH - PAIR_WIDTH..];
+            for &at in &self.pair_slots {
+                self.bytes[at..at + PAIR_WIDTH].copy_from_slice(pair);
+            }
         }
         &self.bytes
     }
@@ -136,6 +180,21 @@ mod tests {
         assert_eq!(t.patch(5), b"OPTIONS");
         assert_eq!(padded("ab", 5), "abxxx");
         assert_eq!(padded("abcdef", 3), "abcdef");
+    }
+
+    #[test]
+    fn pair_slots_cycle_through_the_conversations() {
+        let mut t = Template::new("from='b{pair}@x' id='m{tag}'").with_pairs(3);
+        let texts: Vec<String> = (0..4)
+            .map(|seq| String::from_utf8(t.patch(tag(7, seq)).to_vec()).unwrap())
+            .collect();
+        assert_eq!(texts[0], "from='b0000@x' id='m070000000000'");
+        assert_eq!(texts[1], "from='b0001@x' id='m070000000001'");
+        assert_eq!(texts[2], "from='b0002@x' id='m070000000002'");
+        assert_eq!(texts[3], "from='b0000@x' id='m070000000003'");
+        // without with_pairs every message is conversation 0
+        let mut one = Template::new("{pair}-{tag}");
+        assert_eq!(one.patch(tag(1, 5)), b"0000-010000000005");
     }
 
     proptest! {

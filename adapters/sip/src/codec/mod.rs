@@ -687,12 +687,12 @@ impl SipMessage {
     /// Parses a datagram (RFC 3261 s18.3: without Content-Length the body runs to the end
     /// of the datagram; octets past Content-Length are ignored, RFC 4475 s3.1.1.8).
     pub fn parse(buf: Bytes) -> Result<SipMessage, ParseError> {
-        parse_message(buf, false, true)
+        parse_message(buf, false, true, true)
     }
 
     /// Parses one message framed from a stream (missing Content-Length means no body).
     pub fn parse_framed(buf: Bytes) -> Result<SipMessage, ParseError> {
-        parse_message(buf, true, true)
+        parse_message(buf, true, true, true)
     }
 
     /// The common parts.
@@ -808,7 +808,12 @@ impl MessageBuilder {
             .extend_from_slice(self.body.len().to_string().as_bytes());
         self.buf.extend_from_slice(b"\r\n\r\n");
         self.buf.extend_from_slice(&self.body);
-        parse_message(Bytes::from(self.buf), true, false)
+        // A response copies Via/From/To/Call-ID/CSeq from a request that was validated
+        // when it was parsed and adds values of our own: only its framing and the
+        // headers the rest of the stack reads are checked again. A request may carry
+        // values from another protocol and is validated in full.
+        let deep = !self.buf.starts_with(b"SIP/");
+        parse_message(Bytes::from(self.buf), true, false, deep)
     }
 
     /// [`MessageBuilder::build`] expecting a request.
@@ -853,7 +858,15 @@ pub(crate) fn skip_leading_crlf(buf: &[u8]) -> usize {
         .count()
 }
 
-fn parse_message(buf: Bytes, framed: bool, require_via: bool) -> Result<SipMessage, ParseError> {
+/// `deep`: validate the syntax of every header this parser knows (Via, From, To, Contact,
+/// Route, Call-ID, Date, option tags); without it only the start line, the framing and the
+/// headers the stack reads (CSeq, Content-Length, Max-Forwards, Expires) are checked.
+fn parse_message(
+    buf: Bytes,
+    framed: bool,
+    require_via: bool,
+    deep: bool,
+) -> Result<SipMessage, ParseError> {
     let start = skip_leading_crlf(&buf);
     if start == buf.len() || buf[start..].iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ParseError::Empty);
@@ -995,6 +1008,23 @@ fn parse_message(buf: Bytes, framed: bool, require_via: bool) -> Result<SipMessa
         let bad =
             |name: &'static str| move |reason: &'static str| ParseError::Header { name, reason };
         match hn {
+            HeaderName::Via if !deep => {
+                if idx[0].is_none() {
+                    idx[0] = Some(n as u16);
+                }
+            }
+            HeaderName::From if !deep => single(1, "From", &mut idx)?,
+            HeaderName::To if !deep => single(2, "To", &mut idx)?,
+            HeaderName::CallId if !deep => single(3, "Call-ID", &mut idx)?,
+            HeaderName::Contact
+            | HeaderName::Route
+            | HeaderName::RecordRoute
+            | HeaderName::Date
+            | HeaderName::Require
+            | HeaderName::ProxyRequire
+            | HeaderName::Supported
+            | HeaderName::Unsupported
+                if !deep => {}
             HeaderName::Via => {
                 if idx[0].is_none() {
                     idx[0] = Some(n as u16);

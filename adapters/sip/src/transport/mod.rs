@@ -373,14 +373,13 @@ impl Transports {
     ) {
         match transport {
             Transport::Udp => {
+                // `local` lists the UDP sockets first, in the order of `udp`
                 let sock = self
                     .udp
                     .iter()
-                    .find(|s| {
-                        s.local_addr()
-                            .map(|l| l.is_ipv4() == addr.is_ipv4())
-                            .unwrap_or(false)
-                    })
+                    .zip(&self.local)
+                    .find(|(_, (_, l))| l.is_ipv4() == addr.is_ipv4())
+                    .map(|(s, _)| s)
                     .or_else(|| self.udp.first())
                     .cloned();
                 if let Some(s) = sock {
