@@ -390,26 +390,43 @@ impl Store {
     /// Applies journal operations in one transaction (one fsync: the group commit);
     /// returns, per operation, the row id a [`JournalOp::Begin`] created. Done records
     /// expired at `prune_before_ms` (Unix milliseconds) are deleted in the same
-    /// transaction when it is given.
+    /// transaction when it is given (at most [`PRUNE_CHUNK`] of them).
     pub fn journal_apply(
         &self,
         ops: &[JournalOp],
         prune_before_ms: Option<u64>,
     ) -> Result<Vec<Option<i64>>, StoreError> {
+        self.journal_apply_pruning(ops, prune_before_ms)
+            .map(|(ids, _)| ids)
+    }
+
+    /// [`Store::journal_apply`], also returning how many expired records it deleted.
+    /// The deletion is bounded to [`PRUNE_CHUNK`] rows so that a commit which prunes
+    /// never holds up the messages waiting for it for long (at tens of thousands of
+    /// messages a second a minute's worth of expired records is millions of rows); the
+    /// caller prunes again at its next commit when a whole chunk went.
+    pub fn journal_apply_pruning(
+        &self,
+        ops: &[JournalOp],
+        prune_before_ms: Option<u64>,
+    ) -> Result<(Vec<Option<i64>>, usize), StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
             let ids = ops
                 .iter()
                 .map(|op| apply_journal_op(&tx, op))
                 .collect::<Result<Vec<_>, _>>()?;
+            let mut pruned = 0;
             if let Some(t) = prune_before_ms {
-                tx.execute(
-                    "DELETE FROM journal WHERE data IS NULL AND expires_at <= ?1",
-                    params![t.min(i64::MAX as u64) as i64],
-                )?;
+                pruned = tx
+                    .prepare_cached(
+                        "DELETE FROM journal WHERE id IN (SELECT id FROM journal \
+                         WHERE data IS NULL AND expires_at <= ?1 LIMIT ?2)",
+                    )?
+                    .execute(params![t.min(i64::MAX as u64) as i64, PRUNE_CHUNK as i64])?;
             }
             tx.commit()?;
-            Ok(ids)
+            Ok((ids, pruned))
         })
     }
 
@@ -519,6 +536,9 @@ pub struct DoneRecord {
     /// Kept until, Unix milliseconds.
     pub expires_at_ms: u64,
 }
+
+/// Most expired dedupe records one journal commit deletes.
+pub const PRUNE_CHUNK: usize = 4096;
 
 fn apply_journal_op(c: &Connection, op: &JournalOp) -> Result<Option<i64>, StoreError> {
     match op {
