@@ -21,6 +21,7 @@ pub mod model;
 pub mod pidf;
 pub mod presence;
 pub mod rlmi;
+pub mod sharded;
 pub mod watcherinfo;
 pub mod xml;
 

@@ -19,7 +19,7 @@
 //! tower convention; the timeout and the dispatcher do their work inside the future), as
 //! the write-ahead commit happens between `call` and the first poll.
 
-use std::collections::HashMap;
+use cpim_core::sharded::ShardedMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -72,25 +72,7 @@ impl Done {
 /// collide on purpose); a chance collision needs about 2^64 remembered ids.
 type Key = u128;
 
-/// Hashes a [`Key`] (already uniformly random) by taking its low bits.
-#[derive(Debug, Default, Clone, Copy)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
-    }
-}
-
-type KeyMap = HashMap<Key, Entry, std::hash::BuildHasherDefault<KeyHasher>>;
+type KeyMap = ShardedMap<Key, Entry>;
 
 /// The dedupe cache: (source, message id) -> the first outcome, kept for at least `ttl`
 /// and at most twice that.
@@ -100,9 +82,9 @@ type KeyMap = HashMap<Key, Entry, std::hash::BuildHasherDefault<KeyHasher>>;
 /// This costs no per-entry bookkeeping (no expiry queue, no String keys): an entry is
 /// a 16-byte key and a small value, about 50 bytes with the table's slack, which matters
 /// because the cache holds every message of the last `ttl` (at 20,000 messages a second
-/// and the default 300 s, 6 million entries). The new generation is sized like the last,
-/// so the table rarely grows (a rehash of millions of entries under the lock stalled
-/// every message for hundreds of milliseconds).
+/// and the default 300 s, 6 million entries). The generations are sharded
+/// ([`ShardedMap`]): a rehash of millions of entries at once, under the lock, would stall
+/// every message behind it.
 #[derive(Debug)]
 pub struct DedupeCache {
     ttl: Duration,
@@ -117,12 +99,9 @@ impl DedupeCache {
     pub fn new(ttl: Duration) -> Self {
         DedupeCache {
             ttl,
-            hashers: (
-                std::hash::RandomState::new(),
-                std::hash::RandomState::new(),
-            ),
-            current: KeyMap::default(),
-            previous: KeyMap::default(),
+            hashers: (std::hash::RandomState::new(), std::hash::RandomState::new()),
+            current: KeyMap::new(),
+            previous: KeyMap::new(),
             rotated_at: Instant::now(),
         }
     }
@@ -134,7 +113,6 @@ impl DedupeCache {
 
     /// Adds persisted records (oldest first); they are kept for at least `ttl` from now.
     pub fn load(&mut self, records: Vec<DoneRecord>) {
-        self.current.reserve(records.len());
         for r in records {
             let key = self.key(&(r.source, r.message_id));
             let done = Done::new(&Status::new(r.code, r.reason));
@@ -149,14 +127,19 @@ impl DedupeCache {
         }
         // In-flight entries of a dropped generation are forgotten: a message stays in
         // flight for at most the router's timeout, far below any sensible ttl.
-        if age >= self.ttl * 2 {
-            self.previous = KeyMap::default();
-            self.current = KeyMap::with_capacity_and_hasher(self.current.len(), Default::default());
+        let dropped = if age >= self.ttl * 2 {
+            let cur = std::mem::replace(&mut self.current, KeyMap::new());
+            let prev = std::mem::replace(&mut self.previous, KeyMap::new());
+            [Some(prev), Some(cur)]
         } else {
-            let fresh = KeyMap::with_capacity_and_hasher(self.current.len(), Default::default());
-            self.previous = std::mem::replace(&mut self.current, fresh);
-        }
+            let cur = std::mem::replace(&mut self.current, KeyMap::new());
+            [Some(std::mem::replace(&mut self.previous, cur)), None]
+        };
         self.rotated_at = now;
+        // Freeing millions of entries takes a while: not under the lock, not on a worker.
+        if dropped.iter().flatten().map(ShardedMap::len).sum::<usize>() > 10_000 {
+            std::thread::spawn(move || drop(dropped));
+        }
     }
 
     fn get(&self, key: Key) -> Option<&Entry> {
@@ -593,7 +576,9 @@ mod tests {
         assert_ne!(k, c.key(&("bob@s.test".into(), "m1".into())));
         c.insert(k, Entry::Done(Done::new(&Status::new(404, "Not Found"))));
         c.expire(t0 + Duration::from_secs(9));
-        assert!(matches!(c.get(k), Some(Entry::Done(d)) if d.status() == Status::new(404, "Not Found")));
+        assert!(
+            matches!(c.get(k), Some(Entry::Done(d)) if d.status() == Status::new(404, "Not Found"))
+        );
         // one rotation: still there, in the previous generation
         c.expire(t0 + Duration::from_secs(10));
         assert_eq!(c.len(), 1);

@@ -11,7 +11,9 @@
 //! `poll_transmit`, `poll_event` and `poll_timeout`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
+
+use cpim_core::sharded::ShardedMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -540,9 +542,11 @@ enum Slot<A> {
 pub struct TransactionLayer<A> {
     timers: Timers,
     next_id: u64,
-    slots: HashMap<TxId, Slot<A>>,
-    clients: HashMap<TxKey, TxId>,
-    servers: HashMap<TxKey, TxId>,
+    // per-transaction state: sharded, so that growing them never stalls the endpoint
+    // (see `cpim_core::sharded`)
+    slots: ShardedMap<TxId, Slot<A>>,
+    clients: ShardedMap<TxKey, TxId>,
+    servers: ShardedMap<TxKey, TxId>,
     heap: BinaryHeap<Reverse<(Instant, TxId)>>,
     transmit: VecDeque<(A, Bytes)>,
     events: VecDeque<LayerEvent<A>>,
@@ -554,9 +558,9 @@ impl<A: Clone> TransactionLayer<A> {
         TransactionLayer {
             timers,
             next_id: 1,
-            slots: HashMap::new(),
-            clients: HashMap::new(),
-            servers: HashMap::new(),
+            slots: ShardedMap::new(),
+            clients: ShardedMap::new(),
+            servers: ShardedMap::new(),
             heap: BinaryHeap::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
