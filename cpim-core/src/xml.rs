@@ -529,6 +529,21 @@ pub fn escape_attr_into(out: &mut String, s: &str) {
 }
 
 fn escape_into(out: &mut String, s: &str, attr: bool) {
+    // Fast path: most text has nothing to escape or drop. One pass over the bytes that
+    // the compiler vectorizes; the character loop below runs only when it finds a
+    // candidate (markup, a control character, or 0xEF, which starts U+FFFE/U+FFFF).
+    let special = s.as_bytes().iter().fold(false, |acc, &b| {
+        acc | (b == b'&')
+            | (b == b'<')
+            | (b == b'>')
+            | (b == b'"')
+            | (b < 0x20)
+            | (b == 0xEF)
+    });
+    if !special {
+        out.push_str(s);
+        return;
+    }
     let mut last = 0;
     for (i, c) in s.char_indices() {
         let rep = match c {
