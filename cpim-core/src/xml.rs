@@ -533,12 +533,7 @@ fn escape_into(out: &mut String, s: &str, attr: bool) {
     // the compiler vectorizes; the character loop below runs only when it finds a
     // candidate (markup, a control character, or 0xEF, which starts U+FFFE/U+FFFF).
     let special = s.as_bytes().iter().fold(false, |acc, &b| {
-        acc | (b == b'&')
-            | (b == b'<')
-            | (b == b'>')
-            | (b == b'"')
-            | (b < 0x20)
-            | (b == 0xEF)
+        acc | (b == b'&') | (b == b'<') | (b == b'>') | (b == b'"') | (b < 0x20) | (b == 0xEF)
     });
     if !special {
         out.push_str(s);
