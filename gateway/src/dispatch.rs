@@ -96,9 +96,9 @@ impl Service<Submission> for Dispatch {
             Ok(match req.op {
                 Operation::Message(m) => me.message(from, m).await,
                 Operation::Subscribe(s) => me.presence.subscribe(&from, s).await,
-                Operation::Unsubscribe(s) => me.presence.unsubscribe(s),
-                Operation::Notify(n) => me.presence.notify(&from, n),
-                Operation::Publish(p) => me.presence.publish(p),
+                Operation::Unsubscribe(s) => me.presence.unsubscribe(s).await,
+                Operation::Notify(n) => me.presence.notify(&from, n).await,
+                Operation::Publish(p) => me.presence.publish(p).await,
                 other => Outcome::failure(other.trans_id(), 501, "Not Implemented"),
             })
         })

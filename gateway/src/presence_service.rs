@@ -5,8 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cpim_core::model::{Notify, Outcome, Publish, Status, Subscribe};
+use cpim_core::model::{Notify, Operation, Outcome, Publish, Status, Subscribe};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tokio::sync::Notify as Wake;
 
 use crate::outbound::Outbound;
@@ -14,7 +15,7 @@ use crate::presence::{
     Action, PresenceConfig, PresenceEngine, Side, SubState, SubscribeReply, Subscription,
 };
 use crate::records::{presence_from_pidf, presence_to_pidf, AddressRec, RecordError};
-use crate::store::{kind, unix_ms, Store, StoreError};
+use crate::store::{kind, unix_ms, RecordOp, Store, StoreError};
 
 /// Converts between the engine's `Instant`s and the store's Unix milliseconds.
 #[derive(Clone, Copy, Debug)]
@@ -85,6 +86,29 @@ pub struct PresenceService {
     out: Arc<Outbound>,
     store: Store,
     wake: Wake,
+    deliveries: mpsc::UnboundedSender<(u64, Vec<(String, Operation)>)>,
+}
+
+/// Delivers the notifications of each flush in order, once its store writes are durable.
+/// Each adapter future is polled once before the next ([`Outbound::deliver_detached`]),
+/// so adapters see them in the engine's order.
+async fn deliverer(
+    out: Arc<Outbound>,
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<(u64, Vec<(String, Operation)>)>,
+) {
+    while let Some((seq, ops)) = rx.recv().await {
+        if seq != 0 {
+            if let Ok(w) = store.writer() {
+                if !w.is_committed(seq) {
+                    w.wait(seq).await;
+                }
+            }
+        }
+        for (adapter, op) in ops {
+            out.deliver_detached(adapter, op);
+        }
+    }
 }
 
 impl PresenceService {
@@ -96,14 +120,14 @@ impl PresenceService {
     ) -> Result<Arc<Self>, StoreError> {
         let clock = Clock::new();
         let mut engine = PresenceEngine::new(cfg);
-        for (key, data) in store.load(kind::SUBSCRIPTION)? {
-            match Self::decode_sub(&clock, &data) {
+        store.for_each(kind::SUBSCRIPTION, |key, data| {
+            match Self::decode_sub(&clock, data) {
                 Ok(s) => engine.restore_subscription(s),
                 Err(e) => {
                     tracing::warn!(%key, error = %e, "unreadable subscription record skipped")
                 }
             }
-        }
+        })?;
         for (key, data) in store.load(kind::PUBLICATION)? {
             let r: Result<PubRec, RecordError> = serde_json::from_str(&data).map_err(Into::into);
             match r.and_then(|r| {
@@ -122,12 +146,37 @@ impl PresenceService {
         if n > 0 {
             tracing::info!(subscriptions = n, "presence state restored");
         }
+        let (deliveries, rx) = mpsc::unbounded_channel();
+        let task = deliverer(out.clone(), store.clone(), rx);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(task);
+            }
+            Err(_) => {
+                // Outside a runtime (tools, tests): a thread of its own.
+                std::thread::Builder::new()
+                    .name("cpim-presence-deliver".into())
+                    .spawn(move || {
+                        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            rt.block_on(task);
+                        }
+                    })
+                    .map_err(|source| StoreError::Open {
+                        path: "presence delivery thread".into(),
+                        source,
+                    })?;
+            }
+        }
         Ok(Arc::new(PresenceService {
             engine: Mutex::new(engine),
             clock,
             out,
             store,
             wake: Wake::new(),
+            deliveries,
         }))
     }
 
@@ -171,69 +220,108 @@ impl PresenceService {
         self.engine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Carries out the engine's pending actions, in order. Notifications that answer a
+    /// Carries out the engine's pending actions, in order, and returns the commit
+    /// sequence number of its store writes (0: none) for [`PresenceService::durable`].
+    ///
+    /// Store writes go to the store's group-commit writer ([`crate::store::RecordWriter`]),
+    /// so concurrent subscriptions share one fsync instead of paying one each. Deliveries
+    /// never overtake the writes before them: they go, in order, through one delivery
+    /// task that waits until the writes of their flush are committed (a watcher is never
+    /// told about a subscription a crash could lose). Notifications that answer a
     /// subscribe may reach the watcher's adapter before the subscribe's outcome does; the
-    /// adapters keep such an early notification until they answered the subscribe (the SIP
-    /// notifier does, RFC 6665 s4.1.2.4), so nothing is held back here.
-    fn flush(&self) {
-        let (actions, count) = {
-            let mut e = self.lock();
-            let v: Vec<Action> = std::iter::from_fn(|| e.poll_action()).collect();
-            (v, e.subscription_count())
-        };
-        self.out.metrics.subscriptions.set(count as i64);
-        for a in actions {
+    /// adapters keep such an early notification until they answered the subscribe (the
+    /// SIP notifier does, RFC 6665 s4.1.2.4).
+    fn flush(&self) -> u64 {
+        let mut e = self.lock();
+        let mut writes = Vec::new();
+        let mut deliveries = Vec::new();
+        while let Some(a) = e.poll_action() {
             let r = match a {
                 Action::Deliver { adapter, op } => {
-                    self.out.deliver_detached(adapter, op);
+                    deliveries.push((adapter, op));
                     Ok(())
                 }
                 Action::SaveSubscription(s) => {
                     let key = crate::presence::sub_key(&s.watcher, &s.presentity);
-                    self.encode_sub(&s)
-                        .map_err(StoreError::from)
-                        .and_then(|data| {
-                            self.store.put(
-                                kind::SUBSCRIPTION,
-                                &key,
-                                s.expires_at.map(|t| self.clock.to_unix(t) / 1000),
-                                &data,
-                            )
+                    self.encode_sub(&s).map(|data| {
+                        writes.push(RecordOp::Put {
+                            kind: kind::SUBSCRIPTION,
+                            key,
+                            expires_at: s.expires_at.map(|t| self.clock.to_unix(t) / 1000),
+                            data,
                         })
+                    })
                 }
                 Action::DeleteSubscription(key) => {
-                    self.store.remove(kind::SUBSCRIPTION, &key).map(|_| ())
+                    writes.push(RecordOp::Remove {
+                        kind: kind::SUBSCRIPTION,
+                        key,
+                    });
+                    Ok(())
                 }
                 Action::SavePublication {
                     key,
                     presentity,
                     presence,
                     expires_at,
-                } => presence_to_pidf(&presence)
-                    .map_err(StoreError::from)
-                    .and_then(|pidf| {
-                        let rec = PubRec {
-                            presentity: (&presentity).into(),
-                            expires_at_ms: self.clock.to_unix(expires_at),
-                            pidf,
-                        };
-                        let data = serde_json::to_string(&rec).map_err(RecordError::from)?;
-                        self.store.put(
-                            kind::PUBLICATION,
-                            &key,
-                            Some(rec.expires_at_ms / 1000),
-                            &data,
-                        )
-                    }),
+                } => presence_to_pidf(&presence).and_then(|pidf| {
+                    let rec = PubRec {
+                        presentity: (&presentity).into(),
+                        expires_at_ms: self.clock.to_unix(expires_at),
+                        pidf,
+                    };
+                    let data = serde_json::to_string(&rec)?;
+                    writes.push(RecordOp::Put {
+                        kind: kind::PUBLICATION,
+                        key,
+                        expires_at: Some(rec.expires_at_ms / 1000),
+                        data,
+                    });
+                    Ok(())
+                }),
                 Action::DeletePublication(key) => {
-                    self.store.remove(kind::PUBLICATION, &key).map(|_| ())
+                    writes.push(RecordOp::Remove {
+                        kind: kind::PUBLICATION,
+                        key,
+                    });
+                    Ok(())
                 }
             };
             if let Err(e) = r {
                 tracing::error!(error = %e, "presence state not persisted");
             }
         }
+        let count = e.subscription_count();
+        // Submitted while the engine is locked: commits and deliveries keep the engine's
+        // order across concurrent callers.
+        let seq = if writes.is_empty() {
+            0
+        } else {
+            match self.store.writer() {
+                Ok(w) => w.submit(writes),
+                Err(err) => {
+                    tracing::error!(error = %err, "presence state not persisted");
+                    0
+                }
+            }
+        };
+        if !deliveries.is_empty() {
+            let _ = self.deliveries.send((seq, deliveries));
+        }
+        drop(e);
+        self.out.metrics.subscriptions.set(count as i64);
         self.wake.notify_one();
+        seq
+    }
+
+    /// Returns once the store writes of flush `seq` are committed.
+    async fn durable(&self, seq: u64) {
+        if seq == 0 {
+            return;
+        }
+        if let Ok(w) = self.store.writer() {
+            w.wait(seq).await;
+        }
     }
 
     /// A subscribe or fetch from `adapter`.
@@ -257,7 +345,8 @@ impl PresenceService {
         };
         let now = Instant::now();
         let reply = self.lock().handle_subscribe(now, adapter, &s, side);
-        self.flush();
+        let seq = self.flush();
+        self.durable(seq).await;
         let status = match reply {
             SubscribeReply::Now(st) => st,
             SubscribeReply::Upstream {
@@ -269,7 +358,8 @@ impl PresenceService {
                 let st = self
                     .lock()
                     .handle_upstream_result(Instant::now(), &key, &outcome);
-                self.flush();
+                let seq = self.flush();
+                self.durable(seq).await;
                 st
             }
         };
@@ -280,9 +370,10 @@ impl PresenceService {
     }
 
     /// An unsubscribe.
-    pub fn unsubscribe(&self, s: Subscribe) -> Outcome {
+    pub async fn unsubscribe(&self, s: Subscribe) -> Outcome {
         let st = self.lock().handle_unsubscribe(Instant::now(), &s);
-        self.flush();
+        let seq = self.flush();
+        self.durable(seq).await;
         Outcome {
             trans_id: s.trans_id,
             status: st,
@@ -290,9 +381,10 @@ impl PresenceService {
     }
 
     /// A notify from a remote presentity's adapter.
-    pub fn notify(&self, adapter: &str, n: Notify) -> Outcome {
+    pub async fn notify(&self, adapter: &str, n: Notify) -> Outcome {
         let st = self.lock().handle_notify(Instant::now(), adapter, &n);
-        self.flush();
+        let seq = self.flush();
+        self.durable(seq).await;
         Outcome {
             trans_id: n.trans_id,
             status: st,
@@ -300,9 +392,10 @@ impl PresenceService {
     }
 
     /// A publication of a local presentity.
-    pub fn publish(&self, p: Publish) -> Outcome {
+    pub async fn publish(&self, p: Publish) -> Outcome {
         let st: Status = self.lock().handle_publish(Instant::now(), &p);
-        self.flush();
+        let seq = self.flush();
+        self.durable(seq).await;
         Outcome {
             trans_id: p.trans_id,
             status: st,

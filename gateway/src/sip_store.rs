@@ -11,7 +11,7 @@ use cpim_sip::app::store::{
 };
 
 use crate::queue::Queue;
-use crate::store::{kind, Store, StoreError};
+use crate::store::{kind, RecordOp, Store, StoreError};
 
 /// The SIP adapter's view of the store.
 #[derive(Debug)]
@@ -32,6 +32,18 @@ impl GatewaySipStore {
     /// Registrations wake this queue.
     pub fn set_queue(&self, q: Arc<Queue>) {
         let _ = self.queue.set(q);
+    }
+
+    /// Durable writes go through the store's group-commit writer: concurrent SIP
+    /// transactions share one fsync (each still waits for its own commit before the
+    /// adapter answers).
+    async fn commit_all(&self, ops: Vec<RecordOp>) -> Result<(), SipStoreError> {
+        self.store.writer().map_err(backend)?.commit(ops).await;
+        Ok(())
+    }
+
+    async fn commit(&self, op: RecordOp) -> Result<(), SipStoreError> {
+        self.commit_all(vec![op]).await
     }
 
     /// Every binding, for the admin API.
@@ -69,21 +81,24 @@ impl SipStore for GatewaySipStore {
         bindings: &'a [BindingRecord],
     ) -> BoxFuture<'a, Result<(), SipStoreError>> {
         Box::pin(async move {
-            let store = self.store.clone();
-            let aor_owned = aor.to_owned();
+            let key = aor.to_owned();
             if bindings.is_empty() {
-                store
-                    .run(move |s| s.remove(kind::SIP_BINDINGS, &aor_owned).map(|_| ()))
-                    .await
-                    .map_err(backend)?;
+                self.commit(RecordOp::Remove {
+                    kind: kind::SIP_BINDINGS,
+                    key,
+                })
+                .await?;
                 return Ok(());
             }
             let data = serde_json::to_string(bindings).map_err(backend)?;
-            let exp = bindings.iter().map(|b| b.expires_at).max();
-            store
-                .run(move |s| s.put(kind::SIP_BINDINGS, &aor_owned, exp, &data))
-                .await
-                .map_err(backend)?;
+            let expires_at = bindings.iter().map(|b| b.expires_at).max();
+            self.commit(RecordOp::Put {
+                kind: kind::SIP_BINDINGS,
+                key,
+                expires_at,
+                data,
+            })
+            .await?;
             if let (Some(q), Ok(a)) = (self.queue.get(), Address::parse(aor)) {
                 q.wake_destination(&crate::presence::user_key(&a));
             }
@@ -104,22 +119,23 @@ impl SipStore for GatewaySipStore {
     ) -> BoxFuture<'a, Result<(), SipStoreError>> {
         Box::pin(async move {
             let data = serde_json::to_string(dialog).map_err(backend)?;
-            let key = dialog.key();
-            let exp = dialog.expires_at;
-            self.store
-                .run(move |s| s.put(kind::SIP_DIALOG, &key, Some(exp), &data))
-                .await
-                .map_err(backend)
+            self.commit(RecordOp::Put {
+                kind: kind::SIP_DIALOG,
+                key: dialog.key(),
+                expires_at: Some(dialog.expires_at),
+                data,
+            })
+            .await
         })
     }
 
     fn remove_dialog<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), SipStoreError>> {
         Box::pin(async move {
-            let key = key.to_owned();
-            self.store
-                .run(move |s| s.remove(kind::SIP_DIALOG, &key).map(|_| ()))
-                .await
-                .map_err(backend)
+            self.commit(RecordOp::Remove {
+                kind: kind::SIP_DIALOG,
+                key: key.to_owned(),
+            })
+            .await
         })
     }
 
@@ -134,31 +150,31 @@ impl SipStore for GatewaySipStore {
     ) -> BoxFuture<'a, Result<(), SipStoreError>> {
         Box::pin(async move {
             let data = serde_json::to_string(publication).map_err(backend)?;
-            let old = old_etag.map(str::to_owned);
-            let key = publication.etag.clone();
-            let exp = publication.expires_at;
-            self.store
-                .run(move |s| {
-                    s.replace(
-                        kind::SIP_PUBLICATION,
-                        old.as_deref(),
-                        &key,
-                        Some(exp),
-                        &data,
-                    )
-                })
-                .await
-                .map_err(backend)
+            // One transaction: the old entity tag goes with the new one's insert.
+            let mut ops = Vec::with_capacity(2);
+            if let Some(old) = old_etag {
+                ops.push(RecordOp::Remove {
+                    kind: kind::SIP_PUBLICATION,
+                    key: old.to_owned(),
+                });
+            }
+            ops.push(RecordOp::Put {
+                kind: kind::SIP_PUBLICATION,
+                key: publication.etag.clone(),
+                expires_at: Some(publication.expires_at),
+                data,
+            });
+            self.commit_all(ops).await
         })
     }
 
     fn remove_publication<'a>(&'a self, etag: &'a str) -> BoxFuture<'a, Result<(), SipStoreError>> {
         Box::pin(async move {
-            let etag = etag.to_owned();
-            self.store
-                .run(move |s| s.remove(kind::SIP_PUBLICATION, &etag).map(|_| ()))
-                .await
-                .map_err(backend)
+            self.commit(RecordOp::Remove {
+                kind: kind::SIP_PUBLICATION,
+                key: etag.to_owned(),
+            })
+            .await
         })
     }
 

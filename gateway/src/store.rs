@@ -22,7 +22,7 @@
 //! [`Store::run`], which moves the work to the blocking pool.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cpim_core::model::Message;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -83,11 +83,153 @@ pub struct QueueEntry {
     pub attempts: u32,
 }
 
-/// The store. Clones share one connection.
+/// The store. Clones share one connection (and one [`RecordWriter`]).
 #[derive(Clone, Debug)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    writer: Arc<OnceLock<RecordWriter>>,
+}
+
+/// One change to the `records` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecordOp {
+    /// Insert or replace.
+    Put {
+        /// Record kind ([`kind`]).
+        kind: &'static str,
+        /// Key.
+        key: String,
+        /// Expiry, Unix seconds.
+        expires_at: Option<u64>,
+        /// The record.
+        data: String,
+    },
+    /// Delete (nothing happens when it is absent).
+    Remove {
+        /// Record kind.
+        kind: &'static str,
+        /// Key.
+        key: String,
+    },
+}
+
+type RecordSender = std::sync::mpsc::Sender<(u64, Vec<RecordOp>)>;
+
+/// Most record changes committed in one transaction.
+const RECORD_BATCH: usize = 4096;
+
+/// Group commit for the `records` table: one writer thread drains a channel and applies
+/// whatever is waiting (up to [`RECORD_BATCH`] changes) in one SQLite transaction, one
+/// fsync (WAL, `synchronous=FULL`). Changes are applied in the order they are handed over;
+/// [`RecordWriter::submit`] returns a sequence number and [`RecordWriter::wait`] returns
+/// once everything up to it is durable. Concurrent callers share fsyncs: at one fsync per
+/// write the presence engine took about 3,000 subscriptions/s; batched, the fsync is paid
+/// once per batch. The thread ends when the last [`Store`] clone is dropped.
+#[derive(Debug)]
+pub struct RecordWriter {
+    /// The last sequence number handed out and the channel, locked together so that
+    /// channel order is sequence order.
+    tx: Mutex<(u64, RecordSender)>,
+    committed: tokio::sync::watch::Receiver<u64>,
+}
+
+impl RecordWriter {
+    fn start(conn: Arc<Mutex<Connection>>) -> Result<RecordWriter, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, Vec<RecordOp>)>();
+        let (done, committed) = tokio::sync::watch::channel(0u64);
+        std::thread::Builder::new()
+            .name("cpim-records".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut last = first.0;
+                    let mut batch = first.1;
+                    while batch.len() < RECORD_BATCH {
+                        match rx.try_recv() {
+                            Ok((seq, ops)) => {
+                                last = seq;
+                                batch.extend(ops);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let r = {
+                        let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
+                        apply_records(&mut c, &batch)
+                    };
+                    if let Err(e) = r {
+                        tracing::error!(error = %e, changes = batch.len(), "records not persisted");
+                    }
+                    done.send_replace(last);
+                }
+            })
+            .map_err(|source| StoreError::Open {
+                path: PathBuf::from("records writer thread"),
+                source,
+            })?;
+        Ok(RecordWriter {
+            tx: Mutex::new((0, tx)),
+            committed,
+        })
+    }
+
+    /// Hands `ops` to the writer (applied in one transaction, after everything handed
+    /// over before); returns the sequence number to [`RecordWriter::wait`] for.
+    pub fn submit(&self, ops: Vec<RecordOp>) -> u64 {
+        let mut g = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 += 1;
+        let seq = g.0;
+        if g.1.send((seq, ops)).is_err() {
+            tracing::error!("records writer is gone; change not persisted");
+        }
+        seq
+    }
+
+    /// Returns once the changes of `seq` (and all before) are committed (or failed: the
+    /// writer logs failures).
+    pub async fn wait(&self, seq: u64) {
+        let mut rx = self.committed.clone();
+        let _ = rx.wait_for(|c| *c >= seq).await;
+    }
+
+    /// True if `seq` is committed already.
+    pub fn is_committed(&self, seq: u64) -> bool {
+        *self.committed.borrow() >= seq
+    }
+
+    /// Submits and waits.
+    pub async fn commit(&self, ops: Vec<RecordOp>) {
+        let seq = self.submit(ops);
+        self.wait(seq).await;
+    }
+}
+
+fn apply_records(c: &mut Connection, ops: &[RecordOp]) -> Result<(), StoreError> {
+    let tx = c.transaction()?;
+    {
+        let mut put = tx.prepare_cached(
+            "INSERT OR REPLACE INTO records(kind, key, expires_at, data) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut del = tx.prepare_cached("DELETE FROM records WHERE kind = ?1 AND key = ?2")?;
+        for op in ops {
+            match op {
+                RecordOp::Put {
+                    kind,
+                    key,
+                    expires_at,
+                    data,
+                } => {
+                    put.execute(params![kind, key, expires_at.map(|e| e as i64), data])?;
+                }
+                RecordOp::Remove { kind, key } => {
+                    del.execute(params![kind, key])?;
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 const SCHEMA: &str = "
@@ -141,7 +283,22 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            writer: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// The group-commit writer of the `records` table (started on first use).
+    pub fn writer(&self) -> Result<&RecordWriter, StoreError> {
+        if let Some(w) = self.writer.get() {
+            return Ok(w);
+        }
+        let w = RecordWriter::start(self.conn.clone())?;
+        Ok(self.writer.get_or_init(|| w))
+    }
+
+    /// Applies record changes in one transaction, on the calling thread.
+    pub fn apply(&self, ops: &[RecordOp]) -> Result<(), StoreError> {
+        self.with(|c| apply_records(c, ops))
     }
 
     /// The database file.
@@ -243,6 +400,23 @@ impl Store {
                 .query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
+        })
+    }
+
+    /// Calls `f(key, data)` for every record of a kind, in key order, straight from the
+    /// SQLite cursor: a restore of a million records never holds them all as strings
+    /// at once (that peak stayed in the process's RSS after start).
+    pub fn for_each(&self, kind: &str, mut f: impl FnMut(&str, &str)) -> Result<(), StoreError> {
+        self.with(|c| {
+            let mut s =
+                c.prepare_cached("SELECT key, data FROM records WHERE kind = ?1 ORDER BY key")?;
+            let mut rows = s.query(params![kind])?;
+            while let Some(r) = rows.next()? {
+                let key = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                let data = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+                f(key, data);
+            }
+            Ok(())
         })
     }
 
@@ -643,6 +817,54 @@ mod tests {
         assert_eq!(q.len(), 2);
         assert_eq!(q[0].message, msg(1));
         assert_eq!(q[1].message, msg(2));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The group-commit writer applies changes in the order handed over (a put then a
+    /// remove of one key leaves nothing; a remove then a put leaves the put), batches
+    /// from many tasks, and everything waited for is there after a reopen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn record_writer_keeps_order_and_durability() {
+        let dir = tmpdir("writer");
+        {
+            let s = Store::open(&dir).unwrap();
+            let put = |k: String, d: &str| RecordOp::Put {
+                kind: kind::SUBSCRIPTION,
+                key: k,
+                expires_at: None,
+                data: d.to_owned(),
+            };
+            let rm = |k: String| RecordOp::Remove {
+                kind: kind::SUBSCRIPTION,
+                key: k,
+            };
+            let w = s.writer().unwrap();
+            let a = w.submit(vec![put("gone".into(), "1")]);
+            let b = w.submit(vec![rm("gone".into())]);
+            let c = w.submit(vec![rm("kept".into()), put("kept".into(), "2")]);
+            assert!(a < b && b < c);
+            w.wait(c).await;
+            assert!(w.is_committed(a));
+            let mut tasks = Vec::new();
+            for i in 0..200 {
+                let s = s.clone();
+                tasks.push(tokio::spawn(async move {
+                    s.writer()
+                        .unwrap()
+                        .commit(vec![put(format!("t{i:03}"), "x")])
+                        .await;
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            assert_eq!(s.count(kind::SUBSCRIPTION).unwrap(), 201);
+        }
+        let s = Store::open(&dir).unwrap();
+        let all = s.load(kind::SUBSCRIPTION).unwrap();
+        assert_eq!(all.len(), 201);
+        assert_eq!(all[0], ("kept".into(), "2".into()));
+        assert!(s.get(kind::SUBSCRIPTION, "gone").unwrap().is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

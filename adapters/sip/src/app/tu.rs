@@ -127,13 +127,25 @@ enum Out {
     S(SubscriberOutput),
 }
 
-/// Runs outputs in order: store writes in sequence, NOTIFYs of one dialog in sequence on
-/// that dialog's lane (a NOTIFY waits for the previous one's answer, RFC 6665 s4.2.2,
-/// without holding up other dialogs), operations for the core in sequence on one lane,
+/// One step of a notifier dialog's lane, in the order the notifier produced it.
+#[allow(clippy::large_enum_variant)] // transient, moved through a channel once
+#[derive(Debug)]
+enum LaneItem {
+    Persist(super::store::DialogRecord),
+    Notify(OutgoingNotify),
+    Forget(String),
+}
+
+/// Runs outputs in order. Everything of one notifier dialog (its store writes and its
+/// NOTIFYs) runs in sequence on that dialog's lane: a NOTIFY waits for the write before it
+/// (its CSeq is durable before it is sent) and for the previous NOTIFY's answer (RFC 6665
+/// s4.2.2), without holding up other dialogs, so the writes of many dialogs share the
+/// store's group commit instead of one fsync after the other on this worker. Subscriber
+/// store writes run in sequence here, operations for the core in sequence on one lane,
 /// SUBSCRIBE refreshes each on its own task. Holds only a weak reference: it ends when
 /// the TU is dropped.
 async fn outbox_worker(tu: std::sync::Weak<Tu>, mut rx: mpsc::UnboundedReceiver<Out>) {
-    let mut lanes: HashMap<String, mpsc::UnboundedSender<OutgoingNotify>> = HashMap::new();
+    let mut lanes: HashMap<String, mpsc::UnboundedSender<LaneItem>> = HashMap::new();
     let (core_tx, mut core_rx) = mpsc::unbounded_channel::<Operation>();
     let weak = tu.clone();
     tokio::spawn(async move {
@@ -142,34 +154,50 @@ async fn outbox_worker(tu: std::sync::Weak<Tu>, mut rx: mpsc::UnboundedReceiver<
             let _ = tu.submit_bounded(op).await;
         }
     });
+    let lane_for = |lanes: &mut HashMap<String, mpsc::UnboundedSender<LaneItem>>, key: String| {
+        lanes
+            .entry(key)
+            .or_insert_with(|| {
+                let (tx, mut lrx) = mpsc::unbounded_channel::<LaneItem>();
+                let weak = tu.clone();
+                tokio::spawn(async move {
+                    while let Some(item) = lrx.recv().await {
+                        let Some(tu) = weak.upgrade() else { break };
+                        match item {
+                            LaneItem::Persist(rec) => tu.persist_dialog(&rec).await,
+                            LaneItem::Forget(key) => tu.forget_dialog(&key).await,
+                            LaneItem::Notify(n) => {
+                                let key = n.dialog.key();
+                                let code = tu.send_notify(n).await;
+                                tu.lock().notifier.notify_answered(&key, code);
+                                tu.drain_outputs();
+                            }
+                        }
+                    }
+                });
+                tx
+            })
+            .clone()
+    };
     while let Some(o) = rx.recv().await {
         let Some(this) = tu.upgrade() else { break };
         match o {
             Out::N(NotifierOutput::Notify(n)) => {
-                let key = n.dialog.key();
-                let lane = lanes.entry(key.clone()).or_insert_with(|| {
-                    let (tx, mut lrx) = mpsc::unbounded_channel::<OutgoingNotify>();
-                    let weak = tu.clone();
-                    tokio::spawn(async move {
-                        while let Some(n) = lrx.recv().await {
-                            let Some(tu) = weak.upgrade() else { break };
-                            let key = n.dialog.key();
-                            let code = tu.send_notify(n).await;
-                            tu.lock().notifier.notify_answered(&key, code);
-                            tu.drain_outputs();
-                        }
-                    });
-                    tx
-                });
-                let _ = lane.send(n);
+                let _ = lane_for(&mut lanes, n.dialog.key()).send(LaneItem::Notify(n));
             }
-            Out::N(NotifierOutput::Persist(rec)) | Out::S(SubscriberOutput::Persist(rec)) => {
+            Out::N(NotifierOutput::Persist(rec)) => {
+                let _ = lane_for(&mut lanes, rec.key()).send(LaneItem::Persist(rec));
+            }
+            Out::N(NotifierOutput::Forget(key)) => {
+                // Dropping the lane's sender lets it finish what is queued (the final
+                // NOTIFY, then the removal) and end.
+                let _ = lane_for(&mut lanes, key.clone()).send(LaneItem::Forget(key.clone()));
+                lanes.remove(&key);
+            }
+            Out::S(SubscriberOutput::Persist(rec)) => {
                 this.persist_dialog(&rec).await;
             }
-            Out::N(NotifierOutput::Forget(key)) | Out::S(SubscriberOutput::Forget(key)) => {
-                // Dropping the lane's sender lets it finish what is queued (the final
-                // NOTIFY) and end.
-                lanes.remove(&key);
+            Out::S(SubscriberOutput::Forget(key)) => {
                 this.forget_dialog(&key).await;
             }
             Out::N(NotifierOutput::Unsubscribe {
