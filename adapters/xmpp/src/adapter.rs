@@ -563,7 +563,8 @@ impl Link {
         now: std::time::Instant,
     ) {
         // (barrier domain, deliveries behind it: key, stanza ids, deadline)
-        let mut barriers: Vec<(String, Vec<(u64, Vec<String>, std::time::Instant)>)> = Vec::new();
+        type Behind = Vec<(u64, Vec<String>, std::time::Instant)>;
+        let mut barriers: Vec<(String, Behind)> = Vec::new();
         for q in batch {
             let trans_id = q.op.trans_id();
             let op = self.localise_source(q.op);

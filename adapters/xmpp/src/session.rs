@@ -25,10 +25,10 @@ pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 /// `urn:xmpp:ping`
 pub const NS_PING: &str = "urn:xmpp:ping";
 
-/// Liveness timers.
-
 /// Largest output buffer built by joining consecutive writes.
 const COALESCE_BYTES: usize = 64 * 1024;
+
+/// Liveness timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timing {
     /// Outgoing silence before a whitespace keep-alive.

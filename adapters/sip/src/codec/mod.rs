@@ -1009,9 +1009,7 @@ fn parse_message(
             |name: &'static str| move |reason: &'static str| ParseError::Header { name, reason };
         match hn {
             HeaderName::Via if !deep => {
-                if idx[0].is_none() {
-                    idx[0] = Some(n as u16);
-                }
+                idx[0].get_or_insert(n as u16);
             }
             HeaderName::From if !deep => single(1, "From", &mut idx)?,
             HeaderName::To if !deep => single(2, "To", &mut idx)?,

@@ -153,7 +153,24 @@ pub struct Notifier {
     fetch_wait: u64,
     min_interval: u64,
     subs: HashMap<String, Sub>,
+    /// Subscription keys by (watcher, presentity) user: a core Notify names a pair, and
+    /// finding its dialogs must not scan every subscription (P3 fan-out did that).
+    by_pair: HashMap<u64, Vec<String>>,
     out: VecDeque<NotifierOutput>,
+}
+
+/// The index key of a (watcher, presentity) pair ([`Address::same_user`] on both).
+fn pair_hash(watcher: &Address, presentity: &Address) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        &watcher.user,
+        &watcher.domain,
+        &presentity.user,
+        &presentity.domain,
+    )
+        .hash(&mut h);
+    h.finish()
 }
 
 /// The presence event package name (RFC 3856 s6.2).
@@ -197,8 +214,30 @@ impl Notifier {
             fetch_wait: u64::from(fetch_wait),
             min_interval: 0,
             subs: HashMap::new(),
+            by_pair: HashMap::new(),
             out: VecDeque::new(),
         }
+    }
+
+    fn insert_sub(&mut self, key: String, sub: Sub) {
+        self.remove_sub(&key);
+        self.by_pair
+            .entry(pair_hash(&sub.watcher, &sub.presentity))
+            .or_default()
+            .push(key.clone());
+        self.subs.insert(key, sub);
+    }
+
+    fn remove_sub(&mut self, key: &str) -> Option<Sub> {
+        let sub = self.subs.remove(key)?;
+        let h = pair_hash(&sub.watcher, &sub.presentity);
+        if let Some(keys) = self.by_pair.get_mut(&h) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.by_pair.remove(&h);
+            }
+        }
+        Some(sub)
     }
 
     /// Loads dialogs read from the store (role notifier), dropping expired ones.
@@ -213,7 +252,7 @@ impl Notifier {
             ) else {
                 continue;
             };
-            self.subs.insert(
+            self.insert_sub(
                 rec.key(),
                 Sub {
                     rec,
@@ -314,7 +353,7 @@ impl Notifier {
             flow: req.flow,
         };
         let key = rec.key();
-        self.subs.insert(
+        self.insert_sub(
             key.clone(),
             Sub {
                 rec,
@@ -402,7 +441,7 @@ impl Notifier {
             return None;
         }
         if !(200..300).contains(&code) {
-            self.subs.remove(key);
+            self.remove_sub(key);
             return Some((code, 0));
         }
         let expires = u32::try_from(sub.rec.expires_at.saturating_sub(now)).unwrap_or(u32::MAX);
@@ -450,10 +489,16 @@ impl Notifier {
     /// latest presence document seen.
     pub fn handle_core_notify(&mut self, n: &Notify, now: u64) -> usize {
         let keys: Vec<String> = self
-            .subs
-            .iter()
-            .filter(|(_, s)| s.watcher.same_user(&n.watcher) && s.presentity.same_user(&n.target))
-            .map(|(k, _)| k.clone())
+            .by_pair
+            .get(&pair_hash(&n.watcher, &n.target))
+            .into_iter()
+            .flatten()
+            .filter(|k| {
+                self.subs.get(*k).is_some_and(|s| {
+                    s.watcher.same_user(&n.watcher) && s.presentity.same_user(&n.target)
+                })
+            })
+            .cloned()
             .collect();
         for key in &keys {
             let Some(sub) = self.subs.get_mut(key) else {
@@ -528,7 +573,7 @@ impl Notifier {
     /// Sends the final NOTIFY and forgets the subscription; `tell_core` queues an
     /// unsubscribe for the core.
     fn end(&mut self, key: &str, state: String, presence: Option<Presence>, tell_core: bool) {
-        let Some(mut sub) = self.subs.remove(key) else {
+        let Some(mut sub) = self.remove_sub(key) else {
             return;
         };
         sub.rec.local_cseq += 1;
@@ -553,7 +598,7 @@ impl Notifier {
         if (200..300).contains(&code) || matches!(code, 401 | 407 | 491) {
             return;
         }
-        if let Some(sub) = self.subs.remove(key) {
+        if let Some(sub) = self.remove_sub(key) {
             self.out.push_back(NotifierOutput::Forget(key.to_owned()));
             self.out.push_back(NotifierOutput::Unsubscribe {
                 watcher: sub.watcher,
@@ -601,7 +646,7 @@ impl Notifier {
                 .get(&key)
                 .is_some_and(|s| s.phase == Phase::Proposed);
             if proposed {
-                self.subs.remove(&key);
+                self.remove_sub(&key);
                 continue;
             }
             self.end(&key, "terminated;reason=timeout".into(), presence, !fetch);
@@ -979,5 +1024,51 @@ mod tests {
         let mut n3 = notifier();
         n3.restore(recs, 99_999);
         assert!(n3.is_empty());
+    }
+
+    /// A core Notify reaches exactly the dialogs of its (watcher, presentity) pair, found
+    /// through the pair index, however many other subscriptions there are; a dialog that
+    /// ends leaves the index.
+    #[test]
+    fn core_notify_reaches_only_its_pair_through_the_index() {
+        let mut n = notifier();
+        let mut keys = Vec::new();
+        for i in 0..200 {
+            let mut r = req(Some(600), None, 1);
+            r.call_id = format!("cid{i}");
+            let w = if i < 2 {
+                "watcher".to_owned()
+            } else {
+                format!("w{i}")
+            };
+            r.from_uri = format!("sip:{w}@sip.test");
+            r.watcher = Address::parse(&format!("sip:{w}@sip.test")).unwrap();
+            let SubscribeDecision::Submit { key, .. } =
+                n.handle_subscribe(r, &format!("lt{i}"), 1000)
+            else {
+                panic!()
+            };
+            assert_eq!(n.core_answered(&key, 200, 1000), Some((200, 600)));
+            keys.push(key);
+        }
+        drain(&mut n);
+        let active = core_notify(SubscriptionState::Active { expires: 0 }, Some(open()));
+        // two dialogs (two devices of watcher@sip.test) share the pair
+        assert_eq!(n.handle_core_notify(&active, 1001), 2);
+        let out = drain(&mut n);
+        let ns = notifies(&out);
+        assert_eq!(ns.len(), 2);
+        assert!(ns
+            .iter()
+            .all(|x| x.dialog.watcher == "sip:watcher@sip.test"));
+        // the first device's NOTIFY fails: its dialog ends and leaves the index
+        n.notify_answered(&keys[0], 481);
+        drain(&mut n);
+        assert_eq!(n.handle_core_notify(&active, 1002), 1);
+        let mut other = active.clone();
+        other.watcher = Address::parse("sip:w7@sip.test").unwrap();
+        assert_eq!(n.handle_core_notify(&other, 1003), 1);
+        other.watcher = Address::parse("sip:nobody@sip.test").unwrap();
+        assert_eq!(n.handle_core_notify(&other, 1003), 0);
     }
 }
