@@ -507,6 +507,10 @@ listen = "127.0.0.1:{admin_port}"
 [sip]
 domains = ["sip.test"]
 trusted_peers = ["127.0.0.1"]
+# RFC 3856 s6.4 rate limit per SIP dialog off, as presence.notify_interval_ms: P3 counts
+# every notification; with the default 5 s a NOTIFY right after the subscription's
+# first one was held past the trial
+notify_min_interval = 0
 
 [sip.endpoint]
 udp = ["127.0.0.1:{sip_port}"]
@@ -865,7 +869,7 @@ fn run(a: &RunArgs) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
         notes.push(format!(
-            "Gateway config (written to the work folder): SIP domain sip.test on 127.0.0.1 UDP+TCP, 127.0.0.1 a trusted peer (no digest), XEP-0114 component {COMPONENT} connecting to the generator's component server, route xmpp.test -> xmpp, rate limit off (1e9/s), store-and-forward queue off (a failure must show, not be retried), xmpp.grace_ms = 0, presence.notify_interval_ms = 0, everything else default (limits.dedupe_ttl_secs = 300: every message id is remembered for 5 to 10 minutes, in memory and as a journal row, so RSS grows with the rate times that window; SIP server transactions are kept for Timer J, 32 s over UDP)."
+            "Gateway config (written to the work folder): SIP domain sip.test on 127.0.0.1 UDP+TCP, 127.0.0.1 a trusted peer (no digest), XEP-0114 component {COMPONENT} connecting to the generator's component server, route xmpp.test -> xmpp, rate limit off (1e9/s), store-and-forward queue off (a failure must show, not be retried), xmpp.grace_ms = 0, presence.notify_interval_ms = 0 and sip.notify_min_interval = 0 (no RFC 3856 s6.4 rate limiting, so that P3 counts every notification), everything else default (limits.dedupe_ttl_secs = 300: every message id is remembered for 5 to 10 minutes, in memory and as a journal row, so RSS grows with the rate times that window; SIP server transactions are kept for Timer J, 32 s over UDP)."
         ));
         let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
         let sip_addr = SocketAddr::from(([127, 0, 0, 1], sip_port));
