@@ -237,6 +237,10 @@ struct Workload<'a> {
     deliveries: bool,
     /// The processes under test.
     sut: Option<&'a dyn Fn() -> Vec<u32>>,
+    /// Starts the system under test afresh; called after a failed trial when the system
+    /// does not recover from overload by itself (Kamailio), so that every trial starts
+    /// from the same state. `None`: it is never restarted (the gateway).
+    restart: Option<&'a dyn Fn() -> Result<(), String>>,
 }
 
 struct Ctx {
@@ -427,6 +431,13 @@ impl Ctx {
         let duration = self.args.duration;
         while let Some(rate) = s.next_rate() {
             let st = self.run_step(w, rate, duration);
+            if let (false, Some(restart)) = (st.pass, w.restart) {
+                if let Err(e) = restart() {
+                    log(format!(
+                        "  {name}: restart after a failed trial failed: {e}"
+                    ));
+                }
+            }
             log(format!(
                 "  {name} {rate}/s: {} (delivered {}/{}, p50 {} us, p99 {} us, SUT {} us/msg, gen {:.2} us/msg)",
                 if st.pass { "clean".to_owned() } else { format!("FAIL {}", st.failure.as_deref().unwrap_or("")) },
@@ -749,6 +760,7 @@ fn run(a: &RunArgs) -> Result<(), String> {
             answers: true,
             deliveries: true,
             sut: Some(&f),
+            restart: None,
         };
         let st = ctx.run_step(&w, rate, a.duration);
         log(format!(
@@ -780,6 +792,7 @@ fn run(a: &RunArgs) -> Result<(), String> {
             answers: true,
             deliveries: true,
             sut: None,
+            restart: None,
         };
         let cfg = ctx.search_cfg(a.gen_start, a.gen_max);
         generator.push(Section::Ran(ctx.search(
@@ -809,6 +822,7 @@ fn run(a: &RunArgs) -> Result<(), String> {
             answers: false,
             deliveries: true,
             sut: None,
+            restart: None,
         };
         generator.push(Section::Ran(ctx.search(
             "generator-xmpp",
@@ -905,6 +919,7 @@ fn run(a: &RunArgs) -> Result<(), String> {
                         answers: true,
                         deliveries: true,
                         sut: Some(&f),
+                        restart: None,
                     };
                     let cfg = ctx.search_cfg(a.start_rate, a.max_rate);
                     let s = ctx.search(
@@ -945,6 +960,7 @@ fn run(a: &RunArgs) -> Result<(), String> {
                                 answers: true,
                                 deliveries: true,
                                 sut: Some(&f),
+                                restart: None,
                             };
                             p1_tcp = Section::Ran(ctx.search("p1-tcp", format!("P1 over one TCP connection (each due batch is one write), otherwise as P1 over UDP ({} B body).", a.body_len), &w, cfg));
                         }
@@ -1032,15 +1048,77 @@ fn run_kamailio(
     std::fs::create_dir_all(&kdir).map_err(|e| e.to_string())?;
     let cfg_path = kdir.join("relay.cfg");
     std::fs::write(&cfg_path, cfg).map_err(|e| e.to_string())?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let sut = std::cell::RefCell::new(start_kamailio(a, work, &kdir, &cfg_path, port)?);
+    log(format!(
+        "kamailio pid {} up on udp {port}",
+        sut.borrow().pid
+    ));
+    let (uac, _) = roles::udp_uac(
+        lo0(),
+        addr,
+        message_tpl(
+            format!("sip:uas@{uas}"),
+            "sip:uac@cpim.bench",
+            format!("sip:uas@{uas}"),
+            Transport::Udp,
+            a.body_len,
+        ),
+        ctx.probe.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let f = || procstat::process_tree(sut.borrow().pid);
+    // Kamailio did not recover from an overloaded trial within the settling time (trials
+    // far below the rate it had passed then failed), so it starts afresh after a failure.
+    let restart = || -> Result<(), String> {
+        sut.borrow_mut().stop();
+        let fresh = start_kamailio(a, work, &kdir, &cfg_path, port)?;
+        log(format!(
+            "kamailio restarted after a failed trial, pid {}",
+            fresh.pid
+        ));
+        *sut.borrow_mut() = fresh;
+        Ok(())
+    };
+    let w = Workload {
+        sender: &uac,
+        answers: true,
+        deliveries: true,
+        sut: Some(&f),
+        restart: Some(&restart),
+    };
+    let cfg = ctx.search_cfg(a.start_rate, a.max_rate);
+    let s = ctx.search(
+        "kamailio",
+        format!(
+            "{} as a stateful relay (tm t_relay) of SIP MESSAGE over UDP, config tests/bench/kamailio/relay.cfg: 1 UDP worker, -x fm, -m 1024, -b 4194304, max_branches=1. The generator's UAC sends to it, it relays to the generator's UAS and relays the 200 back (4 datagrams through it per message, {} B body).",
+            kamailio_version(&a.kamailio_bin),
+            a.body_len
+        ),
+        &w,
+        cfg,
+    );
+    sut.borrow_mut().stop();
+    Ok(s)
+}
+
+/// Starts Kamailio with the relay config on `port` and waits until it answers OPTIONS.
+fn start_kamailio(
+    a: &RunArgs,
+    work: &Path,
+    kdir: &Path,
+    cfg_path: &Path,
+    port: u16,
+) -> Result<Sut, String> {
     let mut cmd = Command::new(&a.kamailio_bin);
     cmd.arg("-f")
-        .arg(&cfg_path)
+        .arg(cfg_path)
         .args([
             "-DD", "-E", "-x", "fm", "-m", "1024", "-M", "32", "-b", "4194304", "-Y",
         ])
-        .arg(&kdir)
+        .arg(kdir)
         .arg("-w")
-        .arg(&kdir);
+        .arg(kdir);
     let mut sut = Sut::spawn("kamailio", cmd, work)
         .map_err(|e| format!("cannot start {}: {e}", a.kamailio_bin))?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -1070,41 +1148,7 @@ fn run_kamailio(
             }
         }
     }
-    log(format!("kamailio pid {} up on udp {port}", sut.pid));
-    let (uac, _) = roles::udp_uac(
-        lo0(),
-        addr,
-        message_tpl(
-            format!("sip:uas@{uas}"),
-            "sip:uac@cpim.bench",
-            format!("sip:uas@{uas}"),
-            Transport::Udp,
-            a.body_len,
-        ),
-        ctx.probe.clone(),
-    )
-    .map_err(|e| e.to_string())?;
-    let pid = sut.pid;
-    let f = move || procstat::process_tree(pid);
-    let w = Workload {
-        sender: &uac,
-        answers: true,
-        deliveries: true,
-        sut: Some(&f),
-    };
-    let cfg = ctx.search_cfg(a.start_rate, a.max_rate);
-    let s = ctx.search(
-        "kamailio",
-        format!(
-            "{} as a stateful relay (tm t_relay) of SIP MESSAGE over UDP, config tests/bench/kamailio/relay.cfg: 1 UDP worker, -x fm, -m 1024, -b 4194304, max_branches=1. The generator's UAC sends to it, it relays to the generator's UAS and relays the 200 back (4 datagrams through it per message, {} B body).",
-            kamailio_version(&a.kamailio_bin),
-            a.body_len
-        ),
-        &w,
-        cfg,
-    );
-    sut.stop();
-    Ok(s)
+    Ok(sut)
 }
 
 fn kamailio_version(bin: &str) -> String {
@@ -1142,6 +1186,7 @@ fn run_p2(
         answers: false,
         deliveries: true,
         sut: Some(f),
+        restart: None,
     };
     let cfg = ctx.search_cfg(a.start_rate, a.max_rate);
     Ok(ctx.search(
