@@ -974,7 +974,7 @@ fn run(a: &RunArgs) -> Result<(), String> {
                     };
                 }
                 if wants(a, "p3") {
-                    p3 = presence::run_p3(&mut ctx, a, &gw, &component, &f);
+                    p3 = presence::run_p3(&mut ctx, a, &mut gw, &work, &cfg_path, &component);
                 }
                 if wants(a, "p4") {
                     p4 = presence::run_p4(&mut ctx, a, &mut gw, &work, &cfg_path, &component);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use cpim_bench::procstat;
 use cpim_bench::report::{FanoutResult, Section, StateResult};
 use cpim_bench::roles::{self, ComponentServer, UasOptions};
+use cpim_bench::search::{Search, SearchConfig};
 use cpim_bench::sip;
 use cpim_bench::stats::Delays;
 
@@ -87,182 +88,235 @@ fn wait_held(admin: SocketAddr, want: u64, stall: Duration, limit: Duration) -> 
 pub(crate) fn run_p3(
     ctx: &mut Ctx,
     a: &RunArgs,
-    gw: &Gw,
+    gw: &mut Gw,
+    work: &Path,
+    cfg: &Path,
     component: &ComponentServer,
-    f: &dyn Fn() -> Vec<u32>,
 ) -> Section<Vec<FanoutResult>> {
     if held(gw.admin).is_none() {
         return skipped("the gateway's /metrics has no cpim_subscriptions gauge");
     }
+    let store = work.join("store");
     let mut out = Vec::new();
-    for (trial, &w) in a.p3_watchers.iter().enumerate() {
+    let mut k = 0u64;
+    for &w in &a.p3_watchers {
         let w = w.max(1);
-        let presentities = (a.p3_notifications / w).max(1);
-        let sip_w = w / 2;
-        let xmpp_w = w - sip_w;
-        let mut notes = Vec::new();
-        let base = held(gw.admin).unwrap_or(0);
-        log(format!(
-            "p3: {presentities} presentities x {w} watchers ({sip_w} SIP + {xmpp_w} XMPP)"
-        ));
-        // SIP watchers: SUBSCRIBE from a fresh UAS, which then answers the NOTIFYs.
-        let mut subs = Vec::new();
-        for i in 0..presentities {
-            for j in 0..sip_w {
-                subs.push((
-                    format!("sip:sw{trial}x{i}x{j}@sip.test"),
-                    format!("sip:p{trial}x{i}@sip.test"),
-                ));
-            }
-        }
-        let t_setup = Instant::now();
-        let uas = if subs.is_empty() {
-            None
-        } else {
-            let opts = UasOptions {
-                register: Vec::new(),
-                registrar: Some(gw.sip),
-                subscribe: subs,
-                best_effort: true,
-            };
-            match roles::udp_uas(lo0(), opts, ctx.probe.clone()) {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    notes.push(format!("SIP watchers could not subscribe: {e}"));
-                    None
-                }
-            }
-        };
-        let sip_ok = uas.is_some();
-        // XMPP watchers: presence subscribe stanzas on the component stream.
-        let stanzas = (0..presentities).flat_map(|i| {
-            (0..xmpp_w).map(move |j| format!("<presence type='subscribe' from='xw{trial}x{i}x{j}@xmpp.test' to='p{trial}x{i}@{COMPONENT}'/>"))
+        // The zero-failure search of RFC 7502 over the offered notification rate. A trial
+        // is a fixed number of notifications (--p3-notifications), so it lasts
+        // notifications / rate seconds. Every trial runs on a fresh gateway with an empty
+        // store and its own presentities and watchers: re-publishing a presentity adds a
+        // publication (an initial PUBLISH has no SIP-If-Match), and without the restart a
+        // failed trial's backlog made the following trials fail at a tenth of the rate.
+        let mut search = Search::new(SearchConfig {
+            start: a.p3_rate.max(w),
+            min: w.max(a.min_rate),
+            max: a.max_rate,
+            precision: a.precision.max(0.1),
+            max_steps: a.max_steps.min(6),
         });
-        if let Err(e) = write_paced(component, stanzas, 20_000, 500, Duration::from_secs(120)) {
-            notes.push(format!("XMPP subscriptions: {e}"));
-        }
-        let want = base + presentities * (xmpp_w + if sip_ok { sip_w } else { 0 });
-        let (h, _) = wait_held(
-            gw.admin,
-            want,
-            Duration::from_secs(10),
-            Duration::from_secs(120),
-        );
-        notes.push(format!(
-            "set-up: {} subscriptions held of {} asked for in {:.1} s",
-            h.saturating_sub(base),
-            want - base,
-            t_setup.elapsed().as_secs_f64()
-        ));
-        let watchers_ok = h.saturating_sub(base);
-        // PUBLISH once per presentity (RFC 3856: the fan-out goes across presentities).
-        let pres: Vec<String> = (0..presentities)
-            .map(|i| format!("sip:p{trial}x{i}@sip.test"))
-            .collect();
-        let (uac, _) = match roles::udp_uac_multi(
-            lo0(),
-            gw.sip,
-            move |local| {
-                pres.iter()
-                    .map(|p| sip::publish_template(p, &local.to_string()))
-                    .collect()
-            },
-            ctx.probe.clone(),
-        ) {
-            Ok(x) => x,
-            Err(e) => return skipped(format!("UAC: {e}")),
-        };
-        ctx.settle(Some(f));
-        let step = ctx.next_step();
-        let probe = ctx.probe.clone();
-        let pids = f();
-        probe.begin(step);
-        let cpu0 = procstat::cpu_ticks_sum(&pids);
-        let t0 = probe.now_ns();
-        let publish_rate = (a.p3_rate / w).max(1);
-        let rep = match uac.run(step, publish_rate, presentities) {
-            Ok(r) => r,
-            Err(e) => return skipped(format!("PUBLISH sender: {e}")),
-        };
-        let expected = presentities * w;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut last = 0;
-        let mut last_change = Instant::now();
-        while Instant::now() < deadline {
-            let n = probe.notifications.load(Ordering::Relaxed);
-            if n >= watchers_ok && probe.answered.missing(rep.sent) == 0 {
-                break;
+        while let Some(rate) = search.next_rate() {
+            k += 1;
+            gw.sut.stop();
+            let _ = std::fs::remove_dir_all(&store);
+            match start_gateway(a, &ctx.probe, work, cfg, gw.admin, gw.sip) {
+                Ok(g) => *gw = g,
+                Err(e) => return skipped(format!("restart with an empty store failed: {e}")),
             }
-            if n != last {
-                last = n;
-                last_change = Instant::now();
-            } else if last_change.elapsed() > Duration::from_secs(3) {
-                break;
+            std::thread::sleep(Duration::from_millis(300));
+            let pid = gw.sut.pid;
+            let f = move || vec![pid];
+            match p3_trial(ctx, a, gw, component, &f, w, k, rate) {
+                Ok(r) => {
+                    search.record(rate, r.clean);
+                    out.push(r);
+                }
+                Err(e) => return skipped(e),
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
-        let cpu1 = procstat::cpu_ticks_sum(&pids);
-        probe.end();
-        let received = probe.notifications.load(Ordering::Relaxed);
-        let last_ns = probe.last_notification_ns.load(Ordering::Relaxed);
-        let seconds = if last_ns > t0 {
-            (last_ns - t0) as f64 / 1e9
-        } else {
-            0.0
-        };
-        let (delay, _): (Delays, Delays) = probe.delays();
-        let publish_ok = probe.answered.count_seen(rep.sent) - probe.non2xx.load(Ordering::Relaxed);
-        if publish_ok < rep.sent {
-            notes.push(format!(
-                "{} of {} PUBLISH not answered 2xx (last code {})",
-                rep.sent - publish_ok,
-                rep.sent,
-                probe.last_failure_code.load(Ordering::Relaxed)
-            ));
-        }
-        // Clean: every PUBLISH answered 2xx and every watcher the gateway holds notified
-        // (subscriptions lost during set-up are reported in the set-up note, not here).
-        let clean = received >= watchers_ok.min(expected) && publish_ok == rep.sent;
-        notes.push(format!(
-            "{}: offered {} notifications/s ({publish_rate} PUBLISH/s x {w} watchers) for {:.1} s",
-            if clean {
-                "clean (every PUBLISH answered 2xx, every notification arrived)"
-            } else {
-                "NOT clean: the rate given is what arrived under overload, not a zero-failure rate"
-            },
-            publish_rate * w,
-            rep.seconds
-        ));
-        if received < expected {
-            notes.push(format!("{received} notifications of {expected} expected arrived ({} untagged presence stanzas or NOTIFYs ignored)", probe.untagged.load(Ordering::Relaxed)));
-        }
-        let r = FanoutResult {
-            watchers: w,
-            presentities,
-            sip_watchers: sip_w,
-            xmpp_watchers: xmpp_w,
-            publish_rate,
-            expected,
-            received,
-            publish_ok,
-            seconds,
-            notifications_per_s: if seconds > 0.0 {
-                received as f64 / seconds
-            } else {
-                0.0
-            },
-            delay,
-            sut_cpu_us_per_notification: (received > 0)
-                .then(|| (cpu1 - cpu0) as f64 * 1e6 / ctx.clk_tck as f64 / received as f64),
-            notes,
-        };
-        log(format!(
-            "p3 {w} watchers: {received}/{expected} notifications, {:.0}/s",
-            r.notifications_per_s
-        ));
-        out.push(r);
     }
     Section::Ran(out)
+}
+
+/// One P3 trial: `w` watchers on each of `p3_notifications / w` fresh presentities, each
+/// presentity PUBLISHed once, `rate` notifications/s offered.
+#[allow(clippy::too_many_arguments)]
+fn p3_trial(
+    ctx: &mut Ctx,
+    a: &RunArgs,
+    gw: &Gw,
+    component: &ComponentServer,
+    f: &dyn Fn() -> Vec<u32>,
+    w: u64,
+    k: u64,
+    rate: u64,
+) -> Result<FanoutResult, String> {
+    let presentities = (a.p3_notifications / w).max(1);
+    let sip_w = w / 2;
+    let xmpp_w = w - sip_w;
+    let mut notes = Vec::new();
+    let base = held(gw.admin).unwrap_or(0);
+    log(format!(
+        "p3: {presentities} presentities x {w} watchers ({sip_w} SIP + {xmpp_w} XMPP)"
+    ));
+    // SIP watchers: SUBSCRIBE from a fresh UAS, which then answers the NOTIFYs.
+    let mut subs = Vec::new();
+    for i in 0..presentities {
+        for j in 0..sip_w {
+            subs.push((
+                format!("sip:sw{k}x{i}x{j}@sip.test"),
+                format!("sip:p{k}x{i}@sip.test"),
+            ));
+        }
+    }
+    let t_setup = Instant::now();
+    let uas = if subs.is_empty() {
+        None
+    } else {
+        let opts = UasOptions {
+            register: Vec::new(),
+            registrar: Some(gw.sip),
+            subscribe: subs,
+            best_effort: true,
+        };
+        match roles::udp_uas(lo0(), opts, ctx.probe.clone()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                notes.push(format!("SIP watchers could not subscribe: {e}"));
+                None
+            }
+        }
+    };
+    let sip_ok = uas.is_some();
+    // XMPP watchers: presence subscribe stanzas on the component stream.
+    let stanzas = (0..presentities).flat_map(|i| {
+        (0..xmpp_w).map(move |j| format!("<presence type='subscribe' from='xw{k}x{i}x{j}@xmpp.test' to='p{k}x{i}@{COMPONENT}'/>"))
+    });
+    if let Err(e) = write_paced(component, stanzas, 20_000, 500, Duration::from_secs(120)) {
+        notes.push(format!("XMPP subscriptions: {e}"));
+    }
+    let want = base + presentities * (xmpp_w + if sip_ok { sip_w } else { 0 });
+    let (h, _) = wait_held(
+        gw.admin,
+        want,
+        Duration::from_secs(10),
+        Duration::from_secs(120),
+    );
+    notes.push(format!(
+        "set-up: {} subscriptions held of {} asked for in {:.1} s",
+        h.saturating_sub(base),
+        want - base,
+        t_setup.elapsed().as_secs_f64()
+    ));
+    let watchers_ok = h.saturating_sub(base);
+    // PUBLISH once per presentity (RFC 3856: the fan-out goes across presentities).
+    let pres: Vec<String> = (0..presentities)
+        .map(|i| format!("sip:p{k}x{i}@sip.test"))
+        .collect();
+    let (uac, _) = match roles::udp_uac_multi(
+        lo0(),
+        gw.sip,
+        move |local| {
+            pres.iter()
+                .map(|p| sip::publish_template(p, &local.to_string()))
+                .collect()
+        },
+        ctx.probe.clone(),
+    ) {
+        Ok(x) => x,
+        Err(e) => return Err(format!("UAC: {e}")),
+    };
+    ctx.settle(Some(f));
+    let step = ctx.next_step();
+    let probe = ctx.probe.clone();
+    let pids = f();
+    probe.begin(step);
+    let cpu0 = procstat::cpu_ticks_sum(&pids);
+    let t0 = probe.now_ns();
+    let publish_rate = (rate / w).max(1);
+    let rep = match uac.run(step, publish_rate, presentities) {
+        Ok(r) => r,
+        Err(e) => return Err(format!("PUBLISH sender: {e}")),
+    };
+    let expected = presentities * w;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = 0;
+    let mut last_change = Instant::now();
+    while Instant::now() < deadline {
+        let n = probe.notifications.load(Ordering::Relaxed);
+        if n >= watchers_ok && probe.answered.missing(rep.sent) == 0 {
+            break;
+        }
+        if n != last {
+            last = n;
+            last_change = Instant::now();
+        } else if last_change.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let cpu1 = procstat::cpu_ticks_sum(&pids);
+    probe.end();
+    let received = probe.notifications.load(Ordering::Relaxed);
+    let last_ns = probe.last_notification_ns.load(Ordering::Relaxed);
+    let seconds = if last_ns > t0 {
+        (last_ns - t0) as f64 / 1e9
+    } else {
+        0.0
+    };
+    let (delay, _): (Delays, Delays) = probe.delays();
+    let publish_ok = probe.answered.count_seen(rep.sent) - probe.non2xx.load(Ordering::Relaxed);
+    if publish_ok < rep.sent {
+        notes.push(format!(
+            "{} of {} PUBLISH not answered 2xx (last code {})",
+            rep.sent - publish_ok,
+            rep.sent,
+            probe.last_failure_code.load(Ordering::Relaxed)
+        ));
+    }
+    // Clean: every PUBLISH answered 2xx and every watcher the gateway holds notified
+    // (subscriptions lost during set-up are reported in the set-up note, not here).
+    let clean = received >= watchers_ok.min(expected) && publish_ok == rep.sent;
+    notes.push(format!(
+        "{}: offered {} notifications/s ({publish_rate} PUBLISH/s x {w} watchers) for {:.1} s",
+        if clean {
+            "clean (every PUBLISH answered 2xx, every notification arrived)"
+        } else {
+            "NOT clean: the rate given is what arrived under overload, not a zero-failure rate"
+        },
+        publish_rate * w,
+        rep.seconds
+    ));
+    if received < expected {
+        notes.push(format!("{received} notifications of {expected} expected arrived ({} untagged presence stanzas or NOTIFYs ignored)", probe.untagged.load(Ordering::Relaxed)));
+    }
+    let r = FanoutResult {
+        watchers: w,
+        presentities,
+        sip_watchers: sip_w,
+        xmpp_watchers: xmpp_w,
+        publish_rate,
+        expected,
+        received,
+        publish_ok,
+        seconds,
+        notifications_per_s: if seconds > 0.0 {
+            received as f64 / seconds
+        } else {
+            0.0
+        },
+        delay,
+        sut_cpu_us_per_notification: (received > 0)
+            .then(|| (cpu1 - cpu0) as f64 * 1e6 / ctx.clk_tck as f64 / received as f64),
+        notes,
+        offered_per_s: publish_rate * w,
+        clean,
+    };
+    log(format!(
+        "p3 {w} watchers at {rate}/s offered: {received}/{expected} notifications, {:.0}/s, {}",
+        r.notifications_per_s,
+        if clean { "clean" } else { "NOT clean" }
+    ));
+    Ok(r)
 }
 
 fn dir_bytes(p: &Path) -> u64 {

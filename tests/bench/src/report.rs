@@ -151,6 +151,10 @@ pub struct FanoutResult {
     pub sut_cpu_us_per_notification: Option<f64>,
     /// Set-up notes (subscriptions made, refused).
     pub notes: Vec<String>,
+    /// Notifications offered per second (PUBLISH rate x watchers).
+    pub offered_per_s: u64,
+    /// Zero failures: every PUBLISH answered 2xx and every watcher notified.
+    pub clean: bool,
 }
 
 /// Standing-state trial (P4).
@@ -260,14 +264,18 @@ pub fn targets(r: &Report) -> Vec<Target> {
         },
         met: ratio.map(|x| x >= 3.0),
     });
-    let p3 =
-        r.p3.ran()
-            .and_then(|v| v.iter().map(|f| f.notifications_per_s).reduce(f64::max));
+    // the zero-failure rule: only clean trials count
+    let p3 = r.p3.ran().and_then(|v| {
+        v.iter()
+            .filter(|f| f.clean)
+            .map(|f| f.notifications_per_s)
+            .reduce(f64::max)
+    });
     t.push(Target {
         name: "P3 fan-out".into(),
         goal: ">= 100,000 notifications/s".into(),
         measured: p3.map_or("not measured".into(), |v| {
-            format!("{v:.0} notifications/s (best trial)")
+            format!("{v:.0} notifications/s (best clean trial)")
         }),
         met: p3.map(|v| v >= 100_000.0),
     });
@@ -498,15 +506,36 @@ pub fn markdown(r: &Report) -> String {
         search_md,
     );
     section_md(&mut o, "P3: presence fan-out", &r.p3, |o, v| {
-        let _ = writeln!(o, "| watchers/presentity (SIP+XMPP) | presentities | PUBLISH /s | expected | received | PUBLISH 2xx | seconds | notifications/s | p50 ms | p99 ms | SUT us/notification |");
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "Per watcher count, the zero-failure search over the offered notification rate (RFC 7502); each trial is a fixed number of notifications on a fresh gateway with fresh presentities and watchers.\n");
+        for w in v
+            .iter()
+            .map(|f| f.watchers)
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let best = v
+                .iter()
+                .filter(|f| f.watchers == w && f.clean)
+                .map(|f| f.notifications_per_s)
+                .reduce(f64::max);
+            let _ = writeln!(
+                o,
+                "- {w} watchers per presentity: **{}**",
+                best.map_or("no clean trial".into(), |b| format!(
+                    "highest clean: {b:.0} notifications/s"
+                ))
+            );
+        }
+        let _ = writeln!(o);
+        let _ = writeln!(o, "| watchers/presentity (SIP+XMPP) | offered /s | presentities | PUBLISH /s | expected | received | PUBLISH 2xx | seconds | notifications/s | p50 ms | p99 ms | SUT us/notification | result |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for f in v {
             let _ = writeln!(
                 o,
-                "| {} ({}+{}) | {} | {} | {} | {} | {} | {:.2} | {:.0} | {} | {} | {} |",
+                "| {} ({}+{}) | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} |",
                 f.watchers,
                 f.sip_watchers,
                 f.xmpp_watchers,
+                f.offered_per_s,
                 f.presentities,
                 f.publish_rate,
                 f.expected,
@@ -517,12 +546,17 @@ pub fn markdown(r: &Report) -> String {
                 ms(f.delay.p50_us),
                 ms(f.delay.p99_us),
                 f.sut_cpu_us_per_notification
-                    .map_or("-".into(), |v| format!("{v:.1}"))
+                    .map_or("-".into(), |v| format!("{v:.1}")),
+                if f.clean { "clean" } else { "FAIL" }
             );
         }
         for f in v {
             for n in &f.notes {
-                let _ = writeln!(o, "\n- {} watchers: {n}", f.watchers);
+                let _ = writeln!(
+                    o,
+                    "\n- {} watchers, {}/s offered: {n}",
+                    f.watchers, f.offered_per_s
+                );
             }
         }
         let _ = writeln!(o);
