@@ -1248,6 +1248,17 @@ mod tests {
         let mut s = String::new();
         escape_attr_into(&mut s, "\"x\"\t\n");
         assert_eq!(s, "&quot;x&quot;&#x9;&#xA;");
+        // The fast path (nothing to escape) and the cases that must leave it: 0xEF starts
+        // both allowed characters (U+F000) and forbidden ones (U+FFFE).
+        let mut s = String::from("<");
+        escape_text_into(&mut s, "plain é \u{F000} 'quoted' text");
+        assert_eq!(s, "<plain é \u{F000} 'quoted' text");
+        let mut s = String::new();
+        escape_text_into(&mut s, "a\u{FFFE}b\u{F000}");
+        assert_eq!(s, "ab\u{F000}");
+        let mut s = String::new();
+        escape_attr_into(&mut s, "tab\there");
+        assert_eq!(s, "tab&#x9;here");
         // What the writer escapes, the reader restores.
         let mut w = Writer::new();
         w.open("a")

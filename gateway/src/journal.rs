@@ -67,8 +67,7 @@ tokio::task_local! {
 
 struct Req {
     op: JournalOp,
-    /// `None` for a change nobody waits for ([`Journal::submit`]).
-    reply: Option<oneshot::Sender<Result<Option<i64>, String>>>,
+    reply: oneshot::Sender<Result<Option<i64>, String>>,
 }
 
 /// The journal: a handle on the group-commit writer. The writer thread stops when the
@@ -143,10 +142,7 @@ impl Journal {
     pub async fn commit(&self, op: JournalOp) -> Result<Option<i64>, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Req {
-                op,
-                reply: Some(reply),
-            })
+            .send(Req { op, reply })
             .map_err(|_| "journal writer stopped".to_owned())?;
         rx.await
             .map_err(|_| "journal writer stopped".to_owned())
@@ -193,7 +189,7 @@ fn writer(store: Store, rx: mpsc::Receiver<Req>, background: mpsc::Receiver<Jour
         match rx.recv_timeout(LINGER) {
             Ok(r) => {
                 ops.push(r.op);
-                replies.push(r.reply);
+                replies.push(Some(r.reply));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             // every handle is gone: commit what is left, then stop
@@ -203,7 +199,7 @@ fn writer(store: Store, rx: mpsc::Receiver<Req>, background: mpsc::Receiver<Jour
             match rx.try_recv() {
                 Ok(r) => {
                     ops.push(r.op);
-                    replies.push(r.reply);
+                    replies.push(Some(r.reply));
                 }
                 Err(_) => break,
             }

@@ -485,10 +485,7 @@ impl Link {
                             }
                             self.send_ops(&mut s, &mut tracker, &mut replies, batch, std_now());
                             if let Some(done) = stop {
-                                s.close(std_now());
-                                while let Some(bytes) = s.poll_transmit() {
-                                    let _ = wr.write_all(&bytes).await;
-                                }
+                                close_stream(&mut s, &mut wr).await;
                                 result = Ended::Shutdown(Some(done));
                                 break 'outer;
                             }
@@ -497,18 +494,12 @@ impl Link {
                         }
                     }
                     Some(Command::Shutdown(done)) => {
-                        s.close(std_now());
-                        while let Some(bytes) = s.poll_transmit() {
-                            let _ = wr.write_all(&bytes).await;
-                        }
+                        close_stream(&mut s, &mut wr).await;
                         result = Ended::Shutdown(Some(done));
                         break 'outer;
                     }
                     None => {
-                        s.close(std_now());
-                        while let Some(bytes) = s.poll_transmit() {
-                            let _ = wr.write_all(&bytes).await;
-                        }
+                        close_stream(&mut s, &mut wr).await;
                         result = Ended::Shutdown(None);
                         break 'outer;
                     }
@@ -695,6 +686,14 @@ impl Link {
             Inbound::Receipt { .. } => {}
             Inbound::Ignore(why) => debug!(link = %self.name, "ignored stanza: {why}"),
         }
+    }
+}
+
+/// Closes the stream politely and writes what the session still holds.
+async fn close_stream(s: &mut ComponentSession, wr: &mut tokio::net::tcp::OwnedWriteHalf) {
+    s.close(std_now());
+    while let Some(bytes) = s.poll_transmit() {
+        let _ = wr.write_all(&bytes).await;
     }
 }
 
