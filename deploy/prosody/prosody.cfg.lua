@@ -23,4 +23,5 @@ s2s_require_encryption = false
 VirtualHost "xmpp.test"
 
 Component "sip.xmpp.test"
-  component_secret = "s3cret"
+  -- Shared with the gateway (compose.yaml passes it to both); no default.
+  component_secret = Lua.os.getenv("CPIM_COMPONENT_SECRET")

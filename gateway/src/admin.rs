@@ -1,14 +1,25 @@
 //! The admin HTTP API (axum): `/health`, `/ready`, `/links`, `/registrations`,
 //! `/subscriptions`, `/queue`, `/metrics` (Prometheus text format).
 //!
-//! Authentication: when `admin.token` is set, every endpoint but `/health` needs
-//! `Authorization: Bearer <token>` (401 otherwise). The config loader refuses a
-//! non-loopback `admin.listen` without a token; the default is 127.0.0.1:8080.
+//! Authentication: every endpoint but `/health` (which answers `ok` and nothing else)
+//! needs `Authorization: Bearer <token>` (401 otherwise). The token is `admin.token`, or,
+//! when absent, one generated at first start and kept in the store folder
+//! (`admin.token`, mode 0600; see [`crate::secrets`]); configured tokens shorter than 16
+//! bytes or placeholders are refused by the config loader. The comparison does not stop
+//! at the first differing byte. The default listen address is 127.0.0.1:8080.
+//!
+//! DNS rebinding: every request, `/health` included, must name in its `Host` header
+//! `localhost`, a loopback address, the listen address or one of `admin.allowed_hosts`
+//! (the port is not compared); any other or no `Host` gets 421 Misdirected Request
+//! (RFC 9110 s15.5.20), so a web page of another site whose name resolves to this address
+//! cannot read the API through the victim's browser.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -35,8 +46,10 @@ pub struct AdminState {
     pub sip_store: Arc<GatewaySipStore>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Required bearer token.
-    pub token: Option<String>,
+    /// The required bearer token (an empty one refuses every request but `/health`).
+    pub token: String,
+    /// The host names accepted in `Host` (lower case, see [`allowed_hosts`]).
+    pub hosts: Vec<String>,
     /// Run state.
     pub run: Arc<RunState>,
     /// Adapters that failed to start.
@@ -45,17 +58,64 @@ pub struct AdminState {
 
 type S = State<Arc<AdminState>>;
 
-fn check(st: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let Some(token) = &st.token else {
-        return Ok(());
+/// The names accepted in `Host`: `localhost`, the loopback addresses, the listen address
+/// (unless unspecified) and `extra`, lower case, without a trailing dot.
+pub fn allowed_hosts(listen: SocketAddr, extra: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    if !listen.ip().is_unspecified() {
+        v.push(listen.ip().to_string());
+    }
+    v.extend(extra.iter().map(|h| canonical_host(h)));
+    v
+}
+
+/// The host part of a `Host` value (`name`, `name:port`, `[v6]:port`, `v4:port`), lower
+/// case, without a trailing dot.
+fn canonical_host(value: &str) -> String {
+    let v = value.trim();
+    let host = if let Some(rest) = v.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else if v.parse::<IpAddr>().is_ok() {
+        v
+    } else {
+        match v.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => v,
+        }
     };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Refuses requests whose `Host` is not one of [`AdminState::hosts`] (DNS rebinding).
+async fn host_check(State(st): S, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(canonical_host);
+    match host {
+        Some(h) if st.hosts.contains(&h) => next.run(req).await,
+        _ => (
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected request: the Host header does not name this admin API (see admin.allowed_hosts)\n",
+        )
+            .into_response(),
+    }
+}
+
+fn check(st: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     // Compare without an early exit on the first differing byte.
-    let ok = given.len() == token.len()
+    let token = &st.token;
+    let ok = !token.is_empty()
+        && given.len() == token.len()
         && given
             .bytes()
             .zip(token.bytes())
@@ -185,7 +245,7 @@ async fn metrics(State(st): S, h: HeaderMap) -> Response {
         .into_response()
 }
 
-/// The router.
+/// The router (every route behind the `Host` check).
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -195,6 +255,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/subscriptions", get(subscriptions))
         .route("/queue", get(queue))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), host_check))
         .with_state(state)
 }
 

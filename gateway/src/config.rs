@@ -3,13 +3,20 @@
 //!
 //! Without a file the gateway runs on [`Config::default`]: SIP on 127.0.0.1:5060 (UDP
 //! and TCP) with its registrar for the domain `localhost`, XMPP s2s for the same domain,
-//! the admin API on 127.0.0.1:8080, the store under `./data`.
+//! the admin API on 127.0.0.1:8080 (token required), the store under `./data`.
+//!
+//! Secrets (see [`crate::secrets`]): a configured dialback secret, component secret or
+//! admin token that is empty, shorter than 16 bytes or a placeholder (`change-me`, ...) is
+//! an error naming the key and its line; the dialback secret and the admin token, when
+//! absent, are generated at first start and kept in the store folder (mode 0600).
 //!
 //! Environment overrides: `CPIM_GATEWAY__<TABLE>__<KEY>=<value>` sets `table.key`
 //! (names lower-cased, `__` between levels; e.g. `CPIM_GATEWAY__ADMIN__LISTEN=0.0.0.0:9000`,
 //! `CPIM_GATEWAY__SIP__LISTEN=127.0.0.1:5070`). The value is read as a TOML value when it
 //! parses as one (`42`, `true`, `["a", "b"]`) and as a string otherwise. Overrides are
-//! applied on top of the file (or the defaults) and checked like the file.
+//! applied on top of the file (or the defaults) and checked like the file; a required key
+//! the file lacks may come from an override (a secret kept out of the file, e.g.
+//! `CPIM_GATEWAY__XMPP__MODE__SECRET`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -245,10 +252,16 @@ impl Default for StoreSection {
 pub struct AdminSection {
     /// Serve the admin API.
     pub enabled: bool,
-    /// Address; a non-loopback address requires `token`.
+    /// Address.
     pub listen: SocketAddr,
-    /// Bearer token required on every endpoint but `/health`.
+    /// Bearer token required on every endpoint but `/health` (at least 16 bytes, no
+    /// placeholder). Absent: generated at first start and kept in the store folder
+    /// (`admin.token`, mode 0600); the log says where.
     pub token: Option<String>,
+    /// Names accepted in the `Host` header besides `localhost`, the loopback addresses and
+    /// the listen address (DNS rebinding: a page of another site that resolves its name to
+    /// this address gets 421).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for AdminSection {
@@ -257,6 +270,7 @@ impl Default for AdminSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -270,7 +284,7 @@ impl Default for Config {
         // Written as TOML so that fields the XMPP adapter adds with serde defaults
         // need no change here.
         let xmpp: XmppConfig = toml::from_str(
-            "[mode]\nkind = \"s2s\"\ndomains = [\"localhost\"]\nlisten = \"127.0.0.1:5269\"\ndialback_secret = \"change-me\"\n",
+            "[mode]\nkind = \"s2s\"\ndomains = [\"localhost\"]\nlisten = \"127.0.0.1:5269\"\n",
         )
         .unwrap_or_default();
         Config {
@@ -378,11 +392,18 @@ impl Config {
                 message: e.message().trim_end().to_owned(),
             }
         };
-        let mut cfg: Config = toml::from_str(text).map_err(at)?;
         let overrides: Vec<(String, String)> = vars
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))
             .collect();
+        // With overrides, the file alone may lack a key they supply (a secret kept out of
+        // the file): its error counts only if the merged config fails too.
+        let parsed: Result<Config, ConfigError> = toml::from_str(text).map_err(at);
+        let mut cfg = match parsed {
+            Ok(c) => c,
+            Err(e) if overrides.is_empty() => return Err(e),
+            Err(_) => Config::default(),
+        };
         if !overrides.is_empty() {
             let mut table: toml::Table = toml::from_str(text).map_err(at)?;
             for (var, value) in &overrides {
@@ -413,9 +434,12 @@ impl Config {
                 cur.insert(path[path.len() - 1].clone(), v);
             }
             let names: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
-            cfg = Config::deserialize(table).map_err(|e| ConfigError::Invalid {
-                file: format!("{file} with {}", names.join(", ")),
-                message: e.message().trim_end().to_owned(),
+            cfg = Config::deserialize(table).map_err(|e| match toml::from_str::<Config>(text) {
+                Err(file_err) => at(file_err),
+                Ok(_) => ConfigError::Invalid {
+                    file: format!("{file} with {}", names.join(", ")),
+                    message: e.message().trim_end().to_owned(),
+                },
             })?;
         }
         cfg.validate(text, file)?;
@@ -571,18 +595,23 @@ impl Config {
                 ));
             }
         }
-        if self.admin.enabled
-            && !self.admin.listen.ip().is_loopback()
-            && self.admin.token.as_deref().is_none_or(str::is_empty)
-        {
-            return Err(err(
-                Some("admin"),
-                "listen",
-                format!(
-                    "admin.token: required when admin.listen ({}) is not a loopback address",
-                    self.admin.listen
-                ),
-            ));
+        for c in crate::secrets::configured(self) {
+            let explicit = find_key(text, Some(c.table), c.key).is_some();
+            if c.generated_when_empty && c.value.is_empty() && !explicit {
+                continue; // absent: generated at first start
+            }
+            if let Some(why) = crate::secrets::weakness(c.value) {
+                let hint = if c.generated_when_empty || c.key == "token" {
+                    "; remove the key to have a random one generated at first start"
+                } else {
+                    "; use a random value (e.g. `openssl rand -hex 32`) on both sides"
+                };
+                return Err(err(
+                    Some(c.table),
+                    c.key,
+                    format!("{}.{}: {why}{hint}", c.table, c.key),
+                ));
+            }
         }
         match self.presence.authorization.as_str() {
             "approve-all" | "approve-known" | "reject-all" => {}

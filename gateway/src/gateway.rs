@@ -1,5 +1,7 @@
 //! Wiring: the store, the presence service, the queue, the router pipeline, the
 //! adapters and the admin API, started from a [`Config`] and stopped gracefully.
+//! Secrets absent from the config are filled in from the store folder first (generated at
+//! first start, see [`crate::secrets`]); weak configured ones stop the start.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -38,6 +40,9 @@ pub enum GatewayError {
     /// The store could not be opened or read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A configured secret is weak, or a generated one could not be stored or read.
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
     /// The admin listener could not be bound.
     #[error("admin API on {addr}: {source}")]
     Admin {
@@ -253,10 +258,12 @@ impl Gateway {
     /// Starts with extra, already running adapters (after the configured ones in
     /// routing order): how tests plug in mock adapters.
     pub async fn start_with(
-        cfg: Config,
+        mut cfg: Config,
         extra: Vec<Arc<dyn Adapter>>,
     ) -> Result<Gateway, GatewayError> {
         let store = Store::open(&cfg.store.path)?;
+        let store_dir = cfg.store.path.clone();
+        crate::secrets::resolve(&mut cfg, &store_dir)?;
         let metrics = Arc::new(Metrics::new());
         let local = cfg.local_domains();
         let table = Arc::new(
@@ -393,7 +400,8 @@ impl Gateway {
                 store: store.clone(),
                 sip_store,
                 metrics: metrics.clone(),
-                token: cfg.admin.token.clone().filter(|t| !t.is_empty()),
+                token: cfg.admin.token.clone().unwrap_or_default(),
+                hosts: admin::allowed_hosts(cfg.admin.listen, &cfg.admin.allowed_hosts),
                 run: run.clone(),
                 failed: Mutex::new(failed),
             });

@@ -6,6 +6,7 @@
 //! - [`store`]: the durable embedded store (SQLite).
 //! - [`journal`]: the write-ahead journal and the persistent dedupe records.
 //! - [`config`]: the TOML configuration.
+//! - [`secrets`]: secret checks, generated secrets, private store file modes.
 //! - [`admin`]: the admin HTTP API and metrics.
 //! - [`gateway`]: wiring it all together and running it.
 
@@ -25,5 +26,6 @@ pub mod presence_service;
 pub mod queue;
 pub mod records;
 pub mod router;
+pub mod secrets;
 pub mod sip_store;
 pub mod store;

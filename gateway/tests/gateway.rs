@@ -80,6 +80,14 @@ fn tmp(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// The admin token the gateway generated in its store folder (none is configured).
+fn token(store: &std::path::Path) -> String {
+    std::fs::read_to_string(store.join(cpim_gateway::secrets::ADMIN_TOKEN_FILE))
+        .expect("generated admin token")
+        .trim()
+        .to_owned()
+}
+
 fn mock_config(store: &std::path::Path) -> Config {
     let mut c = Config::default();
     c.adapters.clear();
@@ -118,7 +126,8 @@ async fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\r\n")
+            .as_bytes(),
     )
     .await
     .unwrap();
@@ -268,7 +277,7 @@ async fn offline_target_queues_survives_restart_and_delivers_once() {
     assert_eq!(out.status.code, 202);
     assert_eq!(gw.store.queue_depth().unwrap(), 1);
     let admin = gw.admin_addr().unwrap();
-    let (code, body) = http_get(admin, "/queue", None).await;
+    let (code, body) = http_get(admin, "/queue", Some(&token(&dir))).await;
     assert_eq!((code, body.trim()), (200, "{\"depth\":1}"));
     gw.shutdown().await;
 
@@ -324,7 +333,11 @@ async fn subscriptions_restored_after_restart() {
         .await
         .unwrap();
     assert_eq!(gw.presence.count(), 1);
-    let (code, body) = http_get(gw.admin_addr().unwrap(), "/subscriptions", None).await;
+    let (code, body) = http_get(
+        gw.admin_addr().unwrap(),
+        "/subscriptions",
+        Some(&token(&dir)),
+    ).await;
     assert_eq!(code, 200);
     assert!(
         body.contains("\"state\":\"pending\"") && body.contains("bob@b.test"),
@@ -338,7 +351,7 @@ async fn subscriptions_restored_after_restart() {
 async fn admin_token_required_except_health() {
     let dir = tmp("token");
     let mut c = mock_config(&dir);
-    c.admin.token = Some("s3cret-token".into());
+    c.admin.token = Some("a-configured-admin-token-0123".into());
     let gw = Gateway::start_with(c, vec![Mock::new("a", "a.test", true)])
         .await
         .unwrap();
@@ -346,7 +359,7 @@ async fn admin_token_required_except_health() {
     assert_eq!(http_get(admin, "/health", None).await.0, 200);
     assert_eq!(http_get(admin, "/metrics", None).await.0, 401);
     assert_eq!(http_get(admin, "/metrics", Some("wrong")).await.0, 401);
-    let (code, body) = http_get(admin, "/metrics", Some("s3cret-token")).await;
+    let (code, body) = http_get(admin, "/metrics", Some("a-configured-admin-token-0123")).await;
     assert_eq!(code, 200);
     assert!(body.contains("cpim_queue_depth"), "{body}");
     gw.shutdown().await;
@@ -361,7 +374,7 @@ async fn defaults_serve_sip_and_admin() {
     c.sip.endpoint.udp = vec!["127.0.0.1:0".parse().unwrap()];
     c.sip.endpoint.tcp = vec!["127.0.0.1:0".parse().unwrap()];
     c.xmpp = toml::from_str(
-        "[mode]\nkind = \"s2s\"\ndomains = [\"localhost\"]\nlisten = \"127.0.0.1:0\"\ndialback_secret = \"x\"\n",
+        "[mode]\nkind = \"s2s\"\ndomains = [\"localhost\"]\nlisten = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     c.admin.listen = "127.0.0.1:0".parse().unwrap();
@@ -428,7 +441,7 @@ async fn defaults_serve_sip_and_admin() {
             || answer.starts_with("SIP/2.0 403"),
         "{answer}"
     );
-    let (code, metrics) = http_get(admin, "/metrics", None).await;
+    let (code, metrics) = http_get(admin, "/metrics", Some(&token(&dir))).await;
     assert_eq!(code, 200);
     assert!(
         metrics.contains(

@@ -17,9 +17,12 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The admin token of the test gateway.
+const TOKEN: &str = "prosody-test-admin-token-1";
+
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut buf = Vec::new();
@@ -58,6 +61,7 @@ async fn component_link_to_prosody_and_message_round_trip() {
         adapter: "xmpp".into(),
     }];
     c.admin.listen = "127.0.0.1:0".parse().unwrap();
+    c.admin.token = Some(TOKEN.into());
     c.store.path = dir.clone();
     c.queue.enabled = false;
     let gw = Gateway::start(c).await.unwrap();

@@ -30,7 +30,9 @@ pub enum Mode {
         /// PEM private key for `cert`.
         #[serde(default)]
         key: Option<String>,
-        /// Secret of the dialback keys (XEP-0185).
+        /// Secret of the dialback keys (XEP-0185). Empty (absent) in the gateway's config:
+        /// the gateway generates one at first start and keeps it in its store.
+        #[serde(default)]
         dialback_secret: String,
         /// Static SRV overrides: domain -> `host:port` (tried before DNS).
         #[serde(default)]

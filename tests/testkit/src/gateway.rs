@@ -127,6 +127,11 @@ impl TestGatewayBuilder {
             cfg.admin.enabled = true;
             cfg.admin.listen = ephemeral(cfg.admin.listen);
         }
+        if cfg.admin.token.is_none() {
+            // The admin API always requires a token; the gateway would generate one in the
+            // store folder. Setting it here lets `admin_get` send it.
+            cfg.admin.token = Some(test_token());
+        }
         if self.ephemeral_xmpp {
             if let Mode::S2s { listen, .. } = &mut cfg.xmpp.mode {
                 *listen = "127.0.0.1:0".into();
@@ -134,6 +139,19 @@ impl TestGatewayBuilder {
         }
         TestGateway::launch(cfg, store, self.extra).await
     }
+}
+
+/// A token for the admin API of one test gateway (32 hex digits, not a constant).
+fn test_token() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mixed = nanos
+        ^ (u128::from(std::process::id()) << 64)
+        ^ (u128::from(N.fetch_add(1, Ordering::SeqCst)) << 96);
+    format!("{mixed:032x}")
 }
 
 /// Loopback (or the given specific IP) with port 0.
@@ -245,6 +263,11 @@ impl TestGateway {
     /// `http://IP:PORT` of the admin API.
     pub fn admin_url(&self) -> Option<String> {
         self.admin_addr().map(|a| format!("http://{a}"))
+    }
+
+    /// The admin API's bearer token (set by the builder when the config has none).
+    pub fn admin_token(&self) -> Option<&str> {
+        self.config.admin.token.as_deref()
     }
 
     /// `GET path` on the admin API (with the configured bearer token): (status, body).

@@ -9,7 +9,9 @@
 //!   (SIP UDP/TCP/TLS, the admin API, the XMPP s2s listener; port 0 on loopback) and the store
 //!   to a fresh temporary folder that is removed on drop. Accessors: [`TestGateway::sip_addr`],
 //!   [`TestGateway::admin_url`], [`TestGateway::admin_get`], [`TestGateway::wait_link_up`],
-//!   [`TestGateway::ingress`] (submit operations as an adapter would).
+//!   [`TestGateway::ingress`] (submit operations as an adapter would). The admin API always
+//!   requires a token: a config without `admin.token` gets a fresh one from the builder,
+//!   which [`TestGateway::admin_get`] sends ([`TestGateway::admin_token`] gives it).
 //!   [`TestGateway::shutdown`] awaits the gateway's graceful shutdown (in-flight operations
 //!   drained, adapters, timers and admin API stopped) and removes the temporary store;
 //!   [`TestGateway::restart`] shuts down and starts again on the same store and admin port

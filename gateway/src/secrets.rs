@@ -1,0 +1,306 @@
+//! No known secrets: the checks on configured secrets, the secrets generated at first
+//! start, and the private file modes of the store folder.
+//!
+//! - A configured secret (the XMPP dialback secret, the XEP-0114 component secret, the
+//!   admin token) is refused when it is empty, shorter than [`MIN_SECRET_BYTES`] bytes or a
+//!   well-known placeholder (`change-me`, `secret`, ...): see [`weakness`]. The config
+//!   loader (and so `check-config`) names the key and its line; [`resolve`] refuses them
+//!   again at start for configs built in code.
+//! - A secret absent from the config (the dialback secret in s2s mode, the admin token
+//!   when the admin API is enabled) is generated at first start: 32 bytes from the
+//!   operating system's random source, hex-encoded, written to a file of the store folder
+//!   ([`DIALBACK_SECRET_FILE`], [`ADMIN_TOKEN_FILE`]) with mode 0600, and read back from
+//!   there at every later start (so dialback keys and the token survive restarts). The
+//!   log says where the token is, never the token.
+//! - The store folder is mode 0700 and its files 0600, whatever the umask: [`private_dir`]
+//!   creates (or tightens, with a warning) the folder, [`private_file`] the files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, ConfigError};
+
+/// The shortest secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// The file of the store folder that keeps the generated XMPP dialback secret.
+pub const DIALBACK_SECRET_FILE: &str = "dialback.secret";
+
+/// The file of the store folder that keeps the generated admin API token.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Placeholders found in sample configs and documentation (compared without case and
+/// without `-`/`_`/spaces).
+const PLACEHOLDERS: &[&str] = &[
+    "changeme",
+    "changethis",
+    "changethisadmintoken",
+    "replaceme",
+    "replacethis",
+    "secret",
+    "s3cret",
+    "password",
+    "token",
+    "admintoken",
+    "alongrandomsecret",
+    "xxxxxxxxxxxxxxxx",
+];
+
+/// Why `secret` must not be used (`None`: it may).
+pub fn weakness(secret: &str) -> Option<String> {
+    let folded: String = secret
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | ' ' | '.'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    if secret.is_empty() {
+        Some("is empty".into())
+    } else if PLACEHOLDERS.contains(&folded.as_str())
+        || folded.starts_with("changeme")
+        || folded.starts_with("changethis")
+        || folded.starts_with("replacethis")
+        || folded.starts_with("replaceme")
+    {
+        Some(format!("`{secret}` is a well-known placeholder"))
+    } else if secret.len() < MIN_SECRET_BYTES {
+        Some(format!(
+            "is {} bytes long; at least {MIN_SECRET_BYTES} are required",
+            secret.len()
+        ))
+    } else {
+        None
+    }
+}
+
+/// A configured secret, by its key (`xmpp.mode.dialback_secret`), for the checks.
+#[derive(Debug)]
+pub struct Configured<'a> {
+    /// The table, as [`crate::config`] finds keys (`xmpp.mode`, `admin`).
+    pub table: &'static str,
+    /// The key inside the table.
+    pub key: &'static str,
+    /// The value.
+    pub value: &'a str,
+    /// Absent from the config (an empty value then means: generate it).
+    pub generated_when_empty: bool,
+}
+
+/// The secrets of `cfg` that are checked (those of the adapters and APIs it runs).
+pub fn configured(cfg: &Config) -> Vec<Configured<'_>> {
+    let mut v = Vec::new();
+    if cfg.adapters.iter().any(|a| a == "xmpp") {
+        match &cfg.xmpp.mode {
+            cpim_xmpp::Mode::S2s {
+                dialback_secret, ..
+            } => v.push(Configured {
+                table: "xmpp.mode",
+                key: "dialback_secret",
+                value: dialback_secret,
+                generated_when_empty: true,
+            }),
+            cpim_xmpp::Mode::Component { secret, .. } => v.push(Configured {
+                table: "xmpp.mode",
+                key: "secret",
+                value: secret,
+                generated_when_empty: false,
+            }),
+        }
+    }
+    if cfg.admin.enabled {
+        if let Some(t) = &cfg.admin.token {
+            v.push(Configured {
+                table: "admin",
+                key: "token",
+                value: t,
+                generated_when_empty: false,
+            });
+        }
+    }
+    v
+}
+
+/// Why a secret could not be read, generated or stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// A configured secret is weak.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A file of the store folder.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A stored secret is weak (edited by hand?).
+    #[error("{path}: the stored secret {why}; remove the file to have a new one generated")]
+    Weak {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecretError + '_ {
+    move |source| SecretError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// 32 random bytes from the operating system, hex-encoded.
+fn generate() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// The secret kept in `dir/name`, generated (mode 0600) when the file does not exist.
+/// Returns the secret and whether it was generated now.
+pub fn stored_secret(dir: &Path, name: &str) -> Result<(String, bool), SecretError> {
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            tighten(&path, 0o600).map_err(io(&path))?;
+            let s = text.trim().to_owned();
+            if let Some(why) = weakness(&s) {
+                return Err(SecretError::Weak { path, why });
+            }
+            Ok((s, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let s = generate();
+            let mut f = private_file(&path, true).map_err(io(&path))?;
+            f.write_all(format!("{s}\n").as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(io(&path))?;
+            Ok((s, true))
+        }
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+/// Refuses weak configured secrets (a config built in code, not through the loader), then
+/// fills in the absent ones from the store folder `dir` (generating them at first start).
+pub fn resolve(cfg: &mut Config, dir: &Path) -> Result<(), SecretError> {
+    for c in configured(cfg) {
+        if c.generated_when_empty && c.value.is_empty() {
+            continue;
+        }
+        if let Some(why) = weakness(c.value) {
+            return Err(ConfigError::Invalid {
+                file: "<config>".into(),
+                message: format!("{}.{}: {why}", c.table, c.key),
+            }
+            .into());
+        }
+    }
+    let xmpp = cfg.adapters.iter().any(|a| a == "xmpp");
+    if let cpim_xmpp::Mode::S2s {
+        dialback_secret, ..
+    } = &mut cfg.xmpp.mode
+    {
+        if xmpp && dialback_secret.is_empty() {
+            let (s, new) = stored_secret(dir, DIALBACK_SECRET_FILE)?;
+            let path = dir.join(DIALBACK_SECRET_FILE);
+            if new {
+                tracing::info!(path = %path.display(), "xmpp.mode.dialback_secret not configured: generated one");
+            } else {
+                tracing::info!(path = %path.display(), "xmpp.mode.dialback_secret not configured: using the stored one");
+            }
+            *dialback_secret = s;
+        }
+    }
+    if cfg.admin.enabled && cfg.admin.token.is_none() {
+        let (s, new) = stored_secret(dir, ADMIN_TOKEN_FILE)?;
+        let path = dir.join(ADMIN_TOKEN_FILE);
+        if new {
+            tracing::info!(path = %path.display(), "admin.token not configured: generated one; the admin API requires it as `Authorization: Bearer <token>`");
+        } else {
+            tracing::info!(path = %path.display(), "admin.token not configured: the admin API requires the token stored in this file");
+        }
+        cfg.admin.token = Some(s);
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) and makes it mode 0700; an existing folder with a looser
+/// mode is tightened, with a warning.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)?;
+    tighten(dir, 0o700)
+}
+
+/// Opens `path` for writing, created with mode 0600 (whatever the umask; an existing file is
+/// tightened). `new_only`: fail if it exists.
+pub fn private_file(path: &Path, new_only: bool) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true);
+    if new_only {
+        o.create_new(true);
+    } else {
+        o.create(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let f = o.open(path)?;
+    tighten(path, 0o600)?;
+    Ok(f)
+}
+
+/// Removes the permission bits of `path` beyond `mode` (a warning says so); nothing if it
+/// does not exist.
+pub fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let old = meta.permissions().mode() & 0o777;
+        if old & !mode != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(old & mode))?;
+            tracing::warn!(path = %path.display(), old = format!("{old:o}"), new = format!("{:o}", old & mode), "store: permissions were looser than owner-only; tightened");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_short_and_empty_secrets_are_weak() {
+        for s in [
+            "",
+            "x",
+            "change-me",
+            "CHANGE_ME",
+            "change-this-admin-token",
+            "replace-me",
+            "replace-this-client-token",
+            "s3cret",
+            "a-long-random-secret",
+            "fifteen-bytes!!",
+        ] {
+            assert!(weakness(s).is_some(), "{s:?} accepted");
+        }
+        assert!(weakness("0123456789abcdef").is_none());
+        assert!(weakness(&generate()).is_none());
+        assert_eq!(generate().len(), 64);
+        assert_ne!(generate(), generate());
+    }
+}
