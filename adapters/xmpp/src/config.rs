@@ -32,7 +32,7 @@ pub enum Mode {
         key: Option<String>,
         /// Secret of the dialback keys (XEP-0185). Empty (absent) in the gateway's config:
         /// the gateway generates one at first start and keeps it in its store.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         dialback_secret: String,
         /// Static SRV overrides: domain -> `host:port` (tried before DNS).
         #[serde(default)]

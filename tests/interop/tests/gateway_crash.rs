@@ -28,6 +28,8 @@ use cpim_testkit::{http_get, SipUa, Transport, XmppClient, XmppEvent};
 const MESSAGES: usize = 1000;
 const KILL_AT: usize = 400;
 const IN_FLIGHT: usize = 20;
+/// The admin API token written into the gateway's config file.
+const ADMIN_TOKEN: &str = "crash-test-admin-token-0123456789";
 
 fn spawn_gateway(config: &Path, run: usize) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cpim-gateway-e2e"));
@@ -39,7 +41,7 @@ fn spawn_gateway(config: &Path, run: usize) -> Proc {
 /// Until /health answers and the XMPP link is up.
 async fn wait_ready(admin: SocketAddr) {
     cpim_testkit::eventually("the gateway's XMPP link up", WAIT, || async {
-        let (code, body) = http_get(admin, "/links", None).await.ok()?;
+        let (code, body) = http_get(admin, "/links", Some(ADMIN_TOKEN)).await.ok()?;
         let links: serde_json::Value = serde_json::from_str(&body).ok()?;
         let up = links.as_array()?.iter().any(|l| {
             l["name"].as_str().is_some_and(|n| n.starts_with("xmpp"))
@@ -66,6 +68,7 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
     cfg.sip.endpoint.udp = vec![sip_udp];
     cfg.sip.endpoint.tcp = vec![sip_tcp];
     cfg.admin.listen = admin;
+    cfg.admin.token = Some(ADMIN_TOKEN.into());
     cfg.store.path = dir.join("store");
     cfg.queue.retry_initial_ms = 200;
     let config = dir.join("gateway.toml");

@@ -20,6 +20,9 @@ pub const DOMAIN: &str = "sip.test";
 /// Digest users of the gateway: (user, password).
 pub const USERS: &[(&str, &str)] = &[("alice", "alicepw"), ("bob", "bobpw"), ("carol", "carolpw")];
 
+/// The admin API token of these gateways (the admin API always requires one).
+pub const ADMIN_TOKEN: &str = "sip-interop-admin-token-0123456789";
+
 /// A gateway configuration: SIP only, UDP+TCP on ephemeral ports, MD5 digest (SIPp and
 /// baresip 1.0 know MD5 only), no throttling of notifications, the store in `store`.
 pub fn config(store: &Path) -> Config {
@@ -43,6 +46,7 @@ pub fn config(store: &Path) -> Config {
     c.sip.notify_min_interval = 0;
     c.presence.notify_interval_ms = 0;
     c.admin.listen = "127.0.0.1:0".parse().unwrap();
+    c.admin.token = Some(ADMIN_TOKEN.into());
     c.store.path = store.to_owned();
     c
 }
