@@ -5,8 +5,8 @@
 //! needs `Authorization: Bearer <token>` (401 otherwise). The token is `admin.token`, or,
 //! when absent, one generated at first start and kept in the store folder
 //! (`admin.token`, mode 0600; see [`crate::secrets`]); configured tokens shorter than 16
-//! bytes or placeholders are refused by the config loader. The comparison does not stop
-//! at the first differing byte. The default listen address is 127.0.0.1:8080.
+//! bytes or placeholders are refused by the config loader. The comparison (of SHA-256
+//! digests) takes the same time wherever the first difference is and whatever the length. The default listen address is 127.0.0.1:8080.
 //!
 //! DNS rebinding: every request, `/health` included, must name in its `Host` header
 //! `localhost`, a loopback address, the listen address or one of `admin.allowed_hosts`
@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use cpim_core::adapter::LinkStatus;
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::gateway::RunState;
@@ -112,14 +113,16 @@ fn check(st: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    // Compare without an early exit on the first differing byte.
-    let token = &st.token;
-    let ok = !token.is_empty()
-        && given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+    // Compared as SHA-256 digests without an early exit: the time depends neither on
+    // where the first difference is nor on the token's length.
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(st.token.as_bytes()),
+    );
+    let ok = !st.token.is_empty()
+        && a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0;
     if ok {
         Ok(())
@@ -255,7 +258,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/subscriptions", get(subscriptions))
         .route("/queue", get(queue))
         .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), host_check))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            host_check,
+        ))
         .with_state(state)
 }
 

@@ -173,12 +173,23 @@ pub fn stored_secret(dir: &Path, name: &str) -> Result<(String, bool), SecretErr
             Ok((s, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Written whole to a temporary file, then linked into place: a crash leaves no
+            // half-written secret, and of two gateways starting on one store the second
+            // reads the first one's secret.
             let s = generate();
-            let mut f = private_file(&path, true).map_err(io(&path))?;
+            let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            let mut f = private_file(&tmp, true).map_err(io(&tmp))?;
             f.write_all(format!("{s}\n").as_bytes())
                 .and_then(|()| f.sync_all())
-                .map_err(io(&path))?;
-            Ok((s, true))
+                .map_err(io(&tmp))?;
+            let linked = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => Ok((s, true)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => stored_secret(dir, name),
+                Err(e) => Err(io(&path)(e)),
+            }
         }
         Err(e) => Err(io(&path)(e)),
     }

@@ -32,7 +32,12 @@ fn defaults(store: &Path) -> Config {
 }
 
 /// One raw HTTP/1.1 request: (status, body).
-async fn get(addr: SocketAddr, path: &str, host: Option<&str>, token: Option<&str>) -> (u16, String) {
+async fn get(
+    addr: SocketAddr,
+    path: &str,
+    host: Option<&str>,
+    token: Option<&str>,
+) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
     let auth = token
@@ -90,12 +95,26 @@ async fn default_admin_requires_the_generated_token_which_survives_restarts() {
     assert_eq!(token.len(), 64, "32 random bytes, hex");
     assert_eq!(dialback.len(), 64, "32 random bytes, hex");
     assert_ne!(token, dialback);
-    assert_eq!(get(admin, "/health", Some(&host), None).await, (200, "ok\n".into()));
-    for path in ["/registrations", "/links", "/subscriptions", "/queue", "/metrics", "/ready"] {
+    assert_eq!(
+        get(admin, "/health", Some(&host), None).await,
+        (200, "ok\n".into())
+    );
+    for path in [
+        "/registrations",
+        "/links",
+        "/subscriptions",
+        "/queue",
+        "/metrics",
+        "/ready",
+    ] {
         let (code, body) = get(admin, path, Some(&host), None).await;
         assert_eq!(code, 401, "{path} without a token: {body}");
         let wrong = format!("{}0", &token[..63]);
-        assert_eq!(get(admin, path, Some(&host), Some(&wrong)).await.0, 401, "{path}");
+        assert_eq!(
+            get(admin, path, Some(&host), Some(&wrong)).await.0,
+            401,
+            "{path}"
+        );
     }
     let (code, body) = get(admin, "/registrations", Some(&host), Some(&token)).await;
     assert_eq!(code, 200, "{body}");
@@ -116,7 +135,11 @@ async fn default_admin_requires_the_generated_token_which_survives_restarts() {
 
     let gw = Gateway::start(defaults(&dir)).await.unwrap();
     let admin = gw.admin_addr().unwrap();
-    assert_eq!(read(&dir.join(ADMIN_TOKEN_FILE)), token, "kept across restarts");
+    assert_eq!(
+        read(&dir.join(ADMIN_TOKEN_FILE)),
+        token,
+        "kept across restarts"
+    );
     assert_eq!(read(&dir.join(DIALBACK_SECRET_FILE)), dialback);
     let (code, body) = get(admin, "/links", Some(&admin.to_string()), Some(&token)).await;
     assert_eq!(code, 200, "{body}");
@@ -148,7 +171,11 @@ async fn wrong_host_header_is_misdirected() {
             assert_eq!(code, 421, "Host: {host} {path}: {body}");
         }
     }
-    assert_eq!(get(admin, "/registrations", None, Some(&token)).await.0, 421, "no Host");
+    assert_eq!(
+        get(admin, "/registrations", None, Some(&token)).await.0,
+        421,
+        "no Host"
+    );
     for host in [
         format!("127.0.0.1:{port}"),
         format!("localhost:{port}"),

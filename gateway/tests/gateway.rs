@@ -337,7 +337,8 @@ async fn subscriptions_restored_after_restart() {
         gw.admin_addr().unwrap(),
         "/subscriptions",
         Some(&token(&dir)),
-    ).await;
+    )
+    .await;
     assert_eq!(code, 200);
     assert!(
         body.contains("\"state\":\"pending\"") && body.contains("bob@b.test"),

@@ -46,7 +46,9 @@ fn type_error_has_position() {
 fn semantic_errors_name_key_and_line() {
     // No token configured: one is generated at first start, so any address may listen.
     assert!(parse("[admin]\nlisten = \"0.0.0.0:8080\"\n").is_ok());
-    assert!(parse("[admin]\nlisten = \"0.0.0.0:8080\"\ntoken = \"0123456789abcdef0123\"\n").is_ok());
+    assert!(
+        parse("[admin]\nlisten = \"0.0.0.0:8080\"\ntoken = \"0123456789abcdef0123\"\n").is_ok()
+    );
     let e = parse("[[routes]]\ndomain = \"x.test\"\nadapter = \"irc\"\n")
         .unwrap_err()
         .to_string();
@@ -104,7 +106,11 @@ fn every_sample_config_parses() {
             // XMPP server, so not generated) comes from the environment.
             let mut env = Vec::new();
             if text.contains("kind = \"component\"") {
-                assert!(!text.contains("\nsecret ="), "{}: a sample secret", p.display());
+                assert!(
+                    !text.contains("\nsecret ="),
+                    "{}: a sample secret",
+                    p.display()
+                );
                 env.push((
                     "CPIM_GATEWAY__XMPP__MODE__SECRET".to_string(),
                     "0123456789abcdef0123456789abcdef".to_string(),
@@ -200,37 +206,64 @@ fn weak_secrets_name_key_and_line() {
     let e = parse("[admin]\nlisten = \"127.0.0.1:8080\"\ntoken = \"x\"\n")
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("gw.toml:3:1: admin.token: is 1 bytes long"), "{e}");
+    assert!(
+        e.starts_with("gw.toml:3:1: admin.token: is 1 bytes long"),
+        "{e}"
+    );
     let e = parse("[admin]\ntoken = \"\"\n").unwrap_err().to_string();
     assert!(e.starts_with("gw.toml:2:1: admin.token: is empty"), "{e}");
     let e = parse("[admin]\ntoken = \"change-this-admin-token\"\n")
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("gw.toml:2:1: admin.token: `change-this-admin-token` is a well-known placeholder"), "{e}");
-    let s2s = "[xmpp.mode]\nkind = \"s2s\"\ndomains = [\"localhost\"]\nlisten = \"127.0.0.1:5269\"\n";
+    assert!(
+        e.starts_with(
+            "gw.toml:2:1: admin.token: `change-this-admin-token` is a well-known placeholder"
+        ),
+        "{e}"
+    );
+    let s2s =
+        "[xmpp.mode]\nkind = \"s2s\"\ndomains = [\"localhost\"]\nlisten = \"127.0.0.1:5269\"\n";
     let e = parse(&format!("{s2s}dialback_secret = \"change-me\"\n"))
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("gw.toml:5:1: xmpp.mode.dialback_secret: `change-me`"), "{e}");
+    assert!(
+        e.starts_with("gw.toml:5:1: xmpp.mode.dialback_secret: `change-me`"),
+        "{e}"
+    );
     let e = parse(&format!("{s2s}dialback_secret = \"\"\n"))
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("gw.toml:5:1: xmpp.mode.dialback_secret: is empty"), "{e}");
+    assert!(
+        e.starts_with("gw.toml:5:1: xmpp.mode.dialback_secret: is empty"),
+        "{e}"
+    );
     // Absent: generated at first start.
     let c = parse(s2s).unwrap();
-    assert!(matches!(&c.xmpp.mode, cpim_xmpp::Mode::S2s { dialback_secret, .. } if dialback_secret.is_empty()));
-    assert!(parse(&format!("{s2s}dialback_secret = \"0123456789abcdef0123\"\n")).is_ok());
-    let comp = "[xmpp.mode]\nkind = \"component\"\nserver = \"127.0.0.1:5347\"\ndomain = \"c.test\"\n";
+    assert!(
+        matches!(&c.xmpp.mode, cpim_xmpp::Mode::S2s { dialback_secret, .. } if dialback_secret.is_empty())
+    );
+    assert!(parse(&format!(
+        "{s2s}dialback_secret = \"0123456789abcdef0123\"\n"
+    ))
+    .is_ok());
+    let comp =
+        "[xmpp.mode]\nkind = \"component\"\nserver = \"127.0.0.1:5347\"\ndomain = \"c.test\"\n";
     let e = parse(&format!("{comp}secret = \"s3cret\"\n"))
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("gw.toml:5:1: xmpp.mode.secret: `s3cret`"), "{e}");
+    assert!(
+        e.starts_with("gw.toml:5:1: xmpp.mode.secret: `s3cret`"),
+        "{e}"
+    );
     assert!(parse(&format!("{comp}secret = \"0123456789abcdef0123\"\n")).is_ok());
     // The admin token from the environment is checked too.
     let e = Config::from_str_with_env(
         "",
         "gw.toml",
-        vec![("CPIM_GATEWAY__ADMIN__TOKEN".to_string(), "short".to_string())],
+        vec![(
+            "CPIM_GATEWAY__ADMIN__TOKEN".to_string(),
+            "short".to_string(),
+        )],
     )
     .unwrap_err()
     .to_string();

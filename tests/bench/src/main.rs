@@ -482,7 +482,9 @@ fn message_tpl(
     }
 }
 
-const SECRET: &str = "bench-secret";
+const SECRET: &str = "bench-component-secret-0123456789";
+/// The admin API token of the gateway under test (it always requires one).
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef";
 const COMPONENT: &str = "sip.xmpp.test";
 
 fn gateway_config(work: &Path, sip_port: u16, admin_port: u16, component: SocketAddr) -> String {
@@ -514,6 +516,7 @@ path = "{store}"
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
+token = "{ADMIN_TOKEN}"
 
 [sip]
 domains = ["sip.test"]
@@ -613,7 +616,10 @@ fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+    )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
     if !buf.starts_with("HTTP/1.") || !buf[9..].starts_with('2') {

@@ -307,7 +307,10 @@ mod tests {
             ("CPIM_PEER_PROSODY_S2S", "127.0.0.1:5269"),
             ("CPIM_PEER_PROSODY_COMPONENT", "127.0.0.1:5347"),
             ("CPIM_PEER_PROSODY_COMPONENT_DOMAIN", "sip.xmpp.test"),
-            ("CPIM_PEER_PROSODY_COMPONENT_SECRET", "0123456789abcdef0123456789abcdef"),
+            (
+                "CPIM_PEER_PROSODY_COMPONENT_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
             ("CPIM_PEER_PROSODY_USERS", "alice:alicepw,bob:bobpw"),
             ("CPIM_PEER_PROSODY_S2S_GW_DOMAIN", "gw.test"),
             ("CPIM_PEER_PROSODY_S2S_GW", "127.0.0.1:5299"),
@@ -320,7 +323,10 @@ mod tests {
             ("CPIM_PEER_EJABBERD_S2S", "127.0.0.1:5369"),
             ("CPIM_PEER_EJABBERD_COMPONENT", "127.0.0.1:5387"),
             ("CPIM_PEER_EJABBERD_COMPONENT_DOMAIN", "sip.ejabberd.test"),
-            ("CPIM_PEER_EJABBERD_COMPONENT_SECRET", "0123456789abcdef0123456789abcdef"),
+            (
+                "CPIM_PEER_EJABBERD_COMPONENT_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
             ("CPIM_PEER_EJABBERD_USERS", "alice:alicepw,bob:bobpw"),
             ("CPIM_PEER_KAMAILIO", "127.0.0.1:5064"),
             ("CPIM_PEER_KAMAILIO_DOMAIN", "sip.test"),

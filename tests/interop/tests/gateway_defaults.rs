@@ -160,7 +160,11 @@ async fn raw_get(addr: SocketAddr, path: &str, host: &str, token: &str) -> (u16,
         .expect("answer in time")
         .unwrap();
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (code, text)
 }
 
@@ -185,8 +189,7 @@ async fn dialback_verify(s2s: SocketAddr, secret: &str) -> String {
     let mut buf = [0u8; 4096];
     let done = |g: &str| {
         g.contains("</stream:stream>")
-            || g
-                .split_once("<db:verify")
+            || g.split_once("<db:verify")
                 .is_some_and(|(_, rest)| rest.contains("/>") || rest.contains("</db:verify>"))
     };
     while !done(&got) {
@@ -226,15 +229,26 @@ fn check_config_refuses_weak_secrets_with_key_and_line() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{text}: {err}");
-        assert!(err.contains(&format!("weak{i}.toml{want}")), "{text}: {err}");
+        assert!(
+            err.contains(&format!("weak{i}.toml{want}")),
+            "{text}: {err}"
+        );
     }
     let ok = dir.join("ok.toml");
-    std::fs::write(&ok, "[admin]\ntoken = \"0123456789abcdef0123456789abcdef\"\n").unwrap();
+    std::fs::write(
+        &ok,
+        "[admin]\ntoken = \"0123456789abcdef0123456789abcdef\"\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_cpim-gateway-e2e"))
         .arg("check-config")
         .arg(&ok)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
