@@ -250,6 +250,20 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     tighten(dir, 0o700)
 }
 
+/// Makes the store folder `dir` private (0700, created if needed) and its SQLite database
+/// `db` too: created 0600 before SQLite opens it (SQLite gives the `-wal`, `-shm` and
+/// `-journal` files the database's mode); those of an older store are tightened.
+pub fn private_store(dir: &Path, db: &Path) -> std::io::Result<()> {
+    private_dir(dir)?;
+    drop(private_file(db, false)?);
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut f = db.as_os_str().to_owned();
+        f.push(suffix);
+        tighten(Path::new(&f), 0o600)?;
+    }
+    Ok(())
+}
+
 /// Opens `path` for writing, created with mode 0600 (whatever the umask; an existing file is
 /// tightened). `new_only`: fail if it exists.
 pub fn private_file(path: &Path, new_only: bool) -> std::io::Result<std::fs::File> {
@@ -258,7 +272,7 @@ pub fn private_file(path: &Path, new_only: bool) -> std::io::Result<std::fs::Fil
     if new_only {
         o.create_new(true);
     } else {
-        o.create(true);
+        o.create(true).truncate(false);
     }
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);

@@ -18,9 +18,7 @@
 //!   outcome (`code`, `reason`) of the completed message `(src, mid)` until `expires_at`
 //!   (Unix milliseconds).
 //!
-//! The folder is mode 0700 and its files 0600, whatever the umask (an existing looser
-//! folder or file is tightened at open, with a warning): see [`crate::secrets`].
-//!
+//! Folder 0700, files 0600 whatever the umask ([`crate::secrets::private_store`]).
 //! Calls block on SQLite (an fsync per commit, ~0.15 ms here); async callers go through
 //! [`Store::run`], which moves the work to the blocking pool.
 
@@ -273,24 +271,16 @@ CREATE INDEX IF NOT EXISTS journal_expires ON journal(expires_at);
 impl Store {
     /// Opens (creating if needed) the store in directory `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let open_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| StoreError::Open { path, source }
-        };
-        crate::secrets::private_dir(dir).map_err(open_err(dir))?;
         let path = dir.join("gateway.sqlite3");
-        // Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
-        // database file's mode. Files of an older store are tightened.
-        crate::secrets::private_file(&path, false).map_err(open_err(&path))?;
+        crate::secrets::private_store(dir, &path).map_err(|source| StoreError::Open {
+            path: dir.to_owned(),
+            source,
+        })?;
         let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        for suffix in ["-wal", "-shm", "-journal"] {
-            let f = dir.join(format!("gateway.sqlite3{suffix}"));
-            crate::secrets::tighten(&f, 0o600).map_err(open_err(&f))?;
-        }
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             path,
