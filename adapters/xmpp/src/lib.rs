@@ -18,6 +18,7 @@ pub mod jid;
 mod lanes;
 pub mod mapping;
 pub mod s2s;
+mod s2s_in;
 mod s2s_link;
 pub mod session;
 pub mod stream;

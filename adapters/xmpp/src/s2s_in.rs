@@ -1,0 +1,332 @@
+//! RFC 6120 incoming (receiving) server-to-server stream, sans-IO: STARTTLS offer (s5),
+//! Server Dialback (XEP-0220) as receiving and as authoritative server.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::element::{Element, ElementExt};
+use crate::s2s::{
+    constant_eq, dialback_key, header, new_id, stream_error_of, Core, S2sEvent, NS_DIALBACK,
+    NS_DIALBACK_FEATURE, NS_SERVER, NS_TLS,
+};
+use crate::session::CloseReason;
+use crate::stream::{Limits, StreamEvent, NS_STREAM};
+
+/// An incoming s2s stream.
+#[derive(Debug)]
+pub struct S2sIn {
+    local_domains: Vec<String>,
+    secret: String,
+    tls_available: bool,
+    require_tls: bool,
+    core: Core,
+    tls: bool,
+    header_seen: bool,
+    stream_id: String,
+    local: String,
+    authenticated: HashSet<String>,
+    idle: Option<Duration>,
+    last_rx: Instant,
+}
+
+impl S2sIn {
+    /// A new incoming stream; `tls_available` offers STARTTLS, `require_tls` refuses
+    /// dialback before TLS.
+    pub fn new(
+        local_domains: &[String],
+        secret: &str,
+        tls_available: bool,
+        require_tls: bool,
+        limits: Limits,
+        keepalive: Duration,
+        now: Instant,
+    ) -> S2sIn {
+        S2sIn {
+            local_domains: local_domains.to_vec(),
+            secret: secret.to_owned(),
+            tls_available,
+            require_tls,
+            core: Core::new(limits, keepalive, now),
+            tls: false,
+            header_seen: false,
+            stream_id: new_id(),
+            local: String::new(),
+            authenticated: HashSet::new(),
+            idle: None,
+            last_rx: now,
+        }
+    }
+
+    /// Closes the stream with a `<connection-timeout/>` stream error (RFC 6120
+    /// s4.9.3.4) after `idle` without any input from the peer (off by default).
+    pub fn with_idle_timeout(mut self, idle: Duration) -> S2sIn {
+        self.idle = Some(idle);
+        self
+    }
+
+    /// The id of the current stream.
+    pub fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
+    /// The domains authenticated on this stream.
+    pub fn authenticated(&self) -> impl Iterator<Item = &str> {
+        self.authenticated.iter().map(String::as_str)
+    }
+
+    /// True when TLS is up.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The transport finished TLS: expect a new header.
+    pub fn tls_established(&mut self) {
+        self.tls = true;
+        self.header_seen = false;
+        self.stream_id = new_id();
+        self.core.parser.reset();
+    }
+
+    /// The answer of the authoritative server about a key (XEP-0220 s2.1.4).
+    pub fn verify_done(&mut self, from: &str, to: &str, valid: bool, now: Instant) {
+        let el = Element::build(NS_DIALBACK, "result")
+            .attr_set("from", to)
+            .attr_set("to", from)
+            .attr_set("type", if valid { "valid" } else { "invalid" });
+        self.core.send(&el, now);
+        if valid {
+            self.authenticated.insert(from.to_ascii_lowercase());
+            self.core.events.push_back(S2sEvent::Authenticated {
+                domain: from.to_ascii_lowercase(),
+            });
+        }
+    }
+
+    /// Closes politely.
+    pub fn close(&mut self, now: Instant) {
+        if !self.core.closed {
+            self.core.push("</stream:stream>".into(), now);
+            self.core.close_with(CloseReason::LocalClose);
+        }
+    }
+
+    /// The transport closed.
+    pub fn handle_eof(&mut self) {
+        self.core.close_with(CloseReason::PeerClosed);
+    }
+
+    /// Bytes from the peer.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        self.last_rx = now;
+        self.core.parser.feed(data);
+        while !self.core.closed {
+            let Some(ev) = self.core.parser.next_event() else {
+                break;
+            };
+            match ev {
+                Ok(StreamEvent::Header(h)) => self.on_header(h, now),
+                Ok(StreamEvent::Stanza(el)) => self.on_element(el, now),
+                Ok(StreamEvent::End) => {
+                    self.core.push("</stream:stream>".into(), now);
+                    self.core.close_with(CloseReason::PeerClosed);
+                }
+                Err(e) => {
+                    if !self.header_seen {
+                        let h = header(
+                            self.local_domains.first().map_or("", String::as_str),
+                            None,
+                            Some(&self.stream_id),
+                        );
+                        self.core.push(h, now);
+                    }
+                    let t = e.to_string();
+                    self.core.stream_error(e.condition(), &t, now);
+                }
+            }
+        }
+    }
+
+    fn on_header(&mut self, h: crate::stream::StreamHeader, now: Instant) {
+        let to = h.attr("to").unwrap_or("").to_ascii_lowercase();
+        let from = h.attr("from").map(str::to_owned);
+        let local = if self.local_domains.contains(&to) {
+            to.clone()
+        } else {
+            self.local_domains.first().cloned().unwrap_or_default()
+        };
+        self.local = local.clone();
+        self.core
+            .push(header(&local, from.as_deref(), Some(&self.stream_id)), now);
+        self.header_seen = true;
+        if h.default_ns != NS_SERVER {
+            self.core
+                .stream_error("invalid-namespace", "expected jabber:server", now);
+            return;
+        }
+        if !to.is_empty() && !self.local_domains.contains(&to) {
+            self.core
+                .stream_error("host-unknown", &format!("{to} is not served here"), now);
+            return;
+        }
+        let mut f = String::from("<stream:features>");
+        if !self.tls && self.tls_available {
+            f.push_str(&format!("<starttls xmlns='{NS_TLS}'>"));
+            if self.require_tls {
+                f.push_str("<required/>");
+            }
+            f.push_str("</starttls>");
+        }
+        if self.tls || !self.require_tls {
+            f.push_str(&format!(
+                "<dialback xmlns='{NS_DIALBACK_FEATURE}'><errors/></dialback>"
+            ));
+        }
+        f.push_str("</stream:features>");
+        self.core.push(f, now);
+    }
+
+    fn on_element(&mut self, el: Element, now: Instant) {
+        if el.is(NS_STREAM, "error") {
+            let r = stream_error_of(&el);
+            self.core.push("</stream:stream>".into(), now);
+            self.core.close_with(r);
+            return;
+        }
+        match (el.ns.as_str(), el.name.as_str()) {
+            (NS_TLS, "starttls") => {
+                if self.tls || !self.tls_available {
+                    self.core
+                        .push(format!("<failure xmlns='{NS_TLS}'/></stream:stream>"), now);
+                    self.core.close_with(CloseReason::StreamError {
+                        condition: "starttls refused".into(),
+                        text: None,
+                    });
+                } else {
+                    self.core.push(format!("<proceed xmlns='{NS_TLS}'/>"), now);
+                    self.core.events.push_back(S2sEvent::StartTls);
+                }
+            }
+            (NS_DIALBACK, "result") => {
+                if self.require_tls && !self.tls {
+                    self.core
+                        .stream_error("policy-violation", "STARTTLS first", now);
+                    return;
+                }
+                let from = el.attr("from").unwrap_or("").to_ascii_lowercase();
+                let to = el.attr("to").unwrap_or("").to_ascii_lowercase();
+                if from.is_empty() || !self.local_domains.contains(&to) {
+                    // XEP-0220 s2.4: item-not-found for an unknown target domain.
+                    let e = Element::build(NS_DIALBACK, "result")
+                        .attr_set("from", &to)
+                        .attr_set("to", &from)
+                        .attr_set("type", "error")
+                        .child_add(
+                            Element::build(NS_SERVER, "error")
+                                .attr_set("type", "cancel")
+                                .child_add(Element::build(
+                                    crate::mapping::NS_STANZAS,
+                                    "item-not-found",
+                                )),
+                        );
+                    self.core.send(&e, now);
+                    return;
+                }
+                self.core.events.push_back(S2sEvent::VerifyKey {
+                    from,
+                    to,
+                    key: el.trimmed_text(),
+                    stream_id: self.stream_id.clone(),
+                });
+            }
+            (NS_DIALBACK, "verify") => {
+                // We are the authoritative server (XEP-0220 s2.1.3): was this key ours?
+                let receiving = el.attr("from").unwrap_or("");
+                let originating = el.attr("to").unwrap_or("");
+                let id = el.attr("id").unwrap_or("");
+                let expected = dialback_key(&self.secret, receiving, originating, id);
+                let valid = self
+                    .local_domains
+                    .iter()
+                    .any(|d| d == &originating.to_ascii_lowercase())
+                    && constant_eq(expected.as_bytes(), el.trimmed_text().as_bytes());
+                let ans = Element::build(NS_DIALBACK, "verify")
+                    .attr_set("from", originating)
+                    .attr_set("to", receiving)
+                    .attr_set("id", id)
+                    .attr_set("type", if valid { "valid" } else { "invalid" });
+                self.core.send(&ans, now);
+            }
+            _ => {
+                let from_domain = el
+                    .attr("from")
+                    .map(|f| {
+                        let bare = f.split('/').next().unwrap_or("");
+                        bare.rsplit('@').next().unwrap_or("").to_ascii_lowercase()
+                    })
+                    .unwrap_or_default();
+                if self.authenticated.contains(&from_domain) {
+                    self.core.events.push_back(S2sEvent::Stanza(el));
+                } else {
+                    // RFC 6120 s4.9.3.9: a stanza from a domain not authenticated here.
+                    self.core.stream_error(
+                        "invalid-from",
+                        &format!("{from_domain:?} is not authenticated on this stream"),
+                        now,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Next bytes to write.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.core.out.pop_front()
+    }
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<S2sEvent> {
+        self.core.events.pop_front()
+    }
+    /// Next timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.core.closed {
+            return None;
+        }
+        let ka = (!self.authenticated.is_empty())
+            .then(|| self.core.keepalive_due())
+            .flatten();
+        let idle = self.idle.map(|d| self.last_rx + d);
+        match (ka, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+    /// Timer fired.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.core.closed {
+            return;
+        }
+        if let Some(d) = self.idle {
+            if now >= self.last_rx + d {
+                if !self.header_seen {
+                    let h = header(
+                        self.local_domains.first().map_or("", String::as_str),
+                        None,
+                        Some(&self.stream_id),
+                    );
+                    self.core.push(h, now);
+                    self.header_seen = true;
+                }
+                self.core.stream_error(
+                    "connection-timeout",
+                    &format!("no traffic for {} s", d.as_secs()),
+                    now,
+                );
+                return;
+            }
+        }
+        if !self.authenticated.is_empty() {
+            self.core.on_timeout(now);
+        }
+    }
+}
+
