@@ -12,6 +12,19 @@ use crate::s2s::{
 use crate::session::CloseReason;
 use crate::stream::{Limits, StreamEvent, NS_STREAM};
 
+/// An (originating, receiving) domain pair, lower case.
+type Pair = (String, String);
+
+/// Dialback requests one incoming stream may have waiting for the authoritative server;
+/// each costs an outgoing connection, so a stream may not ask for many.
+pub const MAX_PENDING_DIALBACK: usize = 16;
+
+/// The domain of a JID, lower case.
+pub(crate) fn domain_of(jid: &str) -> String {
+    let bare = jid.split('/').next().unwrap_or("");
+    bare.rsplit('@').next().unwrap_or("").to_ascii_lowercase()
+}
+
 /// An incoming s2s stream.
 #[derive(Debug)]
 pub struct S2sIn {
@@ -24,7 +37,10 @@ pub struct S2sIn {
     header_seen: bool,
     stream_id: String,
     local: String,
-    authenticated: HashSet<String>,
+    /// (originating, receiving) pairs proven on this stream (RFC 6120 s13, XEP-0220 s2.4).
+    authenticated: HashSet<Pair>,
+    /// Pairs with a `<db:result/>` awaiting the authoritative server's answer.
+    pending: HashSet<Pair>,
     idle: Option<Duration>,
     last_rx: Instant,
 }
@@ -52,6 +68,7 @@ impl S2sIn {
             stream_id: new_id(),
             local: String::new(),
             authenticated: HashSet::new(),
+            pending: HashSet::new(),
             idle: None,
             last_rx: now,
         }
@@ -69,9 +86,11 @@ impl S2sIn {
         &self.stream_id
     }
 
-    /// The domains authenticated on this stream.
-    pub fn authenticated(&self) -> impl Iterator<Item = &str> {
-        self.authenticated.iter().map(String::as_str)
+    /// The (originating, receiving) domain pairs authenticated on this stream.
+    pub fn authenticated(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.authenticated
+            .iter()
+            .map(|(f, t)| (f.as_str(), t.as_str()))
     }
 
     /// True when TLS is up.
@@ -87,19 +106,27 @@ impl S2sIn {
         self.core.parser.reset();
     }
 
-    /// The answer of the authoritative server about a key (XEP-0220 s2.1.4).
-    pub fn verify_done(&mut self, from: &str, to: &str, valid: bool, now: Instant) {
+    /// The answer of the authoritative server about a key (XEP-0220 s2.1.4). Applies only
+    /// to a pair this stream asked for with `<db:result/>` and that is still pending;
+    /// returns false (and changes nothing) otherwise. A valid answer authorizes exactly
+    /// that (from, to) pair on this stream.
+    pub fn verify_done(&mut self, from: &str, to: &str, valid: bool, now: Instant) -> bool {
+        let pair = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
+        if self.core.closed || !self.pending.remove(&pair) {
+            return false;
+        }
         let el = Element::build(NS_DIALBACK, "result")
             .attr_set("from", to)
             .attr_set("to", from)
             .attr_set("type", if valid { "valid" } else { "invalid" });
         self.core.send(&el, now);
         if valid {
-            self.authenticated.insert(from.to_ascii_lowercase());
             self.core.events.push_back(S2sEvent::Authenticated {
-                domain: from.to_ascii_lowercase(),
+                domain: pair.0.clone(),
             });
+            self.authenticated.insert(pair);
         }
+        true
     }
 
     /// Closes politely.
@@ -231,6 +258,17 @@ impl S2sIn {
                     self.core.send(&e, now);
                     return;
                 }
+                if self.pending.len() >= MAX_PENDING_DIALBACK
+                    && !self.pending.contains(&(from.clone(), to.clone()))
+                {
+                    self.core.stream_error(
+                        "policy-violation",
+                        &format!("more than {MAX_PENDING_DIALBACK} dialback requests pending"),
+                        now,
+                    );
+                    return;
+                }
+                self.pending.insert((from.clone(), to.clone()));
                 self.core.events.push_back(S2sEvent::VerifyKey {
                     from,
                     to,
@@ -257,20 +295,18 @@ impl S2sIn {
                 self.core.send(&ans, now);
             }
             _ => {
-                let from_domain = el
-                    .attr("from")
-                    .map(|f| {
-                        let bare = f.split('/').next().unwrap_or("");
-                        bare.rsplit('@').next().unwrap_or("").to_ascii_lowercase()
-                    })
-                    .unwrap_or_default();
-                if self.authenticated.contains(&from_domain) {
+                let from_domain = el.attr("from").map(domain_of).unwrap_or_default();
+                let to_domain = el.attr("to").map(domain_of).unwrap_or_default();
+                if self.authenticated.contains(&(from_domain.clone(), to_domain.clone())) {
                     self.core.events.push_back(S2sEvent::Stanza(el));
                 } else {
-                    // RFC 6120 s4.9.3.9: a stanza from a domain not authenticated here.
+                    // RFC 6120 s4.9.3.9 / s13: a stanza whose (from, to) domain pair was
+                    // not proven on this stream.
                     self.core.stream_error(
                         "invalid-from",
-                        &format!("{from_domain:?} is not authenticated on this stream"),
+                        &format!(
+                            "{from_domain:?} is not authenticated for {to_domain:?} on this stream"
+                        ),
                         now,
                     );
                 }

@@ -30,6 +30,7 @@ use crate::config::{Mode, XmppConfig};
 use crate::element::{Element, ElementExt};
 use crate::mapping::{self, Ctx, Inbound, Origin, NS_PING, NS_RECEIPTS};
 use crate::s2s::{Liveness, S2sEvent, S2sIn, S2sOut, NS_SERVER};
+use crate::s2s_in::domain_of;
 use crate::session::CloseReason;
 use crate::stream::Limits;
 use crate::tracker::DeliveryTracker;
@@ -75,6 +76,15 @@ enum Pending {
     Raw(Element),
 }
 
+/// A dialback key waiting for the authoritative server's answer: the incoming stream that
+/// asked, and the outgoing stream (to the claimed domain) the `<db:verify/>` was sent on.
+/// Only an answer arriving on that very outgoing stream, about that (from, to) pair and
+/// stream id, counts (XEP-0220 s2.3-2.4, RFC 6120 s13).
+struct PendingVerify {
+    incoming: u64,
+    outgoing: Option<u64>,
+}
+
 struct Hub {
     cfg: XmppConfig,
     domains: Vec<String>,
@@ -91,7 +101,9 @@ struct Hub {
     out_by_remote: HashMap<Pair, u64>,
     queues: HashMap<Pair, VecDeque<Pending>>,
     verify_queue: HashMap<Pair, Vec<(String, String, String, String)>>,
-    pending_verify: HashMap<String, (u64, String, String)>,
+    /// Dialback verifications asked of authoritative servers (XEP-0220 s2.1.2), keyed by
+    /// (stream id, claimed domain, our domain); see [`PendingVerify`].
+    pending_verify: HashMap<(String, String, String), PendingVerify>,
     retry_at: HashMap<Pair, (Backoff, Option<TokioInstant>)>,
     dns_servers: Vec<SocketAddr>,
     tracker: DeliveryTracker,
@@ -684,6 +696,9 @@ impl Hub {
                 o.start(now);
                 for (f, t, i, k) in self.verify_queue.remove(&pair).unwrap_or_default() {
                     o.send_verify(&f, &t, &i, &k, now);
+                    if let Some(p) = self.pending_verify.get_mut(&(i, t, f)) {
+                        p.outgoing = Some(id);
+                    }
                 }
                 if let Some(c) = self.conns.get_mut(&id) {
                     c.tx = Some(tx);
@@ -834,8 +849,14 @@ impl Hub {
                 stream_id,
             } => {
                 debug!(conn = id, %from, "xmpp s2s: verifying dialback key with the authoritative server");
-                self.pending_verify
-                    .insert(stream_id.clone(), (id, from.clone(), to.clone()));
+                let pkey = (stream_id.clone(), from.clone(), to.clone());
+                self.pending_verify.insert(
+                    pkey.clone(),
+                    PendingVerify {
+                        incoming: id,
+                        outgoing: None,
+                    },
+                );
                 // Asked on the stream from the domain the peer wants to reach.
                 let vpair = (to.clone(), from.clone());
                 let out = self.out_by_remote.get(&vpair).copied();
@@ -850,6 +871,9 @@ impl Hub {
                     _ => false,
                 };
                 if sent {
+                    if let Some(p) = self.pending_verify.get_mut(&pkey) {
+                        p.outgoing = out;
+                    }
                     if let Some(o) = out {
                         self.pump(o);
                     }
@@ -869,20 +893,42 @@ impl Hub {
                 to,
                 valid,
             } => {
-                if let Some((conn, claimed, ours)) = self.pending_verify.remove(&sid) {
-                    if !valid {
-                        warn!(%claimed, "xmpp s2s: dialback key refused by the authoritative server");
-                    }
-                    let _ = (&from, &to);
-                    if let Some(Conn {
-                        session: Session::In(i),
-                        ..
-                    }) = self.conns.get_mut(&conn)
-                    {
-                        i.verify_done(&claimed, &ours, valid, now);
-                    }
-                    self.pump(conn);
+                let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
+                let pkey = (sid, from, to);
+                // XEP-0220 s2.4 / RFC 6120 s13: the answer must come from the claimed
+                // domain's authoritative server, on the stream we asked it on, about the
+                // pair we asked for. Anything else is ignored.
+                let bound = is_out
+                    && pair.as_ref() == Some(&(pkey.2.clone(), pkey.1.clone()))
+                    && self
+                        .pending_verify
+                        .get(&pkey)
+                        .is_some_and(|p| p.outgoing == Some(id));
+                if !bound {
+                    warn!(
+                        conn = id,
+                        link = ?pair,
+                        from = %pkey.1,
+                        to = %pkey.2,
+                        "xmpp s2s: ignoring a dialback verify answer not asked for on this stream"
+                    );
+                    return;
                 }
+                let Some(p) = self.pending_verify.remove(&pkey) else {
+                    return;
+                };
+                let (_, claimed, ours) = pkey;
+                if !valid {
+                    warn!(%claimed, "xmpp s2s: dialback key refused by the authoritative server");
+                }
+                if let Some(Conn {
+                    session: Session::In(i),
+                    ..
+                }) = self.conns.get_mut(&p.incoming)
+                {
+                    i.verify_done(&claimed, &ours, valid, now);
+                }
+                self.pump(p.incoming);
             }
             S2sEvent::Authenticated { domain } => {
                 info!(conn = id, %domain, "xmpp s2s: incoming stream authenticated (dialback)");
@@ -912,6 +958,7 @@ impl Hub {
         let Some(c) = self.conns.remove(&id) else {
             return;
         };
+        self.drop_verifications(id);
         if let Some(tx) = c.tx {
             let _ = tx.send(IoCmd::Close);
         }
@@ -959,6 +1006,31 @@ impl Hub {
             info!(link = %name, "xmpp s2s: reconnecting in {} ms", delay.as_millis());
         } else {
             info!(link = %name, "xmpp s2s: idle; reconnects on the next stanza");
+        }
+    }
+
+    /// A connection is gone: verifications its incoming stream asked for are forgotten;
+    /// those sent on it as an outgoing stream can no longer be answered on it, so the
+    /// incoming streams that asked get `type='invalid'` (they may try again).
+    fn drop_verifications(&mut self, id: u64) {
+        let now = std_now();
+        let mut lost = Vec::new();
+        self.pending_verify.retain(|k, p| {
+            if p.outgoing == Some(id) {
+                lost.push((p.incoming, k.1.clone(), k.2.clone()));
+            }
+            p.incoming != id && p.outgoing != Some(id)
+        });
+        for (inc, claimed, ours) in lost {
+            warn!(%claimed, "xmpp s2s: stream to the authoritative server lost before it answered");
+            if let Some(Conn {
+                session: Session::In(i),
+                ..
+            }) = self.conns.get_mut(&inc)
+            {
+                i.verify_done(&claimed, &ours, false, now);
+            }
+            self.pump(inc);
         }
     }
 
@@ -1051,12 +1123,6 @@ fn parse_dns_servers(list: &[String]) -> Result<Vec<SocketAddr>, XmppError> {
                 .map_err(|_| XmppError::Config(format!("dns_servers: {s:?} is not ip or ip:port")))
         })
         .collect()
-}
-
-/// The domain of a JID.
-fn domain_of(jid: &str) -> String {
-    let bare = jid.split('/').next().unwrap_or("");
-    bare.rsplit('@').next().unwrap_or("").to_ascii_lowercase()
 }
 
 /// RFC 6120 s3.2.1: `_xmpp-server._tcp.<domain>` SRV records in priority order, then the
