@@ -38,7 +38,9 @@ use crate::tracker::DeliveryTracker;
 enum IoCmd {
     Write(Vec<u8>),
     TlsClient(ServerName<'static>),
-    TlsServer,
+    /// Write these bytes (the `<proceed/>`), then accept TLS at once: no read may come
+    /// in between, or the peer's ClientHello would be taken for stream data.
+    TlsServer(Vec<u8>),
     Close,
 }
 
@@ -746,7 +748,9 @@ impl Hub {
         }
     }
 
-    /// Drains a session's output and events.
+    /// Drains a session's output and events. When an incoming session asks for TLS, its
+    /// last plaintext (the `<proceed/>`) and the switch to TLS go to the I/O task as one
+    /// command (RFC 6120 s5.4.2.3: the TLS negotiation follows the proceed at once).
     fn pump(&mut self, id: u64) {
         let now = std_now();
         let mut events = Vec::new();
@@ -754,18 +758,16 @@ impl Hub {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
-            let tx = c.tx.clone();
+            let mut bytes = Vec::new();
             loop {
-                let bytes = match &mut c.session {
+                let b = match &mut c.session {
                     Session::Out(o) => o.poll_transmit(),
                     Session::In(i) => i.poll_transmit(),
                     Session::Connecting => None,
                 };
-                match (bytes, &tx) {
-                    (Some(b), Some(tx)) => {
-                        let _ = tx.send(IoCmd::Write(b));
-                    }
-                    _ => break,
+                match b {
+                    Some(b) => bytes.push(b),
+                    None => break,
                 }
             }
             loop {
@@ -777,6 +779,17 @@ impl Hub {
                 match ev {
                     Some(e) => events.push(e),
                     None => break,
+                }
+            }
+            let server_tls =
+                matches!(c.session, Session::In(_)) && events.contains(&S2sEvent::StartTls);
+            if let Some(tx) = &c.tx {
+                if server_tls {
+                    let _ = tx.send(IoCmd::TlsServer(bytes.concat()));
+                } else {
+                    for b in bytes {
+                        let _ = tx.send(IoCmd::Write(b));
+                    }
                 }
             }
         }
@@ -809,7 +822,7 @@ impl Hub {
                         }
                     }
                 } else {
-                    let _ = tx.send(IoCmd::TlsServer);
+                    // Incoming: sent by `pump` together with the `<proceed/>`.
                 }
             }
             S2sEvent::Ready { method } => {
@@ -1241,8 +1254,12 @@ async fn io_task(
                             }
                         }
                     }
-                    IoCmd::TlsServer => {
-                        let Io::Plain(s) = std::mem::replace(&mut io, Io::Gone) else { break };
+                    IoCmd::TlsServer(proceed) => {
+                        let Io::Plain(mut s) = std::mem::replace(&mut io, Io::Gone) else { break };
+                        if let Err(e) = s.write_all(&proceed).await {
+                            let _ = tx.send(IoEvent::Closed(id, format!("write failed: {e}")));
+                            break;
+                        }
                         match tokio_rustls::TlsAcceptor::from(server.clone()).accept(s).await {
                             Ok(t) => {
                                 io = Io::Tls(Box::new(tokio_rustls::TlsStream::Server(t)));
