@@ -92,7 +92,12 @@ struct Hub {
     domains: Vec<String>,
     local: String,
     secret: String,
+    /// TLS before anything else on every stream: `require_tls`, or dialback refused
+    /// without TLS (the only authentication possible without it).
     require_tls: bool,
+    /// Remote domains that offered STARTTLS once: later streams to them require it, so
+    /// a message that failed over TLS is never retried in plaintext.
+    tls_peers: std::collections::HashSet<String>,
     overrides: std::collections::BTreeMap<String, String>,
     tls_server: Arc<ServerConfig>,
     tls_client: Arc<ClientConfig>,
@@ -132,6 +137,7 @@ pub(crate) async fn start_s2s(
         srv_overrides,
         trust_roots,
         require_tls,
+        allow_dialback_without_tls,
     } = config.mode.clone()
     else {
         return Err(XmppError::Config("not s2s mode".into()));
@@ -141,6 +147,9 @@ pub(crate) async fn start_s2s(
     }
     if dialback_secret.is_empty() {
         return Err(XmppError::Config("dialback_secret is empty".into()));
+    }
+    if !require_tls && !allow_dialback_without_tls {
+        warn!("xmpp s2s: require_tls = false has no effect without allow_dialback_without_tls = true: dialback still needs TLS");
     }
     let domains: Vec<String> = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
     let tls_server = crate::tls::server_config(cert.as_deref(), key.as_deref(), &domains)
@@ -168,7 +177,8 @@ pub(crate) async fn start_s2s(
         local: domains[0].clone(),
         domains,
         secret: dialback_secret,
-        require_tls,
+        require_tls: require_tls || !allow_dialback_without_tls,
+        tls_peers: Default::default(),
         overrides: srv_overrides
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
@@ -689,7 +699,7 @@ impl Hub {
                     &pair.0,
                     &pair.1,
                     &self.secret,
-                    self.require_tls,
+                    self.require_tls || self.tls_peers.contains(&pair.1),
                     self.limits(),
                     self.keepalive(),
                     now,
@@ -812,6 +822,7 @@ impl Hub {
                 };
                 if is_out {
                     let name = remote.clone().unwrap_or_default();
+                    self.tls_peers.insert(name.clone());
                     match ServerName::try_from(name) {
                         Ok(n) => {
                             let _ = tx.send(IoCmd::TlsClient(n));
@@ -962,7 +973,29 @@ impl Hub {
                     // Let the last bytes go out, then close.
                     let _ = tx.send(IoCmd::Close);
                 }
+                if let (true, Some(pair), CloseReason::StreamError { condition, .. }) =
+                    (is_out, &pair, &reason)
+                {
+                    if condition == "policy-violation" {
+                        // E.g. TLS required and the peer offers no STARTTLS: retrying
+                        // will not help, and nothing may go out in plaintext.
+                        self.fail_queue(pair, &format!("s2s to {} refused: {reason}", pair.1));
+                    }
+                }
                 self.conn_gone(id, reason.to_string());
+            }
+        }
+    }
+
+    /// Fails every delivery queued for `pair` with 502 and `why`.
+    fn fail_queue(&mut self, pair: &Pair, why: &str) {
+        let Some(q) = self.queues.remove(pair) else {
+            return;
+        };
+        warn!(link = %self.link_name(pair), "xmpp s2s: {} queued stanza(s) not sent: {why}", q.len());
+        for p in q {
+            if let Pending::Op(x) = p {
+                let _ = x.reply.send(Outcome::failure(x.op.trans_id(), 502, why));
             }
         }
     }

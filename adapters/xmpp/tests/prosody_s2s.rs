@@ -83,6 +83,7 @@ fn s2s_config(e: &Env, listen: &str, require_tls: bool) -> XmppConfig {
             srv_overrides: [(e.domain.clone(), e.s2s.clone())].into_iter().collect(),
             trust_roots: vec![e.cert.clone()],
             require_tls,
+            allow_dialback_without_tls: !require_tls,
         },
         delivery_timeout_secs: 20,
         reconnect_initial_ms: 100,

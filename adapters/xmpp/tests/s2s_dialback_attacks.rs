@@ -9,83 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cpim_core::adapter::{BoxFuture, Ingress};
-use cpim_core::model::{Operation, Outcome};
+use cpim_core::model::Operation;
 use cpim_xmpp::{start, Mode, XmppConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-struct Rec(mpsc::UnboundedSender<Operation>);
+mod support;
 
-impl Ingress for Rec {
-    fn submit(&self, _: &str, op: Operation) -> BoxFuture<'static, Outcome> {
-        let t = op.trans_id();
-        let _ = self.0.send(op);
-        Box::pin(async move { Outcome::ok(t) })
-    }
-}
-
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "cpim_xmpp=debug".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// Reads into `seen` until it contains `needle` (or EOF / 10 s of silence).
-async fn read_until(s: &mut TcpStream, seen: &mut String, needle: &str) -> bool {
-    let mut buf = [0u8; 4096];
-    while !seen.contains(needle) {
-        let n = match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
-            Ok(Ok(n)) => n,
-            _ => return false,
-        };
-        if n == 0 {
-            return seen.contains(needle);
-        }
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    true
-}
-
-fn attr<'a>(s: &'a str, tag: &str, name: &str) -> Option<&'a str> {
-    let t = &s[s.find(tag)?..];
-    let t = &t[..t.find('>')?];
-    let v = &t[t.find(&format!("{name}='")).or_else(|| t.find(&format!("{name}=\"")))? + name.len() + 2..];
-    Some(&v[..v.find(['\'', '"'])?])
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-const HDR: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' version='1.0'";
-
-/// A fake authoritative server: accepts the gateway's outgoing stream, offers only
-/// dialback, and hands each connection to `script`.
-async fn fake_server<F, Fut>(script: F) -> String
-where
-    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let script = Arc::new(script);
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(script(s));
-        }
-    });
-    addr
-}
+use support::{attr, fake_server, free_port, init_tracing, read_until, Rec, HDR};
 
 /// Opens an incoming stream to the gateway claiming `from`, returns it with the stream id
 /// the gateway gave it.
@@ -174,6 +106,7 @@ async fn xep0220_verify_answer_from_another_domains_server_does_not_authenticate
             .collect(),
             trust_roots: vec![],
             require_tls: false,
+            allow_dialback_without_tls: true,
         },
         ..XmppConfig::default()
     };
