@@ -43,6 +43,13 @@ pub struct S2sIn {
     pending: HashSet<Pair>,
     idle: Option<Duration>,
     last_rx: Instant,
+    /// When the connection came; the deadlines count from here.
+    born: Instant,
+    /// The first stream header must come before `born + open`.
+    open: Option<Duration>,
+    /// A domain must be authenticated before `born + auth`.
+    auth: Option<Duration>,
+    opened: bool,
 }
 
 impl S2sIn {
@@ -71,6 +78,10 @@ impl S2sIn {
             pending: HashSet::new(),
             idle: None,
             last_rx: now,
+            born: now,
+            open: None,
+            auth: None,
+            opened: false,
         }
     }
 
@@ -79,6 +90,31 @@ impl S2sIn {
     pub fn with_idle_timeout(mut self, idle: Duration) -> S2sIn {
         self.idle = Some(idle);
         self
+    }
+
+    /// Deadlines counted from the connection, whatever the peer trickles meanwhile: the
+    /// stream header within `open`, an authenticated domain (STARTTLS, SASL or dialback
+    /// included) within `auth`. Past either the stream is closed with
+    /// `<connection-timeout/>` (RFC 6120 s4.9.3.4). Off by default.
+    pub fn with_deadlines(mut self, open: Option<Duration>, auth: Option<Duration>) -> S2sIn {
+        self.open = open;
+        self.auth = auth;
+        self
+    }
+
+    fn deadline(&self) -> Option<(Instant, &'static str)> {
+        let open = self
+            .open
+            .filter(|_| !self.opened)
+            .map(|d| (self.born + d, "no stream header"));
+        let auth = self
+            .auth
+            .filter(|_| self.authenticated.is_empty())
+            .map(|d| (self.born + d, "no domain authenticated"));
+        match (open, auth) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The id of the current stream.
@@ -185,6 +221,7 @@ impl S2sIn {
         self.core
             .push(header(&local, from.as_deref(), Some(&self.stream_id)), now);
         self.header_seen = true;
+        self.opened = true;
         if h.default_ns != NS_SERVER {
             self.core
                 .stream_error("invalid-namespace", "expected jabber:server", now);
@@ -331,34 +368,38 @@ impl S2sIn {
             .then(|| self.core.keepalive_due())
             .flatten();
         let idle = self.idle.map(|d| self.last_rx + d);
-        match (ka, idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [ka, idle, self.deadline().map(|d| d.0)]
+            .into_iter()
+            .flatten()
+            .min()
     }
     /// Timer fired.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.core.closed {
             return;
         }
-        if let Some(d) = self.idle {
-            if now >= self.last_rx + d {
-                if !self.header_seen {
-                    let h = header(
-                        self.local_domains.first().map_or("", String::as_str),
-                        None,
-                        Some(&self.stream_id),
-                    );
-                    self.core.push(h, now);
-                    self.header_seen = true;
-                }
-                self.core.stream_error(
-                    "connection-timeout",
-                    &format!("no traffic for {} s", d.as_secs()),
-                    now,
-                );
-                return;
+        let why = match (self.idle, self.deadline()) {
+            (Some(d), _) if now >= self.last_rx + d => {
+                Some(format!("no traffic for {} s", d.as_secs()))
             }
+            (_, Some((at, what))) if now >= at => Some(format!(
+                "{what} within {} s of connecting",
+                (at - self.born).as_secs()
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            if !self.header_seen {
+                let h = header(
+                    self.local_domains.first().map_or("", String::as_str),
+                    None,
+                    Some(&self.stream_id),
+                );
+                self.core.push(h, now);
+                self.header_seen = true;
+            }
+            self.core.stream_error("connection-timeout", &why, now);
+            return;
         }
         if !self.authenticated.is_empty() {
             self.core.on_timeout(now);

@@ -680,6 +680,11 @@ impl Hub {
                 if self.cfg.s2s_idle_timeout_secs > 0 {
                     s = s.with_idle_timeout(Duration::from_secs(self.cfg.s2s_idle_timeout_secs));
                 }
+                let secs = |n: u64| (n > 0).then(|| Duration::from_secs(n));
+                s = s.with_deadlines(
+                    secs(self.cfg.s2s_open_timeout_secs),
+                    secs(self.cfg.s2s_auth_timeout_secs),
+                );
                 self.conns.insert(
                     id,
                     Conn {

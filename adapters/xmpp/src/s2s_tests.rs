@@ -344,3 +344,60 @@ fn idle_incoming_stream_is_closed_with_connection_timeout() {
         "{out}"
     );
 }
+
+/// Deadlines of an incoming stream in virtual time, against a peer trickling one byte a
+/// second (which resets any idle timer): the stream header must come within `open` and a
+/// domain must be authenticated within `auth`, counted from the connection; then
+/// `<connection-timeout/>` (RFC 6120 s4.9.3.4).
+#[test]
+fn incoming_deadlines_cut_a_trickling_peer_whatever_it_sends() {
+    let t0 = Instant::now();
+    let b = vec!["b.test".to_string()];
+    let ka = Duration::from_secs(60);
+    let mk = || {
+        S2sIn::new(&b, "k", false, false, Limits::default(), ka, t0)
+            .with_idle_timeout(Duration::from_secs(600))
+            .with_deadlines(Some(Duration::from_secs(10)), Some(Duration::from_secs(30)))
+    };
+    // Drives `inc` one byte a second from `data` (then whitespace), firing due timers;
+    // returns the second at which the stream closed.
+    let trickle = |inc: &mut S2sIn, data: &[u8], upto: u64| -> Option<u64> {
+        for sec in 1..=upto {
+            let now = t0 + Duration::from_secs(sec);
+            let byte = data.get(sec as usize - 1).copied().unwrap_or(b' ');
+            inc.handle_input(&[byte], now);
+            if inc.poll_timeout().is_some_and(|t| t <= now) {
+                inc.handle_timeout(now);
+            }
+            while let Some(ev) = inc.poll_event() {
+                if let S2sEvent::Closed(CloseReason::StreamError { condition, .. }) = ev {
+                    assert_eq!(condition, "connection-timeout");
+                    return Some(sec);
+                }
+            }
+        }
+        None
+    };
+    let hdr = b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='b.test' from='a.test' version='1.0'>";
+    let mut slow_header = mk();
+    assert_eq!(trickle(&mut slow_header, hdr, 100), Some(10));
+    let out = drain_in(&mut slow_header);
+    assert!(
+        out.starts_with("<?xml") && out.contains("no stream header"),
+        "{out}"
+    );
+    // Header at once, then whitespace keep-alives and no authentication.
+    let mut unauth = mk();
+    unauth.handle_input(hdr, t0);
+    assert_eq!(trickle(&mut unauth, b"", 100), Some(30));
+    assert!(drain_in(&mut unauth).contains("no domain authenticated"));
+    // Authenticated in time: only the idle timer applies afterwards.
+    let mut ok = mk();
+    ok.handle_input(hdr, t0);
+    ok.handle_input(b"<db:result xmlns:db='jabber:server:dialback' from='a.test' to='b.test'>k</db:result>", t0);
+    assert!(matches!(ok.poll_event(), Some(S2sEvent::VerifyKey { .. })));
+    assert!(ok.verify_done("a.test", "b.test", true, t0 + Duration::from_secs(5)));
+    assert_eq!(trickle(&mut ok, b"", 100), None);
+    // A verdict for a pair the stream never asked for changes nothing.
+    assert!(!ok.verify_done("c.test", "b.test", true, t0));
+}
