@@ -8,7 +8,13 @@
 //! (RFC 6120 s5.4.3.3). Dialback verification against the authoritative server is the
 //! caller's job too: an incoming session emits [`S2sEvent::VerifyKey`] and waits for
 //! [`S2sIn::verify_done`]; an outgoing session carries `<db:verify/>` requests
-//! ([`S2sOut::send_verify`]) and reports their answers ([`S2sEvent::VerifyAnswer`]).
+//! ([`S2sOut::send_verify`]) and reports their answers ([`S2sEvent::VerifyAnswer`]). The
+//! caller must match an answer to the request by the outgoing stream it arrived on and by
+//! its (stream id, from, to): see `s2s_link` (XEP-0220 s2.4). The incoming stream lives in
+//! [`crate::s2s_in`].
+//!
+//! TLS policy: an outgoing stream created with `require_tls` sends nothing but STARTTLS to
+//! a peer; a peer that does not offer it gets `<policy-violation/>` and no dialback key.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -1,5 +1,13 @@
 //! RFC 6120 incoming (receiving) server-to-server stream, sans-IO: STARTTLS offer (s5),
-//! Server Dialback (XEP-0220) as receiving and as authoritative server.
+//! SASL EXTERNAL with the peer's TLS certificate (s6.4, XEP-0178), Server Dialback
+//! (XEP-0220) as receiving and as authoritative server.
+//!
+//! Authorization is per (from, to) domain pair (RFC 6120 s13): SASL authorizes the
+//! stream's pair, each dialback `<db:result/>` the pair it names once the authoritative
+//! server said `valid` ([`S2sIn::verify_done`]). A stanza whose pair was not proven gets
+//! `<invalid-from/>`. With TLS required, nothing but STARTTLS is accepted before TLS.
+//! Deadlines ([`S2sIn::with_deadlines`]) count from the connection, so a peer trickling
+//! bytes cannot stay unauthenticated for long.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -7,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::element::{Element, ElementExt};
 use crate::s2s::{
     constant_eq, dialback_key, header, new_id, stream_error_of, Core, S2sEvent, NS_DIALBACK,
-    NS_DIALBACK_FEATURE, NS_SERVER, NS_TLS,
+    NS_DIALBACK_FEATURE, NS_SASL, NS_SERVER, NS_TLS,
 };
 use crate::session::CloseReason;
 use crate::stream::{Limits, StreamEvent, NS_STREAM};
@@ -18,6 +26,34 @@ type Pair = (String, String);
 /// Dialback requests one incoming stream may have waiting for the authoritative server;
 /// each costs an outgoing connection, so a stream may not ask for many.
 pub const MAX_PENDING_DIALBACK: usize = 16;
+
+/// The certificate a peer presented in TLS, as far as SASL EXTERNAL cares: the domains
+/// it is valid for, as the caller's trust store decides (RFC 6120 s13.7.2); see
+/// [`crate::tls::Trust::valid_for`].
+pub struct PeerCert(Box<dyn Fn(&str) -> bool + Send>);
+
+impl PeerCert {
+    /// A certificate valid for the domains `valid_for` says yes to.
+    pub fn new(valid_for: impl Fn(&str) -> bool + Send + 'static) -> PeerCert {
+        PeerCert(Box::new(valid_for))
+    }
+
+    fn valid_for(&self, domain: &str) -> bool {
+        (self.0)(domain)
+    }
+}
+
+impl std::fmt::Debug for PeerCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerCert")
+    }
+}
+
+fn b64_decode(t: &str) -> Option<String> {
+    use base64::Engine as _;
+    let b = base64::engine::general_purpose::STANDARD.decode(t).ok()?;
+    String::from_utf8(b).ok()
+}
 
 /// The domain of a JID, lower case.
 pub(crate) fn domain_of(jid: &str) -> String {
@@ -50,6 +86,11 @@ pub struct S2sIn {
     /// A domain must be authenticated before `born + auth`.
     auth: Option<Duration>,
     opened: bool,
+    /// The certificate the peer presented in TLS, if any.
+    peer_cert: Option<PeerCert>,
+    /// The `from` of the current stream header, lower case.
+    peer_from: Option<String>,
+    sasl_done: bool,
 }
 
 impl S2sIn {
@@ -82,6 +123,9 @@ impl S2sIn {
             open: None,
             auth: None,
             opened: false,
+            peer_cert: None,
+            peer_from: None,
+            sasl_done: false,
         }
     }
 
@@ -137,9 +181,59 @@ impl S2sIn {
     /// The transport finished TLS: expect a new header.
     pub fn tls_established(&mut self) {
         self.tls = true;
+        self.restart();
+    }
+
+    /// The transport finished TLS and the peer presented a certificate: SASL EXTERNAL is
+    /// offered for the domains `cert` is valid for (XEP-0178 s3).
+    pub fn tls_established_with_cert(&mut self, cert: Option<PeerCert>) {
+        self.peer_cert = cert;
+        self.tls_established();
+    }
+
+    /// RFC 6120 s5.4.3.3 / s6.4.6: after TLS or SASL the peer sends a new header.
+    fn restart(&mut self) {
         self.header_seen = false;
         self.stream_id = new_id();
         self.core.parser.reset();
+    }
+
+    /// RFC 6120 s6.4 / XEP-0178 s3: SASL EXTERNAL for the stream's `from` domain, with
+    /// the certificate presented in TLS. The authorization identity, when given, must be
+    /// that domain. Success authorizes the (from, to) pair and restarts the stream.
+    fn on_sasl_auth(&mut self, el: &Element, now: Instant) {
+        let fail = |me: &mut S2sIn, cond: &str| {
+            me.core.push(
+                format!("<failure xmlns='{NS_SASL}'><{cond}/></failure>"),
+                now,
+            );
+        };
+        if !self.tls || self.sasl_done || el.attr("mechanism") != Some("EXTERNAL") {
+            return fail(self, "invalid-mechanism");
+        }
+        let Some(from) = self.peer_from.clone() else {
+            return fail(self, "not-authorized");
+        };
+        let authzid = match el.trimmed_text().as_str() {
+            "" | "=" => from.clone(),
+            t => match b64_decode(t) {
+                Some(a) => a.to_ascii_lowercase(),
+                None => return fail(self, "incorrect-encoding"),
+            },
+        };
+        if authzid != from {
+            return fail(self, "invalid-authzid");
+        }
+        if !self.peer_cert.as_ref().is_some_and(|c| c.valid_for(&from)) {
+            return fail(self, "not-authorized");
+        }
+        self.core.push(format!("<success xmlns='{NS_SASL}'/>"), now);
+        self.sasl_done = true;
+        self.authenticated.insert((from.clone(), self.local.clone()));
+        self.core
+            .events
+            .push_back(S2sEvent::Authenticated { domain: from });
+        self.restart();
     }
 
     /// The answer of the authoritative server about a key (XEP-0220 s2.1.4). Applies only
@@ -212,6 +306,7 @@ impl S2sIn {
     fn on_header(&mut self, h: crate::stream::StreamHeader, now: Instant) {
         let to = h.attr("to").unwrap_or("").to_ascii_lowercase();
         let from = h.attr("from").map(str::to_owned);
+        self.peer_from = from.as_deref().map(str::to_ascii_lowercase);
         let local = if self.local_domains.contains(&to) {
             to.clone()
         } else {
@@ -240,6 +335,18 @@ impl S2sIn {
             }
             f.push_str("</starttls>");
         }
+        let external = self.tls
+            && !self.sasl_done
+            && self
+                .peer_from
+                .as_deref()
+                .zip(self.peer_cert.as_ref())
+                .is_some_and(|(d, c)| c.valid_for(d));
+        if external {
+            f.push_str(&format!(
+                "<mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms>"
+            ));
+        }
         if self.tls || !self.require_tls {
             f.push_str(&format!(
                 "<dialback xmlns='{NS_DIALBACK_FEATURE}'><errors/></dialback>"
@@ -257,6 +364,7 @@ impl S2sIn {
             return;
         }
         match (el.ns.as_str(), el.name.as_str()) {
+            (NS_SASL, "auth") => self.on_sasl_auth(&el, now),
             (NS_TLS, "starttls") => {
                 if self.tls || !self.tls_available {
                     self.core

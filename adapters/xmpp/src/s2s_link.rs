@@ -5,6 +5,18 @@
 //! Keeping all protocol state in one task matters for s2s: a ping sent on our outgoing
 //! stream to a peer is answered on the peer's stream to us, and a dialback key received on
 //! an incoming stream is verified on an outgoing one.
+//!
+//! Security (issue 10): a dialback verification is remembered with the incoming stream
+//! that asked and the outgoing stream (to the claimed domain's authoritative server) it
+//! was sent on; an answer counts only when it arrives on that outgoing stream about that
+//! (stream id, from, to), anything else is ignored and logged (XEP-0220 s2.4, RFC 6120
+//! s13). TLS is required by default and dialback runs only inside it
+//! (`require_tls`, `allow_dialback_without_tls`); a remote domain that offered STARTTLS
+//! once is never sent plaintext later; deliveries to a peer refused by policy fail with
+//! 502 at once. Incoming streams get deadlines for their header and their
+//! authentication; SASL EXTERNAL is offered for the domains the peer's TLS client
+//! certificate is valid for ([`crate::tls::Trust`]), and our certificate is the client
+//! certificate of outgoing streams.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cpim_core::adapter::Ingress;
 use cpim_core::model::{Operation, Outcome, Status, TransId};
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -30,7 +42,7 @@ use crate::config::{Mode, XmppConfig};
 use crate::element::{Element, ElementExt};
 use crate::mapping::{self, Ctx, Inbound, Origin, NS_PING, NS_RECEIPTS};
 use crate::s2s::{Liveness, S2sEvent, S2sIn, S2sOut, NS_SERVER};
-use crate::s2s_in::domain_of;
+use crate::s2s_in::{domain_of, PeerCert};
 use crate::session::CloseReason;
 use crate::stream::Limits;
 use crate::tracker::DeliveryTracker;
@@ -49,7 +61,8 @@ enum IoEvent {
     ConnectFailed(u64, String),
     Accepted(TcpStream, SocketAddr),
     Data(u64, Vec<u8>),
-    TlsDone(u64),
+    /// TLS is up; the certificate chain the peer presented, if any.
+    TlsDone(u64, Option<Vec<CertificateDer<'static>>>),
     Closed(u64, String),
 }
 
@@ -101,6 +114,8 @@ struct Hub {
     overrides: std::collections::BTreeMap<String, String>,
     tls_server: Arc<ServerConfig>,
     tls_client: Arc<ClientConfig>,
+    /// Judges peers' certificates (outgoing TLS and incoming SASL EXTERNAL).
+    trust: Arc<crate::tls::Trust>,
     ingress: Arc<dyn Ingress>,
     shared: Arc<Shared>,
     io_tx: mpsc::UnboundedSender<IoEvent>,
@@ -152,10 +167,12 @@ pub(crate) async fn start_s2s(
         warn!("xmpp s2s: require_tls = false has no effect without allow_dialback_without_tls = true: dialback still needs TLS");
     }
     let domains: Vec<String> = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
-    let tls_server = crate::tls::server_config(cert.as_deref(), key.as_deref(), &domains)
-        .map_err(|e| XmppError::Config(e.to_string()))?;
-    let tls_client =
-        crate::tls::client_config(&trust_roots).map_err(|e| XmppError::Config(e.to_string()))?;
+    let cfg_err = |e: crate::tls::TlsError| XmppError::Config(e.to_string());
+    let identity =
+        crate::tls::Identity::load(cert.as_deref(), key.as_deref(), &domains).map_err(cfg_err)?;
+    let trust = Arc::new(crate::tls::Trust::new(&trust_roots, true).map_err(cfg_err)?);
+    let tls_server = crate::tls::server_config(&identity).map_err(cfg_err)?;
+    let tls_client = crate::tls::client_config(trust.clone(), &identity).map_err(cfg_err)?;
     let dns_servers = parse_dns_servers(&config.dns_servers)?;
     let listener = TcpListener::bind(&listen)
         .await
@@ -185,6 +202,7 @@ pub(crate) async fn start_s2s(
             .collect(),
         tls_server,
         tls_client,
+        trust,
         ingress,
         shared,
         io_tx: io_tx.clone(),
@@ -738,11 +756,18 @@ impl Hub {
                 }
                 self.pump(id);
             }
-            IoEvent::TlsDone(id) => {
+            IoEvent::TlsDone(id, certs) => {
+                // XEP-0178: the peer's certificate, judged by our trust store at this
+                // moment, for whichever domain the peer claims over SASL EXTERNAL.
+                let cert = certs.map(|chain| {
+                    let trust = self.trust.clone();
+                    let at = rustls::pki_types::UnixTime::now();
+                    PeerCert::new(move |domain| trust.valid_for(&chain, domain, at))
+                });
                 if let Some(c) = self.conns.get_mut(&id) {
                     match &mut c.session {
                         Session::Out(o) => o.tls_established(now),
-                        Session::In(i) => i.tls_established(),
+                        Session::In(i) => i.tls_established_with_cert(cert),
                         Session::Connecting => {}
                     }
                 }
@@ -1284,7 +1309,7 @@ async fn io_task(
                         match tokio_rustls::TlsConnector::from(client.clone()).connect(name, s).await {
                             Ok(t) => {
                                 io = Io::Tls(Box::new(tokio_rustls::TlsStream::Client(t)));
-                                let _ = tx.send(IoEvent::TlsDone(id));
+                                let _ = tx.send(IoEvent::TlsDone(id, None));
                             }
                             Err(e) => {
                                 let _ = tx.send(IoEvent::Closed(id, format!("TLS handshake failed: {e}")));
@@ -1300,8 +1325,9 @@ async fn io_task(
                         }
                         match tokio_rustls::TlsAcceptor::from(server.clone()).accept(s).await {
                             Ok(t) => {
+                                let certs = t.get_ref().1.peer_certificates().map(<[_]>::to_vec);
                                 io = Io::Tls(Box::new(tokio_rustls::TlsStream::Server(t)));
-                                let _ = tx.send(IoEvent::TlsDone(id));
+                                let _ = tx.send(IoEvent::TlsDone(id, certs));
                             }
                             Err(e) => {
                                 let _ = tx.send(IoEvent::Closed(id, format!("TLS handshake failed: {e}")));

@@ -401,3 +401,92 @@ fn incoming_deadlines_cut_a_trickling_peer_whatever_it_sends() {
     // A verdict for a pair the stream never asked for changes nothing.
     assert!(!ok.verify_done("c.test", "b.test", true, t0));
 }
+
+/// RFC 6120 s6.4 / XEP-0178 between our own sessions (TLS simulated): EXTERNAL is offered
+/// only for a domain the peer's certificate is valid for, authorizes exactly the stream's
+/// (from, to) pair, restarts the stream, and the outgoing side is ready without dialback.
+#[test]
+fn sasl_external_with_a_valid_certificate_and_refusals_without_one() {
+    let now = Instant::now();
+    let ka = Duration::from_secs(60);
+    let b = vec!["b.test".to_string()];
+    let run = |cert_domain: &'static str| {
+        let mut out = S2sOut::new("a.test", "b.test", "k", true, Limits::default(), ka, now);
+        let mut inc = S2sIn::new(&b, "k", true, true, Limits::default(), ka, now);
+        out.start(now);
+        let pump = |out: &mut S2sOut, inc: &mut S2sIn| {
+            for _ in 0..10 {
+                let o = drain_out(out);
+                inc.handle_input(o.as_bytes(), now);
+                let i = drain_in(inc);
+                out.handle_input(i.as_bytes(), now);
+                if o.is_empty() && i.is_empty() {
+                    break;
+                }
+            }
+        };
+        pump(&mut out, &mut inc);
+        assert_eq!(inc.poll_event(), Some(S2sEvent::StartTls));
+        assert_eq!(out.poll_event(), Some(S2sEvent::StartTls));
+        inc.tls_established_with_cert(Some(crate::s2s_in::PeerCert::new(move |d| {
+            d == cert_domain
+        })));
+        out.tls_established(now);
+        pump(&mut out, &mut inc);
+        (out, inc)
+    };
+    let (mut out, mut inc) = run("a.test");
+    assert_eq!(
+        out.poll_event(),
+        Some(S2sEvent::Ready {
+            method: "sasl-external"
+        })
+    );
+    assert_eq!(
+        inc.poll_event(),
+        Some(S2sEvent::Authenticated {
+            domain: "a.test".into()
+        })
+    );
+    assert_eq!(
+        inc.authenticated().collect::<Vec<_>>(),
+        vec![("a.test", "b.test")]
+    );
+    let msg = |from: &str, to: &str| {
+        Element::build(NS_SERVER, "message")
+            .attr_set("from", from)
+            .attr_set("to", to)
+    };
+    out.send_stanza(&msg("x@a.test", "y@b.test"), now).unwrap();
+    inc.handle_input(drain_out(&mut out).as_bytes(), now);
+    assert!(matches!(inc.poll_event(), Some(S2sEvent::Stanza(_))));
+    // Not valid for a.test: no EXTERNAL offered, dialback instead.
+    let (out, _) = run("c.test");
+    assert_eq!(out.state(), OutState::AwaitDialback);
+    // A peer asking EXTERNAL for another domain than its stream's, or without a
+    // certificate for it, gets a SASL failure and nothing authorized.
+    let mut inc = S2sIn::new(&b, "k", true, true, Limits::default(), ka, now);
+    inc.tls_established_with_cert(Some(crate::s2s_in::PeerCert::new(|d| d == "a.test")));
+    inc.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='b.test' from='a.test' version='1.0'>", now);
+    assert!(drain_in(&mut inc).contains("EXTERNAL"));
+    inc.handle_input(
+        format!(
+            "<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>{}</auth>",
+            b64(b"c.test")
+        )
+        .as_bytes(),
+        now,
+    );
+    assert!(drain_in(&mut inc).contains("invalid-authzid"));
+    assert_eq!(inc.authenticated().count(), 0);
+    let mut inc = S2sIn::new(&b, "k", true, true, Limits::default(), ka, now);
+    inc.tls_established_with_cert(Some(crate::s2s_in::PeerCert::new(|d| d == "a.test")));
+    inc.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='b.test' from='c.test' version='1.0'>", now);
+    assert!(!drain_in(&mut inc).contains("EXTERNAL"));
+    inc.handle_input(
+        format!("<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>=</auth>").as_bytes(),
+        now,
+    );
+    assert!(drain_in(&mut inc).contains("not-authorized"));
+    assert_eq!(inc.authenticated().count(), 0);
+}
