@@ -1,6 +1,8 @@
 //! Helpers shared by the s2s tests that play a peer over raw TCP.
 #![allow(dead_code)]
 
+pub mod prosody;
+
 use std::sync::Arc;
 use std::time::Duration;
 
