@@ -985,7 +985,7 @@ impl Hub {
                 self.pump(p.incoming);
             }
             S2sEvent::Authenticated { domain } => {
-                info!(conn = id, %domain, "xmpp s2s: incoming stream authenticated (dialback)");
+                info!(conn = id, %domain, "xmpp s2s: incoming stream authenticated (SASL EXTERNAL or dialback)");
             }
             S2sEvent::Stanza(el) => self.on_stanza(el, now),
             S2sEvent::Closed(reason) => {
