@@ -17,7 +17,7 @@
 #       and unbound accepts the name both with and without its trailing ':', which gives
 #       exactly two local-data records.
 #   GW_DOMAIN [""]            when set: a certificate for that domain (the gateway's) is made in
-#       DIR/certs/gw/GW_DOMAIN.{crt,key} and is Prosody's only trust root (ssl.cafile), so
+#       DIR/certs/gw/GW_DOMAIN.{crt,key} and added to Prosody's trust roots (ssl.cafile), so
 #       Prosody validates a gateway presenting it and uses SASL EXTERNAL with it both ways
 #       (XEP-0178); any other certificate stays unvalidated (dialback, as before).
 set -euo pipefail

@@ -630,7 +630,6 @@ pub(crate) fn new_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-
 pub use crate::s2s_in::S2sIn;
 
 #[cfg(test)]

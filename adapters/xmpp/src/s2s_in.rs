@@ -229,7 +229,8 @@ impl S2sIn {
         }
         self.core.push(format!("<success xmlns='{NS_SASL}'/>"), now);
         self.sasl_done = true;
-        self.authenticated.insert((from.clone(), self.local.clone()));
+        self.authenticated
+            .insert((from.clone(), self.local.clone()));
         self.core
             .events
             .push_back(S2sEvent::Authenticated { domain: from });
@@ -422,6 +423,11 @@ impl S2sIn {
                 });
             }
             (NS_DIALBACK, "verify") => {
+                if self.require_tls && !self.tls {
+                    self.core
+                        .stream_error("policy-violation", "STARTTLS first", now);
+                    return;
+                }
                 // We are the authoritative server (XEP-0220 s2.1.3): was this key ours?
                 let receiving = el.attr("from").unwrap_or("");
                 let originating = el.attr("to").unwrap_or("");
@@ -442,7 +448,10 @@ impl S2sIn {
             _ => {
                 let from_domain = el.attr("from").map(domain_of).unwrap_or_default();
                 let to_domain = el.attr("to").map(domain_of).unwrap_or_default();
-                if self.authenticated.contains(&(from_domain.clone(), to_domain.clone())) {
+                if self
+                    .authenticated
+                    .contains(&(from_domain.clone(), to_domain.clone()))
+                {
                     self.core.events.push_back(S2sEvent::Stanza(el));
                 } else {
                     // RFC 6120 s4.9.3.9 / s13: a stanza whose (from, to) domain pair was
@@ -514,4 +523,3 @@ impl S2sIn {
         }
     }
 }
-

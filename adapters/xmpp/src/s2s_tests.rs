@@ -394,7 +394,10 @@ fn incoming_deadlines_cut_a_trickling_peer_whatever_it_sends() {
     // Authenticated in time: only the idle timer applies afterwards.
     let mut ok = mk();
     ok.handle_input(hdr, t0);
-    ok.handle_input(b"<db:result xmlns:db='jabber:server:dialback' from='a.test' to='b.test'>k</db:result>", t0);
+    ok.handle_input(
+        b"<db:result xmlns:db='jabber:server:dialback' from='a.test' to='b.test'>k</db:result>",
+        t0,
+    );
     assert!(matches!(ok.poll_event(), Some(S2sEvent::VerifyKey { .. })));
     assert!(ok.verify_done("a.test", "b.test", true, t0 + Duration::from_secs(5)));
     assert_eq!(trickle(&mut ok, b"", 100), None);
@@ -489,4 +492,48 @@ fn sasl_external_with_a_valid_certificate_and_refusals_without_one() {
     );
     assert!(drain_in(&mut inc).contains("not-authorized"));
     assert_eq!(inc.authenticated().count(), 0);
+}
+
+/// With TLS required nothing but STARTTLS is taken before TLS, not even a verification
+/// request; and one stream may not have more than `MAX_PENDING_DIALBACK` dialback
+/// requests waiting (each costs an outgoing connection).
+#[test]
+fn before_tls_nothing_but_starttls_and_pending_dialback_requests_are_capped() {
+    let now = Instant::now();
+    let ka = Duration::from_secs(60);
+    let b = vec!["b.test".to_string()];
+    let hdr = b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' to='b.test' from='a.test' version='1.0'>";
+    let mut inc = S2sIn::new(&b, "k", true, true, Limits::default(), ka, now);
+    inc.handle_input(hdr, now);
+    inc.handle_input(
+        b"<db:verify from='a.test' to='b.test' id='x'>00</db:verify>",
+        now,
+    );
+    let out = drain_in(&mut inc);
+    assert!(
+        out.contains("policy-violation") && !out.contains("type=\"valid\""),
+        "{out}"
+    );
+
+    let mut inc = S2sIn::new(&b, "k", false, false, Limits::default(), ka, now);
+    inc.handle_input(hdr, now);
+    let max = crate::s2s_in::MAX_PENDING_DIALBACK;
+    for n in 0..max {
+        inc.handle_input(
+            format!("<db:result from='d{n}.test' to='b.test'>00</db:result>").as_bytes(),
+            now,
+        );
+    }
+    let mut asked = 0;
+    while let Some(ev) = inc.poll_event() {
+        assert!(matches!(ev, S2sEvent::VerifyKey { .. }), "{ev:?}");
+        asked += 1;
+    }
+    assert_eq!(asked, max);
+    inc.handle_input(
+        b"<db:result from='one-more.test' to='b.test'>00</db:result>",
+        now,
+    );
+    assert!(matches!(inc.poll_event(), Some(S2sEvent::Closed(_))));
+    assert!(drain_in(&mut inc).contains("policy-violation"));
 }

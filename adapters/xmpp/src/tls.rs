@@ -84,7 +84,11 @@ pub struct Identity {
 
 impl Identity {
     /// `cert`/`key` files, or a fresh self-signed certificate for `domains`.
-    pub fn load(cert: Option<&str>, key: Option<&str>, domains: &[String]) -> Result<Identity, TlsError> {
+    pub fn load(
+        cert: Option<&str>,
+        key: Option<&str>,
+        domains: &[String],
+    ) -> Result<Identity, TlsError> {
         let (certs, key) = match (cert, key) {
             (Some(c), Some(k)) => (load_certs(c)?, load_key(k)?),
             _ => {
@@ -184,11 +188,12 @@ impl Trust {
         now: UnixTime,
     ) -> Result<(), rustls::Error> {
         if self.pinned.iter().any(|p| p.as_ref() == ee.as_ref()) {
-            let cert = webpki::EndEntityCert::try_from(ee)
-                .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
-            return cert
-                .verify_is_valid_for_subject_name(name)
-                .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName));
+            let cert = webpki::EndEntityCert::try_from(ee).map_err(|_| {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+            })?;
+            return cert.verify_is_valid_for_subject_name(name).map_err(|_| {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+            });
         }
         match &self.webpki {
             Some(v) => v
@@ -230,7 +235,12 @@ impl ClientCertVerifier for AnyClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -239,7 +249,12 @@ impl ClientCertVerifier for AnyClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

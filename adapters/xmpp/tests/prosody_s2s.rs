@@ -23,7 +23,6 @@ mod support;
 use support::prosody::{env, Client, Env};
 use support::{init_tracing, Rec};
 
-
 fn s2s_config(e: &Env, listen: &str, require_tls: bool) -> XmppConfig {
     XmppConfig {
         mode: Mode::S2s {
@@ -43,7 +42,6 @@ fn s2s_config(e: &Env, listen: &str, require_tls: bool) -> XmppConfig {
         ..XmppConfig::default()
     }
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {

@@ -27,11 +27,19 @@ async fn claim(port: u16, from: &str) -> (TcpStream, String) {
         .await
         .unwrap();
     let mut seen = String::new();
-    assert!(read_until(&mut s, &mut seen, "</stream:features>").await, "{seen}");
-    let id = attr(&seen, "<stream:stream", "id").expect("stream id").to_owned();
+    assert!(
+        read_until(&mut s, &mut seen, "</stream:features>").await,
+        "{seen}"
+    );
+    let id = attr(&seen, "<stream:stream", "id")
+        .expect("stream id")
+        .to_owned();
     s.write_all(
-        format!("<db:result from='{from}' to='gw.test'>{}</db:result>", "0".repeat(64))
-            .as_bytes(),
+        format!(
+            "<db:result from='{from}' to='gw.test'>{}</db:result>",
+            "0".repeat(64)
+        )
+        .as_bytes(),
     )
     .await
     .unwrap();
@@ -125,7 +133,10 @@ async fn xep0220_verify_answer_from_another_domains_server_does_not_authenticate
     // evil.test's own claim is answered valid (it is evil.test's to make); the forged
     // answers were processed before it (same connection, in order).
     let mut seen = String::new();
-    assert!(read_until(&mut own, &mut seen, "type=\"valid\"").await, "{seen}");
+    assert!(
+        read_until(&mut own, &mut seen, "type=\"valid\"").await,
+        "{seen}"
+    );
 
     victim
         .write_all(b"<message from='romeo@xmpp.test' to='juliet@gw.test' type='chat'><body>forged</body></message>")

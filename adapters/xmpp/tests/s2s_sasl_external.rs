@@ -75,7 +75,13 @@ async fn send_a_to_b(trust_a_on_b: bool) -> (u16, Option<Operation>) {
     );
     let b_trust = if trust_a_on_b { vec![a_id.0] } else { vec![] };
     // B's way to a.test leads nowhere: no dialback verification can succeed.
-    let b_cfg = cfg("b.test", b_port, b_id, b_trust, ("a.test", format!("127.0.0.1:{dead}")));
+    let b_cfg = cfg(
+        "b.test",
+        b_port,
+        b_id,
+        b_trust,
+        ("a.test", format!("127.0.0.1:{dead}")),
+    );
     let (a_in, _a_rx) = mpsc::unbounded_channel();
     let (b_in, mut b_rx) = mpsc::unbounded_channel();
     let ha = start(a_cfg, Arc::new(Rec(a_in))).await.unwrap();

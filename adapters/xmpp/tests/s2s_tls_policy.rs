@@ -194,7 +194,10 @@ async fn stripped_starttls_after_a_failed_handshake_gets_nothing_in_plaintext() 
     }
     let (in_tx, _in_rx) = mpsc::unbounded_channel();
     let h = start(cfg, Arc::new(Rec(in_tx))).await.unwrap();
-    let out = h.adapter().deliver(msg(1, "opt.test", "over tls only")).await;
+    let out = h
+        .adapter()
+        .deliver(msg(1, "opt.test", "over tls only"))
+        .await;
     assert!(!out.status.is_success(), "{out:?}");
     let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -206,7 +209,13 @@ async fn stripped_starttls_after_a_failed_handshake_gets_nothing_in_plaintext() 
         .expect("the gateway retries (and must refuse plaintext)")
         .unwrap();
     assert!(second.contains("policy-violation"), "{second}");
-    assert!(!second.contains("db:result"), "dialback in plaintext: {second}");
-    assert!(!second.contains("over tls only"), "stanza in plaintext: {second}");
+    assert!(
+        !second.contains("db:result"),
+        "dialback in plaintext: {second}"
+    );
+    assert!(
+        !second.contains("over tls only"),
+        "stanza in plaintext: {second}"
+    );
     h.shutdown().await;
 }

@@ -52,7 +52,11 @@ pub async fn read_until(s: &mut TcpStream, seen: &mut String, needle: &str) -> b
 pub fn attr<'a>(s: &'a str, tag: &str, name: &str) -> Option<&'a str> {
     let t = &s[s.find(tag)?..];
     let t = &t[..t.find('>')?];
-    let v = &t[t.find(&format!("{name}='")).or_else(|| t.find(&format!("{name}=\"")))? + name.len() + 2..];
+    let v = &t[t
+        .find(&format!("{name}='"))
+        .or_else(|| t.find(&format!("{name}=\"")))?
+        + name.len()
+        + 2..];
     Some(&v[..v.find(['\'', '"'])?])
 }
 
@@ -83,4 +87,3 @@ where
     });
     addr
 }
-
