@@ -537,3 +537,58 @@ fn before_tls_nothing_but_starttls_and_pending_dialback_requests_are_capped() {
     assert!(matches!(inc.poll_event(), Some(S2sEvent::Closed(_))));
     assert!(drain_in(&mut inc).contains("policy-violation"));
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces an attacker would send, in any order, cut anywhere.
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' to='b.test' from='a.test' version='1.0'>".to_string()),
+            Just("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>".to_string()),
+            Just("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>".to_string()),
+            Just("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>YS50ZXN0</auth>".to_string()),
+            Just("<db:result from='a.test' to='b.test'>00</db:result>".to_string()),
+            Just("<db:result from='a.test' to='b.test' type='valid'/>".to_string()),
+            Just("<db:verify from='a.test' to='b.test' id='x' type='valid'/>".to_string()),
+            Just("<message from='x@a.test' to='y@b.test'><body>hi</body></message>".to_string()),
+            Just("<iq from='a.test' to='b.test' type='result' id='1'/>".to_string()),
+            Just("</stream:stream>".to_string()),
+            "[ -~]{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        /// RFC 6120 s13: whatever a peer sends, in whatever chunks, nothing is
+        /// authenticated and no stanza is delivered unless the authoritative server (or a
+        /// certificate) said so; and no input panics the incoming stream.
+        #[test]
+        fn no_input_alone_authenticates_an_incoming_stream(
+            pieces in prop::collection::vec(piece(), 1..12),
+            cut in 1usize..64,
+            tls in any::<bool>(),
+        ) {
+            let now = Instant::now();
+            let b = vec!["b.test".to_string()];
+            let mut inc = S2sIn::new(&b, "k", true, false, Limits::default(), Duration::from_secs(60), now);
+            if tls {
+                // TLS up, but the certificate is good for no one.
+                inc.tls_established_with_cert(Some(crate::s2s_in::PeerCert::new(|_| false)));
+            }
+            let all = pieces.concat();
+            for c in all.as_bytes().chunks(cut) {
+                inc.handle_input(c, now);
+                while let Some(ev) = inc.poll_event() {
+                    prop_assert!(
+                        !matches!(ev, S2sEvent::Authenticated { .. } | S2sEvent::Stanza(_)),
+                        "{ev:?} from {all}"
+                    );
+                }
+                drain_in(&mut inc);
+            }
+            prop_assert_eq!(inc.authenticated().count(), 0);
+        }
+    }
+}
