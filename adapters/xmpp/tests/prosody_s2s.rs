@@ -83,7 +83,8 @@ async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {
     assert!(link.up && link.last_error.is_none(), "{link:?}");
 
     // Prosody -> gateway: Prosody's outgoing stream to us (STARTTLS with our self-signed
-    // certificate, dialback verified by us against xmpp.test).
+    // certificate; Prosody's client certificate is one the gateway trusts, so the gateway
+    // offers SASL EXTERNAL and Prosody takes it, XEP-0178; dialback otherwise).
     alice
         .cmd(serde_json::json!({"op": "message", "to": format!("dave@{}", e.gw_domain), "body": "hi gateway"}))
         .await;

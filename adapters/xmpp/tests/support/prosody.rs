@@ -25,6 +25,11 @@ pub struct Env {
 pub fn env() -> Option<Env> {
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let Some(s2s) = get("CPIM_PEER_PROSODY_S2S") else {
+        // CI runs scripts/test, which starts the peers: a skip there would hide a failure.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but CPIM_PEER_PROSODY_S2S is not set: the real-peer tests would skip"
+        );
         eprintln!("skipped: CPIM_PEER_PROSODY_S2S not set (run scripts/test)");
         return None;
     };
@@ -32,6 +37,10 @@ pub fn env() -> Option<Env> {
     let cert = get("CPIM_PEER_PROSODY_CERT")
         .or_else(|| get("CPIM_PEER_DIR").map(|d| format!("{d}/prosody-a/certs/{domain}.crt")));
     let Some(cert) = cert.filter(|c| std::path::Path::new(c).exists()) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but Prosody's certificate is not found"
+        );
         eprintln!(
             "skipped: Prosody's certificate not found (CPIM_PEER_PROSODY_CERT / CPIM_PEER_DIR)"
         );
