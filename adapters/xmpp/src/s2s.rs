@@ -539,7 +539,28 @@ impl S2sOut {
                     valid: el.attr("type") == Some("valid"),
                 });
             }
-            (OutState::Ready, _, _) => self.core.events.push_back(S2sEvent::Stanza(el)),
+            (OutState::Ready, _, _) => {
+                // RFC 6120 s13 (and XEP-0288 for bidirectional streams): on the stream we
+                // opened, the peer speaks only for the domain we connected to, and only to
+                // the domain we are on this stream.
+                let from = el.attr("from").map(crate::s2s_in::domain_of);
+                let to = el.attr("to").map(crate::s2s_in::domain_of);
+                let is =
+                    |d: Option<String>, want: &str| d.is_some_and(|d| d.eq_ignore_ascii_case(want));
+                if is(from, &self.remote) && is(to, &self.local) {
+                    self.core.events.push_back(S2sEvent::Stanza(el));
+                } else {
+                    self.core.stream_error(
+                        "invalid-from",
+                        &format!(
+                            "{} may send only from {} to {} on this stream",
+                            self.remote, self.remote, self.local
+                        ),
+                        now,
+                    );
+                    self.state = OutState::Closed;
+                }
+            }
             _ => {}
         }
     }

@@ -162,3 +162,64 @@ async fn xep0220_verify_answer_from_another_domains_server_does_not_authenticate
     assert!(in_rx.try_recv().is_err(), "forged message reached the core");
     h.shutdown().await;
 }
+
+/// RFC 6120 s13: on the stream the gateway opened to `evil.test` (after valid dialback),
+/// `evil.test` may speak only for itself: a stanza from `romeo@xmpp.test` there gets
+/// `<invalid-from/>` and reaches no one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc6120_s13_peer_on_our_outgoing_stream_cannot_speak_for_another_domain() {
+    init_tracing();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let evil = fake_server(move |mut s| {
+        let tx = tx.clone();
+        async move {
+            let mut seen = String::new();
+            read_until(&mut s, &mut seen, "<stream:stream").await;
+            s.write_all(format!("{HDR} from='evil.test' id='e1'><stream:features/>").as_bytes())
+                .await
+                .unwrap();
+            read_until(&mut s, &mut seen, "</db:result>").await;
+            s.write_all(b"<db:result from='evil.test' to='gw.test' type='valid'/>")
+                .await
+                .unwrap();
+            read_until(&mut s, &mut seen, "</message>").await;
+            s.write_all(
+                b"<message from='romeo@xmpp.test' to='juliet@gw.test' type='chat'><body>forged</body></message>",
+            )
+            .await
+            .unwrap();
+            read_until(&mut s, &mut seen, "</stream:stream>").await;
+            let _ = tx.send(seen);
+        }
+    })
+    .await;
+    let port = free_port();
+    let cfg: XmppConfig = toml::from_str(&format!(
+        "delivery_timeout_secs = 5\n[mode]\nkind = 's2s'\ndomains = ['gw.test']\nlisten = '127.0.0.1:{port}'\n\
+         dialback_secret = 'a-secret-of-the-gateway-only'\nrequire_tls = false\n\
+         allow_dialback_without_tls = true\n[mode.srv_overrides]\n'evil.test' = '{evil}'\n"
+    ))
+    .unwrap();
+    let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+    let h = start(cfg, Arc::new(Rec(in_tx))).await.unwrap();
+    let a = h.adapter();
+    tokio::spawn(async move {
+        use cpim_core::adapter::Adapter;
+        use cpim_core::address::{Address, Scheme};
+        a.deliver(Operation::Message(cpim_core::model::Message::new(
+            cpim_core::model::TransId(1),
+            Address::new(Scheme::Xmpp, Some("juliet"), "gw.test"),
+            Address::new(Scheme::Xmpp, Some("eve"), "evil.test"),
+            "text/plain",
+            "hello eve",
+        )))
+        .await
+    });
+    let seen = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+        .await
+        .expect("the gateway closes the stream")
+        .unwrap();
+    assert!(seen.contains("invalid-from"), "{seen}");
+    assert!(in_rx.try_recv().is_err(), "forged message reached the core");
+    h.shutdown().await;
+}
