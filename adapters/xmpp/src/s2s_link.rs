@@ -54,6 +54,9 @@ mod verify;
 use net::{io_task, parse_dns_servers, resolve_srv, sleep_until_opt};
 use verify::PendingVerify;
 
+/// Remote domains remembered as having offered STARTTLS.
+const MAX_TLS_PEERS: usize = 65_536;
+
 enum IoCmd {
     Write(Vec<u8>),
     TlsClient(ServerName<'static>),
@@ -850,7 +853,10 @@ impl Hub {
                 };
                 if is_out {
                     let name = remote.clone().unwrap_or_default();
-                    self.tls_peers.insert(name.clone());
+                    // Bounded: past the cap new domains are simply not remembered.
+                    if self.tls_peers.len() < MAX_TLS_PEERS {
+                        self.tls_peers.insert(name.clone());
+                    }
                     match ServerName::try_from(name) {
                         Ok(n) => {
                             let _ = tx.send(IoCmd::TlsClient(n));
