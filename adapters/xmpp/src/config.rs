@@ -24,7 +24,8 @@ pub enum Mode {
         domains: Vec<String>,
         /// Where to accept incoming s2s streams.
         listen: String,
-        /// PEM certificate chain; a self-signed one is generated when absent.
+        /// PEM certificate chain, also the client certificate of outgoing streams; a
+        /// self-signed one is generated when absent.
         #[serde(default)]
         cert: Option<String>,
         /// PEM private key for `cert`.
@@ -35,8 +36,11 @@ pub enum Mode {
         /// Static SRV overrides: domain -> `host:port` (tried before DNS).
         #[serde(default)]
         srv_overrides: BTreeMap<String, String>,
-        /// PEM files of trust roots for peers' certificates; a certificate listed here is
-        /// also accepted as a peer's own (self-signed) certificate.
+        /// PEM files of trust roots for peers' certificates, in addition to the system's
+        /// trust store; a certificate listed here is also accepted as a peer's own
+        /// (self-signed) certificate, for the names it carries. Used for the server
+        /// certificate of outgoing streams and for SASL EXTERNAL (XEP-0178) on incoming
+        /// ones.
         #[serde(default)]
         trust_roots: Vec<String>,
         /// Refuse peers without STARTTLS, both ways (RFC 6120 s5, s13.7): an outgoing

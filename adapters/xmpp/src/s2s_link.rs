@@ -775,6 +775,16 @@ impl Hub {
                 self.pump(id);
             }
             IoEvent::Closed(id, why) => {
+                let out_pair = self
+                    .conns
+                    .get(&id)
+                    .filter(|c| matches!(c.session, Session::Out(_)))
+                    .and_then(|_| self.conn_pair(id));
+                if let (Some(pair), true) = (&out_pair, why.starts_with("TLS handshake failed")) {
+                    // E.g. a certificate not valid for the peer's domain: retrying will
+                    // not help, and nothing may go out without TLS.
+                    self.fail_queue(pair, &format!("s2s to {}: {why}", pair.1));
+                }
                 if let Some(c) = self.conns.get_mut(&id) {
                     match &mut c.session {
                         Session::Out(o) => o.handle_eof(),

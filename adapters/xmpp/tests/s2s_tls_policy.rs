@@ -6,7 +6,9 @@
 //!   `<policy-violation/>`, and its delivery fails at once with a reason;
 //! - an incoming stream that tries dialback before STARTTLS is refused;
 //! - with TLS optional, a peer that offered STARTTLS once is never sent anything in
-//!   plaintext later (a stripped STARTTLS after a failed handshake gets nothing).
+//!   plaintext later (a stripped STARTTLS after a failed handshake gets nothing);
+//! - a peer whose certificate is not valid for its domain (RFC 6120 s13.7.2) gets
+//!   nothing after the handshake, and the delivery fails at once with the reason.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -217,5 +219,77 @@ async fn stripped_starttls_after_a_failed_handshake_gets_nothing_in_plaintext() 
         !second.contains("over tls only"),
         "stanza in plaintext: {second}"
     );
+    h.shutdown().await;
+}
+
+/// RFC 6120 s13.7.2: a peer presenting a certificate the gateway cannot validate for its
+/// domain gets nothing over the stream; the delivery fails with 502 naming the TLS
+/// failure instead of being retried until its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc6120_s13_7_untrusted_peer_certificate_gets_nothing_and_fails_the_delivery() {
+    init_tracing();
+    let (cert, key) = cpim_xmpp::tls::self_signed(&["untrusted.test".into()]).unwrap();
+    let id = {
+        let dir = std::env::temp_dir().join(format!("cpim-xmpp-untrusted-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (c, k) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&c, cert).unwrap();
+        std::fs::write(&k, key).unwrap();
+        let id = cpim_xmpp::tls::Identity::load(
+            Some(&c.to_string_lossy()),
+            Some(&k.to_string_lossy()),
+            &[],
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        id
+    };
+    let server = cpim_xmpp::tls::server_config(&id).unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let addr = fake_server(move |mut s| {
+        let tx = tx.clone();
+        let server = server.clone();
+        async move {
+            let mut seen = String::new();
+            read_until(&mut s, &mut seen, "<stream:stream").await;
+            let _ = s
+                .write_all(format!("{HDR} from='untrusted.test' id='u1'><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>").as_bytes())
+                .await;
+            read_until(&mut s, &mut seen, "<starttls").await;
+            let _ = s
+                .write_all(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                .await;
+            let mut after = String::new();
+            if let Ok(mut t) = tokio_rustls::TlsAcceptor::from(server).accept(s).await {
+                let mut buf = [0u8; 4096];
+                while let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(5), t.read(&mut buf)).await
+                {
+                    if n == 0 {
+                        break;
+                    }
+                    after.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+            let _ = tx.send(after);
+        }
+    })
+    .await;
+    let port = free_port();
+    let (in_tx, _in_rx) = mpsc::unbounded_channel();
+    let h = start(config(port, "untrusted.test", addr), Arc::new(Rec(in_tx)))
+        .await
+        .unwrap();
+    let out = h
+        .adapter()
+        .deliver(msg(1, "untrusted.test", "secret body"))
+        .await;
+    assert_eq!(out.status.code, 502, "{out:?}");
+    assert!(out.status.reason.contains("TLS"), "{out:?}");
+    let after = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(after.is_empty(), "sent over an unvalidated stream: {after}");
     h.shutdown().await;
 }
