@@ -48,9 +48,9 @@ pub enum Mode {
         /// an incoming stream must negotiate TLS before anything else. Default true.
         #[serde(default = "yes")]
         require_tls: bool,
-        /// Let Server Dialback run on a stream without TLS (default false). Dialback is
-        /// only as good as DNS and the path to the peer; plaintext s2s needs both
-        /// `require_tls = false` and this.
+        /// Let Server Dialback run on a stream without TLS (default false; XEP-0344 s2:
+        /// dialback without TLS is only as good as DNS and the path to the peer).
+        /// Plaintext s2s needs both `require_tls = false` and this.
         #[serde(default)]
         allow_dialback_without_tls: bool,
     },
