@@ -24,7 +24,8 @@ pub enum Mode {
         domains: Vec<String>,
         /// Where to accept incoming s2s streams.
         listen: String,
-        /// PEM certificate chain; a self-signed one is generated when absent.
+        /// PEM certificate chain, also the client certificate of outgoing streams; a
+        /// self-signed one is generated when absent.
         #[serde(default)]
         cert: Option<String>,
         /// PEM private key for `cert`.
@@ -37,13 +38,23 @@ pub enum Mode {
         /// Static SRV overrides: domain -> `host:port` (tried before DNS).
         #[serde(default)]
         srv_overrides: BTreeMap<String, String>,
-        /// PEM files of trust roots for peers' certificates; a certificate listed here is
-        /// also accepted as a peer's own (self-signed) certificate.
+        /// PEM files of trust roots for peers' certificates, in addition to the system's
+        /// trust store; a certificate listed here is also accepted as a peer's own
+        /// (self-signed) certificate, for the names it carries. Used for the server
+        /// certificate of outgoing streams and for SASL EXTERNAL (XEP-0178) on incoming
+        /// ones.
         #[serde(default)]
         trust_roots: Vec<String>,
-        /// Refuse peers without STARTTLS (and dialback before TLS).
-        #[serde(default)]
+        /// Refuse peers without STARTTLS, both ways (RFC 6120 s5, s13.7): an outgoing
+        /// stream to a peer that does not offer it sends nothing and its deliveries fail;
+        /// an incoming stream must negotiate TLS before anything else. Default true.
+        #[serde(default = "yes")]
         require_tls: bool,
+        /// Let Server Dialback run on a stream without TLS (default false; XEP-0344 s2:
+        /// dialback without TLS is only as good as DNS and the path to the peer).
+        /// Plaintext s2s needs both `require_tls = false` and this.
+        #[serde(default)]
+        allow_dialback_without_tls: bool,
     },
 }
 
@@ -78,9 +89,19 @@ pub struct XmppConfig {
     /// s2s: an incoming stream with no input at all for this many seconds is closed with
     /// a `<connection-timeout/>` stream error (RFC 6120 s4.9.3.4); 0 turns it off.
     pub s2s_idle_timeout_secs: u64,
+    /// s2s: seconds an incoming stream has to send its stream header, counted from the
+    /// connection (not reset by trickled bytes); 0 turns it off.
+    pub s2s_open_timeout_secs: u64,
+    /// s2s: seconds an incoming stream has to authenticate a domain (TLS, SASL or
+    /// dialback included), counted from the connection; 0 turns it off.
+    pub s2s_auth_timeout_secs: u64,
     /// s2s: DNS servers (`ip` or `ip:port`) for the `_xmpp-server._tcp` SRV lookups;
     /// empty means the system configuration (`/etc/resolv.conf`).
     pub dns_servers: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Mode {
@@ -109,6 +130,8 @@ impl Default for XmppConfig {
             max_stanza_bytes: 256 * 1024,
             software_name: "cpim-gateway".into(),
             s2s_idle_timeout_secs: 600,
+            s2s_open_timeout_secs: 10,
+            s2s_auth_timeout_secs: 30,
             dns_servers: Vec::new(),
         }
     }
@@ -137,6 +160,20 @@ mod tests {
         assert_eq!(c.ping_interval_secs, 5);
         assert_eq!(c.local_domains(), vec!["sip.xmpp.test".to_string()]);
         assert!(toml::from_str::<XmppConfig>("bogus = 1").is_err());
+        // s2s: TLS required and dialback only inside TLS unless said otherwise.
+        let c: XmppConfig = toml::from_str(
+            "[mode]\nkind = 's2s'\ndomains = ['a.test']\nlisten = '127.0.0.1:5269'\ndialback_secret = 's'\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            c.mode,
+            Mode::S2s {
+                require_tls: true,
+                allow_dialback_without_tls: false,
+                ..
+            }
+        ));
+        assert_eq!((c.s2s_open_timeout_secs, c.s2s_auth_timeout_secs), (10, 30));
         assert!(toml::from_str::<XmppConfig>(
             "[mode]\nkind = 'component'\nserver = 'x'\ndomain = 'd'\nsecret = 's'\nextra = 1\n"
         )

@@ -4,7 +4,9 @@
 //! Sans-IO modules (no tokio, time passed in): [`stream`] (incremental restricted-XML
 //! stream parser), [`session`] (XEP-0114 component state machine with keep-alives and
 //! pings), [`mapping`] (stanzas <-> operations), [`tracker`] (delivery outcomes with
-//! the ordering barrier), [`backoff`], [`jid`] (XEP-0106). The tokio layer is
+//! the ordering barrier), [`backoff`], [`jid`] (XEP-0106), [`s2s`] and [`s2s_in`]
+//! (RFC 6120 server-to-server streams: STARTTLS, SASL EXTERNAL, dialback, deadlines),
+//! [`tls`] (identity and trust store for s2s). The tokio layer is
 //! [`adapter`]: [`start`] returns an [`XmppHandle`] whose [`XmppAdapter`] implements
 //! `cpim_core::adapter::Adapter`.
 
@@ -18,6 +20,7 @@ pub mod jid;
 mod lanes;
 pub mod mapping;
 pub mod s2s;
+pub mod s2s_in;
 mod s2s_link;
 pub mod session;
 pub mod stream;

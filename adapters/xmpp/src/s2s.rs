@@ -8,9 +8,15 @@
 //! (RFC 6120 s5.4.3.3). Dialback verification against the authoritative server is the
 //! caller's job too: an incoming session emits [`S2sEvent::VerifyKey`] and waits for
 //! [`S2sIn::verify_done`]; an outgoing session carries `<db:verify/>` requests
-//! ([`S2sOut::send_verify`]) and reports their answers ([`S2sEvent::VerifyAnswer`]).
+//! ([`S2sOut::send_verify`]) and reports their answers ([`S2sEvent::VerifyAnswer`]). The
+//! caller must match an answer to the request by the outgoing stream it arrived on and by
+//! its (stream id, from, to): see `s2s_link` (XEP-0220 s2.4). The incoming stream lives in
+//! [`crate::s2s_in`].
+//!
+//! TLS policy: an outgoing stream created with `require_tls` sends nothing but STARTTLS to
+//! a peer; a peer that does not offer it gets `<policy-violation/>` and no dialback key.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -89,17 +95,17 @@ pub enum S2sEvent {
 }
 
 #[derive(Debug)]
-struct Core {
-    parser: StreamParser,
-    out: VecDeque<Vec<u8>>,
-    events: VecDeque<S2sEvent>,
-    last_tx: Instant,
-    keepalive: Duration,
-    closed: bool,
+pub(crate) struct Core {
+    pub(crate) parser: StreamParser,
+    pub(crate) out: VecDeque<Vec<u8>>,
+    pub(crate) events: VecDeque<S2sEvent>,
+    pub(crate) last_tx: Instant,
+    pub(crate) keepalive: Duration,
+    pub(crate) closed: bool,
 }
 
 impl Core {
-    fn new(limits: Limits, keepalive: Duration, now: Instant) -> Core {
+    pub(crate) fn new(limits: Limits, keepalive: Duration, now: Instant) -> Core {
         Core {
             parser: StreamParser::new(limits),
             out: VecDeque::new(),
@@ -110,12 +116,12 @@ impl Core {
         }
     }
 
-    fn push(&mut self, s: String, now: Instant) {
+    pub(crate) fn push(&mut self, s: String, now: Instant) {
         self.last_tx = now;
         self.out.push_back(s.into_bytes());
     }
 
-    fn send(&mut self, el: &Element, now: Instant) {
+    pub(crate) fn send(&mut self, el: &Element, now: Instant) {
         let mut s = el.to_xml();
         // Dialback elements use the `db:` prefix declared on the stream header (XEP-0220
         // examples; some servers match on the prefix).
@@ -134,7 +140,7 @@ impl Core {
         self.push(s, now);
     }
 
-    fn stream_error(&mut self, condition: &str, text: &str, now: Instant) {
+    pub(crate) fn stream_error(&mut self, condition: &str, text: &str, now: Instant) {
         let s = format!(
             "<stream:error><{condition} xmlns='{NS_STREAM_ERRORS}'/><text xmlns='{NS_STREAM_ERRORS}'>{}</text></stream:error></stream:stream>",
             esc(text)
@@ -146,31 +152,31 @@ impl Core {
         });
     }
 
-    fn close_with(&mut self, r: CloseReason) {
+    pub(crate) fn close_with(&mut self, r: CloseReason) {
         if !self.closed {
             self.closed = true;
             self.events.push_back(S2sEvent::Closed(r));
         }
     }
 
-    fn keepalive_due(&self) -> Option<Instant> {
+    pub(crate) fn keepalive_due(&self) -> Option<Instant> {
         (!self.closed).then(|| self.last_tx + self.keepalive)
     }
 
-    fn on_timeout(&mut self, now: Instant) {
+    pub(crate) fn on_timeout(&mut self, now: Instant) {
         if !self.closed && now >= self.last_tx + self.keepalive {
             self.push(" ".into(), now);
         }
     }
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut o = String::new();
     cpim_core::xml::escape_text_into(&mut o, s);
     o
 }
 
-fn header(from: &str, to: Option<&str>, id: Option<&str>) -> String {
+pub(crate) fn header(from: &str, to: Option<&str>, id: Option<&str>) -> String {
     let mut s = format!(
         "<?xml version='1.0'?><stream:stream xmlns='{NS_SERVER}' xmlns:stream='{NS_STREAM}' xmlns:db='{NS_DIALBACK}' version='1.0' from='{}'",
         esc(from)
@@ -185,7 +191,7 @@ fn header(from: &str, to: Option<&str>, id: Option<&str>) -> String {
     s
 }
 
-fn stream_error_of(el: &Element) -> CloseReason {
+pub(crate) fn stream_error_of(el: &Element) -> CloseReason {
     let condition = el
         .elements()
         .find(|c| c.ns == NS_STREAM_ERRORS && c.name != "text")
@@ -533,7 +539,28 @@ impl S2sOut {
                     valid: el.attr("type") == Some("valid"),
                 });
             }
-            (OutState::Ready, _, _) => self.core.events.push_back(S2sEvent::Stanza(el)),
+            (OutState::Ready, _, _) => {
+                // RFC 6120 s13 (and XEP-0288 for bidirectional streams): on the stream we
+                // opened, the peer speaks only for the domain we connected to, and only to
+                // the domain we are on this stream.
+                let from = el.attr("from").map(crate::s2s_in::domain_of);
+                let to = el.attr("to").map(crate::s2s_in::domain_of);
+                let is =
+                    |d: Option<String>, want: &str| d.is_some_and(|d| d.eq_ignore_ascii_case(want));
+                if is(from, &self.remote) && is(to, &self.local) {
+                    self.core.events.push_back(S2sEvent::Stanza(el));
+                } else {
+                    self.core.stream_error(
+                        "invalid-from",
+                        &format!(
+                            "{} may send only from {} to {} on this stream",
+                            self.remote, self.remote, self.local
+                        ),
+                        now,
+                    );
+                    self.state = OutState::Closed;
+                }
+            }
             _ => {}
         }
     }
@@ -616,676 +643,16 @@ fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
-/// An incoming s2s stream.
-#[derive(Debug)]
-pub struct S2sIn {
-    local_domains: Vec<String>,
-    secret: String,
-    tls_available: bool,
-    require_tls: bool,
-    core: Core,
-    tls: bool,
-    header_seen: bool,
-    stream_id: String,
-    local: String,
-    authenticated: HashSet<String>,
-    idle: Option<Duration>,
-    last_rx: Instant,
-}
-
-impl S2sIn {
-    /// A new incoming stream; `tls_available` offers STARTTLS, `require_tls` refuses
-    /// dialback before TLS.
-    pub fn new(
-        local_domains: &[String],
-        secret: &str,
-        tls_available: bool,
-        require_tls: bool,
-        limits: Limits,
-        keepalive: Duration,
-        now: Instant,
-    ) -> S2sIn {
-        S2sIn {
-            local_domains: local_domains.to_vec(),
-            secret: secret.to_owned(),
-            tls_available,
-            require_tls,
-            core: Core::new(limits, keepalive, now),
-            tls: false,
-            header_seen: false,
-            stream_id: new_id(),
-            local: String::new(),
-            authenticated: HashSet::new(),
-            idle: None,
-            last_rx: now,
-        }
-    }
-
-    /// Closes the stream with a `<connection-timeout/>` stream error (RFC 6120
-    /// s4.9.3.4) after `idle` without any input from the peer (off by default).
-    pub fn with_idle_timeout(mut self, idle: Duration) -> S2sIn {
-        self.idle = Some(idle);
-        self
-    }
-
-    /// The id of the current stream.
-    pub fn stream_id(&self) -> &str {
-        &self.stream_id
-    }
-
-    /// The domains authenticated on this stream.
-    pub fn authenticated(&self) -> impl Iterator<Item = &str> {
-        self.authenticated.iter().map(String::as_str)
-    }
-
-    /// True when TLS is up.
-    pub fn is_tls(&self) -> bool {
-        self.tls
-    }
-
-    /// The transport finished TLS: expect a new header.
-    pub fn tls_established(&mut self) {
-        self.tls = true;
-        self.header_seen = false;
-        self.stream_id = new_id();
-        self.core.parser.reset();
-    }
-
-    /// The answer of the authoritative server about a key (XEP-0220 s2.1.4).
-    pub fn verify_done(&mut self, from: &str, to: &str, valid: bool, now: Instant) {
-        let el = Element::build(NS_DIALBACK, "result")
-            .attr_set("from", to)
-            .attr_set("to", from)
-            .attr_set("type", if valid { "valid" } else { "invalid" });
-        self.core.send(&el, now);
-        if valid {
-            self.authenticated.insert(from.to_ascii_lowercase());
-            self.core.events.push_back(S2sEvent::Authenticated {
-                domain: from.to_ascii_lowercase(),
-            });
-        }
-    }
-
-    /// Closes politely.
-    pub fn close(&mut self, now: Instant) {
-        if !self.core.closed {
-            self.core.push("</stream:stream>".into(), now);
-            self.core.close_with(CloseReason::LocalClose);
-        }
-    }
-
-    /// The transport closed.
-    pub fn handle_eof(&mut self) {
-        self.core.close_with(CloseReason::PeerClosed);
-    }
-
-    /// Bytes from the peer.
-    pub fn handle_input(&mut self, data: &[u8], now: Instant) {
-        self.last_rx = now;
-        self.core.parser.feed(data);
-        while !self.core.closed {
-            let Some(ev) = self.core.parser.next_event() else {
-                break;
-            };
-            match ev {
-                Ok(StreamEvent::Header(h)) => self.on_header(h, now),
-                Ok(StreamEvent::Stanza(el)) => self.on_element(el, now),
-                Ok(StreamEvent::End) => {
-                    self.core.push("</stream:stream>".into(), now);
-                    self.core.close_with(CloseReason::PeerClosed);
-                }
-                Err(e) => {
-                    if !self.header_seen {
-                        let h = header(
-                            self.local_domains.first().map_or("", String::as_str),
-                            None,
-                            Some(&self.stream_id),
-                        );
-                        self.core.push(h, now);
-                    }
-                    let t = e.to_string();
-                    self.core.stream_error(e.condition(), &t, now);
-                }
-            }
-        }
-    }
-
-    fn on_header(&mut self, h: crate::stream::StreamHeader, now: Instant) {
-        let to = h.attr("to").unwrap_or("").to_ascii_lowercase();
-        let from = h.attr("from").map(str::to_owned);
-        let local = if self.local_domains.contains(&to) {
-            to.clone()
-        } else {
-            self.local_domains.first().cloned().unwrap_or_default()
-        };
-        self.local = local.clone();
-        self.core
-            .push(header(&local, from.as_deref(), Some(&self.stream_id)), now);
-        self.header_seen = true;
-        if h.default_ns != NS_SERVER {
-            self.core
-                .stream_error("invalid-namespace", "expected jabber:server", now);
-            return;
-        }
-        if !to.is_empty() && !self.local_domains.contains(&to) {
-            self.core
-                .stream_error("host-unknown", &format!("{to} is not served here"), now);
-            return;
-        }
-        let mut f = String::from("<stream:features>");
-        if !self.tls && self.tls_available {
-            f.push_str(&format!("<starttls xmlns='{NS_TLS}'>"));
-            if self.require_tls {
-                f.push_str("<required/>");
-            }
-            f.push_str("</starttls>");
-        }
-        if self.tls || !self.require_tls {
-            f.push_str(&format!(
-                "<dialback xmlns='{NS_DIALBACK_FEATURE}'><errors/></dialback>"
-            ));
-        }
-        f.push_str("</stream:features>");
-        self.core.push(f, now);
-    }
-
-    fn on_element(&mut self, el: Element, now: Instant) {
-        if el.is(NS_STREAM, "error") {
-            let r = stream_error_of(&el);
-            self.core.push("</stream:stream>".into(), now);
-            self.core.close_with(r);
-            return;
-        }
-        match (el.ns.as_str(), el.name.as_str()) {
-            (NS_TLS, "starttls") => {
-                if self.tls || !self.tls_available {
-                    self.core
-                        .push(format!("<failure xmlns='{NS_TLS}'/></stream:stream>"), now);
-                    self.core.close_with(CloseReason::StreamError {
-                        condition: "starttls refused".into(),
-                        text: None,
-                    });
-                } else {
-                    self.core.push(format!("<proceed xmlns='{NS_TLS}'/>"), now);
-                    self.core.events.push_back(S2sEvent::StartTls);
-                }
-            }
-            (NS_DIALBACK, "result") => {
-                if self.require_tls && !self.tls {
-                    self.core
-                        .stream_error("policy-violation", "STARTTLS first", now);
-                    return;
-                }
-                let from = el.attr("from").unwrap_or("").to_ascii_lowercase();
-                let to = el.attr("to").unwrap_or("").to_ascii_lowercase();
-                if from.is_empty() || !self.local_domains.contains(&to) {
-                    // XEP-0220 s2.4: item-not-found for an unknown target domain.
-                    let e = Element::build(NS_DIALBACK, "result")
-                        .attr_set("from", &to)
-                        .attr_set("to", &from)
-                        .attr_set("type", "error")
-                        .child_add(
-                            Element::build(NS_SERVER, "error")
-                                .attr_set("type", "cancel")
-                                .child_add(Element::build(
-                                    crate::mapping::NS_STANZAS,
-                                    "item-not-found",
-                                )),
-                        );
-                    self.core.send(&e, now);
-                    return;
-                }
-                self.core.events.push_back(S2sEvent::VerifyKey {
-                    from,
-                    to,
-                    key: el.trimmed_text(),
-                    stream_id: self.stream_id.clone(),
-                });
-            }
-            (NS_DIALBACK, "verify") => {
-                // We are the authoritative server (XEP-0220 s2.1.3): was this key ours?
-                let receiving = el.attr("from").unwrap_or("");
-                let originating = el.attr("to").unwrap_or("");
-                let id = el.attr("id").unwrap_or("");
-                let expected = dialback_key(&self.secret, receiving, originating, id);
-                let valid = self
-                    .local_domains
-                    .iter()
-                    .any(|d| d == &originating.to_ascii_lowercase())
-                    && constant_eq(expected.as_bytes(), el.trimmed_text().as_bytes());
-                let ans = Element::build(NS_DIALBACK, "verify")
-                    .attr_set("from", originating)
-                    .attr_set("to", receiving)
-                    .attr_set("id", id)
-                    .attr_set("type", if valid { "valid" } else { "invalid" });
-                self.core.send(&ans, now);
-            }
-            _ => {
-                let from_domain = el
-                    .attr("from")
-                    .map(|f| {
-                        let bare = f.split('/').next().unwrap_or("");
-                        bare.rsplit('@').next().unwrap_or("").to_ascii_lowercase()
-                    })
-                    .unwrap_or_default();
-                if self.authenticated.contains(&from_domain) {
-                    self.core.events.push_back(S2sEvent::Stanza(el));
-                } else {
-                    // RFC 6120 s4.9.3.9: a stanza from a domain not authenticated here.
-                    self.core.stream_error(
-                        "invalid-from",
-                        &format!("{from_domain:?} is not authenticated on this stream"),
-                        now,
-                    );
-                }
-            }
-        }
-    }
-
-    /// Next bytes to write.
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.core.out.pop_front()
-    }
-    /// Next event.
-    pub fn poll_event(&mut self) -> Option<S2sEvent> {
-        self.core.events.pop_front()
-    }
-    /// Next timer.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.core.closed {
-            return None;
-        }
-        let ka = (!self.authenticated.is_empty())
-            .then(|| self.core.keepalive_due())
-            .flatten();
-        let idle = self.idle.map(|d| self.last_rx + d);
-        match (ka, idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-    /// Timer fired.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if self.core.closed {
-            return;
-        }
-        if let Some(d) = self.idle {
-            if now >= self.last_rx + d {
-                if !self.header_seen {
-                    let h = header(
-                        self.local_domains.first().map_or("", String::as_str),
-                        None,
-                        Some(&self.stream_id),
-                    );
-                    self.core.push(h, now);
-                    self.header_seen = true;
-                }
-                self.core.stream_error(
-                    "connection-timeout",
-                    &format!("no traffic for {} s", d.as_secs()),
-                    now,
-                );
-                return;
-            }
-        }
-        if !self.authenticated.is_empty() {
-            self.core.on_timeout(now);
-        }
-    }
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+pub use crate::s2s_in::S2sIn;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn drain_out(o: &mut S2sOut) -> String {
-        let mut s = Vec::new();
-        while let Some(b) = o.poll_transmit() {
-            s.extend(b);
-        }
-        String::from_utf8(s).unwrap()
-    }
-    fn drain_in(o: &mut S2sIn) -> String {
-        let mut s = Vec::new();
-        while let Some(b) = o.poll_transmit() {
-            s.extend(b);
-        }
-        String::from_utf8(s).unwrap()
-    }
-
-    #[test]
-    fn xep0185_key_is_deterministic_and_bound_to_all_inputs() {
-        let k = dialback_key(
-            "s3cr3tf0rd14lb4ck",
-            "example.net",
-            "example.com",
-            "D60000229F",
-        );
-        assert_eq!(k.len(), 64);
-        assert_eq!(
-            k,
-            dialback_key(
-                "s3cr3tf0rd14lb4ck",
-                "example.net",
-                "example.com",
-                "D60000229F"
-            )
-        );
-        assert_ne!(
-            k,
-            dialback_key(
-                "s3cr3tf0rd14lb4ck",
-                "example.net",
-                "example.com",
-                "D60000229G"
-            )
-        );
-        assert_ne!(
-            k,
-            dialback_key("other", "example.net", "example.com", "D60000229F")
-        );
-        // The inputs of the XEP-0185 example script (xmpp.org wiki), value computed with
-        // Python's hmac/hashlib as an independent implementation.
-        assert_eq!(
-            dialback_key(
-                "s3cr3tf0rd14lb4ck",
-                "domain2.tld",
-                "domain1.tld",
-                "D60000229F"
-            ),
-            "5e598fae34b90be084fb6a4a8a543ceb33549140bac9d829ef8d734d900616e4"
-        );
-    }
-
-    /// Two of our own sessions talk to each other (memory transport, TLS skipped by not
-    /// offering it): outgoing dialback against incoming, verified by a second pair in
-    /// the authoritative role; then a bad key is refused.
-    #[test]
-    fn dialback_between_our_own_sessions_in_one_byte_chunks() {
-        let now = Instant::now();
-        let a_domains = vec!["a.test".to_string()];
-        let b_domains = vec!["b.test".to_string()];
-        let ka = Duration::from_secs(60);
-        let mut out = S2sOut::new(
-            "a.test",
-            "b.test",
-            "secret-a",
-            false,
-            Limits::default(),
-            ka,
-            now,
-        );
-        let mut inc = S2sIn::new(
-            &b_domains,
-            "secret-b",
-            false,
-            false,
-            Limits::default(),
-            ka,
-            now,
-        );
-        out.start(now);
-        let pump = |out: &mut S2sOut, inc: &mut S2sIn| {
-            for _ in 0..10 {
-                let o = drain_out(out);
-                for c in o.as_bytes().chunks(1) {
-                    inc.handle_input(c, now);
-                }
-                let i = drain_in(inc);
-                for c in i.as_bytes().chunks(1) {
-                    out.handle_input(c, now);
-                }
-                if o.is_empty() && i.is_empty() {
-                    break;
-                }
-            }
-        };
-        pump(&mut out, &mut inc);
-        assert_eq!(out.state(), OutState::AwaitDialback);
-        let Some(S2sEvent::VerifyKey {
-            from,
-            to,
-            key,
-            stream_id,
-        }) = inc.poll_event()
-        else {
-            panic!()
-        };
-        assert_eq!((from.as_str(), to.as_str()), ("a.test", "b.test"));
-        // b asks a (authoritative) through an incoming stream of a's.
-        let mut auth = S2sIn::new(
-            &a_domains,
-            "secret-a",
-            false,
-            false,
-            Limits::default(),
-            ka,
-            now,
-        );
-        auth.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' to='a.test' from='b.test' version='1.0'>", now);
-        auth.handle_input(
-            format!("<db:verify from='b.test' to='a.test' id='{stream_id}'>{key}</db:verify>")
-                .as_bytes(),
-            now,
-        );
-        let ans = drain_in(&mut auth);
-        assert!(ans.contains("type=\"valid\""), "{ans}");
-        auth.handle_input(
-            format!(
-                "<db:verify from='b.test' to='a.test' id='{stream_id}'>{}</db:verify>",
-                "0".repeat(64)
-            )
-            .as_bytes(),
-            now,
-        );
-        assert!(drain_in(&mut auth).contains("type=\"invalid\""));
-        inc.verify_done(&from, &to, true, now);
-        pump(&mut out, &mut inc);
-        assert_eq!(
-            out.poll_event(),
-            Some(S2sEvent::Ready { method: "dialback" })
-        );
-        assert_eq!(
-            inc.poll_event(),
-            Some(S2sEvent::Authenticated {
-                domain: "a.test".into()
-            })
-        );
-        let msg = Element::build(NS_SERVER, "message")
-            .attr_set("from", "x@a.test")
-            .attr_set("to", "y@b.test")
-            .child_add(Element::build(NS_SERVER, "body").text_add("hi"));
-        out.send_stanza(&msg, now).unwrap();
-        pump(&mut out, &mut inc);
-        let Some(S2sEvent::Stanza(m)) = inc.poll_event() else {
-            panic!()
-        };
-        assert_eq!(m.attr("to"), Some("y@b.test"));
-    }
-
-    #[test]
-    fn refused_dialback_closes_with_auth_failure_and_unauthenticated_stanzas_are_refused() {
-        let now = Instant::now();
-        let ka = Duration::from_secs(60);
-        let mut out = S2sOut::new("a.test", "b.test", "k", false, Limits::default(), ka, now);
-        out.start(now);
-        out.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' id='i1' version='1.0'><stream:features/>", now);
-        assert!(drain_out(&mut out).contains("<db:result from=\"a.test\" to=\"b.test\">"));
-        out.handle_input(
-            b"<db:result from='b.test' to='a.test' type='invalid'/>",
-            now,
-        );
-        assert!(matches!(
-            out.poll_event(),
-            Some(S2sEvent::Closed(CloseReason::AuthFailed(_)))
-        ));
-        let b = vec!["b.test".to_string()];
-        let mut inc = S2sIn::new(&b, "k", false, false, Limits::default(), ka, now);
-        inc.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='b.test' from='evil.test' version='1.0'><message from='x@evil.test' to='y@b.test'/>", now);
-        assert!(drain_in(&mut inc).contains("invalid-from"));
-    }
-
-    #[test]
-    fn starttls_is_negotiated_then_the_stream_restarts() {
-        let now = Instant::now();
-        let ka = Duration::from_secs(60);
-        let b = vec!["b.test".to_string()];
-        let mut out = S2sOut::new("a.test", "b.test", "k", true, Limits::default(), ka, now);
-        let mut inc = S2sIn::new(&b, "k", true, true, Limits::default(), ka, now);
-        out.start(now);
-        inc.handle_input(drain_out(&mut out).as_bytes(), now);
-        out.handle_input(drain_in(&mut inc).as_bytes(), now);
-        assert_eq!(out.state(), OutState::AwaitProceed);
-        inc.handle_input(drain_out(&mut out).as_bytes(), now);
-        assert_eq!(inc.poll_event(), Some(S2sEvent::StartTls));
-        out.handle_input(drain_in(&mut inc).as_bytes(), now);
-        assert_eq!(out.poll_event(), Some(S2sEvent::StartTls));
-        inc.tls_established();
-        out.tls_established(now);
-        inc.handle_input(drain_out(&mut out).as_bytes(), now);
-        out.handle_input(drain_in(&mut inc).as_bytes(), now);
-        assert!(out.is_tls() && inc.is_tls());
-        assert_eq!(out.state(), OutState::AwaitDialback);
-    }
-
-    fn ready_out(now: Instant, liveness: Liveness) -> S2sOut {
-        let mut out = S2sOut::new(
-            "a.test",
-            "b.test",
-            "k",
-            false,
-            Limits::default(),
-            Duration::from_secs(60),
-            now,
-        )
-        .with_liveness(liveness);
-        out.start(now);
-        out.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' id='i1' version='1.0'><stream:features/><db:result from='b.test' to='a.test' type='valid'/>", now);
-        assert_eq!(out.state(), OutState::Ready);
-        assert_eq!(
-            out.poll_event(),
-            Some(S2sEvent::Ready { method: "dialback" })
-        );
-        drain_out(&mut out);
-        out
-    }
-
-    /// RFC 6120 s4.6 / XEP-0199 on an outgoing s2s stream, in virtual time: a ping after
-    /// `ping_interval` of silence, the stream declared dead when nothing answers within
-    /// `ping_timeout`, and an answer (seen on another stream) keeping it alive.
-    #[test]
-    fn outgoing_stream_pings_and_detects_a_dead_peer_in_virtual_time() {
-        let t0 = Instant::now();
-        let l = Liveness {
-            ping_interval: Duration::from_secs(30),
-            ping_timeout: Duration::from_secs(5),
-        };
-        let mut out = ready_out(t0, l);
-        assert_eq!(out.poll_timeout(), Some(t0 + Duration::from_secs(30)));
-        out.handle_timeout(t0 + Duration::from_secs(29));
-        assert_eq!(drain_out(&mut out), "");
-        let t1 = t0 + Duration::from_secs(30);
-        out.handle_timeout(t1);
-        let ping = drain_out(&mut out);
-        assert!(
-            ping.contains("urn:xmpp:ping") && ping.contains("to=\"b.test\""),
-            "{ping}"
-        );
-        let id = ping
-            .split("id=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
-        assert!(out.is_own_ping(id));
-        assert_eq!(out.poll_timeout(), Some(t1 + Duration::from_secs(5)));
-        // The answer comes back on the peer's stream to us: the hub reports it.
-        out.note_alive(t1 + Duration::from_secs(1));
-        out.handle_timeout(t1 + Duration::from_secs(6));
-        assert_eq!(out.state(), OutState::Ready);
-        assert_eq!(out.poll_event(), None);
-        // Next ping, no answer: dead, with a closing tag written.
-        let t2 = t1 + Duration::from_secs(31);
-        out.handle_timeout(t2);
-        assert!(drain_out(&mut out).contains("urn:xmpp:ping"));
-        out.handle_timeout(t2 + Duration::from_secs(5));
-        assert!(matches!(
-            out.poll_event(),
-            Some(S2sEvent::Closed(CloseReason::Timeout(_)))
-        ));
-        assert_eq!(out.state(), OutState::Closed);
-        assert!(drain_out(&mut out).ends_with("</stream:stream>"));
-        assert_eq!(out.poll_timeout(), None);
-    }
-
-    #[test]
-    fn outgoing_stream_gives_up_on_a_peer_silent_during_negotiation() {
-        let t0 = Instant::now();
-        let l = Liveness {
-            ping_interval: Duration::from_secs(30),
-            ping_timeout: Duration::from_secs(5),
-        };
-        let mut out = S2sOut::new(
-            "a.test",
-            "b.test",
-            "k",
-            false,
-            Limits::default(),
-            Duration::from_secs(60),
-            t0,
-        )
-        .with_liveness(l);
-        out.start(t0);
-        assert_eq!(out.poll_timeout(), Some(t0 + Duration::from_secs(5)));
-        out.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' id='i1' version='1.0'>", t0 + Duration::from_secs(4));
-        out.handle_timeout(t0 + Duration::from_secs(5));
-        assert_eq!(out.poll_event(), None);
-        out.handle_timeout(t0 + Duration::from_secs(9));
-        assert!(matches!(
-            out.poll_event(),
-            Some(S2sEvent::Closed(CloseReason::Timeout(_)))
-        ));
-    }
-
-    /// RFC 6120 s4.9.3.4: an incoming stream without traffic is closed with
-    /// `<connection-timeout/>`; traffic (even whitespace) restarts the clock.
-    #[test]
-    fn idle_incoming_stream_is_closed_with_connection_timeout() {
-        let t0 = Instant::now();
-        let b = vec!["b.test".to_string()];
-        let ka = Duration::from_secs(60);
-        let mut inc = S2sIn::new(&b, "k", false, false, Limits::default(), ka, t0)
-            .with_idle_timeout(Duration::from_secs(100));
-        inc.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='b.test' from='a.test' version='1.0'>", t0);
-        drain_in(&mut inc);
-        inc.handle_input(b" ", t0 + Duration::from_secs(90));
-        inc.handle_timeout(t0 + Duration::from_secs(100));
-        assert_eq!(inc.poll_event(), None);
-        assert_eq!(inc.poll_timeout(), Some(t0 + Duration::from_secs(190)));
-        inc.handle_timeout(t0 + Duration::from_secs(190));
-        let out = drain_in(&mut inc);
-        assert!(
-            out.contains("connection-timeout") && out.ends_with("</stream:stream>"),
-            "{out}"
-        );
-        assert!(matches!(inc.poll_event(), Some(S2sEvent::Closed(_))));
-        // Before any header: ours is written first, so the peer gets a well-formed stream.
-        let mut silent = S2sIn::new(&b, "k", false, false, Limits::default(), ka, t0)
-            .with_idle_timeout(Duration::from_secs(10));
-        silent.handle_timeout(t0 + Duration::from_secs(10));
-        let out = drain_in(&mut silent);
-        assert!(
-            out.starts_with("<?xml") && out.contains("connection-timeout"),
-            "{out}"
-        );
-    }
-}
+#[path = "s2s_tests.rs"]
+mod tests;

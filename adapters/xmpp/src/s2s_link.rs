@@ -5,6 +5,18 @@
 //! Keeping all protocol state in one task matters for s2s: a ping sent on our outgoing
 //! stream to a peer is answered on the peer's stream to us, and a dialback key received on
 //! an incoming stream is verified on an outgoing one.
+//!
+//! Security (issue 10): a dialback verification is remembered with the incoming stream
+//! that asked and the outgoing stream (to the claimed domain's authoritative server) it
+//! was sent on; an answer counts only when it arrives on that outgoing stream about that
+//! (stream id, from, to), anything else is ignored and logged (XEP-0220 s2.4, RFC 6120
+//! s13). TLS is required by default and dialback runs only inside it
+//! (`require_tls`, `allow_dialback_without_tls`); a remote domain that offered STARTTLS
+//! once is never sent plaintext later; deliveries to a peer refused by policy fail with
+//! 502 at once. Incoming streams get deadlines for their header and their
+//! authentication; SASL EXTERNAL is offered for the domains the peer's TLS client
+//! certificate is valid for ([`crate::tls::Trust`]), and our certificate is the client
+//! certificate of outgoing streams.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,9 +26,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cpim_core::adapter::Ingress;
 use cpim_core::model::{Operation, Outcome, Status, TransId};
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ServerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
@@ -30,14 +41,28 @@ use crate::config::{Mode, XmppConfig};
 use crate::element::{Element, ElementExt};
 use crate::mapping::{self, Ctx, Inbound, Origin, NS_PING, NS_RECEIPTS};
 use crate::s2s::{Liveness, S2sEvent, S2sIn, S2sOut, NS_SERVER};
+use crate::s2s_in::{domain_of, PeerCert};
 use crate::session::CloseReason;
 use crate::stream::Limits;
 use crate::tracker::DeliveryTracker;
 
+#[path = "s2s_net.rs"]
+mod net;
+#[path = "s2s_verify.rs"]
+mod verify;
+
+use net::{io_task, parse_dns_servers, resolve_srv, sleep_until_opt};
+use verify::PendingVerify;
+
+/// Remote domains remembered as having offered STARTTLS.
+const MAX_TLS_PEERS: usize = 65_536;
+
 enum IoCmd {
     Write(Vec<u8>),
     TlsClient(ServerName<'static>),
-    TlsServer,
+    /// Write these bytes (the `<proceed/>`), then accept TLS at once: no read may come
+    /// in between, or the peer's ClientHello would be taken for stream data.
+    TlsServer(Vec<u8>),
     Close,
 }
 
@@ -46,7 +71,8 @@ enum IoEvent {
     ConnectFailed(u64, String),
     Accepted(TcpStream, SocketAddr),
     Data(u64, Vec<u8>),
-    TlsDone(u64),
+    /// TLS is up; the certificate chain the peer presented, if any.
+    TlsDone(u64, Option<Vec<CertificateDer<'static>>>),
     Closed(u64, String),
 }
 
@@ -80,10 +106,17 @@ struct Hub {
     domains: Vec<String>,
     local: String,
     secret: String,
+    /// TLS before anything else on every stream: `require_tls`, or dialback refused
+    /// without TLS (the only authentication possible without it).
     require_tls: bool,
+    /// Remote domains that offered STARTTLS once: later streams to them require it, so
+    /// a message that failed over TLS is never retried in plaintext.
+    tls_peers: std::collections::HashSet<String>,
     overrides: std::collections::BTreeMap<String, String>,
     tls_server: Arc<ServerConfig>,
     tls_client: Arc<ClientConfig>,
+    /// Judges peers' certificates (outgoing TLS and incoming SASL EXTERNAL).
+    trust: Arc<crate::tls::Trust>,
     ingress: Arc<dyn Ingress>,
     shared: Arc<Shared>,
     io_tx: mpsc::UnboundedSender<IoEvent>,
@@ -91,7 +124,9 @@ struct Hub {
     out_by_remote: HashMap<Pair, u64>,
     queues: HashMap<Pair, VecDeque<Pending>>,
     verify_queue: HashMap<Pair, Vec<(String, String, String, String)>>,
-    pending_verify: HashMap<String, (u64, String, String)>,
+    /// Dialback verifications asked of authoritative servers (XEP-0220 s2.1.2), keyed by
+    /// (stream id, claimed domain, our domain); see [`PendingVerify`].
+    pending_verify: HashMap<(String, String, String), PendingVerify>,
     retry_at: HashMap<Pair, (Backoff, Option<TokioInstant>)>,
     dns_servers: Vec<SocketAddr>,
     tracker: DeliveryTracker,
@@ -118,6 +153,7 @@ pub(crate) async fn start_s2s(
         srv_overrides,
         trust_roots,
         require_tls,
+        allow_dialback_without_tls,
     } = config.mode.clone()
     else {
         return Err(XmppError::Config("not s2s mode".into()));
@@ -128,11 +164,16 @@ pub(crate) async fn start_s2s(
     if dialback_secret.is_empty() {
         return Err(XmppError::Config("dialback_secret is empty".into()));
     }
+    if !require_tls && !allow_dialback_without_tls {
+        warn!("xmpp s2s: require_tls = false has no effect without allow_dialback_without_tls = true: dialback still needs TLS");
+    }
     let domains: Vec<String> = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
-    let tls_server = crate::tls::server_config(cert.as_deref(), key.as_deref(), &domains)
-        .map_err(|e| XmppError::Config(e.to_string()))?;
-    let tls_client =
-        crate::tls::client_config(&trust_roots).map_err(|e| XmppError::Config(e.to_string()))?;
+    let cfg_err = |e: crate::tls::TlsError| XmppError::Config(e.to_string());
+    let identity =
+        crate::tls::Identity::load(cert.as_deref(), key.as_deref(), &domains).map_err(cfg_err)?;
+    let trust = Arc::new(crate::tls::Trust::new(&trust_roots, true).map_err(cfg_err)?);
+    let tls_server = crate::tls::server_config(&identity).map_err(cfg_err)?;
+    let tls_client = crate::tls::client_config(trust.clone(), &identity).map_err(cfg_err)?;
     let dns_servers = parse_dns_servers(&config.dns_servers)?;
     let listener = TcpListener::bind(&listen)
         .await
@@ -154,13 +195,15 @@ pub(crate) async fn start_s2s(
         local: domains[0].clone(),
         domains,
         secret: dialback_secret,
-        require_tls,
+        require_tls: require_tls || !allow_dialback_without_tls,
+        tls_peers: Default::default(),
         overrides: srv_overrides
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect(),
         tls_server,
         tls_client,
+        trust,
         ingress,
         shared,
         io_tx: io_tx.clone(),
@@ -656,6 +699,11 @@ impl Hub {
                 if self.cfg.s2s_idle_timeout_secs > 0 {
                     s = s.with_idle_timeout(Duration::from_secs(self.cfg.s2s_idle_timeout_secs));
                 }
+                let secs = |n: u64| (n > 0).then(|| Duration::from_secs(n));
+                s = s.with_deadlines(
+                    secs(self.cfg.s2s_open_timeout_secs),
+                    secs(self.cfg.s2s_auth_timeout_secs),
+                );
                 self.conns.insert(
                     id,
                     Conn {
@@ -675,7 +723,7 @@ impl Hub {
                     &pair.0,
                     &pair.1,
                     &self.secret,
-                    self.require_tls,
+                    self.require_tls || self.tls_peers.contains(&pair.1),
                     self.limits(),
                     self.keepalive(),
                     now,
@@ -684,6 +732,9 @@ impl Hub {
                 o.start(now);
                 for (f, t, i, k) in self.verify_queue.remove(&pair).unwrap_or_default() {
                     o.send_verify(&f, &t, &i, &k, now);
+                    if let Some(p) = self.pending_verify.get_mut(&(i, t, f)) {
+                        p.outgoing = Some(id);
+                    }
                 }
                 if let Some(c) = self.conns.get_mut(&id) {
                     c.tx = Some(tx);
@@ -706,17 +757,34 @@ impl Hub {
                 }
                 self.pump(id);
             }
-            IoEvent::TlsDone(id) => {
+            IoEvent::TlsDone(id, certs) => {
+                // XEP-0178: the peer's certificate, judged by our trust store at this
+                // moment, for whichever domain the peer claims over SASL EXTERNAL.
+                let cert = certs.map(|chain| {
+                    let trust = self.trust.clone();
+                    let at = rustls::pki_types::UnixTime::now();
+                    PeerCert::new(move |domain| trust.valid_for(&chain, domain, at))
+                });
                 if let Some(c) = self.conns.get_mut(&id) {
                     match &mut c.session {
                         Session::Out(o) => o.tls_established(now),
-                        Session::In(i) => i.tls_established(),
+                        Session::In(i) => i.tls_established_with_cert(cert),
                         Session::Connecting => {}
                     }
                 }
                 self.pump(id);
             }
             IoEvent::Closed(id, why) => {
+                let out_pair = self
+                    .conns
+                    .get(&id)
+                    .filter(|c| matches!(c.session, Session::Out(_)))
+                    .and_then(|_| self.conn_pair(id));
+                if let (Some(pair), true) = (&out_pair, why.starts_with("TLS handshake failed")) {
+                    // E.g. a certificate not valid for the peer's domain: retrying will
+                    // not help, and nothing may go out without TLS.
+                    self.fail_queue(pair, &format!("s2s to {}: {why}", pair.1));
+                }
                 if let Some(c) = self.conns.get_mut(&id) {
                     match &mut c.session {
                         Session::Out(o) => o.handle_eof(),
@@ -731,7 +799,9 @@ impl Hub {
         }
     }
 
-    /// Drains a session's output and events.
+    /// Drains a session's output and events. When an incoming session asks for TLS, its
+    /// last plaintext (the `<proceed/>`) and the switch to TLS go to the I/O task as one
+    /// command (RFC 6120 s5.4.2.3: the TLS negotiation follows the proceed at once).
     fn pump(&mut self, id: u64) {
         let now = std_now();
         let mut events = Vec::new();
@@ -739,18 +809,16 @@ impl Hub {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
-            let tx = c.tx.clone();
+            let mut bytes = Vec::new();
             loop {
-                let bytes = match &mut c.session {
+                let b = match &mut c.session {
                     Session::Out(o) => o.poll_transmit(),
                     Session::In(i) => i.poll_transmit(),
                     Session::Connecting => None,
                 };
-                match (bytes, &tx) {
-                    (Some(b), Some(tx)) => {
-                        let _ = tx.send(IoCmd::Write(b));
-                    }
-                    _ => break,
+                match b {
+                    Some(b) => bytes.push(b),
+                    None => break,
                 }
             }
             loop {
@@ -762,6 +830,17 @@ impl Hub {
                 match ev {
                     Some(e) => events.push(e),
                     None => break,
+                }
+            }
+            let server_tls =
+                matches!(c.session, Session::In(_)) && events.contains(&S2sEvent::StartTls);
+            if let Some(tx) = &c.tx {
+                if server_tls {
+                    let _ = tx.send(IoCmd::TlsServer(bytes.concat()));
+                } else {
+                    for b in bytes {
+                        let _ = tx.send(IoCmd::Write(b));
+                    }
                 }
             }
         }
@@ -784,6 +863,10 @@ impl Hub {
                 };
                 if is_out {
                     let name = remote.clone().unwrap_or_default();
+                    // Bounded: past the cap new domains are simply not remembered.
+                    if self.tls_peers.len() < MAX_TLS_PEERS {
+                        self.tls_peers.insert(name.clone());
+                    }
                     match ServerName::try_from(name) {
                         Ok(n) => {
                             let _ = tx.send(IoCmd::TlsClient(n));
@@ -794,7 +877,7 @@ impl Hub {
                         }
                     }
                 } else {
-                    let _ = tx.send(IoCmd::TlsServer);
+                    // Incoming: sent by `pump` together with the `<proceed/>`.
                 }
             }
             S2sEvent::Ready { method } => {
@@ -832,60 +915,15 @@ impl Hub {
                 to,
                 key,
                 stream_id,
-            } => {
-                debug!(conn = id, %from, "xmpp s2s: verifying dialback key with the authoritative server");
-                self.pending_verify
-                    .insert(stream_id.clone(), (id, from.clone(), to.clone()));
-                // Asked on the stream from the domain the peer wants to reach.
-                let vpair = (to.clone(), from.clone());
-                let out = self.out_by_remote.get(&vpair).copied();
-                let sent = match out.and_then(|o| self.conns.get_mut(&o)) {
-                    Some(Conn {
-                        session: Session::Out(o),
-                        ..
-                    }) => {
-                        o.send_verify(&to, &from, &stream_id, &key, now);
-                        true
-                    }
-                    _ => false,
-                };
-                if sent {
-                    if let Some(o) = out {
-                        self.pump(o);
-                    }
-                } else {
-                    self.verify_queue.entry(vpair.clone()).or_default().push((
-                        to,
-                        from.clone(),
-                        stream_id,
-                        key,
-                    ));
-                    self.ensure_out(&vpair);
-                }
-            }
+            } => self.on_verify_key(id, from, to, key, stream_id, now),
             S2sEvent::VerifyAnswer {
                 id: sid,
                 from,
                 to,
                 valid,
-            } => {
-                if let Some((conn, claimed, ours)) = self.pending_verify.remove(&sid) {
-                    if !valid {
-                        warn!(%claimed, "xmpp s2s: dialback key refused by the authoritative server");
-                    }
-                    let _ = (&from, &to);
-                    if let Some(Conn {
-                        session: Session::In(i),
-                        ..
-                    }) = self.conns.get_mut(&conn)
-                    {
-                        i.verify_done(&claimed, &ours, valid, now);
-                    }
-                    self.pump(conn);
-                }
-            }
+            } => self.on_verify_answer(id, is_out, pair, (sid, from, to), valid, now),
             S2sEvent::Authenticated { domain } => {
-                info!(conn = id, %domain, "xmpp s2s: incoming stream authenticated (dialback)");
+                info!(conn = id, %domain, "xmpp s2s: incoming stream authenticated (SASL EXTERNAL or dialback)");
             }
             S2sEvent::Stanza(el) => self.on_stanza(el, now),
             S2sEvent::Closed(reason) => {
@@ -903,7 +941,29 @@ impl Hub {
                     // Let the last bytes go out, then close.
                     let _ = tx.send(IoCmd::Close);
                 }
+                if let (true, Some(pair), CloseReason::StreamError { condition, .. }) =
+                    (is_out, &pair, &reason)
+                {
+                    if condition == "policy-violation" {
+                        // E.g. TLS required and the peer offers no STARTTLS: retrying
+                        // will not help, and nothing may go out in plaintext.
+                        self.fail_queue(pair, &format!("s2s to {} refused: {reason}", pair.1));
+                    }
+                }
                 self.conn_gone(id, reason.to_string());
+            }
+        }
+    }
+
+    /// Fails every delivery queued for `pair` with 502 and `why`.
+    fn fail_queue(&mut self, pair: &Pair, why: &str) {
+        let Some(q) = self.queues.remove(pair) else {
+            return;
+        };
+        warn!(link = %self.link_name(pair), "xmpp s2s: {} queued stanza(s) not sent: {why}", q.len());
+        for p in q {
+            if let Pending::Op(x) = p {
+                let _ = x.reply.send(Outcome::failure(x.op.trans_id(), 502, why));
             }
         }
     }
@@ -912,6 +972,7 @@ impl Hub {
         let Some(c) = self.conns.remove(&id) else {
             return;
         };
+        self.drop_verifications(id);
         if let Some(tx) = c.tx {
             let _ = tx.send(IoCmd::Close);
         }
@@ -1036,222 +1097,5 @@ impl Hub {
             Inbound::Receipt { .. } => {}
             Inbound::Ignore(why) => debug!("ignored stanza: {why}"),
         }
-    }
-}
-
-/// `ip` or `ip:port` (port 53 by default).
-fn parse_dns_servers(list: &[String]) -> Result<Vec<SocketAddr>, XmppError> {
-    list.iter()
-        .map(|s| {
-            s.parse::<SocketAddr>()
-                .or_else(|_| {
-                    s.parse::<std::net::IpAddr>()
-                        .map(|ip| SocketAddr::new(ip, 53))
-                })
-                .map_err(|_| XmppError::Config(format!("dns_servers: {s:?} is not ip or ip:port")))
-        })
-        .collect()
-}
-
-/// The domain of a JID.
-fn domain_of(jid: &str) -> String {
-    let bare = jid.split('/').next().unwrap_or("");
-    bare.rsplit('@').next().unwrap_or("").to_ascii_lowercase()
-}
-
-/// RFC 6120 s3.2.1: `_xmpp-server._tcp.<domain>` SRV records in priority order, then the
-/// domain itself on 5269.
-/// `dns` replaces the system's name servers when not empty.
-async fn resolve_srv(domain: &str, dns: &[SocketAddr]) -> Vec<String> {
-    let mut out = Vec::new();
-    let builder = if dns.is_empty() {
-        hickory_resolver::TokioResolver::builder_tokio().ok()
-    } else {
-        use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-        let servers = dns
-            .iter()
-            .map(|a| {
-                let conns = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
-                    .into_iter()
-                    .map(|mut c| {
-                        c.port = a.port();
-                        c
-                    })
-                    .collect();
-                NameServerConfig::new(a.ip(), true, conns)
-            })
-            .collect();
-        Some(hickory_resolver::TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
-            hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
-        ))
-    };
-    if let Some(b) = builder {
-        if let Ok(r) = b.build() {
-            if let Ok(l) = r.srv_lookup(format!("_xmpp-server._tcp.{domain}.")).await {
-                let recs: Vec<(u16, u16, String, u16)> = l
-                    .answers()
-                    .iter()
-                    .filter_map(|rec| match &rec.data {
-                        hickory_resolver::proto::rr::RData::SRV(s) => {
-                            Some((s.priority, s.weight, s.target.to_ascii(), s.port))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                return srv_targets(domain, recs);
-            }
-        }
-    }
-    out.push(format!("{domain}:5269"));
-    out
-}
-
-/// The addresses to try from SRV records `(priority, weight, target, port)`: lowest
-/// priority first, within one priority the higher weight first (a deterministic reading
-/// of RFC 2782's weighted choice), then the domain itself on 5269 (RFC 6120 s3.2.1). A
-/// single record with target `.` means the service is decidedly not available: nothing
-/// to try, not even the fallback.
-fn srv_targets(domain: &str, mut recs: Vec<(u16, u16, String, u16)>) -> Vec<String> {
-    if recs.len() == 1 && recs[0].2.trim_end_matches('.').is_empty() {
-        return Vec::new();
-    }
-    recs.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    let mut out: Vec<String> = recs
-        .into_iter()
-        .filter(|r| !r.2.trim_end_matches('.').is_empty())
-        .map(|(_, _, h, p)| format!("{}:{p}", h.trim_end_matches('.')))
-        .collect();
-    out.push(format!("{domain}:5269"));
-    out
-}
-
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
-    Gone,
-}
-
-async fn io_task(
-    id: u64,
-    stream: TcpStream,
-    mut rx: mpsc::UnboundedReceiver<IoCmd>,
-    tx: mpsc::UnboundedSender<IoEvent>,
-    client: Arc<ClientConfig>,
-    server: Arc<ServerConfig>,
-) {
-    let mut io = Io::Plain(stream);
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        tokio::select! {
-            biased;
-            cmd = rx.recv() => {
-                let Some(cmd) = cmd else { break };
-                match cmd {
-                    IoCmd::Write(b) => {
-                        let r = match &mut io {
-                            Io::Plain(s) => s.write_all(&b).await,
-                            Io::Tls(s) => match s.write_all(&b).await {
-                                Ok(()) => s.flush().await,
-                                Err(e) => Err(e),
-                            },
-                            Io::Gone => Ok(()),
-                        };
-                        if let Err(e) = r {
-                            let _ = tx.send(IoEvent::Closed(id, format!("write failed: {e}")));
-                            break;
-                        }
-                    }
-                    IoCmd::TlsClient(name) => {
-                        let Io::Plain(s) = std::mem::replace(&mut io, Io::Gone) else { break };
-                        match tokio_rustls::TlsConnector::from(client.clone()).connect(name, s).await {
-                            Ok(t) => {
-                                io = Io::Tls(Box::new(tokio_rustls::TlsStream::Client(t)));
-                                let _ = tx.send(IoEvent::TlsDone(id));
-                            }
-                            Err(e) => {
-                                let _ = tx.send(IoEvent::Closed(id, format!("TLS handshake failed: {e}")));
-                                break;
-                            }
-                        }
-                    }
-                    IoCmd::TlsServer => {
-                        let Io::Plain(s) = std::mem::replace(&mut io, Io::Gone) else { break };
-                        match tokio_rustls::TlsAcceptor::from(server.clone()).accept(s).await {
-                            Ok(t) => {
-                                io = Io::Tls(Box::new(tokio_rustls::TlsStream::Server(t)));
-                                let _ = tx.send(IoEvent::TlsDone(id));
-                            }
-                            Err(e) => {
-                                let _ = tx.send(IoEvent::Closed(id, format!("TLS handshake failed: {e}")));
-                                break;
-                            }
-                        }
-                    }
-                    IoCmd::Close => {
-                        match &mut io {
-                            Io::Plain(s) => { let _ = s.shutdown().await; }
-                            Io::Tls(s) => { let _ = s.shutdown().await; }
-                            Io::Gone => {}
-                        }
-                        break;
-                    }
-                }
-            }
-            r = read_some(&mut io, &mut buf) => match r {
-                Ok(0) => { let _ = tx.send(IoEvent::Closed(id, "peer closed the connection".into())); break; }
-                Ok(n) => { let _ = tx.send(IoEvent::Data(id, buf[..n].to_vec())); }
-                Err(e) => { let _ = tx.send(IoEvent::Closed(id, format!("read failed: {e}"))); break; }
-            },
-        }
-    }
-}
-
-async fn read_some(io: &mut Io, buf: &mut [u8]) -> std::io::Result<usize> {
-    match io {
-        Io::Plain(s) => s.read(buf).await,
-        Io::Tls(s) => s.read(buf).await,
-        Io::Gone => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(t: Option<TokioInstant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn srv_records_are_tried_by_priority_then_weight_then_the_domain() {
-        let recs = vec![
-            (20, 0, "c.example.".to_string(), 5271),
-            (10, 5, "b.example.".to_string(), 5270),
-            (10, 60, "a.example.".to_string(), 5269),
-        ];
-        assert_eq!(
-            srv_targets("example.com", recs),
-            vec![
-                "a.example:5269",
-                "b.example:5270",
-                "c.example:5271",
-                "example.com:5269"
-            ]
-        );
-        // RFC 2782 / RFC 6120 s3.2.1: target "." = no service; no fallback either.
-        assert!(srv_targets("example.com", vec![(0, 0, ".".into(), 0)]).is_empty());
-        assert_eq!(srv_targets("example.com", vec![]), vec!["example.com:5269"]);
-    }
-
-    #[test]
-    fn dns_servers_parse_with_or_without_port() {
-        let v = parse_dns_servers(&["127.0.0.1:5353".into(), "::1".into()]).unwrap();
-        assert_eq!(v[0], "127.0.0.1:5353".parse().unwrap());
-        assert_eq!(v[1], "[::1]:53".parse().unwrap());
-        assert!(parse_dns_servers(&["dns.example".into()]).is_err());
     }
 }

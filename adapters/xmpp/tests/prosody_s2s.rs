@@ -8,69 +8,20 @@
 //! gateway trusts explicitly. Without them the tests print why they skip.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cpim_core::adapter::{Adapter, BoxFuture, Ingress};
+use cpim_core::adapter::Adapter;
 use cpim_core::address::{Address, Scheme};
-use cpim_core::model::{Message, Operation, Outcome, TransId};
+use cpim_core::model::{Message, Operation, TransId};
 use cpim_xmpp::{start, Mode, XmppConfig};
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-struct Env {
-    s2s: String,
-    gw_domain: String,
-    gw_listen: String,
-    c2s: String,
-    domain: String,
-    python: String,
-    cert: String,
-}
+mod support;
 
-fn env() -> Option<Env> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let Some(s2s) = get("CPIM_PEER_PROSODY_S2S") else {
-        eprintln!("skipped: CPIM_PEER_PROSODY_S2S not set (run scripts/test)");
-        return None;
-    };
-    let domain = get("CPIM_PEER_PROSODY_DOMAIN").unwrap_or_else(|| "xmpp.test".into());
-    let cert = get("CPIM_PEER_PROSODY_CERT")
-        .or_else(|| get("CPIM_PEER_DIR").map(|d| format!("{d}/prosody-a/certs/{domain}.crt")));
-    let Some(cert) = cert.filter(|c| std::path::Path::new(c).exists()) else {
-        eprintln!(
-            "skipped: Prosody's certificate not found (CPIM_PEER_PROSODY_CERT / CPIM_PEER_DIR)"
-        );
-        return None;
-    };
-    Some(Env {
-        s2s,
-        gw_domain: get("CPIM_PEER_PROSODY_S2S_GW_DOMAIN").unwrap_or_else(|| "gw.test".into()),
-        gw_listen: get("CPIM_PEER_PROSODY_S2S_GW").unwrap_or_else(|| "127.0.0.1:5299".into()),
-        c2s: get("CPIM_PEER_PROSODY_C2S").unwrap_or_else(|| "127.0.0.1:5222".into()),
-        domain,
-        python: get("CPIM_PEER_PYTHON").unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../.venv/bin/python")
-                .to_string_lossy()
-                .into_owned()
-        }),
-        cert,
-    })
-}
-
-struct Rec(mpsc::UnboundedSender<Operation>);
-
-impl Ingress for Rec {
-    fn submit(&self, _adapter: &str, op: Operation) -> BoxFuture<'static, Outcome> {
-        let t = op.trans_id();
-        let _ = self.0.send(op);
-        Box::pin(async move { Outcome::ok(t) })
-    }
-}
+use support::prosody::{env, Client, Env};
+use support::{init_tracing, Rec};
 
 fn s2s_config(e: &Env, listen: &str, require_tls: bool) -> XmppConfig {
     XmppConfig {
@@ -83,73 +34,13 @@ fn s2s_config(e: &Env, listen: &str, require_tls: bool) -> XmppConfig {
             srv_overrides: [(e.domain.clone(), e.s2s.clone())].into_iter().collect(),
             trust_roots: vec![e.cert.clone()],
             require_tls,
+            allow_dialback_without_tls: !require_tls,
         },
         delivery_timeout_secs: 20,
         reconnect_initial_ms: 100,
         reconnect_max_ms: 1000,
         ..XmppConfig::default()
     }
-}
-
-struct Client {
-    _child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Client {
-    async fn start(e: &Env, jid: &str, pw: &str) -> Client {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/xmpp_client.py");
-        let mut child = Command::new(&e.python)
-            .arg(script)
-            .arg(&e.c2s)
-            .arg(jid)
-            .arg(pw)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start slixmpp client");
-        let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut c = Client {
-            _child: child,
-            stdin,
-            lines,
-        };
-        c.wait(|v| v["ev"] == "ready", 20).await;
-        c
-    }
-
-    async fn cmd(&mut self, v: Value) {
-        let s = format!("{v}\n");
-        self.stdin.write_all(s.as_bytes()).await.unwrap();
-    }
-
-    async fn wait(&mut self, pred: impl Fn(&Value) -> bool, secs: u64) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
-                .await
-                .expect("timeout waiting for the client")
-                .unwrap()
-                .expect("client exited");
-            let v: Value = serde_json::from_str(&line).unwrap();
-            if pred(&v) {
-                return v;
-            }
-        }
-    }
-}
-
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "cpim_xmpp=debug".into()),
-        )
-        .with_test_writer()
-        .try_init();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +83,8 @@ async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {
     assert!(link.up && link.last_error.is_none(), "{link:?}");
 
     // Prosody -> gateway: Prosody's outgoing stream to us (STARTTLS with our self-signed
-    // certificate, dialback verified by us against xmpp.test).
+    // certificate; Prosody's client certificate is one the gateway trusts, so the gateway
+    // offers SASL EXTERNAL and Prosody takes it, XEP-0178; dialback otherwise).
     alice
         .cmd(serde_json::json!({"op": "message", "to": format!("dave@{}", e.gw_domain), "body": "hi gateway"}))
         .await;

@@ -170,6 +170,7 @@ async fn silent_s2s_peer_is_detected_and_queued_stanzas_go_out_once_in_order() {
                 .collect(),
             trust_roots: vec![],
             require_tls: false,
+            allow_dialback_without_tls: true,
         },
         keepalive_secs: 60,
         ping_interval_secs: 1,
@@ -277,6 +278,7 @@ async fn silent_incoming_stream_is_closed_with_connection_timeout() {
             srv_overrides: Default::default(),
             trust_roots: vec![],
             require_tls: false,
+            allow_dialback_without_tls: true,
         },
         s2s_idle_timeout_secs: 1,
         ..XmppConfig::default()
@@ -376,6 +378,7 @@ async fn two_local_domains_each_get_their_own_dialback_and_srv_finds_the_peer() 
             srv_overrides: Default::default(),
             trust_roots: vec![b_cert.clone()],
             require_tls: true,
+            allow_dialback_without_tls: false,
         },
         dns_servers: vec![dns.to_string()],
         ..base.clone()
@@ -396,6 +399,7 @@ async fn two_local_domains_each_get_their_own_dialback_and_srv_finds_the_peer() 
             .collect(),
             trust_roots: vec![a_cert],
             require_tls: true,
+            allow_dialback_without_tls: false,
         },
         ..base
     };

@@ -1,0 +1,525 @@
+//! RFC 6120 incoming (receiving) server-to-server stream, sans-IO: STARTTLS offer (s5),
+//! SASL EXTERNAL with the peer's TLS certificate (s6.4, XEP-0178), Server Dialback
+//! (XEP-0220) as receiving and as authoritative server.
+//!
+//! Authorization is per (from, to) domain pair (RFC 6120 s13): SASL authorizes the
+//! stream's pair, each dialback `<db:result/>` the pair it names once the authoritative
+//! server said `valid` ([`S2sIn::verify_done`]). A stanza whose pair was not proven gets
+//! `<invalid-from/>`. With TLS required, nothing but STARTTLS is accepted before TLS.
+//! Deadlines ([`S2sIn::with_deadlines`]) count from the connection, so a peer trickling
+//! bytes cannot stay unauthenticated for long.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::element::{Element, ElementExt};
+use crate::s2s::{
+    constant_eq, dialback_key, header, new_id, stream_error_of, Core, S2sEvent, NS_DIALBACK,
+    NS_DIALBACK_FEATURE, NS_SASL, NS_SERVER, NS_TLS,
+};
+use crate::session::CloseReason;
+use crate::stream::{Limits, StreamEvent, NS_STREAM};
+
+/// An (originating, receiving) domain pair, lower case.
+type Pair = (String, String);
+
+/// Dialback requests one incoming stream may have waiting for the authoritative server;
+/// each costs an outgoing connection, so a stream may not ask for many.
+pub const MAX_PENDING_DIALBACK: usize = 16;
+
+/// The certificate a peer presented in TLS, as far as SASL EXTERNAL cares: the domains
+/// it is valid for, as the caller's trust store decides (RFC 6120 s13.7.2); see
+/// [`crate::tls::Trust::valid_for`].
+pub struct PeerCert(Box<dyn Fn(&str) -> bool + Send>);
+
+impl PeerCert {
+    /// A certificate valid for the domains `valid_for` says yes to.
+    pub fn new(valid_for: impl Fn(&str) -> bool + Send + 'static) -> PeerCert {
+        PeerCert(Box::new(valid_for))
+    }
+
+    fn valid_for(&self, domain: &str) -> bool {
+        (self.0)(domain)
+    }
+}
+
+impl std::fmt::Debug for PeerCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerCert")
+    }
+}
+
+fn b64_decode(t: &str) -> Option<String> {
+    use base64::Engine as _;
+    let b = base64::engine::general_purpose::STANDARD.decode(t).ok()?;
+    String::from_utf8(b).ok()
+}
+
+/// The domain of a JID, lower case.
+pub(crate) fn domain_of(jid: &str) -> String {
+    let bare = jid.split('/').next().unwrap_or("");
+    bare.rsplit('@').next().unwrap_or("").to_ascii_lowercase()
+}
+
+/// An incoming s2s stream.
+#[derive(Debug)]
+pub struct S2sIn {
+    local_domains: Vec<String>,
+    secret: String,
+    tls_available: bool,
+    require_tls: bool,
+    core: Core,
+    tls: bool,
+    header_seen: bool,
+    stream_id: String,
+    local: String,
+    /// (originating, receiving) pairs proven on this stream (RFC 6120 s13, XEP-0220 s2.4).
+    authenticated: HashSet<Pair>,
+    /// Pairs with a `<db:result/>` awaiting the authoritative server's answer.
+    pending: HashSet<Pair>,
+    idle: Option<Duration>,
+    last_rx: Instant,
+    /// When the connection came; the deadlines count from here.
+    born: Instant,
+    /// The first stream header must come before `born + open`.
+    open: Option<Duration>,
+    /// A domain must be authenticated before `born + auth`.
+    auth: Option<Duration>,
+    opened: bool,
+    /// The certificate the peer presented in TLS, if any.
+    peer_cert: Option<PeerCert>,
+    /// The `from` of the current stream header, lower case.
+    peer_from: Option<String>,
+    sasl_done: bool,
+}
+
+impl S2sIn {
+    /// A new incoming stream; `tls_available` offers STARTTLS, `require_tls` refuses
+    /// dialback before TLS.
+    pub fn new(
+        local_domains: &[String],
+        secret: &str,
+        tls_available: bool,
+        require_tls: bool,
+        limits: Limits,
+        keepalive: Duration,
+        now: Instant,
+    ) -> S2sIn {
+        S2sIn {
+            local_domains: local_domains.to_vec(),
+            secret: secret.to_owned(),
+            tls_available,
+            require_tls,
+            core: Core::new(limits, keepalive, now),
+            tls: false,
+            header_seen: false,
+            stream_id: new_id(),
+            local: String::new(),
+            authenticated: HashSet::new(),
+            pending: HashSet::new(),
+            idle: None,
+            last_rx: now,
+            born: now,
+            open: None,
+            auth: None,
+            opened: false,
+            peer_cert: None,
+            peer_from: None,
+            sasl_done: false,
+        }
+    }
+
+    /// Closes the stream with a `<connection-timeout/>` stream error (RFC 6120
+    /// s4.9.3.4) after `idle` without any input from the peer (off by default).
+    pub fn with_idle_timeout(mut self, idle: Duration) -> S2sIn {
+        self.idle = Some(idle);
+        self
+    }
+
+    /// Deadlines counted from the connection, whatever the peer trickles meanwhile: the
+    /// stream header within `open`, an authenticated domain (STARTTLS, SASL or dialback
+    /// included) within `auth`. Past either the stream is closed with
+    /// `<connection-timeout/>` (RFC 6120 s4.9.3.4). Off by default.
+    pub fn with_deadlines(mut self, open: Option<Duration>, auth: Option<Duration>) -> S2sIn {
+        self.open = open;
+        self.auth = auth;
+        self
+    }
+
+    fn deadline(&self) -> Option<(Instant, &'static str)> {
+        let open = self
+            .open
+            .filter(|_| !self.opened)
+            .map(|d| (self.born + d, "no stream header"));
+        let auth = self
+            .auth
+            .filter(|_| self.authenticated.is_empty())
+            .map(|d| (self.born + d, "no domain authenticated"));
+        match (open, auth) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The id of the current stream.
+    pub fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
+    /// The (originating, receiving) domain pairs authenticated on this stream.
+    pub fn authenticated(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.authenticated
+            .iter()
+            .map(|(f, t)| (f.as_str(), t.as_str()))
+    }
+
+    /// True when TLS is up.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The transport finished TLS: expect a new header.
+    pub fn tls_established(&mut self) {
+        self.tls = true;
+        self.restart();
+    }
+
+    /// The transport finished TLS and the peer presented a certificate: SASL EXTERNAL is
+    /// offered for the domains `cert` is valid for (XEP-0178 s3).
+    pub fn tls_established_with_cert(&mut self, cert: Option<PeerCert>) {
+        self.peer_cert = cert;
+        self.tls_established();
+    }
+
+    /// RFC 6120 s5.4.3.3 / s6.4.6: after TLS or SASL the peer sends a new header.
+    fn restart(&mut self) {
+        self.header_seen = false;
+        self.stream_id = new_id();
+        self.core.parser.reset();
+    }
+
+    /// RFC 6120 s6.4 / XEP-0178 s3: SASL EXTERNAL for the stream's `from` domain, with
+    /// the certificate presented in TLS. The authorization identity, when given, must be
+    /// that domain. Success authorizes the (from, to) pair and restarts the stream.
+    fn on_sasl_auth(&mut self, el: &Element, now: Instant) {
+        let fail = |me: &mut S2sIn, cond: &str| {
+            me.core.push(
+                format!("<failure xmlns='{NS_SASL}'><{cond}/></failure>"),
+                now,
+            );
+        };
+        if !self.tls || self.sasl_done || el.attr("mechanism") != Some("EXTERNAL") {
+            return fail(self, "invalid-mechanism");
+        }
+        let Some(from) = self.peer_from.clone() else {
+            return fail(self, "not-authorized");
+        };
+        let authzid = match el.trimmed_text().as_str() {
+            "" | "=" => from.clone(),
+            t => match b64_decode(t) {
+                Some(a) => a.to_ascii_lowercase(),
+                None => return fail(self, "incorrect-encoding"),
+            },
+        };
+        if authzid != from {
+            return fail(self, "invalid-authzid");
+        }
+        if !self.peer_cert.as_ref().is_some_and(|c| c.valid_for(&from)) {
+            return fail(self, "not-authorized");
+        }
+        self.core.push(format!("<success xmlns='{NS_SASL}'/>"), now);
+        self.sasl_done = true;
+        self.authenticated
+            .insert((from.clone(), self.local.clone()));
+        self.core
+            .events
+            .push_back(S2sEvent::Authenticated { domain: from });
+        self.restart();
+    }
+
+    /// The answer of the authoritative server about a key (XEP-0220 s2.1.4). Applies only
+    /// to a pair this stream asked for with `<db:result/>` and that is still pending;
+    /// returns false (and changes nothing) otherwise. A valid answer authorizes exactly
+    /// that (from, to) pair on this stream.
+    pub fn verify_done(&mut self, from: &str, to: &str, valid: bool, now: Instant) -> bool {
+        let pair = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
+        if self.core.closed || !self.pending.remove(&pair) {
+            return false;
+        }
+        let el = Element::build(NS_DIALBACK, "result")
+            .attr_set("from", to)
+            .attr_set("to", from)
+            .attr_set("type", if valid { "valid" } else { "invalid" });
+        self.core.send(&el, now);
+        if valid {
+            self.core.events.push_back(S2sEvent::Authenticated {
+                domain: pair.0.clone(),
+            });
+            self.authenticated.insert(pair);
+        }
+        true
+    }
+
+    /// Closes politely.
+    pub fn close(&mut self, now: Instant) {
+        if !self.core.closed {
+            self.core.push("</stream:stream>".into(), now);
+            self.core.close_with(CloseReason::LocalClose);
+        }
+    }
+
+    /// The transport closed.
+    pub fn handle_eof(&mut self) {
+        self.core.close_with(CloseReason::PeerClosed);
+    }
+
+    /// Bytes from the peer.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        self.last_rx = now;
+        self.core.parser.feed(data);
+        while !self.core.closed {
+            let Some(ev) = self.core.parser.next_event() else {
+                break;
+            };
+            match ev {
+                Ok(StreamEvent::Header(h)) => self.on_header(h, now),
+                Ok(StreamEvent::Stanza(el)) => self.on_element(el, now),
+                Ok(StreamEvent::End) => {
+                    self.core.push("</stream:stream>".into(), now);
+                    self.core.close_with(CloseReason::PeerClosed);
+                }
+                Err(e) => {
+                    if !self.header_seen {
+                        let h = header(
+                            self.local_domains.first().map_or("", String::as_str),
+                            None,
+                            Some(&self.stream_id),
+                        );
+                        self.core.push(h, now);
+                    }
+                    let t = e.to_string();
+                    self.core.stream_error(e.condition(), &t, now);
+                }
+            }
+        }
+    }
+
+    fn on_header(&mut self, h: crate::stream::StreamHeader, now: Instant) {
+        let to = h.attr("to").unwrap_or("").to_ascii_lowercase();
+        let from = h.attr("from").map(str::to_owned);
+        self.peer_from = from.as_deref().map(str::to_ascii_lowercase);
+        let local = if self.local_domains.contains(&to) {
+            to.clone()
+        } else {
+            self.local_domains.first().cloned().unwrap_or_default()
+        };
+        self.local = local.clone();
+        self.core
+            .push(header(&local, from.as_deref(), Some(&self.stream_id)), now);
+        self.header_seen = true;
+        self.opened = true;
+        if h.default_ns != NS_SERVER {
+            self.core
+                .stream_error("invalid-namespace", "expected jabber:server", now);
+            return;
+        }
+        if !to.is_empty() && !self.local_domains.contains(&to) {
+            self.core
+                .stream_error("host-unknown", &format!("{to} is not served here"), now);
+            return;
+        }
+        let mut f = String::from("<stream:features>");
+        if !self.tls && self.tls_available {
+            f.push_str(&format!("<starttls xmlns='{NS_TLS}'>"));
+            if self.require_tls {
+                f.push_str("<required/>");
+            }
+            f.push_str("</starttls>");
+        }
+        let external = self.tls
+            && !self.sasl_done
+            && self
+                .peer_from
+                .as_deref()
+                .zip(self.peer_cert.as_ref())
+                .is_some_and(|(d, c)| c.valid_for(d));
+        if external {
+            f.push_str(&format!(
+                "<mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms>"
+            ));
+        }
+        if self.tls || !self.require_tls {
+            f.push_str(&format!(
+                "<dialback xmlns='{NS_DIALBACK_FEATURE}'><errors/></dialback>"
+            ));
+        }
+        f.push_str("</stream:features>");
+        self.core.push(f, now);
+    }
+
+    fn on_element(&mut self, el: Element, now: Instant) {
+        if el.is(NS_STREAM, "error") {
+            let r = stream_error_of(&el);
+            self.core.push("</stream:stream>".into(), now);
+            self.core.close_with(r);
+            return;
+        }
+        match (el.ns.as_str(), el.name.as_str()) {
+            (NS_SASL, "auth") => self.on_sasl_auth(&el, now),
+            (NS_TLS, "starttls") => {
+                if self.tls || !self.tls_available {
+                    self.core
+                        .push(format!("<failure xmlns='{NS_TLS}'/></stream:stream>"), now);
+                    self.core.close_with(CloseReason::StreamError {
+                        condition: "starttls refused".into(),
+                        text: None,
+                    });
+                } else {
+                    self.core.push(format!("<proceed xmlns='{NS_TLS}'/>"), now);
+                    self.core.events.push_back(S2sEvent::StartTls);
+                }
+            }
+            (NS_DIALBACK, "result") => {
+                if self.require_tls && !self.tls {
+                    self.core
+                        .stream_error("policy-violation", "STARTTLS first", now);
+                    return;
+                }
+                let from = el.attr("from").unwrap_or("").to_ascii_lowercase();
+                let to = el.attr("to").unwrap_or("").to_ascii_lowercase();
+                if from.is_empty() || !self.local_domains.contains(&to) {
+                    // XEP-0220 s2.4: item-not-found for an unknown target domain.
+                    let e = Element::build(NS_DIALBACK, "result")
+                        .attr_set("from", &to)
+                        .attr_set("to", &from)
+                        .attr_set("type", "error")
+                        .child_add(
+                            Element::build(NS_SERVER, "error")
+                                .attr_set("type", "cancel")
+                                .child_add(Element::build(
+                                    crate::mapping::NS_STANZAS,
+                                    "item-not-found",
+                                )),
+                        );
+                    self.core.send(&e, now);
+                    return;
+                }
+                if self.pending.len() >= MAX_PENDING_DIALBACK
+                    && !self.pending.contains(&(from.clone(), to.clone()))
+                {
+                    self.core.stream_error(
+                        "policy-violation",
+                        &format!("more than {MAX_PENDING_DIALBACK} dialback requests pending"),
+                        now,
+                    );
+                    return;
+                }
+                self.pending.insert((from.clone(), to.clone()));
+                self.core.events.push_back(S2sEvent::VerifyKey {
+                    from,
+                    to,
+                    key: el.trimmed_text(),
+                    stream_id: self.stream_id.clone(),
+                });
+            }
+            (NS_DIALBACK, "verify") => {
+                if self.require_tls && !self.tls {
+                    self.core
+                        .stream_error("policy-violation", "STARTTLS first", now);
+                    return;
+                }
+                // We are the authoritative server (XEP-0220 s2.1.3): was this key ours?
+                let receiving = el.attr("from").unwrap_or("");
+                let originating = el.attr("to").unwrap_or("");
+                let id = el.attr("id").unwrap_or("");
+                let expected = dialback_key(&self.secret, receiving, originating, id);
+                let valid = self
+                    .local_domains
+                    .iter()
+                    .any(|d| d == &originating.to_ascii_lowercase())
+                    && constant_eq(expected.as_bytes(), el.trimmed_text().as_bytes());
+                let ans = Element::build(NS_DIALBACK, "verify")
+                    .attr_set("from", originating)
+                    .attr_set("to", receiving)
+                    .attr_set("id", id)
+                    .attr_set("type", if valid { "valid" } else { "invalid" });
+                self.core.send(&ans, now);
+            }
+            _ => {
+                let from_domain = el.attr("from").map(domain_of).unwrap_or_default();
+                let to_domain = el.attr("to").map(domain_of).unwrap_or_default();
+                if self
+                    .authenticated
+                    .contains(&(from_domain.clone(), to_domain.clone()))
+                {
+                    self.core.events.push_back(S2sEvent::Stanza(el));
+                } else {
+                    // RFC 6120 s4.9.3.9 / s13: a stanza whose (from, to) domain pair was
+                    // not proven on this stream.
+                    self.core.stream_error(
+                        "invalid-from",
+                        &format!(
+                            "{from_domain:?} is not authenticated for {to_domain:?} on this stream"
+                        ),
+                        now,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Next bytes to write.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.core.out.pop_front()
+    }
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<S2sEvent> {
+        self.core.events.pop_front()
+    }
+    /// Next timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.core.closed {
+            return None;
+        }
+        let ka = (!self.authenticated.is_empty())
+            .then(|| self.core.keepalive_due())
+            .flatten();
+        let idle = self.idle.map(|d| self.last_rx + d);
+        [ka, idle, self.deadline().map(|d| d.0)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+    /// Timer fired.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.core.closed {
+            return;
+        }
+        let why = match (self.idle, self.deadline()) {
+            (Some(d), _) if now >= self.last_rx + d => {
+                Some(format!("no traffic for {} s", d.as_secs()))
+            }
+            (_, Some((at, what))) if now >= at => Some(format!(
+                "{what} within {} s of connecting",
+                (at - self.born).as_secs()
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            if !self.header_seen {
+                let h = header(
+                    self.local_domains.first().map_or("", String::as_str),
+                    None,
+                    Some(&self.stream_id),
+                );
+                self.core.push(h, now);
+                self.header_seen = true;
+            }
+            self.core.stream_error("connection-timeout", &why, now);
+            return;
+        }
+        if !self.authenticated.is_empty() {
+            self.core.on_timeout(now);
+        }
+    }
+}

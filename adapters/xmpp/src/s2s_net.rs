@@ -1,0 +1,231 @@
+//! The network side of the s2s hub: `_xmpp-server._tcp` SRV resolution (RFC 6120
+//! s3.2.1) and the per-connection I/O task, which only moves bytes and performs the TLS
+//! handshake when the hub tells it to.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::{ClientConfig, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant as TokioInstant;
+
+use super::{IoCmd, IoEvent};
+use crate::adapter::XmppError;
+
+/// `ip` or `ip:port` (port 53 by default).
+pub(super) fn parse_dns_servers(list: &[String]) -> Result<Vec<SocketAddr>, XmppError> {
+    list.iter()
+        .map(|s| {
+            s.parse::<SocketAddr>()
+                .or_else(|_| {
+                    s.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| XmppError::Config(format!("dns_servers: {s:?} is not ip or ip:port")))
+        })
+        .collect()
+}
+
+/// RFC 6120 s3.2.1: `_xmpp-server._tcp.<domain>` SRV records in priority order, then the
+/// domain itself on 5269.
+/// `dns` replaces the system's name servers when not empty.
+pub(super) async fn resolve_srv(domain: &str, dns: &[SocketAddr]) -> Vec<String> {
+    let mut out = Vec::new();
+    let builder = if dns.is_empty() {
+        hickory_resolver::TokioResolver::builder_tokio().ok()
+    } else {
+        use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+        let servers = dns
+            .iter()
+            .map(|a| {
+                let conns = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                    .into_iter()
+                    .map(|mut c| {
+                        c.port = a.port();
+                        c
+                    })
+                    .collect();
+                NameServerConfig::new(a.ip(), true, conns)
+            })
+            .collect();
+        Some(hickory_resolver::TokioResolver::builder_with_config(
+            ResolverConfig::from_name_servers(servers),
+            hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
+        ))
+    };
+    if let Some(b) = builder {
+        if let Ok(r) = b.build() {
+            if let Ok(l) = r.srv_lookup(format!("_xmpp-server._tcp.{domain}.")).await {
+                let recs: Vec<(u16, u16, String, u16)> = l
+                    .answers()
+                    .iter()
+                    .filter_map(|rec| match &rec.data {
+                        hickory_resolver::proto::rr::RData::SRV(s) => {
+                            Some((s.priority, s.weight, s.target.to_ascii(), s.port))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                return srv_targets(domain, recs);
+            }
+        }
+    }
+    out.push(format!("{domain}:5269"));
+    out
+}
+
+/// The addresses to try from SRV records `(priority, weight, target, port)`: lowest
+/// priority first, within one priority the higher weight first (a deterministic reading
+/// of RFC 2782's weighted choice), then the domain itself on 5269 (RFC 6120 s3.2.1). A
+/// single record with target `.` means the service is decidedly not available: nothing
+/// to try, not even the fallback.
+fn srv_targets(domain: &str, mut recs: Vec<(u16, u16, String, u16)>) -> Vec<String> {
+    if recs.len() == 1 && recs[0].2.trim_end_matches('.').is_empty() {
+        return Vec::new();
+    }
+    recs.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let mut out: Vec<String> = recs
+        .into_iter()
+        .filter(|r| !r.2.trim_end_matches('.').is_empty())
+        .map(|(_, _, h, p)| format!("{}:{p}", h.trim_end_matches('.')))
+        .collect();
+    out.push(format!("{domain}:5269"));
+    out
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+    Gone,
+}
+
+pub(super) async fn io_task(
+    id: u64,
+    stream: TcpStream,
+    mut rx: mpsc::UnboundedReceiver<IoCmd>,
+    tx: mpsc::UnboundedSender<IoEvent>,
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+) {
+    let mut io = Io::Plain(stream);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            biased;
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                match cmd {
+                    IoCmd::Write(b) => {
+                        let r = match &mut io {
+                            Io::Plain(s) => s.write_all(&b).await,
+                            Io::Tls(s) => match s.write_all(&b).await {
+                                Ok(()) => s.flush().await,
+                                Err(e) => Err(e),
+                            },
+                            Io::Gone => Ok(()),
+                        };
+                        if let Err(e) = r {
+                            let _ = tx.send(IoEvent::Closed(id, format!("write failed: {e}")));
+                            break;
+                        }
+                    }
+                    IoCmd::TlsClient(name) => {
+                        let Io::Plain(s) = std::mem::replace(&mut io, Io::Gone) else { break };
+                        match tokio_rustls::TlsConnector::from(client.clone()).connect(name, s).await {
+                            Ok(t) => {
+                                io = Io::Tls(Box::new(tokio_rustls::TlsStream::Client(t)));
+                                let _ = tx.send(IoEvent::TlsDone(id, None));
+                            }
+                            Err(e) => {
+                                let _ = tx.send(IoEvent::Closed(id, format!("TLS handshake failed: {e}")));
+                                break;
+                            }
+                        }
+                    }
+                    IoCmd::TlsServer(proceed) => {
+                        let Io::Plain(mut s) = std::mem::replace(&mut io, Io::Gone) else { break };
+                        if let Err(e) = s.write_all(&proceed).await {
+                            let _ = tx.send(IoEvent::Closed(id, format!("write failed: {e}")));
+                            break;
+                        }
+                        match tokio_rustls::TlsAcceptor::from(server.clone()).accept(s).await {
+                            Ok(t) => {
+                                let certs = t.get_ref().1.peer_certificates().map(<[_]>::to_vec);
+                                io = Io::Tls(Box::new(tokio_rustls::TlsStream::Server(t)));
+                                let _ = tx.send(IoEvent::TlsDone(id, certs));
+                            }
+                            Err(e) => {
+                                let _ = tx.send(IoEvent::Closed(id, format!("TLS handshake failed: {e}")));
+                                break;
+                            }
+                        }
+                    }
+                    IoCmd::Close => {
+                        match &mut io {
+                            Io::Plain(s) => { let _ = s.shutdown().await; }
+                            Io::Tls(s) => { let _ = s.shutdown().await; }
+                            Io::Gone => {}
+                        }
+                        break;
+                    }
+                }
+            }
+            r = read_some(&mut io, &mut buf) => match r {
+                Ok(0) => { let _ = tx.send(IoEvent::Closed(id, "peer closed the connection".into())); break; }
+                Ok(n) => { let _ = tx.send(IoEvent::Data(id, buf[..n].to_vec())); }
+                Err(e) => { let _ = tx.send(IoEvent::Closed(id, format!("read failed: {e}"))); break; }
+            },
+        }
+    }
+}
+
+async fn read_some(io: &mut Io, buf: &mut [u8]) -> std::io::Result<usize> {
+    match io {
+        Io::Plain(s) => s.read(buf).await,
+        Io::Tls(s) => s.read(buf).await,
+        Io::Gone => std::future::pending().await,
+    }
+}
+
+pub(super) async fn sleep_until_opt(t: Option<TokioInstant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srv_records_are_tried_by_priority_then_weight_then_the_domain() {
+        let recs = vec![
+            (20, 0, "c.example.".to_string(), 5271),
+            (10, 5, "b.example.".to_string(), 5270),
+            (10, 60, "a.example.".to_string(), 5269),
+        ];
+        assert_eq!(
+            srv_targets("example.com", recs),
+            vec![
+                "a.example:5269",
+                "b.example:5270",
+                "c.example:5271",
+                "example.com:5269"
+            ]
+        );
+        // RFC 2782 / RFC 6120 s3.2.1: target "." = no service; no fallback either.
+        assert!(srv_targets("example.com", vec![(0, 0, ".".into(), 0)]).is_empty());
+        assert_eq!(srv_targets("example.com", vec![]), vec!["example.com:5269"]);
+    }
+
+    #[test]
+    fn dns_servers_parse_with_or_without_port() {
+        let v = parse_dns_servers(&["127.0.0.1:5353".into(), "::1".into()]).unwrap();
+        assert_eq!(v[0], "127.0.0.1:5353".parse().unwrap());
+        assert_eq!(v[1], "[::1]:53".parse().unwrap());
+        assert!(parse_dns_servers(&["dns.example".into()]).is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! Helpers shared by the s2s tests that play a peer over raw TCP.
+#![allow(dead_code)]
+
+pub mod prosody;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cpim_core::adapter::{BoxFuture, Ingress};
+use cpim_core::model::{Operation, Outcome};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// An ingress that records every operation and accepts it.
+pub struct Rec(pub mpsc::UnboundedSender<Operation>);
+
+impl Ingress for Rec {
+    fn submit(&self, _: &str, op: Operation) -> BoxFuture<'static, Outcome> {
+        let t = op.trans_id();
+        let _ = self.0.send(op);
+        Box::pin(async move { Outcome::ok(t) })
+    }
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "cpim_xmpp=debug".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Reads into `seen` until it contains `needle` (or EOF / 10 s of silence).
+pub async fn read_until(s: &mut TcpStream, seen: &mut String, needle: &str) -> bool {
+    let mut buf = [0u8; 4096];
+    while !seen.contains(needle) {
+        let n = match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if n == 0 {
+            return seen.contains(needle);
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    true
+}
+
+pub fn attr<'a>(s: &'a str, tag: &str, name: &str) -> Option<&'a str> {
+    let t = &s[s.find(tag)?..];
+    let t = &t[..t.find('>')?];
+    let v = &t[t
+        .find(&format!("{name}='"))
+        .or_else(|| t.find(&format!("{name}=\"")))?
+        + name.len()
+        + 2..];
+    Some(&v[..v.find(['\'', '"'])?])
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub const HDR: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' version='1.0'";
+
+/// A fake authoritative server: accepts the gateway's outgoing stream, offers only
+/// dialback, and hands each connection to `script`.
+pub async fn fake_server<F, Fut>(script: F) -> String
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let script = Arc::new(script);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(script(s));
+        }
+    });
+    addr
+}
