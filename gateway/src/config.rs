@@ -249,6 +249,13 @@ pub struct AdminSection {
     pub listen: SocketAddr,
     /// Bearer token required on every endpoint but `/health`.
     pub token: Option<String>,
+    /// Connections open at once per source address (per /64 for IPv6).
+    pub max_connections_per_source: usize,
+    /// Connections open at once in all.
+    pub max_connections: usize,
+    /// Seconds a request's headers may take (an idle keep-alive connection closes after
+    /// as long), however slowly they trickle.
+    pub header_timeout_secs: u64,
 }
 
 impl Default for AdminSection {
@@ -257,6 +264,9 @@ impl Default for AdminSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
+            max_connections_per_source: 16,
+            max_connections: 64,
+            header_timeout_secs: 10,
         }
     }
 }

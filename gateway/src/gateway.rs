@@ -395,7 +395,14 @@ impl Gateway {
                 run: run.clone(),
                 failed: Mutex::new(failed),
             });
-            tasks.spawn(admin::serve(listener, state, stop_rx.clone()));
+            let limits = admin::ServeLimits {
+                conn: cpim_core::connlimit::ConnLimits {
+                    per_source: cfg.admin.max_connections_per_source,
+                    total: cfg.admin.max_connections,
+                },
+                header_timeout: Duration::from_secs(cfg.admin.header_timeout_secs.max(1)),
+            };
+            tasks.spawn(admin::serve(listener, state, limits, stop_rx.clone()));
         } else {
             for f in failed {
                 tracing::error!(link = %f.name, error = ?f.last_error, "adapter not running");
