@@ -318,20 +318,18 @@ impl Gateway {
         let mut json_addrs = (None, None);
         for name in &cfg.adapters {
             match name.as_str() {
-                "sip" => {
-                    match start_sip(&cfg, ingress.clone(), sip_store.clone()).await {
-                        Ok(h) => {
-                            table.add_adapter(h.adapter());
-                            sip_addrs = h
-                                .local_addrs()
-                                .iter()
-                                .map(|(t, a)| (format!("{t:?}").to_ascii_lowercase(), *a))
-                                .collect();
-                            handles.push(Handle::Sip(h));
-                        }
-                        Err(e) => failed.push(adapter_failed("sip", &e.to_string())),
+                "sip" => match start_sip(&cfg, ingress.clone(), sip_store.clone()).await {
+                    Ok(h) => {
+                        table.add_adapter(h.adapter());
+                        sip_addrs = h
+                            .local_addrs()
+                            .iter()
+                            .map(|(t, a)| (format!("{t:?}").to_ascii_lowercase(), *a))
+                            .collect();
+                        handles.push(Handle::Sip(h));
                     }
-                }
+                    Err(e) => failed.push(adapter_failed("sip", &e.to_string())),
+                },
                 "xmpp" => match cpim_xmpp::start(cfg.xmpp.clone(), ingress.clone()).await {
                     Ok(h) => {
                         table.add_adapter(h.adapter());

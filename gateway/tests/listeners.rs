@@ -72,14 +72,16 @@ async fn count_closed(addr: SocketAddr, n: usize, first: &[u8]) -> (usize, Vec<T
 async fn every_listener_caps_connections_per_source() {
     let dir = tmp("caps");
     let s2s_port = free_port();
-    let mut c = Config::default();
-    c.adapters = vec!["xmpp".into(), "json".into()];
-    c.xmpp = xmpp_s2s(&format!("127.0.0.1:{s2s_port}"));
-    c.json = Some(cpim_json::JsonConfig {
-        tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
-        max_connections_per_source: 5,
-        ..cpim_json::JsonConfig::default()
-    });
+    let mut c = Config {
+        adapters: vec!["xmpp".into(), "json".into()],
+        xmpp: xmpp_s2s(&format!("127.0.0.1:{s2s_port}")),
+        json: Some(cpim_json::JsonConfig {
+            tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+            max_connections_per_source: 5,
+            ..cpim_json::JsonConfig::default()
+        }),
+        ..Config::default()
+    };
     c.admin.listen = "127.0.0.1:0".parse().unwrap();
     c.admin.max_connections_per_source = 6;
     c.store.path = dir.clone();
@@ -103,8 +105,10 @@ async fn every_listener_caps_connections_per_source() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_headers_trickled_are_cut_at_the_deadline() {
     let dir = tmp("admin-slow");
-    let mut c = Config::default();
-    c.adapters = Vec::new();
+    let mut c = Config {
+        adapters: Vec::new(),
+        ..Config::default()
+    };
     c.admin.listen = "127.0.0.1:0".parse().unwrap();
     c.admin.header_timeout_secs = 1;
     c.store.path = dir.clone();
@@ -127,7 +131,11 @@ async fn admin_headers_trickled_are_cut_at_the_deadline() {
             }
             // hyper answers 408 to a header timeout before closing
             Ok(Ok(n)) if sent < req.len() => {
-                assert!(b[..n].starts_with(b"HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&b[..n]));
+                assert!(
+                    b[..n].starts_with(b"HTTP/1.1 408"),
+                    "{:?}",
+                    String::from_utf8_lossy(&b[..n])
+                );
                 cut = true;
                 break;
             }
@@ -135,7 +143,10 @@ async fn admin_headers_trickled_are_cut_at_the_deadline() {
             Err(_) => {}
         }
     }
-    assert!(cut && sent < req.len(), "trickled headers read to the end ({sent} bytes)");
+    assert!(
+        cut && sent < req.len(),
+        "trickled headers read to the end ({sent} bytes)"
+    );
     gw.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -152,8 +163,10 @@ async fn default_config_serves_sip_over_tls() {
     );
     assert!(d.sip.endpoint.tls_cert.is_none());
     let dir = tmp("tls");
-    let mut c = Config::default();
-    c.adapters = vec!["sip".into()];
+    let mut c = Config {
+        adapters: vec!["sip".into()],
+        ..Config::default()
+    };
     c.sip.endpoint.udp = Vec::new();
     c.sip.endpoint.tcp = vec!["127.0.0.1:0".parse().unwrap()];
     c.sip.endpoint.tls = vec!["127.0.0.1:0".parse().unwrap()];
@@ -202,7 +215,8 @@ async fn options_over_tls(addr: SocketAddr, ca_pem: &[u8]) -> String {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut s = conn.connect(name, tcp).await.expect("TLS handshake");
-    let req = "OPTIONS sips:localhost SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKtls1\r\n\
+    let req =
+        "OPTIONS sips:localhost SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKtls1\r\n\
                Max-Forwards: 70\r\nTo: <sips:localhost>\r\nFrom: <sips:x@client.test>;tag=1\r\n\
                Call-ID: tls-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
     s.write_all(req.as_bytes()).await.unwrap();
@@ -234,7 +248,10 @@ async fn sip_accept_backs_off_on_emfile_and_recovers() {
         .output()
         .is_err()
     {
-        assert!(std::env::var("CI").is_err(), "prlimit (util-linux) is needed in CI");
+        assert!(
+            std::env::var("CI").is_err(),
+            "prlimit (util-linux) is needed in CI"
+        );
         eprintln!("prlimit not installed; skipping");
         return;
     }
@@ -286,7 +303,10 @@ async fn sip_accept_backs_off_on_emfile_and_recovers() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let used = cpu_ticks(pid) - before;
     // a spinning accept loop burns ~300 ticks (one core at 100 Hz) in 3 s
-    assert!(used < 100, "{used} CPU ticks in 3 s while out of descriptors");
+    assert!(
+        used < 100,
+        "{used} CPU ticks in 3 s while out of descriptors"
+    );
     drop(held);
     let mut answer = String::new();
     for i in 0..60 {
@@ -308,6 +328,9 @@ async fn sip_accept_backs_off_on_emfile_and_recovers() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let _ = child.kill().await;
-    assert!(answer.starts_with("SIP/2.0 "), "no answer after the descriptors came back: {answer:?}");
+    assert!(
+        answer.starts_with("SIP/2.0 "),
+        "no answer after the descriptors came back: {answer:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use cpim_core::adapter::{Adapter, BoxFuture, Ingress, LinkStatus};
 use cpim_core::{Address, Operation, Outcome};
+use cpim_listen::CappedListener;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use cpim_listen::CappedListener;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;

@@ -572,6 +572,9 @@ async fn a_trickled_frame_is_cut_at_the_frame_deadline() {
             Err(_) => {}
         }
     }
-    assert!(cut && sent < frame.len(), "the trickled frame was read to its end ({sent} bytes)");
+    assert!(
+        cut && sent < frame.len(),
+        "the trickled frame was read to its end ({sent} bytes)"
+    );
     assert!(core.take().is_empty());
 }

@@ -113,7 +113,10 @@ impl CappedListener {
     fn note_refused(&mut self, why: Refused) {
         self.refused += 1;
         let now = tokio::time::Instant::now();
-        if self.last_log.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        {
             tracing::warn!(listener = self.name, reason = %why, refused = self.refused,
                 "connection refused: over the connection cap");
             self.last_log = Some(now);
@@ -126,8 +129,7 @@ impl CappedListener {
 /// cannot succeed and would spin.
 pub fn is_resource_error(e: &io::Error) -> bool {
     // EMFILE 24, ENFILE 23, ENOBUFS 105, ENOMEM 12 (Linux); std has no kinds for all.
-    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
-        || e.kind() == io::ErrorKind::OutOfMemory
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12)) || e.kind() == io::ErrorKind::OutOfMemory
 }
 
 #[cfg(test)]
@@ -155,7 +157,10 @@ mod tests {
         let (_s2, _, _p2) = l.accept().await;
         // the third is refused inside accept(), which then waits for the next one
         let waited = tokio::time::timeout(Duration::from_millis(300), l.accept()).await;
-        assert!(waited.is_err(), "a third connection from one source was admitted");
+        assert!(
+            waited.is_err(),
+            "a third connection from one source was admitted"
+        );
         let mut b = [0u8; 1];
         let n = clients[2].read(&mut b).await.unwrap_or(0);
         assert_eq!(n, 0, "the refused connection is closed");

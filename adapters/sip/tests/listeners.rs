@@ -96,7 +96,11 @@ async fn slow_connections_are_capped_per_source() {
         .await
         .expect("an answer")
         .unwrap();
-    assert!(b[..n].starts_with(b"SIP/2.0 200"), "{:?}", String::from_utf8_lossy(&b[..n]));
+    assert!(
+        b[..n].starts_with(b"SIP/2.0 200"),
+        "{:?}",
+        String::from_utf8_lossy(&b[..n])
+    );
     // closing the held connections frees their slots
     drop(conns);
     let mut again = None;
@@ -150,8 +154,15 @@ async fn a_trickled_request_is_cut_at_the_message_deadline() {
             Err(_) => {}
         }
     }
-    assert!(cut, "the trickled request was read to its end ({sent} bytes)");
-    assert!(sent < req.len(), "closed only after {sent} of {} bytes", req.len());
+    assert!(
+        cut,
+        "the trickled request was read to its end ({sent} bytes)"
+    );
+    assert!(
+        sent < req.len(),
+        "closed only after {sent} of {} bytes",
+        req.len()
+    );
 }
 
 /// RFC 3261 s26.2.2: a request to a `sips:` URI goes over TLS on every hop. Asked to

@@ -6,7 +6,10 @@
 //! pings), [`mapping`] (stanzas <-> operations), [`tracker`] (delivery outcomes with
 //! the ordering barrier), [`backoff`], [`jid`] (XEP-0106). The tokio layer is
 //! [`adapter`]: [`start`] returns an [`XmppHandle`] whose [`XmppAdapter`] implements
-//! `cpim_core::adapter::Adapter`.
+//! `cpim_core::adapter::Adapter`. The s2s listener admits connections through
+//! `cpim_listen` (`s2s_max_connections_per_source`, 32, IPv6 per /64;
+//! `s2s_max_connections`, 1024; backoff on EMFILE); past a cap a connection is closed
+//! at once.
 
 #![forbid(unsafe_code)]
 

@@ -173,7 +173,10 @@ mod tests {
             Duration::from_secs(10),
         );
         r.push(&[b'A'; 100], t0);
-        assert!(matches!(r.next(t0), Some(Item::Fatal(FramingError::HeadTooLarge(64)))));
+        assert!(matches!(
+            r.next(t0),
+            Some(Item::Fatal(FramingError::HeadTooLarge(64)))
+        ));
         assert_eq!(r.buffered().len(), 100);
     }
 }
