@@ -55,7 +55,8 @@ pub struct EndpointConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for the TLS listener.
     pub tls_key: Option<PathBuf>,
-    /// PEM CA certificates trusted for outgoing TLS connections.
+    /// PEM CA certificates trusted for outgoing TLS connections, besides the system's
+    /// trust store.
     pub tls_ca: Option<PathBuf>,
     /// Host (name or IP) put in Via sent-by and Contact; defaults to the listen address.
     pub advertised_host: Option<String>,
@@ -351,10 +352,12 @@ impl Endpoint {
             }
             _ => None,
         };
-        let connector = match &config.tls_ca {
-            Some(ca) => Some(crate::transport::tls_connector_from_pem(&read(ca)?)?),
-            None => None,
+        // outgoing TLS: the system trust store plus `tls_ca`
+        let ca = match &config.tls_ca {
+            Some(ca) => read(ca)?,
+            None => Vec::new(),
         };
+        let connector = Some(crate::transport::tls::tls_connector_with_system_roots(&ca)?);
         let limits = Limits {
             max_head: config.max_head_bytes,
             max_body: config.max_body_bytes,

@@ -199,6 +199,8 @@ async fn a_sips_target_never_goes_over_plain_tcp() {
             .unwrap_or(0);
         let text = String::from_utf8_lossy(&b[..n]);
         assert!(!text.contains("OPTIONS"), "plaintext sent: {text}");
+        // what arrives is a TLS handshake record (RFC 8446 s5.1: content type 22)
+        assert_eq!(b[..n].first(), Some(&0x16), "not a TLS ClientHello");
     }
     let r = tokio::time::timeout(Duration::from_secs(40), send)
         .await

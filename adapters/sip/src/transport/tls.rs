@@ -88,7 +88,31 @@ pub fn tls_acceptor_from_pem(
 
 /// Builds a TLS connector trusting the certificates in `ca_pem` (ring provider).
 pub fn tls_connector_from_pem(ca_pem: &[u8]) -> Result<tokio_rustls::TlsConnector, TransportError> {
+    tls_connector(rustls::RootCertStore::empty(), ca_pem)
+}
+
+/// Builds a TLS connector trusting the system's trust store (`rustls-native-certs`)
+/// plus the certificates in `ca_pem` (may be empty): what outgoing TLS (and so every
+/// `sips:` target) uses when no `tls_ca` is configured only the system store.
+pub fn tls_connector_with_system_roots(
+    ca_pem: &[u8],
+) -> Result<tokio_rustls::TlsConnector, TransportError> {
     let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "system trust store partly unreadable");
+    }
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        tracing::warn!("no system trust anchors found: outgoing SIP TLS trusts tls_ca only");
+    }
+    tls_connector(roots, ca_pem)
+}
+
+fn tls_connector(
+    mut roots: rustls::RootCertStore,
+    ca_pem: &[u8],
+) -> Result<tokio_rustls::TlsConnector, TransportError> {
     for c in rustls_pemfile::certs(&mut &ca_pem[..]) {
         let c = c.map_err(|e| TransportError::Tls(format!("CA certificate: {e}")))?;
         roots
