@@ -611,6 +611,19 @@ impl Config {
                 "limits: rate_per_source must be > 0 and burst_per_source >= 1".into(),
             ));
         }
+        let ep = &self.sip.endpoint;
+        if ep.tls_cert.is_some() != ep.tls_key.is_some() {
+            let key = if ep.tls_cert.is_some() {
+                "tls_cert"
+            } else {
+                "tls_key"
+            };
+            return Err(err(
+                Some("sip.endpoint"),
+                key,
+                "sip.endpoint: tls_cert and tls_key go together (with neither, a self-signed certificate is generated in the store folder)".into(),
+            ));
+        }
         if self.adapters.iter().any(|a| a == "sip") {
             self.sip
                 .validate()

@@ -498,7 +498,7 @@ async fn start_sip(
 ) -> Result<cpim_sip::app::SipHandle, String> {
     let mut sip = cfg.sip.clone();
     let ep = &mut sip.endpoint;
-    if !ep.tls.is_empty() && (ep.tls_cert.is_none() || ep.tls_key.is_none()) {
+    if !ep.tls.is_empty() && ep.tls_cert.is_none() && ep.tls_key.is_none() {
         let mut names = sip.domains.clone();
         names.extend(ep.advertised_host.iter().cloned());
         names.push("localhost".into());

@@ -339,6 +339,9 @@ impl Endpoint {
                 &read(c)?,
                 &read(k)?,
             )?),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(TransportError::Tls("tls_cert and tls_key go together".into()).into())
+            }
             _ if !config.tls.is_empty() => {
                 let mut names: Vec<String> = config.advertised_host.iter().cloned().collect();
                 names.push("localhost".into());
