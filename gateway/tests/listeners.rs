@@ -238,8 +238,9 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 /// The gateway binary with 64 descriptors: 150 connections to SIP TCP exhaust them.
-/// The accept loop backs off instead of spinning (CPU counted from /proc over 3 s,
-/// generous bound), and once the connections close it accepts and answers again.
+/// The accept loops back off instead of spinning (CPU counted from /proc over 3 s,
+/// generous bound), and once the connections close SIP, the admin API and s2s accept
+/// and answer again.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sip_accept_backs_off_on_emfile_and_recovers() {
@@ -258,14 +259,32 @@ async fn sip_accept_backs_off_on_emfile_and_recovers() {
     let dir = tmp("emfile");
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
+    let admin_port = free_port();
+    let s2s_port = free_port();
     let cfg = dir.join("gw.toml");
+    let store = dir.join("store").display().to_string();
     std::fs::write(
         &cfg,
         format!(
-            "adapters = [\"sip\"]\n[sip]\ndomains = [\"localhost\"]\n[sip.endpoint]\nudp = []\n\
-             tcp = [\"127.0.0.1:{port}\"]\ntls = []\nmax_connections_per_source = 5000\n\
-             max_connections = 5000\n[admin]\nenabled = false\n[store]\npath = {:?}\n",
-            dir.join("store").display().to_string()
+            r#"adapters = ["sip", "xmpp"]
+[sip]
+domains = ["localhost"]
+[sip.endpoint]
+udp = []
+tcp = ["127.0.0.1:{port}"]
+tls = []
+max_connections_per_source = 5000
+max_connections = 5000
+[xmpp.mode]
+kind = "s2s"
+domains = ["localhost"]
+listen = "127.0.0.1:{s2s_port}"
+dialback_secret = "{SECRET}"
+[admin]
+listen = "127.0.0.1:{admin_port}"
+[store]
+path = {store:?}
+"#
         ),
     )
     .unwrap();
@@ -327,10 +346,39 @@ async fn sip_accept_backs_off_on_emfile_and_recovers() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let _ = child.kill().await;
     assert!(
         answer.starts_with("SIP/2.0 "),
         "no answer after the descriptors came back: {answer:?}"
     );
+    // the admin API and the s2s listener accept again too
+    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let health = first_answer(admin, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "admin: {health:?}");
+    let s2s: SocketAddr = format!("127.0.0.1:{s2s_port}").parse().unwrap();
+    let open = first_answer(
+        s2s,
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+          xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>",
+    )
+    .await;
+    assert!(open.contains("stream:stream"), "s2s: {open:?}");
+    let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Connects (retrying for a while), sends `req` and returns the first bytes answered.
+async fn first_answer(addr: SocketAddr, req: &[u8]) -> String {
+    for _ in 0..40 {
+        if let Ok(mut s) = TcpStream::connect(addr).await {
+            let _ = s.write_all(req).await;
+            let mut b = vec![0u8; 4096];
+            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await {
+                if n > 0 {
+                    return String::from_utf8_lossy(&b[..n]).to_string();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    String::new()
 }
