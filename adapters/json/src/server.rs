@@ -437,20 +437,35 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         if !input.is_empty() {
             let now = Instant::now();
             let mut pongs: Vec<Vec<u8>> = Vec::new();
+            let mut completed = 0usize;
             match &mut wire {
-                Wire::Lines(d) => d.feed(&input, |f| session.handle_frame(f, &shared.tokens, now)),
-                Wire::Ws(d) => d.feed(&input, |e| match e {
-                    WsEvent::Message(m) => session.handle_frame(Ok(m), &shared.tokens, now),
-                    WsEvent::TooLarge => session.handle_frame(
-                        Err(FrameError::TooLarge { limit: max }),
-                        &shared.tokens,
-                        now,
-                    ),
-                    WsEvent::Ping(p) => pongs.push(p.to_vec()),
-                    WsEvent::Close(_) => ws_close = Some(1000),
-                    WsEvent::ProtocolError(why) => {
-                        ws_close = Some(1002);
-                        session.handle_frame(Err(FrameError::Protocol(why)), &shared.tokens, now)
+                Wire::Lines(d) => d.feed(&input, |f| {
+                    completed += 1;
+                    session.handle_frame(f, &shared.tokens, now)
+                }),
+                Wire::Ws(d) => d.feed(&input, |e| {
+                    // a whole message completes a frame; control frames do not (they
+                    // may come between the fragments of one message)
+                    if matches!(e, WsEvent::Message(_) | WsEvent::TooLarge) {
+                        completed += 1;
+                    }
+                    match e {
+                        WsEvent::Message(m) => session.handle_frame(Ok(m), &shared.tokens, now),
+                        WsEvent::TooLarge => session.handle_frame(
+                            Err(FrameError::TooLarge { limit: max }),
+                            &shared.tokens,
+                            now,
+                        ),
+                        WsEvent::Ping(p) => pongs.push(p.to_vec()),
+                        WsEvent::Close(_) => ws_close = Some(1000),
+                        WsEvent::ProtocolError(why) => {
+                            ws_close = Some(1002);
+                            session.handle_frame(
+                                Err(FrameError::Protocol(why)),
+                                &shared.tokens,
+                                now,
+                            )
+                        }
                     }
                 }),
             }
@@ -462,10 +477,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 Wire::Lines(d) => d.pending(),
                 Wire::Ws(d) => d.pending(),
             };
+            // the clock runs from the first byte of the unfinished frame: a frame that
+            // completed restarts it for the bytes after it
             partial_since = match (pending, partial_since) {
                 (0, _) => None,
-                (_, Some(t)) => Some(t),
-                (_, None) => Some(tokio::time::Instant::now()),
+                (_, Some(t)) if completed == 0 => Some(t),
+                _ => Some(tokio::time::Instant::now()),
             };
         }
         // Carry out what the session asks for.
