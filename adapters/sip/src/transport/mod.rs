@@ -3,7 +3,10 @@
 //! - UDP: one socket per listen address; each datagram is parsed by the receive task.
 //! - TCP and TLS (rustls, `ring` provider): a listener per address, one reader and one
 //!   writer task per connection; the reader frames by Content-Length
-//!   ([`crate::codec::framing`]) within size limits ([`stream`]).
+//!   ([`crate::codec::framing`]) within size limits ([`stream`]). A framing failure (bad
+//!   or negative Content-Length, head or body over the limit) is answered and the
+//!   connection closed (RFC 4475 s3.1.2.3); a message that frames but does not parse is
+//!   answered with its 4xx and the connection stays up.
 //! - Connections are admitted through one `cpim_listen::CappedListener` gate shared by
 //!   the TCP and TLS listeners: at most `max_connections_per_source` per source address
 //!   (IPv6: per /64) and `max_connections` in all; past a cap the connection is closed
@@ -12,12 +15,9 @@
 //! - Deadlines that trickled bytes do not move: each message (head and body) must be
 //!   complete `message_timeout` after its first byte, or the connection is closed; an
 //!   idle connection (nothing pending) is closed after `idle_timeout`.
-//! - One connection cannot starve the others: a read takes at most the spare buffer
-//!   (about 8 KiB), and the reader yields to the scheduler after [`READ_BUDGET`]
-//!   messages in a row. A framing failure (bad or negative
-//!   Content-Length, head or body over the limit) is answered and the connection closed
-//!   (RFC 4475 s3.1.2.3); a message that frames but does not parse is answered with its
-//!   4xx and the connection stays up.
+//! - One connection cannot starve the others: each read takes what fits in the
+//!   connection's buffer (8 KiB spare, more only after a large message), and the reader
+//!   yields to the scheduler after [`READ_BUDGET`] messages in a row.
 //! - Malformed requests are answered here (status from
 //!   [`crate::codec::ParseError::error_response_code`], reason naming the problem) and
 //!   never reach the transaction layer; malformed responses are dropped.

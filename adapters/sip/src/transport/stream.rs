@@ -47,8 +47,8 @@ impl StreamReader {
     }
 
     /// The buffer to read into; call [`StreamReader::received`] after each read.
-    /// At least 4 KiB of spare room, so one read takes at most what is spare (the
-    /// per-read budget of a connection).
+    /// It keeps at least 4 KiB of spare room (growing by 8 KiB); one read takes at most
+    /// what is spare, which bounds what one connection reads per turn.
     pub(crate) fn buffer_mut(&mut self) -> &mut BytesMut {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(8192);
