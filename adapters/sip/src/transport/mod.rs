@@ -3,10 +3,10 @@
 //! - UDP: one socket per listen address; each datagram is parsed by the receive task.
 //! - TCP and TLS (rustls, `ring` provider): a listener per address, one reader and one
 //!   writer task per connection; the reader frames by Content-Length
-//!   ([`crate::codec::framing`]) within size limits ([`stream`]). A framing failure (bad
-//!   or negative Content-Length, head or body over the limit) is answered and the
-//!   connection closed (RFC 4475 s3.1.2.3); a message that frames but does not parse is
-//!   answered with its 4xx and the connection stays up.
+//!   ([`crate::codec::framing`]) within size limits (private module `stream`). A
+//!   framing failure (bad or negative Content-Length, head or body over the limit) is
+//!   answered and the connection closed (RFC 4475 s3.1.2.3); a message that frames but
+//!   does not parse is answered with its 4xx and the connection stays up.
 //! - Connections are admitted through one `cpim_listen::CappedListener` gate shared by
 //!   the TCP and TLS listeners: at most `max_connections_per_source` per source address
 //!   (IPv6: per /64) and `max_connections` in all; past a cap the connection is closed
