@@ -7,12 +7,14 @@
 //! - [`model`]: the abstract operations message, subscribe, unsubscribe, notify and publish and their outcomes.
 //! - [`presence`]: the abstract presence state (RFC 3863 tuples, RFC 4480 activities, RFC 4479 person).
 //! - [`adapter`]: the interface every protocol adapter implements, and the one it calls into the core with.
+//! - [`connlimit`]: connection caps per network source (IPv4 address, IPv6 /64) and in total, shared by every listener.
 
 #![forbid(unsafe_code)]
 
 pub mod adapter;
 pub mod address;
 pub mod addrmap;
+pub mod connlimit;
 pub mod cpim;
 pub mod errmap;
 pub mod imdn;

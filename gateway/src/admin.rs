@@ -265,18 +265,53 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `stop` changes.
+/// Connection limits of the admin listener (`[admin]` keys).
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// Connections per source address (IPv6: per /64) and in total.
+    pub conn: cpim_core::connlimit::ConnLimits,
+    /// A request's header section must be in this long after the connection starts
+    /// waiting for it (an idle keep-alive connection is closed after it too), however
+    /// slowly the bytes trickle.
+    pub header_timeout: std::time::Duration,
+}
+
+/// Serves until `stop` changes. Connections are admitted by `cpim_listen::CappedListener`
+/// (caps, EMFILE backoff) and served by hyper's HTTP/1 with a header read timeout.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AdminState>,
+    limits: ServeLimits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let r = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            let _ = stop.changed().await;
-        })
-        .await;
-    if let Err(e) = r {
-        tracing::error!(error = %e, "admin API stopped");
+    let mut listener = cpim_listen::CappedListener::new(listener, limits.conn, "admin");
+    let app = router(state);
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            (stream, _peer, permit) = listener.accept() => {
+                let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+                conns.spawn(async move {
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(limits.header_timeout)
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "admin connection ended");
+                    }
+                    drop(permit);
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    // let requests in progress finish, briefly
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(2), drain)
+        .await
+        .is_err()
+    {
+        conns.abort_all();
     }
 }

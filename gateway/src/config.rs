@@ -262,6 +262,13 @@ pub struct AdminSection {
     /// the listen address (DNS rebinding: a page of another site that resolves its name to
     /// this address gets 421).
     pub allowed_hosts: Vec<String>,
+    /// Connections open at once per source address (per /64 for IPv6).
+    pub max_connections_per_source: usize,
+    /// Connections open at once in all.
+    pub max_connections: usize,
+    /// Seconds a request's headers may take (an idle keep-alive connection closes after
+    /// as long), however slowly they trickle.
+    pub header_timeout_secs: u64,
 }
 
 impl Default for AdminSection {
@@ -271,6 +278,9 @@ impl Default for AdminSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
             allowed_hosts: Vec::new(),
+            max_connections_per_source: 16,
+            max_connections: 64,
+            header_timeout_secs: 10,
         }
     }
 }
@@ -628,6 +638,19 @@ impl Config {
                 Some("limits"),
                 "rate_per_source",
                 "limits: rate_per_source must be > 0 and burst_per_source >= 1".into(),
+            ));
+        }
+        let ep = &self.sip.endpoint;
+        if ep.tls_cert.is_some() != ep.tls_key.is_some() {
+            let key = if ep.tls_cert.is_some() {
+                "tls_cert"
+            } else {
+                "tls_key"
+            };
+            return Err(err(
+                Some("sip.endpoint"),
+                key,
+                "sip.endpoint: tls_cert and tls_key go together (with neither, a self-signed certificate is generated in the store folder)".into(),
             ));
         }
         if self.adapters.iter().any(|a| a == "sip") {

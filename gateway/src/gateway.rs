@@ -325,22 +325,18 @@ impl Gateway {
         let mut json_addrs = (None, None);
         for name in &cfg.adapters {
             match name.as_str() {
-                "sip" => {
-                    match cpim_sip::app::start(cfg.sip.clone(), ingress.clone(), sip_store.clone())
-                        .await
-                    {
-                        Ok(h) => {
-                            table.add_adapter(h.adapter());
-                            sip_addrs = h
-                                .local_addrs()
-                                .iter()
-                                .map(|(t, a)| (format!("{t:?}").to_ascii_lowercase(), *a))
-                                .collect();
-                            handles.push(Handle::Sip(h));
-                        }
-                        Err(e) => failed.push(adapter_failed("sip", &e.to_string())),
+                "sip" => match start_sip(&cfg, ingress.clone(), sip_store.clone()).await {
+                    Ok(h) => {
+                        table.add_adapter(h.adapter());
+                        sip_addrs = h
+                            .local_addrs()
+                            .iter()
+                            .map(|(t, a)| (format!("{t:?}").to_ascii_lowercase(), *a))
+                            .collect();
+                        handles.push(Handle::Sip(h));
                     }
-                }
+                    Err(e) => failed.push(adapter_failed("sip", &e.to_string())),
+                },
                 "xmpp" => match cpim_xmpp::start(cfg.xmpp.clone(), ingress.clone()).await {
                     Ok(h) => {
                         table.add_adapter(h.adapter());
@@ -405,7 +401,14 @@ impl Gateway {
                 run: run.clone(),
                 failed: Mutex::new(failed),
             });
-            tasks.spawn(admin::serve(listener, state, stop_rx.clone()));
+            let limits = admin::ServeLimits {
+                conn: cpim_core::connlimit::ConnLimits {
+                    per_source: cfg.admin.max_connections_per_source,
+                    total: cfg.admin.max_connections,
+                },
+                header_timeout: Duration::from_secs(cfg.admin.header_timeout_secs.max(1)),
+            };
+            tasks.spawn(admin::serve(listener, state, limits, stop_rx.clone()));
         } else {
             for f in failed {
                 tracing::error!(link = %f.name, error = ?f.last_error, "adapter not running");
@@ -491,6 +494,30 @@ impl Gateway {
         }
         tracing::info!("gateway stopped");
     }
+}
+
+/// Starts the SIP adapter. A TLS listener without `tls_cert`/`tls_key` gets the
+/// self-signed certificate kept in the store folder, generated at first start for the
+/// SIP domains, `advertised_host` and `localhost` (files mode 0600).
+async fn start_sip(
+    cfg: &Config,
+    ingress: Arc<GatewayIngress>,
+    sip_store: Arc<GatewaySipStore>,
+) -> Result<cpim_sip::app::SipHandle, String> {
+    let mut sip = cfg.sip.clone();
+    let ep = &mut sip.endpoint;
+    if !ep.tls.is_empty() && ep.tls_cert.is_none() && ep.tls_key.is_none() {
+        let mut names = sip.domains.clone();
+        names.extend(ep.advertised_host.iter().cloned());
+        names.push("localhost".into());
+        let (c, k) = cpim_sip::transport::tls::ensure_self_signed(&cfg.store.path, &names)
+            .map_err(|e| format!("SIP TLS certificate: {e}"))?;
+        ep.tls_cert = Some(c);
+        ep.tls_key = Some(k);
+    }
+    cpim_sip::app::start(sip, ingress, sip_store)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn adapter_failed(name: &str, error: &str) -> LinkStatus {

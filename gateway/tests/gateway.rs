@@ -374,6 +374,7 @@ async fn defaults_serve_sip_and_admin() {
     let mut c = Config::default();
     c.sip.endpoint.udp = vec!["127.0.0.1:0".parse().unwrap()];
     c.sip.endpoint.tcp = vec!["127.0.0.1:0".parse().unwrap()];
+    c.sip.endpoint.tls = vec!["127.0.0.1:0".parse().unwrap()];
     c.xmpp = toml::from_str(
         "[mode]\nkind = \"s2s\"\ndomains = [\"localhost\"]\nlisten = \"127.0.0.1:0\"\n",
     )

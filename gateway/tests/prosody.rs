@@ -47,6 +47,7 @@ async fn component_link_to_prosody_and_message_round_trip() {
     c.sip.domains = vec!["sip.test".into()];
     c.sip.endpoint.udp = vec!["127.0.0.1:0".parse().unwrap()];
     c.sip.endpoint.tcp = vec!["127.0.0.1:0".parse().unwrap()];
+    c.sip.endpoint.tls = vec!["127.0.0.1:0".parse().unwrap()];
     c.xmpp = toml::from_str(&format!(
         "[mode]\nkind = \"component\"\nserver = \"{server}\"\ndomain = \"{domain}\"\nsecret = \"{secret}\"\n"
     ))

@@ -5,7 +5,9 @@
 //! - [`codec`]: newline framing with a size limit; [`ws`]: RFC 6455 framing. Sans-IO.
 //! - [`session`]: one client's session state machine (hello/login, address binding,
 //!   rate limit, operation <-> frame mapping, outcome correlation). Sans-IO.
-//! - [`server`]: the tokio layer: listeners, connections, the adapter handle.
+//! - [`server`]: the tokio layer: listeners (connection caps per source and in total,
+//!   EMFILE backoff, via `cpim_listen`), connections (hello and frame deadlines that
+//!   trickled bytes do not move), the adapter handle.
 
 #![forbid(unsafe_code)]
 

@@ -1,5 +1,12 @@
 //! The tokio layer of the JSON adapter: listeners, one task per connection, and the
 //! registry of logged-in sessions that [`Adapter::deliver`] looks targets up in.
+//!
+//! Listeners admit connections through `cpim_listen::CappedListener` (one gate for the
+//! TCP and WebSocket listeners): `max_connections_per_source` per source address (per
+//! /64 for IPv6) and `max_connections` in all; past a cap a connection is closed at
+//! once. Deadlines that trickled bytes do not move: the WebSocket opening handshake and
+//! `hello` within `hello_timeout_ms` of connecting, and every frame complete within
+//! `frame_timeout_ms` of its first byte.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use cpim_core::adapter::{Adapter, BoxFuture, Ingress, LinkStatus};
 use cpim_core::{Address, Operation, Outcome};
+use cpim_listen::CappedListener;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -56,6 +64,15 @@ pub struct JsonConfig {
     pub deliver_timeout_ms: u64,
     /// How long after connecting `hello` must arrive.
     pub hello_timeout_ms: u64,
+    /// A frame (line or WebSocket message) must be complete this long after its first
+    /// byte, or the connection is closed.
+    pub frame_timeout_ms: u64,
+    /// Connections open at once per source address (per /64 for IPv6), TCP and
+    /// WebSocket together.
+    pub max_connections_per_source: usize,
+    /// Connections open at once in all. Each costs a descriptor, a 16 KiB read buffer
+    /// and up to `max_frame_bytes` of partial frame.
+    pub max_connections: usize,
 }
 
 impl Default for JsonConfig {
@@ -71,6 +88,9 @@ impl Default for JsonConfig {
             rate_burst: 40,
             deliver_timeout_ms: 10_000,
             hello_timeout_ms: 10_000,
+            frame_timeout_ms: 10_000,
+            max_connections_per_source: 32,
+            max_connections: 1024,
         }
     }
 }
@@ -112,6 +132,7 @@ struct Shared {
     tokens: HashMap<String, Vec<Address>>,
     limits: SessionLimits,
     max_frame: usize,
+    frame_timeout: Duration,
     ingress: Arc<dyn Ingress>,
     registry: Mutex<Registry>,
     next_session: AtomicU64,
@@ -176,6 +197,7 @@ pub async fn start(config: JsonConfig, ingress: Arc<dyn Ingress>) -> Result<Json
             hello_timeout: Duration::from_millis(config.hello_timeout_ms),
         },
         max_frame: config.max_frame_bytes,
+        frame_timeout: Duration::from_millis(config.frame_timeout_ms.max(1)),
         ingress,
         registry: Mutex::new(HashMap::new()),
         next_session: AtomicU64::new(1),
@@ -183,6 +205,10 @@ pub async fn start(config: JsonConfig, ingress: Arc<dyn Ingress>) -> Result<Json
     });
     let mut tasks = Vec::new();
     let mut bound = [None, None];
+    let gate = cpim_core::connlimit::ConnGate::new(cpim_core::connlimit::ConnLimits {
+        per_source: config.max_connections_per_source,
+        total: config.max_connections,
+    });
     for (i, (addr, is_ws)) in [(config.tcp_listen, false), (config.ws_listen, true)]
         .into_iter()
         .enumerate()
@@ -192,6 +218,8 @@ pub async fn start(config: JsonConfig, ingress: Arc<dyn Ingress>) -> Result<Json
             .await
             .map_err(|source| JsonError::Bind { addr, source })?;
         bound[i] = listener.local_addr().ok();
+        let name = if is_ws { "json-ws" } else { "json-tcp" };
+        let listener = CappedListener::with_gate(listener, gate.clone(), name);
         tasks.push(tokio::spawn(accept_loop(listener, is_ws, shared.clone())));
     }
     Ok(JsonHandle {
@@ -306,17 +334,18 @@ impl Adapter for JsonHandle {
     }
 }
 
-async fn accept_loop(listener: TcpListener, is_ws: bool, shared: Arc<Shared>) {
+async fn accept_loop(mut listener: CappedListener, is_ws: bool, shared: Arc<Shared>) {
     let mut stop = shared.shutdown.subscribe();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            r = listener.accept() => match r {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection(stream, is_ws, shared.clone()));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            (stream, _, permit) = listener.accept() => {
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    connection(stream, is_ws, shared).await;
+                    drop(permit);
+                });
             }
         }
     }
@@ -401,25 +430,42 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let mut input = early;
     let mut closing = false;
     let mut ws_close: Option<u16> = None;
+    // When the first byte of the unfinished frame arrived (the frame deadline's start).
+    let mut partial_since: Option<tokio::time::Instant> = None;
     loop {
         // Feed what was read into the decoder and the session.
         if !input.is_empty() {
             let now = Instant::now();
             let mut pongs: Vec<Vec<u8>> = Vec::new();
+            let mut completed = 0usize;
             match &mut wire {
-                Wire::Lines(d) => d.feed(&input, |f| session.handle_frame(f, &shared.tokens, now)),
-                Wire::Ws(d) => d.feed(&input, |e| match e {
-                    WsEvent::Message(m) => session.handle_frame(Ok(m), &shared.tokens, now),
-                    WsEvent::TooLarge => session.handle_frame(
-                        Err(FrameError::TooLarge { limit: max }),
-                        &shared.tokens,
-                        now,
-                    ),
-                    WsEvent::Ping(p) => pongs.push(p.to_vec()),
-                    WsEvent::Close(_) => ws_close = Some(1000),
-                    WsEvent::ProtocolError(why) => {
-                        ws_close = Some(1002);
-                        session.handle_frame(Err(FrameError::Protocol(why)), &shared.tokens, now)
+                Wire::Lines(d) => d.feed(&input, |f| {
+                    completed += 1;
+                    session.handle_frame(f, &shared.tokens, now)
+                }),
+                Wire::Ws(d) => d.feed(&input, |e| {
+                    // a whole message completes a frame; control frames do not (they
+                    // may come between the fragments of one message)
+                    if matches!(e, WsEvent::Message(_) | WsEvent::TooLarge) {
+                        completed += 1;
+                    }
+                    match e {
+                        WsEvent::Message(m) => session.handle_frame(Ok(m), &shared.tokens, now),
+                        WsEvent::TooLarge => session.handle_frame(
+                            Err(FrameError::TooLarge { limit: max }),
+                            &shared.tokens,
+                            now,
+                        ),
+                        WsEvent::Ping(p) => pongs.push(p.to_vec()),
+                        WsEvent::Close(_) => ws_close = Some(1000),
+                        WsEvent::ProtocolError(why) => {
+                            ws_close = Some(1002);
+                            session.handle_frame(
+                                Err(FrameError::Protocol(why)),
+                                &shared.tokens,
+                                now,
+                            )
+                        }
                     }
                 }),
             }
@@ -427,6 +473,17 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 ws::encode_frame(ws::opcode::PONG, &p, None, &mut out);
             }
             input.clear();
+            let pending = match &wire {
+                Wire::Lines(d) => d.pending(),
+                Wire::Ws(d) => d.pending(),
+            };
+            // the clock runs from the first byte of the unfinished frame: a frame that
+            // completed restarts it for the bytes after it
+            partial_since = match (pending, partial_since) {
+                (0, _) => None,
+                (_, Some(t)) if completed == 0 => Some(t),
+                _ => Some(tokio::time::Instant::now()),
+            };
         }
         // Carry out what the session asks for.
         while let Some(ev) = session.poll_event() {
@@ -476,10 +533,16 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         if closing {
             break;
         }
+        let frame_deadline = partial_since.map(|t| t + shared.frame_timeout);
+        if frame_deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+            // a frame trickled in too slowly: close without waiting for the rest
+            break;
+        }
         let timer = session
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let timer = frame_deadline.map_or(timer, |d| d.min(timer));
         tokio::select! {
             r = stream.read(&mut chunk) => match r {
                 Ok(0) | Err(_) => break,

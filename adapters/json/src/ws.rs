@@ -173,6 +173,12 @@ impl WsDecoder {
         }
     }
 
+    /// Bytes of an unfinished frame or fragmented message held (0 between messages):
+    /// the driver closes a connection whose message stays unfinished too long.
+    pub fn pending(&self) -> usize {
+        self.buf.len() + self.message.len()
+    }
+
     /// Feeds bytes; calls `on_event` for each event. After a `ProtocolError` everything
     /// is ignored.
     pub fn feed(&mut self, mut input: &[u8], mut on_event: impl FnMut(WsEvent<'_>)) {

@@ -528,3 +528,102 @@ async fn rate_limit_is_per_session() {
         .await;
     assert_eq!(c.recv().await["code"], 200);
 }
+
+/// After login, a frame trickled one byte every 100 ms (each byte used to keep the
+/// connection alive) is cut `frame_timeout_ms` after its first byte, unfinished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_frame_is_cut_at_the_frame_deadline() {
+    let core = Arc::new(FakeCore::default());
+    let h = start(
+        JsonConfig {
+            tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+            tokens: vec![TokenConfig {
+                token: "t-alice".into(),
+                addresses: vec!["im:alice@corp.example".into()],
+            }],
+            frame_timeout_ms: 1000,
+            ..JsonConfig::default()
+        },
+        core.clone(),
+    )
+    .await
+    .unwrap();
+    let mut c = Client::tcp(&h).await;
+    c.login("t-alice").await;
+    let Client::Tcp(s) = &mut c else {
+        unreachable!()
+    };
+    let frame = br#"{"type":"message","id":"m1","to":"sip:bob@sip.example","body":"a slow frame that never ends in time"}"#;
+    let mut sent = 0;
+    let mut cut = false;
+    let mut b = [0u8; 512];
+    for byte in frame {
+        if s.get_mut().write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        sent += 1;
+        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut = true;
+                break;
+            }
+            Ok(Ok(n)) => panic!("unexpected: {:?}", String::from_utf8_lossy(&b[..n])),
+            Err(_) => {}
+        }
+    }
+    assert!(
+        cut && sent < frame.len(),
+        "the trickled frame was read to its end ({sent} bytes)"
+    );
+    assert!(core.take().is_empty());
+}
+
+/// A busy client whose every write ends in the middle of a frame is not cut: the frame
+/// clock restarts at each completed frame (25 frames over 2.5 s, frame timeout 1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_stream_of_frames_is_not_cut_by_the_frame_deadline() {
+    let core = Arc::new(FakeCore::default());
+    let h = start(
+        JsonConfig {
+            tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
+            tokens: vec![TokenConfig {
+                token: "t-alice".into(),
+                addresses: vec!["im:alice@corp.example".into()],
+            }],
+            frame_timeout_ms: 1000,
+            ..JsonConfig::default()
+        },
+        core.clone(),
+    )
+    .await
+    .unwrap();
+    let mut c = Client::tcp(&h).await;
+    c.login("t-alice").await;
+    let Client::Tcp(s) = &mut c else {
+        unreachable!()
+    };
+    let frame = |i: usize| {
+        format!(r#"{{"type":"message","id":"m{i}","to":"sip:bob@sip.example","body":"b"}}"#) + "\n"
+    };
+    let mut carry = String::new();
+    for i in 0..25 {
+        let f = frame(i);
+        let (head, tail) = f.split_at(f.len() / 2);
+        // the end of the previous frame and the start of this one
+        let chunk = format!("{carry}{head}");
+        carry = tail.to_string();
+        s.get_mut().write_all(chunk.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.get_mut().write_all(carry.as_bytes()).await.unwrap();
+    let mut seen = 0;
+    for _ in 0..50 {
+        seen += core.take().len();
+        if seen == 25 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, 25, "every frame of the busy stream was taken");
+}

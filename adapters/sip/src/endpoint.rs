@@ -13,7 +13,13 @@
 //! fresh branch and `rport`, moves requests over 1300 bytes from UDP to TCP (RFC 3261
 //! s18.1.1, RFC 3428 s7) and resolves the future with the final response, or with
 //! [`SendError::Timeout`] (408) when timer F fires. On a transport failure or a 503 it
-//! fails over to the next RFC 3263 target (s4.3).
+//! fails over to the next RFC 3263 target (s4.3). A request whose Request-URI is `sips:`
+//! goes over TLS only (RFC 3261 s26.2.2, RFC 5630 s3.1.3): another transport is refused
+//! with [`SendError::Invalid`] before anything is sent.
+//!
+//! TLS by default: the default configuration listens for TLS on 127.0.0.1:5061. Without
+//! `tls_cert`/`tls_key` the endpoint makes a self-signed certificate in memory (the
+//! gateway instead keeps one in its store folder, [`crate::transport::tls::ensure_self_signed`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,10 +30,15 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::framing::Limits;
-use crate::codec::{new_branch, HeaderName, Method, Policy, Request, Response, SipMessage, Uri};
+use crate::codec::{
+    new_branch, HeaderName, Method, Policy, Request, Response, Scheme, SipMessage, Uri,
+};
 use crate::transaction::{Incoming, LayerEvent, Timers, TransactionLayer, TxId};
 use crate::transport::resolve::{ResolveError, ResolvedTarget, Resolver, StaticTarget};
-use crate::transport::{Received, Transport, TransportError, TransportEvent, Transports};
+use crate::transport::{
+    Received, StreamSettings, Transport, TransportError, TransportEvent, Transports,
+};
+use cpim_core::connlimit::ConnLimits;
 
 /// Endpoint configuration (the `[sip.endpoint]` part of the gateway configuration).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -37,13 +48,15 @@ pub struct EndpointConfig {
     pub udp: Vec<SocketAddr>,
     /// TCP listen addresses.
     pub tcp: Vec<SocketAddr>,
-    /// TLS listen addresses (need `tls_cert` and `tls_key`).
+    /// TLS listen addresses. Without `tls_cert` and `tls_key` a self-signed
+    /// certificate is made for `advertised_host` (or `localhost`) and the listen IPs.
     pub tls: Vec<SocketAddr>,
     /// PEM certificate chain for the TLS listener.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for the TLS listener.
     pub tls_key: Option<PathBuf>,
-    /// PEM CA certificates trusted for outgoing TLS connections.
+    /// PEM CA certificates trusted for outgoing TLS connections, besides the system's
+    /// trust store.
     pub tls_ca: Option<PathBuf>,
     /// Host (name or IP) put in Via sent-by and Contact; defaults to the listen address.
     pub advertised_host: Option<String>,
@@ -53,8 +66,19 @@ pub struct EndpointConfig {
     pub max_body_bytes: usize,
     /// Requests larger than this that would go over UDP go over TCP (RFC 3261 s18.1.1).
     pub udp_max_request_bytes: usize,
-    /// Idle stream connections are closed after this many seconds.
+    /// Idle stream connections (nothing pending) are closed after this many seconds.
     pub idle_timeout_secs: u64,
+    /// A message on a stream connection must be complete (head and body) this many
+    /// seconds after its first byte, however slowly the bytes trickle in; otherwise the
+    /// connection is closed.
+    pub message_timeout_secs: u64,
+    /// Incoming TCP and TLS connections open at once, in all (past it new ones are
+    /// closed at once). Each costs a task pair, about 8-24 KiB of buffers, and a
+    /// descriptor: keep it well under the process's descriptor limit.
+    pub max_connections: usize,
+    /// Incoming TCP and TLS connections open at once per source address (per /64 for
+    /// IPv6).
+    pub max_connections_per_source: usize,
     /// Timer T1 in milliseconds.
     pub t1_ms: u64,
     /// Timer T2 in milliseconds.
@@ -102,7 +126,7 @@ impl Default for EndpointConfig {
         EndpointConfig {
             udp: vec![lo],
             tcp: vec![lo],
-            tls: Vec::new(),
+            tls: vec![SocketAddr::from(([127, 0, 0, 1], 5061))],
             tls_cert: None,
             tls_key: None,
             tls_ca: None,
@@ -111,6 +135,9 @@ impl Default for EndpointConfig {
             max_body_bytes: 64 * 1024,
             udp_max_request_bytes: 1300,
             idle_timeout_secs: 300,
+            message_timeout_secs: 10,
+            max_connections: 1024,
+            max_connections_per_source: 32,
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,
@@ -312,12 +339,28 @@ impl Endpoint {
                 &read(c)?,
                 &read(k)?,
             )?),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(TransportError::Tls("tls_cert and tls_key go together".into()).into())
+            }
+            _ if !config.tls.is_empty() => {
+                let mut names: Vec<String> = config.advertised_host.iter().cloned().collect();
+                names.push("localhost".into());
+                names.extend(config.tls.iter().map(|a| a.ip().to_string()));
+                tracing::warn!("SIP TLS listener without tls_cert/tls_key: using a self-signed certificate made for this run");
+                let (c, k) = crate::transport::tls::self_signed(&names)?;
+                Some(crate::transport::tls_acceptor_from_pem(
+                    c.as_bytes(),
+                    k.as_bytes(),
+                )?)
+            }
             _ => None,
         };
-        let connector = match &config.tls_ca {
-            Some(ca) => Some(crate::transport::tls_connector_from_pem(&read(ca)?)?),
-            None => None,
+        // outgoing TLS: the system trust store plus `tls_ca`
+        let ca = match &config.tls_ca {
+            Some(ca) => read(ca)?,
+            None => Vec::new(),
         };
+        let connector = Some(crate::transport::tls::tls_connector_with_system_roots(&ca)?);
         let limits = Limits {
             max_head: config.max_head_bytes,
             max_body: config.max_body_bytes,
@@ -329,8 +372,15 @@ impl Endpoint {
             &config.tls,
             acceptor,
             connector,
-            limits,
-            Duration::from_secs(config.idle_timeout_secs.max(1)),
+            StreamSettings {
+                limits,
+                idle_timeout: Duration::from_secs(config.idle_timeout_secs.max(1)),
+                message_timeout: Duration::from_secs(config.message_timeout_secs.max(1)),
+                conn_limits: ConnLimits {
+                    per_source: config.max_connections_per_source,
+                    total: config.max_connections,
+                },
+            },
             config.udp_buffer_bytes,
             ev_tx,
         )
@@ -492,6 +542,11 @@ impl Endpoint {
             && self.local_addr(Transport::Tcp).is_some()
         {
             transport = Transport::Tcp;
+        }
+        if transport != Transport::Tls && request.uri().is_ok_and(|u| u.scheme == Scheme::Sips) {
+            return Err(SendError::Invalid(format!(
+                "a sips: Request-URI is sent over TLS only (RFC 3261 s26.2.2), not {transport}"
+            )));
         }
         let sent_by = self
             .sent_by(transport)

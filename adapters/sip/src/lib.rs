@@ -57,14 +57,21 @@
 //!   per RFC 3263 (static overrides first), `Target::Addr(Transport, SocketAddr)` is
 //!   explicit. Requests over `udp_max_request_bytes` (1300) go over TCP instead of UDP.
 //! - `EndpointConfig` (serde, `deny_unknown_fields`, every field defaulted; `Default` =
-//!   UDP+TCP on 127.0.0.1:5060, static target `localhost`): listen addresses per
-//!   transport, `tls_cert`/`tls_key`/`tls_ca` (PEM paths), `advertised_host`, size limits,
-//!   T1/T2/T4, `dns`, `static_targets`, `allow`, `supported`, `extra_uri_schemes`,
-//!   `tu_queue`.
+//!   UDP+TCP on 127.0.0.1:5060 and TLS on 127.0.0.1:5061, static target `localhost`):
+//!   listen addresses per transport, `tls_cert`/`tls_key`/`tls_ca` (PEM paths; a TLS
+//!   listener without `tls_cert`/`tls_key` gets a self-signed certificate),
+//!   `advertised_host`, size limits, T1/T2/T4, `dns`, `static_targets`, `allow`,
+//!   `supported`, `extra_uri_schemes`, `tu_queue`; stream connection limits
+//!   `max_connections_per_source` (32, IPv6 per /64), `max_connections` (1024),
+//!   `message_timeout_secs` (10: a message must be complete that long after its first
+//!   byte), `idle_timeout_secs` (300). A request to a `sips:` URI goes over TLS only.
 //!
 //! ## `transport`
 //! [`transport::Transport`] `{Udp, Tcp, Tls}`; [`transport::resolve::StaticTarget`]
-//! `{transport, address}`; `tls_acceptor_from_pem`, `tls_connector_from_pem`.
+//! `{transport, address}`; `tls_acceptor_from_pem`, `tls_connector_from_pem`;
+//! [`transport::tls`]: `self_signed`, `ensure_self_signed` (certificate and key kept in a
+//! folder, mode 0600). Incoming TCP/TLS connections are admitted by `cpim_listen`
+//! (per-source and total caps, EMFILE backoff).
 
 pub mod app;
 pub mod codec;

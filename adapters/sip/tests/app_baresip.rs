@@ -55,6 +55,7 @@ async fn baresip_registers_with_digest_and_receives_a_message() {
         endpoint: EndpointConfig {
             udp: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             tcp: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            tls: Vec::new(),
             dns: false,
             ..Default::default()
         },

@@ -75,6 +75,7 @@ async fn gateway_subscribes_to_kamailio_presentity_and_gets_notifies() {
         endpoint: EndpointConfig {
             udp: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             tcp: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            tls: Vec::new(),
             dns: false,
             static_targets: statics,
             ..Default::default()

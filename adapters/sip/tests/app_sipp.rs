@@ -108,6 +108,7 @@ async fn gateway() -> (SipHandle, Arc<Core>) {
         endpoint: EndpointConfig {
             udp: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             tcp: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            tls: Vec::new(),
             dns: false,
             ..Default::default()
         },

@@ -84,6 +84,7 @@ fn cfg(dns: SocketAddr, udp: bool) -> EndpointConfig {
     EndpointConfig {
         udp: if udp { vec![any] } else { Vec::new() },
         tcp: vec![any],
+        tls: Vec::new(),
         dns: true,
         dns_servers: vec![dns],
         static_targets: HashMap::new(),
@@ -102,6 +103,7 @@ async fn peer(
     let (ep, inc) = Endpoint::bind(EndpointConfig {
         udp: vec![any],
         tcp: vec![any],
+        tls: Vec::new(),
         dns: false,
         static_targets: HashMap::new(),
         ..EndpointConfig::default()

@@ -19,6 +19,7 @@ fn cfg() -> EndpointConfig {
     EndpointConfig {
         udp: vec![any],
         tcp: vec![any],
+        tls: Vec::new(),
         dns: false,
         static_targets: HashMap::new(),
         ..EndpointConfig::default()

@@ -61,6 +61,7 @@ async fn endpoint_with_counting_tu() -> (Endpoint, Arc<AtomicUsize>) {
     let cfg = EndpointConfig {
         udp: vec!["127.0.0.1:0".parse().unwrap()],
         tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Vec::new(),
         dns: false,
         ..EndpointConfig::default()
     };

@@ -1,5 +1,7 @@
-//! The thin tokio layer: a TCP listener, one task per connection driving a [`Session`],
-//! a registry user -> connection for deliveries, and the [`Adapter`] handle.
+//! The thin tokio layer: a TCP listener (admitting connections through
+//! `cpim_listen::CappedListener`: caps per source and in total, backoff on EMFILE), one
+//! task per connection driving a [`Session`], a registry user -> connection for
+//! deliveries, and the [`Adapter`] handle.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -141,6 +143,12 @@ pub async fn start(config: SkelConfig, ingress: Arc<dyn Ingress>) -> Result<Skel
         publish_expires_secs: config.publish_expires_secs,
     };
     let (stop, stop_rx) = watch::channel(false);
+    // ADAPT: make the caps configurable (`max_connections_per_source`, `max_connections`).
+    let listener = cpim_listen::CappedListener::new(
+        listener,
+        cpim_core::connlimit::ConnLimits::default(),
+        "skeleton",
+    );
     let task = tokio::spawn(accept_loop(
         listener,
         session_cfg,
@@ -158,7 +166,7 @@ pub async fn start(config: SkelConfig, ingress: Arc<dyn Ingress>) -> Result<Skel
 // ADAPT: a protocol where the gateway is the client (IRC) replaces the listener with a
 // connect loop with backoff, and reports the link as down while it is not connected.
 async fn accept_loop(
-    listener: TcpListener,
+    listener: cpim_listen::CappedListener,
     cfg: SessionConfig,
     shared: Arc<Shared>,
     ingress: Arc<dyn Ingress>,
@@ -166,17 +174,21 @@ async fn accept_loop(
 ) {
     static CONN_IDS: AtomicU64 = AtomicU64::new(1);
     let mut conns = JoinSet::new();
+    let mut listener = listener;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            r = listener.accept() => {
-                // A failed accept (e.g. out of descriptors) drops that client only.
-                if let Ok((stream, _)) = r {
-                    let id = CONN_IDS.fetch_add(1, Ordering::Relaxed);
-                    let s = Session::new(cfg.clone(), id, Instant::now());
-                    conns.spawn(connection(stream, s, id, shared.clone(), ingress.clone(), stop.clone()));
-                }
+            // Only admitted connections (per-source and total caps); accept errors
+            // (out of descriptors) back off inside `accept`.
+            (stream, _, permit) = listener.accept() => {
+                let id = CONN_IDS.fetch_add(1, Ordering::Relaxed);
+                let s = Session::new(cfg.clone(), id, Instant::now());
+                let conn = connection(stream, s, id, shared.clone(), ingress.clone(), stop.clone());
+                conns.spawn(async move {
+                    conn.await;
+                    drop(permit);
+                });
             }
         }
     }

@@ -98,6 +98,12 @@ pub struct XmppConfig {
     /// s2s: DNS servers (`ip` or `ip:port`) for the `_xmpp-server._tcp` SRV lookups;
     /// empty means the system configuration (`/etc/resolv.conf`).
     pub dns_servers: Vec<String>,
+    /// s2s: incoming connections open at once per source address (per /64 for IPv6);
+    /// past it a new connection is closed at once.
+    pub s2s_max_connections_per_source: usize,
+    /// s2s: incoming connections open at once in all. Each costs a descriptor, a 16 KiB
+    /// read buffer and its stream state (up to `max_stanza_bytes` buffered).
+    pub s2s_max_connections: usize,
 }
 
 fn yes() -> bool {
@@ -133,6 +139,8 @@ impl Default for XmppConfig {
             s2s_open_timeout_secs: 10,
             s2s_auth_timeout_secs: 30,
             dns_servers: Vec::new(),
+            s2s_max_connections_per_source: 32,
+            s2s_max_connections: 1024,
         }
     }
 }

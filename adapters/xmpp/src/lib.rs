@@ -8,7 +8,10 @@
 //! (RFC 6120 server-to-server streams: STARTTLS, SASL EXTERNAL, dialback, deadlines),
 //! [`tls`] (identity and trust store for s2s). The tokio layer is
 //! [`adapter`]: [`start`] returns an [`XmppHandle`] whose [`XmppAdapter`] implements
-//! `cpim_core::adapter::Adapter`.
+//! `cpim_core::adapter::Adapter`. The s2s listener admits connections through
+//! `cpim_listen` (`s2s_max_connections_per_source`, 32, IPv6 per /64;
+//! `s2s_max_connections`, 1024; backoff on EMFILE); past a cap a connection is closed
+//! at once.
 
 #![forbid(unsafe_code)]
 

@@ -69,7 +69,8 @@ enum IoCmd {
 enum IoEvent {
     Connected(u64, TcpStream),
     ConnectFailed(u64, String),
-    Accepted(TcpStream, SocketAddr),
+    /// An admitted incoming connection and its slot under the connection caps.
+    Accepted(TcpStream, SocketAddr, cpim_listen::ConnPermit),
     Data(u64, Vec<u8>),
     /// TLS is up; the certificate chain the peer presented, if any.
     TlsDone(u64, Option<Vec<CertificateDer<'static>>>),
@@ -189,6 +190,15 @@ pub(crate) async fn start_s2s(
         shared: shared.clone(),
         delivery_timeout: Duration::from_secs(config.delivery_timeout_secs),
     });
+    // Caps per source and in total, backoff on EMFILE (cpim_listen).
+    let mut listener = cpim_listen::CappedListener::new(
+        listener,
+        cpim_core::connlimit::ConnLimits {
+            per_source: config.s2s_max_connections_per_source,
+            total: config.s2s_max_connections,
+        },
+        "xmpp-s2s",
+    );
     let (io_tx, io_rx) = mpsc::unbounded_channel();
     let (err_tx, err_rx) = mpsc::channel(256);
     let hub = Hub {
@@ -226,16 +236,9 @@ pub(crate) async fn start_s2s(
     let accept_tx = io_tx;
     let acceptor = tokio::spawn(async move {
         loop {
-            match listener.accept().await {
-                Ok((s, peer)) => {
-                    if accept_tx.send(IoEvent::Accepted(s, peer)).is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    warn!("xmpp s2s: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+            let (s, peer, permit) = listener.accept().await;
+            if accept_tx.send(IoEvent::Accepted(s, peer, permit)).is_err() {
+                break;
             }
         }
     });
@@ -665,28 +668,39 @@ impl Hub {
         });
     }
 
-    fn spawn_io(&mut self, id: u64, stream: TcpStream) -> mpsc::UnboundedSender<IoCmd> {
+    /// Spawns the I/O task of a connection; an incoming one holds its `permit` until
+    /// the task ends.
+    fn spawn_io(
+        &mut self,
+        id: u64,
+        stream: TcpStream,
+        permit: Option<cpim_listen::ConnPermit>,
+    ) -> mpsc::UnboundedSender<IoCmd> {
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = stream.set_nodelay(true);
-        tokio::spawn(io_task(
+        let task = io_task(
             id,
             stream,
             rx,
             self.io_tx.clone(),
             self.tls_client.clone(),
             self.tls_server.clone(),
-        ));
+        );
+        tokio::spawn(async move {
+            task.await;
+            drop(permit);
+        });
         tx
     }
 
     fn on_io(&mut self, ev: IoEvent) {
         let now = std_now();
         match ev {
-            IoEvent::Accepted(stream, peer) => {
+            IoEvent::Accepted(stream, peer, permit) => {
                 self.next_key += 1;
                 let id = self.next_key;
                 debug!(%peer, conn = id, "xmpp s2s: incoming connection");
-                let tx = self.spawn_io(id, stream);
+                let tx = self.spawn_io(id, stream, Some(permit));
                 let mut s = S2sIn::new(
                     &self.domains,
                     &self.secret,
@@ -718,7 +732,7 @@ impl Hub {
                 let Some(pair) = self.conn_pair(id) else {
                     return;
                 };
-                let tx = self.spawn_io(id, stream);
+                let tx = self.spawn_io(id, stream, None);
                 let mut o = S2sOut::new(
                     &pair.0,
                     &pair.1,

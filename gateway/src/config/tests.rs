@@ -269,3 +269,17 @@ fn weak_secrets_name_key_and_line() {
     .to_string();
     assert!(e.contains("admin.token: is 5 bytes long"), "{e}");
 }
+
+#[test]
+fn sip_tls_listener_by_default_and_cert_key_go_together() {
+    let c = parse("").unwrap();
+    assert_eq!(c.sip.endpoint.tls, vec!["127.0.0.1:5061".parse().unwrap()]);
+    let e = parse("[sip.endpoint]\ntls_cert = \"c.pem\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("gw.toml:2:1: sip.endpoint: tls_cert and tls_key"),
+        "{e}"
+    );
+    assert!(parse("[sip.endpoint]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n").is_ok());
+}

@@ -67,6 +67,7 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
     let mut cfg = component_config(&peers, &[&carol, &wendy]);
     cfg.sip.endpoint.udp = vec![sip_udp];
     cfg.sip.endpoint.tcp = vec![sip_tcp];
+    cfg.sip.endpoint.tls = Vec::new();
     cfg.admin.listen = admin;
     cfg.admin.token = Some(ADMIN_TOKEN.into());
     cfg.store.path = dir.join("store");

@@ -2,7 +2,7 @@
 //! configuration at all, in an empty temporary folder as its working directory: it serves
 //! SIP (an OPTIONS to its domain is answered 200 with an Allow header naming MESSAGE,
 //! SUBSCRIBE and PUBLISH, RFC 3261 s11.2) and the admin API (`/health` 200), and stores its
-//! data under that folder (`./data`). The default ports (SIP 5060, admin 8080, XMPP s2s 5269)
+//! data under that folder (`./data`). The default ports (SIP 5060, SIP TLS 5061, admin 8080, XMPP s2s 5269)
 //! are used when free; a taken one is moved with an environment override
 //! (`CPIM_GATEWAY__...`), which is the documented way to change them. No peers needed.
 //!
@@ -46,6 +46,13 @@ async fn binary_without_config_serves_sip_and_the_admin_api() {
         .env(
             "CPIM_GATEWAY__SIP__ENDPOINT__TCP",
             format!("[\"{sip_tcp}\"]"),
+        );
+    }
+    if !tcp_free(5061) {
+        let p = free_tcp_port().unwrap();
+        cmd.env(
+            "CPIM_GATEWAY__SIP__ENDPOINT__TLS",
+            format!("[\"127.0.0.1:{p}\"]"),
         );
     }
     let mut admin: SocketAddr = ([127, 0, 0, 1], 8080).into();

@@ -3,16 +3,31 @@
 //! - UDP: one socket per listen address; each datagram is parsed by the receive task.
 //! - TCP and TLS (rustls, `ring` provider): a listener per address, one reader and one
 //!   writer task per connection; the reader frames by Content-Length
-//!   ([`crate::codec::framing`]) within size limits. A framing failure (bad or negative
-//!   Content-Length, head or body over the limit) is answered and the connection closed
-//!   (RFC 4475 s3.1.2.3); a message that frames but does not parse is answered with its
-//!   4xx and the connection stays up.
+//!   ([`crate::codec::framing`]) within size limits (private module `stream`). A
+//!   framing failure (bad or negative Content-Length, head or body over the limit) is
+//!   answered and the connection closed (RFC 4475 s3.1.2.3); a message that frames but
+//!   does not parse is answered with its 4xx and the connection stays up.
+//! - Connections are admitted through one `cpim_listen::CappedListener` gate shared by
+//!   the TCP and TLS listeners: at most `max_connections_per_source` per source address
+//!   (IPv6: per /64) and `max_connections` in all; past a cap the connection is closed
+//!   at once, unanswered. Accept errors for lack of descriptors back off instead of
+//!   spinning. A TLS handshake must finish within [`TLS_HANDSHAKE_TIMEOUT`].
+//! - Deadlines that trickled bytes do not move: each message (head and body) must be
+//!   complete `message_timeout` after its first byte, or the connection is closed; an
+//!   idle connection (nothing pending) is closed after `idle_timeout`.
+//! - One connection cannot starve the others: each read takes what fits in the
+//!   connection's buffer (8 KiB spare, more only after a large message), and the reader
+//!   yields to the scheduler after [`READ_BUDGET`] messages in a row.
 //! - Malformed requests are answered here (status from
 //!   [`crate::codec::ParseError::error_response_code`], reason naming the problem) and
 //!   never reach the transaction layer; malformed responses are dropped.
 //! - [`resolve`]: RFC 3263 target selection with a static override table.
 
 pub mod resolve;
+mod stream;
+pub mod tls;
+
+pub use tls::{tls_acceptor_from_pem, tls_connector_from_pem};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,13 +35,35 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use cpim_core::connlimit::{ConnGate, ConnLimits};
+use cpim_listen::{CappedListener, ConnPermit};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use crate::codec::framing::{frame, Frame, Limits};
+use crate::codec::framing::Limits;
 use crate::codec::{error_response_for, ParseError, SipMessage};
+use stream::{Item, StreamReader};
+
+/// Messages a connection's reader hands on in a row before it yields to the scheduler.
+pub const READ_BUDGET: usize = 32;
+
+/// How long an incoming TLS handshake may take.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Stream connection settings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamSettings {
+    /// Size limits of a message.
+    pub limits: Limits,
+    /// A connection with nothing pending is closed after this long.
+    pub idle_timeout: Duration,
+    /// A message must be complete this long after its first byte.
+    pub message_timeout: Duration,
+    /// Caps on incoming connections (TCP and TLS together).
+    pub conn_limits: ConnLimits,
+}
 
 /// A SIP transport.
 #[derive(
@@ -130,7 +167,8 @@ pub(crate) struct Transports {
     pub local: Vec<(Transport, SocketAddr)>,
     pub conns: Arc<Mutex<ConnTable>>,
     pub limits: Limits,
-    pub idle_timeout: Duration,
+    pub settings: StreamSettings,
+    pub gate: ConnGate,
     pub tls_connector: Option<tokio_rustls::TlsConnector>,
     pub events: mpsc::Sender<TransportEvent>,
 }
@@ -186,8 +224,7 @@ impl Transports {
         tls: &[SocketAddr],
         tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
         tls_connector: Option<tokio_rustls::TlsConnector>,
-        limits: Limits,
-        idle_timeout: Duration,
+        settings: StreamSettings,
         udp_buffer_bytes: usize,
         events: mpsc::Sender<TransportEvent>,
     ) -> Result<Arc<Transports>, TransportError> {
@@ -219,8 +256,9 @@ impl Transports {
             udp: sockets,
             local,
             conns: Arc::new(Mutex::new(HashMap::new())),
-            limits,
-            idle_timeout,
+            limits: settings.limits,
+            settings,
+            gate: ConnGate::new(settings.conn_limits),
             tls_connector,
             events,
         });
@@ -229,13 +267,13 @@ impl Transports {
         }
         for l in tcp_listeners {
             let t2 = t.clone();
+            let mut l = CappedListener::with_gate(l, t.gate.clone(), "sip-tcp");
             tokio::spawn(async move {
                 loop {
-                    let Ok((stream, peer)) = l.accept().await else {
-                        continue;
-                    };
+                    let (stream, peer, permit) = l.accept().await;
                     let _ = stream.set_nodelay(true);
-                    t2.clone().start_conn(Transport::Tcp, peer, stream);
+                    t2.clone()
+                        .start_conn(Transport::Tcp, peer, stream, Some(permit));
                 }
             });
         }
@@ -243,22 +281,23 @@ impl Transports {
             for l in tls_listeners {
                 let t2 = t.clone();
                 let acceptor = acceptor.clone();
+                let mut l = CappedListener::with_gate(l, t.gate.clone(), "sip-tls");
                 tokio::spawn(async move {
                     loop {
-                        let Ok((stream, peer)) = l.accept().await else {
-                            continue;
-                        };
+                        let (stream, peer, permit) = l.accept().await;
                         let _ = stream.set_nodelay(true);
                         let acceptor = acceptor.clone();
                         let t3 = t2.clone();
                         tokio::spawn(async move {
                             match tokio::time::timeout(
-                                Duration::from_secs(10),
+                                TLS_HANDSHAKE_TIMEOUT,
                                 acceptor.accept(stream),
                             )
                             .await
                             {
-                                Ok(Ok(tls)) => t3.start_conn(Transport::Tls, peer, tls),
+                                Ok(Ok(tls)) => {
+                                    t3.start_conn(Transport::Tls, peer, tls, Some(permit))
+                                }
                                 _ => tracing::debug!(%peer, "TLS handshake failed"),
                             }
                         });
@@ -277,9 +316,15 @@ impl Transports {
             .map(|(_, a)| *a)
     }
 
-    /// Registers a connection and spawns its reader and writer.
-    fn start_conn<S>(self: Arc<Self>, transport: Transport, peer: SocketAddr, stream: S)
-    where
+    /// Registers a connection and spawns its reader and writer; an incoming connection
+    /// holds its `permit` (its slot under the connection caps) until the reader ends.
+    fn start_conn<S>(
+        self: Arc<Self>,
+        transport: Transport,
+        peer: SocketAddr,
+        stream: S,
+        permit: Option<ConnPermit>,
+    ) where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let (tx, rx) = mpsc::channel::<Bytes>(256);
@@ -289,7 +334,10 @@ impl Transports {
             .insert((transport, peer), tx.clone());
         let (rd, wr) = tokio::io::split(stream);
         tokio::spawn(writer_loop(wr, rx));
-        tokio::spawn(self.reader_loop(transport, peer, rd, tx));
+        tokio::spawn(async move {
+            self.reader_loop(transport, peer, rd, tx).await;
+            drop(permit);
+        });
     }
 
     async fn reader_loop<R: AsyncRead + Unpin>(
@@ -299,21 +347,24 @@ impl Transports {
         mut rd: R,
         tx: mpsc::Sender<Bytes>,
     ) {
-        let mut buf = BytesMut::with_capacity(8192);
+        let s = self.settings;
+        let mut reader = StreamReader::new(s.limits, s.message_timeout);
+        let mut handled = 0usize;
         'conn: loop {
             // frame as many messages as the buffer holds
-            loop {
-                match frame(&buf, &self.limits) {
-                    Ok(Frame::Incomplete) => break,
-                    Ok(Frame::KeepAlive(n)) => {
-                        let _ = buf.split_to(n);
+            while let Some(item) = reader.next(now()) {
+                match item {
+                    Item::Ping => {
                         // RFC 5626 s3.5.1: answer a double-CRLF ping with a single CRLF
-                        if n >= 4 {
-                            let _ = tx.try_send(Bytes::from_static(b"\r\n"));
-                        }
+                        let _ = tx.try_send(Bytes::from_static(b"\r\n"));
                     }
-                    Ok(Frame::Message { len }) => {
-                        let data = buf.split_to(len).freeze();
+                    Item::Message(data) => {
+                        handled += 1;
+                        if handled >= READ_BUDGET {
+                            // let the other connections' readers run
+                            handled = 0;
+                            tokio::task::yield_now().await;
+                        }
                         match parse_and_answer(data, true, &self.limits) {
                             Ok(msg) => {
                                 let ev = TransportEvent::Message(Received {
@@ -333,23 +384,31 @@ impl Transports {
                             }
                         }
                     }
-                    Err(e) => {
+                    Item::Fatal(e) => {
                         // cannot resynchronise: answer (if it is a request) and close
                         tracing::debug!(%peer, error = %e, "stream framing error");
                         let pe = e.to_parse_error();
-                        if let Some(r) = error_response_for(&buf, &pe) {
+                        if let Some(r) = error_response_for(reader.buffered(), &pe) {
                             let _ = tx.send(r).await;
                         }
                         break 'conn;
                     }
                 }
             }
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(8192);
-            }
-            match tokio::time::timeout(self.idle_timeout, rd.read_buf(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-                Ok(Ok(_)) => {}
+            let idle = tokio::time::Instant::now() + s.idle_timeout;
+            let until = match reader.deadline() {
+                Some(d) => tokio::time::Instant::from_std(d).min(idle),
+                None => idle,
+            };
+            match tokio::time::timeout_at(until, rd.read_buf(reader.buffer_mut())).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(_)) => reader.received(now()),
+                Err(_) => {
+                    if reader.deadline().is_some() {
+                        tracing::debug!(%peer, "message not complete within its deadline; closing");
+                    }
+                    break;
+                }
             }
         }
         let mut map = self.conns.lock().unwrap_or_else(|e| e.into_inner());
@@ -462,7 +521,7 @@ impl Transports {
         let _ = stream.set_nodelay(true);
         match transport {
             Transport::Tcp => {
-                self.clone().start_conn(Transport::Tcp, addr, stream);
+                self.clone().start_conn(Transport::Tcp, addr, stream, None);
             }
             Transport::Tls => {
                 let connector = self
@@ -479,7 +538,7 @@ impl Transports {
                         .await
                         .map_err(|_| TransportError::Connect(addr))?
                         .map_err(|e| TransportError::Tls(e.to_string()))?;
-                self.clone().start_conn(Transport::Tls, addr, tls);
+                self.clone().start_conn(Transport::Tls, addr, tls, None);
             }
             Transport::Udp => return Err(TransportError::NotConfigured(Transport::Udp)),
         }
@@ -508,6 +567,10 @@ async fn writer_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<By
         }
     }
     let _ = wr.shutdown().await;
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// A UDP socket on `addr`, asking for `buffer` bytes of SO_RCVBUF/SO_SNDBUF (0: the
@@ -564,46 +627,4 @@ async fn udp_loop(sock: Arc<UdpSocket>, t: Arc<Transports>) {
             }
         }
     }
-}
-
-/// Builds a TLS acceptor from PEM certificate chain and key files (ring provider).
-pub fn tls_acceptor_from_pem(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-) -> Result<tokio_rustls::TlsAcceptor, TransportError> {
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
-        .collect::<Result<_, _>>()
-        .map_err(|e| TransportError::Tls(format!("certificate: {e}")))?;
-    if certs.is_empty() {
-        return Err(TransportError::Tls("no certificate in PEM".into()));
-    }
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| TransportError::Tls(format!("key: {e}")))?
-        .ok_or_else(|| TransportError::Tls("no private key in PEM".into()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TransportError::Tls(e.to_string()))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
-}
-
-/// Builds a TLS connector trusting the certificates in `ca_pem` (ring provider).
-pub fn tls_connector_from_pem(ca_pem: &[u8]) -> Result<tokio_rustls::TlsConnector, TransportError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut &ca_pem[..]) {
-        let c = c.map_err(|e| TransportError::Tls(format!("CA certificate: {e}")))?;
-        roots
-            .add(c)
-            .map_err(|e| TransportError::Tls(e.to_string()))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
 }

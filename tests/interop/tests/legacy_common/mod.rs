@@ -40,6 +40,7 @@ domains = ["sip.test"]
 [sip.endpoint]
 udp = ["127.0.0.1:0"]
 tcp = ["127.0.0.1:0"]
+tls = ["127.0.0.1:0"]
 [[sip.users]]
 username = "alice"
 password = "pw"

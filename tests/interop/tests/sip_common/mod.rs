@@ -33,6 +33,7 @@ pub fn config(store: &Path) -> Config {
     c.sip.domains = vec![DOMAIN.into()];
     c.sip.endpoint.udp = vec!["127.0.0.1:0".parse().unwrap()];
     c.sip.endpoint.tcp = vec!["127.0.0.1:0".parse().unwrap()];
+    c.sip.endpoint.tls = vec!["127.0.0.1:0".parse().unwrap()];
     c.sip.endpoint.dns = false;
     c.sip.users = USERS
         .iter()
