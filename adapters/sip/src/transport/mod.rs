@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use crate::codec::framing::{frame, Frame, Limits};
+use crate::codec::framing::{Frame, Framer, Limits};
 use crate::codec::{error_response_for, ParseError, SipMessage};
 
 /// A SIP transport.
@@ -300,10 +300,11 @@ impl Transports {
         tx: mpsc::Sender<Bytes>,
     ) {
         let mut buf = BytesMut::with_capacity(8192);
+        let mut framer = Framer::new(self.limits);
         'conn: loop {
             // frame as many messages as the buffer holds
             loop {
-                match frame(&buf, &self.limits) {
+                match framer.frame(&buf) {
                     Ok(Frame::Incomplete) => break,
                     Ok(Frame::KeepAlive(n)) => {
                         let _ = buf.split_to(n);
