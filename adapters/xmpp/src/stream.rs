@@ -11,7 +11,7 @@
 //! is an error (`policy-violation`). After an error the parser stays failed: the stream
 //! cannot be resynchronised.
 //!
-//! The tokenizer ([`scan`]) is our own rather than quick-xml's: it must keep a partial
+//! The tokenizer (`scan`) is our own rather than quick-xml's: it must keep a partial
 //! token across `feed` calls and enforce the limits before it buffers, and the grammar of
 //! a restricted stream is small (tags, attributes, text, CDATA, five entities). It
 //! resumes an unfinished token where the previous read stopped, so a peer that drips a
@@ -186,7 +186,7 @@ impl StreamParser {
     }
 
     /// Input bytes the tokenizer examined since the parser was created (or reset): at
-    /// most about twice the input, however it is chunked ([`scan`]). For tests and
+    /// most about twice the input, however it is chunked (`scan`). For tests and
     /// metrics.
     pub fn bytes_scanned(&self) -> u64 {
         self.scanner.examined()
