@@ -292,3 +292,68 @@ async fn another_domain_cannot_forge_the_outcome_of_a_delivery_rfc6120_s8_3_1() 
         "a stanza from another domain got through"
     );
 }
+
+/// RFC 6120 s4.9.3.12: an unauthenticated peer that trickles a start tag that never ends
+/// into the s2s listener is refused with `<policy-violation/>` once the tag passes
+/// `max_stanza_bytes`; the gateway does not buffer it forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_start_tag_on_the_s2s_listener_is_refused_with_policy_violation() {
+    let gw_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gw_addr = gw_listener.local_addr().unwrap();
+    drop(gw_listener);
+    let cfg = XmppConfig {
+        mode: Mode::S2s {
+            domains: vec!["gw.test".into()],
+            listen: gw_addr.to_string(),
+            cert: None,
+            key: None,
+            dialback_secret: "a-secret-nobody-knows-0123456789".into(),
+            srv_overrides: Default::default(),
+            trust_roots: vec![],
+            require_tls: false,
+        },
+        max_stanza_bytes: 64 * 1024,
+        ..XmppConfig::default()
+    };
+    let (in_tx, _inbound) = mpsc::unbounded_channel();
+    let h = start(cfg, Arc::new(Sink(in_tx))).await.unwrap();
+    let mut s = TcpStream::connect(gw_addr).await.unwrap();
+    let mut seen = String::new();
+    s.write_all(format!("{HDR} from='evil.test' to='gw.test'>").as_bytes())
+        .await
+        .unwrap();
+    read_until(&mut s, &mut seen, "</stream:features>").await;
+    s.write_all(b"<message to='a@gw.test' x='").await.unwrap();
+    let chunk = vec![b'v'; 1024];
+    let mut sent = 0;
+    // Keep writing until the gateway closes; it must do so soon after the limit.
+    let mut buf = [0u8; 4096];
+    loop {
+        if s.write_all(&chunk).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+        assert!(
+            sent <= 256 * 1024,
+            "still accepting an unfinished tag of {sent} bytes"
+        );
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(5), s.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if seen.contains("</stream:stream>") {
+                break;
+            }
+        }
+    }
+    while !seen.contains("</stream:stream>") {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            _ => break,
+        }
+    }
+    assert!(seen.contains("policy-violation"), "{seen}");
+    assert!(sent >= 63 * 1024, "refused before the limit: {sent}");
+    h.shutdown().await;
+}
