@@ -7,7 +7,9 @@
 //! per config) and are written, in order, once the next session is ready; a stanza is
 //! taken off the queue when it is written, so nothing is sent twice. Operations written
 //! whose outcome was not yet known when the link died resolve with 408: the gateway
-//! never claims success it could not see.
+//! never claims success it could not see. Outcomes are believed only from the domain
+//! a stanza went to, matched by an unguessable id ([`crate::tracker`]); a new session
+//! starts a new tracker, so nothing answers for a stanza of an earlier link.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -599,7 +601,7 @@ impl Link {
             let ping = s.send_ping(&domain, now).ok();
             debug!(link = %self.name, %domain, n = deliveries.len(), "barrier ping");
             for (key, ids, deadline) in deliveries {
-                tracker.track(key, ids, ping.as_deref(), deadline, now);
+                tracker.track(key, &domain, ids, ping.as_deref(), deadline, now);
             }
         }
     }
@@ -625,9 +627,11 @@ impl Link {
         itx: &mpsc::Sender<(Origin, Status)>,
     ) {
         let now = std_now();
+        // Outcomes count only from the domain the stanza went to (see crate::tracker).
+        let from = el.attr("from").unwrap_or("").to_owned();
         if el.name == "message" && el.attr("type") != Some("error") {
             if let Some(r) = el.child(NS_RECEIPTS, "received") {
-                if let Some((key, st)) = r.attr("id").and_then(|id| tracker.on_receipt(id)) {
+                if let Some((key, st)) = r.attr("id").and_then(|id| tracker.on_receipt(id, &from)) {
                     resolve(replies, key, st);
                 }
             }
@@ -679,7 +683,7 @@ impl Link {
             }
             Inbound::Reply(r) => self.send_el(s, &r),
             Inbound::Response { id, result } => {
-                if let Some((key, st)) = tracker.on_response(&id, result, now) {
+                if let Some((key, st)) = tracker.on_response(&id, &from, result, now) {
                     resolve(replies, key, st);
                 }
             }

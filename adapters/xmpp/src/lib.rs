@@ -4,7 +4,8 @@
 //! Sans-IO modules (no tokio, time passed in): [`stream`] (incremental restricted-XML
 //! stream parser), [`session`] (XEP-0114 component state machine with keep-alives and
 //! pings), [`mapping`] (stanzas <-> operations), [`tracker`] (delivery outcomes with
-//! the ordering barrier), [`backoff`], [`jid`] (XEP-0106), [`s2s`] and [`s2s_in`]
+//! the ordering barrier, unguessable stanza ids, and outcomes believed only from the
+//! domain a stanza went to), [`backoff`], [`jid`] (XEP-0106), [`s2s`] and [`s2s_in`]
 //! (RFC 6120 server-to-server streams: STARTTLS, SASL EXTERNAL, dialback, deadlines),
 //! [`tls`] (identity and trust store for s2s). The tokio layer is
 //! [`adapter`]: [`start`] returns an [`XmppHandle`] whose [`XmppAdapter`] implements

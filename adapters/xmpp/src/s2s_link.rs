@@ -44,7 +44,7 @@ use crate::s2s::{Liveness, S2sEvent, S2sIn, S2sOut, NS_SERVER};
 use crate::s2s_in::{domain_of, PeerCert};
 use crate::session::CloseReason;
 use crate::stream::Limits;
-use crate::tracker::DeliveryTracker;
+use crate::tracker::{jid_domain, DeliveryTracker, StanzaIds};
 
 #[path = "s2s_net.rs"]
 mod net;
@@ -132,7 +132,7 @@ struct Hub {
     dns_servers: Vec<SocketAddr>,
     tracker: DeliveryTracker,
     replies: HashMap<u64, (TransId, oneshot::Sender<Outcome>, Pair)>,
-    next_id: u64,
+    ids: StanzaIds,
     next_key: u64,
     trans: AtomicU64,
     err_tx: mpsc::Sender<(Origin, Status)>,
@@ -226,7 +226,7 @@ pub(crate) async fn start_s2s(
         dns_servers,
         tracker: DeliveryTracker::new(Duration::from_millis(config.grace_ms)),
         replies: HashMap::new(),
-        next_id: 0,
+        ids: StanzaIds::new(),
         next_key: 0,
         trans: AtomicU64::new(1),
         err_tx,
@@ -549,8 +549,7 @@ impl Hub {
     }
 
     fn new_id(&mut self) -> String {
-        self.next_id += 1;
-        format!("g{:x}-{}", std::process::id(), self.next_id)
+        self.ids.next_id()
     }
 
     fn send_op(&mut self, conn: u64, pair: &Pair, q: Queued) {
@@ -558,12 +557,8 @@ impl Hub {
         let trans_id = q.op.trans_id();
         let remote = pair.1.as_str();
         let op = q.op;
-        let mut ids_gen = Vec::new();
-        let stanzas = match mapping::outbound(NS_SERVER, &op, || {
-            let id = format!("g{}-{}", trans_id.0, ids_gen.len());
-            ids_gen.push(id.clone());
-            id
-        }) {
+        let ids_gen = &mut self.ids;
+        let stanzas = match mapping::outbound(NS_SERVER, &op, || ids_gen.next_id()) {
             Ok(v) => v,
             Err(e) => {
                 let _ = q.reply.send(Outcome {
@@ -608,7 +603,8 @@ impl Hub {
         self.next_key += 1;
         let key = self.next_key;
         let deadline = q.deadline.into_std().max(now + Duration::from_millis(1));
-        self.tracker.track(key, ids, Some(&ping_id), deadline, now);
+        self.tracker
+            .track(key, remote, ids, Some(&ping_id), deadline, now);
         self.replies.insert(key, (trans_id, q.reply, pair.clone()));
         self.pump(conn);
     }
@@ -939,7 +935,7 @@ impl Hub {
             S2sEvent::Authenticated { domain } => {
                 info!(conn = id, %domain, "xmpp s2s: incoming stream authenticated (SASL EXTERNAL or dialback)");
             }
-            S2sEvent::Stanza(el) => self.on_stanza(el, now),
+            S2sEvent::Stanza(el) => self.on_stanza(id, el, now),
             S2sEvent::Closed(reason) => {
                 match &reason {
                     CloseReason::AuthFailed(t) => {
@@ -1037,7 +1033,23 @@ impl Hub {
         }
     }
 
-    fn on_stanza(&mut self, el: Element, now: std::time::Instant) {
+    fn on_stanza(&mut self, conn: u64, el: Element, now: std::time::Instant) {
+        // Who may speak on this stream: on an incoming one, the domains it authenticated
+        // (S2sIn refuses any other `from` with <invalid-from/>); on our outgoing stream,
+        // only the peer we connected to, for itself. Outcomes are then matched to the
+        // domain each stanza went to (crate::tracker).
+        let from = el.attr("from").unwrap_or("").to_owned();
+        if let Some(Conn {
+            session: Session::Out(_),
+            remote: Some(r),
+            ..
+        }) = self.conns.get(&conn)
+        {
+            if jid_domain(&from) != jid_domain(r) {
+                debug!(conn, %from, "xmpp s2s: ignoring a stanza from another domain on our outgoing stream");
+                return;
+            }
+        }
         if el.name == "iq" && matches!(el.attr("type"), Some("result" | "error")) {
             // An answer from the peer to a request we sent on our stream to it (arriving
             // on the peer's stream to us): our stream is alive.
@@ -1060,7 +1072,10 @@ impl Hub {
         }
         if el.name == "message" && el.attr("type") != Some("error") {
             if let Some(r) = el.child(NS_RECEIPTS, "received") {
-                if let Some((key, st)) = r.attr("id").and_then(|id| self.tracker.on_receipt(id)) {
+                if let Some((key, st)) = r
+                    .attr("id")
+                    .and_then(|id| self.tracker.on_receipt(id, &from))
+                {
                     self.resolve(key, st);
                 }
             }
@@ -1104,7 +1119,7 @@ impl Hub {
             }
             Inbound::Reply(r) => self.send_raw(r),
             Inbound::Response { id, result } => {
-                if let Some((key, st)) = self.tracker.on_response(&id, result, now) {
+                if let Some((key, st)) = self.tracker.on_response(&id, &from, result, now) {
                     self.resolve(key, st);
                 }
             }

@@ -8,7 +8,10 @@
 //! Liveness (RFC 6120 s4.6, XEP-0199): after `keepalive` of outgoing silence a single
 //! space is sent; after `ping_interval` of incoming silence an XEP-0199 ping goes to the
 //! server, and if nothing at all arrives within `ping_timeout` the session closes with
-//! [`CloseReason::PingTimeout`].
+//! [`CloseReason::Timeout`].
+//!
+//! Stanza ids ([`ComponentSession::next_id`]) are 128 random bits, never a counter: the
+//! outcome of a delivery is matched by id, so an id must not be guessable.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -17,6 +20,7 @@ use sha1::{Digest, Sha1};
 
 use crate::element::{Element, ElementExt};
 use crate::stream::{Limits, StreamError, StreamEvent, StreamParser, NS_STREAM};
+use crate::tracker::StanzaIds;
 
 /// `jabber:component:accept`
 pub const NS_COMPONENT: &str = "jabber:component:accept";
@@ -143,8 +147,7 @@ pub struct ComponentSession {
     last_tx: Instant,
     ping_deadline: Option<Instant>,
     own_pings: Vec<String>,
-    next_id: u64,
-    id_prefix: String,
+    ids: StanzaIds,
 }
 
 impl ComponentSession {
@@ -163,8 +166,7 @@ impl ComponentSession {
             last_tx: now,
             ping_deadline: None,
             own_pings: Vec::new(),
-            next_id: 0,
-            id_prefix: format!("c{:x}", rand::random::<u32>()),
+            ids: StanzaIds::new(),
         }
     }
 
@@ -193,10 +195,10 @@ impl ComponentSession {
         self.state = State::AwaitHeader;
     }
 
-    /// A fresh stanza id, unique within this session.
+    /// A fresh stanza id: 128 random bits ([`StanzaIds`]), so that no other party can
+    /// guess the id of a stanza it did not see and forge its outcome.
     pub fn next_id(&mut self) -> String {
-        self.next_id += 1;
-        format!("{}-{}", self.id_prefix, self.next_id)
+        self.ids.next_id()
     }
 
     /// Queues a stanza. Characters XML 1.0 forbids are dropped by the writer; the

@@ -11,14 +11,20 @@
 //! is an error (`policy-violation`). After an error the parser stays failed: the stream
 //! cannot be resynchronised.
 //!
-//! The tokenizer is our own rather than quick-xml's: it must keep a partial token across
-//! `feed` calls and enforce the limits before it buffers, and the grammar of a restricted
-//! stream is small (tags, attributes, text, CDATA, five entities).
+//! The tokenizer (`scan`) is our own rather than quick-xml's: it must keep a partial
+//! token across `feed` calls and enforce the limits before it buffers, and the grammar of
+//! a restricted stream is small (tags, attributes, text, CDATA, five entities). It
+//! resumes an unfinished token where the previous read stopped, so a peer that drips a
+//! huge start tag byte by byte costs linear work, not quadratic
+//! ([`StreamParser::bytes_scanned`]); the size limit applies to the unfinished token too,
+//! so it is refused with `policy-violation` once over [`Limits::max_stanza_bytes`].
 
 use std::collections::VecDeque;
-use std::ops::Range;
 
 use cpim_core::xml::{is_xml_char, Attribute, Element, Node};
+
+mod scan;
+use scan::{Scanner, Token};
 
 /// `http://etherx.jabber.org/streams`
 pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
@@ -138,6 +144,7 @@ pub struct StreamParser {
     open: Vec<Open>,
     stanza_bytes: usize,
     events: VecDeque<StreamEvent>,
+    scanner: Scanner,
 }
 
 impl std::fmt::Debug for StreamParser {
@@ -156,15 +163,6 @@ impl Default for StreamParser {
     }
 }
 
-/// A token found by [`scan`]; ranges are relative to the scanned slice.
-enum Token {
-    Text(Range<usize>),
-    CData(Range<usize>),
-    Decl,
-    Start(Range<usize>, bool),
-    End(Range<usize>),
-}
-
 impl StreamParser {
     /// A parser with the given limits.
     pub fn new(limits: Limits) -> StreamParser {
@@ -178,12 +176,20 @@ impl StreamParser {
             open: Vec::new(),
             stanza_bytes: 0,
             events: VecDeque::new(),
+            scanner: Scanner::default(),
         }
     }
 
     /// Forgets everything: for a stream restart after STARTTLS or SASL (RFC 6120 s4.3.3).
     pub fn reset(&mut self) {
         *self = StreamParser::new(self.limits);
+    }
+
+    /// Input bytes the tokenizer examined since the parser was created (or reset): at
+    /// most about twice the input, however it is chunked (`scan`). For tests and
+    /// metrics.
+    pub fn bytes_scanned(&self) -> u64 {
+        self.scanner.examined()
     }
 
     /// The header of the current stream, once seen.
@@ -234,7 +240,7 @@ impl StreamParser {
         }
         let limit = self.limits.max_stanza_bytes;
         let in_stanza = !self.open.is_empty();
-        let (len, token) = match scan(rest)? {
+        let (len, token) = match self.scanner.scan(rest)? {
             Some(t) => t,
             None => {
                 let pending = rest.len() + if in_stanza { self.stanza_bytes } else { 0 };
@@ -484,108 +490,6 @@ impl StreamParser {
     }
 }
 
-/// Finds the next complete token at the start of `b`: `(length, token)`, or `None` if
-/// more bytes are needed.
-fn scan(b: &[u8]) -> Result<Option<(usize, Token)>, StreamError> {
-    if b[0] != b'<' {
-        let end = memchr_lt(b).unwrap_or(b.len());
-        if end == b.len() {
-            // Text is only complete at the next '<'.
-            return Ok(None);
-        }
-        return Ok(Some((end, Token::Text(0..end))));
-    }
-    if b.len() < 2 {
-        return Ok(None);
-    }
-    match b[1] {
-        b'?' => {
-            // Only the XML declaration is allowed: refuse anything else at once rather
-            // than waiting for a `?>` that may never come.
-            let n = b.len().min(5);
-            if b[2..n] != b"xml"[..n - 2] {
-                return Err(StreamError::Restricted(
-                    "processing instructions are not allowed".into(),
-                ));
-            }
-            // Search after `<?`: in `<?>` the `?` must not close its own opening.
-            let Some(end) = find(&b[2..], b"?>").map(|i| i + 2) else {
-                return Ok(None);
-            };
-            let body = &b[2..end];
-            if !(body.starts_with(b"xml ") || body == b"xml") {
-                return Err(StreamError::Restricted(
-                    "processing instructions are not allowed".into(),
-                ));
-            }
-            Ok(Some((end + 2, Token::Decl)))
-        }
-        b'!' => {
-            const CDATA: &[u8] = b"<![CDATA[";
-            let n = b.len().min(CDATA.len());
-            if b[..n] == CDATA[..n] {
-                if b.len() < CDATA.len() {
-                    return Ok(None);
-                }
-                let Some(end) = find(&b[CDATA.len()..], b"]]>") else {
-                    return Ok(None);
-                };
-                let start = CDATA.len();
-                return Ok(Some((start + end + 3, Token::CData(start..start + end))));
-            }
-            if b.len() >= 4 && &b[..4] == b"<!--" {
-                return Err(StreamError::Restricted("comments are not allowed".into()));
-            }
-            if b.len() < 4 && b"<!--".starts_with(b) {
-                return Ok(None);
-            }
-            Err(StreamError::Restricted(
-                "document type declarations are not allowed".into(),
-            ))
-        }
-        b'/' => {
-            let Some(end) = b.iter().position(|&c| c == b'>') else {
-                return Ok(None);
-            };
-            Ok(Some((end + 1, Token::End(2..end))))
-        }
-        _ => {
-            let mut quote = 0u8;
-            for (i, &c) in b.iter().enumerate().skip(1) {
-                if quote != 0 {
-                    if c == quote {
-                        quote = 0;
-                    } else if c == b'<' {
-                        return Err(StreamError::NotWellFormed(
-                            "'<' in an attribute value".into(),
-                        ));
-                    }
-                    continue;
-                }
-                match c {
-                    b'"' | b'\'' => quote = c,
-                    b'<' => return Err(StreamError::NotWellFormed("'<' inside a tag".into())),
-                    b'>' => {
-                        let empty = b[i - 1] == b'/' && i >= 2;
-                        let inner = if empty { 1..i - 1 } else { 1..i };
-                        return Ok(Some((i + 1, Token::Start(inner, empty))));
-                    }
-                    _ => {}
-                }
-            }
-            Ok(None)
-        }
-    }
-}
-
-fn memchr_lt(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'<')
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 fn utf8(b: &[u8]) -> Result<&str, StreamError> {
     std::str::from_utf8(b).map_err(|_| StreamError::NotWellFormed("invalid UTF-8".into()))
 }
@@ -734,231 +638,4 @@ fn char_ref(digits: &str, radix: u32) -> Result<char, StreamError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' from='sip.xmpp.test' id='abc'>";
-
-    fn run(input: &[u8], chunk: usize) -> Vec<Result<StreamEvent, StreamError>> {
-        let mut p = StreamParser::default();
-        let mut out = Vec::new();
-        for c in input.chunks(chunk.max(1)) {
-            p.feed(c);
-            while let Some(e) = p.next_event() {
-                out.push(e);
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn header_stanzas_and_end_in_any_chunking() {
-        let doc = format!(
-            "{HEADER} <message to='a@b' id='1'><body>x &amp; y &#x263A;</body><x xmlns='jabber:x:oob'><![CDATA[<raw>]]></x></message>\n<handshake/></stream:stream>"
-        );
-        let whole = run(doc.as_bytes(), doc.len());
-        for chunk in [1, 2, 3, 7, 64] {
-            assert_eq!(run(doc.as_bytes(), chunk), whole, "chunk {chunk}");
-        }
-        assert_eq!(whole.len(), 4);
-        let Ok(StreamEvent::Header(h)) = &whole[0] else {
-            panic!("{whole:?}")
-        };
-        assert_eq!(h.default_ns, "jabber:component:accept");
-        assert_eq!(h.attr("id"), Some("abc"));
-        let Ok(StreamEvent::Stanza(m)) = &whole[1] else {
-            panic!()
-        };
-        assert!(m.is("jabber:component:accept", "message"));
-        assert_eq!(
-            m.child("jabber:component:accept", "body").unwrap().text(),
-            "x & y \u{263A}"
-        );
-        assert_eq!(m.child("jabber:x:oob", "x").unwrap().text(), "<raw>");
-        assert_eq!(whole[3], Ok(StreamEvent::End));
-    }
-
-    #[test]
-    fn prefixed_children_resolve_through_the_header() {
-        let doc = "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback'><db:result from='a' to='b'>k</db:result><stream:features/>";
-        let ev = run(doc.as_bytes(), 1);
-        let Ok(StreamEvent::Stanza(r)) = &ev[1] else {
-            panic!("{ev:?}")
-        };
-        assert!(r.is("jabber:server:dialback", "result"));
-        let Ok(StreamEvent::Stanza(f)) = &ev[2] else {
-            panic!()
-        };
-        assert!(f.is(NS_STREAM, "features"));
-    }
-
-    #[test]
-    fn restricted_xml_is_refused() {
-        for bad in [
-            "<!DOCTYPE x [<!ENTITY a 'b'>]>",
-            "<!-- hi -->",
-            "<message><body>&ent;</body></message>",
-            "<?php x?>",
-            // Found by the fuzzer: `<?>` once panicked the scanner.
-            "<message><body>hi<?>/body></message>",
-        ] {
-            let doc = format!("{HEADER}{bad}");
-            let ev = run(doc.as_bytes(), 1);
-            let err = ev.into_iter().find_map(|e| e.err()).expect(bad);
-            assert!(matches!(err, StreamError::Restricted(_)), "{bad}: {err:?}");
-        }
-    }
-
-    #[test]
-    fn malformed_input_errors() {
-        for bad in [
-            "<a></b>",
-            "<a x='1' x='2'/>",
-            "<a x=1/>",
-            "<p:a/>",
-            "<a>&#0;</a>",
-            "<a>\u{1}</a>",
-            "text",
-            "<a b='<'/>",
-        ] {
-            let doc = format!("{HEADER}{bad}<z/>");
-            let ev = run(doc.as_bytes(), 3);
-            assert!(ev.iter().any(|e| e.is_err()), "{bad}: {ev:?}");
-        }
-        let ev = run(b"<html>", 1);
-        assert!(matches!(ev[0], Err(StreamError::BadHeader(_))));
-    }
-
-    #[test]
-    fn limits_are_enforced() {
-        let mut p = StreamParser::new(Limits {
-            max_stanza_bytes: 300,
-            max_depth: 3,
-            max_attributes: 4,
-        });
-        p.feed(HEADER.as_bytes());
-        assert!(matches!(p.next_event(), Some(Ok(StreamEvent::Header(_)))));
-        p.feed(b"<a><b><c><d/></c></b></a>");
-        assert!(matches!(
-            p.next_event(),
-            Some(Err(StreamError::TooLarge(_)))
-        ));
-        let mut p = StreamParser::new(Limits {
-            max_stanza_bytes: 300,
-            max_depth: 3,
-            max_attributes: 4,
-        });
-        p.feed(HEADER.as_bytes());
-        let _ = p.next_event();
-        p.feed(b"<message>");
-        for _ in 0..40 {
-            p.feed(b"0123456789");
-        }
-        let mut saw = false;
-        while let Some(e) = p.next_event() {
-            saw |= matches!(e, Err(StreamError::TooLarge(_)));
-        }
-        assert!(saw);
-    }
-
-    #[test]
-    fn whitespace_keepalives_between_stanzas_are_ignored() {
-        let doc = format!("{HEADER} \n <a/>  \t <b/> ");
-        let ev = run(doc.as_bytes(), 1);
-        assert_eq!(ev.len(), 3);
-        assert!(ev.iter().all(|e| e.is_ok()));
-    }
-
-    mod props {
-        use super::*;
-        use proptest::prelude::*;
-
-        fn leaf() -> impl Strategy<Value = Element> {
-            (
-                prop::sample::select(vec!["message", "body", "x", "item", "a-b.c"]),
-                prop::sample::select(vec!["jabber:client", "urn:x", "urn:y:z"]),
-                prop::collection::vec(("[a-z]{1,6}", "\\PC{0,12}"), 0..3),
-            )
-                .prop_map(|(name, ns, attrs)| {
-                    let mut e = Element {
-                        ns: ns.to_owned(),
-                        prefix: None,
-                        name: name.to_owned(),
-                        attrs: Vec::new(),
-                        children: Vec::new(),
-                    };
-                    for (n, v) in attrs {
-                        if !e.attrs.iter().any(|a| a.name == n) {
-                            e.attrs.push(Attribute {
-                                ns: String::new(),
-                                prefix: None,
-                                name: n,
-                                value: v,
-                            });
-                        }
-                    }
-                    e
-                })
-        }
-
-        fn tree() -> impl Strategy<Value = Element> {
-            leaf().prop_recursive(4, 24, 4, |inner| {
-                (
-                    leaf(),
-                    prop::collection::vec(
-                        prop_oneof![
-                            inner.prop_map(Node::Element),
-                            "\\PC{1,10}".prop_map(Node::Text),
-                        ],
-                        0..4,
-                    ),
-                )
-                    .prop_map(|(mut e, kids)| {
-                        for k in kids {
-                            let merge = matches!(
-                                (&k, e.children.last()),
-                                (Node::Text(_), Some(Node::Text(_)))
-                            );
-                            if merge {
-                                if let (Node::Text(t), Some(Node::Text(prev))) =
-                                    (&k, e.children.last_mut())
-                                {
-                                    prev.push_str(t);
-                                }
-                            } else {
-                                e.children.push(k);
-                            }
-                        }
-                        e
-                    })
-            })
-        }
-
-        proptest! {
-            /// Writer -> stream parser is the identity on element trees, in any chunking.
-            #[test]
-            fn written_trees_parse_back(e in tree(), chunk in 1usize..40) {
-                let valid = |s: &str| s.chars().all(is_xml_char);
-                fn all_valid(e: &Element, f: &dyn Fn(&str) -> bool) -> bool {
-                    e.attrs.iter().all(|a| f(&a.value)) && e.children.iter().all(|c| match c {
-                        Node::Element(x) => all_valid(x, f),
-                        Node::Text(t) => f(t),
-                    })
-                }
-                prop_assume!(all_valid(&e, &valid));
-                let doc = format!("{HEADER}{}", e.to_xml());
-                let ev = run(doc.as_bytes(), chunk);
-                prop_assert_eq!(ev.len(), 2, "{:?}", ev);
-                prop_assert_eq!(&ev[1], &Ok(StreamEvent::Stanza(e)));
-            }
-
-            /// Arbitrary bytes never panic, and chunking never changes the outcome.
-            #[test]
-            fn arbitrary_bytes_are_handled(data in prop::collection::vec(any::<u8>(), 0..300), chunk in 1usize..16) {
-                let mut doc = HEADER.as_bytes().to_vec();
-                doc.extend_from_slice(&data);
-                prop_assert_eq!(run(&doc, chunk), run(&doc, doc.len().max(1)));
-            }
-        }
-    }
-}
+mod tests;

@@ -18,14 +18,72 @@
 //! waiting, then one ping per destination domain, and tracks each delivery with that
 //! ping's id. Timers are kept in ordered sets, so the work per event does not grow with
 //! the number of deliveries in flight.
+//!
+//! Outcomes are bound to their link (RFC 6120 s8.3.1, s13.1 threat model): every stanza
+//! id comes from [`StanzaIds`] (128 random bits, so another party can neither guess nor
+//! predict one), and each delivery and barrier records the domain it was addressed to.
+//! An error, receipt or barrier answer counts only when its `from` is in that domain
+//! ([`DeliveryTracker::on_response`] and [`DeliveryTracker::on_receipt`] take the
+//! sender's domain); the caller checks that the stanza arrived on a stream where that
+//! domain may speak (the component link; in s2s an incoming stream authenticated for
+//! it, or our outgoing stream to it).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use cpim_core::model::Status;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Unguessable stanza ids: 128 bits from a per-link generator (a CSPRNG seeded from the
+/// OS), as 32 lower-case hex digits. An outcome can only be forged by someone who saw
+/// the stanza.
+pub struct StanzaIds {
+    rng: StdRng,
+}
+
+impl StanzaIds {
+    /// A generator seeded from the operating system.
+    pub fn new() -> StanzaIds {
+        StanzaIds {
+            rng: StdRng::from_entropy(),
+        }
+    }
+
+    /// A fresh id.
+    pub fn next_id(&mut self) -> String {
+        format!("{:032x}", self.rng.gen::<u128>())
+    }
+}
+
+impl Default for StanzaIds {
+    fn default() -> Self {
+        StanzaIds::new()
+    }
+}
+
+impl std::fmt::Debug for StanzaIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The generator state must not leak into logs.
+        f.write_str("StanzaIds { .. }")
+    }
+}
+
+/// The domain of a JID (or of a bare domain), in the form outcomes are compared in:
+/// ASCII lower case, no trailing dot.
+pub fn jid_domain(jid: &str) -> String {
+    let bare = jid.split('/').next().unwrap_or("");
+    bare.rsplit('@')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
 
 #[derive(Debug)]
 struct Entry {
+    /// The domain the stanzas went to: only it may report their outcome.
+    peer: String,
     stanza_ids: Vec<String>,
     settle_at: Option<Instant>,
     deadline: Instant,
@@ -38,8 +96,8 @@ pub struct DeliveryTracker {
     entries: HashMap<u64, Entry>,
     /// Stanza id -> delivery.
     by_id: HashMap<String, u64>,
-    /// Barrier ping id -> the deliveries waiting for it.
-    pings: HashMap<String, Vec<u64>>,
+    /// Barrier ping id -> the domain it went to and the deliveries waiting for it.
+    pings: HashMap<String, (String, Vec<u64>)>,
     deadlines: BTreeSet<(Instant, u64)>,
     settles: BTreeSet<(Instant, u64)>,
 }
@@ -67,26 +125,28 @@ impl DeliveryTracker {
         self.entries.is_empty()
     }
 
-    /// Starts tracking delivery `key`: its stanzas' ids and the id of the barrier ping
-    /// written after them (several deliveries may name the same ping). Without a ping
-    /// the delivery settles `grace` from `now`.
+    /// Starts tracking delivery `key` sent to domain `peer`: its stanzas' ids and the id
+    /// of the barrier ping written after them to the same domain (several deliveries may
+    /// name the same ping). Without a ping the delivery settles `grace` from `now`.
     pub fn track(
         &mut self,
         key: u64,
+        peer: &str,
         stanza_ids: Vec<String>,
         ping_id: Option<&str>,
         deadline: Instant,
         now: Instant,
     ) {
+        let peer = jid_domain(peer);
         for id in &stanza_ids {
             self.by_id.insert(id.clone(), key);
         }
         let settle_at = match ping_id {
             Some(p) => {
                 match self.pings.get_mut(p) {
-                    Some(keys) => keys.push(key),
+                    Some((_, keys)) => keys.push(key),
                     None => {
-                        self.pings.insert(p.to_owned(), vec![key]);
+                        self.pings.insert(p.to_owned(), (peer.clone(), vec![key]));
                     }
                 }
                 None
@@ -101,6 +161,7 @@ impl DeliveryTracker {
         self.entries.insert(
             key,
             Entry {
+                peer,
                 stanza_ids,
                 settle_at,
                 deadline,
@@ -113,14 +174,19 @@ impl DeliveryTracker {
         self.by_id.contains_key(id) || self.pings.contains_key(id)
     }
 
-    /// A result or error came back for `id`. Returns a resolved delivery, if any.
+    /// A result or error came back for `id` from domain `from` (the sender's JID or
+    /// domain). Returns a resolved delivery, if any. An answer from any other domain than
+    /// the one the stanza went to is ignored.
     pub fn on_response(
         &mut self,
         id: &str,
+        from: &str,
         result: Result<(), Status>,
         now: Instant,
     ) -> Option<(u64, Status)> {
-        if let Some(keys) = self.pings.remove(id) {
+        let from = jid_domain(from);
+        if self.pings.get(id).is_some_and(|(peer, _)| *peer == from) {
+            let (_, keys) = self.pings.remove(id)?;
             // The barrier passed (a ping error, e.g. a server without XEP-0199, still
             // proves that everything before it was processed).
             let at = now + self.grace;
@@ -134,7 +200,7 @@ impl DeliveryTracker {
             }
             return None;
         }
-        let key = *self.by_id.get(id)?;
+        let key = self.key_from(id, &from)?;
         match result {
             Err(status) => {
                 self.remove(key);
@@ -144,11 +210,18 @@ impl DeliveryTracker {
         }
     }
 
-    /// A positive delivery signal (XEP-0184 receipt) for stanza `id`.
-    pub fn on_receipt(&mut self, id: &str) -> Option<(u64, Status)> {
-        let key = *self.by_id.get(id)?;
+    /// A positive delivery signal (XEP-0184 receipt) for stanza `id` from `from` (the
+    /// sender's JID); ignored unless it comes from the domain the stanza went to.
+    pub fn on_receipt(&mut self, id: &str, from: &str) -> Option<(u64, Status)> {
+        let key = self.key_from(id, &jid_domain(from))?;
         self.remove(key);
         Some((key, Status::ok()))
+    }
+
+    /// The delivery stanza `id` belongs to, if `from_domain` is the domain it went to.
+    fn key_from(&self, id: &str, from_domain: &str) -> Option<u64> {
+        let key = *self.by_id.get(id)?;
+        (self.entries.get(&key)?.peer == from_domain).then_some(key)
     }
 
     fn remove(&mut self, key: u64) -> Option<Entry> {
@@ -222,22 +295,26 @@ impl DeliveryTracker {
 mod tests {
     use super::*;
 
+    /// The domain every test delivery goes to.
+    const P: &str = "peer.test";
+
     #[test]
     fn error_before_barrier_wins() {
         let t = Instant::now();
         let mut tr = DeliveryTracker::new(Duration::from_millis(200));
         tr.track(
             1,
+            P,
             vec!["m1".into()],
             Some("p1"),
             t + Duration::from_secs(10),
             t,
         );
-        let r = tr.on_response("m1", Err(Status::new(503, "service-unavailable")), t);
+        let r = tr.on_response("m1", P, Err(Status::new(503, "service-unavailable")), t);
         assert_eq!(r, Some((1, Status::new(503, "service-unavailable"))));
         assert!(tr.is_empty());
         // The late ping result is ignored.
-        assert_eq!(tr.on_response("p1", Ok(()), t), None);
+        assert_eq!(tr.on_response("p1", P, Ok(()), t), None);
     }
 
     #[test]
@@ -246,6 +323,7 @@ mod tests {
         let mut tr = DeliveryTracker::new(Duration::from_millis(200));
         tr.track(
             1,
+            P,
             vec!["m1".into()],
             Some("p1"),
             t + Duration::from_secs(10),
@@ -253,17 +331,19 @@ mod tests {
         );
         tr.track(
             2,
+            P,
             vec!["m2".into()],
             Some("p2"),
             t + Duration::from_secs(10),
             t,
         );
         assert_eq!(tr.poll_timeout(), Some(t + Duration::from_secs(10)));
-        assert_eq!(tr.on_response("p1", Ok(()), t), None);
-        assert_eq!(tr.on_response("p2", Ok(()), t), None);
+        assert_eq!(tr.on_response("p1", P, Ok(()), t), None);
+        assert_eq!(tr.on_response("p2", P, Ok(()), t), None);
         assert_eq!(tr.poll_timeout(), Some(t + Duration::from_millis(200)));
         let e = tr.on_response(
             "m2",
+            P,
             Err(Status::new(404, "x")),
             t + Duration::from_millis(100),
         );
@@ -278,6 +358,7 @@ mod tests {
         let mut tr = DeliveryTracker::new(Duration::from_millis(200));
         tr.track(
             1,
+            P,
             vec!["m1".into()],
             Some("p1"),
             t + Duration::from_secs(1),
@@ -285,6 +366,7 @@ mod tests {
         );
         tr.track(
             2,
+            P,
             vec!["m2".into()],
             Some("p2"),
             t + Duration::from_secs(5),
@@ -305,12 +387,16 @@ mod tests {
         let mut tr = DeliveryTracker::new(Duration::from_millis(200));
         tr.track(
             9,
+            P,
             vec!["m1".into()],
             Some("p1"),
             t + Duration::from_secs(1),
             t,
         );
-        assert_eq!(tr.on_receipt("m1"), Some((9, Status::ok())));
+        assert_eq!(
+            tr.on_receipt("m1", "juliet@peer.test/balcony"),
+            Some((9, Status::ok()))
+        );
         assert!(tr.is_empty());
     }
 
@@ -320,17 +406,17 @@ mod tests {
         let mut tr = DeliveryTracker::new(Duration::ZERO);
         let d = t + Duration::from_secs(10);
         for k in 1..=3 {
-            tr.track(k, vec![format!("m{k}")], Some("p"), d, t);
+            tr.track(k, P, vec![format!("m{k}")], Some("p"), d, t);
         }
         assert!(tr.knows("p"));
         assert_eq!(tr.handle_timeout(t), vec![]);
         // m2 bounces before the barrier answers
         assert_eq!(
-            tr.on_response("m2", Err(Status::new(404, "item-not-found")), t)
+            tr.on_response("m2", P, Err(Status::new(404, "item-not-found")), t)
                 .map(|x| x.0),
             Some(2)
         );
-        assert_eq!(tr.on_response("p", Ok(()), t), None);
+        assert_eq!(tr.on_response("p", P, Ok(()), t), None);
         assert_eq!(tr.poll_timeout(), Some(t));
         let mut done = tr.handle_timeout(t);
         done.sort_by_key(|x| x.0);
@@ -348,6 +434,7 @@ mod tests {
             let d = t + Duration::from_millis(2000 - k);
             tr.track(
                 k,
+                P,
                 vec![format!("m{k}")],
                 Some(&format!("p{}", k / 100)),
                 d,
@@ -356,7 +443,7 @@ mod tests {
         }
         // the latest-tracked delivery has the earliest deadline
         assert_eq!(tr.poll_timeout(), Some(t + Duration::from_millis(1001)));
-        assert_eq!(tr.on_response("p0", Ok(()), t), None);
+        assert_eq!(tr.on_response("p0", P, Ok(()), t), None);
         assert_eq!(tr.poll_timeout(), Some(t + Duration::from_millis(5)));
         let done = tr.handle_timeout(t + Duration::from_millis(5));
         assert_eq!(done.len(), 100);
@@ -365,5 +452,55 @@ mod tests {
         assert_eq!(late.len(), 100);
         assert!(late.iter().all(|(k, s)| *k >= 900 && s.code == 408));
         assert_eq!(tr.len(), 800);
+    }
+
+    /// RFC 6120 s8.3.1 and s13: an error, receipt or barrier answer for a stanza is only
+    /// believed from the domain it was addressed to; another domain that learned or
+    /// guessed the id changes nothing.
+    #[test]
+    fn outcomes_from_another_domain_are_ignored() {
+        let t = Instant::now();
+        let mut tr = DeliveryTracker::new(Duration::from_millis(200));
+        let d = t + Duration::from_secs(10);
+        tr.track(1, "Peer.Test", vec!["m1".into()], Some("p1"), d, t);
+        tr.track(2, P, vec!["m2".into()], Some("p2"), d, t);
+        let forged = Err(Status::new(404, "item-not-found"));
+        assert_eq!(tr.on_response("m1", "evil.test", forged.clone(), t), None);
+        assert_eq!(
+            tr.on_response("m1", "mallory@evil.test/x", forged.clone(), t),
+            None
+        );
+        assert_eq!(tr.on_response("m1", "peer.test.evil.test", forged, t), None);
+        assert_eq!(tr.on_receipt("m2", "mallory@evil.test"), None);
+        // A forged barrier answer does not start the grace period either.
+        assert_eq!(tr.on_response("p1", "evil.test", Ok(()), t), None);
+        assert_eq!(tr.poll_timeout(), Some(d));
+        assert_eq!(tr.len(), 2);
+        // The real peer still decides, whatever the case or a trailing dot.
+        assert_eq!(
+            tr.on_response("m1", "juliet@PEER.test./r", Err(Status::new(404, "x")), t)
+                .map(|x| x.1.code),
+            Some(404)
+        );
+        assert_eq!(tr.on_response("p2", "peer.test", Ok(()), t), None);
+        assert_eq!(tr.poll_timeout(), Some(t + Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn stanza_ids_are_128_random_bits() {
+        let mut a = StanzaIds::new();
+        let mut b = StanzaIds::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            for id in [a.next_id(), b.next_id()] {
+                assert_eq!(id.len(), 32, "{id}");
+                assert!(id.bytes().all(|c| c.is_ascii_hexdigit()), "{id}");
+                assert!(seen.insert(id), "repeated id");
+            }
+        }
+        // No shared prefix or counter: ids of one generator differ early.
+        let (x, y) = (a.next_id(), a.next_id());
+        assert_ne!(x[..8], y[..8]);
+        assert_eq!(format!("{a:?}"), "StanzaIds { .. }");
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::codec::framing::{frame, Frame, FramingError, Limits};
+use crate::codec::framing::{Frame, Framer, FramingError, Limits};
 
 /// What the reader found in its buffer.
 #[derive(Debug)]
@@ -30,7 +30,9 @@ pub(crate) enum Item {
 #[derive(Debug)]
 pub(crate) struct StreamReader {
     buf: BytesMut,
-    limits: Limits,
+    /// Resumes the search for the end of the head where the last read stopped, so a
+    /// trickled message costs linear work.
+    framer: Framer,
     message_timeout: Duration,
     /// When the first byte of the unfinished message arrived.
     started: Option<Instant>,
@@ -40,7 +42,7 @@ impl StreamReader {
     pub(crate) fn new(limits: Limits, message_timeout: Duration) -> StreamReader {
         StreamReader {
             buf: BytesMut::with_capacity(8192),
-            limits,
+            framer: Framer::new(limits),
             message_timeout,
             started: None,
         }
@@ -78,7 +80,7 @@ impl StreamReader {
     /// The next item, or `None` when more bytes are needed. `now` restarts the clock
     /// for bytes left over after a message (the start of the next one).
     pub(crate) fn next(&mut self, now: Instant) -> Option<Item> {
-        let item = match frame(&self.buf, &self.limits) {
+        let item = match self.framer.frame(&self.buf) {
             Ok(Frame::Incomplete) => return None,
             Ok(Frame::KeepAlive(n)) => {
                 let _ = self.buf.split_to(n);
