@@ -138,6 +138,7 @@ async fn another_domain_cannot_forge_the_outcome_of_a_delivery_rfc6120_s8_3_1() 
     let (to_peer_tx, mut to_peer) = mpsc::unbounded_channel::<String>();
     let (ids_tx, ids_rx) = oneshot::channel::<(String, String)>();
     let (answer_tx, answer_rx) = oneshot::channel::<()>();
+    let (forge_tx, forge_rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
         let (mut s, _) = peer.accept().await.unwrap();
         let mut all = String::new();
@@ -161,10 +162,12 @@ async fn another_domain_cannot_forge_the_outcome_of_a_delivery_rfc6120_s8_3_1() 
         )
         .await
         .unwrap();
-        // On the gateway's own stream to it, peer.test speaks only for itself: a stanza
-        // claiming another domain is dropped, its own goes through.
-        s.write_all(b"<message from='romeo@xmpp.test' to='alice@gw.test' id='f1'><body>forged</body></message>\
-            <message from='bob@peer.test' to='alice@gw.test' id='f2'><body>genuine</body></message>")
+        // On the gateway's own stream to it, peer.test speaks only for itself (RFC 6120
+        // s13): its own stanza goes through, one claiming another domain ends the stream
+        // with <invalid-from/> and reaches nobody. Sent once the delivery is decided.
+        forge_rx.await.unwrap();
+        s.write_all(b"<message from='bob@peer.test' to='alice@gw.test' id='f2'><body>genuine</body></message>\
+            <message from='romeo@xmpp.test' to='alice@gw.test' id='f1'><body>forged</body></message>")
             .await
             .unwrap();
         let mut rest = [0u8; 1024];
@@ -268,6 +271,7 @@ async fn another_domain_cannot_forge_the_outcome_of_a_delivery_rfc6120_s8_3_1() 
         .expect("outcome after the barrier")
         .unwrap();
     assert!(o.status.is_success(), "{o:?}");
+    forge_tx.send(()).unwrap();
     // evil.test's own receipt is its own business (it reaches the core as from
     // evil.test); what matters is that nothing arrives as from xmpp.test.
     let genuine = loop {
@@ -284,9 +288,14 @@ async fn another_domain_cannot_forge_the_outcome_of_a_delivery_rfc6120_s8_3_1() 
         }
     };
     assert_eq!(String::from_utf8_lossy(&genuine.body), "genuine");
-    while let Ok(x) = to_peer.try_recv() {
-        assert!(!x.contains("hello bob"), "message sent twice: {x}");
+    let mut after = String::new();
+    while !after.contains("invalid-from") {
+        match tokio::time::timeout(Duration::from_secs(10), to_peer.recv()).await {
+            Ok(Some(x)) => after.push_str(&x),
+            other => panic!("no <invalid-from/> for the forged stanza ({other:?}): {after}"),
+        }
     }
+    assert!(!after.contains("hello bob"), "message sent twice: {after}");
     h.shutdown().await;
     assert!(
         inbound.try_recv().is_err(),
