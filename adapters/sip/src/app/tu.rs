@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::codec::{new_tag, HeaderName, Method, Request, Response};
 
 use super::config::SipConfig;
+use super::identity;
 use super::digest::{self, AuthFailure, Challenge, DigestServer, Secret};
 use super::message::{self, InboundMessage, Refusal};
 use super::presence::notifier::{
@@ -55,6 +56,9 @@ pub struct Source {
     pub transport: String,
     /// The peer's address.
     pub remote: SocketAddr,
+    /// Domains the peer's TLS certificate was verified for (RFC 5922 s7.1); empty unless
+    /// the transport verified a client certificate.
+    pub verified_names: Vec<String>,
 }
 
 impl Source {
@@ -396,7 +400,7 @@ impl Tu {
                 u.username == username
                     && u.domain
                         .as_deref()
-                        .is_none_or(|d| d.eq_ignore_ascii_case(domain))
+                        .is_none_or(|d| cpim_core::domain::same(d, domain))
             })
             .and_then(|u| match (&u.password, &u.ha1) {
                 (Some(p), _) => Some(Secret::Password(p.clone())),
@@ -428,12 +432,15 @@ impl Tu {
         always: bool,
         now: u64,
     ) -> Authn {
-        if self.config.trusted_peers.contains(&src.remote.ip()) {
+        if identity::is_trusted(&self.config.trusted_peers, src.remote.ip()) {
             return Authn::Trusted;
         }
         let local = self.config.is_local_domain(&claimed.domain);
         if !local && !always {
-            return Authn::Trusted;
+            if identity::may_speak_for_foreign(&self.config.trusted_peers, src, &claimed.domain) {
+                return Authn::Trusted;
+            }
+            return Authn::Respond(reply(req, 403, Some("Foreign Domain Not Trusted")));
         }
         if !local {
             return Authn::Respond(reply(req, 403, Some("Not A Local Domain")));
@@ -478,7 +485,9 @@ impl Tu {
                 }
             }
             None => {
-                let flow_user = (!always && self.config.trust_registered_flows)
+                let flow_user = (!always
+                    && self.config.trust_registered_flows
+                    && identity::flow_may_vouch(src))
                     .then(|| {
                         self.lock()
                             .registrar
@@ -814,7 +823,9 @@ impl Tu {
             Ok(a) => a,
             Err(r) => return r,
         };
-        if !self.config.trusted_peers.contains(&src.remote.ip()) && !from.same_user(&presentity) {
+        if !identity::is_trusted(&self.config.trusted_peers, src.remote.ip())
+            && !from.same_user(&presentity)
+        {
             return reply(req, 403, Some("Publishing For Another User"));
         }
         let body = if req.body().is_empty() {
