@@ -46,6 +46,8 @@ pub struct SipConfig {
     pub subscription: ExpiryLimits,
     /// Publication (PUBLISH) limits.
     pub publication: ExpiryLimits,
+    /// Limits per network source and caps on standing state (`[sip.limits]`).
+    pub limits: super::limits::LimitsConfig,
     /// Outbound-proxy mode: a proxy such as Kamailio owns the users; the gateway sends
     /// out-of-domain requests through it and does not register users itself.
     pub outbound_proxy: Option<OutboundProxy>,
@@ -89,6 +91,7 @@ impl Default for SipConfig {
                 max: 7200,
                 default: 3600,
             },
+            limits: super::limits::LimitsConfig::default(),
             outbound_proxy: None,
             remote_domains: Vec::new(),
             credentials: Vec::new(),
@@ -170,6 +173,7 @@ impl SipConfig {
         if self.auth_algorithms.is_empty() {
             return Err(ConfigError::NoAlgorithm);
         }
+        self.limits.validate().map_err(ConfigError::SourceLimits)?;
         Ok(())
     }
 }
@@ -184,6 +188,9 @@ pub enum ConfigError {
     /// A user entry is malformed.
     #[error("[[sip.users]]: {0}")]
     User(String),
+    /// `[sip.limits]` is inconsistent.
+    #[error("{0}")]
+    SourceLimits(String),
     /// `auth_algorithms` is empty.
     #[error("sip.auth_algorithms must name at least one algorithm")]
     NoAlgorithm,

@@ -103,12 +103,13 @@ pub trait Wire: Send + Sync + 'static {
 }
 
 #[derive(Debug)]
-struct State {
-    registrar: Registrar,
+pub(super) struct State {
+    pub(super) registrar: Registrar,
     digest: DigestServer,
-    notifier: Notifier,
+    pub(super) notifier: Notifier,
     subscriber: Subscriber,
-    publications: Publications,
+    pub(super) publications: Publications,
+    pub(super) limits: super::limits::SourceLimits,
 }
 
 /// The transaction user.
@@ -303,6 +304,7 @@ impl Tu {
                 .with_min_interval(config.notify_min_interval),
             subscriber: Subscriber::new(),
             publications: Publications::new(config.publication.clone()),
+            limits: super::limits::SourceLimits::new(config.limits.clone()),
         };
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         Tu {
@@ -318,7 +320,7 @@ impl Tu {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -532,6 +534,9 @@ impl Tu {
     }
 
     async fn answer(self: &Arc<Self>, req: Request, src: Source) -> Option<Response> {
+        if let Some(r) = self.over_source_limit(&req, &src) {
+            return r.build_response().ok();
+        }
         let resp = match req.method() {
             Method::Register => self.on_register(&req, &src).await,
             Method::Message => self.on_message(&req, &src).await,
@@ -588,6 +593,9 @@ impl Tu {
             Authn::User(u) => Some(u),
             Authn::Trusted => None,
         };
+        if let Some(r) = self.over_binding_cap(req, &aor_of(&aor_addr)) {
+            return r;
+        }
         let contact_values: Vec<&str> = req.header_all(HeaderName::Contact).collect();
         let Some(contacts) = registrar::parse_contacts(contact_values) else {
             return reply(req, 400, Some("Bad Contact"));
@@ -696,6 +704,11 @@ impl Tu {
         let presentity = uri_address(req.uri_str())
             .filter(|a| a.user.is_some())
             .unwrap_or(to);
+        if to_na.tag().is_none() && req.expires() != Some(0) {
+            if let Some(r) = self.over_subscription_cap(req, &presentity, src) {
+                return r;
+            }
+        }
         let sreq = SubscribeRequest {
             call_id: req.call_id().to_owned(),
             from_uri: from_na.uri.raw.to_owned(),
@@ -844,6 +857,11 @@ impl Tu {
             Some((ct.to_owned(), req.body().to_vec()))
         };
         let aor = aor_of(&presentity);
+        if req.header(HeaderName::SipIfMatch).is_none() {
+            if let Some(r) = self.over_publication_cap(req, &aor) {
+                return r;
+            }
+        }
         let preq = PublishRequest {
             aor: aor.clone(),
             if_match: req
