@@ -141,6 +141,152 @@ pub fn may_speak_for_foreign(peers: &[PeerNet], src: &Source, domain: &str) -> b
                 .any(|n| cpim_core::domain::same(n, domain)))
 }
 
+/// The digest part of the policy, on the transaction user: [`Tu::authenticate`] decides
+/// for every request that speaks for an identity (RFC 3261 s22, RFC 7616).
+mod digest_auth {
+    use cpim_core::address::Address;
+    use rand::Rng;
+
+    use super::super::digest::{self, AuthFailure, Secret};
+    use super::super::identity;
+    use super::super::tu::{aor_of, Source, Tu};
+    use crate::codec::{HeaderName, MessageBuilder as Reply, Request, Response};
+
+    fn reply(req: &Request, code: u16, reason: Option<&str>) -> Reply {
+        Response::for_request(req, code, reason)
+    }
+
+    /// The result of [`Tu::authenticate`].
+    pub(in crate::app) enum Authn {
+        /// From a trusted peer (or not a local user): no identity check.
+        Trusted,
+        /// This digest user.
+        User(String),
+        /// Answer with this.
+        Respond(Reply),
+    }
+
+    impl Tu {
+        pub(in crate::app) fn lookup_secret(&self, username: &str, domain: &str) -> Option<Secret> {
+            self.config
+                .users
+                .iter()
+                .find(|u| {
+                    u.username == username
+                        && u.domain
+                            .as_deref()
+                            .is_none_or(|d| cpim_core::domain::same(d, domain))
+                })
+                .and_then(|u| match (&u.password, &u.ha1) {
+                    (Some(p), _) => Some(Secret::Password(p.clone())),
+                    (None, Some(h)) => Some(Secret::Ha1(
+                        u.ha1_algorithm.unwrap_or(digest::Algorithm::Md5),
+                        h.clone(),
+                    )),
+                    _ => None,
+                })
+        }
+
+        pub(in crate::app) fn challenge(&self, req: &Request, stale: bool, now: u64) -> Reply {
+            let random = rand::thread_rng().gen::<[u8; 16]>();
+            let challenges = self.lock().digest.challenge(now, stale, random);
+            let mut b = Response::for_request(req, 401, None);
+            for c in challenges {
+                b = b.header(HeaderName::WwwAuthenticate, &c.to_header());
+            }
+            b
+        }
+
+        /// Authentication on every way in (see ARCHITECTURE.md, "adapters/sip"):
+        /// `claimed` is the identity the request speaks for (From, or To for REGISTER).
+        pub(in crate::app) fn authenticate(
+            &self,
+            req: &Request,
+            src: &Source,
+            claimed: &Address,
+            always: bool,
+            now: u64,
+        ) -> Authn {
+            if identity::is_trusted(&self.config.trusted_peers, src.remote.ip()) {
+                return Authn::Trusted;
+            }
+            let local = self.config.is_local_domain(&claimed.domain);
+            if !local && !always {
+                if identity::may_speak_for_foreign(&self.config.trusted_peers, src, &claimed.domain) {
+                    return Authn::Trusted;
+                }
+                return Authn::Respond(reply(req, 403, Some("Foreign Domain Not Trusted")));
+            }
+            if !local {
+                return Authn::Respond(reply(req, 403, Some("Not A Local Domain")));
+            }
+            let realm = self.config.realm().to_owned();
+            let creds = req
+                .header_all(HeaderName::Authorization)
+                .find(|h| digest::Credentials::parse(h).is_ok_and(|c| c.realm == realm));
+            let user = match creds {
+                Some(h) => {
+                    // RFC 7616 s3.4.6: the digest-uri must name this request's target, or
+                    // the gateway itself (SIPp puts the address it sends to there).
+                    let uri_ok = digest::Credentials::parse(h).is_ok_and(|c| {
+                        c.uri.trim().eq_ignore_ascii_case(req.uri_str().trim())
+                            || self.names_gateway(&c.uri)
+                    });
+                    if !uri_ok {
+                        return Authn::Respond(reply(req, 400, Some("Digest URI Mismatch")));
+                    }
+                    let method = req.method().as_str().to_owned();
+                    let domain = claimed.domain.clone();
+                    let result = {
+                        let mut st = self.lock();
+                        st.digest
+                            .verify(h, &method, now, |u| self.lookup_secret(u, &domain))
+                    };
+                    match result {
+                        Ok(u) => u,
+                        Err(AuthFailure::Stale) => {
+                            return Authn::Respond(self.challenge(req, true, now))
+                        }
+                        Err(AuthFailure::Malformed(e)) => {
+                            return Authn::Respond(reply(
+                                req,
+                                400,
+                                Some(&format!("Bad Authorization: {e}")),
+                            ))
+                        }
+                        Err(AuthFailure::Replay) | Err(AuthFailure::Rejected) | Err(_) => {
+                            return Authn::Respond(self.challenge(req, false, now))
+                        }
+                    }
+                }
+                None => {
+                    let flow_user = (!always
+                        && self.config.trust_registered_flows
+                        && identity::flow_may_vouch(src))
+                        .then(|| {
+                            self.lock()
+                                .registrar
+                                .flow_authenticated(&aor_of(claimed), &src.flow(), now)
+                                .map(str::to_owned)
+                        })
+                        .flatten();
+                    match flow_user {
+                        Some(u) => u,
+                        None => return Authn::Respond(self.challenge(req, false, now)),
+                    }
+                }
+            };
+            // No forging: the authenticated user must be the one the request speaks for.
+            if claimed.user.as_deref() != Some(user.as_str()) {
+                return Authn::Respond(reply(req, 403, Some("Identity Mismatch")));
+            }
+            Authn::User(user)
+        }
+    }
+}
+
+pub(in crate::app) use digest_auth::Authn;
+
 #[cfg(test)]
 mod tests {
     use super::*;

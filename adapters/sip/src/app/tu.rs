@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 use crate::codec::{new_tag, HeaderName, Method, Request, Response};
 
 use super::config::SipConfig;
-use super::identity;
-use super::digest::{self, AuthFailure, Challenge, DigestServer, Secret};
+use super::identity::{self, Authn};
+use super::digest::{self, Challenge, DigestServer};
 use super::message::{self, InboundMessage, Refusal};
 use super::presence::notifier::{
     Notifier, NotifierOutput, OutgoingNotify, SubscribeDecision, SubscribeRequest,
@@ -105,7 +105,7 @@ pub trait Wire: Send + Sync + 'static {
 #[derive(Debug)]
 pub(super) struct State {
     pub(super) registrar: Registrar,
-    digest: DigestServer,
+    pub(super) digest: DigestServer,
     pub(super) notifier: Notifier,
     subscriber: Subscriber,
     pub(super) publications: Publications,
@@ -274,15 +274,6 @@ pub fn aor_of(a: &Address) -> String {
     b.to_string()
 }
 
-enum Authn {
-    /// From a trusted peer (or not a local user): no identity check.
-    Trusted,
-    /// This digest user.
-    User(String),
-    /// Answer with this.
-    Respond(Reply),
-}
-
 impl Tu {
     /// A TU over `wire`.
     pub fn new(
@@ -392,122 +383,6 @@ impl Tu {
         if let Err(e) = self.store.put_bindings(aor, bindings).await {
             tracing::warn!(error = %e, aor, "could not persist bindings");
         }
-    }
-
-    fn lookup_secret(&self, username: &str, domain: &str) -> Option<Secret> {
-        self.config
-            .users
-            .iter()
-            .find(|u| {
-                u.username == username
-                    && u.domain
-                        .as_deref()
-                        .is_none_or(|d| cpim_core::domain::same(d, domain))
-            })
-            .and_then(|u| match (&u.password, &u.ha1) {
-                (Some(p), _) => Some(Secret::Password(p.clone())),
-                (None, Some(h)) => Some(Secret::Ha1(
-                    u.ha1_algorithm.unwrap_or(digest::Algorithm::Md5),
-                    h.clone(),
-                )),
-                _ => None,
-            })
-    }
-
-    fn challenge(&self, req: &Request, stale: bool, now: u64) -> Reply {
-        let random = rand::thread_rng().gen::<[u8; 16]>();
-        let challenges = self.lock().digest.challenge(now, stale, random);
-        let mut b = Response::for_request(req, 401, None);
-        for c in challenges {
-            b = b.header(HeaderName::WwwAuthenticate, &c.to_header());
-        }
-        build(b)
-    }
-
-    /// Authentication on every way in (see ARCHITECTURE.md, "adapters/sip"):
-    /// `claimed` is the identity the request speaks for (From, or To for REGISTER).
-    fn authenticate(
-        &self,
-        req: &Request,
-        src: &Source,
-        claimed: &Address,
-        always: bool,
-        now: u64,
-    ) -> Authn {
-        if identity::is_trusted(&self.config.trusted_peers, src.remote.ip()) {
-            return Authn::Trusted;
-        }
-        let local = self.config.is_local_domain(&claimed.domain);
-        if !local && !always {
-            if identity::may_speak_for_foreign(&self.config.trusted_peers, src, &claimed.domain) {
-                return Authn::Trusted;
-            }
-            return Authn::Respond(reply(req, 403, Some("Foreign Domain Not Trusted")));
-        }
-        if !local {
-            return Authn::Respond(reply(req, 403, Some("Not A Local Domain")));
-        }
-        let realm = self.config.realm().to_owned();
-        let creds = req
-            .header_all(HeaderName::Authorization)
-            .find(|h| digest::Credentials::parse(h).is_ok_and(|c| c.realm == realm));
-        let user = match creds {
-            Some(h) => {
-                // RFC 7616 s3.4.6: the digest-uri must name this request's target, or
-                // the gateway itself (SIPp puts the address it sends to there).
-                let uri_ok = digest::Credentials::parse(h).is_ok_and(|c| {
-                    c.uri.trim().eq_ignore_ascii_case(req.uri_str().trim())
-                        || self.names_gateway(&c.uri)
-                });
-                if !uri_ok {
-                    return Authn::Respond(reply(req, 400, Some("Digest URI Mismatch")));
-                }
-                let method = req.method().as_str().to_owned();
-                let domain = claimed.domain.clone();
-                let result = {
-                    let mut st = self.lock();
-                    st.digest
-                        .verify(h, &method, now, |u| self.lookup_secret(u, &domain))
-                };
-                match result {
-                    Ok(u) => u,
-                    Err(AuthFailure::Stale) => {
-                        return Authn::Respond(self.challenge(req, true, now))
-                    }
-                    Err(AuthFailure::Malformed(e)) => {
-                        return Authn::Respond(reply(
-                            req,
-                            400,
-                            Some(&format!("Bad Authorization: {e}")),
-                        ))
-                    }
-                    Err(AuthFailure::Replay) | Err(AuthFailure::Rejected) | Err(_) => {
-                        return Authn::Respond(self.challenge(req, false, now))
-                    }
-                }
-            }
-            None => {
-                let flow_user = (!always
-                    && self.config.trust_registered_flows
-                    && identity::flow_may_vouch(src))
-                    .then(|| {
-                        self.lock()
-                            .registrar
-                            .flow_authenticated(&aor_of(claimed), &src.flow(), now)
-                            .map(str::to_owned)
-                    })
-                    .flatten();
-                match flow_user {
-                    Some(u) => u,
-                    None => return Authn::Respond(self.challenge(req, false, now)),
-                }
-            }
-        };
-        // No forging: the authenticated user must be the one the request speaks for.
-        if claimed.user.as_deref() != Some(user.as_str()) {
-            return Authn::Respond(reply(req, 403, Some("Identity Mismatch")));
-        }
-        Authn::User(user)
     }
 
     /// Handles one incoming request (not ACK/CANCEL) and returns the final response
@@ -772,7 +647,7 @@ impl Tu {
 
     /// True for a user-less SIP URI naming one of the gateway's domains or its own
     /// advertised host.
-    fn names_gateway(&self, uri: &str) -> bool {
+    pub(super) fn names_gateway(&self, uri: &str) -> bool {
         let Ok(a) = Address::parse(uri) else {
             return false;
         };
