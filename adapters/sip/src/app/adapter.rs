@@ -112,6 +112,12 @@ pub struct SipAdapter {
 }
 
 impl SipAdapter {
+    /// The standing state the adapter holds (subscriptions, publications, bindings):
+    /// what the caps of [`super::limits`] bound.
+    pub fn standing_state(&self) -> super::limits::StandingState {
+        self.tu.standing_state()
+    }
+
     fn serves_domain(&self, domain: &str) -> bool {
         let c = &self.tu.config;
         c.is_local_domain(domain)

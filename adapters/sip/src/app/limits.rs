@@ -354,7 +354,34 @@ mod tu_checks {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
+    /// How much standing state the adapter holds (what the caps bound).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct StandingState {
+        /// SIP watcher subscriptions (notifier dialogs).
+        pub subscriptions: usize,
+        /// The gateway's own subscriptions toward SIP presence agents.
+        pub outgoing_subscriptions: usize,
+        /// Publications.
+        pub publications: usize,
+        /// Registrar bindings.
+        pub bindings: usize,
+        /// Sources with a token bucket.
+        pub tracked_sources: usize,
+    }
+
     impl Tu {
+        /// The standing state now.
+        pub fn standing_state(&self) -> StandingState {
+            let st = self.lock();
+            StandingState {
+                subscriptions: st.notifier.len(),
+                outgoing_subscriptions: st.subscriber.len(),
+                publications: st.publications.len(),
+                bindings: st.registrar.binding_count(),
+                tracked_sources: st.limits.tracked(),
+            }
+        }
+
         /// 503 if `src` has spent its request budget (or, for a request that creates
         /// state, its creation budget). Trusted peers are exempt.
         pub(in crate::app) fn over_source_limit(
@@ -433,3 +460,5 @@ mod tu_checks {
         }
     }
 }
+
+pub use tu_checks::StandingState;

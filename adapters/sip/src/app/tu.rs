@@ -107,7 +107,7 @@ pub(super) struct State {
     pub(super) registrar: Registrar,
     pub(super) digest: DigestServer,
     pub(super) notifier: Notifier,
-    subscriber: Subscriber,
+    pub(super) subscriber: Subscriber,
     pub(super) publications: Publications,
     pub(super) limits: super::limits::SourceLimits,
 }
