@@ -194,7 +194,7 @@ impl Default for PresenceSection {
             max_expires: 86_400,
             upstream_expires: BTreeMap::from([("sip".to_owned(), 3600)]),
             roster_adapters: vec!["xmpp".into()],
-            max_subscriptions: 100_000,
+            max_subscriptions: 50_000,
             max_watchers_per_presentity: 1_000,
         }
     }

@@ -105,7 +105,7 @@ impl Default for PresenceConfig {
             deny_domains: Vec::new(),
             notify_interval: Duration::from_secs(5),
             max_expires: 86_400,
-            max_subscriptions: 100_000,
+            max_subscriptions: 50_000,
             max_watchers_per_presentity: 1_000,
             upstream_expires: HashMap::from([("sip".to_owned(), 3600)]),
             roster_adapters: vec!["xmpp".to_owned()],

@@ -450,3 +450,4 @@ async fn subscriptions_stop_at_the_configured_cap() {
     drop(sink);
     h.shutdown().await;
 }
+

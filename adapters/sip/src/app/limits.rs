@@ -22,11 +22,12 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// `[sip.limits]`. Memory each cap costs, roughly (measured with the flood test in
-/// `adapters/sip/tests/limits_flood.rs`): a watcher subscription about 2 KB in the SIP
-/// adapter (dialog, record, store row) plus the gateway presence engine's entry; a
-/// publication its PIDF document (up to the message size) plus about 0.5 KB; a binding
-/// about 0.5 KB; a tracked source about 100 bytes.
+/// `[sip.limits]`. Memory each cap costs, roughly: a SIP watcher subscription about
+/// 22 KB of RSS while its NOTIFY transactions are outstanding (measured: 5,000
+/// subscriptions from a trusted peer whose Contact never answers grew the process from 12
+/// to 124 MB), so the default `max_subscriptions` of 10,000 bounds that at about 220 MB;
+/// a publication its PIDF document (up to `max_message_size`) plus about 1 KB; a binding
+/// about 1 KB; a tracked source about 100 bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -65,12 +66,12 @@ impl Default for LimitsConfig {
             creations_per_source: 10.0,
             creations_burst: 50.0,
             max_tracked_sources: 65_536,
-            max_subscriptions: 20_000,
+            max_subscriptions: 10_000,
             max_subscriptions_per_presentity: 200,
             max_subscriptions_per_source: 500,
-            max_publications: 20_000,
+            max_publications: 10_000,
             max_publications_per_presentity: 16,
-            max_bindings_total: 20_000,
+            max_bindings_total: 10_000,
             retry_after: 30,
         }
     }
