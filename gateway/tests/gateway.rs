@@ -428,8 +428,14 @@ async fn defaults_serve_sip_and_admin() {
     let (code, metrics) = http_get(admin, "/metrics", None).await;
     assert_eq!(code, 200);
     // Nothing above reached the router (both MESSAGEs were refused by the SIP side).
-    assert!(metrics.contains("# TYPE cpim_subscriptions gauge"), "{metrics}");
-    assert!(!metrics.contains("kind=\"message\",outcome=\"2"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE cpim_subscriptions gauge"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("kind=\"message\",outcome=\"2"),
+        "{metrics}"
+    );
     assert!(metrics.contains("cpim_link_up{"), "{metrics}");
     gw.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

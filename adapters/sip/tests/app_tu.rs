@@ -460,7 +460,11 @@ async fn message_forging_refused_and_registered_flow_trusted() {
             .code(),
         401
     );
-    assert_eq!(h.ingress.ops.lock().unwrap().len(), before, "nothing relayed");
+    assert_eq!(
+        h.ingress.ops.lock().unwrap().len(),
+        before,
+        "nothing relayed"
+    );
     // Over a TCP connection she registered on with digest, no digest is needed.
     let mut r = register("<sip:alice@127.0.0.1:5072;transport=tcp>", "600");
     r.call_id = "reg-tcp".into();

@@ -210,7 +210,15 @@ async fn udp_source_address_is_no_identity_rfc3261_s22() {
         let r = exchange(&ua, gw, &reg(1, ""), "reg-1");
         assert_eq!(r.code, 401);
         let ch = Challenge::parse(r.header("WWW-Authenticate").unwrap()).unwrap();
-        let creds = digest::respond(&ch, "REGISTER", "sip:sip.test", "alice", "wonderland", "c", 1);
+        let creds = digest::respond(
+            &ch,
+            "REGISTER",
+            "sip:sip.test",
+            "alice",
+            "wonderland",
+            "c",
+            1,
+        );
         let r = exchange(
             &ua,
             gw,
@@ -227,7 +235,13 @@ async fn udp_source_address_is_no_identity_rfc3261_s22() {
     let code = tokio::task::spawn_blocking(move || {
         let evil = UdpSocket::bind(("127.0.0.1", port)).unwrap();
         let me = evil.local_addr().unwrap();
-        exchange(&evil, gw, &message_as("sip:alice@sip.test", me, "forged-1"), "forged-1").code
+        exchange(
+            &evil,
+            gw,
+            &message_as("sip:alice@sip.test", me, "forged-1"),
+            "forged-1",
+        )
+        .code
     })
     .await
     .unwrap();
@@ -275,11 +289,19 @@ async fn foreign_domain_needs_a_trusted_peer_rfc5922() {
     let r = tokio::task::spawn_blocking(move || {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         let me = s.local_addr().unwrap();
-        exchange(&s, gw, &message_as("sip:eve@evil.test", me, "eve-1"), "eve-1")
+        exchange(
+            &s,
+            gw,
+            &message_as("sip:eve@evil.test", me, "eve-1"),
+            "eve-1",
+        )
     })
     .await
     .unwrap();
-    assert_eq!((r.code, r.reason.as_str()), (403, "Foreign Domain Not Trusted"));
+    assert_eq!(
+        (r.code, r.reason.as_str()),
+        (403, "Foreign Domain Not Trusted")
+    );
     assert_eq!(core.relayed(), 0);
     h.shutdown().await;
 
@@ -289,7 +311,13 @@ async fn foreign_domain_needs_a_trusted_peer_rfc5922() {
     let code = tokio::task::spawn_blocking(move || {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         let me = s.local_addr().unwrap();
-        exchange(&s, gw, &message_as("sip:carol@peer.test", me, "peer-1"), "peer-1").code
+        exchange(
+            &s,
+            gw,
+            &message_as("sip:carol@peer.test", me, "peer-1"),
+            "peer-1",
+        )
+        .code
     })
     .await
     .unwrap();
@@ -323,7 +351,10 @@ async fn forged_subscribe_gets_one_small_answer_and_no_notify() {
         let me = victim.local_addr().unwrap();
         let mut codes = Vec::new();
         let (mut sent, mut received) = (0, 0);
-        for (i, from) in ["sip:eve@evil.test", "sip:alice@sip.test"].iter().enumerate() {
+        for (i, from) in ["sip:eve@evil.test", "sip:alice@sip.test"]
+            .iter()
+            .enumerate()
+        {
             let cid = format!("refl-{i}");
             let req = subscribe(from, "sip:alice@sip.test", me, me, &cid);
             sent += req.len();
@@ -411,10 +442,16 @@ async fn unauthenticated_subscribe_flood_creates_no_state() {
     let state = h.adapter().standing_state();
     assert_eq!((state.subscriptions, state.outgoing_subscriptions), (0, 0));
     assert_eq!(core.relayed(), 0);
-    assert!(codes.get(&200).is_none(), "{codes:?}");
-    assert!(codes.get(&503).copied().unwrap_or(0) > 0, "no per-source limit: {codes:?}");
+    assert!(!codes.contains_key(&200), "{codes:?}");
+    assert!(
+        codes.get(&503).copied().unwrap_or(0) > 0,
+        "no per-source limit: {codes:?}"
+    );
     assert!(state.tracked_sources <= 2, "{state:?}");
-    assert!(after.saturating_sub(before) < 32 * 1024, "RSS grew {before} -> {after} KiB");
+    assert!(
+        after.saturating_sub(before) < 32 * 1024,
+        "RSS grew {before} -> {after} KiB"
+    );
     h.shutdown().await;
 }
 
@@ -435,7 +472,10 @@ async fn subscriptions_stop_at_the_configured_cap() {
         flood(gw, 1_000, |me, i| {
             let cid = format!("cap-{i}");
             let to = format!("sip:p{}@sip.test", i % 20);
-            (subscribe(&format!("sip:w{i}@peer.test"), &to, me, sink_addr, &cid), cid)
+            (
+                subscribe(&format!("sip:w{i}@peer.test"), &to, me, sink_addr, &cid),
+                cid,
+            )
         })
     })
     .await
@@ -446,8 +486,10 @@ async fn subscriptions_stop_at_the_configured_cap() {
     assert_eq!(state.subscriptions, 300, "{codes:?}");
     assert_eq!(codes.get(&200), Some(&300), "{codes:?}");
     assert_eq!(codes.get(&503), Some(&700), "{codes:?}");
-    assert!(after.saturating_sub(before) < 64 * 1024, "RSS grew {before} -> {after} KiB");
+    assert!(
+        after.saturating_sub(before) < 64 * 1024,
+        "RSS grew {before} -> {after} KiB"
+    );
     drop(sink);
     h.shutdown().await;
 }
-

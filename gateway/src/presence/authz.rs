@@ -18,7 +18,10 @@ impl PresenceEngine {
     /// True if `watcher` may watch the local `presentity` (`known`: the watcher's domain
     /// is local or routed, for [`Policy::ApproveKnown`]). Domains compare canonically.
     pub(super) fn approves(&self, watcher: &Address, presentity: &Address, known: bool) -> bool {
-        let listed = |l: &[String]| l.iter().any(|d| cpim_core::domain::same(d, &watcher.domain));
+        let listed = |l: &[String]| {
+            l.iter()
+                .any(|d| cpim_core::domain::same(d, &watcher.domain))
+        };
         if listed(&self.cfg.deny_domains) {
             return false;
         }
@@ -39,13 +42,20 @@ impl PresenceEngine {
     /// 503 if a new subscription (or fetch) of `presentity` would exceed a cap.
     pub(super) fn over_cap(&self, presentity: &Address) -> Option<Status> {
         if self.subs.len() + self.fetches.len() >= self.cfg.max_subscriptions {
-            return Some(Status::new(503, "Service Unavailable: too many subscriptions"));
+            return Some(Status::new(
+                503,
+                "Service Unavailable: too many subscriptions",
+            ));
         }
         let watchers = self
             .by_presentity
             .get(&user_key(presentity))
             .map_or(0, HashSet::len);
-        (watchers >= self.cfg.max_watchers_per_presentity)
-            .then(|| Status::new(503, "Service Unavailable: too many watchers of this presentity"))
+        (watchers >= self.cfg.max_watchers_per_presentity).then(|| {
+            Status::new(
+                503,
+                "Service Unavailable: too many watchers of this presentity",
+            )
+        })
     }
 }

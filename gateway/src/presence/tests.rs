@@ -629,14 +629,29 @@ fn default_policy_approves_only_mutual_interest() {
     let t0 = Instant::now();
     let mut e = PresenceEngine::new(PresenceConfig::default());
     assert_eq!(PresenceConfig::default().policy, Policy::ApproveMutual);
-    let refused = e.handle_subscribe(t0, "xmpp", &sub("eve@xmpp.test", "alice@sip.test", 3600), LOCAL);
+    let refused = e.handle_subscribe(
+        t0,
+        "xmpp",
+        &sub("eve@xmpp.test", "alice@sip.test", 3600),
+        LOCAL,
+    );
     assert!(matches!(refused, SubscribeReply::Now(s) if s.code == 403));
     // A fetch is refused the same way.
-    let refused = e.handle_subscribe(t0, "xmpp", &sub("eve@xmpp.test", "alice@sip.test", 0), LOCAL);
+    let refused = e.handle_subscribe(
+        t0,
+        "xmpp",
+        &sub("eve@xmpp.test", "alice@sip.test", 0),
+        LOCAL,
+    );
     assert!(matches!(refused, SubscribeReply::Now(s) if s.code == 403));
     assert_eq!(e.subscription_count(), 0);
     // Same domain: approved.
-    let r = e.handle_subscribe(t0, "sip", &sub("sip:bob@sip.test", "sip:alice@sip.test", 3600), LOCAL);
+    let r = e.handle_subscribe(
+        t0,
+        "sip",
+        &sub("sip:bob@sip.test", "sip:alice@sip.test", 3600),
+        LOCAL,
+    );
     assert_eq!(r, SubscribeReply::Now(Status::ok()));
     // Alice subscribes to romeo's presence: romeo may then watch her.
     let up = e.handle_subscribe(
@@ -646,14 +661,24 @@ fn default_policy_approves_only_mutual_interest() {
         Side::Remote("xmpp".into()),
     );
     assert!(matches!(up, SubscribeReply::Upstream { .. }));
-    let r = e.handle_subscribe(t0, "xmpp", &sub("romeo@xmpp.test", "alice@sip.test", 3600), LOCAL);
+    let r = e.handle_subscribe(
+        t0,
+        "xmpp",
+        &sub("romeo@xmpp.test", "alice@sip.test", 3600),
+        LOCAL,
+    );
     assert_eq!(r, SubscribeReply::Now(Status::ok()));
     // Spellings of an allowed domain compare canonically.
     let mut e = PresenceEngine::new(PresenceConfig {
         allow_domains: vec!["Partner.Test.".into()],
         ..PresenceConfig::default()
     });
-    let r = e.handle_subscribe(t0, "xmpp", &sub("juliet@partner.test", "alice@sip.test", 3600), LOCAL);
+    let r = e.handle_subscribe(
+        t0,
+        "xmpp",
+        &sub("juliet@partner.test", "alice@sip.test", 3600),
+        LOCAL,
+    );
     assert_eq!(r, SubscribeReply::Now(Status::ok()));
 }
 
@@ -669,7 +694,12 @@ fn subscriptions_are_capped() {
     });
     let mut codes = Vec::new();
     for i in 0..4 {
-        let r = e.handle_subscribe(t0, "xmpp", &sub(&format!("w{i}@x.test"), "alice@sip.test", 3600), LOCAL);
+        let r = e.handle_subscribe(
+            t0,
+            "xmpp",
+            &sub(&format!("w{i}@x.test"), "alice@sip.test", 3600),
+            LOCAL,
+        );
         codes.push(match r {
             SubscribeReply::Now(s) => s.code,
             _ => 0,
@@ -677,7 +707,12 @@ fn subscriptions_are_capped() {
     }
     assert_eq!(codes, [200, 200, 200, 503]);
     for i in 0..3 {
-        let r = e.handle_subscribe(t0, "xmpp", &sub(&format!("w{i}@x.test"), "bob@sip.test", 3600), LOCAL);
+        let r = e.handle_subscribe(
+            t0,
+            "xmpp",
+            &sub(&format!("w{i}@x.test"), "bob@sip.test", 3600),
+            LOCAL,
+        );
         let code = match r {
             SubscribeReply::Now(s) => s.code,
             _ => 0,
@@ -686,9 +721,19 @@ fn subscriptions_are_capped() {
     }
     assert_eq!(e.subscription_count(), 5);
     // A refresh of an existing pair is not new state.
-    let r = e.handle_subscribe(t0 + secs(1), "xmpp", &sub("w0@x.test", "alice@sip.test", 3600), LOCAL);
+    let r = e.handle_subscribe(
+        t0 + secs(1),
+        "xmpp",
+        &sub("w0@x.test", "alice@sip.test", 3600),
+        LOCAL,
+    );
     assert_eq!(r, SubscribeReply::Now(Status::ok()));
     // Nor are remote fetches allowed past the total.
-    let r = e.handle_subscribe(t0, "sip", &sub("sip:a@sip.test", "r@xmpp.test", 0), Side::Remote("xmpp".into()));
+    let r = e.handle_subscribe(
+        t0,
+        "sip",
+        &sub("sip:a@sip.test", "r@xmpp.test", 0),
+        Side::Remote("xmpp".into()),
+    );
     assert!(matches!(r, SubscribeReply::Now(s) if s.code == 503));
 }

@@ -204,7 +204,11 @@ mod tests {
     /// unclaimed ones an adapter may vouch for (RFC 1034 s3.1, cpim_core::domain).
     #[tokio::test]
     async fn domain_spellings_cannot_get_past_anti_forging() {
-        for from in ["sip:romeo@xmpp.test.", "sip:romeo@XMPP.Test", "sip:romeo@Other.TEST."] {
+        for from in [
+            "sip:romeo@xmpp.test.",
+            "sip:romeo@XMPP.Test",
+            "sip:romeo@Other.TEST.",
+        ] {
             let (code, n) = run("sip", msg(1, from, "sip:bob@sip.test", "hi")).await;
             assert_eq!((code, n), (403, 0), "{from}");
         }
@@ -213,7 +217,10 @@ mod tests {
             assert_eq!((code, n), (403, 0), "{from}");
         }
         // A table configured with odd spellings still finds the canonical domain.
-        let t = Arc::new(RouteTable::new([("SIP.Test.", "sip")], [("XMPP.test", "xmpp")]));
+        let t = Arc::new(RouteTable::new(
+            [("SIP.Test.", "sip")],
+            [("XMPP.test", "xmpp")],
+        ));
         assert!(t.is_local("sip.test") && t.is_local("sip.TEST."));
         assert!(t.is_known("xmpp.test."));
     }

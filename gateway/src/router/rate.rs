@@ -255,7 +255,10 @@ mod tests {
     /// domain budget; local users (whose adapters limit by network address) do not.
     #[tokio::test]
     async fn a_foreign_domain_rotating_users_spends_one_budget() {
-        let table = Arc::new(RouteTable::new([("sip.test", "sip")], [("xmpp.test", "xmpp")]));
+        let table = Arc::new(RouteTable::new(
+            [("sip.test", "sip")],
+            [("xmpp.test", "xmpp")],
+        ));
         let layer = RateLimitLayer::new(RateConfig {
             rate: 0.001,
             burst: 2.0,
@@ -265,7 +268,13 @@ mod tests {
         let mut refused = 0;
         for i in 0..50 {
             let op = msg(i, &format!("u{i}@xmpp.test"), "sip:bob@sip.test", "hi");
-            let code = svc.clone().oneshot(Submission::new("xmpp", op)).await.unwrap().status.code;
+            let code = svc
+                .clone()
+                .oneshot(Submission::new("xmpp", op))
+                .await
+                .unwrap()
+                .status
+                .code;
             refused += usize::from(code == 503);
         }
         // 2 x DOMAIN_FACTOR = 20 admitted, whatever the user names.
@@ -273,9 +282,18 @@ mod tests {
         let mut refused = 0;
         for i in 0..50 {
             let op = msg(i, &format!("sip:u{i}@sip.test"), "romeo@xmpp.test", "hi");
-            let code = svc.clone().oneshot(Submission::new("sip", op)).await.unwrap().status.code;
+            let code = svc
+                .clone()
+                .oneshot(Submission::new("sip", op))
+                .await
+                .unwrap()
+                .status
+                .code;
             refused += usize::from(code == 503);
         }
-        assert_eq!(refused, 0, "local users are limited per user and by their adapter");
+        assert_eq!(
+            refused, 0,
+            "local users are limited per user and by their adapter"
+        );
     }
 }

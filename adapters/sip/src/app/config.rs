@@ -115,7 +115,9 @@ impl SipConfig {
     /// True if `domain` is one of the gateway's own domains, compared in the canonical
     /// form of [`cpim_core::domain`] (case, trailing dot, IDNA): `SIP.test.` is local.
     pub fn is_local_domain(&self, domain: &str) -> bool {
-        self.domains.iter().any(|d| cpim_core::domain::same(d, domain))
+        self.domains
+            .iter()
+            .any(|d| cpim_core::domain::same(d, domain))
     }
 
     /// Whether `user@domain` (a local domain) can exist: always when no `users` are

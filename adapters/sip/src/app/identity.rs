@@ -53,7 +53,9 @@ impl PeerNet {
         };
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
@@ -212,7 +214,8 @@ mod digest_auth {
             }
             let local = self.config.is_local_domain(&claimed.domain);
             if !local && !always {
-                if identity::may_speak_for_foreign(&self.config.trusted_peers, src, &claimed.domain) {
+                if identity::may_speak_for_foreign(&self.config.trusted_peers, src, &claimed.domain)
+                {
                     return Authn::Trusted;
                 }
                 return Authn::Respond(reply(req, 403, Some("Foreign Domain Not Trusted")));
@@ -263,13 +266,13 @@ mod digest_auth {
                     let flow_user = (!always
                         && self.config.trust_registered_flows
                         && identity::flow_may_vouch(src))
-                        .then(|| {
-                            self.lock()
-                                .registrar
-                                .flow_authenticated(&aor_of(claimed), &src.flow(), now)
-                                .map(str::to_owned)
-                        })
-                        .flatten();
+                    .then(|| {
+                        self.lock()
+                            .registrar
+                            .flow_authenticated(&aor_of(claimed), &src.flow(), now)
+                            .map(str::to_owned)
+                    })
+                    .flatten();
                     match flow_user {
                         Some(u) => u,
                         None => return Authn::Respond(self.challenge(req, false, now)),
@@ -314,7 +317,10 @@ mod tests {
         assert!(!is_trusted(&peers, "2001:db9::5".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<PeerNet>().is_err());
         assert!("nope".parse::<PeerNet>().is_err());
-        assert_eq!("0.0.0.0/0".parse::<PeerNet>().unwrap().to_string(), "0.0.0.0/0");
+        assert_eq!(
+            "0.0.0.0/0".parse::<PeerNet>().unwrap().to_string(),
+            "0.0.0.0/0"
+        );
     }
 
     #[test]
@@ -335,6 +341,10 @@ mod tests {
         assert!(may_speak_for_foreign(&[], &s, "EVIL.test."));
         assert!(!may_speak_for_foreign(&[], &s, "other.test"));
         let peers = ["192.0.2.0/24".parse().unwrap()];
-        assert!(may_speak_for_foreign(&peers, &src("udp", "192.0.2.9"), "x.test"));
+        assert!(may_speak_for_foreign(
+            &peers,
+            &src("udp", "192.0.2.9"),
+            "x.test"
+        ));
     }
 }

@@ -259,7 +259,11 @@ pub fn subscription_cap(
 }
 
 /// The cap a new publication would exceed (see [`subscription_cap`]).
-pub fn publication_cap(cfg: &LimitsConfig, total: usize, for_presentity: usize) -> Option<&'static str> {
+pub fn publication_cap(
+    cfg: &LimitsConfig,
+    total: usize,
+    for_presentity: usize,
+) -> Option<&'static str> {
     if total >= cfg.max_publications {
         Some("Too Many Publications")
     } else if for_presentity >= cfg.max_publications_per_presentity {
@@ -296,7 +300,10 @@ mod tests {
         assert!(l.admit(a, Cost::Creation, 0));
         assert!(!l.admit(a, Cost::Creation, 0), "creation burst spent");
         // Every creation is also a request: 3 of 5 spent.
-        assert!(l.admit(a, Cost::Request, 0), "plain requests have their own budget");
+        assert!(
+            l.admit(a, Cost::Request, 0),
+            "plain requests have their own budget"
+        );
         assert!(l.admit(a, Cost::Request, 0));
         assert!(!l.admit(a, Cost::Request, 0));
         assert!(l.admit(b, Cost::Creation, 0), "another source");
@@ -399,7 +406,11 @@ mod tu_checks {
                 Method::Publish => req.header(HeaderName::SipIfMatch).is_none(),
                 _ => false,
             };
-            let cost = if creates { Cost::Creation } else { Cost::Request };
+            let cost = if creates {
+                Cost::Creation
+            } else {
+                Cost::Request
+            };
             let ok = self.lock().limits.admit(src.remote.ip(), cost, now_ms());
             (!ok).then(|| unavailable(self, req, "Rate Limit Exceeded For This Source"))
         }

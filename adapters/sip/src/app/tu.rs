@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 use crate::codec::{new_tag, HeaderName, Method, Request, Response};
 
 use super::config::SipConfig;
-use super::identity::{self, Authn};
 use super::digest::{self, Challenge, DigestServer};
+use super::identity::{self, Authn};
 use super::message::{self, InboundMessage, Refusal};
 use super::presence::notifier::{
     Notifier, NotifierOutput, OutgoingNotify, SubscribeDecision, SubscribeRequest,

@@ -283,7 +283,9 @@ impl Notifier {
 
     /// The (presentity, flow) of every subscription, for the caps of [`crate::app::limits`].
     pub fn presentities_and_flows(&self) -> impl Iterator<Item = (&Address, Option<&str>)> {
-        self.subs.values().map(|s| (&s.presentity, s.rec.flow.as_deref()))
+        self.subs
+            .values()
+            .map(|s| (&s.presentity, s.rec.flow.as_deref()))
     }
 
     /// True if there are none.
