@@ -1226,3 +1226,69 @@ async fn outbound_proxy_mode() {
         NextHop::Uri("sip:127.0.0.1:5064;transport=udp;lr".into())
     );
 }
+
+/// Issue 10 caps (RFC 3903 s6, RFC 3261 s10.3, s21.5.4): initial publications per
+/// presentity and registrar bindings in total stop at the configured caps with 503 and
+/// Retry-After; a refresh (SIP-If-Match) of an existing publication still passes.
+#[tokio::test]
+async fn publications_and_bindings_stop_at_their_caps() {
+    let mut c = config();
+    c.limits.max_publications_per_presentity = 2;
+    c.limits.max_bindings_total = 1;
+    let h = harness_with(c, Arc::new(MemoryStore::new()));
+    let publish = |n: u32| {
+        let mut p = Req::new(
+            Method::Publish,
+            "sip:alice@sip.test",
+            "sip:alice@sip.test",
+            "sip:alice@sip.test",
+        )
+        .h(HeaderName::Event, "presence")
+        .body("application/pidf+xml", &pidf("pres:alice@sip.test", "open"));
+        p.call_id = format!("pub-{n}");
+        p
+    };
+    let mut etag = String::new();
+    for n in 0..2 {
+        let r = with_auth(&h, publish(n), "alice", "wonderland", 5070).await;
+        assert_eq!(r.code(), 200);
+        etag = r.header(HeaderName::SipEtag).unwrap().to_owned();
+    }
+    let r = with_auth(&h, publish(2), "alice", "wonderland", 5070).await;
+    assert_eq!(
+        (r.code(), r.reason()),
+        (503, "Too Many Publications For This Presentity")
+    );
+    assert_eq!(r.header(HeaderName::RetryAfter), Some("30"));
+    let refresh = publish(3).h(HeaderName::SipIfMatch, &etag);
+    assert_eq!(
+        with_auth(&h, refresh, "alice", "wonderland", 5070)
+            .await
+            .code(),
+        200
+    );
+    assert_eq!(h.tu.standing_state().publications, 2);
+    // Bindings: alice's fills the registrar; bob's new AOR is refused; alice refreshes.
+    let r = register("<sip:alice@127.0.0.1:5070>", "600");
+    assert_eq!(
+        with_auth(&h, r, "alice", "wonderland", 5070).await.code(),
+        200
+    );
+    let mut r = Req::new(
+        Method::Register,
+        "sip:sip.test",
+        "sip:bob@sip.test",
+        "sip:bob@sip.test",
+    )
+    .h(HeaderName::Contact, "<sip:bob@127.0.0.1:5080>");
+    r.call_id = "reg-bob".into();
+    let resp = with_auth(&h, r, "bob", "builder", 5080).await;
+    assert_eq!((resp.code(), resp.reason()), (503, "Too Many Registrations"));
+    let mut r = register("<sip:alice@127.0.0.1:5070>", "600");
+    r.cseq = 5;
+    assert_eq!(
+        with_auth(&h, r, "alice", "wonderland", 5070).await.code(),
+        200
+    );
+    assert_eq!(h.tu.standing_state().bindings, 1);
+}
