@@ -23,9 +23,11 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 /// `[sip.limits]`. Memory each cap costs, roughly: a SIP watcher subscription about
-/// 22 KB of RSS while its NOTIFY transactions are outstanding (measured: 5,000
-/// subscriptions from a trusted peer whose Contact never answers grew the process from 12
-/// to 124 MB), so the default `max_subscriptions` of 10,000 bounds that at about 220 MB;
+/// 22 KB of RSS in the adapter while its NOTIFY transactions are outstanding (measured:
+/// 5,000 subscriptions from a trusted peer whose Contact never answers grew the process
+/// from 12 to 124 MB), about 38 KB in the whole gateway with its presence-engine entry
+/// and store row (`tests/interop/tests/security_flood.rs`: 500 -> +19 MB), so the
+/// default `max_subscriptions` of 5,000 bounds them at about 190 MB;
 /// a publication its PIDF document (up to `max_message_size`) plus about 1 KB; a binding
 /// about 1 KB; a tracked source about 100 bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,7 +68,7 @@ impl Default for LimitsConfig {
             creations_per_source: 10.0,
             creations_burst: 50.0,
             max_tracked_sources: 65_536,
-            max_subscriptions: 10_000,
+            max_subscriptions: 5_000,
             max_subscriptions_per_presentity: 200,
             max_subscriptions_per_source: 500,
             max_publications: 10_000,
