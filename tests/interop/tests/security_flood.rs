@@ -57,6 +57,7 @@ async fn start(dir: &Path, tweak: impl FnOnce(&mut Config)) -> Gw {
     }];
     c.sip.endpoint.udp = vec![sip];
     c.sip.endpoint.tcp = vec![([127, 0, 0, 1], free_tcp_port().unwrap()).into()];
+    c.sip.endpoint.tls = Vec::new();
     c.sip.endpoint.dns = false;
     c.admin.listen = admin;
     c.admin.token = Some(TOKEN.into());
