@@ -1283,7 +1283,10 @@ async fn publications_and_bindings_stop_at_their_caps() {
     .h(HeaderName::Contact, "<sip:bob@127.0.0.1:5080>");
     r.call_id = "reg-bob".into();
     let resp = with_auth(&h, r, "bob", "builder", 5080).await;
-    assert_eq!((resp.code(), resp.reason()), (503, "Too Many Registrations"));
+    assert_eq!(
+        (resp.code(), resp.reason()),
+        (503, "Too Many Registrations")
+    );
     let mut r = register("<sip:alice@127.0.0.1:5070>", "600");
     r.cseq = 5;
     assert_eq!(

@@ -69,17 +69,23 @@ async fn start(dir: &Path, tweak: impl FnOnce(&mut Config)) -> Gw {
     cmd.arg("run").arg("--config").arg(&config);
     cmd.env("RUST_LOG", "warn");
     let proc = Proc::spawn("cpim-gateway (flood)", cmd).expect("spawn the gateway");
-    cpim_testkit::eventually("the gateway's admin API", Duration::from_secs(20), || async {
-        let (code, _) = http_get(admin, "/health", None).await.ok()?;
-        (code == 200).then_some(())
-    })
+    cpim_testkit::eventually(
+        "the gateway's admin API",
+        Duration::from_secs(20),
+        || async {
+            let (code, _) = http_get(admin, "/health", None).await.ok()?;
+            (code == 200).then_some(())
+        },
+    )
     .await
     .unwrap();
     Gw { proc, sip, admin }
 }
 
 async fn subscription_count(admin: SocketAddr) -> usize {
-    let (code, body) = http_get(admin, "/subscriptions", Some(TOKEN)).await.unwrap();
+    let (code, body) = http_get(admin, "/subscriptions", Some(TOKEN))
+        .await
+        .unwrap();
     assert_eq!(code, 200, "{body}");
     serde_json::from_str::<serde_json::Value>(&body)
         .unwrap()
@@ -159,12 +165,24 @@ async fn unauthenticated_subscribe_flood_creates_no_subscription() {
     let subs = subscription_count(gw.admin).await;
     println!("codes {codes:?}, {bytes} bytes back; RSS {before} -> {after} KiB");
     assert_eq!(subs, 0, "unauthenticated SUBSCRIBEs created subscriptions");
-    assert!(!codes.contains_key(&200) && !codes.contains_key(&202), "{codes:?}");
-    assert!(codes.get(&503).copied().unwrap_or(0) > 0, "no per-source limit: {codes:?}");
+    assert!(
+        !codes.contains_key(&200) && !codes.contains_key(&202),
+        "{codes:?}"
+    );
+    assert!(
+        codes.get(&503).copied().unwrap_or(0) > 0,
+        "no per-source limit: {codes:?}"
+    );
     assert!(retry_after, "a 503 without Retry-After");
     // One small answer per request, no NOTIFY: well under 1 KB each.
-    assert!(bytes < 5_000 * 1024, "{bytes} bytes answered 5,000 requests");
-    assert!(after.saturating_sub(before) < 32 * 1024, "RSS {before} -> {after} KiB");
+    assert!(
+        bytes < 5_000 * 1024,
+        "{bytes} bytes answered 5,000 requests"
+    );
+    assert!(
+        after.saturating_sub(before) < 32 * 1024,
+        "RSS {before} -> {after} KiB"
+    );
     let _ = gw.proc.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -184,7 +202,10 @@ async fn trusted_peer_flood_stops_at_the_subscription_cap() {
     let sip = gw.sip;
     let (codes, _, retry_after) = tokio::task::spawn_blocking(move || {
         flood(sip, "127.0.0.3:0", 3_000, |i| {
-            (format!("sip:w{i}@peer.test"), format!("sip:p{}@sip.test", i % 50))
+            (
+                format!("sip:w{i}@peer.test"),
+                format!("sip:p{}@sip.test", i % 50),
+            )
         })
     })
     .await
@@ -193,7 +214,11 @@ async fn trusted_peer_flood_stops_at_the_subscription_cap() {
     let subs = subscription_count(gw.admin).await;
     println!("codes {codes:?}; {subs} subscriptions; RSS {before} -> {after} KiB");
     assert_eq!(codes.get(&200).copied().unwrap_or(0), CAP, "{codes:?}");
-    assert_eq!(codes.get(&503).copied().unwrap_or(0), 3_000 - CAP, "{codes:?}");
+    assert_eq!(
+        codes.get(&503).copied().unwrap_or(0),
+        3_000 - CAP,
+        "{codes:?}"
+    );
     assert!(retry_after, "a 503 without Retry-After");
     assert!(subs <= CAP, "{subs} subscriptions past the cap of {CAP}");
     // About 22 KB each at most (see [sip.limits] in deploy/config/defaults.toml).
