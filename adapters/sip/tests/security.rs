@@ -493,3 +493,130 @@ async fn subscriptions_stop_at_the_configured_cap() {
     drop(sink);
     h.shutdown().await;
 }
+
+/// Sends the request `make(cseq, extra_headers)` builds; on a 401 answers the MD5 challenge
+/// as `user` and sends it again.
+fn with_digest(
+    s: &UdpSocket,
+    gw: SocketAddr,
+    (user, password): (&str, &str),
+    (method, uri, cid): (&str, &str, &str),
+    make: impl Fn(u32, &str) -> String,
+) -> Resp {
+    let r = exchange(s, gw, &make(1, ""), cid);
+    if r.code != 401 {
+        return r;
+    }
+    let ch = Challenge::parse(r.header("WWW-Authenticate").unwrap()).unwrap();
+    let creds = digest::respond(&ch, method, uri, user, password, "c", 1);
+    let auth = format!("Authorization: {}\r\n", creds.to_header());
+    exchange(s, gw, &make(2, &auth), cid)
+}
+
+/// Issue 10 caps (RFC 3903 s6, RFC 3261 s10.3 and s21.5.4): initial publications per
+/// presentity and registrar bindings in total stop at the configured caps with 503 and
+/// Retry-After; a refresh (SIP-If-Match, a bound AOR's REGISTER) still passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publications_and_bindings_stop_at_their_caps() {
+    let mut c = base_config();
+    c.users.push(SipUser {
+        username: "bob".into(),
+        password: Some("builder".into()),
+        ..Default::default()
+    });
+    c.limits.max_publications_per_presentity = 2;
+    c.limits.max_bindings_total = 1;
+    let (h, _core, gw) = gateway(c).await;
+    let (pubs, regs) = tokio::task::spawn_blocking(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let me = s.local_addr().unwrap();
+        let alice = ("alice", "wonderland");
+        let pidf = "<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \
+                    entity=\"pres:alice@sip.test\"><tuple id=\"t\"><status><basic>open</basic>\
+                    </status></tuple></presence>";
+        let publish = |n: usize, if_match: &str| {
+            let cid = format!("pub-{n}");
+            let r = with_digest(
+                &s,
+                gw,
+                alice,
+                ("PUBLISH", "sip:alice@sip.test", &cid),
+                |cseq, auth| {
+                    request(
+                        "PUBLISH",
+                        "sip:alice@sip.test",
+                        "sip:alice@sip.test",
+                        "sip:alice@sip.test",
+                        me,
+                        &cid,
+                        cseq,
+                        &format!(
+                            "Event: presence\r\nExpires: 600\r\n{if_match}\
+                         Content-Type: application/pidf+xml\r\n{auth}"
+                        ),
+                        pidf,
+                    )
+                },
+            );
+            (
+                r.code,
+                r.reason.clone(),
+                r.header("SIP-ETag").map(str::to_owned),
+                r.header("Retry-After").map(str::to_owned),
+            )
+        };
+        let first = publish(0, "");
+        let second = publish(1, "");
+        let third = publish(2, "");
+        let etag = second.2.clone().unwrap_or_default();
+        let refresh = publish(3, &format!("SIP-If-Match: {etag}\r\n"));
+        let register = |n: usize, (user, pw): (&str, &str)| {
+            let cid = format!("reg-{n}");
+            let aor = format!("sip:{user}@sip.test");
+            with_digest(
+                &s,
+                gw,
+                (user, pw),
+                ("REGISTER", "sip:sip.test", &cid),
+                |cseq, auth| {
+                    request(
+                        "REGISTER",
+                        "sip:sip.test",
+                        &aor,
+                        &aor,
+                        me,
+                        &cid,
+                        cseq,
+                        &format!("Contact: <sip:{user}@{me}>\r\nExpires: 600\r\n{auth}"),
+                        "",
+                    )
+                },
+            )
+        };
+        let regs: Vec<(u16, String)> = [(0, alice), (1, ("bob", "builder")), (2, alice)]
+            .into_iter()
+            .map(|(n, who)| {
+                let r = register(n, who);
+                (r.code, r.reason)
+            })
+            .collect();
+        (vec![first, second, third, refresh], regs)
+    })
+    .await
+    .unwrap();
+    let codes: Vec<u16> = pubs.iter().map(|p| p.0).collect();
+    assert_eq!(codes, [200, 200, 503, 200], "{pubs:?}");
+    assert_eq!(pubs[2].1, "Too Many Publications For This Presentity");
+    assert_eq!(pubs[2].3.as_deref(), Some("30"), "Retry-After");
+    assert_eq!(
+        regs,
+        [
+            (200, "OK".to_owned()),
+            (503, "Too Many Registrations".to_owned()),
+            (200, "OK".to_owned())
+        ]
+    );
+    let state = h.adapter().standing_state();
+    assert_eq!((state.publications, state.bindings), (2, 1));
+    h.shutdown().await;
+}
