@@ -87,19 +87,21 @@ pub struct Address {
     /// The user part, decoded (no percent or XEP-0106 escapes). `None` for a
     /// domain-only address such as a server JID.
     pub user: Option<String>,
-    /// The domain, lower-cased (domains are case-insensitive in every scheme here).
+    /// The domain in the canonical form of [`crate::domain::canonical`] (lower case, no
+    /// trailing dot, IDNA A-labels), so equal domains compare equal however written.
     pub domain: String,
     /// The instance: an XMPP resource or a SIP GRUU `gr` parameter (RFC 7247 s6.3).
     pub instance: Option<String>,
 }
 
 impl Address {
-    /// A new address; the domain is lower-cased.
+    /// A new address; the domain is put in canonical form ([`crate::domain`]; a value
+    /// that is no domain is only lower-cased).
     pub fn new(scheme: Scheme, user: Option<&str>, domain: &str) -> Address {
         Address {
             scheme,
             user: user.map(str::to_owned),
-            domain: domain.to_ascii_lowercase(),
+            domain: crate::domain::canonical_or_raw(domain),
             instance: None,
         }
     }
@@ -246,10 +248,13 @@ fn finish(
     if user.as_deref() == Some("") {
         return Err(AddressError::EmptyUser);
     }
+    let domain = crate::domain::canonical(domain)
+        .map_err(|_| AddressError::InvalidDomain(domain.to_owned()))?
+        .into_owned();
     Ok(Address {
         scheme,
         user,
-        domain: domain.to_lowercase(),
+        domain,
         instance: instance.filter(|i| !i.is_empty()),
     })
 }
@@ -372,6 +377,28 @@ impl std::str::FromStr for Address {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 10: `sip.test.`, `SIP.Test` and the U-label of an IDN are one domain, so no
+    /// spelling gets past a local-domain or anti-forging check.
+    #[test]
+    fn domain_spellings_parse_to_one_canonical_form() {
+        for s in [
+            "sip:eve@sip.test.",
+            "sip:eve@SIP.Test:5060",
+            "sip:eve@sip.test.:5060;transport=udp",
+            "xmpp:eve@sip.test./r",
+            "eve@SIP.TEST.",
+            "im:eve@sip.test.",
+        ] {
+            assert_eq!(Address::parse(s).unwrap().domain, "sip.test", "{s}");
+        }
+        assert_eq!(
+            Address::parse("xmpp:r@bücher.test").unwrap().domain,
+            "xn--bcher-kva.test"
+        );
+        assert!(Address::parse("sip:eve@sip.test..").is_err());
+        assert!(Address::parse("eve@.").is_err());
+    }
 
     #[test]
     fn parses_each_scheme() {

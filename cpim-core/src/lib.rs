@@ -4,6 +4,8 @@
 //! operation needs it, is passed in by the caller.
 //!
 //! - [`address`]: `im:`, `pres:`, `sip:`, `sips:` and `xmpp:` addresses (RFC 3859/3860, RFC 3261, RFC 7622).
+//! - [`domain`]: the one canonical form of a domain name (case, trailing dot, IDNA A-labels) every
+//!   authorization decision compares in.
 //! - [`model`]: the abstract operations message, subscribe, unsubscribe, notify and publish and their outcomes.
 //! - [`presence`]: the abstract presence state (RFC 3863 tuples, RFC 4480 activities, RFC 4479 person).
 //! - [`adapter`]: the interface every protocol adapter implements, and the one it calls into the core with.
@@ -16,6 +18,7 @@ pub mod address;
 pub mod addrmap;
 pub mod connlimit;
 pub mod cpim;
+pub mod domain;
 pub mod errmap;
 pub mod imdn;
 pub mod iscomposing;

@@ -169,7 +169,9 @@ impl Default for Limits {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PresenceSection {
-    /// `approve-all` (default), `approve-known` or `reject-all`.
+    /// `approve-mutual` (default: the presentity's own domain, `allow_domains`, and
+    /// watchers the presentity has subscribed to), `approve-all`, `approve-known` or
+    /// `reject-all`. See [`crate::presence::authz`].
     pub authorization: String,
     /// Watcher domains always approved.
     pub allow_domains: Vec<String>,
@@ -183,18 +185,24 @@ pub struct PresenceSection {
     pub upstream_expires: BTreeMap<String, u32>,
     /// Adapters whose watchers hold roster-style subscriptions without expiry (XMPP).
     pub roster_adapters: Vec<String>,
+    /// Most subscriptions (and pending fetches) the presence engine holds; past it 503.
+    pub max_subscriptions: usize,
+    /// Most watchers of one presentity; past it 503.
+    pub max_watchers_per_presentity: usize,
 }
 
 impl Default for PresenceSection {
     fn default() -> Self {
         PresenceSection {
-            authorization: "approve-all".into(),
+            authorization: "approve-mutual".into(),
             allow_domains: Vec::new(),
             deny_domains: Vec::new(),
             notify_interval_ms: 5000,
             max_expires: 86_400,
             upstream_expires: BTreeMap::from([("sip".to_owned(), 3600)]),
             roster_adapters: vec!["xmpp".into()],
+            max_subscriptions: 50_000,
+            max_watchers_per_presentity: 1_000,
         }
     }
 }
@@ -624,12 +632,12 @@ impl Config {
             }
         }
         match self.presence.authorization.as_str() {
-            "approve-all" | "approve-known" | "reject-all" => {}
+            "approve-mutual" | "approve-all" | "approve-known" | "reject-all" => {}
             other => {
                 return Err(err(
                     Some("presence"),
                     "authorization",
-                    format!("presence.authorization: `{other}` is not one of approve-all, approve-known, reject-all"),
+                    format!("presence.authorization: `{other}` is not one of approve-mutual, approve-all, approve-known, reject-all"),
                 ))
             }
         }
@@ -689,7 +697,8 @@ impl Config {
             policy: match self.presence.authorization.as_str() {
                 "approve-known" => Policy::ApproveKnown,
                 "reject-all" => Policy::RejectAll,
-                _ => Policy::ApproveAll,
+                "approve-all" => Policy::ApproveAll,
+                _ => Policy::ApproveMutual,
             },
             allow_domains: self.presence.allow_domains.clone(),
             deny_domains: self.presence.deny_domains.clone(),
@@ -702,6 +711,8 @@ impl Config {
                 .map(|(k, v)| (k.clone(), *v))
                 .collect::<HashMap<_, _>>(),
             roster_adapters: self.presence.roster_adapters.clone(),
+            max_subscriptions: self.presence.max_subscriptions,
+            max_watchers_per_presentity: self.presence.max_watchers_per_presentity,
         }
     }
 }

@@ -149,12 +149,15 @@ pub fn pipeline_with(
     loops: LoopGuardLayer,
 ) -> Pipeline {
     let svc = ServiceBuilder::new()
-        .layer(AuthorizeLayer::new(table))
+        .layer(AuthorizeLayer::new(table.clone()))
         .layer(SizeLimitLayer::new(cfg.limits.max_body_bytes))
-        .layer(RateLimitLayer::new(RateConfig {
-            rate: cfg.limits.rate_per_source,
-            burst: cfg.limits.burst_per_source,
-        }))
+        .layer(
+            RateLimitLayer::new(RateConfig {
+                rate: cfg.limits.rate_per_source,
+                burst: cfg.limits.burst_per_source,
+            })
+            .with_domains(table),
+        )
         .layer(loops)
         .layer(TimeoutLayer::new(Duration::from_millis(
             cfg.limits.timeout_ms,

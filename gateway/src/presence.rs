@@ -12,10 +12,16 @@
 //!
 //! # Authorization
 //! - Local presentities (in one of the gateway's domains, fed by `Publish`): decided here
-//!   by [`Policy`]. Default [`Policy::ApproveAll`]: every watcher the router let through
-//!   (a local user, or a user of a domain an adapter serves) is approved at once, as a
-//!   registrar-hosted presence server in a trusted deployment would. `approve-known`
-//!   approves only local and configured-route domains, `reject-all` turns presence off.
+//!   by [`Policy`]. Default [`Policy::ApproveMutual`] (issue 10: `approve-all` let anyone
+//!   watch any local user), as an XMPP server decides with rosters (RFC 6121 s3.1.3 /
+//!   s3.4): a watcher is approved when it is a user of the presentity's own domain, when
+//!   its domain is in `allow_domains`, or when the presentity itself has subscribed to
+//!   the watcher's presence (mutual interest); any other is refused with 403 and holds no
+//!   state (it may subscribe again once the presentity has subscribed to it).
+//!   `approve-all` (every watcher the router let through) stays as an explicit choice
+//!   for trusted deployments; `approve-known` approves local and configured-route
+//!   domains, `reject-all` turns presence off. The rules and the caps on standing state
+//!   live in [`authz`].
 //! - Remote presentities: `pending` until the remote side says `active` in a `Notify`.
 //!
 //! # Refreshes are the gateway's
@@ -48,11 +54,16 @@ use cpim_core::model::{
 };
 use cpim_core::presence::{Basic, Presence, Tuple};
 
+pub mod authz;
+
 /// Authorization of watchers of local presentities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Policy {
-    /// Approve every watcher.
+    /// Approve watchers of the presentity's own domain, of `allow_domains`, and those the
+    /// presentity has subscribed to (see the module docs). The default.
     #[default]
+    ApproveMutual,
+    /// Approve every watcher.
     ApproveAll,
     /// Approve watchers of local domains, configured routes and `allow_domains`.
     ApproveKnown,
@@ -75,6 +86,10 @@ pub struct PresenceConfig {
     pub max_expires: u32,
     /// Upstream subscription duration per adapter that needs refreshing.
     pub upstream_expires: HashMap<String, u32>,
+    /// Most subscriptions (and pending fetches) held in total.
+    pub max_subscriptions: usize,
+    /// Most watchers of one presentity.
+    pub max_watchers_per_presentity: usize,
     /// Adapters whose watchers hold roster-style subscriptions (XMPP, RFC 6121 s3):
     /// no expiry whatever duration they name, a state-only notify (`subscribed`) before
     /// the first state, and fetch answers in state `active` (a probe answer is plain
@@ -85,11 +100,13 @@ pub struct PresenceConfig {
 impl Default for PresenceConfig {
     fn default() -> Self {
         PresenceConfig {
-            policy: Policy::ApproveAll,
+            policy: Policy::ApproveMutual,
             allow_domains: Vec::new(),
             deny_domains: Vec::new(),
             notify_interval: Duration::from_secs(5),
             max_expires: 86_400,
+            max_subscriptions: 50_000,
+            max_watchers_per_presentity: 1_000,
             upstream_expires: HashMap::from([("sip".to_owned(), 3600)]),
             roster_adapters: vec!["xmpp".to_owned()],
         }
@@ -368,20 +385,6 @@ impl PresenceEngine {
         }
     }
 
-    fn approves(&self, watcher: &Address, known: bool) -> bool {
-        if self.cfg.deny_domains.contains(&watcher.domain) {
-            return false;
-        }
-        if self.cfg.allow_domains.contains(&watcher.domain) {
-            return true;
-        }
-        match self.cfg.policy {
-            Policy::ApproveAll => true,
-            Policy::ApproveKnown => known,
-            Policy::RejectAll => false,
-        }
-    }
-
     fn is_roster(&self, adapter: &str) -> bool {
         self.cfg.roster_adapters.iter().any(|a| a == adapter)
     }
@@ -561,9 +564,12 @@ impl PresenceEngine {
                 Status::new(202, "Accepted")
             });
         }
+        if let Some(refusal) = self.over_cap(&sub.target) {
+            return SubscribeReply::Now(refusal);
+        }
         match side {
             Side::Local { known_watcher } => {
-                if !self.approves(&sub.watcher, known_watcher) {
+                if !self.approves(&sub.watcher, &sub.target, known_watcher) {
                     return SubscribeReply::Now(Status::new(
                         403,
                         "Forbidden: watcher not authorized",
@@ -629,7 +635,7 @@ impl PresenceEngine {
         let cached = match (&side, self.subs.get(&key)) {
             (_, Some(s)) if s.state == SubState::Active => self.current_presence(s),
             (Side::Local { known_watcher }, _) => {
-                if !self.approves(&sub.watcher, *known_watcher) {
+                if !self.approves(&sub.watcher, &sub.target, *known_watcher) {
                     return SubscribeReply::Now(Status::new(
                         403,
                         "Forbidden: watcher not authorized",
@@ -665,6 +671,9 @@ impl PresenceEngine {
         let Side::Remote(adapter) = side else {
             return SubscribeReply::Now(Status::ok());
         };
+        if let Some(refusal) = self.over_cap(&sub.target) {
+            return SubscribeReply::Now(refusal);
+        }
         let until = now + FETCH_WAIT;
         self.fetches.insert(
             key.clone(),

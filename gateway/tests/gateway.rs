@@ -419,15 +419,12 @@ async fn defaults_serve_sip_and_admin() {
         "MESSAGE sip:nobody@localhost SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-m1\r\nMax-Forwards: 70\r\nFrom: <sip:eve@example.org>;tag=2\r\nTo: <sip:nobody@localhost>\r\nCall-ID: m1@test\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    // A MESSAGE from a foreign domain to a local user who is not registered: the
-    // registrar knows no such binding (480 from the SIP side), so the gateway stores it
-    // for later delivery and answers 202; or, if the SIP side knows the user does not
-    // exist, the 404 comes back as it is.
+    // A MESSAGE from a foreign domain from an untrusted source (RFC 5922; issue 10): 403,
+    // nothing stored for later delivery.
     let answer = ask(message).await;
     let depth = gw.store.queue_depth().unwrap();
     assert!(
-        (answer.starts_with("SIP/2.0 202") && depth == 1)
-            || (answer.starts_with("SIP/2.0 404") && depth == 0),
+        answer.starts_with("SIP/2.0 403") && depth == 0,
         "{answer} (queue depth {depth})"
     );
     // A source claiming the gateway's own domain without authenticating is not taken
@@ -445,10 +442,13 @@ async fn defaults_serve_sip_and_admin() {
     );
     let (code, metrics) = http_get(admin, "/metrics", Some(&token(&dir))).await;
     assert_eq!(code, 200);
+    // Nothing above reached the router (both MESSAGEs were refused by the SIP side).
     assert!(
-        metrics.contains(
-            "cpim_operations_total{direction=\"in\",adapter=\"sip\",kind=\"message\",outcome="
-        ),
+        metrics.contains("# TYPE cpim_subscriptions gauge"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("kind=\"message\",outcome=\"2"),
         "{metrics}"
     );
     assert!(metrics.contains("cpim_link_up{"), "{metrics}");

@@ -103,6 +103,9 @@ fn scratch(tag: &str) -> PathBuf {
     d
 }
 
+/// The source address of the scenarios whose From is in `other.test`.
+const FOREIGN_PEER: &str = "127.0.0.2";
+
 async fn gateway() -> (SipHandle, Arc<Core>) {
     let config = SipConfig {
         endpoint: EndpointConfig {
@@ -113,6 +116,9 @@ async fn gateway() -> (SipHandle, Arc<Core>) {
             ..Default::default()
         },
         domains: vec!["sip.test".into()],
+        // The scenarios that speak for carol@other.test run from this address (RFC 5922:
+        // a foreign domain only from a trusted peer); the others from 127.0.0.1.
+        trusted_peers: vec![FOREIGN_PEER.parse().unwrap()],
         users: vec![SipUser {
             username: "alice".into(),
             password: Some("wonderland".into()),
@@ -153,10 +159,14 @@ async fn sipp(
     };
     let log = dir.join(format!("{scenario_file}.{port}.log"));
     let err = dir.join(format!("{scenario_file}.{port}.err"));
+    let ip = match scenario_file {
+        "message_200.xml" | "message_404.xml" | "subscribe.xml" => FOREIGN_PEER,
+        _ => "127.0.0.1",
+    };
     let mut cmd = Command::new("sipp");
     cmd.arg("-sf")
         .arg(scenario(scenario_file))
-        .args(["-m", "1", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-m", "1", "-i", ip, "-p", &port.to_string()])
         .args([
             "-t",
             if transport == Transport::Tcp {

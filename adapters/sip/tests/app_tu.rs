@@ -94,6 +94,7 @@ impl Wire for FakeWire {
 fn config() -> SipConfig {
     SipConfig {
         domains: vec!["sip.test".into()],
+        trusted_peers: vec!["127.0.0.9".parse().unwrap()],
         users: vec![
             SipUser {
                 username: "alice".into(),
@@ -147,6 +148,23 @@ fn src(port: u16) -> Source {
     Source {
         transport: "udp".into(),
         remote: SocketAddr::from(([127, 0, 0, 1], port)),
+        verified_names: Vec::new(),
+    }
+}
+
+/// The same over TCP (a connection the peer completed a handshake on).
+fn tcp(port: u16) -> Source {
+    Source {
+        transport: "tcp".into(),
+        ..src(port)
+    }
+}
+
+/// The trusted peer (`trusted_peers` in [`config`]) that speaks for `other.test`.
+fn peer(port: u16) -> Source {
+    Source {
+        remote: SocketAddr::from(([127, 0, 0, 9], port)),
+        ..src(port)
     }
 }
 
@@ -215,8 +233,18 @@ async fn settle() {
 }
 
 /// Sends `r`; if challenged, answers with `user`/`password` and sends again.
-async fn with_auth(h: &Harness, mut r: Req, user: &str, password: &str, port: u16) -> Response {
-    let resp = h.tu.handle_request(r.build(), src(port)).await.unwrap();
+async fn with_auth(h: &Harness, r: Req, user: &str, password: &str, port: u16) -> Response {
+    with_auth_from(h, r, user, password, src(port)).await
+}
+
+async fn with_auth_from(
+    h: &Harness,
+    mut r: Req,
+    user: &str,
+    password: &str,
+    from: Source,
+) -> Response {
+    let resp = h.tu.handle_request(r.build(), from.clone()).await.unwrap();
     if resp.code() != 401 {
         return resp;
     }
@@ -231,7 +259,7 @@ async fn with_auth(h: &Harness, mut r: Req, user: &str, password: &str, port: u1
     let creds = digest::respond(&ch, r.method.as_str(), &r.ruri, user, password, "cn0nce", 1);
     r.cseq += 1;
     r = r.h(HeaderName::Authorization, &creds.to_header());
-    h.tu.handle_request(r.build(), src(port)).await.unwrap()
+    h.tu.handle_request(r.build(), from).await.unwrap()
 }
 
 fn register(contact: &str, expires: &str) -> Req {
@@ -386,7 +414,8 @@ async fn message_in_authenticated_mapped_and_outcome_mapped() {
 }
 
 /// No forging: a MESSAGE claiming a local user is challenged; authenticating as another
-/// user gets 403; a registered flow of the same user is trusted without digest.
+/// user gets 403; a TCP flow the same user registered on is trusted without digest, a UDP
+/// one never (issue 10: a UDP source address is no identity).
 #[tokio::test]
 async fn message_forging_refused_and_registered_flow_trusted() {
     let h = harness();
@@ -416,28 +445,59 @@ async fn message_forging_refused_and_registered_flow_trusted() {
     assert_eq!(with_auth(&h, r, "bob", "builder", 5080).await.code(), 200);
     // Bob authenticates but claims to be alice.
     assert_eq!(with_auth(&h, m(), "bob", "builder", 5080).await.code(), 403);
-    // Alice registers from 5070; her MESSAGE over that flow needs no digest.
+    // Alice registers from UDP 5070: her MESSAGE from that address and port is still
+    // challenged (anyone can send from it) and reaches no one.
     let r = register("<sip:alice@127.0.0.1:5070>", "600");
     assert_eq!(
         with_auth(&h, r, "alice", "wonderland", 5070).await.code(),
         200
     );
+    let before = h.ingress.ops.lock().unwrap().len();
     assert_eq!(
         h.tu.handle_request(m().build(), src(5070))
             .await
             .unwrap()
             .code(),
+        401
+    );
+    assert_eq!(
+        h.ingress.ops.lock().unwrap().len(),
+        before,
+        "nothing relayed"
+    );
+    // Over a TCP connection she registered on with digest, no digest is needed.
+    let mut r = register("<sip:alice@127.0.0.1:5072;transport=tcp>", "600");
+    r.call_id = "reg-tcp".into();
+    assert_eq!(
+        with_auth_from(&h, r, "alice", "wonderland", tcp(5072))
+            .await
+            .code(),
         200
     );
-    // The same claim from another port is challenged.
     assert_eq!(
-        h.tu.handle_request(m().build(), src(5071))
+        h.tu.handle_request(m().build(), tcp(5072))
+            .await
+            .unwrap()
+            .code(),
+        200
+    );
+    // The same claim from another port, or over UDP from that port, is challenged.
+    assert_eq!(
+        h.tu.handle_request(m().build(), tcp(5071))
             .await
             .unwrap()
             .code(),
         401
     );
-    // A user of another domain is not challenged (the router checks cross-domain).
+    assert_eq!(
+        h.tu.handle_request(m().build(), src(5072))
+            .await
+            .unwrap()
+            .code(),
+        401
+    );
+    // A user of another domain is not challenged when a trusted peer speaks for it (the
+    // router checks cross-domain forging); from anyone else, 403 (RFC 5922).
     let other = Req::new(
         Method::Message,
         "sip:romeo@xmpp.test",
@@ -445,8 +505,10 @@ async fn message_forging_refused_and_registered_flow_trusted() {
         "sip:romeo@xmpp.test",
     )
     .body("text/plain", b"hi");
+    let r = h.tu.handle_request(other.build(), src(6000)).await.unwrap();
+    assert_eq!((r.code(), r.reason()), (403, "Foreign Domain Not Trusted"));
     assert_eq!(
-        h.tu.handle_request(other.build(), src(6000))
+        h.tu.handle_request(other.build(), peer(6000))
             .await
             .unwrap()
             .code(),
@@ -738,7 +800,7 @@ async fn subscribe_notify_unsubscribe() {
     .h(HeaderName::Event, "dialog")
     .h(HeaderName::Contact, "<sip:carol@127.0.0.1:6000>");
     assert_eq!(
-        h.tu.handle_request(bad.build(), src(6000))
+        h.tu.handle_request(bad.build(), peer(6000))
             .await
             .unwrap()
             .code(),
@@ -753,7 +815,7 @@ async fn subscribe_notify_unsubscribe() {
     .h(HeaderName::Event, "presence")
     .h(HeaderName::Expires, "600")
     .h(HeaderName::Contact, "<sip:carol@127.0.0.1:6000>");
-    let resp = h.tu.handle_request(s.build(), src(6000)).await.unwrap();
+    let resp = h.tu.handle_request(s.build(), peer(6000)).await.unwrap();
     assert_eq!(resp.code(), 200);
     assert_eq!(resp.expires(), Some(600));
     let tag = resp.to_tag().unwrap().to_owned();
@@ -819,7 +881,7 @@ async fn subscribe_notify_unsubscribe() {
     .h(HeaderName::Contact, "<sip:carol@127.0.0.1:6000>");
     u.to = format!("<sip:romeo@xmpp.test>;tag={tag}");
     u.cseq = 2;
-    let resp = h.tu.handle_request(u.build(), src(6000)).await.unwrap();
+    let resp = h.tu.handle_request(u.build(), peer(6000)).await.unwrap();
     assert_eq!(resp.code(), 200);
     settle().await;
     let sent = h.wire.sent();
@@ -957,7 +1019,7 @@ async fn restart_restores_bindings_and_dialogs() {
     .h(HeaderName::Event, "presence")
     .h(HeaderName::Contact, "<sip:carol@127.0.0.1:6000>");
     assert_eq!(
-        h.tu.handle_request(s.build(), src(6000))
+        h.tu.handle_request(s.build(), peer(6000))
             .await
             .unwrap()
             .code(),
@@ -1132,6 +1194,7 @@ async fn outbound_proxy_mode() {
     let from_proxy = Source {
         transport: "udp".into(),
         remote: SocketAddr::from(([127, 0, 0, 2], 5064)),
+        verified_names: Vec::new(),
     };
     assert_eq!(
         h.tu.handle_request(m.build(), from_proxy)

@@ -76,6 +76,15 @@ const LOCAL: Side = Side::Local {
     known_watcher: true,
 };
 
+/// The engine as a trusted deployment configures it (`authorization = "approve-all"`):
+/// the tests of the subscription machinery below do not test authorization.
+fn approve_all() -> PresenceConfig {
+    PresenceConfig {
+        policy: Policy::ApproveAll,
+        ..PresenceConfig::default()
+    }
+}
+
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
@@ -83,7 +92,7 @@ fn secs(n: u64) -> Duration {
 #[test]
 fn xmpp_watcher_of_local_sip_user_is_approved_and_gets_state() {
     let t0 = Instant::now();
-    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let mut e = PresenceEngine::new(approve_all());
     e.handle_publish(t0, &publish("sip:alice@sip.test", true, 600));
     drain(&mut e);
     let r = e.handle_subscribe(
@@ -155,7 +164,7 @@ fn policy_reject_and_deny_domains() {
 #[test]
 fn sip_watcher_of_remote_xmpp_user_pending_then_active_refresh_absorbed() {
     let t0 = Instant::now();
-    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let mut e = PresenceEngine::new(approve_all());
     let s = sub("sip:alice@sip.test", "romeo@xmpp.test", 3600);
     let SubscribeReply::Upstream { adapter, op, key } =
         e.handle_subscribe(t0, "sip", &s, Side::Remote("xmpp".into()))
@@ -257,7 +266,7 @@ fn sip_watcher_of_remote_xmpp_user_pending_then_active_refresh_absorbed() {
 #[test]
 fn gateway_refreshes_upstream_sip_subscriptions_itself() {
     let t0 = Instant::now();
-    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let mut e = PresenceEngine::new(approve_all());
     let s = sub("romeo@xmpp.test", "sip:bob@remote-sip.test", u32::MAX);
     let SubscribeReply::Upstream { op, key, .. } =
         e.handle_subscribe(t0, "xmpp", &s, Side::Remote("sip".into()))
@@ -282,7 +291,7 @@ fn gateway_refreshes_upstream_sip_subscriptions_itself() {
 #[test]
 fn upstream_failure_is_the_watchers_answer() {
     let t0 = Instant::now();
-    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let mut e = PresenceEngine::new(approve_all());
     let s = sub("sip:alice@sip.test", "nobody@xmpp.test", 60);
     let SubscribeReply::Upstream { key, .. } =
         e.handle_subscribe(t0, "sip", &s, Side::Remote("xmpp".into()))
@@ -297,7 +306,7 @@ fn upstream_failure_is_the_watchers_answer() {
 #[test]
 fn remote_rejection_terminates() {
     let t0 = Instant::now();
-    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let mut e = PresenceEngine::new(approve_all());
     let s = sub("sip:alice@sip.test", "romeo@xmpp.test", 60);
     let SubscribeReply::Upstream { key, .. } =
         e.handle_subscribe(t0, "sip", &s, Side::Remote("xmpp".into()))
@@ -329,7 +338,7 @@ fn remote_rejection_terminates() {
 #[test]
 fn fetch_answered_from_store_and_probe_relayed() {
     let t0 = Instant::now();
-    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let mut e = PresenceEngine::new(approve_all());
     e.handle_publish(t0, &publish("sip:alice@sip.test", true, 600));
     drain(&mut e);
     let r = e.handle_subscribe(
@@ -404,7 +413,7 @@ fn fetch_answered_from_store_and_probe_relayed() {
 #[test]
 fn notifications_rate_limited_and_coalesced() {
     let t0 = Instant::now();
-    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let mut e = PresenceEngine::new(approve_all());
     for w in ["a@xmpp.test", "b@xmpp.test"] {
         e.handle_subscribe(t0, "xmpp", &sub(w, "alice@sip.test", u32::MAX), LOCAL);
     }
@@ -428,7 +437,7 @@ fn notifications_rate_limited_and_coalesced() {
 #[test]
 fn publication_expiry_fans_out_offline() {
     let t0 = Instant::now();
-    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let mut e = PresenceEngine::new(approve_all());
     e.handle_subscribe(
         t0,
         "xmpp",
@@ -447,7 +456,7 @@ fn publication_expiry_fans_out_offline() {
 #[test]
 fn unsubscribe_terminates_and_restore_rearms_timers() {
     let t0 = Instant::now();
-    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let mut e = PresenceEngine::new(approve_all());
     e.handle_subscribe(
         t0,
         "sip",
@@ -463,7 +472,7 @@ fn unsubscribe_terminates_and_restore_rearms_timers() {
         .collect();
     assert_eq!(saved.len(), 1);
     // A new engine (a restart) restored from what was saved: the expiry timer is back.
-    let mut e2 = PresenceEngine::new(PresenceConfig::default());
+    let mut e2 = PresenceEngine::new(approve_all());
     e2.restore_subscription(saved[0].clone());
     assert_eq!(e2.poll_timeout(), Some(t0 + secs(600)));
     e2.handle_timeout(t0 + secs(600));
@@ -493,7 +502,7 @@ fn unsubscribe_terminates_and_restore_rearms_timers() {
 #[test]
 fn nothing_reaches_the_watcher_before_its_subscribe_is_answered() {
     let t0 = Instant::now();
-    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let mut e = PresenceEngine::new(approve_all());
     let s = sub("sip:alice@sip.test", "romeo@xmpp.test", 600);
     let SubscribeReply::Upstream { key, .. } =
         e.handle_subscribe(t0, "sip", &s, Side::Remote("xmpp".into()))
@@ -539,7 +548,7 @@ fn nothing_reaches_the_watcher_before_its_subscribe_is_answered() {
 #[test]
 fn xmpp_ack_then_approval_then_presence_changes_reach_the_watcher() {
     let t0 = Instant::now();
-    let mut e = PresenceEngine::new(PresenceConfig::default());
+    let mut e = PresenceEngine::new(approve_all());
     let s = sub("im:carol@json.test", "alice@xmpp.test", 600);
     let SubscribeReply::Upstream { key, .. } =
         e.handle_subscribe(t0, "json", &s, Side::Remote("xmpp".into()))
@@ -609,4 +618,122 @@ fn xmpp_ack_then_approval_then_presence_changes_reach_the_watcher() {
         }
     }
     panic!("the away state never reached the watcher: {delivered:?}");
+}
+
+/// Issue 10: by default a stranger cannot watch a local user (`approve-all` let anyone);
+/// a user of the presentity's own domain, an allowed domain, or a watcher the
+/// presentity has subscribed to (RFC 6121 s3.1.3-like mutual interest) can. Refused
+/// watchers hold no state.
+#[test]
+fn default_policy_approves_only_mutual_interest() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig::default());
+    assert_eq!(PresenceConfig::default().policy, Policy::ApproveMutual);
+    let refused = e.handle_subscribe(
+        t0,
+        "xmpp",
+        &sub("eve@xmpp.test", "alice@sip.test", 3600),
+        LOCAL,
+    );
+    assert!(matches!(refused, SubscribeReply::Now(s) if s.code == 403));
+    // A fetch is refused the same way.
+    let refused = e.handle_subscribe(
+        t0,
+        "xmpp",
+        &sub("eve@xmpp.test", "alice@sip.test", 0),
+        LOCAL,
+    );
+    assert!(matches!(refused, SubscribeReply::Now(s) if s.code == 403));
+    assert_eq!(e.subscription_count(), 0);
+    // Same domain: approved.
+    let r = e.handle_subscribe(
+        t0,
+        "sip",
+        &sub("sip:bob@sip.test", "sip:alice@sip.test", 3600),
+        LOCAL,
+    );
+    assert_eq!(r, SubscribeReply::Now(Status::ok()));
+    // Alice subscribes to romeo's presence: romeo may then watch her.
+    let up = e.handle_subscribe(
+        t0,
+        "sip",
+        &sub("sip:alice@sip.test", "romeo@xmpp.test", 3600),
+        Side::Remote("xmpp".into()),
+    );
+    assert!(matches!(up, SubscribeReply::Upstream { .. }));
+    let r = e.handle_subscribe(
+        t0,
+        "xmpp",
+        &sub("romeo@xmpp.test", "alice@sip.test", 3600),
+        LOCAL,
+    );
+    assert_eq!(r, SubscribeReply::Now(Status::ok()));
+    // Spellings of an allowed domain compare canonically.
+    let mut e = PresenceEngine::new(PresenceConfig {
+        allow_domains: vec!["Partner.Test.".into()],
+        ..PresenceConfig::default()
+    });
+    let r = e.handle_subscribe(
+        t0,
+        "xmpp",
+        &sub("juliet@partner.test", "alice@sip.test", 3600),
+        LOCAL,
+    );
+    assert_eq!(r, SubscribeReply::Now(Status::ok()));
+}
+
+/// Issue 10: subscriptions are capped in total and per presentity (503); refreshes of
+/// existing pairs still pass.
+#[test]
+fn subscriptions_are_capped() {
+    let t0 = Instant::now();
+    let mut e = PresenceEngine::new(PresenceConfig {
+        max_subscriptions: 5,
+        max_watchers_per_presentity: 3,
+        ..approve_all()
+    });
+    let mut codes = Vec::new();
+    for i in 0..4 {
+        let r = e.handle_subscribe(
+            t0,
+            "xmpp",
+            &sub(&format!("w{i}@x.test"), "alice@sip.test", 3600),
+            LOCAL,
+        );
+        codes.push(match r {
+            SubscribeReply::Now(s) => s.code,
+            _ => 0,
+        });
+    }
+    assert_eq!(codes, [200, 200, 200, 503]);
+    for i in 0..3 {
+        let r = e.handle_subscribe(
+            t0,
+            "xmpp",
+            &sub(&format!("w{i}@x.test"), "bob@sip.test", 3600),
+            LOCAL,
+        );
+        let code = match r {
+            SubscribeReply::Now(s) => s.code,
+            _ => 0,
+        };
+        assert_eq!(code, if i < 2 { 200 } else { 503 }, "{i}");
+    }
+    assert_eq!(e.subscription_count(), 5);
+    // A refresh of an existing pair is not new state.
+    let r = e.handle_subscribe(
+        t0 + secs(1),
+        "xmpp",
+        &sub("w0@x.test", "alice@sip.test", 3600),
+        LOCAL,
+    );
+    assert_eq!(r, SubscribeReply::Now(Status::ok()));
+    // Nor are remote fetches allowed past the total.
+    let r = e.handle_subscribe(
+        t0,
+        "sip",
+        &sub("sip:a@sip.test", "r@xmpp.test", 0),
+        Side::Remote("xmpp".into()),
+    );
+    assert!(matches!(r, SubscribeReply::Now(s) if s.code == 503));
 }

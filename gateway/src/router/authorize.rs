@@ -8,6 +8,10 @@
 //! - No open relay: the source or the destination must be local or have a configured
 //!   route. A publish must come from a local presentity.
 //!
+//! Domains compare in the canonical form of [`cpim_core::domain`] (case, trailing dot,
+//! IDNA A-labels): parsed addresses hold it and the [`RouteTable`] keeps its domains in
+//! it, so `xmpp.test.` is the routed `xmpp.test`, never an unclaimed domain to vouch for.
+//!
 //! Refusals are 403 (RFC 3860 s4.2: the sender is not allowed to send this).
 
 use std::convert::Infallible;
@@ -194,6 +198,31 @@ mod tests {
         assert_eq!((code, n), (403, 0));
         let (code, n) = run("xmpp", msg(1, "romeo@xmpp.test", "sip:bob@sip.test", "hi")).await;
         assert_eq!((code, n), (200, 1));
+    }
+
+    /// Issue 10: `xmpp.test.` and `SIP.Test.` are the routed and the local domain, not
+    /// unclaimed ones an adapter may vouch for (RFC 1034 s3.1, cpim_core::domain).
+    #[tokio::test]
+    async fn domain_spellings_cannot_get_past_anti_forging() {
+        for from in [
+            "sip:romeo@xmpp.test.",
+            "sip:romeo@XMPP.Test",
+            "sip:romeo@Other.TEST.",
+        ] {
+            let (code, n) = run("sip", msg(1, from, "sip:bob@sip.test", "hi")).await;
+            assert_eq!((code, n), (403, 0), "{from}");
+        }
+        for from in ["alice@sip.test.", "alice@SIP.test"] {
+            let (code, n) = run("xmpp", msg(1, from, "sip:bob@sip.test", "hi")).await;
+            assert_eq!((code, n), (403, 0), "{from}");
+        }
+        // A table configured with odd spellings still finds the canonical domain.
+        let t = Arc::new(RouteTable::new(
+            [("SIP.Test.", "sip")],
+            [("XMPP.test", "xmpp")],
+        ));
+        assert!(t.is_local("sip.test") && t.is_local("sip.TEST."));
+        assert!(t.is_known("xmpp.test."));
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //!
 //! 1. [`authorize`]: the source may use the adapter it came in by; no open relay.
 //! 2. [`size`]: bodies and documents above the configured size get 413.
-//! 3. [`rate`]: a token bucket per source address; an empty bucket gets 503.
+//! 3. [`rate`]: a token bucket per source address, and per foreign source domain (the
+//!    link that proved it); an empty bucket gets 503.
 //! 4. [`loops`]: hop counting (483 at zero) and the message-id dedupe cache.
 //! 5. [`timeout`]: no answer in time gets 408.
 //! 6. the dispatcher ([`crate::dispatch`]): messages are routed by destination domain and

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use cpim_core::adapter::Adapter;
 use cpim_core::address::Address;
+use cpim_core::domain::{canonical, canonical_or_raw};
 
 /// The routing table shared by the pipeline, the presence layer and the queue.
 #[derive(Default)]
@@ -42,7 +43,8 @@ impl std::fmt::Debug for RouteTable {
 
 impl RouteTable {
     /// A table with the given local domains and routes (both `(domain, adapter)`); domains
-    /// are compared lower-cased.
+    /// are kept and compared in the canonical form of [`cpim_core::domain`] (case,
+    /// trailing dot, IDNA), so `SIP.Test.` finds `sip.test`.
     pub fn new<'a>(
         local: impl IntoIterator<Item = (&'a str, &'a str)>,
         routes: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -50,11 +52,11 @@ impl RouteTable {
         RouteTable {
             local: local
                 .into_iter()
-                .map(|(d, a)| (d.to_ascii_lowercase(), Arc::from(a)))
+                .map(|(d, a)| (canonical_or_raw(d), Arc::from(a)))
                 .collect(),
             routes: routes
                 .into_iter()
-                .map(|(d, a)| (d.to_ascii_lowercase(), Arc::from(a)))
+                .map(|(d, a)| (canonical_or_raw(d), Arc::from(a)))
                 .collect(),
             adapters: RwLock::new(Vec::new()),
             default_route: None,
@@ -125,17 +127,19 @@ impl RouteTable {
 
     /// True if `domain` is one of the gateway's own domains.
     pub fn is_local(&self, domain: &str) -> bool {
-        self.local.contains_key(domain)
+        canonical(domain).is_ok_and(|d| self.local.contains_key(&*d))
     }
 
     /// The adapter that owns a local domain.
     pub fn local_owner(&self, domain: &str) -> Option<&str> {
-        self.local.get(domain).map(|a| &**a)
+        let d = canonical(domain).ok()?;
+        self.local.get(&*d).map(|a| &**a)
     }
 
     /// True if `domain` is local or has a configured route.
     pub fn is_known(&self, domain: &str) -> bool {
-        self.local.contains_key(domain) || self.routes.contains_key(domain)
+        canonical(domain)
+            .is_ok_and(|d| self.local.contains_key(&*d) || self.routes.contains_key(&*d))
     }
 
     /// The name of the adapter that serves `address`: local owner, then configured

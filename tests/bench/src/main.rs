@@ -510,6 +510,11 @@ enabled = false
 
 [presence]
 notify_interval_ms = 0
+# The generator's watchers are strangers to the presentities; P3 measures fan-out, not
+# authorization, nor the caps (raised far above any trial).
+authorization = "approve-all"
+max_subscriptions = 1000000
+max_watchers_per_presentity = 1000000
 
 [store]
 path = "{store}"
@@ -525,6 +530,11 @@ trusted_peers = ["127.0.0.1"]
 # every notification; with the default 5 s a NOTIFY right after the subscription's
 # first one was held past the trial
 notify_min_interval = 0
+
+[sip.limits]
+max_subscriptions = 1000000
+max_subscriptions_per_presentity = 1000000
+max_subscriptions_per_source = 1000000
 
 [sip.endpoint]
 udp = ["127.0.0.1:{sip_port}"]

@@ -112,12 +112,18 @@ pub struct SipAdapter {
 }
 
 impl SipAdapter {
+    /// The standing state the adapter holds (subscriptions, publications, bindings):
+    /// what the caps of [`super::limits`] bound.
+    pub fn standing_state(&self) -> super::limits::StandingState {
+        self.tu.standing_state()
+    }
+
     fn serves_domain(&self, domain: &str) -> bool {
         let c = &self.tu.config;
         c.is_local_domain(domain)
             || c.remote_domains
                 .iter()
-                .any(|d| d.eq_ignore_ascii_case(domain))
+                .any(|d| cpim_core::domain::same(d, domain))
     }
 }
 
@@ -269,6 +275,7 @@ async fn serve(tu: Arc<Tu>, mut incoming: IncomingRequests, mut stop: watch::Rec
                     let src = Source {
                         transport: transport_name(transport).to_owned(),
                         remote: source,
+                        verified_names: Vec::new(),
                     };
                     tu.handle_request_with(request, src, |resp| {
                         if let Err(e) = responder.respond(resp) {

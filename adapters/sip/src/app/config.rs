@@ -3,8 +3,6 @@
 //! Every struct is `serde(deny_unknown_fields)` with a `Default`, so a typo in a config
 //! file is an error and an empty `[sip]` section is a working loopback setup.
 
-use std::net::IpAddr;
-
 use serde::{Deserialize, Serialize};
 
 use super::digest::Algorithm;
@@ -31,12 +29,16 @@ pub struct SipConfig {
     /// How long a nonce stays valid, in seconds; a later use gets `stale=TRUE`.
     pub nonce_lifetime: u32,
     /// Accept an unauthenticated MESSAGE/SUBSCRIBE/PUBLISH from a local user when it
-    /// arrives over the same flow (transport, source address and port) as a binding the
-    /// same user registered with digest authentication. See ARCHITECTURE.md.
+    /// arrives over the same TCP/TLS flow as a binding the same user registered with
+    /// digest authentication. Never over UDP, whose source address anyone can forge
+    /// (see [`super::identity`]).
     pub trust_registered_flows: bool,
-    /// Source IP addresses whose requests are trusted without digest (the outbound proxy
-    /// when it owns the users, an SBC). Empty by default.
-    pub trusted_peers: Vec<IpAddr>,
+    /// Source addresses or CIDR prefixes (`"192.0.2.7"`, `"10.0.0.0/8"`) whose requests
+    /// are trusted without digest and may speak for foreign domains (the outbound proxy
+    /// when it owns the users, an SBC). Empty by default: a request from a domain the
+    /// gateway does not serve then gets 403 unless it comes over TLS with a certificate
+    /// naming that domain.
+    pub trusted_peers: Vec<super::identity::PeerNet>,
     /// Registrar limits.
     pub registrar: RegistrarConfig,
     /// Subscription (SUBSCRIBE) limits, for SIP watchers and for the gateway's own
@@ -44,6 +46,8 @@ pub struct SipConfig {
     pub subscription: ExpiryLimits,
     /// Publication (PUBLISH) limits.
     pub publication: ExpiryLimits,
+    /// Limits per network source and caps on standing state (`[sip.limits]`).
+    pub limits: super::limits::LimitsConfig,
     /// Outbound-proxy mode: a proxy such as Kamailio owns the users; the gateway sends
     /// out-of-domain requests through it and does not register users itself.
     pub outbound_proxy: Option<OutboundProxy>,
@@ -87,6 +91,7 @@ impl Default for SipConfig {
                 max: 7200,
                 default: 3600,
             },
+            limits: super::limits::LimitsConfig::default(),
             outbound_proxy: None,
             remote_domains: Vec::new(),
             credentials: Vec::new(),
@@ -107,9 +112,12 @@ impl SipConfig {
             .unwrap_or("cpim-gateway")
     }
 
-    /// True if `domain` is one of the gateway's own domains (case-insensitive).
+    /// True if `domain` is one of the gateway's own domains, compared in the canonical
+    /// form of [`cpim_core::domain`] (case, trailing dot, IDNA): `SIP.test.` is local.
     pub fn is_local_domain(&self, domain: &str) -> bool {
-        self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+        self.domains
+            .iter()
+            .any(|d| cpim_core::domain::same(d, domain))
     }
 
     /// Whether `user@domain` (a local domain) can exist: always when no `users` are
@@ -121,7 +129,7 @@ impl SipConfig {
                 u.username == user
                     && u.domain
                         .as_deref()
-                        .is_none_or(|d| d.eq_ignore_ascii_case(domain))
+                        .is_none_or(|d| cpim_core::domain::same(d, domain))
             })
     }
 
@@ -167,6 +175,7 @@ impl SipConfig {
         if self.auth_algorithms.is_empty() {
             return Err(ConfigError::NoAlgorithm);
         }
+        self.limits.validate().map_err(ConfigError::SourceLimits)?;
         Ok(())
     }
 }
@@ -181,6 +190,9 @@ pub enum ConfigError {
     /// A user entry is malformed.
     #[error("[[sip.users]]: {0}")]
     User(String),
+    /// `[sip.limits]` is inconsistent.
+    #[error("{0}")]
+    SourceLimits(String),
     /// `auth_algorithms` is empty.
     #[error("sip.auth_algorithms must name at least one algorithm")]
     NoAlgorithm,

@@ -6,6 +6,10 @@
 //! - [`config`]: `[sip]` configuration (domains, users, registrar limits, outbound proxy).
 //! - [`digest`]: HTTP Digest authentication for SIP (RFC 3261 s22, RFC 8760, RFC 7616
 //!   algorithms), server and client side. Sans-IO, time passed in.
+//! - [`identity`]: who may speak for an identity beyond digest: flows (TCP/TLS only, never
+//!   a UDP source address), trusted peers (CIDR), foreign domains (RFC 5922).
+//! - [`limits`]: token buckets per source address (IPv6 /64) and caps on subscriptions,
+//!   publications and bindings; 503 with Retry-After past them.
 //! - [`registrar`]: the registrar and location service (RFC 3261 s10.3). Sans-IO.
 //! - [`store`]: the [`store::SipStore`] persistence trait and its in-memory implementation.
 //! - [`message`]: MESSAGE (RFC 3428) <-> [`cpim_core::model::Message`] (RFC 7572).
@@ -19,6 +23,8 @@
 pub mod adapter;
 pub mod config;
 pub mod digest;
+pub mod identity;
+pub mod limits;
 pub mod message;
 pub mod presence;
 pub mod registrar;

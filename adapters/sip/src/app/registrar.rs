@@ -283,6 +283,16 @@ impl Registrar {
         changed
     }
 
+    /// How many bindings there are in total.
+    pub fn binding_count(&self) -> usize {
+        self.bindings.values().map(Vec::len).sum()
+    }
+
+    /// True if `aor` has bindings.
+    pub fn has_bindings(&self, aor: &str) -> bool {
+        self.bindings.get(aor).is_some_and(|b| !b.is_empty())
+    }
+
     /// When the next binding expires.
     pub fn next_expiry(&self) -> Option<u64> {
         self.bindings.values().flatten().map(|b| b.expires_at).min()

@@ -23,7 +23,8 @@ use tokio::sync::mpsc;
 use crate::codec::{new_tag, HeaderName, Method, Request, Response};
 
 use super::config::SipConfig;
-use super::digest::{self, AuthFailure, Challenge, DigestServer, Secret};
+use super::digest::{self, Challenge, DigestServer};
+use super::identity::{self, Authn};
 use super::message::{self, InboundMessage, Refusal};
 use super::presence::notifier::{
     Notifier, NotifierOutput, OutgoingNotify, SubscribeDecision, SubscribeRequest,
@@ -55,6 +56,9 @@ pub struct Source {
     pub transport: String,
     /// The peer's address.
     pub remote: SocketAddr,
+    /// Domains the peer's TLS certificate was verified for (RFC 5922 s7.1); empty unless
+    /// the transport verified a client certificate.
+    pub verified_names: Vec<String>,
 }
 
 impl Source {
@@ -99,12 +103,13 @@ pub trait Wire: Send + Sync + 'static {
 }
 
 #[derive(Debug)]
-struct State {
-    registrar: Registrar,
-    digest: DigestServer,
-    notifier: Notifier,
-    subscriber: Subscriber,
-    publications: Publications,
+pub(super) struct State {
+    pub(super) registrar: Registrar,
+    pub(super) digest: DigestServer,
+    pub(super) notifier: Notifier,
+    pub(super) subscriber: Subscriber,
+    pub(super) publications: Publications,
+    pub(super) limits: super::limits::SourceLimits,
 }
 
 /// The transaction user.
@@ -269,15 +274,6 @@ pub fn aor_of(a: &Address) -> String {
     b.to_string()
 }
 
-enum Authn {
-    /// From a trusted peer (or not a local user): no identity check.
-    Trusted,
-    /// This digest user.
-    User(String),
-    /// Answer with this.
-    Respond(Reply),
-}
-
 impl Tu {
     /// A TU over `wire`.
     pub fn new(
@@ -299,6 +295,7 @@ impl Tu {
                 .with_min_interval(config.notify_min_interval),
             subscriber: Subscriber::new(),
             publications: Publications::new(config.publication.clone()),
+            limits: super::limits::SourceLimits::new(config.limits.clone()),
         };
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         Tu {
@@ -314,7 +311,7 @@ impl Tu {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -388,117 +385,6 @@ impl Tu {
         }
     }
 
-    fn lookup_secret(&self, username: &str, domain: &str) -> Option<Secret> {
-        self.config
-            .users
-            .iter()
-            .find(|u| {
-                u.username == username
-                    && u.domain
-                        .as_deref()
-                        .is_none_or(|d| d.eq_ignore_ascii_case(domain))
-            })
-            .and_then(|u| match (&u.password, &u.ha1) {
-                (Some(p), _) => Some(Secret::Password(p.clone())),
-                (None, Some(h)) => Some(Secret::Ha1(
-                    u.ha1_algorithm.unwrap_or(digest::Algorithm::Md5),
-                    h.clone(),
-                )),
-                _ => None,
-            })
-    }
-
-    fn challenge(&self, req: &Request, stale: bool, now: u64) -> Reply {
-        let random = rand::thread_rng().gen::<[u8; 16]>();
-        let challenges = self.lock().digest.challenge(now, stale, random);
-        let mut b = Response::for_request(req, 401, None);
-        for c in challenges {
-            b = b.header(HeaderName::WwwAuthenticate, &c.to_header());
-        }
-        build(b)
-    }
-
-    /// Authentication on every way in (see ARCHITECTURE.md, "adapters/sip"):
-    /// `claimed` is the identity the request speaks for (From, or To for REGISTER).
-    fn authenticate(
-        &self,
-        req: &Request,
-        src: &Source,
-        claimed: &Address,
-        always: bool,
-        now: u64,
-    ) -> Authn {
-        if self.config.trusted_peers.contains(&src.remote.ip()) {
-            return Authn::Trusted;
-        }
-        let local = self.config.is_local_domain(&claimed.domain);
-        if !local && !always {
-            return Authn::Trusted;
-        }
-        if !local {
-            return Authn::Respond(reply(req, 403, Some("Not A Local Domain")));
-        }
-        let realm = self.config.realm().to_owned();
-        let creds = req
-            .header_all(HeaderName::Authorization)
-            .find(|h| digest::Credentials::parse(h).is_ok_and(|c| c.realm == realm));
-        let user = match creds {
-            Some(h) => {
-                // RFC 7616 s3.4.6: the digest-uri must name this request's target, or
-                // the gateway itself (SIPp puts the address it sends to there).
-                let uri_ok = digest::Credentials::parse(h).is_ok_and(|c| {
-                    c.uri.trim().eq_ignore_ascii_case(req.uri_str().trim())
-                        || self.names_gateway(&c.uri)
-                });
-                if !uri_ok {
-                    return Authn::Respond(reply(req, 400, Some("Digest URI Mismatch")));
-                }
-                let method = req.method().as_str().to_owned();
-                let domain = claimed.domain.clone();
-                let result = {
-                    let mut st = self.lock();
-                    st.digest
-                        .verify(h, &method, now, |u| self.lookup_secret(u, &domain))
-                };
-                match result {
-                    Ok(u) => u,
-                    Err(AuthFailure::Stale) => {
-                        return Authn::Respond(self.challenge(req, true, now))
-                    }
-                    Err(AuthFailure::Malformed(e)) => {
-                        return Authn::Respond(reply(
-                            req,
-                            400,
-                            Some(&format!("Bad Authorization: {e}")),
-                        ))
-                    }
-                    Err(AuthFailure::Replay) | Err(AuthFailure::Rejected) | Err(_) => {
-                        return Authn::Respond(self.challenge(req, false, now))
-                    }
-                }
-            }
-            None => {
-                let flow_user = (!always && self.config.trust_registered_flows)
-                    .then(|| {
-                        self.lock()
-                            .registrar
-                            .flow_authenticated(&aor_of(claimed), &src.flow(), now)
-                            .map(str::to_owned)
-                    })
-                    .flatten();
-                match flow_user {
-                    Some(u) => u,
-                    None => return Authn::Respond(self.challenge(req, false, now)),
-                }
-            }
-        };
-        // No forging: the authenticated user must be the one the request speaks for.
-        if claimed.user.as_deref() != Some(user.as_str()) {
-            return Authn::Respond(reply(req, 403, Some("Identity Mismatch")));
-        }
-        Authn::User(user)
-    }
-
     /// Handles one incoming request (not ACK/CANCEL) and returns the final response
     /// (`None` only if no response could be built, which is logged). Outputs the request
     /// caused (the first NOTIFY of a subscription) go out after it returns.
@@ -523,6 +409,9 @@ impl Tu {
     }
 
     async fn answer(self: &Arc<Self>, req: Request, src: Source) -> Option<Response> {
+        if let Some(r) = self.over_source_limit(&req, &src) {
+            return r.build_response().ok();
+        }
         let resp = match req.method() {
             Method::Register => self.on_register(&req, &src).await,
             Method::Message => self.on_message(&req, &src).await,
@@ -579,6 +468,9 @@ impl Tu {
             Authn::User(u) => Some(u),
             Authn::Trusted => None,
         };
+        if let Some(r) = self.over_binding_cap(req, &aor_of(&aor_addr)) {
+            return r;
+        }
         let contact_values: Vec<&str> = req.header_all(HeaderName::Contact).collect();
         let Some(contacts) = registrar::parse_contacts(contact_values) else {
             return reply(req, 400, Some("Bad Contact"));
@@ -687,6 +579,11 @@ impl Tu {
         let presentity = uri_address(req.uri_str())
             .filter(|a| a.user.is_some())
             .unwrap_or(to);
+        if to_na.tag().is_none() && req.expires() != Some(0) {
+            if let Some(r) = self.over_subscription_cap(req, &presentity, src) {
+                return r;
+            }
+        }
         let sreq = SubscribeRequest {
             call_id: req.call_id().to_owned(),
             from_uri: from_na.uri.raw.to_owned(),
@@ -750,7 +647,7 @@ impl Tu {
 
     /// True for a user-less SIP URI naming one of the gateway's domains or its own
     /// advertised host.
-    fn names_gateway(&self, uri: &str) -> bool {
+    pub(super) fn names_gateway(&self, uri: &str) -> bool {
         let Ok(a) = Address::parse(uri) else {
             return false;
         };
@@ -814,7 +711,9 @@ impl Tu {
             Ok(a) => a,
             Err(r) => return r,
         };
-        if !self.config.trusted_peers.contains(&src.remote.ip()) && !from.same_user(&presentity) {
+        if !identity::is_trusted(&self.config.trusted_peers, src.remote.ip())
+            && !from.same_user(&presentity)
+        {
             return reply(req, 403, Some("Publishing For Another User"));
         }
         let body = if req.body().is_empty() {
@@ -833,6 +732,11 @@ impl Tu {
             Some((ct.to_owned(), req.body().to_vec()))
         };
         let aor = aor_of(&presentity);
+        if req.header(HeaderName::SipIfMatch).is_none() {
+            if let Some(r) = self.over_publication_cap(req, &aor) {
+                return r;
+            }
+        }
         let preq = PublishRequest {
             aor: aor.clone(),
             if_match: req

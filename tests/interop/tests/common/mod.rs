@@ -67,8 +67,15 @@ pub fn base_config(users: &[&str]) -> Config {
     c.sip.users = sip_users(users);
     c.sip.notify_min_interval = 0;
     c.presence.notify_interval_ms = 0;
+    // These tests relay presence between protocols; who may watch whom is tested in the
+    // presence engine's unit tests (the default is approve-mutual).
+    c.presence.authorization = "approve-all".into();
     c.limits.rate_per_source = 10_000.0;
     c.limits.burst_per_source = 10_000.0;
+    // The SIP adapter's per-address limits too (one UA sends 1000 messages in
+    // gateway_crash, each with its digest round trip).
+    c.sip.limits.requests_per_source = 10_000.0;
+    c.sip.limits.requests_burst = 10_000.0;
     c
 }
 

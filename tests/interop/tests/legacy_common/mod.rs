@@ -66,6 +66,11 @@ adapter = "xmpp"
 [queue]
 enabled = false
 
+# Presence relay between strangers, not authorization, is tested here (the default,
+# approve-mutual, is tested in the presence engine).
+[presence]
+authorization = "approve-all"
+
 [admin]
 listen = "127.0.0.1:0"
 

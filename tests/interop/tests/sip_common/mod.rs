@@ -17,6 +17,13 @@ use cpim_sip::app::digest::Algorithm;
 /// The gateway's SIP domain in these tests.
 pub const DOMAIN: &str = "sip.test";
 
+/// The source address of the SIPp scenarios whose From is in a foreign domain
+/// ([`FOREIGN_SCENARIOS`]); trusted in [`config`].
+pub const FOREIGN_PEER: &str = "127.0.0.2";
+
+/// Scenarios that send as users of `other.test`.
+pub const FOREIGN_SCENARIOS: &[&str] = &["gw_message_uac.xml", "gw_subscribe.xml"];
+
 /// Digest users of the gateway: (user, password).
 pub const USERS: &[(&str, &str)] = &[("alice", "alicepw"), ("bob", "bobpw"), ("carol", "carolpw")];
 
@@ -44,8 +51,14 @@ pub fn config(store: &Path) -> Config {
         })
         .collect();
     c.sip.auth_algorithms = vec![Algorithm::Md5];
+    // The scenarios that speak for a foreign domain (`other.test`) run from this address
+    // (RFC 5922: only a trusted peer may); the others from 127.0.0.1 and authenticate.
+    c.sip.trusted_peers = vec![FOREIGN_PEER.parse().unwrap()];
     c.sip.notify_min_interval = 0;
     c.presence.notify_interval_ms = 0;
+    // carol@other.test watches alice@sip.test in gw_subscribe.xml: the default policy
+    // (approve-mutual) would refuse that stranger, as it should.
+    c.presence.authorization = "approve-all".into();
     c.admin.listen = "127.0.0.1:0".parse().unwrap();
     c.admin.token = Some(ADMIN_TOKEN.into());
     c.store.path = store.to_owned();
@@ -138,12 +151,17 @@ pub fn sipp(
     let log = dir.join(format!("{tag}.log"));
     let err = dir.join(format!("{tag}.err"));
     let _ = std::fs::remove_file(&log);
+    let local_ip = if FOREIGN_SCENARIOS.contains(&scenario_file) {
+        FOREIGN_PEER
+    } else {
+        "127.0.0.1"
+    };
     let mut cmd = Command::new(&peers.sipp);
     cmd.current_dir(dir)
         .stdin(Stdio::null())
         .arg("-sf")
         .arg(scenario(scenario_file))
-        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-t", t.flag()])
+        .args(["-i", local_ip, "-p", &port.to_string(), "-t", t.flag()])
         .args(["-nostdin", "-timeout", "30s", "-timeout_error"])
         .arg("-trace_logs")
         .arg("-log_file")

@@ -281,6 +281,13 @@ impl Notifier {
         self.subs.len()
     }
 
+    /// The (presentity, flow) of every subscription, for the caps of [`crate::app::limits`].
+    pub fn presentities_and_flows(&self) -> impl Iterator<Item = (&Address, Option<&str>)> {
+        self.subs
+            .values()
+            .map(|s| (&s.presentity, s.rec.flow.as_deref()))
+    }
+
     /// True if there are none.
     pub fn is_empty(&self) -> bool {
         self.subs.is_empty()

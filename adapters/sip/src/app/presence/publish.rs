@@ -200,6 +200,21 @@ impl Publications {
         }
     }
 
+    /// How many publications there are.
+    pub fn len(&self) -> usize {
+        self.by_etag.len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_etag.is_empty()
+    }
+
+    /// How many publications `aor` holds (live or not yet expired by a tick).
+    pub fn count_for(&self, aor: &str) -> usize {
+        self.by_etag.values().filter(|p| p.aor == aor).count()
+    }
+
     /// The live documents of `aor` with their remaining seconds, oldest expiry first;
     /// the caller composes them into one presence state.
     pub fn documents(&self, aor: &str, now: u64) -> Vec<(&PublicationRecord, u32)> {
