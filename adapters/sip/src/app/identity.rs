@@ -6,15 +6,19 @@
 //!   later request ([`flow_may_vouch`]): such requests are challenged. Over TCP or TLS the
 //!   peer completed a handshake from that address, so a request over the flow a user
 //!   registered on with digest (RFC 5626 s3: a flow is the connection; RFC 3261 s18)
-//!   still counts as that user when `trust_registered_flows` is on. The endpoint does not
-//!   expose a connection identity yet, so the flow is named by transport, address and
-//!   port; a binding lives no longer than its registration.
+//!   still counts as that user when `trust_registered_flows` is on. The flow is the
+//!   connection itself ([`Source::connection`], an id the transport never reuses), not
+//!   its address and port: a new connection from the same address and port after the
+//!   old one closed inherits nothing, and a binding restored from the store vouches for
+//!   nothing until the user registers again; a binding lives no longer than its
+//!   registration.
 //! - **Foreign domains (RFC 5922, RFC 7247 s5 / RFC 3261 s26.3.2.2).** A request whose From
 //!   names a domain the gateway does not serve speaks for that domain. It is accepted only
 //!   from a configured `trusted_peers` address (exact IP or CIDR prefix: the SBC or proxy
 //!   that owns that domain) or over TLS whose peer certificate names the domain (RFC 5922
-//!   s7.1; [`Source::verified_names`], filled by the transport when it exposes the peer
-//!   certificate). Anyone else gets `403 Foreign Domain Not Trusted`.
+//!   s7.1; [`Source::verified_names`]: the transport validates a TLS client certificate
+//!   against the system trust store plus `tls_ca` and reads its `sip:` URI and DNS
+//!   subjectAltNames, see `crate::transport::peer`). Anyone else gets `403 Foreign Domain Not Trusted`.
 //! - **The registrar is closed.** With no `[[sip.users]]` no credential can ever verify,
 //!   so no request can act as a local user; the only ways in are then `trusted_peers`.
 //!   (`SipConfig::user_exists` stays "open" for *delivery* to local users in that case,
@@ -269,7 +273,12 @@ mod digest_auth {
                     .then(|| {
                         self.lock()
                             .registrar
-                            .flow_authenticated(&aor_of(claimed), &src.flow(), now)
+                            .flow_authenticated(
+                                &aor_of(claimed),
+                                &src.flow(),
+                                src.connection,
+                                now,
+                            )
                             .map(str::to_owned)
                     })
                     .flatten();
@@ -300,6 +309,7 @@ mod tests {
             transport: t.into(),
             remote: SocketAddr::new(ip.parse().unwrap(), 5060),
             verified_names: Vec::new(),
+            connection: None,
         }
     }
 

@@ -59,6 +59,9 @@ pub struct Source {
     /// Domains the peer's TLS certificate was verified for (RFC 5922 s7.1); empty unless
     /// the transport verified a client certificate.
     pub verified_names: Vec<String>,
+    /// The stream connection's id (never reused while the process runs); `None` for UDP.
+    /// Flow trust is bound to it, not to the address and port.
+    pub connection: Option<u64>,
 }
 
 impl Source {
@@ -483,6 +486,7 @@ impl Tu {
             call_id: req.call_id().to_owned(),
             cseq: req.cseq().seq,
             flow: Some(src.flow()),
+            connection: src.connection,
             authenticated_user: user,
         };
         let result = self.lock().registrar.handle_register(&rreq, now);
