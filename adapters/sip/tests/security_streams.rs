@@ -314,3 +314,66 @@ async fn flow_trust_dies_with_its_connection_rfc5626_s3() {
     assert_eq!(core.relayed(), 1, "the MESSAGE on the new connection was relayed");
     h.shutdown().await;
 }
+
+/// An endpoint with a TLS listener whose certificate (signed by `ca`) names `domain`,
+/// trusting `ca` (`tls_ca`).
+fn tls_endpoint_config(dir: &Path, ca: &Ca, domain: &str) -> cpim_sip::endpoint::EndpointConfig {
+    let (c, k) = ca.issue(vec![
+        rcgen::SanType::IpAddress([127, 0, 0, 1].into()),
+        dns(domain),
+    ]);
+    cpim_sip::endpoint::EndpointConfig {
+        udp: Vec::new(),
+        tcp: Vec::new(),
+        tls: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        tls_cert: Some(write(dir, &format!("{domain}.pem"), &c)),
+        tls_key: Some(write(dir, &format!("{domain}.key"), &k)),
+        tls_ca: Some(write(dir, "ca.pem", &ca.cert.pem())),
+        dns: false,
+        ..Default::default()
+    }
+}
+
+/// RFC 5922 s7.3 (mutual TLS between SIP domains): an outgoing TLS connection presents
+/// the listener's certificate as client certificate, so the receiving side proves the
+/// sender's domain from it; the receiver sees it on the request's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_tls_presents_the_listener_certificate_rfc5922_s7_3() {
+    use cpim_sip::codec::{HeaderName, Method, Request, Response};
+    use cpim_sip::endpoint::{Endpoint, Target};
+    let dir = temp_dir("rfc5922-out");
+    let ca = Ca::new();
+    let (a, _a_in) = Endpoint::bind(tls_endpoint_config(&dir, &ca, "a.test"))
+        .await
+        .unwrap();
+    let (b, mut b_in) = Endpoint::bind(tls_endpoint_config(&dir, &ca, "b.test"))
+        .await
+        .unwrap();
+    let seen = tokio::spawn(async move {
+        let r = b_in.recv().await.unwrap();
+        let resp = Response::for_request(&r.request, 200, None)
+            .build_response()
+            .unwrap();
+        r.respond(resp).unwrap();
+        (r.transport, r.connection)
+    });
+    let req = Request::builder(&Method::Message, "sip:bob@b.test")
+        .header(HeaderName::MaxForwards, "70")
+        .header(HeaderName::From, "<sip:alice@a.test>;tag=t1")
+        .header(HeaderName::To, "<sip:bob@b.test>")
+        .header(HeaderName::CallId, "mutual-tls")
+        .header(HeaderName::CSeq, "1 MESSAGE")
+        .body("text/plain", b"hi".to_vec())
+        .build_request()
+        .unwrap();
+    let resp = a
+        .send_request(req, Target::Addr(Transport::Tls, b.local_addr(Transport::Tls).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(resp.code(), 200);
+    let (transport, conn) = seen.await.unwrap();
+    assert_eq!(transport, Transport::Tls);
+    let conn = conn.expect("a stream connection");
+    assert_eq!(conn.verified_names, vec!["a.test".to_owned()]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
