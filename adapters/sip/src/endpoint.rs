@@ -37,8 +37,8 @@ use crate::codec::{
     new_branch, HeaderName, Method, Policy, Request, Response, Scheme, SipMessage, Uri,
 };
 use crate::transaction::{Incoming, LayerEvent, Timers, TransactionLayer, TxId};
-use crate::transport::resolve::{ResolveError, ResolvedTarget, Resolver, StaticTarget};
 use crate::transport::peer;
+use crate::transport::resolve::{ResolveError, ResolvedTarget, Resolver, StaticTarget};
 use crate::transport::{
     Connection, Received, StreamSettings, Transport, TransportError, TransportEvent, Transports,
 };
@@ -59,8 +59,9 @@ pub struct EndpointConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for the TLS listener.
     pub tls_key: Option<PathBuf>,
-    /// PEM CA certificates trusted for outgoing TLS connections, besides the system's
-    /// trust store.
+    /// PEM CA certificates trusted, besides the system's trust store, for outgoing TLS
+    /// connections and for the client certificates TLS peers present (a validated client
+    /// certificate lets the peer speak for the domains it names, RFC 5922).
     pub tls_ca: Option<PathBuf>,
     /// Host (name or IP) put in Via sent-by and Contact; defaults to the listen address.
     pub advertised_host: Option<String>,

@@ -80,8 +80,11 @@ fn stream_request(
     extra: &str,
     body: &str,
 ) -> String {
-    request(method, ruri, from, to, me, call_id, cseq, extra, body)
-        .replacen("SIP/2.0/UDP", &format!("SIP/2.0/{transport}"), 1)
+    request(method, ruri, from, to, me, call_id, cseq, extra, body).replacen(
+        "SIP/2.0/UDP",
+        &format!("SIP/2.0/{transport}"),
+        1,
+    )
 }
 
 fn listener(h: &cpim_sip::app::SipHandle, t: Transport) -> SocketAddr {
@@ -91,6 +94,9 @@ fn listener(h: &cpim_sip::app::SipHandle, t: Transport) -> SocketAddr {
         .map(|(_, a)| *a)
         .unwrap()
 }
+
+/// A PEM certificate chain and its PEM key.
+type Pem = (String, String);
 
 /// A test CA and certificates it signs.
 struct Ca {
@@ -110,7 +116,7 @@ impl Ca {
     }
 
     /// A certificate with `sans` (PEM chain, PEM key), signed by this CA.
-    fn issue(&self, sans: Vec<rcgen::SanType>) -> (String, String) {
+    fn issue(&self, sans: Vec<rcgen::SanType>) -> Pem {
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         p.subject_alt_names = sans;
         let key = rcgen::KeyPair::generate().unwrap();
@@ -152,7 +158,7 @@ fn key(pem: &str) -> PrivateKeyDer<'static> {
 async fn tls_connect(
     addr: SocketAddr,
     ca: &Ca,
-    client: Option<&(String, String)>,
+    client: Option<&Pem>,
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert.der().clone()).unwrap();
@@ -200,7 +206,7 @@ async fn tls_client_certificate_proves_a_foreign_domain_rfc5922_s7_1() {
     )]);
     let other = ca.issue(vec![dns("other.test")]);
     let rogue = Ca::new().issue(vec![dns("peer.test")]);
-    let cases: [(&str, Option<&(String, String)>, u16); 5] = [
+    let cases: [(&str, Option<&Pem>, u16); 5] = [
         ("dns", Some(&peer_dns), 200),
         ("uri", Some(&peer_uri), 200),
         ("none", None, 403),
@@ -293,7 +299,15 @@ async fn flow_trust_dies_with_its_connection_rfc5626_s3() {
     let r = stream_exchange(&mut s, &reg(1, ""), "reg-tcp").await;
     assert_eq!(r.code, 401);
     let ch = Challenge::parse(r.header("WWW-Authenticate").unwrap()).unwrap();
-    let creds = digest::respond(&ch, "REGISTER", "sip:sip.test", "alice", "wonderland", "c", 1);
+    let creds = digest::respond(
+        &ch,
+        "REGISTER",
+        "sip:sip.test",
+        "alice",
+        "wonderland",
+        "c",
+        1,
+    );
     let auth = format!("Authorization: {}\r\n", creds.to_header());
     let r = stream_exchange(&mut s, &reg(2, &auth), "reg-tcp").await;
     assert_eq!(r.code, 200, "{}", r.text);
@@ -310,8 +324,16 @@ async fn flow_trust_dies_with_its_connection_rfc5626_s3() {
     let mut s = tcp_from(local, gw).await;
     assert_eq!(s.local_addr().unwrap(), local);
     let r = stream_exchange(&mut s, &message(local, "new-conn"), "new-conn").await;
-    assert_eq!(r.code, 401, "a new connection inherited alice's flow: {}", r.text);
-    assert_eq!(core.relayed(), 1, "the MESSAGE on the new connection was relayed");
+    assert_eq!(
+        r.code, 401,
+        "a new connection inherited alice's flow: {}",
+        r.text
+    );
+    assert_eq!(
+        core.relayed(),
+        1,
+        "the MESSAGE on the new connection was relayed"
+    );
     h.shutdown().await;
 }
 
@@ -367,7 +389,10 @@ async fn outgoing_tls_presents_the_listener_certificate_rfc5922_s7_3() {
         .build_request()
         .unwrap();
     let resp = a
-        .send_request(req, Target::Addr(Transport::Tls, b.local_addr(Transport::Tls).unwrap()))
+        .send_request(
+            req,
+            Target::Addr(Transport::Tls, b.local_addr(Transport::Tls).unwrap()),
+        )
         .await
         .unwrap();
     assert_eq!(resp.code(), 200);

@@ -17,11 +17,11 @@
 
 use std::sync::Arc;
 
+use cpim_listen::tls::AnyClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use cpim_listen::tls::AnyClientCert;
 use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 
 /// Why TLS could not be set up.

@@ -273,12 +273,7 @@ mod digest_auth {
                     .then(|| {
                         self.lock()
                             .registrar
-                            .flow_authenticated(
-                                &aor_of(claimed),
-                                &src.flow(),
-                                src.connection,
-                                now,
-                            )
+                            .flow_authenticated(&aor_of(claimed), &src.flow(), src.connection, now)
                             .map(str::to_owned)
                     })
                     .flatten();

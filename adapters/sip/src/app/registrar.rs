@@ -279,8 +279,8 @@ impl Registrar {
             (b.expires_at > now
                 && b.flow.as_deref() == Some(flow)
                 && b.connection == Some(connection))
-                .then_some(b.authenticated_user.as_deref())
-                .flatten()
+            .then_some(b.authenticated_user.as_deref())
+            .flatten()
         })
     }
 

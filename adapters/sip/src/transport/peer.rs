@@ -53,7 +53,11 @@ impl PeerTrust {
     /// The domains `chain` (end-entity first, as the peer sent it) is valid for at `now`;
     /// empty when it does not chain to a trusted root or is not good for client
     /// authentication.
-    pub(crate) fn verified_names(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Vec<String> {
+    pub(crate) fn verified_names(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Vec<String> {
         let Some(ee) = chain.first() else {
             return Vec::new();
         };
@@ -214,7 +218,12 @@ mod tests {
 
     #[test]
     fn truncated_names_do_not_panic() {
-        for n in [&[][..], &[0x31], &[0x31, 0x05, 0x30], &[0x31, 0x84, 0xff, 0xff, 0xff, 0xff]] {
+        for n in [
+            &[][..],
+            &[0x31],
+            &[0x31, 0x05, 0x30],
+            &[0x31, 0x84, 0xff, 0xff, 0xff, 0xff],
+        ] {
             assert_eq!(common_name(n), None);
         }
     }

@@ -107,8 +107,8 @@ pub fn tls_connector_from_pem(ca_pem: &[u8]) -> Result<tokio_rustls::TlsConnecto
 /// alike: the system's trust store (`rustls-native-certs`) plus the certificates in
 /// `ca_pem` (the `tls_ca` file; may be empty).
 pub fn trust_roots(ca_pem: &[u8]) -> Result<rustls::RootCertStore, TransportError> {
-    let (roots, system) = cpim_listen::tls::root_store(true, [])
-        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    let (roots, system) =
+        cpim_listen::tls::root_store(true, []).map_err(|e| TransportError::Tls(e.to_string()))?;
     if system == 0 {
         tracing::warn!("no system trust anchors found: SIP TLS trusts tls_ca only");
     }
@@ -179,5 +179,9 @@ pub(crate) fn endpoint_tls(
     let roots = trust_roots(ca_pem)?;
     let client = identity.map(|(c, k)| (&c[..], &k[..]));
     let connector = tls_connector_with_roots(roots.clone(), client)?;
-    Ok((acceptor, connector, Arc::new(super::peer::PeerTrust::new(roots))))
+    Ok((
+        acceptor,
+        connector,
+        Arc::new(super::peer::PeerTrust::new(roots)),
+    ))
 }

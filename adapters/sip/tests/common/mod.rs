@@ -107,7 +107,13 @@ impl Resp {
         let text = String::from_utf8_lossy(data).into_owned();
         let rest = text.strip_prefix("SIP/2.0 ")?;
         let code: u16 = rest.get(..3)?.parse().ok()?;
-        let reason = rest.get(4..).unwrap_or("").lines().next().unwrap_or("").to_owned();
+        let reason = rest
+            .get(4..)
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
         Some(Resp { code, reason, text })
     }
 
@@ -155,4 +161,3 @@ pub fn exchange(s: &UdpSocket, to: SocketAddr, req: &str, call_id: &str) -> Resp
         .0
         .unwrap_or_else(|| panic!("no response to {call_id}"))
 }
-
