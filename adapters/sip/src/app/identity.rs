@@ -24,11 +24,31 @@
 //!   (`SipConfig::user_exists` stays "open" for *delivery* to local users in that case,
 //!   which needs no identity.)
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use super::tu::Source;
+/// Where a request came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// Transport name, lower case (`udp`, `tcp`, `tls`).
+    pub transport: String,
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// Domains the peer's TLS certificate was verified for (RFC 5922 s7.1); empty unless
+    /// the transport verified a client certificate.
+    pub verified_names: Vec<String>,
+    /// The stream connection's id (never reused while the process runs); `None` for UDP.
+    /// Flow trust is bound to it, not to the address and port.
+    pub connection: Option<u64>,
+}
+
+impl Source {
+    /// The flow identifier (`udp:192.0.2.1:5060`).
+    pub fn flow(&self) -> String {
+        format!("{}:{}", self.transport, self.remote)
+    }
+}
 
 /// True if a binding registered over `src`'s flow may vouch for a later request on it:
 /// only connection-oriented transports (TCP, TLS, WS/WSS), never UDP.
@@ -297,7 +317,6 @@ pub(in crate::app) use digest_auth::Authn;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddr;
 
     fn src(t: &str, ip: &str) -> Source {
         Source {
