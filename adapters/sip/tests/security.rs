@@ -487,7 +487,7 @@ async fn publications_and_bindings_stop_at_their_caps() {
     h.shutdown().await;
 }
 
-/// RFC 3261 s26.2.2, RFC 5630 s3.1.3: a `sips:` Request-URI asks for TLS on every hop;
+/// RFC 3261 s26.2.2 (and RFC 5630): a `sips:` Request-URI asks for TLS on every hop;
 /// one that arrived over UDP did not get it and is refused with 416 and a reason, before
 /// any authentication or relaying (the same request as `sip:` is challenged as usual).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,8 @@
 //!   subjectAltName at all. Wildcard names are never taken (RFC 5922 s7.2). A chain that
 //!   does not validate proves nothing: the connection stays up with no verified name.
 //! - [`sips_over_insecure`]: a `sips:` Request-URI received over a transport other than
-//!   TLS (RFC 3261 s26.2.2, RFC 5630 s3.1.3).
+//!   TLS (RFC 3261 s26.2.2, RFC 5630); answered 416 as a scheme not served on that
+//!   transport (RFC 3261 s8.2.2.1).
 
 use std::sync::Arc;
 
@@ -164,7 +165,7 @@ fn common_name(mut name: &[u8]) -> Option<String> {
 
 /// True if `req` has a `sips:` Request-URI but came over `transport`, which is not TLS:
 /// the request asked for TLS on every hop and did not get it on the last one (RFC 3261
-/// s26.2.2, RFC 5630 s3.1.3). The endpoint answers it with 416 and a reason.
+/// s26.2.2, RFC 5630). The endpoint answers it with 416 and a reason.
 pub(crate) fn sips_over_insecure(req: &Request, transport: Transport) -> bool {
     transport != Transport::Tls && req.uri().is_ok_and(|u| u.scheme == Scheme::Sips)
 }
