@@ -179,7 +179,7 @@ async fn tls_connect(
         .expect("TLS handshake")
 }
 
-/// RFC 5922 s7.1 (and s7.3: the server asks for a client certificate): `bob@peer.test`
+/// RFC 5922 s7.1 (and s7: the server asks for a client certificate): `bob@peer.test`
 /// over TLS is relayed only when the client certificate, validated against the
 /// configured `tls_ca`, names `peer.test` (as a DNS name or a `sip:` URI); no
 /// certificate, one for another domain, or one for `peer.test` that no trusted CA signed
@@ -356,11 +356,11 @@ fn tls_endpoint_config(dir: &Path, ca: &Ca, domain: &str) -> cpim_sip::endpoint:
     }
 }
 
-/// RFC 5922 s7.3 (mutual TLS between SIP domains): an outgoing TLS connection presents
+/// RFC 5922 s7 (mutual TLS between SIP domains): an outgoing TLS connection presents
 /// the listener's certificate as client certificate, so the receiving side proves the
 /// sender's domain from it; the receiver sees it on the request's connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outgoing_tls_presents_the_listener_certificate_rfc5922_s7_3() {
+async fn outgoing_tls_presents_the_listener_certificate_rfc5922_s7() {
     use cpim_sip::codec::{HeaderName, Method, Request, Response};
     use cpim_sip::endpoint::{Endpoint, Target};
     let dir = temp_dir("rfc5922-out");
