@@ -117,7 +117,8 @@ pub fn trust_roots(ca_pem: &[u8]) -> Result<rustls::RootCertStore, TransportErro
 
 /// Builds a TLS connector trusting `roots` (see [`trust_roots`]), presenting `client`
 /// (PEM certificate chain and key: the listener's certificate) as client certificate so
-/// that the peer can authenticate the gateway's domain (mutual TLS between SIP domains, RFC 5922 s7).
+/// that the peer can authenticate the gateway's domain (mutual TLS between SIP domains,
+/// RFC 5922 s7).
 pub fn tls_connector_with_roots(
     roots: rustls::RootCertStore,
     client: Option<(&[u8], &[u8])>,
