@@ -201,6 +201,7 @@ mod tests {
             cseq: 3,
             expires_at: 2_000_000_000,
             flow: Some("udp:127.0.0.1:5080".into()),
+            connection: None,
             authenticated_user: Some("alice".into()),
             instance: None,
         };

@@ -16,7 +16,10 @@
 //!
 //! Why a crate of its own: cpim-core is sans-IO (it holds the counting), the adapters do
 //! not depend on one another, and the admin API lives in the gateway; one small tokio
-//! crate lets all four use the same loop.
+//! crate lets all four use the same loop. The TLS listeners (SIP TLS, XMPP s2s) share
+//! their client-certificate handling here too ([`tls`]).
+
+pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;

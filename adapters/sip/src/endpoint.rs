@@ -15,7 +15,10 @@
 //! [`SendError::Timeout`] (408) when timer F fires. On a transport failure or a 503 it
 //! fails over to the next RFC 3263 target (s4.3). A request whose Request-URI is `sips:`
 //! goes over TLS only (RFC 3261 s26.2.2, RFC 5630 s3.1.3): another transport is refused
-//! with [`SendError::Invalid`] before anything is sent.
+//! with [`SendError::Invalid`] before anything is sent; a `sips:` request received over
+//! UDP or TCP is answered 416 (RFC 3261 s26.2.2, [`peer::sips_over_insecure`]).
+//! Each incoming request carries its [`Connection`] (id, and the domains a TLS client
+//! certificate proved, RFC 5922); outgoing TLS presents the listener's certificate.
 //!
 //! TLS by default: the default configuration listens for TLS on 127.0.0.1:5061. Without
 //! `tls_cert`/`tls_key` the endpoint makes a self-signed certificate in memory (the
@@ -34,9 +37,10 @@ use crate::codec::{
     new_branch, HeaderName, Method, Policy, Request, Response, Scheme, SipMessage, Uri,
 };
 use crate::transaction::{Incoming, LayerEvent, Timers, TransactionLayer, TxId};
+use crate::transport::peer;
 use crate::transport::resolve::{ResolveError, ResolvedTarget, Resolver, StaticTarget};
 use crate::transport::{
-    Received, StreamSettings, Transport, TransportError, TransportEvent, Transports,
+    Connection, Received, StreamSettings, Transport, TransportError, TransportEvent, Transports,
 };
 use cpim_core::connlimit::ConnLimits;
 
@@ -55,8 +59,9 @@ pub struct EndpointConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for the TLS listener.
     pub tls_key: Option<PathBuf>,
-    /// PEM CA certificates trusted for outgoing TLS connections, besides the system's
-    /// trust store.
+    /// PEM CA certificates trusted, besides the system's trust store, for outgoing TLS
+    /// connections and for the client certificates TLS peers present (a validated client
+    /// certificate lets the peer speak for the domains it names, RFC 5922).
     pub tls_ca: Option<PathBuf>,
     /// Host (name or IP) put in Via sent-by and Contact; defaults to the listen address.
     pub advertised_host: Option<String>,
@@ -225,6 +230,8 @@ struct Dest {
     transport: Transport,
     addr: SocketAddr,
     server_name: Option<Arc<str>>,
+    /// The connection a request came over (`None` for UDP and outgoing requests).
+    conn: Option<Arc<Connection>>,
 }
 
 #[derive(Debug)]
@@ -269,6 +276,9 @@ pub struct IncomingRequest {
     pub source: SocketAddr,
     /// Transport it came over.
     pub transport: Transport,
+    /// The stream connection it came over (`None` for UDP): its id and the domains a TLS
+    /// peer's certificate proved.
+    pub connection: Option<Arc<Connection>>,
     /// Handle to answer it.
     pub responder: Responder,
 }
@@ -334,11 +344,9 @@ impl Endpoint {
     pub async fn bind(
         config: EndpointConfig,
     ) -> Result<(Endpoint, IncomingRequests), EndpointError> {
-        let acceptor = match (&config.tls_cert, &config.tls_key) {
-            (Some(c), Some(k)) => Some(crate::transport::tls_acceptor_from_pem(
-                &read(c)?,
-                &read(k)?,
-            )?),
+        // the listener's certificate (PEM), also the client certificate of outgoing TLS
+        let identity: Option<(Vec<u8>, Vec<u8>)> = match (&config.tls_cert, &config.tls_key) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
             (Some(_), None) | (None, Some(_)) => {
                 return Err(TransportError::Tls("tls_cert and tls_key go together".into()).into())
             }
@@ -348,19 +356,17 @@ impl Endpoint {
                 names.extend(config.tls.iter().map(|a| a.ip().to_string()));
                 tracing::warn!("SIP TLS listener without tls_cert/tls_key: using a self-signed certificate made for this run");
                 let (c, k) = crate::transport::tls::self_signed(&names)?;
-                Some(crate::transport::tls_acceptor_from_pem(
-                    c.as_bytes(),
-                    k.as_bytes(),
-                )?)
+                Some((c.into_bytes(), k.into_bytes()))
             }
             _ => None,
         };
-        // outgoing TLS: the system trust store plus `tls_ca`
+        // outgoing TLS and client certificates: the system trust store plus `tls_ca`
         let ca = match &config.tls_ca {
             Some(ca) => read(ca)?,
             None => Vec::new(),
         };
-        let connector = Some(crate::transport::tls::tls_connector_with_system_roots(&ca)?);
+        let (acceptor, connector, peer_trust) =
+            crate::transport::tls::endpoint_tls(identity.as_ref(), &ca)?;
         let limits = Limits {
             max_head: config.max_head_bytes,
             max_body: config.max_body_bytes,
@@ -371,7 +377,8 @@ impl Endpoint {
             &config.tcp,
             &config.tls,
             acceptor,
-            connector,
+            Some(connector),
+            Some(peer_trust),
             StreamSettings {
                 limits,
                 idle_timeout: Duration::from_secs(config.idle_timeout_secs.max(1)),
@@ -569,6 +576,7 @@ impl Endpoint {
                     transport,
                     addr,
                     server_name: server_name.map(|s| s.into()),
+                    conn: None,
                 },
                 reply: tx,
             })
@@ -710,6 +718,7 @@ impl Core {
                     transport: r.transport,
                     addr: dest,
                     server_name: None,
+                    conn: r.conn,
                 };
                 let reliable = r.transport.is_reliable();
                 match self.layer.handle_request(req, dest, reliable, now()) {
@@ -753,6 +762,10 @@ impl Core {
             self.reject(id, &request, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         }
+        if peer::sips_over_insecure(&request, source.transport) {
+            self.reject(id, &request, 416, "SIPS Request-URI Needs TLS", &[]);
+            return;
+        }
         if let Err(rej) = self.policy.check(&request) {
             self.reject(id, &request, rej.code, &rej.reason, &rej.headers);
             return;
@@ -761,6 +774,7 @@ impl Core {
             request,
             source: source.addr,
             transport: source.transport,
+            connection: source.conn,
             responder: Responder {
                 id,
                 cmd: self.cmd_tx.clone(),

@@ -59,18 +59,23 @@
 //! - `EndpointConfig` (serde, `deny_unknown_fields`, every field defaulted; `Default` =
 //!   UDP+TCP on 127.0.0.1:5060 and TLS on 127.0.0.1:5061, static target `localhost`):
 //!   listen addresses per transport, `tls_cert`/`tls_key`/`tls_ca` (PEM paths; a TLS
-//!   listener without `tls_cert`/`tls_key` gets a self-signed certificate),
+//!   listener without `tls_cert`/`tls_key` gets a self-signed certificate, which
+//!   outgoing TLS also presents as client certificate; `tls_ca` plus the system store
+//!   validate servers and client certificates),
 //!   `advertised_host`, size limits, T1/T2/T4, `dns`, `static_targets`, `allow`,
 //!   `supported`, `extra_uri_schemes`, `tu_queue`; stream connection limits
 //!   `max_connections_per_source` (32, IPv6 per /64), `max_connections` (1024),
 //!   `message_timeout_secs` (10: a message must be complete that long after its first
-//!   byte), `idle_timeout_secs` (300). A request to a `sips:` URI goes over TLS only.
+//!   byte), `idle_timeout_secs` (300). A request to a `sips:` URI goes over TLS only;
+//!   one received over UDP or TCP gets 416. Each incoming request carries its
+//!   [`transport::Connection`] (id; domains a TLS client certificate proved, RFC 5922).
 //!
 //! ## `transport`
 //! [`transport::Transport`] `{Udp, Tcp, Tls}`; [`transport::resolve::StaticTarget`]
 //! `{transport, address}`; `tls_acceptor_from_pem`, `tls_connector_from_pem`;
 //! [`transport::tls`]: `self_signed`, `ensure_self_signed` (certificate and key kept in a
-//! folder, mode 0600). Incoming TCP/TLS connections are admitted by `cpim_listen`
+//! folder, mode 0600), `trust_roots`, `tls_connector_with_roots`; [`transport::peer`]:
+//! [`transport::Connection`] and the RFC 5922 s7.1 reading of client certificates. Incoming TCP/TLS connections are admitted by `cpim_listen`
 //! (per-source and total caps, EMFILE backoff).
 
 pub mod app;

@@ -149,13 +149,16 @@ fn src(port: u16) -> Source {
         transport: "udp".into(),
         remote: SocketAddr::from(([127, 0, 0, 1], port)),
         verified_names: Vec::new(),
+        connection: None,
     }
 }
 
-/// The same over TCP (a connection the peer completed a handshake on).
+/// The same over TCP (a connection the peer completed a handshake on; one connection
+/// per port here).
 fn tcp(port: u16) -> Source {
     Source {
         transport: "tcp".into(),
+        connection: Some(u64::from(port)),
         ..src(port)
     }
 }
@@ -1195,6 +1198,7 @@ async fn outbound_proxy_mode() {
         transport: "udp".into(),
         remote: SocketAddr::from(([127, 0, 0, 2], 5064)),
         verified_names: Vec::new(),
+        connection: None,
     };
     assert_eq!(
         h.tu.handle_request(m.build(), from_proxy)

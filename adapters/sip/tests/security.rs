@@ -11,148 +11,14 @@
 //!
 //! Counts, not timings: waits only bound how long the test looks for a packet.
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cpim_core::adapter::{BoxFuture, Ingress};
-use cpim_core::model::{Operation, Outcome};
-use cpim_sip::app::config::{SipConfig, SipUser};
-use cpim_sip::app::digest::{self, Algorithm, Challenge};
-use cpim_sip::app::{start, MemoryStore, SipHandle};
-use cpim_sip::endpoint::EndpointConfig;
-use cpim_sip::transport::Transport;
-
-#[derive(Default)]
-struct Core {
-    ops: Mutex<Vec<Operation>>,
-}
-
-impl Core {
-    fn relayed(&self) -> usize {
-        self.ops
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|o| !matches!(o, Operation::Publish(_)))
-            .count()
-    }
-}
-
-impl Ingress for Core {
-    fn submit(&self, _adapter: &str, op: Operation) -> BoxFuture<'static, Outcome> {
-        let tid = op.trans_id();
-        self.ops.lock().unwrap().push(op);
-        Box::pin(async move { Outcome::ok(tid) })
-    }
-}
-
-fn base_config() -> SipConfig {
-    SipConfig {
-        endpoint: EndpointConfig {
-            udp: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-            tcp: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-            tls: Vec::new(),
-            dns: false,
-            ..Default::default()
-        },
-        domains: vec!["sip.test".into()],
-        users: vec![SipUser {
-            username: "alice".into(),
-            password: Some("wonderland".into()),
-            ..Default::default()
-        }],
-        auth_algorithms: vec![Algorithm::Md5],
-        ..Default::default()
-    }
-}
-
-async fn gateway(config: SipConfig) -> (SipHandle, Arc<Core>, SocketAddr) {
-    let core = Arc::new(Core::default());
-    let h = start(config, core.clone(), Arc::new(MemoryStore::new()))
-        .await
-        .expect("start the SIP adapter");
-    let udp = h
-        .local_addrs()
-        .iter()
-        .find(|(t, _)| *t == Transport::Udp)
-        .map(|(_, a)| *a)
-        .unwrap();
-    (h, core, udp)
-}
-
-/// One SIP request as a UA writes it.
-#[allow(clippy::too_many_arguments)]
-fn request(
-    method: &str,
-    ruri: &str,
-    from: &str,
-    to: &str,
-    me: SocketAddr,
-    call_id: &str,
-    cseq: u32,
-    extra: &str,
-    body: &str,
-) -> String {
-    format!(
-        "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-{cseq};rport\r\n\
-         Max-Forwards: 70\r\nFrom: <{from}>;tag=f{cseq}\r\nTo: <{to}>\r\nCall-ID: {call_id}\r\n\
-         CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// A received response: status code, reason, the raw text.
-struct Resp {
-    code: u16,
-    reason: String,
-    text: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.text.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
-/// Reads packets until a final response with `call_id` arrives or `wait` passes; returns
-/// it and the total bytes of every packet read.
-fn final_response(s: &UdpSocket, call_id: &str, wait: Duration) -> (Option<Resp>, usize) {
-    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    let mut buf = vec![0u8; 65536];
-    let mut bytes = 0;
-    let deadline = std::time::Instant::now() + wait;
-    while std::time::Instant::now() < deadline {
-        let Ok((n, _)) = s.recv_from(&mut buf) else {
-            continue;
-        };
-        bytes += n;
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        let Some(rest) = text.strip_prefix("SIP/2.0 ") else {
-            continue;
-        };
-        let code: u16 = rest[..3].parse().unwrap_or(0);
-        let reason = rest[4..].lines().next().unwrap_or("").to_owned();
-        let ours = text
-            .lines()
-            .any(|l| l.to_ascii_lowercase().starts_with("call-id:") && l.contains(call_id));
-        if ours && code >= 200 {
-            return (Some(Resp { code, reason, text }), bytes);
-        }
-    }
-    (None, bytes)
-}
-
-/// Sends and waits for the final response.
-fn exchange(s: &UdpSocket, to: SocketAddr, req: &str, call_id: &str) -> Resp {
-    s.send_to(req.as_bytes(), to).unwrap();
-    final_response(s, call_id, Duration::from_secs(5))
-        .0
-        .unwrap_or_else(|| panic!("no response to {call_id}"))
-}
+use common::*;
+use cpim_sip::app::config::SipUser;
+use cpim_sip::app::digest::{self, Challenge};
 
 /// Everything that arrives within `wait` (bytes, packets).
 fn drain(s: &UdpSocket, wait: Duration) -> (usize, usize) {
@@ -618,5 +484,40 @@ async fn publications_and_bindings_stop_at_their_caps() {
     );
     let state = h.adapter().standing_state();
     assert_eq!((state.publications, state.bindings), (2, 1));
+    h.shutdown().await;
+}
+
+/// RFC 3261 s26.2.2 (and RFC 5630): a `sips:` Request-URI asks for TLS on every hop;
+/// one that arrived over UDP did not get it and is refused with 416 and a reason, before
+/// any authentication or relaying (the same request as `sip:` is challenged as usual).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sips_request_uri_over_udp_is_refused_rfc3261_s26_2_2() {
+    let (h, core, gw) = gateway(base_config()).await;
+    let (sips, sip) = tokio::task::spawn_blocking(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let me = s.local_addr().unwrap();
+        let msg = |ruri: &str, cid: &str| {
+            request(
+                "MESSAGE",
+                ruri,
+                "sip:eve@sip.test",
+                "sip:alice@sip.test",
+                me,
+                cid,
+                1,
+                "Content-Type: text/plain\r\n",
+                "in clear",
+            )
+        };
+        let sips = exchange(&s, gw, &msg("sips:alice@sip.test", "sips-1"), "sips-1");
+        let sip = exchange(&s, gw, &msg("sip:alice@sip.test", "sip-1"), "sip-1");
+        (sips, sip)
+    })
+    .await
+    .unwrap();
+    assert_eq!(sips.code, 416, "{}", sips.text);
+    assert!(sips.reason.contains("TLS"), "reason: {}", sips.reason);
+    assert_eq!(sip.code, 401);
+    assert_eq!(core.relayed(), 0);
     h.shutdown().await;
 }

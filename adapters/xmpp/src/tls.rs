@@ -12,20 +12,17 @@
 //! carries. The same check serves the server certificate of an outgoing stream and the
 //! client certificate offered for SASL EXTERNAL on an incoming one (RFC 6120 s13.7.2,
 //! XEP-0178 s3). The TLS layer of the listener asks for a client certificate but does not
-//! judge it: the SASL layer does, for the domain claimed, so a peer whose certificate we
+//! judge it (`cpim_listen::tls::AnyClientCert`, shared with the SIP TLS listener): the SASL layer does, for the domain claimed, so a peer whose certificate we
 //! cannot validate still gets TLS and can fall back to dialback.
 
 use std::sync::Arc;
 
+use cpim_listen::tls::AnyClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{
-    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
-    SignatureScheme,
-};
+use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +108,7 @@ impl Identity {
 pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>, TlsError> {
     let cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(Arc::new(AnyClientCert(provider())))
+        .with_client_cert_verifier(AnyClientCert::new(provider()))
         .with_single_cert(id.certs.clone(), id.key.clone_key())?;
     Ok(Arc::new(cfg))
 }
@@ -138,15 +135,7 @@ pub struct Trust {
 impl Trust {
     /// The system's trust store (when `system` is true) plus `roots` (PEM files).
     pub fn new(roots: &[String], system: bool) -> Result<Trust, TlsError> {
-        let mut store = RootCertStore::empty();
-        if system {
-            let native = rustls_native_certs::load_native_certs();
-            for e in &native.errors {
-                tracing::debug!("system trust store: {e}");
-            }
-            let (added, _) = store.add_parsable_certificates(native.certs);
-            tracing::debug!("system trust store: {added} root(s)");
-        }
+        let (mut store, _) = cpim_listen::tls::root_store(system, [])?;
         let mut pinned = Vec::new();
         for path in roots {
             for c in load_certs(path)? {
@@ -203,62 +192,6 @@ impl Trust {
                 rustls::CertificateError::UnknownIssuer,
             )),
         }
-    }
-}
-
-/// Asks for a client certificate, accepts any (the handshake still proves the key); the
-/// SASL layer decides what it is good for.
-#[derive(Debug)]
-struct AnyClientCert(Arc<CryptoProvider>);
-
-impl ClientCertVerifier for AnyClientCert {
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -271,11 +271,15 @@ async fn serve(tu: Arc<Tu>, mut incoming: IncomingRequests, mut stop: watch::Rec
                 let Some(inc) = next else { break };
                 let tu = Arc::clone(&tu);
                 inflight.spawn(async move {
-                    let crate::endpoint::IncomingRequest { request, source, transport, responder } = inc;
+                    let crate::endpoint::IncomingRequest { request, source, transport, connection, responder } = inc;
                     let src = Source {
                         transport: transport_name(transport).to_owned(),
                         remote: source,
-                        verified_names: Vec::new(),
+                        verified_names: connection
+                            .as_ref()
+                            .map(|c| c.verified_names.clone())
+                            .unwrap_or_default(),
+                        connection: connection.map(|c| c.id),
                     };
                     tu.handle_request_with(request, src, |resp| {
                         if let Err(e) = responder.respond(resp) {

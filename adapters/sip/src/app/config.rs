@@ -29,9 +29,10 @@ pub struct SipConfig {
     /// How long a nonce stays valid, in seconds; a later use gets `stale=TRUE`.
     pub nonce_lifetime: u32,
     /// Accept an unauthenticated MESSAGE/SUBSCRIBE/PUBLISH from a local user when it
-    /// arrives over the same TCP/TLS flow as a binding the same user registered with
-    /// digest authentication. Never over UDP, whose source address anyone can forge
-    /// (see [`super::identity`]).
+    /// arrives over the same TCP/TLS connection as a binding the same user registered
+    /// with digest authentication (the connection itself, not a later one from the same
+    /// address and port). Never over UDP, whose source address anyone can forge (see
+    /// [`super::identity`]).
     pub trust_registered_flows: bool,
     /// Source addresses or CIDR prefixes (`"192.0.2.7"`, `"10.0.0.0/8"`) whose requests
     /// are trusted without digest and may speak for foreign domains (the outbound proxy

@@ -6,25 +6,49 @@
 //!   later request ([`flow_may_vouch`]): such requests are challenged. Over TCP or TLS the
 //!   peer completed a handshake from that address, so a request over the flow a user
 //!   registered on with digest (RFC 5626 s3: a flow is the connection; RFC 3261 s18)
-//!   still counts as that user when `trust_registered_flows` is on. The endpoint does not
-//!   expose a connection identity yet, so the flow is named by transport, address and
-//!   port; a binding lives no longer than its registration.
+//!   still counts as that user when `trust_registered_flows` is on. The flow is the
+//!   connection itself ([`Source::connection`], an id the transport never reuses), not
+//!   its address and port: a new connection from the same address and port after the
+//!   old one closed inherits nothing, and a binding restored from the store vouches for
+//!   nothing until the user registers again; a binding lives no longer than its
+//!   registration.
 //! - **Foreign domains (RFC 5922, RFC 7247 s5 / RFC 3261 s26.3.2.2).** A request whose From
 //!   names a domain the gateway does not serve speaks for that domain. It is accepted only
 //!   from a configured `trusted_peers` address (exact IP or CIDR prefix: the SBC or proxy
 //!   that owns that domain) or over TLS whose peer certificate names the domain (RFC 5922
-//!   s7.1; [`Source::verified_names`], filled by the transport when it exposes the peer
-//!   certificate). Anyone else gets `403 Foreign Domain Not Trusted`.
+//!   s7.1; [`Source::verified_names`]: the transport validates a TLS client certificate
+//!   against the system trust store plus `tls_ca` and reads its `sip:` URI and DNS
+//!   subjectAltNames, see `crate::transport::peer`). Anyone else gets `403 Foreign Domain Not Trusted`.
 //! - **The registrar is closed.** With no `[[sip.users]]` no credential can ever verify,
 //!   so no request can act as a local user; the only ways in are then `trusted_peers`.
 //!   (`SipConfig::user_exists` stays "open" for *delivery* to local users in that case,
 //!   which needs no identity.)
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use super::tu::Source;
+/// Where a request came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// Transport name, lower case (`udp`, `tcp`, `tls`).
+    pub transport: String,
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// Domains the peer's TLS certificate was verified for (RFC 5922 s7.1); empty unless
+    /// the transport verified a client certificate.
+    pub verified_names: Vec<String>,
+    /// The stream connection's id (never reused while the process runs); `None` for UDP.
+    /// Flow trust is bound to it, not to the address and port.
+    pub connection: Option<u64>,
+}
+
+impl Source {
+    /// The flow identifier (`udp:192.0.2.1:5060`).
+    pub fn flow(&self) -> String {
+        format!("{}:{}", self.transport, self.remote)
+    }
+}
 
 /// True if a binding registered over `src`'s flow may vouch for a later request on it:
 /// only connection-oriented transports (TCP, TLS, WS/WSS), never UDP.
@@ -269,7 +293,7 @@ mod digest_auth {
                     .then(|| {
                         self.lock()
                             .registrar
-                            .flow_authenticated(&aor_of(claimed), &src.flow(), now)
+                            .flow_authenticated(&aor_of(claimed), &src.flow(), src.connection, now)
                             .map(str::to_owned)
                     })
                     .flatten();
@@ -293,13 +317,13 @@ pub(in crate::app) use digest_auth::Authn;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddr;
 
     fn src(t: &str, ip: &str) -> Source {
         Source {
             transport: t.into(),
             remote: SocketAddr::new(ip.parse().unwrap(), 5060),
             verified_names: Vec::new(),
+            connection: None,
         }
     }
 

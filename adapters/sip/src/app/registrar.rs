@@ -53,6 +53,8 @@ pub struct RegisterRequest {
     pub cseq: u32,
     /// The flow it arrived over.
     pub flow: Option<String>,
+    /// The stream connection it arrived over ([`super::tu::Source::connection`]).
+    pub connection: Option<u64>,
     /// The authenticated digest username, if any.
     pub authenticated_user: Option<String>,
 }
@@ -205,6 +207,7 @@ impl Registrar {
                         b.cseq = req.cseq;
                         b.expires_at = now + u64::from(expires);
                         b.flow.clone_from(&req.flow);
+                        b.connection = req.connection;
                         b.authenticated_user.clone_from(&req.authenticated_user);
                         b.instance.clone_from(&c.instance);
                     } else if expires != 0 {
@@ -217,6 +220,7 @@ impl Registrar {
                             cseq: req.cseq,
                             expires_at: now + u64::from(expires),
                             flow: req.flow.clone(),
+                            connection: req.connection,
                             authenticated_user: req.authenticated_user.clone(),
                             instance: c.instance.clone(),
                         });
@@ -258,13 +262,25 @@ impl Registrar {
         v
     }
 
-    /// True if `user` registered `aor` with digest authentication over `flow` and the
-    /// binding is live: the flow is then trusted for that user.
-    pub fn flow_authenticated(&self, aor: &str, flow: &str, now: u64) -> Option<&str> {
+    /// The user that registered `aor` with digest authentication over the stream
+    /// connection `connection` (which came over `flow`), if that binding is live: the
+    /// connection is then trusted for that user (RFC 5626 s3: the flow is the connection).
+    /// A binding restored from the store, or made over UDP, has no connection and is
+    /// never trusted this way.
+    pub fn flow_authenticated(
+        &self,
+        aor: &str,
+        flow: &str,
+        connection: Option<u64>,
+        now: u64,
+    ) -> Option<&str> {
+        let connection = connection?;
         self.bindings.get(aor)?.iter().find_map(|b| {
-            (b.expires_at > now && b.flow.as_deref() == Some(flow))
-                .then_some(b.authenticated_user.as_deref())
-                .flatten()
+            (b.expires_at > now
+                && b.flow.as_deref() == Some(flow)
+                && b.connection == Some(connection))
+            .then_some(b.authenticated_user.as_deref())
+            .flatten()
         })
     }
 
@@ -436,7 +452,8 @@ mod tests {
             expires,
             call_id: call_id.into(),
             cseq,
-            flow: Some("udp:127.0.0.1:5070".into()),
+            flow: Some("tcp:127.0.0.1:5070".into()),
+            connection: Some(7),
             authenticated_user: Some("alice".into()),
         }
     }
@@ -621,18 +638,29 @@ mod tests {
             .unwrap();
         let l = r.lookup("sip:alice@sip.test", 0);
         assert_eq!(l[0].contact, "sip:alice@192.0.2.2");
-        assert_eq!(
-            r.flow_authenticated("sip:alice@sip.test", "udp:127.0.0.1:5070", 0),
-            Some("alice")
-        );
-        assert_eq!(
-            r.flow_authenticated("sip:alice@sip.test", "udp:127.0.0.1:9999", 0),
-            None
-        );
-        assert_eq!(
-            r.flow_authenticated("sip:alice@sip.test", "udp:127.0.0.1:5070", 999_999),
-            None
-        );
+        const FLOW: &str = "tcp:127.0.0.1:5070";
+        let ok = |r: &Registrar, flow: &str, conn: Option<u64>, now: u64| {
+            r.flow_authenticated("sip:alice@sip.test", flow, conn, now)
+                .map(str::to_owned)
+        };
+        assert_eq!(ok(&r, FLOW, Some(7), 0).as_deref(), Some("alice"));
+        assert_eq!(ok(&r, "tcp:127.0.0.1:9999", Some(7), 0), None);
+        assert_eq!(ok(&r, FLOW, Some(7), 999_999), None);
+        // RFC 5626 s3: the flow is the connection, not its address and port
+        assert_eq!(ok(&r, FLOW, Some(8), 0), None, "another connection");
+        assert_eq!(ok(&r, FLOW, None, 0), None, "no connection");
+        // restored bindings carry no connection: nothing vouches until a new REGISTER
+        let saved: Vec<_> = r
+            .lookup("sip:alice@sip.test", 0)
+            .into_iter()
+            .map(|b| BindingRecord {
+                connection: None,
+                ..b.clone()
+            })
+            .collect();
+        let mut r2 = reg();
+        r2.restore(saved, 0);
+        assert_eq!(ok(&r2, FLOW, Some(7), 0), None);
     }
 
     #[test]

@@ -32,6 +32,11 @@ pub struct BindingRecord {
     /// The flow it was registered over (`udp:192.0.2.1:5060`), used to trust requests
     /// arriving over the same flow and to reach a UA behind NAT.
     pub flow: Option<String>,
+    /// The stream connection it was registered over (see
+    /// [`super::tu::Source::connection`]). Not stored: connections do not outlive the
+    /// process, and neither does the trust bound to them.
+    #[serde(skip)]
+    pub connection: Option<u64>,
     /// The digest username that registered it; `None` if registered without digest
     /// (a trusted peer).
     pub authenticated_user: Option<String>,

@@ -4,7 +4,6 @@
 //! transaction layer through [`Wire`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -49,24 +48,7 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Where a request came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Source {
-    /// Transport name, lower case (`udp`, `tcp`, `tls`).
-    pub transport: String,
-    /// The peer's address.
-    pub remote: SocketAddr,
-    /// Domains the peer's TLS certificate was verified for (RFC 5922 s7.1); empty unless
-    /// the transport verified a client certificate.
-    pub verified_names: Vec<String>,
-}
-
-impl Source {
-    /// The flow identifier (`udp:192.0.2.1:5060`).
-    pub fn flow(&self) -> String {
-        format!("{}:{}", self.transport, self.remote)
-    }
-}
+pub use super::identity::Source;
 
 /// Where to send a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -483,6 +465,7 @@ impl Tu {
             call_id: req.call_id().to_owned(),
             cseq: req.cseq().seq,
             flow: Some(src.flow()),
+            connection: src.connection,
             authenticated_user: user,
         };
         let result = self.lock().registrar.handle_register(&rreq, now);

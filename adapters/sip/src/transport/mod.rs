@@ -21,17 +21,23 @@
 //! - Malformed requests are answered here (status from
 //!   [`crate::codec::ParseError::error_response_code`], reason naming the problem) and
 //!   never reach the transaction layer; malformed responses are dropped.
+//! - Every stream connection has a [`Connection`] (an id never reused, and for TLS the
+//!   domains the peer's client certificate proves, RFC 5922) carried with each message it
+//!   delivers ([`peer`]).
 //! - [`resolve`]: RFC 3263 target selection with a static override table.
 
+pub mod peer;
 pub mod resolve;
 mod stream;
 pub mod tls;
 
+pub use peer::Connection;
 pub use tls::{tls_acceptor_from_pem, tls_connector_from_pem};
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +50,7 @@ use tokio::sync::mpsc;
 
 use crate::codec::framing::Limits;
 use crate::codec::{error_response_for, ParseError, SipMessage};
+use peer::PeerTrust;
 use stream::{Item, StreamReader};
 
 /// Messages a connection's reader hands on in a row before it yields to the scheduler.
@@ -146,6 +153,8 @@ pub(crate) struct Received {
     pub msg: SipMessage,
     pub source: SocketAddr,
     pub transport: Transport,
+    /// The stream connection it came over (`None` for UDP).
+    pub conn: Option<Arc<Connection>>,
 }
 
 /// Events from transport tasks to the endpoint.
@@ -170,6 +179,10 @@ pub(crate) struct Transports {
     pub settings: StreamSettings,
     pub gate: ConnGate,
     pub tls_connector: Option<tokio_rustls::TlsConnector>,
+    /// Judges TLS client certificates (RFC 5922); `None`: no name is ever verified.
+    pub(crate) peer_trust: Option<Arc<PeerTrust>>,
+    /// The next [`Connection::id`].
+    next_conn: AtomicU64,
     pub events: mpsc::Sender<TransportEvent>,
 }
 
@@ -224,6 +237,7 @@ impl Transports {
         tls: &[SocketAddr],
         tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
         tls_connector: Option<tokio_rustls::TlsConnector>,
+        peer_trust: Option<Arc<PeerTrust>>,
         settings: StreamSettings,
         udp_buffer_bytes: usize,
         events: mpsc::Sender<TransportEvent>,
@@ -260,6 +274,8 @@ impl Transports {
             settings,
             gate: ConnGate::new(settings.conn_limits),
             tls_connector,
+            peer_trust,
+            next_conn: AtomicU64::new(1),
             events,
         });
         for s in &t.udp {
@@ -273,7 +289,7 @@ impl Transports {
                     let (stream, peer, permit) = l.accept().await;
                     let _ = stream.set_nodelay(true);
                     t2.clone()
-                        .start_conn(Transport::Tcp, peer, stream, Some(permit));
+                        .start_conn(Transport::Tcp, peer, stream, Some(permit), Vec::new());
                 }
             });
         }
@@ -296,7 +312,8 @@ impl Transports {
                             .await
                             {
                                 Ok(Ok(tls)) => {
-                                    t3.start_conn(Transport::Tls, peer, tls, Some(permit))
+                                    let names = t3.certified_names(&tls);
+                                    t3.start_conn(Transport::Tls, peer, tls, Some(permit), names)
                                 }
                                 _ => tracing::debug!(%peer, "TLS handshake failed"),
                             }
@@ -316,17 +333,33 @@ impl Transports {
             .map(|(_, a)| *a)
     }
 
-    /// Registers a connection and spawns its reader and writer; an incoming connection
-    /// holds its `permit` (its slot under the connection caps) until the reader ends.
+    /// The domains an accepted TLS peer's client certificate proves (RFC 5922 s7.1).
+    fn certified_names(&self, tls: &tokio_rustls::server::TlsStream<TcpStream>) -> Vec<String> {
+        match (&self.peer_trust, tls.get_ref().1.peer_certificates()) {
+            (Some(trust), Some(chain)) => {
+                trust.verified_names(chain, rustls::pki_types::UnixTime::now())
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Registers a connection under a fresh [`Connection::id`] and spawns its reader and
+    /// writer; an incoming connection holds its `permit` (its slot under the connection
+    /// caps) until the reader ends. `verified_names`: what the peer's certificate proved.
     fn start_conn<S>(
         self: Arc<Self>,
         transport: Transport,
         peer: SocketAddr,
         stream: S,
         permit: Option<ConnPermit>,
+        verified_names: Vec<String>,
     ) where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        let conn = Arc::new(Connection {
+            id: self.next_conn.fetch_add(1, Ordering::Relaxed),
+            verified_names,
+        });
         let (tx, rx) = mpsc::channel::<Bytes>(256);
         self.conns
             .lock()
@@ -335,7 +368,7 @@ impl Transports {
         let (rd, wr) = tokio::io::split(stream);
         tokio::spawn(writer_loop(wr, rx));
         tokio::spawn(async move {
-            self.reader_loop(transport, peer, rd, tx).await;
+            self.reader_loop(transport, peer, conn, rd, tx).await;
             drop(permit);
         });
     }
@@ -344,6 +377,7 @@ impl Transports {
         self: Arc<Self>,
         transport: Transport,
         peer: SocketAddr,
+        conn: Arc<Connection>,
         mut rd: R,
         tx: mpsc::Sender<Bytes>,
     ) {
@@ -371,6 +405,7 @@ impl Transports {
                                     msg,
                                     source: peer,
                                     transport,
+                                    conn: Some(conn.clone()),
                                 });
                                 if self.events.send(ev).await.is_err() {
                                     break 'conn;
@@ -521,7 +556,8 @@ impl Transports {
         let _ = stream.set_nodelay(true);
         match transport {
             Transport::Tcp => {
-                self.clone().start_conn(Transport::Tcp, addr, stream, None);
+                self.clone()
+                    .start_conn(Transport::Tcp, addr, stream, None, Vec::new());
             }
             Transport::Tls => {
                 let connector = self
@@ -538,7 +574,8 @@ impl Transports {
                         .await
                         .map_err(|_| TransportError::Connect(addr))?
                         .map_err(|e| TransportError::Tls(e.to_string()))?;
-                self.clone().start_conn(Transport::Tls, addr, tls, None);
+                self.clone()
+                    .start_conn(Transport::Tls, addr, tls, None, Vec::new());
             }
             Transport::Udp => return Err(TransportError::NotConfigured(Transport::Udp)),
         }
@@ -614,6 +651,7 @@ async fn udp_loop(sock: Arc<UdpSocket>, t: Arc<Transports>) {
                     msg,
                     source,
                     transport: Transport::Udp,
+                    conn: None,
                 });
                 if t.events.send(ev).await.is_err() {
                     return;
