@@ -179,8 +179,8 @@ async fn default_config_serves_sip_over_tls() {
         .find(|(t, _)| t == "tls")
         .map(|(_, a)| *a)
         .unwrap_or_else(|| panic!("no TLS listener: {:?}", gw.sip_addrs()));
-    let cert_path = dir.join(cpim_sip::transport::tls::GENERATED_CERT);
-    let key_path = dir.join(cpim_sip::transport::tls::GENERATED_KEY);
+    let cert_path = dir.join(cpim_gateway::secrets::SIP_TLS_CERT_FILE);
+    let key_path = dir.join(cpim_gateway::secrets::SIP_TLS_KEY_FILE);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
