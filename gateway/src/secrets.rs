@@ -2,7 +2,7 @@
 //! start, and the private file modes of the store folder.
 //!
 //! - A configured secret (the XMPP dialback secret, the XEP-0114 component secret, the
-//!   admin token) is refused when it is empty, shorter than [`MIN_SECRET_BYTES`] bytes or a
+//!   admin token, the JSON clients' login tokens) is refused when it is empty, shorter than [`MIN_SECRET_BYTES`] bytes or a
 //!   well-known placeholder (`change-me`, `secret`, ...): see [`weakness`]. The config
 //!   loader (and so `check-config`) names the key and its line; [`resolve`] refuses them
 //!   again at start for configs built in code.
@@ -92,6 +92,30 @@ pub struct Configured<'a> {
     pub value: &'a str,
     /// Absent from the config (an empty value then means: generate it).
     pub generated_when_empty: bool,
+    /// Which table of that name (from 0): the `[[json.tokens]]` entries.
+    pub nth: usize,
+}
+
+impl Configured<'_> {
+    /// The key as errors name it (`admin.token`, `json.tokens[2].token`).
+    pub fn name(&self) -> String {
+        if self.table == "json.tokens" {
+            format!("{}[{}].{}", self.table, self.nth + 1, self.key)
+        } else {
+            format!("{}.{}", self.table, self.key)
+        }
+    }
+
+    /// What to do about a weak value.
+    pub fn hint(&self) -> &'static str {
+        if self.table == "json.tokens" {
+            "; use a random value (e.g. `openssl rand -hex 32`) and give it to the client"
+        } else if self.generated_when_empty || self.key == "token" {
+            "; remove the key to have a random one generated at first start"
+        } else {
+            "; use a random value (e.g. `openssl rand -hex 32`) on both sides"
+        }
+    }
 }
 
 /// The secrets of `cfg` that are checked (those of the adapters and APIs it runs).
@@ -106,12 +130,14 @@ pub fn configured(cfg: &Config) -> Vec<Configured<'_>> {
                 key: "dialback_secret",
                 value: dialback_secret,
                 generated_when_empty: true,
+                nth: 0,
             }),
             cpim_xmpp::Mode::Component { secret, .. } => v.push(Configured {
                 table: "xmpp.mode",
                 key: "secret",
                 value: secret,
                 generated_when_empty: false,
+                nth: 0,
             }),
         }
     }
@@ -122,6 +148,18 @@ pub fn configured(cfg: &Config) -> Vec<Configured<'_>> {
                 key: "token",
                 value: t,
                 generated_when_empty: false,
+                nth: 0,
+            });
+        }
+    }
+    if let Some(j) = cfg.json.as_ref().filter(|j| cfg.adapters.contains(&j.name)) {
+        for (nth, t) in j.tokens.iter().enumerate() {
+            v.push(Configured {
+                table: "json.tokens",
+                key: "token",
+                value: &t.token,
+                generated_when_empty: false,
+                nth,
             });
         }
     }
@@ -255,7 +293,7 @@ pub fn resolve(cfg: &mut Config, dir: &Path) -> Result<(), SecretError> {
         if let Some(why) = weakness(c.value) {
             return Err(ConfigError::Invalid {
                 file: "<config>".into(),
-                message: format!("{}.{}: {why}", c.table, c.key),
+                message: format!("{}: {why}", c.name()),
             }
             .into());
         }
