@@ -326,7 +326,7 @@ impl Hub {
             let wake = self.next_wake();
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(Command::Deliver { op, reply, deadline }) => self.deliver(Queued { op, reply, deadline }),
+                    Some(Command::Deliver { op, reply, deadline }) => self.deliver(Queued { op: *op, reply, deadline }),
                     Some(Command::Shutdown(done)) => { self.shutdown().await; let _ = done.send(()); return; }
                     None => { self.shutdown().await; return; }
                 },
