@@ -361,12 +361,7 @@ fn find_key(text: &str, table: Option<&str>, key: &str) -> Option<(usize, usize)
 }
 
 /// [`find_key`] in the `nth` (from 0) table named `table` (`[[json.tokens]]` arrays).
-fn find_key_nth(
-    text: &str,
-    table: Option<&str>,
-    key: &str,
-    nth: usize,
-) -> Option<(usize, usize)> {
+fn find_key_nth(text: &str, table: Option<&str>, key: &str, nth: usize) -> Option<(usize, usize)> {
     let mut in_table = table.is_none();
     let mut seen = 0;
     for (i, line) in text.lines().enumerate() {
@@ -482,8 +477,7 @@ impl Config {
 
     /// Semantic checks: names the key (and its line when it is in the file).
     pub fn validate(&self, text: &str, file: &str) -> Result<(), ConfigError> {
-        let err = |table: Option<&str>, key: &str, message: String| match find_key(text, table, key)
-        {
+        let err_at = |at: Option<(usize, usize)>, message: String| match at {
             Some((line, column)) => ConfigError::At {
                 file: file.to_owned(),
                 line,
@@ -494,6 +488,9 @@ impl Config {
                 file: file.to_owned(),
                 message,
             },
+        };
+        let err = |table: Option<&str>, key: &str, message: String| {
+            err_at(find_key(text, table, key), message)
         };
         let mut sections: Vec<(&str, &str)> = Vec::new(); // (adapter name, table)
         for i in &self.irc {
@@ -636,19 +633,7 @@ impl Config {
             }
             if let Some(why) = crate::secrets::weakness(c.value) {
                 let hint = c.hint();
-                let message = format!("{}: {why}{hint}", c.name());
-                return Err(match at {
-                    Some((line, column)) => ConfigError::At {
-                        file: file.to_owned(),
-                        line,
-                        column,
-                        message,
-                    },
-                    None => ConfigError::Invalid {
-                        file: file.to_owned(),
-                        message,
-                    },
-                });
+                return Err(err_at(at, format!("{}: {why}{hint}", c.name())));
             }
         }
         match self.presence.authorization.as_str() {

@@ -240,7 +240,9 @@ pub fn create_private(dir: &Path, name: &str, data: &[u8]) -> Result<bool, Secre
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut f = private_file(&tmp, true).map_err(io(&tmp))?;
-    f.write_all(data).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(io(&tmp))?;
     drop(f);
     let linked = std::fs::hard_link(&tmp, &path);
     let _ = std::fs::remove_file(&tmp);
@@ -429,7 +431,9 @@ mod tests {
         let (cert, key) = generated_tls_identity(&dir, &names).unwrap();
         let pem = std::fs::read_to_string(&cert).unwrap();
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
-        assert!(std::fs::read_to_string(&key).unwrap().contains("PRIVATE KEY"));
+        assert!(std::fs::read_to_string(&key)
+            .unwrap()
+            .contains("PRIVATE KEY"));
         #[cfg(unix)]
         for p in [&cert, &key] {
             use std::os::unix::fs::PermissionsExt;

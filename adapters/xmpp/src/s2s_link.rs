@@ -238,7 +238,11 @@ pub(crate) async fn start_s2s(
     let acceptor = tokio::spawn(async move {
         loop {
             let (s, peer, permit) = listener.accept().await;
-            if accept_tx.send(IoEvent::Accepted(s, peer, permit)).await.is_err() {
+            if accept_tx
+                .send(IoEvent::Accepted(s, peer, permit))
+                .await
+                .is_err()
+            {
                 break;
             }
         }

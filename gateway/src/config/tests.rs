@@ -119,7 +119,11 @@ fn every_sample_config_parses() {
             // Nor a JSON client token: they come from the environment too (as the sample says).
             let json = text.contains("\n[json]");
             if json {
-                assert!(!text.contains("\n[[json.tokens]]"), "{}: a sample JSON token", p.display());
+                assert!(
+                    !text.contains("\n[[json.tokens]]"),
+                    "{}: a sample JSON token",
+                    p.display()
+                );
                 env.push((
                     "CPIM_GATEWAY__JSON__TOKENS".to_string(),
                     r#"[{token = "0123456789abcdef0123", addresses = ["im:carol@json.test"]}]"#
@@ -130,7 +134,12 @@ fn every_sample_config_parses() {
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(c.admin.token, None, "{}: a sample admin token", p.display());
             if json {
-                assert_eq!(c.json.as_ref().map(|j| j.tokens.len()), Some(1), "{}", p.display());
+                assert_eq!(
+                    c.json.as_ref().map(|j| j.tokens.len()),
+                    Some(1),
+                    "{}",
+                    p.display()
+                );
             }
             n += 1;
         }

@@ -49,15 +49,32 @@ pub async fn read_until(s: &mut TcpStream, seen: &mut String, needle: &str) -> b
     true
 }
 
+/// The value of attribute `name` (either quote) in the first tag of `s` that starts
+/// with `tag`.
 pub fn attr<'a>(s: &'a str, tag: &str, name: &str) -> Option<&'a str> {
     let t = &s[s.find(tag)?..];
     let t = &t[..t.find('>')?];
     let v = &t[t
-        .find(&format!("{name}='"))
-        .or_else(|| t.find(&format!("{name}=\"")))?
+        .find(&format!(" {name}='"))
+        .or_else(|| t.find(&format!(" {name}=\"")))?
         + name.len()
-        + 2..];
+        + 3..];
     Some(&v[..v.find(['\'', '"'])?])
+}
+
+/// [`attr`], which must be there.
+pub fn attr_of(s: &str, tag: &str, name: &str) -> String {
+    attr(s, tag, name)
+        .unwrap_or_else(|| panic!("no {name} in {tag} of {s}"))
+        .to_owned()
+}
+
+/// [`read_until`], which must find `needle`.
+pub async fn wait_for(s: &mut TcpStream, seen: &mut String, needle: &str) {
+    assert!(
+        read_until(s, seen, needle).await,
+        "no {needle:?} (closed or 10 s of silence) in {seen}"
+    );
 }
 
 pub fn free_port() -> u16 {
