@@ -77,6 +77,23 @@ pub async fn wait_for(s: &mut TcpStream, seen: &mut String, needle: &str) {
     );
 }
 
+/// A self-signed certificate for `domains` and its key, written to `dir/name.crt` and
+/// `dir/name.key`; returns the two paths.
+pub fn write_cert_pair(dir: &std::path::Path, name: &str, domains: &[&str]) -> (String, String) {
+    let d: Vec<String> = domains.iter().map(|s| s.to_string()).collect();
+    let (c, k) = cpim_xmpp::tls::self_signed(&d).unwrap();
+    let (cp, kp) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cp, c).unwrap();
+    std::fs::write(&kp, k).unwrap();
+    (
+        cp.to_string_lossy().into_owned(),
+        kp.to_string_lossy().into_owned(),
+    )
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
