@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
 mod support;
-use support::{free_port, init_tracing, write_cert_pair, Rec};
+use support::{free_port, init_tracing, plain_s2s, write_cert_pair, Rec};
 
 /// What the peer sent until `needle` (or EOF / 10 s of silence).
 async fn read_until(s: &mut TcpStream, needle: &str) -> String {
@@ -125,19 +125,10 @@ async fn silent_s2s_peer_is_detected_and_queued_stanzas_go_out_once_in_order() {
         }
     });
     let cfg = XmppConfig {
-        mode: Mode::S2s {
-            domains: vec!["gw.test".into()],
-            listen: format!("127.0.0.1:{}", free_port()),
-            cert: None,
-            key: None,
-            dialback_secret: "secret".into(),
-            srv_overrides: [("peer.test".to_string(), addr.to_string())]
-                .into_iter()
-                .collect(),
-            trust_roots: vec![],
-            require_tls: false,
-            allow_dialback_without_tls: true,
-        },
+        mode: plain_s2s(
+            format!("127.0.0.1:{}", free_port()),
+            &[("peer.test", &addr.to_string())],
+        ),
         keepalive_secs: 60,
         ping_interval_secs: 1,
         ping_timeout_secs: 1,
@@ -235,17 +226,7 @@ async fn silent_incoming_stream_is_closed_with_connection_timeout() {
     init_tracing();
     let port = free_port();
     let cfg = XmppConfig {
-        mode: Mode::S2s {
-            domains: vec!["gw.test".into()],
-            listen: format!("127.0.0.1:{port}"),
-            cert: None,
-            key: None,
-            dialback_secret: "secret".into(),
-            srv_overrides: Default::default(),
-            trust_roots: vec![],
-            require_tls: false,
-            allow_dialback_without_tls: true,
-        },
+        mode: plain_s2s(format!("127.0.0.1:{port}"), &[]),
         s2s_idle_timeout_secs: 1,
         ..XmppConfig::default()
     };

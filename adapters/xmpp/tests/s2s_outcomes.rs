@@ -20,13 +20,13 @@ use std::time::Duration;
 use cpim_core::adapter::Adapter;
 use cpim_core::address::{Address, Scheme};
 use cpim_core::model::{Message, Operation, TransId};
-use cpim_xmpp::{start, Mode, XmppConfig};
+use cpim_xmpp::{start, XmppConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 mod support;
-use support::{attr_of, wait_for, Rec, HDR};
+use support::{attr_of, plain_s2s, wait_for, Rec, HDR};
 
 /// Accepts streams to a fake server of `domain` and accepts the gateway's dialback on
 /// each; answers `db:verify` requests with `valid` (an authoritative server that vouches
@@ -151,22 +151,13 @@ async fn another_domain_cannot_forge_the_outcome_of_a_delivery_rfc6120_s8_3_1() 
     tokio::spawn(fake_server(evil_auth, "evil.test", evil_seen_tx));
 
     let cfg = XmppConfig {
-        mode: Mode::S2s {
-            domains: vec!["gw.test".into()],
-            listen: gw_addr.to_string(),
-            cert: None,
-            key: None,
-            dialback_secret: "a-secret-nobody-knows-0123456789".into(),
-            srv_overrides: [
-                ("peer.test".to_string(), peer_addr.to_string()),
-                ("evil.test".to_string(), evil_addr.to_string()),
-            ]
-            .into_iter()
-            .collect(),
-            trust_roots: vec![],
-            require_tls: false,
-            allow_dialback_without_tls: true,
-        },
+        mode: plain_s2s(
+            gw_addr.to_string(),
+            &[
+                ("peer.test", &peer_addr.to_string()),
+                ("evil.test", &evil_addr.to_string()),
+            ],
+        ),
         delivery_timeout_secs: 30,
         grace_ms: 50,
         ..XmppConfig::default()
@@ -277,17 +268,7 @@ async fn an_endless_start_tag_on_the_s2s_listener_is_refused_with_policy_violati
     let gw_addr = gw_listener.local_addr().unwrap();
     drop(gw_listener);
     let cfg = XmppConfig {
-        mode: Mode::S2s {
-            domains: vec!["gw.test".into()],
-            listen: gw_addr.to_string(),
-            cert: None,
-            key: None,
-            dialback_secret: "a-secret-nobody-knows-0123456789".into(),
-            srv_overrides: Default::default(),
-            trust_roots: vec![],
-            require_tls: false,
-            allow_dialback_without_tls: true,
-        },
+        mode: plain_s2s(gw_addr.to_string(), &[]),
         max_stanza_bytes: 64 * 1024,
         ..XmppConfig::default()
     };

@@ -94,6 +94,26 @@ pub fn write_cert_pair(dir: &std::path::Path, name: &str, domains: &[&str]) -> (
     )
 }
 
+/// The s2s mode of a gateway for `gw.test` listening on `listen`, dialback allowed without
+/// TLS (the fake peers of the tests speak plaintext), with static routes `routes`
+/// (domain, `host:port`).
+pub fn plain_s2s(listen: impl Into<String>, routes: &[(&str, &str)]) -> cpim_xmpp::Mode {
+    cpim_xmpp::Mode::S2s {
+        domains: vec!["gw.test".into()],
+        listen: listen.into(),
+        cert: None,
+        key: None,
+        dialback_secret: "a-secret-of-the-gateway-only".into(),
+        srv_overrides: routes
+            .iter()
+            .map(|(d, a)| (d.to_string(), a.to_string()))
+            .collect(),
+        trust_roots: vec![],
+        require_tls: false,
+        allow_dialback_without_tls: true,
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
