@@ -16,8 +16,7 @@
 //! 502 at once. Incoming streams get deadlines for their header and their
 //! authentication; SASL EXTERNAL is offered for the domains the peer's TLS client
 //! certificate is valid for ([`crate::tls::Trust`]), and our certificate is the client
-//! certificate of outgoing streams. Reads reach the hub through a bounded channel: a
-//! peer faster than the hub is held back in its socket buffers (`net::io_task`).
+//! certificate of outgoing streams. Reads reach the hub through a bounded channel (`net`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
