@@ -287,6 +287,46 @@ mod tests {
         assert!(got == sent, "bytes lost or reordered");
     }
 
+    /// RFC 6120 s5.4.3.3 (no data between STARTTLS and the handshake): plaintext read but
+    /// not yet handed to the hub when the hub asks for TLS is not carried over into the
+    /// TLS stream; the connection is closed, saying why.
+    #[tokio::test]
+    async fn plaintext_waiting_when_tls_starts_closes_the_connection() {
+        let id = crate::tls::Identity::load(None, None, &["a.test".to_string()]).unwrap();
+        let server = crate::tls::server_config(&id).unwrap();
+        let trust = Arc::new(crate::tls::Trust::new(&[], false).unwrap());
+        let client = crate::tls::client_config(trust, &id).unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        // The hub is busy: its channel is full, so the injected bytes wait in the task.
+        let (tx, mut hub) = mpsc::channel(1);
+        tx.send(IoEvent::ConnectFailed(0, "filler".into()))
+            .await
+            .unwrap();
+        let (cmd, cmd_rx) = mpsc::unbounded_channel();
+        tokio::spawn(io_task(1, s, cmd_rx, tx, client, server));
+        peer.write_all(b"<message>injected</message>")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        cmd.send(IoCmd::TlsServer(b"<proceed/>".to_vec())).unwrap();
+        assert!(matches!(
+            hub.recv().await,
+            Some(IoEvent::ConnectFailed(0, _))
+        ));
+        match hub.recv().await {
+            Some(IoEvent::Closed(1, why)) => assert_eq!(why, "data after STARTTLS"),
+            _ => panic!("expected the connection closed"),
+        }
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).await.unwrap();
+        assert!(
+            rest.is_empty(),
+            "nothing sent, not even <proceed/>: {rest:?}"
+        );
+    }
+
     #[test]
     fn srv_records_are_tried_by_priority_then_weight_then_the_domain() {
         let recs = vec![
