@@ -5,9 +5,10 @@
 //! and TCP) with its registrar for the domain `localhost`, XMPP s2s for the same domain,
 //! the admin API on 127.0.0.1:8080 (token required), the store under `./data`.
 //!
-//! Secrets (see [`crate::secrets`]): a configured dialback secret, component secret or
-//! admin token that is empty, shorter than 16 bytes or a placeholder (`change-me`, ...) is
-//! an error naming the key and its line; the dialback secret and the admin token, when
+//! Secrets (see [`crate::secrets`]): a configured dialback secret, component secret,
+//! admin token or JSON client token (`[[json.tokens]]` `token`) that is empty, shorter
+//! than 16 bytes or a placeholder (`change-me`, ...) is an error naming the key and its
+//! line; the dialback secret and the admin token, when
 //! absent, are generated at first start and kept in the store folder (mode 0600).
 //!
 //! Environment overrides: `CPIM_GATEWAY__<TABLE>__<KEY>=<value>` sets `table.key`
@@ -356,7 +357,13 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// The position of `key` inside `[table]` (or at the top level), for semantic errors.
 fn find_key(text: &str, table: Option<&str>, key: &str) -> Option<(usize, usize)> {
+    find_key_nth(text, table, key, 0)
+}
+
+/// [`find_key`] in the `nth` (from 0) table named `table` (`[[json.tokens]]` arrays).
+fn find_key_nth(text: &str, table: Option<&str>, key: &str, nth: usize) -> Option<(usize, usize)> {
     let mut in_table = table.is_none();
+    let mut seen = 0;
     for (i, line) in text.lines().enumerate() {
         let t = line.trim_start();
         if t.starts_with('[') {
@@ -366,7 +373,11 @@ fn find_key(text: &str, table: Option<&str>, key: &str) -> Option<(usize, usize)
                 .next()
                 .unwrap_or("")
                 .trim();
-            in_table = Some(name) == table;
+            in_table = false;
+            if Some(name) == table {
+                in_table = seen == nth;
+                seen += 1;
+            }
             continue;
         }
         if in_table {
@@ -466,8 +477,7 @@ impl Config {
 
     /// Semantic checks: names the key (and its line when it is in the file).
     pub fn validate(&self, text: &str, file: &str) -> Result<(), ConfigError> {
-        let err = |table: Option<&str>, key: &str, message: String| match find_key(text, table, key)
-        {
+        let err_at = |at: Option<(usize, usize)>, message: String| match at {
             Some((line, column)) => ConfigError::At {
                 file: file.to_owned(),
                 line,
@@ -478,6 +488,9 @@ impl Config {
                 file: file.to_owned(),
                 message,
             },
+        };
+        let err = |table: Option<&str>, key: &str, message: String| {
+            err_at(find_key(text, table, key), message)
         };
         let mut sections: Vec<(&str, &str)> = Vec::new(); // (adapter name, table)
         for i in &self.irc {
@@ -614,21 +627,13 @@ impl Config {
             }
         }
         for c in crate::secrets::configured(self) {
-            let explicit = find_key(text, Some(c.table), c.key).is_some();
-            if c.generated_when_empty && c.value.is_empty() && !explicit {
+            let at = find_key_nth(text, Some(c.table), c.key, c.nth);
+            if c.generated_when_empty && c.value.is_empty() && at.is_none() {
                 continue; // absent: generated at first start
             }
             if let Some(why) = crate::secrets::weakness(c.value) {
-                let hint = if c.generated_when_empty || c.key == "token" {
-                    "; remove the key to have a random one generated at first start"
-                } else {
-                    "; use a random value (e.g. `openssl rand -hex 32`) on both sides"
-                };
-                return Err(err(
-                    Some(c.table),
-                    c.key,
-                    format!("{}.{}: {why}{hint}", c.table, c.key),
-                ));
+                let hint = c.hint();
+                return Err(err_at(at, format!("{}: {why}{hint}", c.name())));
             }
         }
         match self.presence.authorization.as_str() {

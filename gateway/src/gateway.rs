@@ -513,7 +513,7 @@ async fn start_sip(
         let mut names = sip.domains.clone();
         names.extend(ep.advertised_host.iter().cloned());
         names.push("localhost".into());
-        let (c, k) = cpim_sip::transport::tls::ensure_self_signed(&cfg.store.path, &names)
+        let (c, k) = crate::secrets::generated_tls_identity(&cfg.store.path, &names)
             .map_err(|e| format!("SIP TLS certificate: {e}"))?;
         ep.tls_cert = Some(c);
         ep.tls_key = Some(k);

@@ -2,7 +2,7 @@
 //! start, and the private file modes of the store folder.
 //!
 //! - A configured secret (the XMPP dialback secret, the XEP-0114 component secret, the
-//!   admin token) is refused when it is empty, shorter than [`MIN_SECRET_BYTES`] bytes or a
+//!   admin token, the JSON clients' login tokens) is refused when it is empty, shorter than [`MIN_SECRET_BYTES`] bytes or a
 //!   well-known placeholder (`change-me`, `secret`, ...): see [`weakness`]. The config
 //!   loader (and so `check-config`) names the key and its line; [`resolve`] refuses them
 //!   again at start for configs built in code.
@@ -12,6 +12,9 @@
 //!   ([`DIALBACK_SECRET_FILE`], [`ADMIN_TOKEN_FILE`]) with mode 0600, and read back from
 //!   there at every later start (so dialback keys and the token survive restarts). The
 //!   log says where the token is, never the token.
+//! - The SIP TLS listener without a configured certificate gets a self-signed one kept in
+//!   the store folder ([`generated_tls_identity`]: [`SIP_TLS_CERT_FILE`],
+//!   [`SIP_TLS_KEY_FILE`]), written like the secrets by [`create_private`].
 //! - The store folder is mode 0700 and its files 0600, whatever the umask: [`private_dir`]
 //!   creates (or tightens, with a warning) the folder, [`private_file`] the files.
 
@@ -28,6 +31,12 @@ pub const DIALBACK_SECRET_FILE: &str = "dialback.secret";
 
 /// The file of the store folder that keeps the generated admin API token.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// The file of the store folder that keeps the generated SIP TLS certificate (PEM).
+pub const SIP_TLS_CERT_FILE: &str = "sip-tls-cert.pem";
+
+/// The file of the store folder that keeps the generated SIP TLS private key (PEM).
+pub const SIP_TLS_KEY_FILE: &str = "sip-tls-key.pem";
 
 /// Placeholders found in sample configs and documentation (compared without case and
 /// without `-`/`_`/spaces).
@@ -83,6 +92,30 @@ pub struct Configured<'a> {
     pub value: &'a str,
     /// Absent from the config (an empty value then means: generate it).
     pub generated_when_empty: bool,
+    /// Which table of that name (from 0): the `[[json.tokens]]` entries.
+    pub nth: usize,
+}
+
+impl Configured<'_> {
+    /// The key as errors name it (`admin.token`, `json.tokens[2].token`).
+    pub fn name(&self) -> String {
+        if self.table == "json.tokens" {
+            format!("{}[{}].{}", self.table, self.nth + 1, self.key)
+        } else {
+            format!("{}.{}", self.table, self.key)
+        }
+    }
+
+    /// What to do about a weak value.
+    pub fn hint(&self) -> &'static str {
+        if self.table == "json.tokens" {
+            "; use a random value (e.g. `openssl rand -hex 32`) and give it to the client"
+        } else if self.generated_when_empty || self.key == "token" {
+            "; remove the key to have a random one generated at first start"
+        } else {
+            "; use a random value (e.g. `openssl rand -hex 32`) on both sides"
+        }
+    }
 }
 
 /// The secrets of `cfg` that are checked (those of the adapters and APIs it runs).
@@ -97,12 +130,14 @@ pub fn configured(cfg: &Config) -> Vec<Configured<'_>> {
                 key: "dialback_secret",
                 value: dialback_secret,
                 generated_when_empty: true,
+                nth: 0,
             }),
             cpim_xmpp::Mode::Component { secret, .. } => v.push(Configured {
                 table: "xmpp.mode",
                 key: "secret",
                 value: secret,
                 generated_when_empty: false,
+                nth: 0,
             }),
         }
     }
@@ -113,6 +148,18 @@ pub fn configured(cfg: &Config) -> Vec<Configured<'_>> {
                 key: "token",
                 value: t,
                 generated_when_empty: false,
+                nth: 0,
+            });
+        }
+    }
+    if let Some(j) = cfg.json.as_ref().filter(|j| cfg.adapters.contains(&j.name)) {
+        for (nth, t) in j.tokens.iter().enumerate() {
+            v.push(Configured {
+                table: "json.tokens",
+                key: "token",
+                value: &t.token,
+                generated_when_empty: false,
+                nth,
             });
         }
     }
@@ -173,26 +220,69 @@ pub fn stored_secret(dir: &Path, name: &str) -> Result<(String, bool), SecretErr
             Ok((s, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // Written whole to a temporary file, then linked into place: a crash leaves no
-            // half-written secret, and of two gateways starting on one store the second
-            // reads the first one's secret.
             let s = generate();
-            let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-            let _ = std::fs::remove_file(&tmp);
-            let mut f = private_file(&tmp, true).map_err(io(&tmp))?;
-            f.write_all(format!("{s}\n").as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(io(&tmp))?;
-            let linked = std::fs::hard_link(&tmp, &path);
-            let _ = std::fs::remove_file(&tmp);
-            match linked {
-                Ok(()) => Ok((s, true)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => stored_secret(dir, name),
-                Err(e) => Err(io(&path)(e)),
+            if create_private(dir, name, format!("{s}\n").as_bytes())? {
+                Ok((s, true))
+            } else {
+                stored_secret(dir, name)
             }
         }
         Err(e) => Err(io(&path)(e)),
     }
+}
+
+/// Creates `dir/name` with `data`, mode 0600; false (nothing written) if it exists.
+/// Written whole to a temporary file, then linked into place: a crash leaves no
+/// half-written file, and of two gateways starting on one store the second keeps the
+/// first one's file.
+pub fn create_private(dir: &Path, name: &str, data: &[u8]) -> Result<bool, SecretError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = private_file(&tmp, true).map_err(io(&tmp))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(io(&tmp))?;
+    drop(f);
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+/// The certificate and key files of the SIP TLS listener in the store folder `dir`
+/// ([`SIP_TLS_CERT_FILE`], [`SIP_TLS_KEY_FILE`], mode 0600): at first start a
+/// self-signed certificate for `names` (made in memory by the SIP crate) and its key are
+/// written with [`create_private`];
+/// later starts reuse them, so peers that pinned the certificate keep working. A lone
+/// file (a start that ended between the two writes, or one removed by hand) is replaced
+/// with the pair.
+pub fn generated_tls_identity(dir: &Path, names: &[String]) -> Result<(PathBuf, PathBuf), String> {
+    let cert = dir.join(SIP_TLS_CERT_FILE);
+    let key = dir.join(SIP_TLS_KEY_FILE);
+    if !(cert.exists() && key.exists()) {
+        private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for p in [&cert, &key] {
+            match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(format!("{}: {e}", p.display()))
+                }
+                _ => {}
+            }
+        }
+        let (c, k) = cpim_sip::transport::tls::self_signed(names).map_err(|e| e.to_string())?;
+        // The key first: a certificate on disk always has its key.
+        create_private(dir, SIP_TLS_KEY_FILE, k.as_bytes()).map_err(|e| e.to_string())?;
+        create_private(dir, SIP_TLS_CERT_FILE, c.as_bytes()).map_err(|e| e.to_string())?;
+        tracing::info!(cert = %cert.display(), "generated a self-signed certificate for the SIP TLS listener");
+    }
+    for p in [&cert, &key] {
+        tighten(p, 0o600).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok((cert, key))
 }
 
 /// Refuses weak configured secrets (a config built in code, not through the loader), then
@@ -205,7 +295,7 @@ pub fn resolve(cfg: &mut Config, dir: &Path) -> Result<(), SecretError> {
         if let Some(why) = weakness(c.value) {
             return Err(ConfigError::Invalid {
                 file: "<config>".into(),
-                message: format!("{}.{}: {why}", c.table, c.key),
+                message: format!("{}: {why}", c.name()),
             }
             .into());
         }
@@ -327,5 +417,31 @@ mod tests {
         assert!(weakness(&generate()).is_none());
         assert_eq!(generate().len(), 64);
         assert_ne!(generate(), generate());
+    }
+
+    /// A lone certificate (a start that ended between the two writes) is replaced with a
+    /// matching pair, mode 0600, which later starts reuse.
+    #[test]
+    fn tls_identity_is_written_as_a_pair_and_kept() {
+        let dir = std::env::temp_dir().join(format!("cpim-gw-tlsid-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        private_dir(&dir).unwrap();
+        std::fs::write(dir.join(SIP_TLS_CERT_FILE), "stale").unwrap();
+        let names = vec!["sip.test".to_string()];
+        let (cert, key) = generated_tls_identity(&dir, &names).unwrap();
+        let pem = std::fs::read_to_string(&cert).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+        assert!(std::fs::read_to_string(&key)
+            .unwrap()
+            .contains("PRIVATE KEY"));
+        #[cfg(unix)]
+        for p in [&cert, &key] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        generated_tls_identity(&dir, &names).unwrap();
+        assert_eq!(std::fs::read_to_string(&cert).unwrap(), pem);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,19 +4,14 @@
 //! rebinding (RFC 9110 s7.2 `Host`, s15.5.20 421), weak configured secrets refused at
 //! start, the store folder 0700 and its files 0600.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cpim_gateway::config::Config;
 use cpim_gateway::gateway::Gateway;
 use cpim_gateway::secrets::{ADMIN_TOKEN_FILE, DIALBACK_SECRET_FILE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cpim-gw-sec-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
+mod common;
+use common::{get, tmp};
 
 /// The built-in defaults (s2s XMPP, SIP, admin) on ephemeral loopback ports.
 fn defaults(store: &Path) -> Config {
@@ -29,39 +24,6 @@ fn defaults(store: &Path) -> Config {
     c.admin.listen = "127.0.0.1:0".parse().unwrap();
     c.store.path = store.to_owned();
     c
-}
-
-/// One raw HTTP/1.1 request: (status, body).
-async fn get(
-    addr: SocketAddr,
-    path: &str,
-    host: Option<&str>,
-    token: Option<&str>,
-) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    s.write_all(format!("GET {path} HTTP/1.1\r\n{host}{auth}Connection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
-        .await
-        .expect("answer in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
 }
 
 #[cfg(unix)]

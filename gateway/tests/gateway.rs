@@ -12,7 +12,9 @@ use cpim_core::model::{
 };
 use cpim_gateway::config::{Config, Route};
 use cpim_gateway::gateway::Gateway;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
+use common::{http_get, tmp};
 
 /// A mock adapter: serves one domain, records what it is given, answers `code`.
 struct Mock {
@@ -74,12 +76,6 @@ impl Adapter for Mock {
     }
 }
 
-fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("cpim-gw-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
 /// The admin token the gateway generated in its store folder (none is configured).
 fn token(store: &std::path::Path) -> String {
     std::fs::read_to_string(store.join(cpim_gateway::secrets::ADMIN_TOKEN_FILE))
@@ -118,32 +114,6 @@ fn msg(id: u64, from: &str, to: &str, ct: &str, body: &[u8]) -> Operation {
     );
     m.message_id = Some(format!("mid-{id}"));
     Operation::Message(m)
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
 }
 
 async fn wait_for(mut f: impl FnMut() -> bool) -> bool {

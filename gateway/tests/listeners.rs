@@ -4,7 +4,6 @@
 //! release binary run under `prlimit`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,19 +12,8 @@ use cpim_gateway::gateway::Gateway;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cpim-gw-lis-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::{free_port, tmp};
 
 const SECRET: &str = "listeners-test-secret-0123456789abcdef";
 
@@ -179,8 +167,8 @@ async fn default_config_serves_sip_over_tls() {
         .find(|(t, _)| t == "tls")
         .map(|(_, a)| *a)
         .unwrap_or_else(|| panic!("no TLS listener: {:?}", gw.sip_addrs()));
-    let cert_path = dir.join(cpim_sip::transport::tls::GENERATED_CERT);
-    let key_path = dir.join(cpim_sip::transport::tls::GENERATED_KEY);
+    let cert_path = dir.join(cpim_gateway::secrets::SIP_TLS_CERT_FILE);
+    let key_path = dir.join(cpim_gateway::secrets::SIP_TLS_KEY_FILE);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

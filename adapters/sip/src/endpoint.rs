@@ -22,7 +22,7 @@
 //!
 //! TLS by default: the default configuration listens for TLS on 127.0.0.1:5061. Without
 //! `tls_cert`/`tls_key` the endpoint makes a self-signed certificate in memory (the
-//! gateway instead keeps one in its store folder, [`crate::transport::tls::ensure_self_signed`]).
+//! gateway instead keeps one in its store folder, made by [`crate::transport::tls::self_signed`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

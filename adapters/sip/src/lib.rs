@@ -73,9 +73,10 @@
 //! ## `transport`
 //! [`transport::Transport`] `{Udp, Tcp, Tls}`; [`transport::resolve::StaticTarget`]
 //! `{transport, address}`; `tls_acceptor_from_pem`, `tls_connector_from_pem`;
-//! [`transport::tls`]: `self_signed`, `ensure_self_signed` (certificate and key kept in a
-//! folder, mode 0600), `trust_roots`, `tls_connector_with_roots`; [`transport::peer`]:
-//! [`transport::Connection`] and the RFC 5922 s7.1 reading of client certificates. Incoming TCP/TLS connections are admitted by `cpim_listen`
+//! [`transport::tls`]: `self_signed` (certificate and key made in memory; the gateway keeps
+//! them in its store folder), `trust_roots`, `tls_connector_with_roots`; [`transport::peer`]:
+//! [`transport::Connection`] and the RFC 5922 s7.1 reading of client certificates.
+//! Incoming TCP/TLS connections are admitted by `cpim_listen`
 //! (per-source and total caps, EMFILE backoff).
 
 pub mod app;

@@ -205,7 +205,8 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let (deliver_tx, mut deliver_rx) = mpsc::channel::<Deliver>(64);
-    let (outcome_tx, mut outcome_rx) = mpsc::unbounded_channel::<Outcome>();
+    // Bounded, like every channel fed from the network: a submitter waits for room.
+    let (outcome_tx, mut outcome_rx) = mpsc::channel::<Outcome>(64);
     let mut waiting: HashMap<u64, oneshot::Sender<Outcome>> = HashMap::new();
     let mut next_key = 0u64;
     let mut buf = vec![0u8; 8192];
@@ -225,7 +226,7 @@ async fn connection(
                     let fut = ingress.submit(&shared.name, op);
                     let tx = outcome_tx.clone();
                     tokio::spawn(async move {
-                        let _ = tx.send(fut.await);
+                        let _ = tx.send(fut.await).await;
                     });
                 }
                 Event::Delivered(key, outcome) => {

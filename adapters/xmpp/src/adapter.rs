@@ -48,13 +48,13 @@ pub enum XmppError {
     Unsupported(&'static str),
 }
 
-#[allow(clippy::large_enum_variant)] // one per delivery, moved once
 /// Most operations written behind one barrier ping.
 const MAX_BATCH: usize = 256;
 
 pub(crate) enum Command {
     Deliver {
-        op: Operation,
+        /// Boxed: an operation is large, and the channel holds many commands.
+        op: Box<Operation>,
         reply: oneshot::Sender<Outcome>,
         deadline: TokioInstant,
     },
@@ -201,7 +201,7 @@ impl Adapter for XmppAdapter {
             let (reply, rx) = oneshot::channel();
             let deadline = TokioInstant::now() + self.delivery_timeout;
             let cmd = Command::Deliver {
-                op,
+                op: Box::new(op),
                 reply,
                 deadline,
             };
@@ -324,7 +324,7 @@ impl Link {
                 tokio::select! {
                     r = &mut connect => break r,
                     cmd = rx.recv() => match cmd {
-                        Some(Command::Deliver { op, reply, deadline }) => self.enqueue(Queued { op, reply, deadline }),
+                        Some(Command::Deliver { op, reply, deadline }) => self.enqueue(Queued { op: *op, reply, deadline }),
                         Some(Command::Shutdown(done)) => return self.stop(Some(done)),
                         None => return self.stop(None),
                     },
@@ -355,7 +355,7 @@ impl Link {
                 tokio::select! {
                     _ = &mut sleep => break,
                     cmd = rx.recv() => match cmd {
-                        Some(Command::Deliver { op, reply, deadline }) => self.enqueue(Queued { op, reply, deadline }),
+                        Some(Command::Deliver { op, reply, deadline }) => self.enqueue(Queued { op: *op, reply, deadline }),
                         Some(Command::Shutdown(done)) => return self.stop(Some(done)),
                         None => return self.stop(None),
                     },
@@ -467,7 +467,7 @@ impl Link {
                 },
                 cmd = rx.recv() => match cmd {
                     Some(Command::Deliver { op, reply, deadline }) => {
-                        let q = Queued { op, reply, deadline };
+                        let q = Queued { op: *op, reply, deadline };
                         if ready {
                             // Everything already waiting goes out in the same write,
                             // behind one barrier ping per destination domain.
@@ -476,7 +476,7 @@ impl Link {
                             while batch.len() < MAX_BATCH {
                                 match rx.try_recv() {
                                     Ok(Command::Deliver { op, reply, deadline }) => {
-                                        batch.push(Queued { op, reply, deadline })
+                                        batch.push(Queued { op: *op, reply, deadline })
                                     }
                                     Ok(Command::Shutdown(done)) => {
                                         stop = Some(done);

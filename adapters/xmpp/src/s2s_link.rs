@@ -16,7 +16,7 @@
 //! 502 at once. Incoming streams get deadlines for their header and their
 //! authentication; SASL EXTERNAL is offered for the domains the peer's TLS client
 //! certificate is valid for ([`crate::tls::Trust`]), and our certificate is the client
-//! certificate of outgoing streams.
+//! certificate of outgoing streams. Reads reach the hub through a bounded channel (`net`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -120,7 +120,7 @@ struct Hub {
     trust: Arc<crate::tls::Trust>,
     ingress: Arc<dyn Ingress>,
     shared: Arc<Shared>,
-    io_tx: mpsc::UnboundedSender<IoEvent>,
+    io_tx: mpsc::Sender<IoEvent>,
     conns: HashMap<u64, Conn>,
     out_by_remote: HashMap<Pair, u64>,
     queues: HashMap<Pair, VecDeque<Pending>>,
@@ -199,7 +199,7 @@ pub(crate) async fn start_s2s(
         },
         "xmpp-s2s",
     );
-    let (io_tx, io_rx) = mpsc::unbounded_channel();
+    let (io_tx, io_rx) = mpsc::channel(net::IO_EVENTS);
     let (err_tx, err_rx) = mpsc::channel(256);
     let hub = Hub {
         local: domains[0].clone(),
@@ -237,7 +237,11 @@ pub(crate) async fn start_s2s(
     let acceptor = tokio::spawn(async move {
         loop {
             let (s, peer, permit) = listener.accept().await;
-            if accept_tx.send(IoEvent::Accepted(s, peer, permit)).is_err() {
+            if accept_tx
+                .send(IoEvent::Accepted(s, peer, permit))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -318,14 +322,14 @@ impl Hub {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<Command>,
-        mut io_rx: mpsc::UnboundedReceiver<IoEvent>,
+        mut io_rx: mpsc::Receiver<IoEvent>,
         mut err_rx: mpsc::Receiver<(Origin, Status)>,
     ) {
         loop {
             let wake = self.next_wake();
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(Command::Deliver { op, reply, deadline }) => self.deliver(Queued { op, reply, deadline }),
+                    Some(Command::Deliver { op, reply, deadline }) => self.deliver(Queued { op: *op, reply, deadline }),
                     Some(Command::Shutdown(done)) => { self.shutdown().await; let _ = done.send(()); return; }
                     None => { self.shutdown().await; return; }
                 },
@@ -653,14 +657,14 @@ impl Hub {
             for a in addrs {
                 match tokio::time::timeout(connect_timeout, TcpStream::connect(&a)).await {
                     Ok(Ok(s)) => {
-                        let _ = io_tx.send(IoEvent::Connected(id, s));
+                        let _ = io_tx.send(IoEvent::Connected(id, s)).await;
                         return;
                     }
                     Ok(Err(e)) => last = format!("connect to {a}: {e}"),
                     Err(_) => last = format!("connect to {a}: timed out"),
                 }
             }
-            let _ = io_tx.send(IoEvent::ConnectFailed(id, last));
+            let _ = io_tx.send(IoEvent::ConnectFailed(id, last)).await;
         });
     }
 

@@ -1,6 +1,7 @@
 //! The network side of the s2s hub: `_xmpp-server._tcp` SRV resolution (RFC 6120
 //! s3.2.1) and the per-connection I/O task, which only moves bytes and performs the TLS
-//! handshake when the hub tells it to.
+//! handshake when the hub tells it to. Reads reach the hub through a bounded channel
+//! ([`IO_EVENTS`]): a connection whose reads the hub has no room for stops reading.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -101,21 +102,42 @@ enum Io {
     Gone,
 }
 
+/// How many events the I/O tasks may have waiting for the hub, all connections together:
+/// at most this many reads of 16 KiB (4 MiB) plus one held back per connection.
+pub(super) const IO_EVENTS: usize = 256;
+
+/// The I/O task of one connection. Backpressure: a read waits until the hub has room for
+/// it in the bounded channel `tx` (one read held back at most, and no read meanwhile), so
+/// a fast sender fills its socket buffers, not the gateway's memory; waiting senders are
+/// served in turn (tokio's channel is fair), so one connection cannot starve the others.
+/// Commands are still carried out while a read waits. Plaintext read but not yet handed
+/// over when the hub asks for TLS came after STARTTLS (RFC 6120 s5.4.3.3: nothing may
+/// follow it before the handshake): the connection is closed rather than the bytes
+/// taken as if they came over TLS.
 pub(super) async fn io_task(
     id: u64,
     stream: TcpStream,
     mut rx: mpsc::UnboundedReceiver<IoCmd>,
-    tx: mpsc::UnboundedSender<IoEvent>,
+    tx: mpsc::Sender<IoEvent>,
     client: Arc<ClientConfig>,
     server: Arc<ServerConfig>,
 ) {
     let mut io = Io::Plain(stream);
     let mut buf = vec![0u8; 16 * 1024];
+    // A read (or the end of the stream, then `ending`) waiting for room in `tx`.
+    let mut pending: Option<IoEvent> = None;
+    let mut ending = false;
     loop {
         tokio::select! {
             biased;
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
+                if matches!(cmd, IoCmd::TlsClient(_) | IoCmd::TlsServer(_))
+                    && matches!(pending, Some(IoEvent::Data(..)))
+                {
+                    let _ = tx.send(IoEvent::Closed(id, "data after STARTTLS".into())).await;
+                    break;
+                }
                 match cmd {
                     IoCmd::Write(b) => {
                         let r = match &mut io {
@@ -127,7 +149,7 @@ pub(super) async fn io_task(
                             Io::Gone => Ok(()),
                         };
                         if let Err(e) = r {
-                            let _ = tx.send(IoEvent::Closed(id, format!("write failed: {e}")));
+                            let _ = tx.send(IoEvent::Closed(id, format!("write failed: {e}"))).await;
                             break;
                         }
                     }
@@ -136,10 +158,10 @@ pub(super) async fn io_task(
                         match tokio_rustls::TlsConnector::from(client.clone()).connect(name, s).await {
                             Ok(t) => {
                                 io = Io::Tls(Box::new(tokio_rustls::TlsStream::Client(t)));
-                                let _ = tx.send(IoEvent::TlsDone(id, None));
+                                let _ = tx.send(IoEvent::TlsDone(id, None)).await;
                             }
                             Err(e) => {
-                                let _ = tx.send(IoEvent::Closed(id, format!("TLS handshake failed: {e}")));
+                                let _ = tx.send(IoEvent::Closed(id, format!("TLS handshake failed: {e}"))).await;
                                 break;
                             }
                         }
@@ -147,17 +169,17 @@ pub(super) async fn io_task(
                     IoCmd::TlsServer(proceed) => {
                         let Io::Plain(mut s) = std::mem::replace(&mut io, Io::Gone) else { break };
                         if let Err(e) = s.write_all(&proceed).await {
-                            let _ = tx.send(IoEvent::Closed(id, format!("write failed: {e}")));
+                            let _ = tx.send(IoEvent::Closed(id, format!("write failed: {e}"))).await;
                             break;
                         }
                         match tokio_rustls::TlsAcceptor::from(server.clone()).accept(s).await {
                             Ok(t) => {
                                 let certs = t.get_ref().1.peer_certificates().map(<[_]>::to_vec);
                                 io = Io::Tls(Box::new(tokio_rustls::TlsStream::Server(t)));
-                                let _ = tx.send(IoEvent::TlsDone(id, certs));
+                                let _ = tx.send(IoEvent::TlsDone(id, certs)).await;
                             }
                             Err(e) => {
-                                let _ = tx.send(IoEvent::Closed(id, format!("TLS handshake failed: {e}")));
+                                let _ = tx.send(IoEvent::Closed(id, format!("TLS handshake failed: {e}"))).await;
                                 break;
                             }
                         }
@@ -172,11 +194,22 @@ pub(super) async fn io_task(
                     }
                 }
             }
-            r = read_some(&mut io, &mut buf) => match r {
-                Ok(0) => { let _ = tx.send(IoEvent::Closed(id, "peer closed the connection".into())); break; }
-                Ok(n) => { let _ = tx.send(IoEvent::Data(id, buf[..n].to_vec())); }
-                Err(e) => { let _ = tx.send(IoEvent::Closed(id, format!("read failed: {e}"))); break; }
-            },
+            permit = tx.reserve(), if pending.is_some() => {
+                let Ok(permit) = permit else { break };
+                if let Some(ev) = pending.take() {
+                    permit.send(ev);
+                }
+                if ending {
+                    break;
+                }
+            }
+            r = read_some(&mut io, &mut buf), if pending.is_none() => {
+                pending = Some(match r {
+                    Ok(0) => { ending = true; IoEvent::Closed(id, "peer closed the connection".into()) }
+                    Ok(n) => IoEvent::Data(id, buf[..n].to_vec()),
+                    Err(e) => { ending = true; IoEvent::Closed(id, format!("read failed: {e}")) }
+                });
+            }
         }
     }
 }
@@ -199,6 +232,100 @@ pub(super) async fn sleep_until_opt(t: Option<TokioInstant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Backpressure: while the hub reads nothing, a peer writing as fast as it can is held
+    /// back after the channel's capacity plus the socket buffers (counted in bytes, not
+    /// timed); once the hub reads, every byte arrives, in order, then the close.
+    #[tokio::test]
+    async fn a_fast_sender_waits_for_the_hub_instead_of_growing_memory() {
+        let id = crate::tls::Identity::load(None, None, &["a.test".to_string()]).unwrap();
+        let server = crate::tls::server_config(&id).unwrap();
+        let trust = Arc::new(crate::tls::Trust::new(&[], false).unwrap());
+        let client = crate::tls::client_config(trust, &id).unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        let (tx, mut hub) = mpsc::channel(4);
+        let (_cmd, cmd_rx) = mpsc::unbounded_channel();
+        tokio::spawn(io_task(1, s, cmd_rx, tx, client, server));
+        let chunk: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+        const LIMIT: usize = 64 << 20;
+        let mut sent = Vec::new();
+        let mut written = 0usize;
+        while written < LIMIT {
+            // A write that cannot finish for a while: the gateway stopped reading.
+            match tokio::time::timeout(std::time::Duration::from_millis(300), peer.write(&chunk))
+                .await
+            {
+                Ok(Ok(n)) => {
+                    written += n;
+                    sent.extend_from_slice(&chunk[..n]);
+                }
+                Ok(Err(e)) => panic!("write: {e}"),
+                Err(_) => break,
+            }
+        }
+        assert!(
+            written < LIMIT,
+            "the gateway kept reading {written} bytes nobody took"
+        );
+        assert_eq!(hub.len(), 4, "the channel is full, and holds no more");
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(ev) = hub.recv().await {
+                match ev {
+                    IoEvent::Data(1, d) => got.extend_from_slice(&d),
+                    IoEvent::Closed(1, _) => return got,
+                    _ => panic!("unexpected event"),
+                }
+            }
+            panic!("no close");
+        });
+        drop(peer);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), written);
+        assert!(got == sent, "bytes lost or reordered");
+    }
+
+    /// RFC 6120 s5.4.3.3 (no data between STARTTLS and the handshake): plaintext read but
+    /// not yet handed to the hub when the hub asks for TLS is not carried over into the
+    /// TLS stream; the connection is closed, saying why.
+    #[tokio::test]
+    async fn plaintext_waiting_when_tls_starts_closes_the_connection() {
+        let id = crate::tls::Identity::load(None, None, &["a.test".to_string()]).unwrap();
+        let server = crate::tls::server_config(&id).unwrap();
+        let trust = Arc::new(crate::tls::Trust::new(&[], false).unwrap());
+        let client = crate::tls::client_config(trust, &id).unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        // The hub is busy: its channel is full, so the injected bytes wait in the task.
+        let (tx, mut hub) = mpsc::channel(1);
+        tx.send(IoEvent::ConnectFailed(0, "filler".into()))
+            .await
+            .unwrap();
+        let (cmd, cmd_rx) = mpsc::unbounded_channel();
+        tokio::spawn(io_task(1, s, cmd_rx, tx, client, server));
+        peer.write_all(b"<message>injected</message>")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        cmd.send(IoCmd::TlsServer(b"<proceed/>".to_vec())).unwrap();
+        assert!(matches!(
+            hub.recv().await,
+            Some(IoEvent::ConnectFailed(0, _))
+        ));
+        match hub.recv().await {
+            Some(IoEvent::Closed(1, why)) => assert_eq!(why, "data after STARTTLS"),
+            _ => panic!("expected the connection closed"),
+        }
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).await.unwrap();
+        assert!(
+            rest.is_empty(),
+            "nothing sent, not even <proceed/>: {rest:?}"
+        );
+    }
 
     #[test]
     fn srv_records_are_tried_by_priority_then_weight_then_the_domain() {

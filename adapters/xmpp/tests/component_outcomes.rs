@@ -14,8 +14,11 @@ use cpim_core::address::{Address, Scheme};
 use cpim_core::model::{Message, Operation, Outcome, TransId};
 use cpim_xmpp::{start, Mode, XmppConfig};
 use sha1::Digest as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+mod support;
+use support::{attr_of, wait_for};
 
 struct NoIngress;
 
@@ -24,31 +27,6 @@ impl Ingress for NoIngress {
         let t = op.trans_id();
         Box::pin(async move { Outcome::ok(t) })
     }
-}
-
-/// Reads into `seen` until it contains `needle`.
-async fn read_until(s: &mut TcpStream, seen: &mut String, needle: &str) {
-    let mut buf = [0u8; 4096];
-    while !seen.contains(needle) {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {needle:?} in {seen}"))
-            .expect("read");
-        assert!(n > 0, "connection closed before {needle:?}: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-}
-
-/// The value of attribute `name` in the first tag of `xml` that starts with `tag`.
-fn attr_of(xml: &str, tag: &str, name: &str) -> String {
-    let at = xml.find(tag).unwrap_or_else(|| panic!("no {tag} in {xml}"));
-    let t = &xml[at..];
-    let t = &t[..t.find('>').unwrap()];
-    let v = t
-        .split(&format!(" {name}=\""))
-        .nth(1)
-        .unwrap_or_else(|| panic!("no {name} in {t}"));
-    v.split('"').next().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,9 +46,9 @@ async fn an_outcome_from_another_domain_is_ignored_on_the_component_link() {
     let h = start(cfg, Arc::new(NoIngress)).await.unwrap();
     let (mut s, _) = listener.accept().await.unwrap();
     let mut seen = String::new();
-    read_until(&mut s, &mut seen, "<stream:stream").await;
+    wait_for(&mut s, &mut seen, "<stream:stream").await;
     s.write_all(b"<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' from='c.fake.test' id='id1'>").await.unwrap();
-    read_until(&mut s, &mut seen, "</handshake>").await;
+    wait_for(&mut s, &mut seen, "</handshake>").await;
     assert!(seen.contains(&hex::encode(sha1::Sha1::digest(b"id1secret"))));
     s.write_all(b"<handshake/>").await.unwrap();
 
@@ -85,8 +63,8 @@ async fn an_outcome_from_another_domain_is_ignored_on_the_component_link() {
         )))
         .await
     });
-    read_until(&mut s, &mut seen, "urn:xmpp:ping").await;
-    read_until(&mut s, &mut seen, "</iq>").await;
+    wait_for(&mut s, &mut seen, "urn:xmpp:ping").await;
+    wait_for(&mut s, &mut seen, "</iq>").await;
     let msg_id = attr_of(&seen, "<message", "id");
     let ping_id = attr_of(&seen, "<iq", "id");
     for id in [&msg_id, &ping_id] {
@@ -103,7 +81,7 @@ async fn an_outcome_from_another_domain_is_ignored_on_the_component_link() {
     );
     s.write_all(forged.as_bytes()).await.unwrap();
     // The component answers the ping after handling the forged stanzas (in order).
-    read_until(&mut s, &mut seen, "sync-after-forgery").await;
+    wait_for(&mut s, &mut seen, "sync-after-forgery").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !delivery.is_finished(),

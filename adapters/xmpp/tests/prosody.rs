@@ -26,6 +26,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
+mod support;
+use support::init_tracing;
+
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Env {
@@ -68,16 +71,6 @@ fn peer_env(peer: &str, default_domain: &str) -> Option<Env> {
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "cpim_xmpp=debug".into()),
-        )
-        .with_test_writer()
-        .try_init();
 }
 
 /// An `Ingress` that records operations and answers with a fixed outcome per

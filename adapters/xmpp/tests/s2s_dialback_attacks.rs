@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cpim_core::model::Operation;
-use cpim_xmpp::{start, Mode, XmppConfig};
+use cpim_xmpp::{start, XmppConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 mod support;
 
-use support::{attr, fake_server, free_port, init_tracing, read_until, Rec, HDR};
+use support::{attr, fake_server, free_port, init_tracing, plain_s2s, read_until, Rec, HDR};
 
 /// Opens an incoming stream to the gateway claiming `from`, returns it with the stream id
 /// the gateway gave it.
@@ -100,22 +100,10 @@ async fn xep0220_verify_answer_from_another_domains_server_does_not_authenticate
     .await;
     let port = free_port();
     let cfg = XmppConfig {
-        mode: Mode::S2s {
-            domains: vec!["gw.test".into()],
-            listen: format!("127.0.0.1:{port}"),
-            cert: None,
-            key: None,
-            dialback_secret: "a-secret-of-the-gateway-only".into(),
-            srv_overrides: [
-                ("xmpp.test".to_string(), honest),
-                ("evil.test".to_string(), evil),
-            ]
-            .into_iter()
-            .collect(),
-            trust_roots: vec![],
-            require_tls: false,
-            allow_dialback_without_tls: true,
-        },
+        mode: plain_s2s(
+            format!("127.0.0.1:{port}"),
+            &[("xmpp.test", &honest), ("evil.test", &evil)],
+        ),
         ..XmppConfig::default()
     };
     let (in_tx, mut in_rx) = mpsc::unbounded_channel();

@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cpim_core::adapter::{Adapter, BoxFuture, Ingress};
+use cpim_core::adapter::Adapter;
 use cpim_core::address::{Address, Scheme};
-use cpim_core::model::{Message, Operation, Outcome, TransId};
+use cpim_core::model::{Message, Operation, TransId};
 use cpim_xmpp::{start, Mode, XmppConfig};
 use hickory_resolver::proto::op::{Message as DnsMessage, OpCode};
 use hickory_resolver::proto::rr::rdata::SRV;
@@ -25,39 +25,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-struct Rec(mpsc::UnboundedSender<Operation>);
+mod support;
+use support::{free_port, init_tracing, plain_s2s, write_cert_pair, Rec};
 
-impl Ingress for Rec {
-    fn submit(&self, _: &str, op: Operation) -> BoxFuture<'static, Outcome> {
-        let t = op.trans_id();
-        let _ = self.0.send(op);
-        Box::pin(async move { Outcome::ok(t) })
-    }
-}
-
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "cpim_xmpp=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
+/// What the peer sent until `needle` (or EOF / 10 s of silence).
 async fn read_until(s: &mut TcpStream, needle: &str) -> String {
     let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while !seen.contains(needle) {
-        let n = match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
-            Ok(Ok(n)) => n,
-            _ => break,
-        };
-        if n == 0 {
-            break;
-        }
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    support::read_until(s, &mut seen, needle).await;
     seen
 }
 
@@ -66,14 +40,6 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<String>) -> String {
         .await
         .expect("fake peer event")
         .expect("fake peer")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn msg(t: u64, from: (&str, &str), to: (&str, &str), body: &str) -> Operation {
@@ -159,19 +125,10 @@ async fn silent_s2s_peer_is_detected_and_queued_stanzas_go_out_once_in_order() {
         }
     });
     let cfg = XmppConfig {
-        mode: Mode::S2s {
-            domains: vec!["gw.test".into()],
-            listen: format!("127.0.0.1:{}", free_port()),
-            cert: None,
-            key: None,
-            dialback_secret: "secret".into(),
-            srv_overrides: [("peer.test".to_string(), addr.to_string())]
-                .into_iter()
-                .collect(),
-            trust_roots: vec![],
-            require_tls: false,
-            allow_dialback_without_tls: true,
-        },
+        mode: plain_s2s(
+            format!("127.0.0.1:{}", free_port()),
+            &[("peer.test", &addr.to_string())],
+        ),
         keepalive_secs: 60,
         ping_interval_secs: 1,
         ping_timeout_secs: 1,
@@ -269,17 +226,7 @@ async fn silent_incoming_stream_is_closed_with_connection_timeout() {
     init_tracing();
     let port = free_port();
     let cfg = XmppConfig {
-        mode: Mode::S2s {
-            domains: vec!["gw.test".into()],
-            listen: format!("127.0.0.1:{port}"),
-            cert: None,
-            key: None,
-            dialback_secret: "secret".into(),
-            srv_overrides: Default::default(),
-            trust_roots: vec![],
-            require_tls: false,
-            allow_dialback_without_tls: true,
-        },
+        mode: plain_s2s(format!("127.0.0.1:{port}"), &[]),
         s2s_idle_timeout_secs: 1,
         ..XmppConfig::default()
     };
@@ -343,22 +290,8 @@ async fn two_local_domains_each_get_their_own_dialback_and_srv_finds_the_peer() 
     init_tracing();
     let dir = std::env::temp_dir().join(format!("cpim-xmpp-s2s-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let write_pair = |name: &str, domains: &[&str]| {
-        let d: Vec<String> = domains.iter().map(|s| s.to_string()).collect();
-        let (c, k) = cpim_xmpp::tls::self_signed(&d).unwrap();
-        let (cp, kp) = (
-            dir.join(format!("{name}.crt")),
-            dir.join(format!("{name}.key")),
-        );
-        std::fs::write(&cp, c).unwrap();
-        std::fs::write(&kp, k).unwrap();
-        (
-            cp.to_string_lossy().into_owned(),
-            kp.to_string_lossy().into_owned(),
-        )
-    };
-    let (a_cert, a_key) = write_pair("a", &["a1.test", "a2.test"]);
-    let (b_cert, b_key) = write_pair("b", &["b.test"]);
+    let (a_cert, a_key) = write_cert_pair(&dir, "a", &["a1.test", "a2.test"]);
+    let (b_cert, b_key) = write_cert_pair(&dir, "b", &["b.test"]);
     let (a_port, b_port) = (free_port(), free_port());
     let (dns, mut dns_log) = dns_responder("b.test", b_port).await;
     let base = XmppConfig {

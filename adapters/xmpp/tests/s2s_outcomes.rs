@@ -17,51 +17,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cpim_core::adapter::{Adapter, BoxFuture, Ingress};
+use cpim_core::adapter::Adapter;
 use cpim_core::address::{Address, Scheme};
-use cpim_core::model::{Message, Operation, Outcome, TransId};
-use cpim_xmpp::{start, Mode, XmppConfig};
+use cpim_core::model::{Message, Operation, TransId};
+use cpim_xmpp::{start, XmppConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-struct Sink(mpsc::UnboundedSender<Operation>);
-
-impl Ingress for Sink {
-    fn submit(&self, _: &str, op: Operation) -> BoxFuture<'static, Outcome> {
-        let t = op.trans_id();
-        let _ = self.0.send(op);
-        Box::pin(async move { Outcome::ok(t) })
-    }
-}
-
-const HDR: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' version='1.0'";
-
-/// Reads into `seen` until it contains `needle`.
-async fn read_until(s: &mut TcpStream, seen: &mut String, needle: &str) {
-    let mut buf = [0u8; 4096];
-    while !seen.contains(needle) {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {needle:?} in {seen}"))
-            .expect("read");
-        assert!(n > 0, "connection closed before {needle:?}: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-}
-
-/// The value of attribute `name` in the first tag of `xml` that starts with `tag`.
-fn attr_of(xml: &str, tag: &str, name: &str) -> String {
-    let at = xml.find(tag).unwrap_or_else(|| panic!("no {tag} in {xml}"));
-    let t = &xml[at..];
-    let t = &t[..t.find('>').unwrap()];
-    for q in ['"', '\''] {
-        if let Some(v) = t.split(&format!(" {name}={q}")).nth(1) {
-            return v.split(q).next().unwrap().to_owned();
-        }
-    }
-    panic!("no {name} in {t}")
-}
+mod support;
+use support::{attr_of, plain_s2s, wait_for, Rec, HDR};
 
 /// Accepts streams to a fake server of `domain` and accepts the gateway's dialback on
 /// each; answers `db:verify` requests with `valid` (an authoritative server that vouches
@@ -75,7 +40,7 @@ async fn fake_server(
         let seen = seen.clone();
         tokio::spawn(async move {
             let mut all = String::new();
-            read_until(&mut s, &mut all, "<stream:stream").await;
+            wait_for(&mut s, &mut all, "<stream:stream").await;
             s.write_all(
                 format!("{HDR} from='{domain}' id='{domain}-1'><stream:features/>").as_bytes(),
             )
@@ -142,17 +107,17 @@ async fn another_domain_cannot_forge_the_outcome_of_a_delivery_rfc6120_s8_3_1() 
     tokio::spawn(async move {
         let (mut s, _) = peer.accept().await.unwrap();
         let mut all = String::new();
-        read_until(&mut s, &mut all, "<stream:stream").await;
+        wait_for(&mut s, &mut all, "<stream:stream").await;
         s.write_all(format!("{HDR} from='peer.test' id='p-1'><stream:features/>").as_bytes())
             .await
             .unwrap();
-        read_until(&mut s, &mut all, "</db:result>").await;
+        wait_for(&mut s, &mut all, "</db:result>").await;
         assert!(all.contains("from=\"gw.test\""), "{all}");
         s.write_all(b"<db:result from='peer.test' to='gw.test' type='valid'/>")
             .await
             .unwrap();
-        read_until(&mut s, &mut all, "urn:xmpp:ping").await;
-        read_until(&mut s, &mut all, "</iq>").await;
+        wait_for(&mut s, &mut all, "urn:xmpp:ping").await;
+        wait_for(&mut s, &mut all, "</iq>").await;
         let msg_id = attr_of(&all, "<message", "id");
         let ping_id = attr_of(&all, "<iq", "id");
         ids_tx.send((msg_id, ping_id.clone())).unwrap();
@@ -186,28 +151,19 @@ async fn another_domain_cannot_forge_the_outcome_of_a_delivery_rfc6120_s8_3_1() 
     tokio::spawn(fake_server(evil_auth, "evil.test", evil_seen_tx));
 
     let cfg = XmppConfig {
-        mode: Mode::S2s {
-            domains: vec!["gw.test".into()],
-            listen: gw_addr.to_string(),
-            cert: None,
-            key: None,
-            dialback_secret: "a-secret-nobody-knows-0123456789".into(),
-            srv_overrides: [
-                ("peer.test".to_string(), peer_addr.to_string()),
-                ("evil.test".to_string(), evil_addr.to_string()),
-            ]
-            .into_iter()
-            .collect(),
-            trust_roots: vec![],
-            require_tls: false,
-            allow_dialback_without_tls: true,
-        },
+        mode: plain_s2s(
+            gw_addr.to_string(),
+            &[
+                ("peer.test", &peer_addr.to_string()),
+                ("evil.test", &evil_addr.to_string()),
+            ],
+        ),
         delivery_timeout_secs: 30,
         grace_ms: 50,
         ..XmppConfig::default()
     };
     let (in_tx, mut inbound) = mpsc::unbounded_channel();
-    let h = start(cfg, Arc::new(Sink(in_tx))).await.unwrap();
+    let h = start(cfg, Arc::new(Rec(in_tx))).await.unwrap();
     let a = h.adapter();
     let mut delivery = tokio::spawn(async move {
         a.deliver(Operation::Message(Message::new(
@@ -230,11 +186,11 @@ async fn another_domain_cannot_forge_the_outcome_of_a_delivery_rfc6120_s8_3_1() 
     evil.write_all(format!("{HDR} from='evil.test' to='gw.test'>").as_bytes())
         .await
         .unwrap();
-    read_until(&mut evil, &mut seen, "</stream:features>").await;
+    wait_for(&mut evil, &mut seen, "</stream:features>").await;
     evil.write_all(b"<db:result from='evil.test' to='gw.test'>0123456789abcdef</db:result>")
         .await
         .unwrap();
-    read_until(&mut evil, &mut seen, "type=\"valid\"").await;
+    wait_for(&mut evil, &mut seen, "type=\"valid\"").await;
 
     // Forged outcomes with the real ids, from evil.test itself (the stream rightly
     // refuses from='...@peer.test' with <invalid-from/>).
@@ -312,28 +268,18 @@ async fn an_endless_start_tag_on_the_s2s_listener_is_refused_with_policy_violati
     let gw_addr = gw_listener.local_addr().unwrap();
     drop(gw_listener);
     let cfg = XmppConfig {
-        mode: Mode::S2s {
-            domains: vec!["gw.test".into()],
-            listen: gw_addr.to_string(),
-            cert: None,
-            key: None,
-            dialback_secret: "a-secret-nobody-knows-0123456789".into(),
-            srv_overrides: Default::default(),
-            trust_roots: vec![],
-            require_tls: false,
-            allow_dialback_without_tls: true,
-        },
+        mode: plain_s2s(gw_addr.to_string(), &[]),
         max_stanza_bytes: 64 * 1024,
         ..XmppConfig::default()
     };
     let (in_tx, _inbound) = mpsc::unbounded_channel();
-    let h = start(cfg, Arc::new(Sink(in_tx))).await.unwrap();
+    let h = start(cfg, Arc::new(Rec(in_tx))).await.unwrap();
     let mut s = TcpStream::connect(gw_addr).await.unwrap();
     let mut seen = String::new();
     s.write_all(format!("{HDR} from='evil.test' to='gw.test'>").as_bytes())
         .await
         .unwrap();
-    read_until(&mut s, &mut seen, "</stream:features>").await;
+    wait_for(&mut s, &mut seen, "</stream:features>").await;
     s.write_all(b"<message to='a@gw.test' x='").await.unwrap();
     let chunk = vec![b'v'; 1024];
     let mut sent = 0;

@@ -14,21 +14,7 @@ use tokio::sync::mpsc;
 
 mod support;
 
-use support::{free_port, init_tracing, Rec};
-
-fn write_pair(dir: &std::path::Path, name: &str, domain: &str) -> (String, String) {
-    let (c, k) = cpim_xmpp::tls::self_signed(&[domain.to_string()]).unwrap();
-    let (cp, kp) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    std::fs::write(&cp, c).unwrap();
-    std::fs::write(&kp, k).unwrap();
-    (
-        cp.to_string_lossy().into_owned(),
-        kp.to_string_lossy().into_owned(),
-    )
-}
+use support::{free_port, init_tracing, write_cert_pair, Rec};
 
 fn cfg(
     domain: &str,
@@ -63,8 +49,8 @@ async fn send_a_to_b(trust_a_on_b: bool) -> (u16, Option<Operation>) {
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let a_id = write_pair(&dir, "a", "a.test");
-    let b_id = write_pair(&dir, "b", "b.test");
+    let a_id = write_cert_pair(&dir, "a", &["a.test"]);
+    let b_id = write_cert_pair(&dir, "b", &["b.test"]);
     let (a_port, b_port, dead) = (free_port(), free_port(), free_port());
     let a_cfg = cfg(
         "a.test",

@@ -116,9 +116,31 @@ fn every_sample_config_parses() {
                     "0123456789abcdef0123456789abcdef".to_string(),
                 ));
             }
+            // Nor a JSON client token: they come from the environment too (as the sample says).
+            let json = text.contains("\n[json]");
+            if json {
+                assert!(
+                    !text.contains("\n[[json.tokens]]"),
+                    "{}: a sample JSON token",
+                    p.display()
+                );
+                env.push((
+                    "CPIM_GATEWAY__JSON__TOKENS".to_string(),
+                    r#"[{token = "0123456789abcdef0123", addresses = ["im:carol@json.test"]}]"#
+                        .to_string(),
+                ));
+            }
             let c = Config::from_str_with_env(&text, &p.display().to_string(), env)
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(c.admin.token, None, "{}: a sample admin token", p.display());
+            if json {
+                assert_eq!(
+                    c.json.as_ref().map(|j| j.tokens.len()),
+                    Some(1),
+                    "{}",
+                    p.display()
+                );
+            }
             n += 1;
         }
     }
@@ -138,7 +160,7 @@ fn irc_and_json_sections() {
     // One network as `[irc]`, several as `[[irc]]`.
     let one = parse(
         "adapters = [\"sip\", \"irc\", \"json\"]\n[irc]\nserver = \"127.0.0.1:6667\"\ndomain = \"irc.test\"\n\
-         [json]\ndomains = [\"json.test\"]\n[[json.tokens]]\ntoken = \"t\"\naddresses = [\"im:carol@json.test\"]\n",
+         [json]\ndomains = [\"json.test\"]\n[[json.tokens]]\ntoken = \"carol-token-6f1d2c9a8b7e\"\naddresses = [\"im:carol@json.test\"]\n",
     )
     .unwrap();
     assert_eq!(one.irc.len(), 1);
@@ -192,7 +214,7 @@ fn irc_and_json_semantic_errors() {
     // A JSON token cannot bind a SIP user's address (that would be forging).
     let e = parse(
         "adapters = [\"sip\", \"json\"]\n[sip]\ndomains = [\"sip.test\"]\n\
-         [json]\n[[json.tokens]]\ntoken = \"t\"\naddresses = [\"sip:alice@sip.test\"]\n",
+         [json]\n[[json.tokens]]\ntoken = \"carol-token-6f1d2c9a8b7e\"\naddresses = [\"sip:alice@sip.test\"]\n",
     )
     .unwrap_err()
     .to_string();
@@ -201,6 +223,31 @@ fn irc_and_json_semantic_errors() {
 
 /// Issue 10, no known secrets: placeholders, empty and short secrets are refused by the
 /// loader (and so by `check-config`), naming the key and its line.
+/// JSON client tokens are secrets too: a short one or a placeholder is refused, naming
+/// the entry and its line.
+#[test]
+fn weak_json_tokens_name_entry_and_line() {
+    let json = "adapters = [\"sip\", \"json\"]\n[json]\ndomains = [\"json.test\"]\n\
+                [[json.tokens]]\ntoken = \"carol-token-6f1d2c9a8b7e\"\naddresses = [\"im:carol@json.test\"]\n";
+    assert!(parse(json).is_ok());
+    let e = parse(&format!(
+        "{json}[[json.tokens]]\ntoken = \"dave-token\"\naddresses = [\"im:dave@json.test\"]\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("gw.toml:8:1: json.tokens[2].token: is 10 bytes long"),
+        "{e}"
+    );
+    let e = parse(&json.replace("carol-token-6f1d2c9a8b7e", "replace-this-client-token"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("gw.toml:5:1: json.tokens[1].token: `replace-this-client-token` is a well-known placeholder"),
+        "{e}"
+    );
+}
+
 #[test]
 fn weak_secrets_name_key_and_line() {
     let e = parse("[admin]\nlisten = \"127.0.0.1:8080\"\ntoken = \"x\"\n")

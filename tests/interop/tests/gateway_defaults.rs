@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use cpim_interop::{free_tcp_port, free_udp_port, scratch_dir, Proc};
 use cpim_sip::codec::HeaderName;
-use cpim_testkit::{http_get, SipUa, Transport};
+use cpim_testkit::{http_get, http_get_host, SipUa, Transport};
 
 fn tcp_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
@@ -116,7 +116,14 @@ async fn binary_without_config_serves_sip_and_the_admin_api() {
         .await
         .unwrap();
     assert_eq!(code, 200, "{body}");
-    let (code, body) = raw_get(admin, "/registrations", "rebound.evil.example:8080", &token).await;
+    let (code, body) = http_get_host(
+        admin,
+        "/registrations",
+        "rebound.evil.example:8080",
+        Some(&token),
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 421, "a foreign Host (DNS rebinding): {body}");
     #[cfg(unix)]
     {
@@ -149,30 +156,6 @@ async fn binary_without_config_serves_sip_and_the_admin_api() {
         "the log names where the token is, never the token:\n{out}"
     );
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A GET with a chosen `Host` header: (status, body).
-async fn raw_get(addr: SocketAddr, path: &str, host: &str, token: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-        .await
-        .expect("answer in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, text)
 }
 
 /// An XMPP server for `evil.test` asks the gateway (authoritative for `localhost`) to

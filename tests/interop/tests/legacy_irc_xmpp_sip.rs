@@ -47,7 +47,7 @@ async fn irc_xmpp_and_sip_users_exchange_messages_in_every_direction() {
              nick_len = 30\npuppet_suffix = \"|x\"\nflood_penalty_ms = 0\n\
              presence_poll_secs = 5\nreconnect_min_ms = 200\n\
              [json]\ntcp_listen = \"127.0.0.1:0\"\ndomains = [\"json.test\"]\n\
-             [[json.tokens]]\ntoken = \"carol-token\"\naddresses = [\"im:carol@json.test\"]\n",
+             [[json.tokens]]\ntoken = \"carol-token-6f1d2c9a8b7e\"\naddresses = [\"im:carol@json.test\"]\n",
             peers.ngircd.addr
         ),
     );
@@ -168,7 +168,7 @@ async fn irc_xmpp_and_sip_users_exchange_messages_in_every_direction() {
 
     // JSON <-> IRC: two closed adapters, each speaking only for its own domain.
     let json_addr = gw.gateway().json_tcp_addr().expect("JSON listener");
-    let (mut carol, _) = JsonClient::login(json_addr, "carol-token").await;
+    let (mut carol, _) = JsonClient::login(json_addr, "carol-token-6f1d2c9a8b7e").await;
     let t7 = format!("json to irc {pid}");
     let code = carol
         .op(json!({"type": "message", "id": "j7", "to": format!("im:{nick}@{irc_domain}"), "body": t7}))

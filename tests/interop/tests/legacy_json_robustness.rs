@@ -22,8 +22,8 @@ fn config() -> Config {
     let text = format!(
         "adapters = [\"json\"]\n[json]\ntcp_listen = \"127.0.0.1:0\"\ndomains = [\"json.test\"]\n\
          max_frame_bytes = {MAX_FRAME}\nrate_per_sec = 1000.0\nrate_burst = 1000\n\
-         [[json.tokens]]\ntoken = \"carol-token\"\naddresses = [\"im:carol@json.test\"]\n\
-         [[json.tokens]]\ntoken = \"dave-token\"\naddresses = [\"im:dave@json.test\"]\n\
+         [[json.tokens]]\ntoken = \"carol-token-6f1d2c9a8b7e\"\naddresses = [\"im:carol@json.test\"]\n\
+         [[json.tokens]]\ntoken = \"dave-token-3a5c7e9b1d2f\"\naddresses = [\"im:dave@json.test\"]\n\
          [queue]\nenabled = false\n[admin]\nlisten = \"127.0.0.1:0\"\n"
     );
     Config::from_str_with_env(&text, "robustness.toml", Vec::new()).expect("config")
@@ -50,8 +50,8 @@ async fn alive(c: &mut JsonClient, id: &str) {
 async fn bad_frames_get_error_frames_and_the_gateway_keeps_serving() {
     let gw = TestGateway::start(config()).await.expect("gateway starts");
     let addr = gw.gateway().json_tcp_addr().expect("JSON listener");
-    let (mut carol, _) = JsonClient::login(addr, "carol-token").await;
-    let (mut dave, _) = JsonClient::login(addr, "dave-token").await;
+    let (mut carol, _) = JsonClient::login(addr, "carol-token-6f1d2c9a8b7e").await;
+    let (mut dave, _) = JsonClient::login(addr, "dave-token-3a5c7e9b1d2f").await;
 
     // Malformed JSON.
     let e = refused(&mut carol, b"this is not json\n").await;
@@ -141,7 +141,7 @@ async fn bad_frames_get_error_frames_and_the_gateway_keeps_serving() {
     );
 
     // And a new session can log in.
-    let (mut late, w) = JsonClient::login(addr, "dave-token").await;
+    let (mut late, w) = JsonClient::login(addr, "dave-token-3a5c7e9b1d2f").await;
     assert_eq!(w["addresses"], json!(["im:dave@json.test"]));
     alive(&mut late, "k4").await;
 

@@ -72,8 +72,8 @@ async fn json_clients_exchange_messages_and_presence_with_an_xmpp_user() {
         &peers,
         &["json"],
         "[json]\ntcp_listen = \"127.0.0.1:0\"\ndomains = [\"json.test\"]\n\
-         [[json.tokens]]\ntoken = \"carol-token\"\naddresses = [\"im:carol@json.test\"]\n\
-         [[json.tokens]]\ntoken = \"dave-token\"\naddresses = [\"im:dave@json.test\"]\n",
+         [[json.tokens]]\ntoken = \"carol-token-6f1d2c9a8b7e\"\naddresses = [\"im:carol@json.test\"]\n\
+         [[json.tokens]]\ntoken = \"dave-token-3a5c7e9b1d2f\"\naddresses = [\"im:dave@json.test\"]\n",
     );
     let gw = TestGateway::start(cfg).await.expect("gateway starts");
     gw.wait_link_up("xmpp-component", WAIT)
@@ -108,7 +108,7 @@ async fn json_clients_exchange_messages_and_presence_with_an_xmpp_user() {
     xmpp.sync().await.expect("sync");
 
     // --- The Rust client (carol). ---
-    let (mut carol, welcome) = JsonClient::login(json_addr, "carol-token").await;
+    let (mut carol, welcome) = JsonClient::login(json_addr, "carol-token-6f1d2c9a8b7e").await;
     assert_eq!(welcome["addresses"], json!(["im:carol@json.test"]));
     let note = format!("carol at her desk {pid}");
     let code = carol
@@ -196,7 +196,7 @@ async fn json_clients_exchange_messages_and_presence_with_an_xmpp_user() {
         .arg(PY_DRIVER)
         .arg(&script)
         .arg(json_addr.port().to_string())
-        .arg("dave-token")
+        .arg("dave-token-3a5c7e9b1d2f")
         .arg(format!("xmpp:{alice_jid}"))
         .arg(&t3)
         .arg(&dave_note);

@@ -20,7 +20,7 @@ async fn irc_and_json_start_route_report_and_stop() {
         "adapters = [\"json\", \"irc\"]\n\
          [[irc]]\nserver = \"127.0.0.1:{dead}\"\ndomain = \"irc.test\"\nreconnect_min_ms = 100\n\
          [json]\ntcp_listen = \"127.0.0.1:0\"\ndomains = [\"json.test\"]\n\
-         [[json.tokens]]\ntoken = \"carol-token\"\naddresses = [\"im:carol@json.test\"]\n\
+         [[json.tokens]]\ntoken = \"carol-token-6f1d2c9a8b7e\"\naddresses = [\"im:carol@json.test\"]\n\
          [queue]\nenabled = false\n[admin]\nlisten = \"127.0.0.1:0\"\n"
     );
     let cfg = Config::from_str_with_env(&text, "wiring.toml", Vec::new()).expect("config");
@@ -60,7 +60,7 @@ async fn irc_and_json_start_route_report_and_stop() {
     assert_eq!(find(&format!("irc:127.0.0.1:{dead}"))["up"], false);
 
     // JSON -> IRC routes to the IRC adapter, which answers (link down) instead of hanging.
-    let (mut carol, _) = JsonClient::login(addr, "carol-token").await;
+    let (mut carol, _) = JsonClient::login(addr, "carol-token-6f1d2c9a8b7e").await;
     let code = carol
         .op(json!({"type": "message", "id": "m1", "to": "im:nick@irc.test", "body": "hi"}))
         .await;

@@ -346,6 +346,16 @@ pub async fn http_get(
     path: &str,
     token: Option<&str>,
 ) -> Result<(u16, String), TestkitError> {
+    http_get_host(addr, path, &addr.to_string(), token).await
+}
+
+/// [`http_get`] with the `Host` header `host` (say, a name a DNS-rebinding page uses).
+pub async fn http_get_host(
+    addr: SocketAddr,
+    path: &str,
+    host: &str,
+    token: Option<&str>,
+) -> Result<(u16, String), TestkitError> {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr)
             .await
@@ -354,7 +364,7 @@ pub async fn http_get(
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
         s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n")
                 .as_bytes(),
         )
         .await

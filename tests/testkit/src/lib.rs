@@ -56,7 +56,7 @@ mod xmpp;
 
 pub use cpim_sip::transport::Transport;
 pub use error::TestkitError;
-pub use gateway::{http_get, TestGateway, TestGatewayBuilder};
+pub use gateway::{http_get, http_get_host, TestGateway, TestGatewayBuilder};
 pub use sip::{SipSubscription, SipUa};
 pub use wait::eventually;
 pub use xmpp::{XmppClient, XmppEvent};

@@ -2,23 +2,16 @@
 //! (rustls, `ring` provider), and the self-signed certificate a TLS listener gets when
 //! none is configured.
 //!
-//! [`ensure_self_signed`] writes the certificate and key once, into a folder the caller
-//! keeps (the gateway uses its store folder), with mode 0600, and reuses them on later
-//! starts, so peers that pinned the certificate keep working. Peers that validate
-//! certificates need a configured one (`tls_cert`, `tls_key`).
+//! [`self_signed`] makes the certificate and key in memory only; keeping them is the
+//! caller's concern (the gateway writes them once into its store folder, mode 0600, and
+//! reuses them on later starts, so peers that pinned the certificate keep working). Peers
+//! that validate certificates need a configured one (`tls_cert`, `tls_key`).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::TransportError;
-
-/// File name of the generated certificate (PEM) inside the folder given to [`ensure_self_signed`].
-pub const GENERATED_CERT: &str = "sip-tls-cert.pem";
-/// File name of the generated private key (PEM).
-pub const GENERATED_KEY: &str = "sip-tls-key.pem";
 
 /// A self-signed certificate and key (PEM) for `names` (DNS names or IP addresses).
 pub fn self_signed(names: &[String]) -> Result<(String, String), TransportError> {
@@ -29,39 +22,6 @@ pub fn self_signed(names: &[String]) -> Result<(String, String), TransportError>
     let ck = rcgen::generate_simple_self_signed(names)
         .map_err(|e| TransportError::Tls(format!("generating a certificate: {e}")))?;
     Ok((ck.cert.pem(), ck.key_pair.serialize_pem()))
-}
-
-/// The certificate and key files in `dir` ([`GENERATED_CERT`], [`GENERATED_KEY`]),
-/// generated for `names` when absent (files created with mode 0600). Returns their paths.
-pub fn ensure_self_signed(
-    dir: &Path,
-    names: &[String],
-) -> Result<(PathBuf, PathBuf), TransportError> {
-    let cert = dir.join(GENERATED_CERT);
-    let key = dir.join(GENERATED_KEY);
-    if cert.exists() && key.exists() {
-        return Ok((cert, key));
-    }
-    std::fs::create_dir_all(dir)?;
-    let (c, k) = self_signed(names)?;
-    write_private(&key, k.as_bytes())?;
-    write_private(&cert, c.as_bytes())?;
-    tracing::info!(cert = %cert.display(), "generated a self-signed certificate for the SIP TLS listener");
-    Ok((cert, key))
-}
-
-/// Writes `data` to a new file readable by its owner only.
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o.open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
 }
 
 /// Builds a TLS acceptor from PEM certificate chain and key files (ring provider). It asks

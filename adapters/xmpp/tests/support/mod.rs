@@ -49,15 +49,69 @@ pub async fn read_until(s: &mut TcpStream, seen: &mut String, needle: &str) -> b
     true
 }
 
+/// The value of attribute `name` (either quote) in the first tag of `s` that starts
+/// with `tag`.
 pub fn attr<'a>(s: &'a str, tag: &str, name: &str) -> Option<&'a str> {
     let t = &s[s.find(tag)?..];
     let t = &t[..t.find('>')?];
     let v = &t[t
-        .find(&format!("{name}='"))
-        .or_else(|| t.find(&format!("{name}=\"")))?
+        .find(&format!(" {name}='"))
+        .or_else(|| t.find(&format!(" {name}=\"")))?
         + name.len()
-        + 2..];
+        + 3..];
     Some(&v[..v.find(['\'', '"'])?])
+}
+
+/// [`attr`], which must be there.
+pub fn attr_of(s: &str, tag: &str, name: &str) -> String {
+    attr(s, tag, name)
+        .unwrap_or_else(|| panic!("no {name} in {tag} of {s}"))
+        .to_owned()
+}
+
+/// [`read_until`], which must find `needle`.
+pub async fn wait_for(s: &mut TcpStream, seen: &mut String, needle: &str) {
+    assert!(
+        read_until(s, seen, needle).await,
+        "no {needle:?} (closed or 10 s of silence) in {seen}"
+    );
+}
+
+/// A self-signed certificate for `domains` and its key, written to `dir/name.crt` and
+/// `dir/name.key`; returns the two paths.
+pub fn write_cert_pair(dir: &std::path::Path, name: &str, domains: &[&str]) -> (String, String) {
+    let d: Vec<String> = domains.iter().map(|s| s.to_string()).collect();
+    let (c, k) = cpim_xmpp::tls::self_signed(&d).unwrap();
+    let (cp, kp) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cp, c).unwrap();
+    std::fs::write(&kp, k).unwrap();
+    (
+        cp.to_string_lossy().into_owned(),
+        kp.to_string_lossy().into_owned(),
+    )
+}
+
+/// The s2s mode of a gateway for `gw.test` listening on `listen`, dialback allowed without
+/// TLS (the fake peers of the tests speak plaintext), with static routes `routes`
+/// (domain, `host:port`).
+pub fn plain_s2s(listen: impl Into<String>, routes: &[(&str, &str)]) -> cpim_xmpp::Mode {
+    cpim_xmpp::Mode::S2s {
+        domains: vec!["gw.test".into()],
+        listen: listen.into(),
+        cert: None,
+        key: None,
+        dialback_secret: "a-secret-of-the-gateway-only".into(),
+        srv_overrides: routes
+            .iter()
+            .map(|(d, a)| (d.to_string(), a.to_string()))
+            .collect(),
+        trust_roots: vec![],
+        require_tls: false,
+        allow_dialback_without_tls: true,
+    }
 }
 
 pub fn free_port() -> u16 {
