@@ -381,3 +381,40 @@ async fn request_flood_holds_at_most_the_transaction_cap() {
     let _ = gw.proc.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 10: a request refused before any state exists (a digest challenge 401, a 403 for
+/// a domain the source may not speak for, a 503 past the source's rate) used to hold a
+/// server transaction with its answer for timer J (32 s, RFC 3261 s17.2.2). Now the
+/// refusal is sent once and the transaction ends (RFC 3261 s8.2.7: a retransmission is
+/// refused again the same way): right after 1,000 refusals, one at a time, none is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_hold_no_transaction() {
+    let dir = scratch_dir("security-tx-refusals").unwrap();
+    let gw = start(&dir, |_| {}).await;
+    let sip = gw.sip;
+    let (codes, _, _) = tokio::task::spawn_blocking(move || {
+        flood(sip, "127.0.0.1:0", 1_000, |i| {
+            let from = if i % 2 == 0 {
+                format!("sip:u{i}@sip.test")
+            } else {
+                format!("sip:u{i}@evil{i}.test")
+            };
+            (from, "sip:alice@sip.test".into())
+        })
+    })
+    .await
+    .unwrap();
+    let held = metric(gw.admin, "sip_server_transactions").await;
+    let peak = metric(gw.admin, "sip_server_transactions_peak").await;
+    println!("codes {codes:?}; {held} held, peak {peak}");
+    assert_eq!(codes.values().sum::<usize>(), 1_000);
+    assert!(!codes.contains_key(&0), "unanswered requests: {codes:?}");
+    assert!(
+        codes.keys().all(|c| [401, 403, 503].contains(c)),
+        "{codes:?}"
+    );
+    assert_eq!(held, 0, "refused requests still hold transactions");
+    assert!(peak <= 2, "{peak} transactions held at once for one-at-a-time requests");
+    let _ = gw.proc.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
