@@ -158,7 +158,7 @@ impl Default for EndpointConfig {
             supported: Vec::new(),
             extra_uri_schemes: Vec::new(),
             tu_queue: 4096,
-            max_server_transactions: 20_000,
+            max_server_transactions: 32_768,
             udp_buffer_bytes: 4 * 1024 * 1024,
         }
     }

@@ -414,7 +414,10 @@ async fn refusals_hold_no_transaction() {
         "{codes:?}"
     );
     assert_eq!(held, 0, "refused requests still hold transactions");
-    assert!(peak <= 2, "{peak} transactions held at once for one-at-a-time requests");
+    assert!(
+        peak <= 2,
+        "{peak} transactions held at once for one-at-a-time requests"
+    );
     let _ = gw.proc.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
