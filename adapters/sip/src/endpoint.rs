@@ -103,7 +103,7 @@ pub struct EndpointConfig {
     pub extra_uri_schemes: Vec<String>,
     /// Capacity of the queue of new requests toward the TU (overflow gets 503).
     pub tu_queue: usize,
-    /// Server transactions held at once (each about 2 KiB while it lasts, up to 32 s over
+    /// Server transactions held at once (each about 2-3 KiB while it lasts, up to 32 s over
     /// UDP); past it new requests get a stateless 503 ([`crate::transaction::stateless`]).
     pub max_server_transactions: usize,
     /// SO_RCVBUF and SO_SNDBUF asked for on each UDP socket, in bytes (the kernel may

@@ -182,13 +182,13 @@ fn the_cap_frees_up_when_timer_j_fires() {
     let now = Instant::now();
     let mut l = layer(2);
     for b in ["z9hG4bK-1", "z9hG4bK-2"] {
-        let req = request("OPTIONS", b, 40);
+        let req = request("MESSAGE", b, 40);
         let Incoming::New(id) = l.handle_request(req.clone(), 1, false, now) else {
             panic!()
         };
         l.respond_final(id, &answer(&req, 200), now).unwrap();
     }
-    let third = request("OPTIONS", "z9hG4bK-3", 40);
+    let third = request("MESSAGE", "z9hG4bK-3", 40);
     assert_eq!(
         l.handle_request(third.clone(), 1, false, now),
         Incoming::Refused
@@ -200,6 +200,25 @@ fn the_cap_frees_up_when_timer_j_fires() {
     assert_eq!(l.stats().peak_server_transactions(), 2);
     assert!(matches!(
         l.handle_request(third, 1, false, j),
+        Incoming::New(_)
+    ));
+}
+
+/// An OPTIONS answer does nothing (RFC 3261 s11), so it is regenerated rather than held:
+/// an unauthenticated request leaves no transaction behind.
+#[test]
+fn rfc3261_s11_options_answers_hold_nothing() {
+    let now = Instant::now();
+    let mut l = layer(100);
+    let req = request("OPTIONS", "z9hG4bK-options", 0);
+    let Incoming::New(id) = l.handle_request(req.clone(), 1, false, now) else {
+        panic!("not new")
+    };
+    l.respond_final(id, &answer(&req, 200), now).unwrap();
+    assert!(l.poll_transmit().is_some());
+    assert_eq!(l.server_count(), 0);
+    assert!(matches!(
+        l.handle_request(req, 1, false, now),
         Incoming::New(_)
     ));
 }

@@ -241,10 +241,10 @@ async fn metric(admin: SocketAddr, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}")) as u64
 }
 
-/// The i-th request of the transaction flood: OPTIONS (answered 200 and held for timer J),
-/// MESSAGE and SUBSCRIBE without credentials from local and made-up domains (401/403),
-/// an unknown method (501) and one without Call-ID (400 from the parser). Every one is
-/// new: its own branch, Call-ID and From tag.
+/// The i-th request of a stranger's flood: OPTIONS (200), MESSAGE and SUBSCRIBE without
+/// credentials from local and made-up domains (401/403), an unknown method (501) and one
+/// without Call-ID (400 from the parser); past the source's rate, 503. None of these
+/// answers is held. Every request is new: its own branch, Call-ID and From tag.
 fn flood_request(i: usize, me: SocketAddr) -> String {
     let (method, from) = match i % 6 {
         0 | 2 | 4 => ("OPTIONS", format!("sip:o{i}@sip.test")),
@@ -272,47 +272,72 @@ fn flood_request(i: usize, me: SocketAddr) -> String {
 }
 
 /// Sends `n` flood requests from a socket bound to `ip` as fast as it can, reading
-/// whatever comes back in between; returns (bytes sent, bytes received).
-fn blast(gw: SocketAddr, ip: &str, n: usize, first: usize) -> (usize, usize) {
+/// whatever comes back in between; returns the bytes sent, the bytes received and the
+/// status codes of the answers. `make` writes the i-th request.
+fn blast(
+    gw: SocketAddr,
+    ip: &str,
+    range: std::ops::Range<usize>,
+    make: fn(usize, SocketAddr) -> String,
+) -> (usize, usize, BTreeMap<u16, usize>) {
     let s = UdpSocket::bind(format!("{ip}:0")).unwrap();
     s.set_nonblocking(true).unwrap();
     let me = s.local_addr().unwrap();
-    let (mut sent, mut back) = (0, 0);
+    let (mut sent, mut back, mut codes) = (0, 0, BTreeMap::new());
     let mut buf = vec![0u8; 65536];
-    let mut drain = |s: &UdpSocket, back: &mut usize| {
+    let mut drain = |s: &UdpSocket, back: &mut usize, codes: &mut BTreeMap<u16, usize>| {
         while let Ok(len) = s.recv(&mut buf) {
             *back += len;
+            if let Some(c) = std::str::from_utf8(&buf[..len.min(12)])
+                .ok()
+                .and_then(|t| t.strip_prefix("SIP/2.0 "))
+                .and_then(|t| t.get(..3)?.parse().ok())
+            {
+                *codes.entry(c).or_default() += 1;
+            }
         }
     };
-    for i in first..first + n {
-        let req = flood_request(i, me);
+    for i in range {
+        let req = make(i, me);
         loop {
             match s.send_to(req.as_bytes(), gw) {
                 Ok(len) => {
                     sent += len;
                     break;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => drain(&s, &mut back),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    drain(&s, &mut back, &mut codes)
+                }
                 Err(e) => panic!("send: {e}"),
             }
         }
-        drain(&s, &mut back);
+        drain(&s, &mut back, &mut codes);
     }
-    s.set_nonblocking(false).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    while let Ok(len) = s.recv(&mut buf) {
-        back += len;
-    }
-    (sent, back)
+    std::thread::sleep(Duration::from_secs(2));
+    drain(&s, &mut back, &mut codes);
+    (sent, back, codes)
+}
+
+/// A MESSAGE from a trusted peer's user to a local user: accepted without digest and
+/// routed, so its transaction holds its answer for timer J.
+fn peer_message(i: usize, me: SocketAddr) -> String {
+    format!(
+        "MESSAGE sip:alice@sip.test SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-pm{i}-{p};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:p{i}@peer.test>;tag=t{i}\r\nTo: <sip:alice@sip.test>\r\n\
+         Call-ID: pm{i}-{p}\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\n\
+         Content-Length: 2\r\n\r\nhi",
+        p = me.port()
+    )
 }
 
 /// Issue 10 ("3 minutes of random SIP input grew RSS from 54 to 271 MB"): every request
 /// used to get a server transaction that held its answer for timer J (RFC 3261 s17.2.2),
-/// refusals included, with no cap. 50,000 distinct requests from 8 source addresses: the
-/// transactions held never exceed `max_server_transactions` (the peak is read from
-/// `/metrics`), the cap was reached (stateless 503s past it, RFC 3261 s8.2.7), fewer bytes
-/// came back than were sent (no amplification), RSS grew within a bound derived from the
-/// cap, and once the held transactions end a legitimate OPTIONS gets its 200.
+/// refusals included, with no cap. 50,000 distinct requests from 8 source addresses, two
+/// of them trusted peers whose MESSAGEs are accepted (202) and so held: the transactions
+/// held never exceed `max_server_transactions` (the peak is read from `/metrics`), the
+/// cap was reached (stateless 503s past it, RFC 3261 s8.2.7), fewer bytes came back than
+/// were sent (no amplification), RSS grew within a bound derived from the cap, and once
+/// the held transactions end a legitimate OPTIONS gets its 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_flood_holds_at_most_the_transaction_cap() {
     const CAP: usize = 500;
@@ -323,22 +348,32 @@ async fn request_flood_holds_at_most_the_transaction_cap() {
         c.sip.endpoint.max_server_transactions = CAP;
         // timer J = 64*T1 = 6.4 s, so the held transactions end soon after the flood
         c.sip.endpoint.t1_ms = 100;
+        c.sip.trusted_peers = vec!["127.0.0.10/31".parse().unwrap()];
     })
     .await;
     let pid = gw.proc.id();
     let before = rss_kib(pid);
     let sip = gw.sip;
-    let (sent, back) = tokio::task::spawn_blocking(move || {
+    let (sent, back, codes) = tokio::task::spawn_blocking(move || {
         let per = N / SOURCES;
         let threads: Vec<_> = (0..SOURCES)
             .map(|k| {
-                std::thread::spawn(move || blast(sip, &format!("127.0.0.{}", 10 + k), per, k * per))
+                // two trusted peers, six strangers
+                let make = if k < 2 { peer_message } else { flood_request };
+                let ip = format!("127.0.0.{}", 10 + k);
+                std::thread::spawn(move || blast(sip, &ip, k * per..(k + 1) * per, make))
             })
             .collect();
-        threads
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        let mut all = (0, 0, BTreeMap::<u16, usize>::new());
+        for t in threads {
+            let (s, b, c) = t.join().unwrap();
+            all.0 += s;
+            all.1 += b;
+            for (code, n) in c {
+                *all.2.entry(code).or_default() += n;
+            }
+        }
+        all
     })
     .await
     .unwrap();
@@ -346,8 +381,8 @@ async fn request_flood_holds_at_most_the_transaction_cap() {
     let peak = metric(gw.admin, "sip_server_transactions_peak").await as usize;
     let refused = metric(gw.admin, "sip_server_transactions_refused").await;
     println!(
-        "peak {peak} transactions, {refused} refused past the cap; {sent} bytes sent, \
-         {back} back; RSS {before} -> {after} KiB"
+        "codes {codes:?}; peak {peak} transactions, {refused} refused past the cap; \
+         {sent} bytes sent, {back} back; RSS {before} -> {after} KiB"
     );
     assert!(peak <= CAP, "{peak} server transactions held, cap {CAP}");
     assert!(refused > 0, "the flood never reached the cap of {CAP}");

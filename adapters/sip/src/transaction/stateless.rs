@@ -23,12 +23,14 @@
 //!   challenge, an untrusted foreign domain's 403): nothing was done the first time, so
 //!   nothing is done twice, and the client transaction absorbs the repeated final
 //!   response (RFC 3261 s17.1.2.2). INVITE keeps its full transaction (timer G/H and the
-//!   ACK, s17.2.1).
+//!   ACK, s17.2.1). Any answer to OPTIONS is treated the same way: it does nothing
+//!   (RFC 3261 s11), so it is regenerated rather than held, and no unauthenticated
+//!   request holds a transaction once answered.
 //!
 //! Measured cost (`tests/interop/tests/security_flood.rs`, the gateway binary under a
-//! flood with the cap off: 6,008 held transactions grew RSS by 13 MiB, queues included):
-//! a held server transaction costs about 2 KiB (its slot, two map entries, the timer, the
-//! response bytes). A compact record (key and response bytes) would still cost the
+//! flood with the cap off: 6,008 held transactions grew RSS by 13 MiB, 4,178 by 15 MiB,
+//! queues included): a held server transaction costs about 2-3 KiB (its slot, two map
+//! entries, the timer, the response bytes, the request while the TU has it). A compact record (key and response bytes) would still cost the
 //! response's 300-600 bytes and a map entry for 32 s per refused request; a stateless
 //! refusal costs nothing once its answer is sent, so refusals are stateless.
 
@@ -41,14 +43,15 @@ use std::time::Instant;
 use super::{
     Incoming, LayerEvent, ServerState, Slot, TransactionError, TransactionLayer, TxId, TxKey,
 };
-use crate::codec::{HeaderName, Request, Response};
+use crate::codec::{HeaderName, Method, Request, Response};
 
 /// The limits of a [`TransactionLayer`]'s server side (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerLimits {
     /// Server transactions held at once; past it new requests are answered statelessly.
     pub max_server_transactions: usize,
-    /// End a non-INVITE transaction as soon as a refusal ([`is_refusal`]) is sent.
+    /// End a non-INVITE transaction as soon as a refusal ([`is_refusal`]) or an answer
+    /// to OPTIONS is sent.
     pub stateless_refusals: bool,
 }
 
@@ -164,17 +167,22 @@ impl<A: Clone> TransactionLayer<A> {
     }
 
     /// The TU answers server transaction `id`; a refusal ([`is_refusal`]) to a non-INVITE
-    /// request ends the transaction at once when [`ServerLimits::stateless_refusals`] is
-    /// on. Otherwise the same as [`TransactionLayer::respond`].
+    /// request, or a final answer to OPTIONS, ends the transaction at once when
+    /// [`ServerLimits::stateless_refusals`] is on. Otherwise the same as
+    /// [`TransactionLayer::respond`].
     pub fn respond_final(
         &mut self,
         id: TxId,
         response: &Response,
         now: Instant,
     ) -> Result<(), TransactionError> {
-        let stateless = self.limits.stateless_refusals && is_refusal(response);
         let source = match self.slots.get(&id) {
-            Some(Slot::Server { tx, source, .. }) if stateless && !tx.invite => {
+            Some(Slot::Server {
+                tx, source, key, ..
+            }) if self.limits.stateless_refusals
+                && !tx.invite
+                && (is_refusal(response) || key_method(key) == &Method::Options) =>
+            {
                 if !matches!(tx.state, ServerState::Trying | ServerState::Proceeding) {
                     return Err(TransactionError::AlreadyCompleted);
                 }
@@ -189,5 +197,11 @@ impl<A: Clone> TransactionLayer<A> {
         self.stats.observe(self.servers.len());
         self.events.push_back(LayerEvent::Terminated { id });
         Ok(())
+    }
+}
+
+fn key_method(key: &TxKey) -> &Method {
+    match key {
+        TxKey::Branch { method, .. } | TxKey::Legacy { method, .. } => method,
     }
 }
