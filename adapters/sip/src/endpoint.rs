@@ -8,8 +8,8 @@
 //! through [`IncomingRequest::respond`]. Retransmissions are absorbed by the transaction
 //! layer: the TU sees each request once and the last response is re-sent. Server
 //! transactions are capped (`max_server_transactions`, stateless 503 past it) and a
-//! refusal (401, 403, a rate-limit 503, ...) ends its transaction at once instead of
-//! holding it for timer J ([`crate::transaction::stateless`]).
+//! refusal (401, 403, a rate-limit 503, ...) ends its transaction at once, leaving only
+//! a bounded compact record of its answer ([`crate::transaction::stateless`]).
 //!
 //! Outgoing requests go through [`Endpoint::send_request`]: the endpoint resolves the
 //! target (RFC 3263 with static overrides, or an explicit address), adds its Via with a

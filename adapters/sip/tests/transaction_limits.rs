@@ -112,9 +112,10 @@ fn past_the_cap_no_answer_outweighs_its_request() {
     );
 }
 
-/// A refusal (401 here) ends a non-INVITE transaction at once: nothing is held for timer
-/// J, and the retransmission is a new request for the TU, refused again. A 200 keeps its
-/// transaction (the retransmission is absorbed and answered from it).
+/// A refusal (401 here) ends a non-INVITE transaction at once: no transaction is held for
+/// timer J, only a compact record, so the retransmission still gets the same bytes
+/// (RFC 3261 s17.2.2) without reaching the TU. Once timer J has passed it is a new request.
+/// A 200 keeps its transaction.
 #[test]
 fn rfc3261_s17_2_2_refusals_end_their_transaction_at_once() {
     let now = Instant::now();
@@ -124,11 +125,20 @@ fn rfc3261_s17_2_2_refusals_end_their_transaction_at_once() {
         panic!("not new")
     };
     l.respond_final(id, &answer(&req, 401), now).unwrap();
-    assert!(l.poll_transmit().is_some());
+    let (_, first) = l.poll_transmit().unwrap();
     assert_eq!(l.server_count(), 0);
     assert_eq!(l.server_state(id), None);
+    assert_eq!(l.stats().records(), 1);
+    let later = now + Duration::from_millis(500);
+    assert_eq!(
+        l.handle_request(req.clone(), 1, false, later),
+        Incoming::Retransmission(id)
+    );
+    assert_eq!(l.poll_transmit(), Some((1, first)));
+    assert_eq!(l.server_count(), 0);
+    let after_j = now + Duration::from_secs(33);
     assert!(matches!(
-        l.handle_request(req.clone(), 1, false, now + Duration::from_millis(500)),
+        l.handle_request(req, 1, false, after_j),
         Incoming::New(_)
     ));
 
@@ -142,6 +152,24 @@ fn rfc3261_s17_2_2_refusals_end_their_transaction_at_once() {
         l.handle_request(ok, 1, false, now + Duration::from_millis(500)),
         Incoming::Retransmission(id)
     );
+}
+
+/// The compact records are bounded by the cap too, the oldest forgotten first: a flood of
+/// refusals never fills anything that would refuse the next request.
+#[test]
+fn compact_records_are_bounded_and_never_refuse() {
+    let now = Instant::now();
+    let mut l = layer(10);
+    for i in 0..1_000 {
+        let req = request("MESSAGE", &format!("z9hG4bK-r{i}"), 0);
+        let Incoming::New(id) = l.handle_request(req.clone(), 1, false, now) else {
+            panic!("request {i} was not taken")
+        };
+        l.respond_final(id, &answer(&req, 403), now).unwrap();
+    }
+    assert_eq!(l.stats().records(), 10);
+    assert_eq!(l.server_count(), 0);
+    assert_eq!(l.stats().refused_over_cap(), 0);
 }
 
 /// A 503 without Retry-After (a failed delivery, whose outcome must stand) and any answer
@@ -204,10 +232,10 @@ fn the_cap_frees_up_when_timer_j_fires() {
     ));
 }
 
-/// An OPTIONS answer does nothing (RFC 3261 s11), so it is regenerated rather than held:
-/// an unauthenticated request leaves no transaction behind.
+/// An OPTIONS answer does nothing (RFC 3261 s11), so it holds no transaction, only a
+/// compact record: an unauthenticated request leaves no transaction behind.
 #[test]
-fn rfc3261_s11_options_answers_hold_nothing() {
+fn rfc3261_s11_options_answers_hold_no_transaction() {
     let now = Instant::now();
     let mut l = layer(100);
     let req = request("OPTIONS", "z9hG4bK-options", 0);
@@ -217,8 +245,9 @@ fn rfc3261_s11_options_answers_hold_nothing() {
     l.respond_final(id, &answer(&req, 200), now).unwrap();
     assert!(l.poll_transmit().is_some());
     assert_eq!(l.server_count(), 0);
-    assert!(matches!(
+    assert_eq!(
         l.handle_request(req, 1, false, now),
-        Incoming::New(_)
-    ));
+        Incoming::Retransmission(id)
+    );
+    assert!(l.poll_transmit().is_some());
 }

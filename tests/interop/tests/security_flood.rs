@@ -263,7 +263,8 @@ fn flood_request(i: usize, me: SocketAddr) -> String {
         _ => ("", ""),
     };
     format!(
-        "{method} sip:alice@sip.test SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-tx{i}-{};rport\r\n\
+        "{method} sip:alice@sip.test SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-tx{i}-{};rport\r\n\
          Max-Forwards: 70\r\nFrom: <{from}>;tag=t{i}\r\nTo: <sip:alice@sip.test>\r\n{call_id}\
          CSeq: 1 {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         me.port(),
@@ -322,7 +323,8 @@ fn blast(
 /// routed, so its transaction holds its answer for timer J.
 fn peer_message(i: usize, me: SocketAddr) -> String {
     format!(
-        "MESSAGE sip:alice@sip.test SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-pm{i}-{p};rport\r\n\
+        "MESSAGE sip:alice@sip.test SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-pm{i}-{p};rport\r\n\
          Max-Forwards: 70\r\nFrom: <sip:p{i}@peer.test>;tag=t{i}\r\nTo: <sip:alice@sip.test>\r\n\
          Call-ID: pm{i}-{p}\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\n\
          Content-Length: 2\r\n\r\nhi",
@@ -387,6 +389,8 @@ async fn request_flood_holds_at_most_the_transaction_cap() {
     assert!(peak <= CAP, "{peak} server transactions held, cap {CAP}");
     assert!(refused > 0, "the flood never reached the cap of {CAP}");
     assert!(back <= sent, "{back} bytes answered {sent} bytes");
+    let records = metric(gw.admin, "sip_refusal_records").await as usize;
+    assert!(records <= CAP, "{records} records past the cap of {CAP}");
     // about 2 KiB per held transaction (deploy/config/defaults.toml), plus the queues
     // a burst fills (transport events, the TU queue) and the allocator's slack
     assert!(
@@ -420,12 +424,13 @@ async fn request_flood_holds_at_most_the_transaction_cap() {
 /// Issue 10: a request refused before any state exists (a digest challenge 401, a 403 for
 /// a domain the source may not speak for, a 503 past the source's rate) used to hold a
 /// server transaction with its answer for timer J (32 s, RFC 3261 s17.2.2). Now the
-/// refusal is sent once and the transaction ends (RFC 3261 s8.2.7: a retransmission is
-/// refused again the same way): right after 1,000 refusals, one at a time, none is held.
+/// transaction ends when the refusal is sent, leaving a compact record of the answer
+/// (bounded by the cap, oldest forgotten first): right after 1,000 refusals, one at a
+/// time, no transaction is held and at most the cap's worth of records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_hold_no_transaction() {
     let dir = scratch_dir("security-tx-refusals").unwrap();
-    let gw = start(&dir, |_| {}).await;
+    let gw = start(&dir, |c| c.sip.endpoint.max_server_transactions = 100).await;
     let sip = gw.sip;
     let (codes, _, _) = tokio::task::spawn_blocking(move || {
         flood(sip, "127.0.0.1:0", 1_000, |i| {
@@ -449,6 +454,8 @@ async fn refusals_hold_no_transaction() {
         "{codes:?}"
     );
     assert_eq!(held, 0, "refused requests still hold transactions");
+    let records = metric(gw.admin, "sip_refusal_records").await;
+    assert!(records <= 100, "{records} records past the cap of 100");
     assert!(
         peak <= 2,
         "{peak} transactions held at once for one-at-a-time requests"

@@ -474,6 +474,7 @@ pub struct TransactionLayer<A> {
     events: VecDeque<LayerEvent<A>>,
     limits: ServerLimits,
     stats: std::sync::Arc<TxStats>,
+    records: stateless::Records<A>,
 }
 
 impl<A: Clone> TransactionLayer<A> {
@@ -490,6 +491,7 @@ impl<A: Clone> TransactionLayer<A> {
             events: VecDeque::new(),
             limits: ServerLimits::default(),
             stats: Default::default(),
+            records: stateless::Records::new(),
         }
     }
 
@@ -535,6 +537,9 @@ impl<A: Clone> TransactionLayer<A> {
             } else {
                 Incoming::Retransmission(id)
             };
+        }
+        if let Some(r) = self.resend_recorded(&key, now) {
+            return r;
         }
         if *request.method() == Method::Ack {
             return Incoming::StrayAck;

@@ -14,27 +14,30 @@
 //!   sender's retransmission (or its transaction timeout) stands in for it. A stateless
 //!   answer is a function of the request (its To tag is a keyed hash of the transaction
 //!   key, [`stateless_tag`]), so a retransmitted request gets the same bytes again.
-//! - **Refusals leave no state** ([`ServerLimits::stateless_refusals`], on in the
-//!   endpoint). A final response to a non-INVITE request whose code says the request
-//!   was not acted upon ([`is_refusal`]: 400, 401, 403, 405, 407, 416, 420, 481, 501, and
-//!   503 with Retry-After) is sent once and the transaction ends at once, instead of
-//!   holding the response for timer J. A retransmission of the request is then a new
-//!   request and is refused again by the same checks (a rate-limit 503, a digest
-//!   challenge, an untrusted foreign domain's 403): nothing was done the first time, so
-//!   nothing is done twice, and the client transaction absorbs the repeated final
-//!   response (RFC 3261 s17.1.2.2). INVITE keeps its full transaction (timer G/H and the
-//!   ACK, s17.2.1). Any answer to OPTIONS is treated the same way: it does nothing
-//!   (RFC 3261 s11), so it is regenerated rather than held, and no unauthenticated
-//!   request holds a transaction once answered.
+//! - **Refusals keep a compact record, not a transaction**
+//!   ([`ServerLimits::stateless_refusals`], on in the endpoint). A final response to a
+//!   non-INVITE request whose code says the request was not acted upon ([`is_refusal`]:
+//!   400, 401, 403, 405, 407, 416, 420, 481, 501, and 503 with Retry-After), or any final
+//!   answer to OPTIONS (which does nothing, RFC 3261 s11), ends its transaction at once.
+//!   Over UDP only a compact record stays for timer J: the key, the destination and the
+//!   response bytes, so a retransmission still gets the same bytes (RFC 3261 s17.2.2).
+//!   The records are at most `max_server_transactions` too and the oldest is forgotten
+//!   first, so they never refuse anything: a flood only shortens how long a refusal is
+//!   remembered, and a retransmission of a forgotten one is a new request, refused again
+//!   by the same checks (a rate-limit 503, a digest challenge, an untrusted foreign
+//!   domain's 403): nothing was done the first time, so nothing is done twice, and the
+//!   client transaction absorbs the repeated final response (RFC 3261 s17.1.2.2). INVITE
+//!   keeps its full transaction (timer G/H and the ACK, s17.2.1).
 //!
 //! Measured cost (`tests/interop/tests/security_flood.rs`, the gateway binary under a
 //! flood with the cap off: 6,008 held transactions grew RSS by 13 MiB, 4,178 by 15 MiB,
 //! queues included): a held server transaction costs about 2-3 KiB (its slot, two map
-//! entries, the timer, the response bytes, the request while the TU has it). A compact record (key and response bytes) would still cost the
-//! response's 300-600 bytes and a map entry for 32 s per refused request; a stateless
-//! refusal costs nothing once its answer is sent, so refusals are stateless.
+//! entries, the timer, the response bytes, the request while the TU has it). A compact
+//! record is the key twice (map and expiry queue), the destination and the response
+//! bytes: about 1 KiB (estimated from the sizes, not measured apart).
 
 use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -51,7 +54,7 @@ pub struct ServerLimits {
     /// Server transactions held at once; past it new requests are answered statelessly.
     pub max_server_transactions: usize,
     /// End a non-INVITE transaction as soon as a refusal ([`is_refusal`]) or an answer
-    /// to OPTIONS is sent.
+    /// to OPTIONS is sent, keeping a compact record of the answer (over UDP).
     pub stateless_refusals: bool,
 }
 
@@ -71,6 +74,7 @@ pub struct TxStats {
     current: AtomicUsize,
     peak: AtomicUsize,
     refused: AtomicUsize,
+    records: AtomicUsize,
 }
 
 impl TxStats {
@@ -87,6 +91,11 @@ impl TxStats {
     /// Requests answered (or dropped) statelessly because the cap was reached.
     pub fn refused_over_cap(&self) -> usize {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Compact records of ended transactions' answers kept now.
+    pub fn records(&self) -> usize {
+        self.records.load(Ordering::Relaxed)
     }
 
     pub(super) fn observe(&self, n: usize) {
@@ -151,6 +160,13 @@ impl<A: Clone> TransactionLayer<A> {
         self.servers.len()
     }
 
+    /// A request matching a compact record: its answer is queued again.
+    pub(super) fn resend_recorded(&mut self, key: &TxKey, now: Instant) -> Option<Incoming> {
+        let (dest, bytes, id) = self.records.get(key, now)?;
+        self.transmit.push_back((dest, bytes));
+        Some(Incoming::Retransmission(id))
+    }
+
     /// True when a new request must get no transaction.
     pub(super) fn at_cap(&self) -> bool {
         self.servers.len() >= self.limits.max_server_transactions
@@ -167,9 +183,9 @@ impl<A: Clone> TransactionLayer<A> {
     }
 
     /// The TU answers server transaction `id`; a refusal ([`is_refusal`]) to a non-INVITE
-    /// request, or a final answer to OPTIONS, ends the transaction at once when
-    /// [`ServerLimits::stateless_refusals`] is on. Otherwise the same as
-    /// [`TransactionLayer::respond`].
+    /// request, or a final answer to OPTIONS, ends the transaction at once, leaving a
+    /// compact record over UDP, when [`ServerLimits::stateless_refusals`] is on. Otherwise
+    /// the same as [`TransactionLayer::respond`].
     pub fn respond_final(
         &mut self,
         id: TxId,
@@ -190,11 +206,21 @@ impl<A: Clone> TransactionLayer<A> {
             }
             _ => return self.respond(id, response, now),
         };
-        self.transmit.push_back((source, response.to_bytes()));
-        if let Some(Slot::Server { key, .. }) = self.slots.remove(&id) {
+        let bytes = response.to_bytes();
+        self.transmit.push_back((source.clone(), bytes.clone()));
+        if let Some(Slot::Server { key, tx, .. }) = self.slots.remove(&id) {
             self.servers.remove(&key);
+            if !tx.reliable {
+                let until = now + 64 * self.timers.t1;
+                let cap = self.limits.max_server_transactions;
+                self.records
+                    .insert(key, (source, bytes, id), until, cap, now);
+            }
         }
         self.stats.observe(self.servers.len());
+        self.stats
+            .records
+            .store(self.records.len(), Ordering::Relaxed);
         self.events.push_back(LayerEvent::Terminated { id });
         Ok(())
     }
@@ -203,5 +229,65 @@ impl<A: Clone> TransactionLayer<A> {
 fn key_method(key: &TxKey) -> &Method {
     match key {
         TxKey::Branch { method, .. } | TxKey::Legacy { method, .. } => method,
+    }
+}
+
+/// Compact records of answers whose transaction ended early (see the module docs): the
+/// transaction key, where the answer went, its bytes and the id it had, for timer J;
+/// at most `cap` of them, the oldest forgotten first.
+#[derive(Debug)]
+pub(super) struct Records<A> {
+    map: HashMap<TxKey, (A, bytes::Bytes, TxId)>,
+    order: VecDeque<(Instant, TxKey)>,
+}
+
+impl<A: Clone> Records<A> {
+    pub(super) fn new() -> Self {
+        Records {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn purge(&mut self, now: Instant) {
+        while let Some((t, _)) = self.order.front() {
+            if *t > now {
+                break;
+            }
+            if let Some((_, k)) = self.order.pop_front() {
+                self.map.remove(&k);
+            }
+        }
+    }
+
+    fn insert(
+        &mut self,
+        key: TxKey,
+        rec: (A, bytes::Bytes, TxId),
+        until: Instant,
+        cap: usize,
+        now: Instant,
+    ) {
+        self.purge(now);
+        while self.map.len() >= cap.max(1) {
+            match self.order.pop_front() {
+                Some((_, k)) => {
+                    self.map.remove(&k);
+                }
+                None => break,
+            }
+        }
+        if self.map.insert(key.clone(), rec).is_none() {
+            self.order.push_back((until, key));
+        }
+    }
+
+    fn get(&mut self, key: &TxKey, now: Instant) -> Option<(A, bytes::Bytes, TxId)> {
+        self.purge(now);
+        self.map.get(key).cloned()
     }
 }
