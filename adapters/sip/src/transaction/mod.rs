@@ -6,8 +6,8 @@
 //!   the ACK (the gateway does not do calls).
 //! - [`TransactionLayer`]: matching (branch per s17.1.3/s17.2.3, RFC 2543 fallback), a
 //!   timer heap and the queues the tokio layer drains.
-//! - [`stateless`]: the cap on server transactions and refusals that keep no state
-//!   ([`ServerLimits`], [`TxStats`]); [`key`]: the matching keys.
+//! - [`stateless`]: the cap on server transactions and refusals that keep only a record
+//!   ([`ServerLimits`], [`TxStats`]); `key`: the matching keys ([`TxKey`]).
 //!
 //! No clock and no sockets: time comes in as `Instant` arguments, output leaves through
 //! `poll_transmit`, `poll_event` and `poll_timeout`.
@@ -23,7 +23,7 @@ use bytes::Bytes;
 use crate::codec::{Method, Request, Response};
 
 mod key;
-mod stateless;
+pub mod stateless;
 pub use key::TxKey;
 pub use stateless::{is_refusal, stateless_tag, ServerLimits, TxStats};
 
