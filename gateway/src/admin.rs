@@ -47,6 +47,8 @@ pub struct AdminState {
     pub sip_store: Arc<GatewaySipStore>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The SIP endpoint's server-transaction counters, when SIP runs.
+    pub sip_transactions: Option<Arc<cpim_sip::transaction::TxStats>>,
     /// The required bearer token (an empty one refuses every request but `/health`).
     pub token: String,
     /// The host names accepted in `Host` (lower case, see [`allowed_hosts`]).
@@ -234,6 +236,9 @@ async fn metrics(State(st): S, h: HeaderMap) -> Response {
             .set(i64::from(l.up));
     }
     st.metrics.subscriptions.set(st.presence.count() as i64);
+    if let Some(t) = &st.sip_transactions {
+        st.metrics.sip_transactions(t);
+    }
     if let Ok(d) = st.store.queue_depth() {
         st.metrics.queue_depth.set(d as i64);
     }

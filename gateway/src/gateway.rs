@@ -325,6 +325,7 @@ impl Gateway {
         let mut handles = Vec::new();
         let mut failed: Vec<LinkStatus> = Vec::new();
         let mut sip_addrs = Vec::new();
+        let mut sip_transactions = None;
         let mut json_addrs = (None, None);
         for name in &cfg.adapters {
             match name.as_str() {
@@ -336,6 +337,7 @@ impl Gateway {
                             .iter()
                             .map(|(t, a)| (format!("{t:?}").to_ascii_lowercase(), *a))
                             .collect();
+                        sip_transactions = Some(h.endpoint().transaction_stats());
                         handles.push(Handle::Sip(h));
                     }
                     Err(e) => failed.push(adapter_failed("sip", &e.to_string())),
@@ -399,6 +401,7 @@ impl Gateway {
                 store: store.clone(),
                 sip_store,
                 metrics: metrics.clone(),
+                sip_transactions,
                 token: cfg.admin.token.clone().unwrap_or_default(),
                 hosts: admin::allowed_hosts(cfg.admin.listen, &cfg.admin.allowed_hosts),
                 run: run.clone(),

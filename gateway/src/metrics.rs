@@ -44,6 +44,10 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// 1 per link that is up, 0 per link that is down.
     pub links: Family<LinkLabels, Gauge>,
+    /// SIP server transactions: held now, the most held at once, requests refused
+    /// statelessly past `sip.endpoint.max_server_transactions`, compact records of
+    /// refusals kept.
+    pub sip_server_transactions: [Gauge; 4],
 }
 
 /// The outcome class of a status code.
@@ -94,7 +98,26 @@ impl Metrics {
         );
         let links = Family::<LinkLabels, Gauge>::default();
         registry.register("link_up", "1 if the link is up, 0 if down", links.clone());
+        let sip_server_transactions: [Gauge; 4] = Default::default();
+        for (g, (name, help)) in sip_server_transactions.iter().zip([
+            ("sip_server_transactions", "SIP server transactions held"),
+            (
+                "sip_server_transactions_peak",
+                "The most SIP server transactions held at once since start",
+            ),
+            (
+                "sip_server_transactions_refused",
+                "SIP requests answered statelessly past the server-transaction cap",
+            ),
+            (
+                "sip_refusal_records",
+                "Compact records of SIP refusals kept for retransmissions",
+            ),
+        ]) {
+            registry.register(name, help, g.clone());
+        }
         Metrics {
+            sip_server_transactions,
             registry,
             operations,
             delivery_latency,
@@ -114,6 +137,15 @@ impl Metrics {
                 outcome: class(code),
             })
             .inc();
+    }
+
+    /// Copies the SIP endpoint's transaction counters into the gauges.
+    pub fn sip_transactions(&self, t: &cpim_sip::transaction::TxStats) {
+        let [now, peak, refused, records] = &self.sip_server_transactions;
+        now.set(t.server_transactions() as i64);
+        peak.set(t.peak_server_transactions() as i64);
+        refused.set(t.refused_over_cap() as i64);
+        records.set(t.records() as i64);
     }
 
     /// The text exposition.

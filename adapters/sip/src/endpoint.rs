@@ -6,7 +6,10 @@
 //! New requests pass the UAS checks of RFC 3261 s8.2 ([`Policy`]: 405/501 with Allow, 416,
 //! 420 with Unsupported) and then go to the TU through [`IncomingRequests`]; the TU answers
 //! through [`IncomingRequest::respond`]. Retransmissions are absorbed by the transaction
-//! layer: the TU sees each request once and the last response is re-sent.
+//! layer: the TU sees each request once and the last response is re-sent. Server
+//! transactions are capped (`max_server_transactions`, stateless 503 past it) and a
+//! refusal (401, 403, a rate-limit 503, ...) ends its transaction at once, leaving only
+//! a bounded compact record of its answer ([`crate::transaction::stateless`]).
 //!
 //! Outgoing requests go through [`Endpoint::send_request`]: the endpoint resolves the
 //! target (RFC 3263 with static overrides, or an explicit address), adds its Via with a
@@ -36,7 +39,7 @@ use crate::codec::framing::Limits;
 use crate::codec::{
     new_branch, HeaderName, Method, Policy, Request, Response, Scheme, SipMessage, Uri,
 };
-use crate::transaction::{Incoming, LayerEvent, Timers, TransactionLayer, TxId};
+use crate::transaction::{LayerEvent, ServerLimits, Timers, TransactionLayer, TxId, TxStats};
 use crate::transport::peer;
 use crate::transport::resolve::{ResolveError, ResolvedTarget, Resolver, StaticTarget};
 use crate::transport::{
@@ -105,6 +108,9 @@ pub struct EndpointConfig {
     pub extra_uri_schemes: Vec<String>,
     /// Capacity of the queue of new requests toward the TU (overflow gets 503).
     pub tu_queue: usize,
+    /// Server transactions held at once (each about 2-3 KiB while it lasts, up to 32 s over
+    /// UDP); past it new requests get a stateless 503 ([`crate::transaction::stateless`]).
+    pub max_server_transactions: usize,
     /// SO_RCVBUF and SO_SNDBUF asked for on each UDP socket, in bytes (the kernel may
     /// cap it at `net.core.rmem_max`/`wmem_max`); the kernel default (about 208 KiB)
     /// drops datagrams under bursts. 0 keeps the kernel default.
@@ -157,6 +163,7 @@ impl Default for EndpointConfig {
             supported: Vec::new(),
             extra_uri_schemes: Vec::new(),
             tu_queue: 4096,
+            max_server_transactions: 32_768,
             udp_buffer_bytes: 4 * 1024 * 1024,
         }
     }
@@ -317,6 +324,7 @@ struct Inner {
     transports: Arc<Transports>,
     resolver: Resolver,
     config: EndpointConfig,
+    stats: Arc<TxStats>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -412,8 +420,14 @@ impl Endpoint {
         };
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (tu_tx, tu_rx) = mpsc::channel(config.tu_queue.max(1));
+        let mut layer = TransactionLayer::new(timers);
+        layer.set_limits(ServerLimits {
+            max_server_transactions: config.max_server_transactions.max(1),
+            stateless_refusals: true,
+        });
+        let stats = layer.stats();
         let core = Core {
-            layer: TransactionLayer::new(timers),
+            layer,
             transports: transports.clone(),
             policy,
             tu: tu_tx,
@@ -428,11 +442,17 @@ impl Endpoint {
                     transports,
                     resolver,
                     config,
+                    stats,
                     task,
                 }),
             },
             IncomingRequests { rx: tu_rx },
         ))
+    }
+
+    /// Counters of the server transactions (held now, peak, refused past the cap).
+    pub fn transaction_stats(&self) -> Arc<TxStats> {
+        Arc::clone(&self.inner.stats)
     }
 
     /// Bound listener addresses.
@@ -633,7 +653,7 @@ impl Core {
                 },
                 cmd = cmds.recv() => match cmd {
                     Some(Command::Respond { id, response }) => {
-                        if let Err(e) = self.layer.respond(id, &response, now()) {
+                        if let Err(e) = self.layer.respond_final(id, &response, now()) {
                             tracing::debug!(error = %e, "response not sent");
                         }
                     }
@@ -721,12 +741,7 @@ impl Core {
                     conn: r.conn,
                 };
                 let reliable = r.transport.is_reliable();
-                match self.layer.handle_request(req, dest, reliable, now()) {
-                    Incoming::New(_)
-                    | Incoming::Retransmission(_)
-                    | Incoming::Ack(_)
-                    | Incoming::StrayAck => {}
-                }
+                self.layer.handle_request(req, dest, reliable, now());
             }
             SipMessage::Response(resp) => {
                 if self.layer.handle_response(resp, now()).is_none() {
@@ -744,13 +759,15 @@ impl Core {
         reason: &str,
         headers: &[(HeaderName, String)],
     ) {
-        let mut b = Response::for_request(request, code, Some(reason));
+        // a function of the request (stateless_tag): a retransmission gets the same bytes
+        let tag = crate::transaction::stateless_tag(request);
+        let mut b = Response::for_request_tagged(request, code, Some(reason), Some(&tag));
         for (n, v) in headers {
             b = b.header(*n, v);
         }
         match b.build_response() {
             Ok(resp) => {
-                let _ = self.layer.respond(id, &resp, now());
+                let _ = self.layer.respond_final(id, &resp, now());
             }
             Err(e) => tracing::warn!(error = %e, "could not build error response"),
         }

@@ -35,7 +35,10 @@
 //! ## `transaction` -- RFC 3261 s17, sans-IO
 //! [`transaction::ClientTransaction`], [`transaction::ServerTransaction`] and the
 //! [`transaction::TransactionLayer`] that matches and times them. The TU normally does not
-//! use these directly: the endpoint drives them.
+//! use these directly: the endpoint drives them. Server transactions are capped
+//! (`max_server_transactions`: past it a stateless 503, never longer than the request)
+//! and a refusal ends its transaction at once, leaving a bounded compact record of its
+//! answer ([`transaction::stateless`]); the counts are in `Endpoint::transaction_stats()`.
 //!
 //! ## `endpoint` -- the tokio layer for the TU
 //! - `Endpoint::bind(EndpointConfig).await -> Result<(Endpoint, IncomingRequests),

@@ -177,6 +177,11 @@ impl SipConfig {
             return Err(ConfigError::NoAlgorithm);
         }
         self.limits.validate().map_err(ConfigError::SourceLimits)?;
+        if self.endpoint.max_server_transactions == 0 {
+            return Err(ConfigError::SourceLimits(
+                "sip.endpoint.max_server_transactions must be > 0".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -352,6 +357,15 @@ mod tests {
         assert!(!c.user_exists("nobody", "sip.test"));
         assert!(c.user_exists("bob", "other.test"));
         assert!(!c.user_exists("bob", "sip.test"));
+    }
+
+    #[test]
+    fn validate_rejects_a_zero_transaction_cap() {
+        let mut c = SipConfig::default();
+        c.endpoint.max_server_transactions = 0;
+        assert!(
+            matches!(c.validate(), Err(ConfigError::SourceLimits(e)) if e.contains("max_server_transactions"))
+        );
     }
 
     #[test]

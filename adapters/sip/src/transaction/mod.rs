@@ -6,6 +6,8 @@
 //!   the ACK (the gateway does not do calls).
 //! - [`TransactionLayer`]: matching (branch per s17.1.3/s17.2.3, RFC 2543 fallback), a
 //!   timer heap and the queues the tokio layer drains.
+//! - [`stateless`]: the cap on server transactions and refusals that keep only a record
+//!   ([`ServerLimits`], [`TxStats`]); `key`: the matching keys ([`TxKey`]).
 //!
 //! No clock and no sockets: time comes in as `Instant` arguments, output leaves through
 //! `poll_transmit`, `poll_event` and `poll_timeout`.
@@ -19,6 +21,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::{Method, Request, Response};
+
+mod key;
+pub mod stateless;
+pub use key::TxKey;
+pub use stateless::{is_refusal, stateless_tag, ServerLimits, TxStats};
 
 /// Timer base values (RFC 3261 s17.1.1.1, table 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,94 +64,6 @@ pub enum TransactionError {
     /// The request has no top Via branch and cannot start a client transaction.
     #[error("request has no Via branch")]
     NoBranch,
-}
-
-/// The key a transaction is matched by.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum TxKey {
-    /// RFC 3261 matching: branch (with the magic cookie), sent-by, method (ACK counts as
-    /// INVITE). Client keys leave `sent_by` empty (s17.1.3 matches branch + CSeq method).
-    Branch {
-        /// Via branch.
-        branch: Box<str>,
-        /// Via sent-by (servers only).
-        sent_by: Box<str>,
-        /// Method (ACK mapped to INVITE).
-        method: Method,
-    },
-    /// RFC 2543 fallback (s17.2.3): Request-URI, From tag, Call-ID, CSeq number, top Via.
-    Legacy {
-        /// Request-URI.
-        uri: Box<str>,
-        /// From tag.
-        from_tag: Box<str>,
-        /// Call-ID.
-        call_id: Box<str>,
-        /// CSeq number.
-        cseq: u32,
-        /// Method (ACK mapped to INVITE).
-        method: Method,
-        /// Top Via as written.
-        via: Box<str>,
-    },
-}
-
-fn match_method(m: &Method) -> Method {
-    if *m == Method::Ack {
-        Method::Invite
-    } else {
-        m.clone()
-    }
-}
-
-impl TxKey {
-    /// The server-side key of a received request.
-    pub fn for_server(req: &Request) -> TxKey {
-        let via = req.top_via();
-        let method = match_method(req.method());
-        match via.and_then(|v| v.branch().map(|b| (b, v))) {
-            // RFC 4475 s3.2.1: a bare magic cookie identifies nothing
-            Some((branch, v)) if branch.len() > 7 && branch.starts_with("z9hG4bK") => {
-                TxKey::Branch {
-                    branch: branch.into(),
-                    sent_by: v.sent_by().to_ascii_lowercase().into(),
-                    method,
-                }
-            }
-            _ => TxKey::Legacy {
-                uri: req.uri_str().into(),
-                from_tag: req.from_tag().unwrap_or("").into(),
-                call_id: req.call_id().into(),
-                cseq: req.cseq().seq,
-                method,
-                via: req
-                    .list(crate::codec::HeaderName::Via)
-                    .next()
-                    .unwrap_or("")
-                    .into(),
-            },
-        }
-    }
-
-    /// The client-side key of a response (branch + CSeq method, s17.1.3).
-    pub fn for_response(resp: &Response) -> Option<TxKey> {
-        let branch = resp.top_via()?.branch()?.to_string();
-        Some(TxKey::Branch {
-            branch: branch.into(),
-            sent_by: "".into(),
-            method: match_method(&resp.cseq().method),
-        })
-    }
-
-    /// The client-side key of a request we send.
-    pub fn for_client(req: &Request) -> Option<TxKey> {
-        let branch = req.branch()?.to_string();
-        Some(TxKey::Branch {
-            branch: branch.into(),
-            sent_by: "".into(),
-            method: match_method(req.method()),
-        })
-    }
 }
 
 /// State of a non-INVITE client transaction (s17.1.2.2, figure 6).
@@ -520,6 +439,9 @@ pub enum Incoming {
     Ack(TxId),
     /// An ACK for no known transaction (for a 2xx, which the gateway never sends): dropped.
     StrayAck,
+    /// A new request past [`ServerLimits::max_server_transactions`]: answered statelessly
+    /// (503) or dropped, no transaction (see [`stateless`]).
+    Refused,
 }
 
 #[derive(Debug)]
@@ -550,6 +472,9 @@ pub struct TransactionLayer<A> {
     heap: BinaryHeap<Reverse<(Instant, TxId)>>,
     transmit: VecDeque<(A, Bytes)>,
     events: VecDeque<LayerEvent<A>>,
+    limits: ServerLimits,
+    stats: std::sync::Arc<TxStats>,
+    records: stateless::Records<A>,
 }
 
 impl<A: Clone> TransactionLayer<A> {
@@ -564,6 +489,9 @@ impl<A: Clone> TransactionLayer<A> {
             heap: BinaryHeap::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            limits: ServerLimits::default(),
+            stats: Default::default(),
+            records: stateless::Records::new(),
         }
     }
 
@@ -610,8 +538,14 @@ impl<A: Clone> TransactionLayer<A> {
                 Incoming::Retransmission(id)
             };
         }
+        if let Some(r) = self.resend_recorded(&key, now) {
+            return r;
+        }
         if *request.method() == Method::Ack {
             return Incoming::StrayAck;
+        }
+        if self.at_cap() {
+            return self.refuse_over_cap(&request, source);
         }
         let id = self.alloc();
         let tx = ServerTransaction::new(request.method(), reliable, self.timers);
@@ -624,6 +558,7 @@ impl<A: Clone> TransactionLayer<A> {
                 source: source.clone(),
             },
         );
+        self.stats.observe(self.servers.len());
         self.events.push_back(LayerEvent::Request {
             id,
             request,
@@ -723,6 +658,7 @@ impl<A: Clone> TransactionLayer<A> {
                 }
                 Some(Slot::Server { key, .. }) => {
                     self.servers.remove(&key);
+                    self.stats.observe(self.servers.len());
                 }
                 None => {}
             }
