@@ -299,6 +299,11 @@ path = {store:?}
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(up, "the gateway did not start");
+    // Flood only once the gateway has started in full: SIP accepts before the admin API
+    // is bound, and a bind without a descriptor fails the start.
+    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let health = first_answer(admin, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "admin before: {health:?}");
     let mut held = Vec::new();
     for _ in 0..150 {
         if let Ok(s) = TcpStream::connect(addr).await {
@@ -339,7 +344,6 @@ path = {store:?}
         "no answer after the descriptors came back: {answer:?}"
     );
     // the admin API and the s2s listener accept again too
-    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
     let health = first_answer(admin, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
     assert!(health.starts_with("HTTP/1.1 200"), "admin: {health:?}");
     let s2s: SocketAddr = format!("127.0.0.1:{s2s_port}").parse().unwrap();
