@@ -11,6 +11,8 @@
 //!   ends in two, is refused;
 //! - internationalized names in A-labels (IDNA2008 with UTS #46 mapping, RFC 5891 s5 /
 //!   RFC 7622 s3.2: `bücher.test` becomes `xn--bcher-kva.test`), through the `idna` crate;
+//!   the result then obeys the rules above (UTS #46 maps `。` to a dot, so `bücher.test。` is
+//!   `xn--bcher-kva.test` and `bücher..test` is refused): the form is a fixed point;
 //! - IP literals (`192.0.2.1`, `[2001:db8::1]`) kept as they are, lower-cased.
 //!
 //! [`crate::Address`] stores its domain in this form, so every comparison of parsed
@@ -49,9 +51,15 @@ pub fn canonical(domain: &str) -> Result<Cow<'_, str>, DomainError> {
         // processing of an ASCII name would reject names DNS allows (underscores).
         return Ok(lower(trimmed, domain.len() != trimmed.len()));
     }
-    idna::domain_to_ascii(trimmed)
-        .map(Cow::Owned)
-        .map_err(|_| DomainError::Idna(domain.to_owned()))
+    let ascii =
+        idna::domain_to_ascii(trimmed).map_err(|_| DomainError::Idna(domain.to_owned()))?;
+    // UTS #46 maps other full stops (U+3002...) to '.' and keeps empty labels: the A-label
+    // form goes through the ASCII rules too, so that the canonical form is a fixed point
+    // (canonical(canonical(x)) == canonical(x)) and never holds an empty label.
+    match canonical(&ascii) {
+        Ok(c) => Ok(Cow::Owned(c.into_owned())),
+        Err(_) => Err(DomainError::Empty(domain.to_owned())),
+    }
 }
 
 fn lower(s: &str, changed: bool) -> Cow<'_, str> {
@@ -104,6 +112,22 @@ mod tests {
         assert_eq!(canonical("bücher.test").unwrap(), "xn--bcher-kva.test");
         assert_eq!(canonical("BÜCHER.test.").unwrap(), "xn--bcher-kva.test");
         assert!(same("bücher.test", "XN--BCHER-KVA.test"));
+    }
+
+    /// Found by the `domain` fuzz target: IDNA processing of a non-ASCII name with an
+    /// empty label gave `!..xn-- \np-vjc`, a form the ASCII rules refuse (not a fixed
+    /// point); and an ideographic full stop at the end became a trailing dot.
+    #[test]
+    fn idn_output_obeys_the_ascii_rules() {
+        assert!(canonical("!.. \n\u{338}P").is_err());
+        assert!(canonical("b\u{fc}cher..test").is_err());
+        assert_eq!(canonical("b\u{fc}cher.test\u{3002}").unwrap(), "xn--bcher-kva.test");
+        assert!(canonical("b\u{fc}cher.test\u{3002}\u{3002}").is_err());
+        for s in ["b\u{fc}cher.test", "x\u{3002}y", "\u{338}P"] {
+            if let Ok(c) = canonical(s) {
+                assert_eq!(canonical(&c).unwrap(), c, "{s:?}");
+            }
+        }
     }
 
     #[test]
