@@ -13,7 +13,8 @@
 //!   RFC 7622 s3.2: `bücher.test` becomes `xn--bcher-kva.test`), through the `idna` crate;
 //!   the result then obeys the rules above (UTS #46 maps `。` to a dot, so `bücher.test。` is
 //!   `xn--bcher-kva.test` and `bücher..test` is refused): the form is a fixed point;
-//! - IP literals (`192.0.2.1`, `[2001:db8::1]`) kept as they are, lower-cased.
+//! - IPv4 addresses (`192.0.2.1`) kept as they are; IPv6 literals (`[2001:DB8:0::1]`) in
+//!   their RFC 5952 form (`[2001:db8::1]`); anything else in brackets is refused.
 //!
 //! [`crate::Address`] stores its domain in this form, so every comparison of parsed
 //! addresses is canonical; configured domain lists go through [`canonical`] once at
@@ -28,6 +29,9 @@ pub enum DomainError {
     /// Empty, a lone dot, an empty label or a trailing `..`.
     #[error("empty domain or label in {0:?}")]
     Empty(String),
+    /// Starts with `[` but is not an IPv6 address in brackets (RFC 3986 s3.2.2).
+    #[error("not an IPv6 literal: {0:?}")]
+    IpLiteral(String),
     /// IDNA processing (RFC 5891 / UTS #46) refused it.
     #[error("not a valid internationalized domain name: {0:?}")]
     Idna(String),
@@ -39,9 +43,16 @@ pub fn canonical(domain: &str) -> Result<Cow<'_, str>, DomainError> {
     if trimmed.is_empty() || trimmed.ends_with('.') || trimmed.starts_with('.') {
         return Err(DomainError::Empty(domain.to_owned()));
     }
-    if trimmed.starts_with('[') {
-        // An IPv6 literal (RFC 3986 IP-literal): no labels, no IDNA.
-        return Ok(lower(trimmed, domain.len() != trimmed.len()));
+    if let Some(inner) = trimmed.strip_prefix('[') {
+        // An IPv6 literal (RFC 3986 s3.2.2 IP-literal): no labels, no IDNA; written in
+        // the RFC 5952 form, so `[2001:DB8:0::1]` is `[2001:db8::1]`. Anything else in
+        // brackets is not a domain (found by the `domain` fuzz target: `[` followed by
+        // any text, non-ASCII included, was kept as it was).
+        return inner
+            .strip_suffix(']')
+            .and_then(|a| a.parse::<std::net::Ipv6Addr>().ok())
+            .map(|a| Cow::Owned(format!("[{a}]")))
+            .ok_or_else(|| DomainError::IpLiteral(domain.to_owned()));
     }
     if trimmed.is_ascii() {
         if trimmed.contains("..") {
@@ -134,5 +145,16 @@ mod tests {
     fn ip_literals_pass() {
         assert_eq!(canonical("192.0.2.1").unwrap(), "192.0.2.1");
         assert_eq!(canonical("[2001:DB8::1]").unwrap(), "[2001:db8::1]");
+        assert_eq!(canonical("[2001:DB8:0:0::1]").unwrap(), "[2001:db8::1]");
+        assert!(same("[::1]", "[0:0::1]."));
+    }
+
+    /// Found by the `domain` fuzz target: `[@\u{738}P~&` was kept as a "literal", non-ASCII
+    /// and all.
+    #[test]
+    fn brackets_hold_an_ipv6_address_or_nothing() {
+        for s in ["[@\u{738}P~&", "[", "[]", "[::1", "[evil.test]", "[192.0.2.1]", "[::1]x"] {
+            assert!(canonical(s).is_err(), "{s:?}");
+        }
     }
 }
