@@ -290,7 +290,8 @@ pub fn to_jid(addr: &Address, home: Home) -> Result<String, MapError> {
 }
 
 /// Reads a JID in wire form (no scheme, XEP-0106 escaped for `home`) into an
-/// [`Address`] with scheme `xmpp`; the resource becomes the instance.
+/// [`Address`] with scheme `xmpp`; the resource becomes the instance. Refuses what
+/// [`to_jid`] could not write back (so every address read from the wire can be answered).
 pub fn from_jid(jid: &str, home: Home) -> Result<Address, MapError> {
     // RFC 7622 s3.1: the resource starts at the first '/', the localpart ends at the
     // first '@' before it.
@@ -306,7 +307,12 @@ pub fn from_jid(jid: &str, home: Home) -> Result<Address, MapError> {
     let user = match local {
         Some(l) => {
             check_localpart(l)?;
-            Some(unescape_localpart(l, home)?)
+            let user = unescape_localpart(l, home)?;
+            // A lax spelling (a bare `\`, which a SIP-homed JID writes as `\5c`) may
+            // write back longer than RFC 7622 s3.1 allows: refuse it here, where it is read
+            // (found by the `jid` fuzz target).
+            escape_localpart(&user, home)?;
+            Some(user)
         }
         None => None,
     };
@@ -508,6 +514,19 @@ mod tests {
             }
         }
         assert!(from_jid("a@b\u{fc}cher.test", Home::Xmpp).is_ok());
+    }
+
+    /// RFC 7622 s3.1, found by the `jid` fuzz target: 400 bare backslashes are a valid
+    /// localpart, but a SIP-homed one writes back as 1200 bytes (`\5c` each).
+    #[test]
+    fn from_jid_refuses_a_localpart_that_writes_back_too_long() {
+        let j = format!("{}@sip.test", "\\".repeat(400));
+        assert!(matches!(
+            from_jid(&j, Home::Sip),
+            Err(MapError::TooLong { part: "localpart", .. })
+        ));
+        let a = from_jid(&format!("{}@sip.test", "\\".repeat(300)), Home::Sip).unwrap();
+        assert_eq!(a.user.as_deref(), Some("\\".repeat(300).as_str()));
     }
 
     #[test]
