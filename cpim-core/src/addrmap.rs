@@ -504,11 +504,22 @@ mod tests {
     /// accepted, and then could not be written back (or would change meaning).
     #[test]
     fn from_jid_refuses_a_domainpart_to_jid_cannot_write() {
-        for j in ["a@evil test", "\u{6a6}+ ", "a@evil\u{a0}test", "a@evil\u{ff0f}x.test"] {
+        for j in [
+            "a@evil test",
+            "\u{6a6}+ ",
+            "a@evil\u{a0}test",
+            "a@evil\u{ff0f}x.test",
+        ] {
             for home in [Home::Sip, Home::Xmpp] {
                 let got = from_jid(j, home);
                 assert!(
-                    matches!(got, Err(MapError::Forbidden { part: "domainpart", .. })),
+                    matches!(
+                        got,
+                        Err(MapError::Forbidden {
+                            part: "domainpart",
+                            ..
+                        })
+                    ),
                     "{j:?}: {got:?}"
                 );
             }
@@ -523,7 +534,10 @@ mod tests {
         let j = format!("{}@sip.test", "\\".repeat(400));
         assert!(matches!(
             from_jid(&j, Home::Sip),
-            Err(MapError::TooLong { part: "localpart", .. })
+            Err(MapError::TooLong {
+                part: "localpart",
+                ..
+            })
         ));
         let a = from_jid(&format!("{}@sip.test", "\\".repeat(300)), Home::Sip).unwrap();
         assert_eq!(a.user.as_deref(), Some("\\".repeat(300).as_str()));

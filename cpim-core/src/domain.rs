@@ -62,8 +62,7 @@ pub fn canonical(domain: &str) -> Result<Cow<'_, str>, DomainError> {
         // processing of an ASCII name would reject names DNS allows (underscores).
         return Ok(lower(trimmed, domain.len() != trimmed.len()));
     }
-    let ascii =
-        idna::domain_to_ascii(trimmed).map_err(|_| DomainError::Idna(domain.to_owned()))?;
+    let ascii = idna::domain_to_ascii(trimmed).map_err(|_| DomainError::Idna(domain.to_owned()))?;
     // UTS #46 maps other full stops (U+3002...) to '.' and keeps empty labels: the A-label
     // form goes through the ASCII rules too, so that the canonical form is a fixed point
     // (canonical(canonical(x)) == canonical(x)) and never holds an empty label.
@@ -132,7 +131,10 @@ mod tests {
     fn idn_output_obeys_the_ascii_rules() {
         assert!(canonical("!.. \n\u{338}P").is_err());
         assert!(canonical("b\u{fc}cher..test").is_err());
-        assert_eq!(canonical("b\u{fc}cher.test\u{3002}").unwrap(), "xn--bcher-kva.test");
+        assert_eq!(
+            canonical("b\u{fc}cher.test\u{3002}").unwrap(),
+            "xn--bcher-kva.test"
+        );
         assert!(canonical("b\u{fc}cher.test\u{3002}\u{3002}").is_err());
         for s in ["b\u{fc}cher.test", "x\u{3002}y", "\u{338}P"] {
             if let Ok(c) = canonical(s) {
@@ -153,7 +155,15 @@ mod tests {
     /// and all.
     #[test]
     fn brackets_hold_an_ipv6_address_or_nothing() {
-        for s in ["[@\u{738}P~&", "[", "[]", "[::1", "[evil.test]", "[192.0.2.1]", "[::1]x"] {
+        for s in [
+            "[@\u{738}P~&",
+            "[",
+            "[]",
+            "[::1",
+            "[evil.test]",
+            "[192.0.2.1]",
+            "[::1]x",
+        ] {
             assert!(canonical(s).is_err(), "{s:?}");
         }
     }

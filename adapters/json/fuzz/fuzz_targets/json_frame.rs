@@ -12,6 +12,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = f.type_name();
         let wire = serde_json::to_vec(&f).expect("a parsed frame serializes");
         let again: Frame = serde_json::from_slice(&wire).expect("a serialized frame parses");
-        assert_eq!(again, f, "frame changed through {}", String::from_utf8_lossy(&wire));
+        assert_eq!(
+            again,
+            f,
+            "frame changed through {}",
+            String::from_utf8_lossy(&wire)
+        );
     }
 });

@@ -15,7 +15,9 @@ fn lines(chunks: &mut dyn Iterator<Item = &[u8]>) -> Vec<Result<Vec<u8>, String>
     let mut d = LineDecoder::new(MAX);
     let mut out = Vec::new();
     for c in chunks {
-        d.feed(c, |r| out.push(r.map(<[u8]>::to_vec).map_err(|e| e.to_string())));
+        d.feed(c, |r| {
+            out.push(r.map(<[u8]>::to_vec).map_err(|e| e.to_string()))
+        });
         assert!(d.pending() <= MAX + 1, "line decoder holds {}", d.pending());
     }
     out
