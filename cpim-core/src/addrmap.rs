@@ -254,12 +254,12 @@ fn check_part(s: &str, part: &'static str) -> Result<(), MapError> {
     Ok(())
 }
 
-/// The wire form of `addr` as a JID (`local@domain/resource`), escaped for `home`.
-/// The instance (a GRUU `gr`, RFC 7247 s6.3) becomes the resource.
-pub fn to_jid(addr: &Address, home: Home) -> Result<String, MapError> {
-    check_part(&addr.domain, "domainpart")?;
-    if let Some(ch) = addr
-        .domain
+/// RFC 7622 s3.2: a domainpart (in the canonical form an [`Address`] holds) has no
+/// control character, whitespace, `@` or `/`. Checked on the canonical form because
+/// IDNA mapping (UTS #46) turns e.g. U+FF0F FULLWIDTH SOLIDUS into `/`.
+fn check_domainpart(domain: &str) -> Result<(), MapError> {
+    check_part(domain, "domainpart")?;
+    if let Some(ch) = domain
         .chars()
         .find(|&c| matches!(c, '@' | '/') || c.is_whitespace())
     {
@@ -268,6 +268,13 @@ pub fn to_jid(addr: &Address, home: Home) -> Result<String, MapError> {
             part: "domainpart",
         });
     }
+    Ok(())
+}
+
+/// The wire form of `addr` as a JID (`local@domain/resource`), escaped for `home`.
+/// The instance (a GRUU `gr`, RFC 7247 s6.3) becomes the resource.
+pub fn to_jid(addr: &Address, home: Home) -> Result<String, MapError> {
+    check_domainpart(&addr.domain)?;
     let mut out = String::with_capacity(addr.domain.len() + 32);
     if let Some(user) = &addr.user {
         out.push_str(&escape_localpart(user, home)?);
@@ -283,7 +290,8 @@ pub fn to_jid(addr: &Address, home: Home) -> Result<String, MapError> {
 }
 
 /// Reads a JID in wire form (no scheme, XEP-0106 escaped for `home`) into an
-/// [`Address`] with scheme `xmpp`; the resource becomes the instance.
+/// [`Address`] with scheme `xmpp`; the resource becomes the instance. Refuses what
+/// [`to_jid`] could not write back (so every address read from the wire can be answered).
 pub fn from_jid(jid: &str, home: Home) -> Result<Address, MapError> {
     // RFC 7622 s3.1: the resource starts at the first '/', the localpart ends at the
     // first '@' before it.
@@ -299,14 +307,22 @@ pub fn from_jid(jid: &str, home: Home) -> Result<Address, MapError> {
     let user = match local {
         Some(l) => {
             check_localpart(l)?;
-            Some(unescape_localpart(l, home)?)
+            let user = unescape_localpart(l, home)?;
+            // A lax spelling (a bare `\`, which a SIP-homed JID writes as `\5c`) may
+            // write back longer than RFC 7622 s3.1 allows: refuse it here, where it is read
+            // (found by the `jid` fuzz target).
+            escape_localpart(&user, home)?;
+            Some(user)
         }
         None => None,
     };
     if let Some(r) = resource {
         check_part(r, "resourcepart")?;
     }
-    Ok(Address::new(Scheme::Xmpp, user.as_deref(), domain).with_instance(resource))
+    let addr = Address::new(Scheme::Xmpp, user.as_deref(), domain).with_instance(resource);
+    // What is read is what `to_jid` can write back (found by the `jid` fuzz target).
+    check_domainpart(&addr.domain)?;
+    Ok(addr)
 }
 
 /// The SIP URI of `addr` (`sip:user@domain;gr=instance`), user percent-encoded per
@@ -481,6 +497,50 @@ mod tests {
         // as `\` and is written back without the escape.
         assert_eq!(unescape_localpart("a\\5c", Home::Xmpp).unwrap(), "a\\");
         assert_eq!(escape_localpart("a\\", Home::Xmpp).unwrap(), "a\\");
+    }
+
+    /// RFC 7622 s3.2, found by the `jid` fuzz target: a JID read from the wire whose
+    /// domainpart holds whitespace (raw, or after IDNA mapping: U+FF0F becomes `/`) was
+    /// accepted, and then could not be written back (or would change meaning).
+    #[test]
+    fn from_jid_refuses_a_domainpart_to_jid_cannot_write() {
+        for j in [
+            "a@evil test",
+            "\u{6a6}+ ",
+            "a@evil\u{a0}test",
+            "a@evil\u{ff0f}x.test",
+        ] {
+            for home in [Home::Sip, Home::Xmpp] {
+                let got = from_jid(j, home);
+                assert!(
+                    matches!(
+                        got,
+                        Err(MapError::Forbidden {
+                            part: "domainpart",
+                            ..
+                        })
+                    ),
+                    "{j:?}: {got:?}"
+                );
+            }
+        }
+        assert!(from_jid("a@b\u{fc}cher.test", Home::Xmpp).is_ok());
+    }
+
+    /// RFC 7622 s3.1, found by the `jid` fuzz target: 400 bare backslashes are a valid
+    /// localpart, but a SIP-homed one writes back as 1200 bytes (`\5c` each).
+    #[test]
+    fn from_jid_refuses_a_localpart_that_writes_back_too_long() {
+        let j = format!("{}@sip.test", "\\".repeat(400));
+        assert!(matches!(
+            from_jid(&j, Home::Sip),
+            Err(MapError::TooLong {
+                part: "localpart",
+                ..
+            })
+        ));
+        let a = from_jid(&format!("{}@sip.test", "\\".repeat(300)), Home::Sip).unwrap();
+        assert_eq!(a.user.as_deref(), Some("\\".repeat(300).as_str()));
     }
 
     #[test]

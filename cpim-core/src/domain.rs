@@ -11,7 +11,10 @@
 //!   ends in two, is refused;
 //! - internationalized names in A-labels (IDNA2008 with UTS #46 mapping, RFC 5891 s5 /
 //!   RFC 7622 s3.2: `bücher.test` becomes `xn--bcher-kva.test`), through the `idna` crate;
-//! - IP literals (`192.0.2.1`, `[2001:db8::1]`) kept as they are, lower-cased.
+//!   the result then obeys the rules above (UTS #46 maps `。` to a dot, so `bücher.test。` is
+//!   `xn--bcher-kva.test` and `bücher..test` is refused): the form is a fixed point;
+//! - IPv4 addresses (`192.0.2.1`) kept as they are; IPv6 literals (`[2001:DB8:0::1]`) in
+//!   their RFC 5952 form (`[2001:db8::1]`); anything else in brackets is refused.
 //!
 //! [`crate::Address`] stores its domain in this form, so every comparison of parsed
 //! addresses is canonical; configured domain lists go through [`canonical`] once at
@@ -26,6 +29,9 @@ pub enum DomainError {
     /// Empty, a lone dot, an empty label or a trailing `..`.
     #[error("empty domain or label in {0:?}")]
     Empty(String),
+    /// Starts with `[` but is not an IPv6 address in brackets (RFC 3986 s3.2.2).
+    #[error("not an IPv6 literal: {0:?}")]
+    IpLiteral(String),
     /// IDNA processing (RFC 5891 / UTS #46) refused it.
     #[error("not a valid internationalized domain name: {0:?}")]
     Idna(String),
@@ -37,9 +43,16 @@ pub fn canonical(domain: &str) -> Result<Cow<'_, str>, DomainError> {
     if trimmed.is_empty() || trimmed.ends_with('.') || trimmed.starts_with('.') {
         return Err(DomainError::Empty(domain.to_owned()));
     }
-    if trimmed.starts_with('[') {
-        // An IPv6 literal (RFC 3986 IP-literal): no labels, no IDNA.
-        return Ok(lower(trimmed, domain.len() != trimmed.len()));
+    if let Some(inner) = trimmed.strip_prefix('[') {
+        // An IPv6 literal (RFC 3986 s3.2.2 IP-literal): no labels, no IDNA; written in
+        // the RFC 5952 form, so `[2001:DB8:0::1]` is `[2001:db8::1]`. Anything else in
+        // brackets is not a domain (found by the `domain` fuzz target: `[` followed by
+        // any text, non-ASCII included, was kept as it was).
+        return inner
+            .strip_suffix(']')
+            .and_then(|a| a.parse::<std::net::Ipv6Addr>().ok())
+            .map(|a| Cow::Owned(format!("[{a}]")))
+            .ok_or_else(|| DomainError::IpLiteral(domain.to_owned()));
     }
     if trimmed.is_ascii() {
         if trimmed.contains("..") {
@@ -49,9 +62,14 @@ pub fn canonical(domain: &str) -> Result<Cow<'_, str>, DomainError> {
         // processing of an ASCII name would reject names DNS allows (underscores).
         return Ok(lower(trimmed, domain.len() != trimmed.len()));
     }
-    idna::domain_to_ascii(trimmed)
-        .map(Cow::Owned)
-        .map_err(|_| DomainError::Idna(domain.to_owned()))
+    let ascii = idna::domain_to_ascii(trimmed).map_err(|_| DomainError::Idna(domain.to_owned()))?;
+    // UTS #46 maps other full stops (U+3002...) to '.' and keeps empty labels: the A-label
+    // form goes through the ASCII rules too, so that the canonical form is a fixed point
+    // (canonical(canonical(x)) == canonical(x)) and never holds an empty label.
+    match canonical(&ascii) {
+        Ok(c) => Ok(Cow::Owned(c.into_owned())),
+        Err(_) => Err(DomainError::Empty(domain.to_owned())),
+    }
 }
 
 fn lower(s: &str, changed: bool) -> Cow<'_, str> {
@@ -106,9 +124,47 @@ mod tests {
         assert!(same("bücher.test", "XN--BCHER-KVA.test"));
     }
 
+    /// Found by the `domain` fuzz target: IDNA processing of a non-ASCII name with an
+    /// empty label gave `!..xn-- \np-vjc`, a form the ASCII rules refuse (not a fixed
+    /// point); and an ideographic full stop at the end became a trailing dot.
+    #[test]
+    fn idn_output_obeys_the_ascii_rules() {
+        assert!(canonical("!.. \n\u{338}P").is_err());
+        assert!(canonical("b\u{fc}cher..test").is_err());
+        assert_eq!(
+            canonical("b\u{fc}cher.test\u{3002}").unwrap(),
+            "xn--bcher-kva.test"
+        );
+        assert!(canonical("b\u{fc}cher.test\u{3002}\u{3002}").is_err());
+        for s in ["b\u{fc}cher.test", "x\u{3002}y", "\u{338}P"] {
+            if let Ok(c) = canonical(s) {
+                assert_eq!(canonical(&c).unwrap(), c, "{s:?}");
+            }
+        }
+    }
+
     #[test]
     fn ip_literals_pass() {
         assert_eq!(canonical("192.0.2.1").unwrap(), "192.0.2.1");
         assert_eq!(canonical("[2001:DB8::1]").unwrap(), "[2001:db8::1]");
+        assert_eq!(canonical("[2001:DB8:0:0::1]").unwrap(), "[2001:db8::1]");
+        assert!(same("[::1]", "[0:0::1]."));
+    }
+
+    /// Found by the `domain` fuzz target: `[@\u{738}P~&` was kept as a "literal", non-ASCII
+    /// and all.
+    #[test]
+    fn brackets_hold_an_ipv6_address_or_nothing() {
+        for s in [
+            "[@\u{738}P~&",
+            "[",
+            "[]",
+            "[::1",
+            "[evil.test]",
+            "[192.0.2.1]",
+            "[::1]x",
+        ] {
+            assert!(canonical(s).is_err(), "{s:?}");
+        }
     }
 }

@@ -8,6 +8,11 @@
 //! - [`server`]: the tokio layer: listeners (connection caps per source and in total,
 //!   EMFILE backoff, via `cpim_listen`), connections (hello and frame deadlines that
 //!   trickled bytes do not move), the adapter handle.
+//!
+//! Fuzzing: `fuzz/` (outside the workspace; `scripts/fuzz cpim-json`) has `json_frame`
+//! (any line parses or is refused; parse -> serialize -> parse agrees) and `json_framing`
+//! (newline and WebSocket framing fed in arbitrary chunks give what the whole input gives;
+//! the opening handshake does not panic).
 
 #![forbid(unsafe_code)]
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use cpim_xmpp::element::{Element, ElementExt};
 use cpim_xmpp::s2s::{Liveness, S2sEvent, S2sIn, S2sOut, NS_SERVER};
+use cpim_xmpp::s2s_in::PeerCert;
 use cpim_xmpp::stream::Limits;
 use libfuzzer_sys::fuzz_target;
 
@@ -41,8 +42,9 @@ impl Session {
         }
     }
     /// Drains output and events, answering what the transport would: (the session
-    /// reported its close, bytes written).
-    fn drain(&mut self, now: Instant, valid: bool) -> (bool, usize) {
+    /// reported its close, bytes written). With `cert`, TLS completes with a peer
+    /// certificate valid for `peer.test` only (SASL EXTERNAL, XEP-0178).
+    fn drain(&mut self, now: Instant, valid: bool, cert: bool) -> (bool, usize) {
         let mut closed = false;
         let mut wrote = 0;
         loop {
@@ -63,9 +65,20 @@ impl Session {
             let Some(ev) = ev else { break };
             match (self as &mut Session, ev) {
                 (Session::In(s), S2sEvent::VerifyKey { from, to, .. }) => {
-                    s.verify_done(&from, &to, valid, now)
+                    s.verify_done(&from, &to, valid, now);
+                }
+                (Session::In(s), S2sEvent::StartTls) if cert => {
+                    s.tls_established_with_cert(Some(PeerCert::new(|d| d == "peer.test")))
                 }
                 (Session::In(s), S2sEvent::StartTls) => s.tls_established(),
+                (Session::In(_), S2sEvent::Authenticated { domain }) => {
+                    // RFC 6120 s13.7.2 / XEP-0220: only the certificate's domain, or one
+                    // the authoritative server confirmed, is ever authenticated.
+                    assert!(
+                        (cert && domain == "peer.test") || valid,
+                        "{domain} authenticated without proof"
+                    );
+                }
                 (Session::Out(s), S2sEvent::StartTls) => s.tls_established(now),
                 (_, S2sEvent::Closed(_)) => closed = true,
                 _ => {}
@@ -99,7 +112,9 @@ fuzz_target!(|data: &[u8]| {
             now,
         );
         if flags & 8 != 0 {
-            i = i.with_idle_timeout(Duration::from_secs(60));
+            i = i
+                .with_idle_timeout(Duration::from_secs(60))
+                .with_deadlines(Some(Duration::from_secs(10)), Some(Duration::from_secs(30)));
         }
         let mut s = Session::In(Box::new(i));
         if flags & 16 != 0 {
@@ -128,7 +143,8 @@ fuzz_target!(|data: &[u8]| {
         s
     };
     let valid = flags & 32 != 0;
-    let mut closed = s.drain(now, valid).0;
+    let cert = flags & 64 != 0;
+    let mut closed = s.drain(now, valid, cert).0;
     // Commands: an op byte, then its operand.
     while let Some((&op, r)) = rest.split_first() {
         rest = r;
@@ -184,7 +200,13 @@ fuzz_target!(|data: &[u8]| {
                 }
             },
         }
-        let (c, wrote) = s.drain(now, valid);
+        let (c, wrote) = s.drain(now, valid, cert);
+        if let Session::In(i) = &s {
+            // A domain pair is authenticated only for one of our domains as receiver.
+            for (_, to) in i.authenticated() {
+                assert!(domains.iter().any(|d| d == to), "authenticated for {to}");
+            }
+        }
         // Once its close is reported, a session writes nothing more.
         assert!(!closed || wrote == 0, "wrote {wrote} bytes after the close");
         closed |= c;
