@@ -232,6 +232,14 @@ impl Conn {
     /// one line per text line, long lines split at character boundaries. The outcome
     /// comes as [`ConnEvent::SendResult`] with `token`.
     pub fn send_text(&mut self, target: &str, text: &str, notice: bool, token: u64, now: Instant) {
+        if self.dead {
+            // No barrier could ever resolve: the outcome is known now.
+            self.events.push_back(ConnEvent::SendResult {
+                token,
+                result: Err((0, "connection lost".into())),
+            });
+            return;
+        }
         let cmd = if notice { "NOTICE" } else { "PRIVMSG" };
         // Room for ":nick!user@host CMD target :" as the server relays it (RFC 2812 s2.3).
         let room = MAX_LINE
@@ -761,5 +769,19 @@ mod tests {
         assert_eq!(lines[lines.len() - 2], "PRIVMSG bob :second");
         // the empty line between is not sent (it would be refused with 412)
         assert!(lines.iter().all(|l| !l.ends_with(" :")), "{lines:?}");
+    }
+
+    #[test]
+    fn a_send_on_a_lost_connection_fails_at_once() {
+        let now = Instant::now();
+        let mut c = registered(now);
+        c.handle_closed();
+        events(&mut c);
+        c.send_text("bob", "hi", false, 7, now);
+        assert_eq!(tx(&mut c, now), "");
+        assert!(matches!(
+            events(&mut c)[..],
+            [ConnEvent::SendResult { token: 7, result: Err(_) }]
+        ));
     }
 }
