@@ -22,6 +22,10 @@
 //!
 //! The result is checked against RFC 7622: each part at most 1023 bytes, a localpart
 //! without the characters XMPP forbids after escaping, no control characters.
+//! Violations are [`MapError`] variants. `sip -> jid -> (server case folding) -> sip` is
+//! the identity for every user string of a SIP-homed address (proptest
+//! `sip_jid_sip_identity`). Full PRECIS (NFC, the complete IdentifierClass tables) is not
+//! applied: the SIP-homed escaping leaves the server nothing to fold or refuse.
 
 use crate::address::{percent_encode, sip_user_allowed, Address, AddressError, Scheme};
 

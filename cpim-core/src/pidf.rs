@@ -18,6 +18,11 @@
 //! the PIDF, data-model or RPID namespaces that these RFCs do not define are dropped
 //! (they could not be written back validly); several `<rpid:activities>` of a person
 //! are merged into one; a second person is kept as an extension.
+//!
+//! A root in another namespace (the pre-RFC `urn:ietf:params:xml:ns:cpim-pidf:`, XPIDF's
+//! unqualified `<presence>`) is refused with `DocError::WrongRoot` naming what was found.
+//! Property: `parse(encode(parse(x))) == parse(x)` for every accepted `x` (proptests in
+//! `tests/xml_roundtrip.rs`, the `pidf` fuzz target).
 
 use crate::address::Address;
 use crate::presence::{Activity, Basic, Device, Note, Person, Presence, Tuple};

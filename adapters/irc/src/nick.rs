@@ -11,8 +11,8 @@
 //! may hand the nickname back in another case).
 //!
 //! The one loss IRC imposes: users that differ only in ASCII letter case map to nicks
-//! IRC considers equal. The adapter's puppet table resolves that by suffixing the
-//! later one (see `adapter.rs`).
+//! IRC considers equal. The adapter then gives the later one no puppet: its messages go
+//! through the relay bot (see `adapter.rs`).
 
 const ESC: char = '`';
 

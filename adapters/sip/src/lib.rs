@@ -1,6 +1,12 @@
-//! SIP/SIMPLE adapter: SIP codec, transactions, transports (sans-IO core plus a tokio layer).
+//! SIP/SIMPLE adapter: SIP codec, transactions, transports (sans-IO core plus a tokio layer)
+//! and the application layer ([`app`]) that maps SIP onto CPIM operations.
 //!
-//! # Lower layers (owned by the "sip-stack" part): the API the application layer uses
+//! A request climbs transport (parse; malformed ones answered there), endpoint and
+//! transaction layer (retransmissions absorbed, RFC 3261 s8.2 checks) to the transaction
+//! user in [`app`], which authenticates it and submits the CPIM operation to the core;
+//! the response goes back down the same way.
+//!
+//! # Lower layers: the API the application layer uses
 //!
 //! ## `codec` -- messages (RFC 3261 s7, s20, s25)
 //! - [`codec::SipMessage`] `{ Request(Request), Response(Response) }`;
@@ -81,6 +87,39 @@
 //! [`transport::Connection`] and the RFC 5922 s7.1 reading of client certificates.
 //! Incoming TCP/TLS connections are admitted by `cpim_listen`
 //! (per-source and total caps, EMFILE backoff).
+//!
+//! # Application layer
+//!
+//! [`app`] is the transaction user: registrar (RFC 3261 s10.3), digest (RFC 8760 algorithms,
+//! SHA-256 then MD5 by default, see `docs/decisions/0009-sip-digest-algorithms.md`), the
+//! identity policy (digest of exactly that user, a TCP/TLS flow the user registered on,
+//! `trusted_peers`, or a TLS certificate naming a foreign domain; never a UDP source
+//! address; `docs/security.md`), per-source limits and caps (503 with Retry-After),
+//! MESSAGE (RFC 3428, RFC 7572), PUBLISH (RFC 3903), the notifier for SIP watchers and the
+//! subscriber towards SIP presence agents (RFC 6665, RFC 3856). Its state is persisted
+//! through [`app::SipStore`] and read back at start. Delivery to a local user forks to every
+//! live binding over its registration flow (first 2xx wins, else the lowest failure, a 6xx
+//! first; 480 without a binding; 404 for a user a configured `users` list lacks, so the
+//! gateway's queue does not retry it); elsewhere through the outbound proxy if configured,
+//! else RFC 3263 through the endpoint.
+//!
+//! # Tests, fuzzing, benches
+//!
+//! Lower layers: `tests/rfc4475.rs` (the 50 torture messages against their manifest, with
+//! the expected status; skipped without the shared corpus), `tests/roundtrip.rs`
+//! (proptest build -> serialise -> parse), `tests/transaction.rs` and
+//! `tests/transaction_limits.rs` (virtual time), `tests/endpoint.rs` (UDP/TCP/TLS between
+//! two endpoints, size switch, timer F, refused connections, malformed requests answered and
+//! never reaching the TU), `tests/dns.rs` (an in-test DNS responder: NAPTR/SRV order,
+//! fallback, failover), `tests/listeners.rs` (connection caps, trickled bytes, `sips:`),
+//! `tests/sipp.rs` (SIPp scenarios; skipped without `sipp`). Application layer:
+//! `tests/app_tu.rs` (the TU in process with a fake transaction layer and core),
+//! `tests/app_sipp.rs` (SIPp over real sockets, NOTIFY bodies checked with xmllint),
+//! `tests/security.rs` and `tests/security_streams.rs` (forged identities, foreign
+//! domains, floods), and the real-peer tests `tests/app_kamailio.rs` and
+//! `tests/app_baresip.rs`. The gateway-level SIP acceptance tests are in
+//! `tests/interop/tests/sip_gateway_*.rs`. Fuzz targets in `fuzz/` (`sip_message`,
+//! `framer`, `digest`; `scripts/fuzz cpim-sip`); criterion bench `benches/sip_codec.rs`.
 
 pub mod app;
 pub mod codec;

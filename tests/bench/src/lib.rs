@@ -8,6 +8,11 @@
 //! - [`roles`]: the tokio roles, one `current_thread` runtime per thread.
 //! - [`procstat`]: CPU time and peak RSS of the system under test from `/proc`.
 //! - [`search`]: the zero-failure rate search (RFC 7502 s5).
+//!
+//! A SIP request that reaches the UAS again with the same tag and Via branch is a
+//! retransmission (counted, not a failure); with another branch it is a duplicate delivery
+//! (a failure). The generator never retransmits over UDP: a lost datagram is a failure.
+//! `scripts/bench` runs it; method and figures are in `docs/benchmarks.md`.
 
 #![forbid(unsafe_code)]
 

@@ -8,6 +8,32 @@
 //!
 //! Every wait in here has a timeout, and every child process is killed when its handle drops,
 //! so a misbehaving peer fails a test instead of hanging it.
+//!
+//! Helpers: [`Peers`] (the peers' addresses; `from_env` panics naming a variable that does
+//! not parse, so a broken harness does not turn into silent skips), [`Proc`] (a child
+//! process whose output is read by two threads; `wait_for_line`, `finish`, `kill`),
+//! `Peers::spawn_python`/`run_python` (the scripts of `tests/interop/py/` with the venv's
+//! Python, e.g. the scriptable slixmpp client `xmpp_client.py`), [`Sipp`] (a SIPp
+//! scenario from `tests/interop/sipp/` in a scratch folder; [`SippRun`] lets the test play
+//! the other side), and `repo_root`, `shared_dir`, `scratch_dir`, `free_udp_port`,
+//! `free_tcp_port`.
+//!
+//! The tests, by file prefix:
+//!
+//! - `*_smoke`: each peer and the harness alone, before any adapter (Prosody and ejabberd
+//!   c2s, s2s routes between the two Prosodys, XEP-0114 handshakes, SIPp, Kamailio presence,
+//!   the MSRP relay, ngIRCd); each also checks a refusal, so a helper that reports success
+//!   regardless cannot pass.
+//! - `gateway_*`: the acceptance tests on the testkit against Prosody (component and
+//!   s2s): messages both ways, presence with approval, error mapping, a crash of the
+//!   gateway binary under load with nothing acknowledged lost, the defaults with no config.
+//! - `sip_gateway_*`: SIP through the whole gateway with SIPp, baresip, Kamailio, the
+//!   RFC 4475 torture messages and a load run.
+//! - `legacy_*`: the IRC and JSON adapters wired into the gateway, with and without peers.
+//! - `security_flood`: floods against the gateway binary; counts and memory bounds.
+//!
+//! The component domain admits one connection: the component tests of one binary take a
+//! lock (`tests/common/`), and cargo runs test binaries one after another.
 
 mod error;
 mod paths;

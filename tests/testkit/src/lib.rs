@@ -18,6 +18,10 @@
 //!   (new SIP ports: cpim-sip's transports do not release their sockets inside the process,
 //!   see the method). Dropping a `TestGateway` without `shutdown` drops the gateway (its task
 //!   set aborts the timers, queue worker and admin API) and removes the store.
+//!   The builder ([`TestGateway::builder`]) can keep configured listen addresses
+//!   (`keep_sip_listen`, `keep_admin_listen`, `keep_xmpp_listen`, for a test that must
+//!   listen where a peer's route points), use a given store folder (`store_dir`) and add
+//!   mock adapters (`adapters`). [`http_get`] serves a gateway that runs as a process.
 //! - [`SipUa`]: a minimal SIP user agent over UDP or TCP on cpim-sip's own endpoint
 //!   (codec, transactions, transports: no second SIP parser). It sends REGISTER, MESSAGE,
 //!   SUBSCRIBE (returning the dialog, [`SipSubscription`]), PUBLISH, OPTIONS or any request,
