@@ -1,6 +1,6 @@
 //! The innermost service of the pipeline: messages are routed by destination domain
 //! (configured routes, then the local domains' owners, then `Adapter::serves` in
-//! configuration order), re-encoded for their target ([`crate::router::reencode`]) and
+//! configuration order), re-encoded for their target ([`crate::reencode`]) and
 //! delivered; the source gets the target's outcome, or 202 when the message was queued
 //! for later delivery. Presence operations go to the [`PresenceService`].
 
@@ -17,7 +17,7 @@ use crate::journal::{Journal, JOURNAL_ROW};
 use crate::outbound::Outbound;
 use crate::presence_service::PresenceService;
 use crate::queue::{queued_status, Queue};
-use crate::router::reencode::reencode;
+use crate::reencode::reencode;
 use crate::router::Submission;
 
 /// The dispatcher.

@@ -29,7 +29,8 @@ use crate::router::loops::{Acknowledges, LoopGuardLayer};
 use crate::router::rate::{RateConfig, RateLimitLayer};
 use crate::router::size::SizeLimitLayer;
 use crate::router::timeout::TimeoutLayer;
-use crate::router::{Pipeline, RouteTable, Submission};
+use crate::router::{Pipeline, Submission};
+use crate::routing::RouteTable;
 use crate::sip_store::GatewaySipStore;
 use crate::store::{Store, StoreError};
 

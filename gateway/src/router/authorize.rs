@@ -22,7 +22,8 @@ use cpim_core::adapter::BoxFuture;
 use cpim_core::model::{Operation, Outcome, Status};
 use tower::{Layer, Service};
 
-use super::{RouteTable, Submission};
+use super::Submission;
+use crate::routing::RouteTable;
 
 /// Checks a submission; `Err` carries the refusal.
 pub fn check(table: &RouteTable, sub: &Submission) -> Result<(), Status> {

@@ -7,8 +7,9 @@
 //!    link that proved it); an empty bucket gets 503.
 //! 4. [`loops`]: hop counting (483 at zero) and the message-id dedupe cache.
 //! 5. [`timeout`]: no answer in time gets 408.
-//! 6. the dispatcher ([`crate::dispatch`]): messages are routed by destination domain and
-//!    re-encoded ([`reencode`]); presence operations go to the presence engine.
+//! 6. the dispatcher ([`crate::dispatch`]): messages are routed by destination domain
+//!    ([`crate::routing`]) and re-encoded ([`crate::reencode`]); presence operations go
+//!    to the presence engine.
 //!
 //! The request type is [`Submission`] rather than a bare `Operation`: the authorization
 //! step must know which adapter an operation came in by.
@@ -16,9 +17,7 @@
 pub mod authorize;
 pub mod loops;
 pub mod rate;
-pub mod reencode;
 pub mod size;
-pub mod table;
 pub mod timeout;
 
 use std::convert::Infallible;
@@ -26,8 +25,6 @@ use std::sync::Arc;
 
 use cpim_core::model::{Operation, Outcome};
 use tower::util::BoxCloneSyncService;
-
-pub use table::RouteTable;
 
 /// An operation as it enters the router, with the name of the adapter that submitted it.
 #[derive(Clone, Debug)]

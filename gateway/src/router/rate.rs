@@ -22,7 +22,8 @@ use cpim_core::adapter::BoxFuture;
 use cpim_core::model::Outcome;
 use tower::{Layer, Service};
 
-use super::{RouteTable, Submission};
+use super::Submission;
+use crate::routing::RouteTable;
 
 /// A foreign source domain's bucket is this many times a user's.
 pub const DOMAIN_FACTOR: f64 = 10.0;
