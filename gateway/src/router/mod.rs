@@ -1,5 +1,5 @@
-//! The router: every operation an adapter hands in passes a tower [`Service`](tower::Service) pipeline of
-//! one middleware per module, outermost first:
+//! The router: every operation an adapter hands in passes a tower
+//! [`Service`](tower::Service) pipeline of one middleware per module, outermost first:
 //!
 //! 1. [`authorize`]: the source may use the adapter it came in by; no open relay.
 //! 2. [`size`]: bodies and documents above the configured size get 413.
