@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use crate::gateway::RunState;
 use crate::metrics::{LinkLabels, Metrics};
 use crate::presence_service::PresenceService;
-use crate::router::RouteTable;
+use crate::routing::RouteTable;
 use crate::sip_store::GatewaySipStore;
 use crate::store::Store;
 

@@ -1,6 +1,6 @@
 //! The innermost service of the pipeline: messages are routed by destination domain
 //! (configured routes, then the local domains' owners, then `Adapter::serves` in
-//! configuration order), re-encoded for their target ([`crate::router::reencode`]) and
+//! configuration order), re-encoded for their target ([`crate::reencode`]) and
 //! delivered; the source gets the target's outcome, or 202 when the message was queued
 //! for later delivery. Presence operations go to the [`PresenceService`].
 
@@ -13,11 +13,11 @@ use cpim_core::adapter::BoxFuture;
 use cpim_core::model::{Operation, Outcome};
 use tower::Service;
 
-use crate::journal::{Journal, JOURNAL_ROW};
+use crate::journal::{Journal, JournalRow};
 use crate::outbound::Outbound;
 use crate::presence_service::PresenceService;
 use crate::queue::{queued_status, Queue};
-use crate::router::reencode::reencode;
+use crate::reencode::reencode;
 use crate::router::Submission;
 
 /// The dispatcher.
@@ -34,7 +34,12 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    async fn message(self, from: Arc<str>, mut m: cpim_core::model::Message) -> Outcome {
+    async fn message(
+        self,
+        from: Arc<str>,
+        mut m: cpim_core::model::Message,
+        row: Option<JournalRow>,
+    ) -> Outcome {
         let id = m.trans_id;
         let Some(target) = self.out.table.adapter_for(&m.destination) else {
             return Outcome::failure(
@@ -60,7 +65,6 @@ impl Dispatch {
             .observe(started.elapsed().as_secs_f64());
         if let (true, Some(m)) = (self.queue.should_queue(&outcome), keep) {
             // A written-ahead message moves from the journal to the queue atomically.
-            let row = JOURNAL_ROW.try_with(Clone::clone).ok().flatten();
             let journal = row.zip(self.journal.as_deref());
             match self.queue.accept(m, &name, journal).await {
                 Ok(()) => {
@@ -94,7 +98,7 @@ impl Service<Submission> for Dispatch {
         Box::pin(async move {
             let from = req.adapter;
             Ok(match req.op {
-                Operation::Message(m) => me.message(from, m).await,
+                Operation::Message(m) => me.message(from, m, req.journal_row).await,
                 Operation::Subscribe(s) => me.presence.subscribe(&from, s).await,
                 Operation::Unsubscribe(s) => me.presence.unsubscribe(s).await,
                 Operation::Notify(n) => me.presence.notify(&from, n).await,

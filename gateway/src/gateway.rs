@@ -19,17 +19,21 @@ use crate::admin::{self, AdminState};
 use crate::aliases::Aliases;
 use crate::config::Config;
 use crate::dispatch::Dispatch;
-use crate::journal::{Journal, RECOVERED};
+use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::presence_service::PresenceService;
 use crate::queue::Queue;
-use crate::router::authorize::AuthorizeLayer;
-use crate::router::loops::{Acknowledges, LoopGuardLayer};
-use crate::router::rate::{RateConfig, RateLimitLayer};
-use crate::router::size::SizeLimitLayer;
+use crate::router::authorize::Authorize;
+use crate::router::check::CheckLayer;
+use crate::router::dedupe::DedupeLayer;
+use crate::router::hops::Hops;
+use crate::router::journal::{Acknowledges, JournalLayer};
+use crate::router::rate::{RateConfig, RateLimit};
+use crate::router::size::SizeLimit;
 use crate::router::timeout::TimeoutLayer;
-use crate::router::{Pipeline, RouteTable, Submission};
+use crate::router::{NotTaken, Pipeline, Submission};
+use crate::routing::RouteTable;
 use crate::sip_store::GatewaySipStore;
 use crate::store::{Store, StoreError};
 
@@ -116,16 +120,10 @@ impl Ingress for GatewayIngress {
         let metrics = self.metrics.clone();
         Box::pin(async move {
             let _guard = Inflight(&run);
-            let out = match svc
-                .oneshot(Submission {
-                    adapter: adapter.clone(),
-                    op,
-                })
+            let out = svc
+                .oneshot(Submission::new(adapter.clone(), op))
                 .await
-            {
-                Ok(o) => o,
-                Err(never) => match never {},
-            };
+                .unwrap_or_else(|NotTaken(out)| out);
             metrics.count("in", &adapter, kind, out.status.code);
             tracing::debug!(%adapter, kind, code = out.status.code, reason = %out.status.reason, "operation answered");
             out
@@ -136,29 +134,31 @@ impl Ingress for GatewayIngress {
 /// Builds the router pipeline over `dispatch` (see [`crate::router`] for the order),
 /// with an in-memory dedupe cache and no journal.
 pub fn pipeline(cfg: &Config, table: Arc<RouteTable>, dispatch: Dispatch) -> Pipeline {
-    let loops = LoopGuardLayer::new(Duration::from_secs(cfg.limits.dedupe_ttl_secs));
-    pipeline_with(cfg, table, dispatch, loops)
+    let dedupe = DedupeLayer::new(Duration::from_secs(cfg.limits.dedupe_ttl_secs));
+    pipeline_with(cfg, table, dispatch, dedupe, JournalLayer::none())
 }
 
-/// Builds the router pipeline over `dispatch` with the given loop guard (which may
-/// carry the journal).
+/// Builds the router pipeline over `dispatch` with the given dedupe cache and journal.
 pub fn pipeline_with(
     cfg: &Config,
     table: Arc<RouteTable>,
     dispatch: Dispatch,
-    loops: LoopGuardLayer,
+    dedupe: DedupeLayer,
+    journal: JournalLayer,
 ) -> Pipeline {
     let svc = ServiceBuilder::new()
-        .layer(AuthorizeLayer::new(table.clone()))
-        .layer(SizeLimitLayer::new(cfg.limits.max_body_bytes))
-        .layer(
-            RateLimitLayer::new(RateConfig {
+        .layer(CheckLayer::new(Authorize::new(table.clone())))
+        .layer(CheckLayer::new(SizeLimit::new(cfg.limits.max_body_bytes)))
+        .layer(CheckLayer::new(
+            RateLimit::new(RateConfig {
                 rate: cfg.limits.rate_per_source,
                 burst: cfg.limits.burst_per_source,
             })
             .with_domains(table),
-        )
-        .layer(loops)
+        ))
+        .layer(CheckLayer::new(Hops))
+        .layer(dedupe)
+        .layer(journal)
         .layer(TimeoutLayer::new(Duration::from_millis(
             cfg.limits.timeout_ms,
         )))
@@ -167,11 +167,19 @@ pub fn pipeline_with(
 }
 
 /// The pipeline for messages recovered from the journal at start: they passed
-/// authorization, size and rate checks when they were accepted, so only the loop guard
-/// (sharing the main pipeline's cache and journal), the timeout and the dispatcher.
-fn recovery_pipeline(cfg: &Config, dispatch: Dispatch, loops: LoopGuardLayer) -> Pipeline {
+/// authorization, size, rate and hop checks when they were accepted, so only the journal
+/// (outermost, so that it completes the row of a recovered message the dedupe cache
+/// answers), the dedupe cache (both shared with the main pipeline), the timeout and the
+/// dispatcher.
+fn recovery_pipeline(
+    cfg: &Config,
+    dispatch: Dispatch,
+    dedupe: DedupeLayer,
+    journal: JournalLayer,
+) -> Pipeline {
     let svc = ServiceBuilder::new()
-        .layer(loops)
+        .layer(journal)
+        .layer(dedupe)
         .layer(TimeoutLayer::new(Duration::from_millis(
             cfg.limits.timeout_ms,
         )))
@@ -180,7 +188,7 @@ fn recovery_pipeline(cfg: &Config, dispatch: Dispatch, loops: LoopGuardLayer) ->
 }
 
 /// Delivers the messages left in flight in the journal by a crash, each with its row:
-/// the loop guard completes the row (or the queue takes it over).
+/// the journal middleware completes the row (or the queue takes it over).
 fn recover(
     journal: &Journal,
     pipeline: Pipeline,
@@ -197,11 +205,8 @@ fn recover(
         let svc = pipeline.clone();
         tasks.spawn(async move {
             let dest = m.destination.to_string();
-            let sub = Submission::new(adapter.as_str(), Operation::Message(m));
-            let out = match RECOVERED.scope(id, svc.oneshot(sub)).await {
-                Ok(o) => o,
-                Err(never) => match never {},
-            };
+            let sub = Submission::recovered(adapter.as_str(), id, m);
+            let out = svc.oneshot(sub).await.unwrap_or_else(|NotTaken(out)| out);
             if out.status.is_success() {
                 tracing::info!(row = id, %dest, code = out.status.code, "recovered message delivered");
             } else {
@@ -303,7 +308,8 @@ impl Gateway {
             journal: Some(journal.clone()),
         };
         let acks_table = table.clone();
-        let loops = LoopGuardLayer::with_journal(
+        let dedupe = DedupeLayer::with_journal(&journal);
+        let journaled = JournalLayer::new(
             journal.clone(),
             Acknowledges(Arc::new(move |name: &str| {
                 acks_table
@@ -311,10 +317,10 @@ impl Gateway {
                     .is_some_and(|a| a.acknowledges_messages())
             })),
         );
-        let recovery = recovery_pipeline(&cfg, dispatch.clone(), loops.clone());
+        let recovery = recovery_pipeline(&cfg, dispatch.clone(), dedupe.clone(), journaled.clone());
         let run = Arc::new(RunState::default());
         let ingress = Arc::new(GatewayIngress {
-            pipeline: pipeline_with(&cfg, table.clone(), dispatch, loops),
+            pipeline: pipeline_with(&cfg, table.clone(), dispatch, dedupe, journaled),
             aliases,
             run: run.clone(),
             metrics: metrics.clone(),

@@ -2,16 +2,19 @@
 //!
 //! A message from a source whose protocol has no per-message acknowledgement
 //! ([`cpim_core::adapter::Adapter::acknowledges_messages`] false: XMPP, IRC) counts as
-//! accepted the moment the gateway reads it. The loop guard ([`crate::router::loops`])
-//! therefore writes it to the journal (table `journal` of the [`Store`]) before delivery
-//! is attempted, and completes the row once the target answered: the row then keeps only
-//! the outcome, as the dedupe record of `(bare source, message id)` until the dedupe TTL
-//! runs out. A message the queue takes over is moved from the journal into the queue in
-//! one transaction ([`JOURNAL_ROW`], [`crate::queue::Queue::accept`]). At start, rows
-//! still in flight are delivered again ([`RECOVERED`]) and the dedupe records are loaded
-//! into the loop guard's cache, so a retransmission after a restart gets the first
-//! outcome instead of a second delivery. Sources that acknowledge messages themselves
-//! (SIP, JSON) are not written ahead, but their outcomes are recorded the same way.
+//! accepted the moment the gateway reads it. The journal middleware
+//! ([`crate::router::journal`]) therefore writes it to the journal (table `journal` of the
+//! [`Store`]) before delivery is attempted, and completes the row once the target
+//! answered: the row then keeps only the outcome, as the dedupe record of
+//! `(bare source, message id)` until the dedupe TTL runs out. The row travels with the
+//! message ([`crate::router::Submission::journal_row`]): a message the queue takes over is
+//! moved from the journal into the queue in one transaction
+//! ([`crate::queue::Queue::accept`]). At start, rows still in flight are delivered again
+//! ([`crate::router::Submission::recovered`]) and the dedupe records are loaded into the
+//! dedupe cache ([`crate::router::dedupe`]), so a retransmission after a restart gets the
+//! first outcome instead of a second delivery. Sources that acknowledge messages
+//! themselves (SIP, JSON) are not written ahead, but their outcomes are recorded the same
+//! way.
 //!
 //! Group commit: every change goes through one writer thread that drains a channel and
 //! applies whatever is waiting in one SQLite transaction, so concurrent messages share
@@ -45,24 +48,13 @@ const PRUNE_EVERY_MS: u64 = 60_000;
 /// together with everything waiting on both channels.
 const LINGER: Duration = Duration::from_millis(20);
 
-/// The journal row of a message being delivered, as the dispatcher sees it.
+/// The journal row of a message being delivered, carried in its submission.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JournalRow {
     /// The row id.
     pub id: i64,
     /// The dedupe key `(bare source, message id)`.
     pub key: Option<(String, String)>,
-}
-
-tokio::task_local! {
-    /// Set by the loop guard around the inner services while a written-ahead message is
-    /// delivered: the dispatcher hands the row to the queue, which completes it in the
-    /// transaction that queues the message.
-    pub static JOURNAL_ROW: Option<JournalRow>;
-    /// Set around the resubmission of a message recovered from the journal at start:
-    /// its row id. The loop guard then neither writes it ahead again nor counts its hop
-    /// a second time.
-    pub static RECOVERED: i64;
 }
 
 struct Req {

@@ -2,6 +2,8 @@
 //!
 //! - [`router`]: the tower pipeline every submitted operation passes.
 //! - [`dispatch`]: the innermost service: routing, re-encoding, store-and-forward.
+//! - [`routing`]: which adapter serves which domain.
+//! - [`reencode`]: a message prepared for its target adapter (CPIM kept or unwrapped).
 //! - [`presence`]: the sans-IO subscription state machine and presence store (RFC 8048).
 //! - [`store`]: the durable embedded store (SQLite).
 //! - [`journal`]: the write-ahead journal and the persistent dedupe records.
@@ -70,7 +72,9 @@ pub mod presence;
 pub mod presence_service;
 pub mod queue;
 pub mod records;
+pub mod reencode;
 pub mod router;
+pub mod routing;
 pub mod secrets;
 pub mod sip_store;
 pub mod store;

@@ -8,7 +8,7 @@ use cpim_core::model::{Operation, Outcome};
 
 use crate::aliases::Aliases;
 use crate::metrics::SharedMetrics;
-use crate::router::RouteTable;
+use crate::routing::RouteTable;
 
 /// The way out to the adapters.
 #[derive(Debug)]

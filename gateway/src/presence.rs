@@ -43,18 +43,24 @@
 //! `notify_interval` (default 5 s); changes inside the interval are coalesced and the
 //! latest state goes out when it ends. Subscription-state changes and the answer to a
 //! (re)subscribe are never delayed.
+//!
+//! # Where
+//! The engine's types and its notify, publish and delivery paths are here; subscribe,
+//! fetch and unsubscribe handling are in the `subscribe` submodule, the timers in
+//! `timers`, authorization and caps in [`authz`].
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use cpim_core::address::Address;
 use cpim_core::model::{
-    Notify, Operation, Outcome, Publish, Status, Subscribe, SubscriptionState, TerminationReason,
-    TransId,
+    Notify, Operation, Publish, Status, Subscribe, SubscriptionState, TerminationReason, TransId,
 };
 use cpim_core::presence::{Basic, Presence, Tuple};
 
 pub mod authz;
+mod subscribe;
+mod timers;
 
 /// Authorization of watchers of local presentities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -524,227 +530,6 @@ impl PresenceEngine {
         }
     }
 
-    /// A subscribe (`duration > 0`) or fetch (`duration == 0`) from a watcher that came
-    /// in by `watcher_adapter`.
-    pub fn handle_subscribe(
-        &mut self,
-        now: Instant,
-        watcher_adapter: &str,
-        sub: &Subscribe,
-        side: Side,
-    ) -> SubscribeReply {
-        let key = sub_key(&sub.watcher, &sub.target);
-        if sub.duration == 0 {
-            return self.fetch(now, watcher_adapter, sub, side, key);
-        }
-        if self.subs.contains_key(&key) {
-            // A refresh: absorbed here, never forwarded.
-            let exp = self.watcher_expiry(now, watcher_adapter, sub.duration);
-            let s = self.subs.get_mut(&key).expect("present");
-            let old = std::mem::replace(&mut s.expires_at, exp);
-            if let Some(t) = old {
-                self.timers.remove(&(t, TimerKind::SubExpiry, key.clone()));
-            }
-            let s = self.subs.get_mut(&key).expect("present");
-            s.watcher_adapter = watcher_adapter.to_owned();
-            s.watcher = sub.watcher.clone();
-            let code = if s.state == SubState::Active {
-                200
-            } else {
-                202
-            };
-            if let Some(t) = exp {
-                self.timers.insert((t, TimerKind::SubExpiry, key.clone()));
-            }
-            self.save(&key);
-            self.notify_watcher(&key, now, true);
-            return SubscribeReply::Now(if code == 200 {
-                Status::ok()
-            } else {
-                Status::new(202, "Accepted")
-            });
-        }
-        if let Some(refusal) = self.over_cap(&sub.target) {
-            return SubscribeReply::Now(refusal);
-        }
-        match side {
-            Side::Local { known_watcher } => {
-                if !self.approves(&sub.watcher, &sub.target, known_watcher) {
-                    return SubscribeReply::Now(Status::new(
-                        403,
-                        "Forbidden: watcher not authorized",
-                    ));
-                }
-                let s = Subscription {
-                    watcher: sub.watcher.clone(),
-                    presentity: sub.target.clone(),
-                    watcher_adapter: watcher_adapter.to_owned(),
-                    remote: None,
-                    state: SubState::Active,
-                    expires_at: self.watcher_expiry(now, watcher_adapter, sub.duration),
-                    refresh_at: None,
-                    last_presence: None,
-                    answering: false,
-                };
-                self.insert(key.clone(), s);
-                self.save(&key);
-                if self.is_roster(watcher_adapter) {
-                    // RFC 8048 s4: `subscribed` first, then the state.
-                    self.notify_watcher(&key, now, false);
-                }
-                self.notify_watcher(&key, now, true);
-                SubscribeReply::Now(Status::ok())
-            }
-            Side::Remote(adapter) => {
-                let up = self.cfg.upstream_expires.get(&adapter).copied();
-                let s = Subscription {
-                    watcher: sub.watcher.clone(),
-                    presentity: sub.target.clone(),
-                    watcher_adapter: watcher_adapter.to_owned(),
-                    remote: Some(adapter.clone()),
-                    state: SubState::Pending,
-                    expires_at: self.watcher_expiry(now, watcher_adapter, sub.duration),
-                    refresh_at: up.map(|d| now + Duration::from_secs(u64::from(d) * 4 / 5)),
-                    last_presence: None,
-                    answering: true,
-                };
-                self.insert(key.clone(), s);
-                let id = self.tid();
-                SubscribeReply::Upstream {
-                    adapter,
-                    op: Operation::Subscribe(Subscribe {
-                        trans_id: id,
-                        watcher: sub.watcher.clone(),
-                        target: sub.target.clone(),
-                        duration: up.unwrap_or(u32::MAX),
-                    }),
-                    key,
-                }
-            }
-        }
-    }
-
-    fn fetch(
-        &mut self,
-        now: Instant,
-        watcher_adapter: &str,
-        sub: &Subscribe,
-        side: Side,
-        key: String,
-    ) -> SubscribeReply {
-        let cached = match (&side, self.subs.get(&key)) {
-            (_, Some(s)) if s.state == SubState::Active => self.current_presence(s),
-            (Side::Local { known_watcher }, _) => {
-                if !self.approves(&sub.watcher, &sub.target, *known_watcher) {
-                    return SubscribeReply::Now(Status::new(
-                        403,
-                        "Forbidden: watcher not authorized",
-                    ));
-                }
-                Some(
-                    self.pubs
-                        .get(&user_key(&sub.target))
-                        .map(|p| p.presence.clone())
-                        .unwrap_or_else(|| offline(&sub.target)),
-                )
-            }
-            _ => None,
-        };
-        let fetch_state = if self.is_roster(watcher_adapter) {
-            SubscriptionState::Active { expires: 0 }
-        } else {
-            SubscriptionState::Terminated(TerminationReason::Timeout)
-        };
-        if let Some(presence) = cached {
-            self.push_deliver(
-                watcher_adapter.to_owned(),
-                Operation::Notify(Notify {
-                    trans_id: TransId(0),
-                    watcher: sub.watcher.clone(),
-                    target: sub.target.clone(),
-                    state: fetch_state,
-                    presence: Some(presence),
-                }),
-            );
-            return SubscribeReply::Now(Status::ok());
-        }
-        let Side::Remote(adapter) = side else {
-            return SubscribeReply::Now(Status::ok());
-        };
-        if let Some(refusal) = self.over_cap(&sub.target) {
-            return SubscribeReply::Now(refusal);
-        }
-        let until = now + FETCH_WAIT;
-        self.fetches.insert(
-            key.clone(),
-            Fetch {
-                watcher: sub.watcher.clone(),
-                presentity: sub.target.clone(),
-                watcher_adapter: watcher_adapter.to_owned(),
-                until,
-            },
-        );
-        self.timers.insert((until, TimerKind::Fetch, key.clone()));
-        let id = self.tid();
-        SubscribeReply::Upstream {
-            adapter,
-            op: Operation::Subscribe(Subscribe {
-                trans_id: id,
-                watcher: sub.watcher.clone(),
-                target: sub.target.clone(),
-                duration: 0,
-            }),
-            key,
-        }
-    }
-
-    /// The outcome of an upstream subscribe that [`SubscribeReply::Upstream`] asked for;
-    /// returns the answer for the watcher.
-    pub fn handle_upstream_result(&mut self, now: Instant, key: &str, outcome: &Outcome) -> Status {
-        if self.fetches.contains_key(key) && !self.subs.contains_key(key) {
-            if !outcome.status.is_success() {
-                self.fetches.remove(key);
-            }
-            return outcome.status.clone();
-        }
-        if !outcome.status.is_success() {
-            // Nothing was established upstream: forget the pair without telling anyone
-            // more than the failure itself.
-            if self.subs.contains_key(key) {
-                self.remove(key);
-            }
-            return outcome.status.clone();
-        }
-        let Some(s) = self.subs.get_mut(key) else {
-            return outcome.status.clone();
-        };
-        s.answering = false;
-        let active = s.state == SubState::Active;
-        self.save(key);
-        // RFC 6665 s4.2.1.1: the first notify follows the accepted subscribe.
-        self.notify_watcher(key, now, active);
-        if active {
-            Status::ok()
-        } else {
-            Status::new(202, "Accepted")
-        }
-    }
-
-    /// A watcher ends its subscription.
-    pub fn handle_unsubscribe(&mut self, now: Instant, sub: &Subscribe) -> Status {
-        let _ = now;
-        let key = sub_key(&sub.watcher, &sub.target);
-        if self.subs.contains_key(&key) {
-            let presence = self.subs.get(&key).and_then(|s| {
-                (s.state == SubState::Active)
-                    .then(|| self.current_presence(s))
-                    .flatten()
-            });
-            self.terminate(&key, TerminationReason::Timeout, presence, true);
-        }
-        Status::ok()
-    }
-
     /// A notify from a remote presentity's side (it came in by `from_adapter`).
     pub fn handle_notify(&mut self, now: Instant, from_adapter: &str, n: &Notify) -> Status {
         let key = sub_key(&n.watcher, &n.target);
@@ -872,96 +657,6 @@ impl PresenceEngine {
     /// The time of the next timer, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.iter().next().map(|(t, _, _)| *t)
-    }
-
-    /// Runs the timers due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((t, kind, key)) = self.timers.iter().next().cloned() {
-            if t > now {
-                break;
-            }
-            self.timers.remove(&(t, kind, key.clone()));
-            match kind {
-                TimerKind::SubExpiry => {
-                    if self.subs.get(&key).and_then(|s| s.expires_at) == Some(t) {
-                        self.terminate(&key, TerminationReason::Timeout, None, true);
-                    }
-                }
-                TimerKind::Refresh => {
-                    let Some(s) = self.subs.get_mut(&key) else {
-                        continue;
-                    };
-                    if s.refresh_at != Some(t) {
-                        continue;
-                    }
-                    let Some(remote) = s.remote.clone() else {
-                        continue;
-                    };
-                    let Some(d) = self.cfg.upstream_expires.get(&remote).copied() else {
-                        continue;
-                    };
-                    let next = now + Duration::from_secs(u64::from(d) * 4 / 5);
-                    s.refresh_at = Some(next);
-                    let op = Operation::Subscribe(Subscribe {
-                        trans_id: TransId(0),
-                        watcher: s.watcher.clone(),
-                        target: s.presentity.clone(),
-                        duration: d,
-                    });
-                    self.timers.insert((next, TimerKind::Refresh, key.clone()));
-                    self.save(&key);
-                    self.push_deliver(remote, op);
-                }
-                TimerKind::PubExpiry => {
-                    if self.pubs.get(&key).map(|p| p.expires_at) == Some(t) {
-                        let p = self.pubs.remove(&key);
-                        self.actions
-                            .push_back(Action::DeletePublication(key.clone()));
-                        let _ = p.map(|p| p.presentity);
-                        let keys: Vec<String> = self
-                            .by_presentity
-                            .get(&key)
-                            .map(|s| {
-                                s.iter()
-                                    .filter(|k| self.subs[*k].remote.is_none())
-                                    .cloned()
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        if !keys.is_empty() {
-                            self.fan_out(now, &key, keys);
-                        }
-                    }
-                }
-                TimerKind::Gate => {
-                    let Some(g) = self.gates.get_mut(&key) else {
-                        continue;
-                    };
-                    g.armed = false;
-                    let dirty: Vec<String> = g.dirty.drain().collect();
-                    g.last_sent = Some(now);
-                    for k in dirty {
-                        if self
-                            .subs
-                            .get(&k)
-                            .is_some_and(|s| s.state == SubState::Active)
-                        {
-                            self.notify_watcher(&k, now, true);
-                        }
-                    }
-                }
-                TimerKind::Fetch => {
-                    if self.fetches.get(&key).is_some_and(|f| f.until == t) {
-                        self.fetches.remove(&key);
-                    }
-                }
-            }
-        }
-        // Forget gates nobody needs any more.
-        let interval = self.cfg.notify_interval;
-        self.gates.retain(|_, g| {
-            g.armed || !g.dirty.is_empty() || g.last_sent.is_some_and(|t| now < t + interval)
-        });
     }
 
     /// The next thing to do.

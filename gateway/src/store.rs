@@ -16,7 +16,7 @@
 //!   is a message in flight (accepted from a source without per-message
 //!   acknowledgement, not yet answered by its target); a row without `data` is the
 //!   outcome (`code`, `reason`) of the completed message `(src, mid)` until `expires_at`
-//!   (Unix milliseconds).
+//!   (Unix milliseconds). Its changes and queries are in the `journal` submodule.
 //!
 //! Folder 0700, files 0600 whatever the umask ([`crate::secrets::private_store`]).
 //! Calls block on SQLite (an fsync per commit, ~0.15 ms here); async callers go through
@@ -29,6 +29,11 @@ use cpim_core::model::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::records::{MessageRec, RecordError};
+
+mod journal;
+
+use journal::apply_journal_op;
+pub use journal::{DoneRecord, JournalOp, PRUNE_CHUNK};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -562,194 +567,11 @@ impl Store {
         })
     }
 
-    /// Applies journal operations in one transaction (one fsync: the group commit);
-    /// returns, per operation, the row id a [`JournalOp::Begin`] created. Done records
-    /// expired at `prune_before_ms` (Unix milliseconds) are deleted in the same
-    /// transaction when it is given (at most [`PRUNE_CHUNK`] of them).
-    pub fn journal_apply(
-        &self,
-        ops: &[JournalOp],
-        prune_before_ms: Option<u64>,
-    ) -> Result<Vec<Option<i64>>, StoreError> {
-        self.journal_apply_pruning(ops, prune_before_ms)
-            .map(|(ids, _)| ids)
-    }
-
-    /// [`Store::journal_apply`], also returning how many expired records it deleted.
-    /// The deletion is bounded to [`PRUNE_CHUNK`] rows so that a commit which prunes
-    /// never holds up the messages waiting for it for long (at tens of thousands of
-    /// messages a second a minute's worth of expired records is millions of rows); the
-    /// caller prunes again at its next commit when a whole chunk went.
-    pub fn journal_apply_pruning(
-        &self,
-        ops: &[JournalOp],
-        prune_before_ms: Option<u64>,
-    ) -> Result<(Vec<Option<i64>>, usize), StoreError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            let ids = ops
-                .iter()
-                .map(|op| apply_journal_op(&tx, op))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut pruned = 0;
-            if let Some(t) = prune_before_ms {
-                pruned = tx
-                    .prepare_cached(
-                        "DELETE FROM journal WHERE id IN (SELECT id FROM journal \
-                         WHERE data IS NULL AND expires_at <= ?1 LIMIT ?2)",
-                    )?
-                    .execute(params![t.min(i64::MAX as u64) as i64, PRUNE_CHUNK as i64])?;
-            }
-            tx.commit()?;
-            Ok((ids, pruned))
-        })
-    }
-
-    /// The messages still in flight in the journal (written ahead, never completed),
-    /// oldest first, as `(row id, source adapter, message)`.
-    pub fn journal_in_flight(&self) -> Result<Vec<(i64, String, Message)>, StoreError> {
-        self.with(|c| {
-            let mut s = c.prepare_cached(
-                "SELECT id, adapter, data FROM journal WHERE data IS NOT NULL ORDER BY id",
-            )?;
-            let raw = s
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            raw.into_iter()
-                .map(|(id, adapter, data)| {
-                    let rec: MessageRec = serde_json::from_str(&data).map_err(RecordError::from)?;
-                    Ok((id, adapter, rec.try_into()?))
-                })
-                .collect()
-        })
-    }
-
-    /// The dedupe records not expired at `now_ms`, as `(source, message id, code,
-    /// reason, expires_at ms)`, oldest first (a later record of a key wins).
-    pub fn journal_done(&self, now_ms: u64) -> Result<Vec<DoneRecord>, StoreError> {
-        self.with(|c| {
-            let mut s = c.prepare_cached(
-                "SELECT src, mid, code, reason, expires_at FROM journal WHERE data IS NULL AND src IS NOT NULL AND mid IS NOT NULL AND expires_at > ?1 ORDER BY id",
-            )?;
-            let rows = s
-                .query_map(params![now_ms.min(i64::MAX as u64) as i64], |r| {
-                    Ok(DoneRecord {
-                        source: r.get(0)?,
-                        message_id: r.get(1)?,
-                        code: r.get::<_, i64>(2)?.clamp(0, u16::MAX as i64) as u16,
-                        reason: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-                        expires_at_ms: r.get::<_, i64>(4)?.max(0) as u64,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-    }
-
-    /// Rows in the journal (in flight and done).
-    pub fn journal_len(&self) -> Result<u64, StoreError> {
-        self.with(|c| {
-            Ok(c.query_row("SELECT COUNT(*) FROM journal", [], |r| r.get::<_, i64>(0))? as u64)
-        })
-    }
-
     /// Messages waiting.
     pub fn queue_depth(&self) -> Result<u64, StoreError> {
         self.with(|c| {
             Ok(c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))? as u64)
         })
-    }
-}
-
-/// One change to the journal ([`crate::journal`]).
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum JournalOp {
-    /// Write ahead: `message` from `adapter` is about to be delivered.
-    Begin {
-        /// The source adapter.
-        adapter: String,
-        /// The dedupe key `(bare source, message id)`, when the message has an id.
-        key: Option<(String, String)>,
-        /// The message (serialized [`MessageRec`] JSON).
-        data: String,
-    },
-    /// A message finished with this outcome: a journal row (`id`) becomes the dedupe
-    /// record of `key`, or is deleted when there is no key; without `id` (a source that
-    /// acknowledges messages itself) a dedupe record is inserted for `key`.
-    Done {
-        /// The journal row, if the message was written ahead.
-        id: Option<i64>,
-        /// The dedupe key.
-        key: Option<(String, String)>,
-        /// The outcome's code.
-        code: u16,
-        /// The outcome's reason.
-        reason: String,
-        /// Until when the record is kept, Unix milliseconds.
-        expires_at_ms: u64,
-    },
-}
-
-/// A persisted dedupe record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DoneRecord {
-    /// The bare source address.
-    pub source: String,
-    /// The message id.
-    pub message_id: String,
-    /// The first copy's outcome code.
-    pub code: u16,
-    /// Its reason phrase.
-    pub reason: String,
-    /// Kept until, Unix milliseconds.
-    pub expires_at_ms: u64,
-}
-
-/// Most expired dedupe records one journal commit deletes.
-pub const PRUNE_CHUNK: usize = 4096;
-
-fn apply_journal_op(c: &Connection, op: &JournalOp) -> Result<Option<i64>, StoreError> {
-    match op {
-        JournalOp::Begin { adapter, key, data } => {
-            let (src, mid) = key.as_ref().map(|(s, m)| (s, m)).unzip();
-            c.prepare_cached(
-                "INSERT INTO journal(adapter, src, mid, data) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![adapter, src, mid, data])?;
-            Ok(Some(c.last_insert_rowid()))
-        }
-        JournalOp::Done {
-            id,
-            key,
-            code,
-            reason,
-            expires_at_ms,
-        } => {
-            let exp = (*expires_at_ms).min(i64::MAX as u64) as i64;
-            match (id, key) {
-                (Some(id), Some(_)) => {
-                    c.prepare_cached("UPDATE journal SET data = NULL, code = ?2, reason = ?3, expires_at = ?4 WHERE id = ?1")?
-                        .execute(params![id, code, reason, exp])?;
-                }
-                (Some(id), None) => {
-                    c.prepare_cached("DELETE FROM journal WHERE id = ?1")?
-                        .execute(params![id])?;
-                }
-                (None, Some((src, mid))) => {
-                    c.prepare_cached("INSERT INTO journal(adapter, src, mid, data, code, reason, expires_at) VALUES ('', ?1, ?2, NULL, ?3, ?4, ?5)")?
-                        .execute(params![src, mid, code, reason, exp])?;
-                }
-                (None, None) => {}
-            }
-            Ok(None)
-        }
     }
 }
 
@@ -761,130 +583,4 @@ pub fn unix_ms() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use cpim_core::model::TransId;
-    use cpim_core::Address;
-
-    fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("cpim-gw-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
-    }
-
-    fn msg(i: u64) -> Message {
-        Message::new(
-            TransId(i),
-            Address::parse("sip:alice@sip.test").unwrap(),
-            Address::parse("romeo@xmpp.test/orchard").unwrap(),
-            "text/plain",
-            format!("message {i}").into_bytes(),
-        )
-    }
-
-    /// Write, drop, reopen: everything is back.
-    #[test]
-    fn restart_keeps_records_and_queue() {
-        let dir = tmpdir("restart");
-        {
-            let s = Store::open(&dir).unwrap();
-            s.put(kind::SUBSCRIPTION, "a|b", Some(100), "{\"x\":1}")
-                .unwrap();
-            s.put(kind::SUBSCRIPTION, "c|d", None, "{\"x\":2}").unwrap();
-            s.replace(kind::SIP_PUBLICATION, None, "e1", Some(5), "p1")
-                .unwrap();
-            s.replace(kind::SIP_PUBLICATION, Some("e1"), "e2", Some(5), "p2")
-                .unwrap();
-            for i in 0..3 {
-                s.enqueue(&msg(i), "xmpp", 1000 + i).unwrap();
-            }
-            let first = s.due(u64::MAX, 1).unwrap()[0].id;
-            assert!(s.dequeue(first).unwrap());
-        }
-        let s = Store::open(&dir).unwrap();
-        assert_eq!(
-            s.load(kind::SUBSCRIPTION).unwrap(),
-            vec![
-                ("a|b".into(), "{\"x\":1}".into()),
-                ("c|d".into(), "{\"x\":2}".into())
-            ]
-        );
-        assert_eq!(
-            s.load(kind::SIP_PUBLICATION).unwrap(),
-            vec![("e2".into(), "p2".into())]
-        );
-        assert_eq!(s.queue_depth().unwrap(), 2);
-        let q = s.for_destination("romeo@xmpp.test").unwrap();
-        assert_eq!(q.len(), 2);
-        assert_eq!(q[0].message, msg(1));
-        assert_eq!(q[1].message, msg(2));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// The group-commit writer applies changes in the order handed over (a put then a
-    /// remove of one key leaves nothing; a remove then a put leaves the put), batches
-    /// from many tasks, and everything waited for is there after a reopen.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn record_writer_keeps_order_and_durability() {
-        let dir = tmpdir("writer");
-        {
-            let s = Store::open(&dir).unwrap();
-            let put = |k: String, d: &str| RecordOp::Put {
-                kind: kind::SUBSCRIPTION,
-                key: k,
-                expires_at: None,
-                data: d.to_owned(),
-            };
-            let rm = |k: String| RecordOp::Remove {
-                kind: kind::SUBSCRIPTION,
-                key: k,
-            };
-            let w = s.writer().unwrap();
-            let a = w.submit(vec![put("gone".into(), "1")]);
-            let b = w.submit(vec![rm("gone".into())]);
-            let c = w.submit(vec![rm("kept".into()), put("kept".into(), "2")]);
-            assert!(a < b && b < c);
-            w.wait(c).await;
-            assert!(w.is_committed(a));
-            let mut tasks = Vec::new();
-            for i in 0..200 {
-                let s = s.clone();
-                tasks.push(tokio::spawn(async move {
-                    s.writer()
-                        .unwrap()
-                        .commit(vec![put(format!("t{i:03}"), "x")])
-                        .await;
-                }));
-            }
-            for t in tasks {
-                t.await.unwrap();
-            }
-            assert_eq!(s.count(kind::SUBSCRIPTION).unwrap(), 201);
-        }
-        let s = Store::open(&dir).unwrap();
-        let all = s.load(kind::SUBSCRIPTION).unwrap();
-        assert_eq!(all.len(), 201);
-        assert_eq!(all[0], ("kept".into(), "2".into()));
-        assert!(s.get(kind::SUBSCRIPTION, "gone").unwrap().is_none());
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn queue_scheduling() {
-        let dir = tmpdir("sched");
-        let s = Store::open(&dir).unwrap();
-        let id = s.enqueue(&msg(1), "xmpp", 1000).unwrap();
-        assert_eq!(s.due(999, 10).unwrap().len(), 0);
-        assert_eq!(s.due(1000, 10).unwrap().len(), 1);
-        s.reschedule(id, 1, 5000).unwrap();
-        assert_eq!(s.next_due().unwrap(), Some(5000));
-        assert_eq!(s.due(4000, 10).unwrap().len(), 0);
-        assert_eq!(s.wake_destination("romeo@xmpp.test", 4000).unwrap(), 1);
-        let e = &s.due(4000, 10).unwrap()[0];
-        assert_eq!((e.attempts, e.adapter.as_str()), (1, "xmpp"));
-        assert!(s.dequeue(id).unwrap());
-        assert!(!s.dequeue(id).unwrap());
-        assert_eq!(s.queue_depth().unwrap(), 0);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
+mod tests;

@@ -1,6 +1,7 @@
 //! The presence engine in virtual time: `t0 + n seconds`, no clock.
 
 use super::*;
+use cpim_core::model::Outcome;
 use cpim_core::presence::Basic;
 
 fn a(s: &str) -> Address {

@@ -14,18 +14,37 @@
 //!
 //! Refusals are 403 (RFC 3860 s4.2: the sender is not allowed to send this).
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use cpim_core::adapter::BoxFuture;
-use cpim_core::model::{Operation, Outcome, Status};
-use tower::{Layer, Service};
+use cpim_core::model::{Operation, Status};
 
-use super::{RouteTable, Submission};
+use super::check::Check;
+use super::Submission;
+use crate::routing::RouteTable;
+
+/// The authorization rule over a routing table.
+#[derive(Clone, Debug)]
+pub struct Authorize {
+    table: Arc<RouteTable>,
+}
+
+impl Authorize {
+    /// Authorizes against `table`.
+    pub fn new(table: Arc<RouteTable>) -> Self {
+        Authorize { table }
+    }
+}
+
+impl Check for Authorize {
+    fn check(&self, sub: &mut Submission) -> Result<(), Status> {
+        authorized(&self.table, sub).inspect_err(|status| {
+            tracing::info!(adapter = %sub.adapter, source = %sub.op.source(), reason = %status.reason, "refused");
+        })
+    }
+}
 
 /// Checks a submission; `Err` carries the refusal.
-pub fn check(table: &RouteTable, sub: &Submission) -> Result<(), Status> {
+pub fn authorized(table: &RouteTable, sub: &Submission) -> Result<(), Status> {
     let src = sub.op.source();
     if let Some(owner) = table.local_owner(&src.domain) {
         if owner != &*sub.adapter {
@@ -87,71 +106,12 @@ pub fn check(table: &RouteTable, sub: &Submission) -> Result<(), Status> {
     Ok(())
 }
 
-/// The authorization middleware.
-#[derive(Clone, Debug)]
-pub struct Authorize<S> {
-    inner: S,
-    table: Arc<RouteTable>,
-}
-
-/// Layer for [`Authorize`].
-#[derive(Clone, Debug)]
-pub struct AuthorizeLayer {
-    table: Arc<RouteTable>,
-}
-
-impl AuthorizeLayer {
-    /// Authorizes against `table`.
-    pub fn new(table: Arc<RouteTable>) -> Self {
-        AuthorizeLayer { table }
-    }
-}
-
-impl<S> Layer<S> for AuthorizeLayer {
-    type Service = Authorize<S>;
-    fn layer(&self, inner: S) -> Authorize<S> {
-        Authorize {
-            inner,
-            table: self.table.clone(),
-        }
-    }
-}
-
-impl<S> Service<Submission> for Authorize<S>
-where
-    S: Service<Submission, Response = Outcome, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Outcome;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Outcome, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Submission) -> Self::Future {
-        match check(&self.table, &req) {
-            Ok(()) => Box::pin(self.inner.call(req)),
-            Err(status) => {
-                tracing::info!(adapter = %req.adapter, source = %req.op.source(), reason = %status.reason, "refused");
-                let id = req.op.trans_id();
-                Box::pin(async move {
-                    Ok(Outcome {
-                        trans_id: id,
-                        status,
-                    })
-                })
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::check::CheckLayer;
     use crate::router::testutil::{msg, Recorder};
-    use tower::ServiceExt;
+    use tower::{Layer, ServiceExt};
 
     fn table() -> Arc<RouteTable> {
         Arc::new(RouteTable::new(
@@ -162,7 +122,7 @@ mod tests {
 
     async fn run(adapter: &str, op: Operation) -> (u16, usize) {
         let rec = Recorder::default();
-        let svc = AuthorizeLayer::new(table()).layer(rec.clone());
+        let svc = CheckLayer::new(Authorize::new(table())).layer(rec.clone());
         let out = svc.oneshot(Submission::new(adapter, op)).await.unwrap();
         (out.status.code, rec.count())
     }
@@ -256,7 +216,7 @@ mod tests {
             .with_closed_adapters(["irc", "json"]),
         );
         let go = |adapter: &'static str, op: Operation| {
-            let svc = AuthorizeLayer::new(t.clone()).layer(Recorder::default());
+            let svc = CheckLayer::new(Authorize::new(t.clone())).layer(Recorder::default());
             async move {
                 svc.oneshot(Submission::new(adapter, op))
                     .await

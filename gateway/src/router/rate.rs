@@ -13,16 +13,14 @@
 //! refusal reads the same on both sides. RFC 3261 s21.5.4 makes 503 the overload answer.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use cpim_core::adapter::BoxFuture;
-use cpim_core::model::Outcome;
-use tower::{Layer, Service};
+use cpim_core::model::Status;
 
-use super::{RouteTable, Submission};
+use super::check::Check;
+use super::Submission;
+use crate::routing::RouteTable;
 
 /// A foreign source domain's bucket is this many times a user's.
 pub const DOMAIN_FACTOR: f64 = 10.0;
@@ -78,27 +76,18 @@ struct Buckets {
     last_sweep: Instant,
 }
 
-/// The rate-limit middleware; clones share the buckets.
+/// The rate rule; clones share the buckets.
 #[derive(Clone, Debug)]
-pub struct RateLimit<S> {
-    inner: S,
+pub struct RateLimit {
     cfg: RateConfig,
     buckets: Arc<Mutex<Buckets>>,
     table: Option<Arc<RouteTable>>,
 }
 
-/// Layer for [`RateLimit`].
-#[derive(Clone, Debug)]
-pub struct RateLimitLayer {
-    cfg: RateConfig,
-    buckets: Arc<Mutex<Buckets>>,
-    table: Option<Arc<RouteTable>>,
-}
-
-impl RateLimitLayer {
+impl RateLimit {
     /// Limits each source to `cfg`.
     pub fn new(cfg: RateConfig) -> Self {
-        RateLimitLayer {
+        RateLimit {
             cfg,
             buckets: Arc::new(Mutex::new(Buckets {
                 map: HashMap::new(),
@@ -114,21 +103,7 @@ impl RateLimitLayer {
         self.table = Some(table);
         self
     }
-}
 
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimit<S>;
-    fn layer(&self, inner: S) -> RateLimit<S> {
-        RateLimit {
-            inner,
-            cfg: self.cfg,
-            buckets: self.buckets.clone(),
-            table: self.table.clone(),
-        }
-    }
-}
-
-impl<S> RateLimit<S> {
     fn admit(&self, key: String, domain: Option<&str>, now: Instant) -> bool {
         let RateConfig { rate, burst } = self.cfg;
         let (drate, dburst) = (rate * DOMAIN_FACTOR, burst * DOMAIN_FACTOR);
@@ -159,21 +134,9 @@ impl<S> RateLimit<S> {
     }
 }
 
-impl<S> Service<Submission> for RateLimit<S>
-where
-    S: Service<Submission, Response = Outcome, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Outcome;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Outcome, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Submission) -> Self::Future {
-        let src = req.op.source();
+impl Check for RateLimit {
+    fn check(&self, sub: &mut Submission) -> Result<(), Status> {
+        let src = sub.op.source();
         let key = match &src.user {
             Some(u) => format!("{u}@{}", src.domain),
             None => src.domain.clone(),
@@ -184,22 +147,21 @@ where
             .is_some_and(|t| !t.is_local(&src.domain))
             .then_some(src.domain.as_str());
         if !self.admit(key, foreign, Instant::now()) {
-            let out = Outcome::failure(
-                req.op.trans_id(),
+            return Err(Status::new(
                 503,
                 format!("Rate limit exceeded ({} per second)", self.cfg.rate),
-            );
-            return Box::pin(async move { Ok(out) });
+            ));
         }
-        Box::pin(self.inner.call(req))
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::check::CheckLayer;
     use crate::router::testutil::{msg, Recorder};
-    use tower::ServiceExt;
+    use tower::{Layer, ServiceExt};
 
     #[test]
     fn bucket_refills_with_time() {
@@ -220,10 +182,10 @@ mod tests {
     #[tokio::test]
     async fn empty_bucket_gets_503_per_source() {
         let rec = Recorder::default();
-        let layer = RateLimitLayer::new(RateConfig {
+        let layer = CheckLayer::new(RateLimit::new(RateConfig {
             rate: 0.001,
             burst: 2.0,
-        });
+        }));
         let svc = layer.layer(rec.clone());
         let mut codes = Vec::new();
         for i in 0..3 {
@@ -259,11 +221,13 @@ mod tests {
             [("sip.test", "sip")],
             [("xmpp.test", "xmpp")],
         ));
-        let layer = RateLimitLayer::new(RateConfig {
-            rate: 0.001,
-            burst: 2.0,
-        })
-        .with_domains(table);
+        let layer = CheckLayer::new(
+            RateLimit::new(RateConfig {
+                rate: 0.001,
+                burst: 2.0,
+            })
+            .with_domains(table),
+        );
         let svc = layer.layer(Recorder::default());
         let mut refused = 0;
         for i in 0..50 {

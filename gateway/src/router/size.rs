@@ -2,14 +2,10 @@
 //! refused with 413 (Request Entity Too Large, RFC 3261 s21.4.11); RFC 3428 s5 asks that
 //! page-mode messages stay small, so the default limit is modest.
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
-use cpim_core::adapter::BoxFuture;
-use cpim_core::model::{Operation, Outcome};
+use cpim_core::model::{Operation, Status};
 use cpim_core::presence::Presence;
-use tower::{Layer, Service};
 
+use super::check::Check;
 use super::Submission;
 
 /// The approximate encoded size of an operation's payload, in bytes.
@@ -48,76 +44,46 @@ fn presence_size(p: &Presence) -> usize {
         })
 }
 
-/// The size-limit middleware.
-#[derive(Clone, Debug)]
-pub struct SizeLimit<S> {
-    inner: S,
-    max: usize,
-}
-
-/// Layer for [`SizeLimit`].
+/// The size rule: payloads above `max` bytes are refused.
 #[derive(Clone, Copy, Debug)]
-pub struct SizeLimitLayer {
+pub struct SizeLimit {
     max: usize,
 }
 
-impl SizeLimitLayer {
+impl SizeLimit {
     /// Refuses payloads above `max` bytes.
     pub fn new(max: usize) -> Self {
-        SizeLimitLayer { max }
+        SizeLimit { max }
     }
 }
 
-impl<S> Layer<S> for SizeLimitLayer {
-    type Service = SizeLimit<S>;
-    fn layer(&self, inner: S) -> SizeLimit<S> {
-        SizeLimit {
-            inner,
-            max: self.max,
-        }
-    }
-}
-
-impl<S> Service<Submission> for SizeLimit<S>
-where
-    S: Service<Submission, Response = Outcome, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Outcome;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Outcome, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Submission) -> Self::Future {
-        let size = payload_size(&req.op);
+impl Check for SizeLimit {
+    fn check(&self, sub: &mut Submission) -> Result<(), Status> {
+        let size = payload_size(&sub.op);
         if size > self.max {
-            let out = Outcome::failure(
-                req.op.trans_id(),
+            return Err(Status::new(
                 413,
                 format!(
                     "Request Entity Too Large ({size} bytes, limit {})",
                     self.max
                 ),
-            );
-            return Box::pin(async move { Ok(out) });
+            ));
         }
-        Box::pin(self.inner.call(req))
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::check::CheckLayer;
     use crate::router::testutil::{msg, Recorder};
-    use tower::ServiceExt;
+    use tower::{Layer, ServiceExt};
 
     #[tokio::test]
     async fn over_the_limit_gets_413_and_never_reaches_inner() {
         let rec = Recorder::default();
-        let svc = SizeLimitLayer::new(100).layer(rec.clone());
+        let svc = CheckLayer::new(SizeLimit::new(100)).layer(rec.clone());
         let big = "x".repeat(200);
         let out = svc
             .clone()
