@@ -25,8 +25,8 @@
 //!
 //! An adapter calls [`gateway::GatewayIngress`] (`Ingress::submit`); aliases are mapped and
 //! the operation enters the [`router`] pipeline as a [`router::Submission`]: authorize,
-//! size, rate, loops (hop count, dedupe, journal), timeout, then the dispatcher
-//! ([`dispatch::Dispatch`]: routing by [`router::RouteTable`], re-encoding, delivery, or the
+//! size, rate, hops, dedupe, journal, timeout, then the dispatcher
+//! ([`dispatch::Dispatch`]: routing by [`routing::RouteTable`], re-encoding, delivery, or the
 //! queue; presence operations go to the presence service). The outcome travels back to the
 //! adapter.
 //!
@@ -36,7 +36,7 @@
 //! network) and `[json]` are optional, each run as the adapter named by its `name`, which
 //! must be listed in `adapters` (its place there is its routing order). Each adapter's local
 //! domains route to it, and a source in them is accepted only from it. IRC and JSON are
-//! *closed* adapters ([`router::RouteTable::with_closed_adapters`]): every source they
+//! *closed* adapters ([`routing::RouteTable::with_closed_adapters`]): every source they
 //! submit must be an address they claim; they vouch for no foreign domain. Adapters start
 //! in `adapters` order; one that fails to start is a down link `adapter:<name>` in `/links`
 //! and `/metrics` and makes `/ready` 503, while the rest runs. Graceful shutdown (SIGTERM,

@@ -1,7 +1,7 @@
 //! The P1 hot path in process, without sockets: parse a SIP MESSAGE with cpim-sip's codec,
 //! map it to an `Operation`, route it through the gateway's router pipeline
 //! (`cpim_gateway::gateway::Gateway::start_with` with two no-op adapters, so authorize,
-//! size, rate, loop guard, timeout and dispatch all run), and encode the XMPP stanza the
+//! size, rate, hops, dedupe, journal, timeout and dispatch all run), and encode the XMPP stanza the
 //! component would write.
 //!
 //! `cargo bench -p cpim-bench --features hot-path --bench hot_path`
@@ -50,7 +50,7 @@ fn to_operation(wire: &Bytes, id: u64) -> Operation {
         body: req.body(),
     };
     let mut msg = inbound(&m, TransId(id), 64 * 1024).expect("map");
-    // a fresh id per iteration, or the loop guard refuses the repeat
+    // a fresh id per iteration, or the dedupe layer answers the repeat
     msg.message_id = Some(format!("bench-{id}"));
     Operation::Message(msg)
 }
