@@ -25,19 +25,22 @@ struct FakeIngress {
     ops: Mutex<Vec<Operation>>,
 }
 
+/// Plays the core: 404 for user `nobody`, and, as the router does, 483 for a message
+/// with no hops left (the adapter only translates Max-Forwards).
 impl Ingress for FakeIngress {
     fn submit(&self, _adapter: &str, op: Operation) -> BoxFuture<'static, Outcome> {
         let tid = op.trans_id();
-        let code = match op.destination() {
-            Some(d) if d.user.as_deref() == Some("nobody") => 404,
-            _ => 200,
+        let (code, reason) = match (&op, op.destination()) {
+            (Operation::Message(m), _) if m.hops_left == 0 => (483, "Too Many Hops"),
+            (_, Some(d)) if d.user.as_deref() == Some("nobody") => (404, "Not Found"),
+            _ => (200, "OK"),
         };
         self.ops.lock().unwrap().push(op);
         Box::pin(async move {
             if code == 200 {
                 Outcome::ok(tid)
             } else {
-                Outcome::failure(tid, code, "Not Found")
+                Outcome::failure(tid, code, reason)
             }
         })
     }
@@ -382,7 +385,8 @@ async fn message_in_authenticated_mapped_and_outcome_mapped() {
         assert_eq!(msg.destination.to_string(), "sip:romeo@xmpp.test");
         assert_eq!(msg.body, b"Hello Romeo");
         assert_eq!(msg.subject.as_deref(), Some("greeting"));
-        assert_eq!(msg.hops_left, 69);
+        // Max-Forwards 70 as it came: the router counts the hop.
+        assert_eq!(msg.hops_left, 70);
     }
     // The core says 404: so does the SIP answer.
     let m = Req::new(
@@ -396,7 +400,8 @@ async fn message_in_authenticated_mapped_and_outcome_mapped() {
         with_auth(&h, m, "alice", "wonderland", 5070).await.code(),
         404
     );
-    // Max-Forwards 0: 483 before anything else.
+    // Max-Forwards 0 from the trusted peer: hops_left 0 for the core, whose 483 is the
+    // answer.
     let req = Request::builder(&Method::Message, "sip:romeo@xmpp.test")
         .header(
             HeaderName::Via,
@@ -411,8 +416,13 @@ async fn message_in_authenticated_mapped_and_outcome_mapped() {
         .build_request()
         .unwrap();
     assert_eq!(
-        h.tu.handle_request(req, src(5090)).await.unwrap().code(),
+        h.tu.handle_request(req, peer(5090)).await.unwrap().code(),
         483
+    );
+    let ops = h.ingress.ops.lock().unwrap();
+    assert!(
+        matches!(ops.last(), Some(Operation::Message(m)) if m.hops_left == 0),
+        "{ops:?}"
     );
 }
 
