@@ -35,12 +35,13 @@ fn to_operation(wire: &Bytes, id: u64) -> Operation {
     let SipMessage::Request(req) = SipMessage::parse(wire.clone()).expect("parse") else {
         panic!("not a request")
     };
-    let from = req.from().expect("From");
-    let to = req.to().expect("To");
+    let from = Address::parse(req.from().expect("From").uri.raw);
+    let to = Address::parse(req.to().expect("To").uri.raw);
+    let ruri = Address::parse(req.uri_str());
     let m = InboundMessage {
-        request_uri: req.uri_str(),
-        from: from.uri.raw,
-        to: to.uri.raw,
+        request_uri: &ruri,
+        from: &from,
+        to: &to,
         call_id: req.call_id(),
         cseq: req.cseq().seq,
         max_forwards: req.max_forwards(),
@@ -49,7 +50,7 @@ fn to_operation(wire: &Bytes, id: u64) -> Operation {
         content_type: req.content_type(),
         body: req.body(),
     };
-    let mut msg = inbound(&m, TransId(id), 64 * 1024).expect("map");
+    let mut msg = inbound(&m, TransId(id)).expect("map");
     // a fresh id per iteration, or the dedupe layer answers the repeat
     msg.message_id = Some(format!("bench-{id}"));
     Operation::Message(msg)

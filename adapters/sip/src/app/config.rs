@@ -57,7 +57,8 @@ pub struct SipConfig {
     pub remote_domains: Vec<String>,
     /// Credentials used when a remote server or proxy challenges the gateway.
     pub credentials: Vec<ClientCredential>,
-    /// Largest MESSAGE body accepted or sent, in bytes; larger gets 413.
+    /// Largest MESSAGE body the gateway sends, in bytes; larger gets 413 (RFC 3428 s5).
+    /// Incoming bodies are bounded by the router (`[limits] max_body_bytes`).
     pub max_message_size: usize,
     /// Seconds to wait for the final response to a request the gateway sends before the
     /// outcome is 408.

@@ -3,16 +3,23 @@
 //! Inbound ([`inbound`]): source = From; destination = Request-URI when it names a user
 //! at a host that is not an IP literal (the target after any retargeting), else To;
 //! Subject -> subject; Content-Language -> language; Call-ID -> thread (RFC 7572 maps
-//! the Call-ID to the XMPP thread); Max-Forwards -> hops_left, with 483 for a MESSAGE
-//! that arrives with Max-Forwards 0 (RFC 3261 s16.3 step 3, applied by the gateway as
-//! the next hop); message_id = the CPIM `imdn.Message-ID` for a `message/cpim` body,
-//! else `Call-ID` + `CSeq` (stable across retransmissions). The body is passed on byte
-//! for byte with its Content-Type, whatever the type.
+//! the Call-ID to the XMPP thread); Max-Forwards -> hops_left as it is (70, RFC 3261
+//! s8.1.1.6, when absent); message_id = the CPIM `imdn.Message-ID` for a `message/cpim`
+//! body, else `Call-ID` + `CSeq` (stable across retransmissions). The body is passed on
+//! byte for byte with its Content-Type, whatever the type.
 //!
-//! Outbound ([`outbound`]): the mirror image; Call-ID from the thread when the thread
-//! is a valid Call-ID (so a SIP reply lands in the same XMPP thread), else fresh.
+//! Outbound ([`outbound`]): the mirror image; hops_left -> Max-Forwards as it is; Call-ID
+//! from the thread when the thread is a valid Call-ID (so a SIP reply lands in the same
+//! XMPP thread), else fresh.
+//!
+//! The mapping translates and does not police the hop count: the router counts the hop
+//! (RFC 3261 s16.6 step 3) and refuses a message with none left with 483 (s16.3 step 3),
+//! and refuses a body above its limit with 413, once for every adapter. The one limit
+//! kept here is `max_message_size` on what the gateway sends as a MESSAGE: page mode is
+//! for small bodies (RFC 3428 s5), and a SIP network may take less than the router's
+//! limit for every adapter.
 
-use cpim_core::address::{Address, Scheme};
+use cpim_core::address::{Address, AddressError, Scheme};
 use cpim_core::cpim::CpimMessage;
 use cpim_core::model::{mime_essence, DispositionRequest, Message, TransId};
 
@@ -36,15 +43,19 @@ impl Refusal {
     }
 }
 
-/// The parts of an incoming MESSAGE the mapping reads.
+/// A URI read as an address, or why it is not one.
+pub type ParsedUri = Result<Address, AddressError>;
+
+/// The parts of an incoming MESSAGE the mapping reads, its URIs parsed once by the
+/// caller.
 #[derive(Clone, Copy, Debug)]
 pub struct InboundMessage<'a> {
     /// Request-URI.
-    pub request_uri: &'a str,
+    pub request_uri: &'a ParsedUri,
     /// From URI (without display name and tag).
-    pub from: &'a str,
+    pub from: &'a ParsedUri,
     /// To URI.
-    pub to: &'a str,
+    pub to: &'a ParsedUri,
     /// Call-ID.
     pub call_id: &'a str,
     /// CSeq number.
@@ -66,9 +77,10 @@ fn host_is_ip(addr: &Address) -> bool {
     d.parse::<std::net::IpAddr>().is_ok()
 }
 
-/// Parses a SIP URI into an address, as a 400 on failure.
-pub fn parse_uri(uri: &str, what: &str) -> Result<Address, Refusal> {
-    Address::parse(uri).map_err(|e| Refusal::new(400, format!("Bad {what}: {e}")))
+/// A parsed SIP URI as an address, a 400 if it did not parse.
+fn address(uri: &ParsedUri, what: &str) -> Result<Address, Refusal> {
+    uri.clone()
+        .map_err(|e| Refusal::new(400, format!("Bad {what}: {e}")))
 }
 
 /// The `message_id` of a SIP MESSAGE (see the module documentation).
@@ -83,26 +95,16 @@ pub fn message_id(content_type: &str, body: &[u8], call_id: &str, cseq: u32) -> 
     format!("{call_id}-{cseq}")
 }
 
-/// Maps an incoming MESSAGE to the abstract message. `max_size` is the body limit.
-pub fn inbound(
-    m: &InboundMessage<'_>,
-    trans_id: TransId,
-    max_size: usize,
-) -> Result<Message, Refusal> {
-    if m.max_forwards == Some(0) {
-        return Err(Refusal::new(483, "Too Many Hops"));
-    }
-    if m.body.len() > max_size {
-        return Err(Refusal::new(413, "Request Entity Too Large"));
-    }
+/// Maps an incoming MESSAGE to the abstract message.
+pub fn inbound(m: &InboundMessage<'_>, trans_id: TransId) -> Result<Message, Refusal> {
     let content_type = match m.content_type {
         Some(ct) if !ct.trim().is_empty() => ct.trim(),
         _ if m.body.is_empty() => "text/plain",
         _ => return Err(Refusal::new(400, "Missing Content-Type")),
     };
-    let source = parse_uri(m.from, "From")?;
-    let to = parse_uri(m.to, "To")?;
-    let ruri = parse_uri(m.request_uri, "Request-URI")?;
+    let source = address(m.from, "From")?;
+    let to = address(m.to, "To")?;
+    let ruri = address(m.request_uri, "Request-URI")?;
     let destination = if ruri.user.is_some() && !host_is_ip(&ruri) {
         ruri
     } else {
@@ -113,8 +115,7 @@ pub fn inbound(
     }
     let hops = m
         .max_forwards
-        .map_or(Message::DEFAULT_HOPS, |mf| mf.min(255) as u8)
-        .saturating_sub(1);
+        .map_or(Message::DEFAULT_HOPS, |mf| mf.min(255) as u8);
     let mut msg = Message::new(trans_id, source, destination, content_type, m.body.to_vec());
     msg.message_id = Some(message_id(content_type, m.body, m.call_id, m.cseq));
     msg.subject = m
@@ -184,10 +185,8 @@ pub fn sip_uri(a: &Address) -> String {
 }
 
 /// Maps the abstract message to an outgoing MESSAGE's headers (the body goes as is).
+/// `max_size` is the largest body sent as a MESSAGE (see the module documentation).
 pub fn outbound(m: &Message, max_size: usize) -> Result<OutboundMessage, Refusal> {
-    if m.hops_left == 0 {
-        return Err(Refusal::new(483, "Too Many Hops"));
-    }
     if m.body.len() > max_size {
         return Err(Refusal::new(413, "Request Entity Too Large"));
     }
@@ -213,11 +212,26 @@ pub fn outbound(m: &Message, max_size: usize) -> Result<OutboundMessage, Refusal
 mod tests {
     use super::*;
 
-    fn base<'a>(body: &'a [u8], ct: Option<&'a str>) -> InboundMessage<'a> {
+    /// The URIs of the MESSAGEs below, parsed as the dispatcher parses them.
+    struct Uris {
+        ruri: ParsedUri,
+        from: ParsedUri,
+        to: ParsedUri,
+    }
+
+    fn uris() -> Uris {
+        Uris {
+            ruri: Address::parse("sip:romeo@xmpp.test"),
+            from: Address::parse("sip:juliet@sip.test"),
+            to: Address::parse("sip:romeo@xmpp.test"),
+        }
+    }
+
+    fn base<'a>(u: &'a Uris, body: &'a [u8], ct: Option<&'a str>) -> InboundMessage<'a> {
         InboundMessage {
-            request_uri: "sip:romeo@xmpp.test",
-            from: "sip:juliet@sip.test",
-            to: "sip:romeo@xmpp.test",
+            request_uri: &u.ruri,
+            from: &u.from,
+            to: &u.to,
             call_id: "abc@host",
             cseq: 7,
             max_forwards: Some(70),
@@ -230,10 +244,10 @@ mod tests {
 
     #[test]
     fn text_plain_maps_all_fields() {
+        let u = uris();
         let m = inbound(
-            &base(b"hello", Some("text/plain;charset=UTF-8")),
+            &base(&u, b"hello", Some("text/plain;charset=UTF-8")),
             TransId(1),
-            1000,
         )
         .unwrap();
         assert_eq!(m.source.to_string(), "sip:juliet@sip.test");
@@ -244,42 +258,52 @@ mod tests {
         assert_eq!(m.language.as_deref(), Some("en"));
         assert_eq!(m.thread.as_deref(), Some("abc@host"));
         assert_eq!(m.message_id.as_deref(), Some("abc@host-7"));
-        assert_eq!(m.hops_left, 69);
+        assert_eq!(m.hops_left, 70);
     }
 
+    /// Max-Forwards is translated, not enforced: 0 stays 0 (the router answers 483),
+    /// absent is 70; a large body passes (the router answers 413). Bad parts are 400.
     #[test]
-    fn max_forwards_zero_is_483_and_size_is_413() {
-        let mut i = base(b"x", Some("text/plain"));
-        i.max_forwards = Some(0);
-        assert_eq!(inbound(&i, TransId(1), 10).unwrap_err().code, 483);
+    fn max_forwards_translated_and_bad_parts_refused() {
+        let u = uris();
+        for (mf, hops) in [(Some(0), 0), (Some(1), 1), (Some(300), 255), (None, 70)] {
+            let mut i = base(&u, b"x", Some("text/plain"));
+            i.max_forwards = mf;
+            assert_eq!(inbound(&i, TransId(1)).unwrap().hops_left, hops, "{mf:?}");
+        }
+        let big = [b'a'; 100_000];
         assert_eq!(
-            inbound(&base(&[b'a'; 11], Some("text/plain")), TransId(1), 10)
-                .unwrap_err()
-                .code,
-            413
+            inbound(&base(&u, &big, Some("text/plain")), TransId(1))
+                .unwrap()
+                .body
+                .len(),
+            100_000
         );
         assert_eq!(
-            inbound(&base(b"x", None), TransId(1), 10).unwrap_err().code,
+            inbound(&base(&u, b"x", None), TransId(1)).unwrap_err().code,
             400
         );
-        let mut i = base(b"x", Some("text/plain"));
-        i.from = "mailto:x@y";
-        assert_eq!(inbound(&i, TransId(1), 10).unwrap_err().code, 400);
+        let mailto = Address::parse("mailto:x@y");
+        let mut i = base(&u, b"x", Some("text/plain"));
+        i.from = &mailto;
+        let refusal = inbound(&i, TransId(1)).unwrap_err();
+        assert_eq!(refusal.code, 400);
+        assert!(refusal.reason.starts_with("Bad From: "), "{refusal}");
     }
 
     #[test]
     fn cpim_body_passes_untouched_with_imdn_id() {
         let body = b"From: <im:juliet@sip.test>\r\nTo: <im:romeo@xmpp.test>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: 34jk324j\r\nimdn.Disposition-Notification: positive-delivery\r\n\r\nContent-Type: text/plain\r\n\r\nHello\r\n";
-        let m = inbound(&base(body, Some("message/cpim")), TransId(1), 10_000).unwrap();
+        let u = uris();
+        let m = inbound(&base(&u, body, Some("message/cpim")), TransId(1)).unwrap();
         assert_eq!(m.body, body.to_vec());
         assert_eq!(m.message_id.as_deref(), Some("34jk324j"));
         assert!(m.disposition.delivery);
         assert!(!m.disposition.display);
         // Other types are passed through too.
         let m = inbound(
-            &base(&[0, 159, 146, 150], Some("application/octet-stream")),
+            &base(&u, &[0, 159, 146, 150], Some("application/octet-stream")),
             TransId(2),
-            100,
         )
         .unwrap();
         assert_eq!(m.body, vec![0, 159, 146, 150]);
@@ -287,9 +311,11 @@ mod tests {
 
     #[test]
     fn destination_falls_back_to_to_for_ip_request_uri() {
-        let mut i = base(b"x", Some("text/plain"));
-        i.request_uri = "sip:romeo@127.0.0.1:5070;transport=tcp";
-        let m = inbound(&i, TransId(1), 10).unwrap();
+        let u = Uris {
+            ruri: Address::parse("sip:romeo@127.0.0.1:5070;transport=tcp"),
+            ..uris()
+        };
+        let m = inbound(&base(&u, b"x", Some("text/plain")), TransId(1)).unwrap();
         assert_eq!(m.destination.domain, "xmpp.test");
     }
 
@@ -313,7 +339,11 @@ mod tests {
         assert!(!o.subject.unwrap().contains('\n'));
         m.thread = Some("has space".into());
         assert_eq!(outbound(&m, 100).unwrap().call_id, None);
+        // The hop count is the router's: what is left goes out as it is.
         m.hops_left = 0;
-        assert_eq!(outbound(&m, 100).unwrap_err().code, 483);
+        assert_eq!(outbound(&m, 100).unwrap().max_forwards, 0);
+        // The SIP side's own limit on what it sends (RFC 3428 s5).
+        m.body = vec![b'a'; 101];
+        assert_eq!(outbound(&m, 100).unwrap_err().code, 413);
     }
 }

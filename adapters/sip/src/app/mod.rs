@@ -2,7 +2,13 @@
 //! transaction layer of [`crate`].
 //!
 //! - [`adapter`]: [`adapter::start`], [`adapter::SipAdapter`] (the `Adapter` impl) and
-//!   [`adapter::SipHandle`]; [`tu`]: the transaction user they drive.
+//!   [`adapter::SipHandle`]; [`tu`]: the transaction user they drive, a dispatcher that
+//!   reads each request once (`incoming`) and hands it to its method's handler
+//!   (`method`: REGISTER, MESSAGE, SUBSCRIBE/NOTIFY, PUBLISH).
+//! - `deliver`: core operations out to SIP (MESSAGE forking, SUBSCRIBE, NOTIFY);
+//!   `auth_client`: the digest client answering 401/407 to what the gateway sends;
+//!   `outbox`: the worker running the notifier's and subscriber's outputs in order;
+//!   `persist`: writes of bindings, dialogs and publications to the store.
 //! - [`config`]: `[sip]` configuration (domains, users, registrar limits, outbound proxy).
 //! - [`digest`]: HTTP Digest authentication for SIP (RFC 3261 s22, RFC 8760, RFC 7616
 //!   algorithms), server and client side. Sans-IO, time passed in.
@@ -21,11 +27,17 @@
 //! survive a restart; tests drive it in virtual time.
 
 pub mod adapter;
+mod auth_client;
 pub mod config;
+mod deliver;
 pub mod digest;
 pub mod identity;
+mod incoming;
 pub mod limits;
 pub mod message;
+mod method;
+mod outbox;
+mod persist;
 pub mod presence;
 pub mod registrar;
 pub mod store;

@@ -3,6 +3,8 @@
 //! records what would be relayed, and requests written as a UA writes them.
 #![allow(dead_code)]
 
+pub mod tu;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

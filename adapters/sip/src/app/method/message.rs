@@ -1,0 +1,53 @@
+//! MESSAGE (RFC 3428): authenticates the sender (RFC 3261 s22; foreign domains per RFC
+//! 5922), maps the request to the core's message ([`crate::app::message::inbound`]) and
+//! answers with the core's outcome.
+//!
+//! Max-Forwards travels as `hops_left` and the body as it came: the router refuses a
+//! message with no hops left (483) or too large (413), and that refusal is the answer.
+
+use std::sync::Arc;
+
+use cpim_core::model::Operation;
+
+use crate::codec::HeaderName;
+
+use super::super::identity::Authn;
+use super::super::incoming::Incoming;
+use super::super::message::{self, InboundMessage, Refusal};
+use super::super::tu::{now_secs, outcome_reply, reply, Reply, Tu};
+
+impl Tu {
+    pub(in crate::app) async fn on_message(self: &Arc<Self>, inc: &Incoming<'_>) -> Reply {
+        let (req, src) = (inc.req, inc.src);
+        let now = now_secs();
+        let (from_party, from) = match (&inc.from, inc.address_of_from()) {
+            (Some(p), Ok(a)) => (p, a),
+            (_, Err(r)) => return r,
+            (None, Ok(_)) => return reply(req, 400, Some("Bad From")),
+        };
+        if let Authn::Respond(r) = self.authenticate(req, src, from, false, now) {
+            return r;
+        }
+        let Some(to_party) = &inc.to else {
+            return reply(req, 400, Some("Bad To"));
+        };
+        let inbound = InboundMessage {
+            request_uri: &inc.request_uri,
+            from: &from_party.address,
+            to: &to_party.address,
+            call_id: inc.call_id,
+            cseq: req.cseq().seq,
+            max_forwards: inc.max_forwards,
+            subject: req.header(HeaderName::Subject),
+            content_language: req.header_str("Content-Language"),
+            content_type: req.content_type(),
+            body: req.body(),
+        };
+        let msg = match message::inbound(&inbound, self.trans_id()) {
+            Ok(m) => m,
+            Err(Refusal { code, reason }) => return reply(req, code, Some(&reason)),
+        };
+        let outcome = self.submit_bounded(Operation::Message(msg)).await;
+        outcome_reply(req, &outcome)
+    }
+}
