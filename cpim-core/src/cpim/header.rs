@@ -45,7 +45,7 @@ pub struct Header<'a> {
 impl<'a> Header<'a> {
     /// A header built by code. `name` may carry a prefix (`imdn.Message-ID`); `value`
     /// is the *decoded* text: characters that need it are escaped per RFC 3862 s3.2.
-    /// An invalid name is caught by [`CpimMessage::validate`] and by the parser on the
+    /// An invalid name is caught by [`CpimMessage::validate`](super::CpimMessage::validate) and by the parser on the
     /// way back in.
     pub fn new(name: impl Into<Cow<'a, str>>, value: &str) -> Header<'a> {
         Header {

@@ -20,7 +20,7 @@ pub struct CpimMessage<'a> {
 }
 
 impl<'a> CpimMessage<'a> {
-    /// A new, empty message (no headers, no payload); see also [`CpimBuilder`].
+    /// A new, empty message (no headers, no payload); see also [`CpimBuilder`](super::CpimBuilder).
     pub fn new() -> CpimMessage<'a> {
         CpimMessage {
             headers: Vec::new(),

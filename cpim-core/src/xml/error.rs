@@ -19,22 +19,22 @@ pub enum XmlErrorKind {
     EntityRefused(String),
     /// A character the XML 1.0 `Char` production forbids (literal or by reference).
     InvalidChar(u32),
-    /// Larger than [`Limits::max_bytes`].
+    /// Larger than [`Limits::max_bytes`](super::Limits::max_bytes).
     TooLarge {
         /// The limit.
         limit: usize,
     },
-    /// Nested deeper than [`Limits::max_depth`].
+    /// Nested deeper than [`Limits::max_depth`](super::Limits::max_depth).
     TooDeep {
         /// The limit.
         limit: usize,
     },
-    /// More elements than [`Limits::max_elements`].
+    /// More elements than [`Limits::max_elements`](super::Limits::max_elements).
     TooManyElements {
         /// The limit.
         limit: usize,
     },
-    /// More attributes on one element than [`Limits::max_attributes`].
+    /// More attributes on one element than [`Limits::max_attributes`](super::Limits::max_attributes).
     TooManyAttributes {
         /// The limit.
         limit: usize,
