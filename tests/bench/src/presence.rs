@@ -12,7 +12,10 @@ use cpim_bench::search::{Search, SearchConfig};
 use cpim_bench::sip;
 use cpim_bench::stats::Delays;
 
-use crate::{http_get, lo0, log, metric, skipped, start_gateway, Ctx, Gw, RunArgs, COMPONENT};
+use crate::ctx::Ctx;
+use crate::gateway::{http_get, metric, start_gateway, Gw, COMPONENT};
+use crate::run::skipped;
+use crate::{lo0, log, RunArgs};
 
 /// The gateway's `cpim_subscriptions` gauge.
 fn held(admin: SocketAddr) -> Option<u64> {
