@@ -113,7 +113,8 @@
 //! never reaching the TU), `tests/dns.rs` (an in-test DNS responder: NAPTR/SRV order,
 //! fallback, failover), `tests/listeners.rs` (connection caps, trickled bytes, `sips:`),
 //! `tests/sipp.rs` (SIPp scenarios; skipped without `sipp`). Application layer:
-//! `tests/app_tu.rs` (the TU in process with a fake transaction layer and core),
+//! `tests/app_tu.rs`, `tests/app_tu_message.rs`, `tests/app_tu_presence.rs` (the TU in
+//! process with a fake transaction layer and core),
 //! `tests/app_sipp.rs` (SIPp over real sockets, NOTIFY bodies checked with xmllint),
 //! `tests/security.rs` and `tests/security_streams.rs` (forged identities, foreign
 //! domains, floods), and the real-peer tests `tests/app_kamailio.rs` and

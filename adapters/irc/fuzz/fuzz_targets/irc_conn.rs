@@ -77,7 +77,8 @@ fuzz_target!(|data: &[u8]| {
             }
             6 => {
                 token += 1;
-                let text = "x\r\ny\0".repeat(usize::from(op / 8) * 8);
+                // 1 to 8 lines, one of them long enough to be split.
+                let text = format!("{}{}", "x\r\ny\0".repeat(usize::from(op / 32) + 1), "z".repeat(600));
                 let target = if op & 8 != 0 { "#room" } else { "bob" };
                 c.send_text(target, &text, op & 16 != 0, token, now);
             }
