@@ -31,8 +31,9 @@ use crate::backoff::Backoff;
 use crate::config::{Mode, XmppConfig};
 use crate::element::Element;
 use crate::lanes::{self, Lanes};
-use crate::mapping::{self, Ctx, Inbound, Origin, NS_RECEIPTS};
-use crate::session::{CloseReason, ComponentSession, SessionEvent, Timing, NS_COMPONENT};
+use crate::mapping::{self, Ctx, Inbound, Origin};
+use crate::ns;
+use crate::session::{CloseReason, ComponentSession, SessionEvent, Timing};
 use crate::stream::Limits;
 use crate::tracker::DeliveryTracker;
 
@@ -508,7 +509,7 @@ impl Link {
                 },
                 Some((origin, status)) = irx.recv() => {
                     if ready {
-                        let el = mapping::error_reply(NS_COMPONENT, &origin, &status);
+                        let el = mapping::error_reply(ns::COMPONENT, &origin, &status);
                         self.send_el(&mut s, &el);
                     }
                 }
@@ -561,7 +562,7 @@ impl Link {
         for q in batch {
             let trans_id = q.op.trans_id();
             let op = self.localise_source(q.op);
-            let stanzas = match mapping::outbound(NS_COMPONENT, &op, || s.next_id()) {
+            let stanzas = match mapping::outbound(ns::COMPONENT, &op, || s.next_id()) {
                 Ok(v) => v,
                 Err(e) => {
                     debug!(link = %self.name, "refusing {}: {e}", op.kind());
@@ -630,7 +631,7 @@ impl Link {
         // Outcomes count only from the domain the stanza went to (see crate::tracker).
         let from = el.attr("from").unwrap_or("").to_owned();
         if el.name == "message" && el.attr("type") != Some("error") {
-            if let Some(r) = el.child(NS_RECEIPTS, "received") {
+            if let Some(r) = el.child(ns::RECEIPTS, "received") {
                 if let Some((key, st)) = r.attr("id").and_then(|id| tracker.on_receipt(id, &from)) {
                     resolve(replies, key, st);
                 }
@@ -644,7 +645,7 @@ impl Link {
         );
         let domains = [self.domain.clone()];
         let ctx = Ctx {
-            ns: NS_COMPONENT,
+            ns: ns::COMPONENT,
             local_domains: &domains,
             software_name: &self.cfg.software_name,
             now_rfc3339: &now_str,

@@ -77,6 +77,7 @@ pub mod element;
 pub mod jid;
 mod lanes;
 pub mod mapping;
+pub mod ns;
 pub mod s2s;
 pub mod s2s_in;
 mod s2s_link;

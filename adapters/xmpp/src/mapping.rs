@@ -17,25 +17,7 @@ use cpim_core::{imdn, iscomposing};
 
 use crate::element::{text_el, Element, ElementExt};
 use crate::jid::{parse_jid, to_jid, Home};
-
-/// `urn:ietf:params:xml:ns:xmpp-stanzas`
-pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-/// XEP-0030 info.
-pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
-/// XEP-0030 items.
-pub const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
-/// XEP-0092.
-pub const NS_VERSION: &str = "jabber:iq:version";
-/// XEP-0199.
-pub const NS_PING: &str = "urn:xmpp:ping";
-/// XEP-0085.
-pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
-/// XEP-0184.
-pub const NS_RECEIPTS: &str = "urn:xmpp:receipts";
-/// XEP-0333.
-pub const NS_MARKERS: &str = "urn:xmpp:chat-markers:0";
-/// `xml:lang`'s namespace.
-const NS_XML: &str = cpim_core::xml::ns::XML;
+use crate::ns;
 
 /// The subscription duration given to an XMPP subscription (RFC 8048 s5: the gateway
 /// owns refreshes, XMPP subscriptions do not expire).
@@ -43,13 +25,13 @@ pub const SUBSCRIPTION_SECS: u32 = 3600;
 
 /// The features advertised in disco#info (XEP-0030).
 pub const FEATURES: &[&str] = &[
-    NS_DISCO_INFO,
-    NS_DISCO_ITEMS,
-    NS_PING,
-    NS_VERSION,
-    NS_RECEIPTS,
-    NS_CHATSTATES,
-    NS_MARKERS,
+    ns::DISCO_INFO,
+    ns::DISCO_ITEMS,
+    ns::PING,
+    ns::VERSION,
+    ns::RECEIPTS,
+    ns::CHATSTATES,
+    ns::MARKERS,
 ];
 
 /// Context of the mapping.
@@ -124,9 +106,9 @@ pub fn error_stanza(
 ) -> Element {
     let mut err = Element::build(ns, "error")
         .attr_set("type", ty.as_str())
-        .child_add(Element::build(NS_STANZAS, cond.as_str()));
+        .child_add(Element::build(ns::STANZAS, cond.as_str()));
     if let Some(t) = text.filter(|t| !t.is_empty()) {
-        err = err.child_add(text_el(NS_STANZAS, "text", t));
+        err = err.child_add(text_el(ns::STANZAS, "text", t));
     }
     Element::build(ns, &origin.kind)
         .attr_set("type", "error")
@@ -156,10 +138,10 @@ pub fn status_of_error(el: &Element) -> Status {
     let err = el.elements().find(|c| c.name == "error");
     let cond = err.and_then(|e| {
         e.elements()
-            .find(|c| c.ns == NS_STANZAS && c.name != "text")
+            .find(|c| c.ns == ns::STANZAS && c.name != "text")
     });
     let text = err
-        .and_then(|e| e.child(NS_STANZAS, "text"))
+        .and_then(|e| e.child(ns::STANZAS, "text"))
         .map(|t| t.text().into_owned());
     match cond {
         Some(c) => {
@@ -272,32 +254,32 @@ fn inbound_iq(ctx: &Ctx<'_>, el: &Element, origin: &Origin, ty: &str) -> Inbound
             .attr_set("id", &id)
     };
     match (ty, payload.map(|p| (p.ns.as_str(), p.name.as_str()))) {
-        ("get", Some((NS_PING, "ping"))) => Inbound::Reply(result()),
-        ("get", Some((NS_DISCO_INFO, "query"))) => {
-            let mut q = Element::build(NS_DISCO_INFO, "query")
+        ("get", Some((ns::PING, "ping"))) => Inbound::Reply(result()),
+        ("get", Some((ns::DISCO_INFO, "query"))) => {
+            let mut q = Element::build(ns::DISCO_INFO, "query")
                 .attr_opt("node", payload.and_then(|p| p.attr("node")))
                 .child_add(
-                    Element::build(NS_DISCO_INFO, "identity")
+                    Element::build(ns::DISCO_INFO, "identity")
                         .attr_set("category", "gateway")
                         .attr_set("type", "simple")
                         .attr_set("name", ctx.software_name),
                 );
             for f in FEATURES {
-                q = q.child_add(Element::build(NS_DISCO_INFO, "feature").attr_set("var", *f));
+                q = q.child_add(Element::build(ns::DISCO_INFO, "feature").attr_set("var", *f));
             }
             Inbound::Reply(result().child_add(q))
         }
-        ("get", Some((NS_DISCO_ITEMS, "query"))) => Inbound::Reply(
+        ("get", Some((ns::DISCO_ITEMS, "query"))) => Inbound::Reply(
             result().child_add(
-                Element::build(NS_DISCO_ITEMS, "query")
+                Element::build(ns::DISCO_ITEMS, "query")
                     .attr_opt("node", payload.and_then(|p| p.attr("node"))),
             ),
         ),
-        ("get", Some((NS_VERSION, "query"))) => Inbound::Reply(
+        ("get", Some((ns::VERSION, "query"))) => Inbound::Reply(
             result().child_add(
-                Element::build(NS_VERSION, "query")
-                    .child_add(text_el(NS_VERSION, "name", ctx.software_name))
-                    .child_add(text_el(NS_VERSION, "version", env!("CARGO_PKG_VERSION"))),
+                Element::build(ns::VERSION, "query")
+                    .child_add(text_el(ns::VERSION, "name", ctx.software_name))
+                    .child_add(text_el(ns::VERSION, "version", env!("CARGO_PKG_VERSION"))),
             ),
         ),
         _ => Inbound::Reply(error_stanza(
@@ -311,7 +293,7 @@ fn inbound_iq(ctx: &Ctx<'_>, el: &Element, origin: &Origin, ty: &str) -> Inbound
 }
 
 fn lang_of(el: &Element) -> Option<String> {
-    el.attr_ns(NS_XML, "lang").map(str::to_owned)
+    el.attr_ns(ns::XML, "lang").map(str::to_owned)
 }
 
 fn inbound_message(
@@ -339,7 +321,7 @@ fn inbound_message(
         }
     };
     // Receipts and markers for messages the gateway sent (XEP-0184 s5, XEP-0333).
-    if let Some(r) = el.child(NS_RECEIPTS, "received") {
+    if let Some(r) = el.child(ns::RECEIPTS, "received") {
         if el.child(ns, "body").is_none() {
             let id = r
                 .attr("id")
@@ -366,7 +348,7 @@ fn inbound_message(
             };
         }
     }
-    if let Some(d) = el.child(NS_MARKERS, "displayed") {
+    if let Some(d) = el.child(ns::MARKERS, "displayed") {
         if el.child(ns, "body").is_none() {
             let id = d.attr("id").unwrap_or("").to_owned();
             if let Some(body) = imdn_doc(
@@ -387,8 +369,8 @@ fn inbound_message(
     }
     let body = el.child(ns, "body");
     let disposition = DispositionRequest {
-        delivery: el.child(NS_RECEIPTS, "request").is_some(),
-        display: el.child(NS_MARKERS, "markable").is_some(),
+        delivery: el.child(ns::RECEIPTS, "request").is_some(),
+        display: el.child(ns::MARKERS, "markable").is_some(),
     };
     let mut m = match body {
         Some(b) => {
@@ -406,7 +388,7 @@ fn inbound_message(
             // XEP-0085 chat state alone -> RFC 3994 isComposing.
             let state = el
                 .elements()
-                .find(|c| c.ns == NS_CHATSTATES)
+                .find(|c| c.ns == ns::CHATSTATES)
                 .map(|c| c.name.as_str());
             let Some(state) = state else {
                 return Inbound::Ignore("message without body or chat state");
@@ -806,14 +788,14 @@ fn outbound_message(ns: &str, m: &Message, id: String) -> Result<Element, Outbou
                 el = el.child_add(text_el(ns, "thread", t));
             }
             if m.disposition.delivery {
-                el = el.child_add(Element::build(NS_RECEIPTS, "request"));
+                el = el.child_add(Element::build(ns::RECEIPTS, "request"));
             }
             if m.disposition.display {
-                el = el.child_add(Element::build(NS_MARKERS, "markable"));
+                el = el.child_add(Element::build(ns::MARKERS, "markable"));
             }
             // XEP-0085 s5.1: a content message implies the active state.
             if m.kind == MessageKind::Chat {
-                el = el.child_add(Element::build(NS_CHATSTATES, "active"));
+                el = el.child_add(Element::build(ns::CHATSTATES, "active"));
             }
             Ok(el)
         }
@@ -826,7 +808,7 @@ fn outbound_message(ns: &str, m: &Message, id: String) -> Result<Element, Outbou
             };
             Ok(el
                 .attr_set("type", "chat")
-                .child_add(Element::build(NS_CHATSTATES, state)))
+                .child_add(Element::build(ns::CHATSTATES, state)))
         }
         "message/imdn+xml" => {
             let doc = imdn::parse(&m.body)
@@ -836,10 +818,10 @@ fn outbound_message(ns: &str, m: &Message, id: String) -> Result<Element, Outbou
                 .ok_or_else(|| OutboundError::BadPayload("IMDN without notification".into()))?;
             let child = match (n.kind, n.status) {
                 (imdn::NotificationKind::Delivery, imdn::Status::Delivered) => {
-                    Element::build(NS_RECEIPTS, "received").attr_set("id", &doc.message_id)
+                    Element::build(ns::RECEIPTS, "received").attr_set("id", &doc.message_id)
                 }
                 (imdn::NotificationKind::Display, imdn::Status::Displayed) => {
-                    Element::build(NS_MARKERS, "displayed").attr_set("id", &doc.message_id)
+                    Element::build(ns::MARKERS, "displayed").attr_set("id", &doc.message_id)
                 }
                 (k, s) => {
                     return Err(OutboundError::BadPayload(format!(
@@ -943,7 +925,7 @@ mod tests {
         assert!(r
             .child(NS, "error")
             .unwrap()
-            .child(NS_STANZAS, "jid-malformed")
+            .child(ns::STANZAS, "jid-malformed")
             .is_some());
         // The malformed `to` is not echoed as `from`: our domain is.
         assert_eq!(r.attr("from"), Some("sip.xmpp.test"));
@@ -1065,7 +1047,7 @@ mod tests {
         };
         assert_eq!(m.mime_type(), "application/im-iscomposing+xml");
         let out = outbound(NS, &Operation::Message(m), || "i".into()).unwrap();
-        assert!(out[0].child(NS_CHATSTATES, "composing").is_some());
+        assert!(out[0].child(ns::CHATSTATES, "composing").is_some());
     }
 
     #[test]
@@ -1082,7 +1064,7 @@ mod tests {
         assert_eq!(m.mime_type(), "message/imdn+xml");
         let out = outbound(NS, &Operation::Message(m), || "i".into()).unwrap();
         assert_eq!(
-            out[0].child(NS_RECEIPTS, "received").unwrap().attr("id"),
+            out[0].child(ns::RECEIPTS, "received").unwrap().attr("id"),
             Some("orig1")
         );
     }

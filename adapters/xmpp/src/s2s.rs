@@ -23,19 +23,12 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::element::{Element, ElementExt};
-use crate::session::{CloseReason, NS_STREAM_ERRORS};
-use crate::stream::{Limits, StreamEvent, StreamParser, NS_STREAM};
+use crate::ns;
+use crate::session::CloseReason;
+use crate::stream::{Limits, StreamEvent, StreamParser};
 
-/// `jabber:server`
-pub const NS_SERVER: &str = "jabber:server";
-/// `jabber:server:dialback`
-pub const NS_DIALBACK: &str = "jabber:server:dialback";
-/// XEP-0220 stream feature.
-pub const NS_DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
-/// RFC 6120 s5 STARTTLS.
-pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-/// RFC 6120 s6 SASL.
-pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// The server stream namespace, also at [`crate::ns::SERVER`].
+pub use crate::ns::SERVER as NS_SERVER;
 
 /// XEP-0185 s3: `HMAC-SHA256(hex(SHA256(secret)), receiving + ' ' + originating + ' ' + id)`,
 /// lower-case hex.
@@ -125,9 +118,9 @@ impl Core {
         let mut s = el.to_xml();
         // Dialback elements use the `db:` prefix declared on the stream header (XEP-0220
         // examples; some servers match on the prefix).
-        if el.ns == NS_DIALBACK {
+        if el.ns == ns::DIALBACK {
             s = s.replacen(
-                &format!("<{} xmlns=\"{NS_DIALBACK}\"", el.name),
+                &format!("<{} xmlns=\"{}\"", el.name, ns::DIALBACK),
                 &format!("<db:{}", el.name),
                 1,
             );
@@ -142,8 +135,9 @@ impl Core {
 
     pub(crate) fn stream_error(&mut self, condition: &str, text: &str, now: Instant) {
         let s = format!(
-            "<stream:error><{condition} xmlns='{NS_STREAM_ERRORS}'/><text xmlns='{NS_STREAM_ERRORS}'>{}</text></stream:error></stream:stream>",
-            esc(text)
+            "<stream:error><{condition} xmlns='{errors}'/><text xmlns='{errors}'>{}</text></stream:error></stream:stream>",
+            esc(text),
+            errors = ns::STREAM_ERRORS,
         );
         self.push(s, now);
         self.close_with(CloseReason::StreamError {
@@ -178,7 +172,10 @@ pub(crate) fn esc(s: &str) -> String {
 
 pub(crate) fn header(from: &str, to: Option<&str>, id: Option<&str>) -> String {
     let mut s = format!(
-        "<?xml version='1.0'?><stream:stream xmlns='{NS_SERVER}' xmlns:stream='{NS_STREAM}' xmlns:db='{NS_DIALBACK}' version='1.0' from='{}'",
+        "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' xmlns:db='{}' version='1.0' from='{}'",
+        ns::SERVER,
+        ns::STREAM,
+        ns::DIALBACK,
         esc(from)
     );
     if let Some(t) = to {
@@ -194,11 +191,11 @@ pub(crate) fn header(from: &str, to: Option<&str>, id: Option<&str>) -> String {
 pub(crate) fn stream_error_of(el: &Element) -> CloseReason {
     let condition = el
         .elements()
-        .find(|c| c.ns == NS_STREAM_ERRORS && c.name != "text")
+        .find(|c| c.ns == ns::STREAM_ERRORS && c.name != "text")
         .map(|c| c.name.clone())
         .unwrap_or_else(|| "undefined-condition".into());
     let text = el
-        .child(NS_STREAM_ERRORS, "text")
+        .child(ns::STREAM_ERRORS, "text")
         .map(|t| t.text().into_owned());
     CloseReason::StreamError { condition, text }
 }
@@ -357,7 +354,7 @@ impl S2sOut {
             return;
         }
         for (from, to, id, key) in std::mem::take(&mut self.verifies) {
-            let el = Element::build(NS_DIALBACK, "verify")
+            let el = Element::build(ns::DIALBACK, "verify")
                 .attr_set("from", from)
                 .attr_set("to", to)
                 .attr_set("id", id)
@@ -403,7 +400,7 @@ impl S2sOut {
             match ev {
                 Ok(StreamEvent::Header(h)) => {
                     self.stream_id = h.attr("id").map(str::to_owned);
-                    if h.default_ns != NS_SERVER {
+                    if h.default_ns != ns::SERVER {
                         self.core
                             .stream_error("invalid-namespace", "expected jabber:server", now);
                     } else {
@@ -433,7 +430,7 @@ impl S2sOut {
             return;
         };
         let key = dialback_key(&self.secret, &self.remote, &self.local, &id);
-        let el = Element::build(NS_DIALBACK, "result")
+        let el = Element::build(ns::DIALBACK, "result")
             .attr_set("from", &self.local)
             .attr_set("to", &self.remote)
             .text_add(key);
@@ -443,7 +440,7 @@ impl S2sOut {
     }
 
     fn on_element(&mut self, el: Element, now: Instant) {
-        if el.is(NS_STREAM, "error") {
+        if el.is(ns::STREAM, "error") {
             let r = stream_error_of(&el);
             let r = if matches!(self.state, OutState::AwaitDialback | OutState::AwaitSasl) {
                 CloseReason::AuthFailed(r.to_string())
@@ -455,10 +452,10 @@ impl S2sOut {
             return;
         }
         match (self.state, el.ns.as_str(), el.name.as_str()) {
-            (OutState::AwaitFeatures, NS_STREAM, "features") => {
-                let starttls = el.child(NS_TLS, "starttls").is_some();
+            (OutState::AwaitFeatures, ns::STREAM, "features") => {
+                let starttls = el.child(ns::TLS, "starttls").is_some();
                 if !self.tls && starttls {
-                    self.core.send(&Element::build(NS_TLS, "starttls"), now);
+                    self.core.send(&Element::build(ns::TLS, "starttls"), now);
                     self.state = OutState::AwaitProceed;
                     return;
                 }
@@ -478,7 +475,7 @@ impl S2sOut {
                     self.flush_verifies(now);
                     return;
                 }
-                let external = el.child(NS_SASL, "mechanisms").is_some_and(|m| {
+                let external = el.child(ns::SASL, "mechanisms").is_some_and(|m| {
                     m.elements()
                         .any(|x| x.name == "mechanism" && x.trimmed_text() == "EXTERNAL")
                 });
@@ -486,7 +483,7 @@ impl S2sOut {
                     self.sasl_tried = true;
                     // RFC 6120 s6.4.2 / XEP-0178: the authorization identity is the
                     // domain, base64 of it.
-                    let auth = Element::build(NS_SASL, "auth")
+                    let auth = Element::build(ns::SASL, "auth")
                         .attr_set("mechanism", "EXTERNAL")
                         .text_add(b64(self.local.as_bytes()));
                     self.core.send(&auth, now);
@@ -495,27 +492,27 @@ impl S2sOut {
                 }
                 self.dialback(now);
             }
-            (OutState::AwaitProceed, NS_TLS, "proceed") => {
+            (OutState::AwaitProceed, ns::TLS, "proceed") => {
                 self.state = OutState::TlsPending;
                 self.core.events.push_back(S2sEvent::StartTls);
             }
-            (OutState::AwaitProceed, NS_TLS, "failure") => {
+            (OutState::AwaitProceed, ns::TLS, "failure") => {
                 self.core.push("</stream:stream>".into(), now);
                 self.core
                     .close_with(CloseReason::AuthFailed("peer refused STARTTLS".into()));
             }
-            (OutState::AwaitSasl, NS_SASL, "success") => {
+            (OutState::AwaitSasl, ns::SASL, "success") => {
                 self.sasl_done = true;
                 self.core.parser.reset();
                 self.state = OutState::AwaitHeader;
                 self.start(now);
             }
-            (OutState::AwaitSasl, NS_SASL, "failure") => {
+            (OutState::AwaitSasl, ns::SASL, "failure") => {
                 // Fall back to dialback on the same stream (XEP-0220 s2.1 allows it after
                 // a SASL failure).
                 self.dialback(now);
             }
-            (_, NS_DIALBACK, "result") => {
+            (_, ns::DIALBACK, "result") => {
                 let valid = el.attr("type") == Some("valid");
                 if self.state == OutState::AwaitDialback && valid {
                     self.state = OutState::Ready;
@@ -531,7 +528,7 @@ impl S2sOut {
                     )));
                 }
             }
-            (_, NS_DIALBACK, "verify") => {
+            (_, ns::DIALBACK, "verify") => {
                 self.core.events.push_back(S2sEvent::VerifyAnswer {
                     id: el.attr("id").unwrap_or("").to_owned(),
                     from: el.attr("from").unwrap_or("").to_owned(),
@@ -612,12 +609,12 @@ impl S2sOut {
             } else if now >= self.last_rx + l.ping_interval {
                 self.next_ping += 1;
                 let id = format!("live-{}-{}", self.next_ping, new_id());
-                let iq = Element::build(NS_SERVER, "iq")
+                let iq = Element::build(ns::SERVER, "iq")
                     .attr_set("type", "get")
                     .attr_set("from", &self.local)
                     .attr_set("to", &self.remote)
                     .attr_set("id", &id)
-                    .child_add(Element::build(crate::session::NS_PING, "ping"));
+                    .child_add(Element::build(ns::PING, "ping"));
                 self.core.send(&iq, now);
                 self.ping_ids.push(id);
                 if self.ping_ids.len() > 8 {

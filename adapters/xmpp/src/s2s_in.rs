@@ -13,12 +13,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::element::{Element, ElementExt};
-use crate::s2s::{
-    constant_eq, dialback_key, header, new_id, stream_error_of, Core, S2sEvent, NS_DIALBACK,
-    NS_DIALBACK_FEATURE, NS_SASL, NS_SERVER, NS_TLS,
-};
+use crate::ns;
+use crate::s2s::{constant_eq, dialback_key, header, new_id, stream_error_of, Core, S2sEvent};
 use crate::session::CloseReason;
-use crate::stream::{Limits, StreamEvent, NS_STREAM};
+use crate::stream::{Limits, StreamEvent};
 
 /// An (originating, receiving) domain pair, lower case.
 type Pair = (String, String);
@@ -204,7 +202,7 @@ impl S2sIn {
     fn on_sasl_auth(&mut self, el: &Element, now: Instant) {
         let fail = |me: &mut S2sIn, cond: &str| {
             me.core.push(
-                format!("<failure xmlns='{NS_SASL}'><{cond}/></failure>"),
+                format!("<failure xmlns='{}'><{cond}/></failure>", ns::SASL),
                 now,
             );
         };
@@ -227,7 +225,8 @@ impl S2sIn {
         if !self.peer_cert.as_ref().is_some_and(|c| c.valid_for(&from)) {
             return fail(self, "not-authorized");
         }
-        self.core.push(format!("<success xmlns='{NS_SASL}'/>"), now);
+        self.core
+            .push(format!("<success xmlns='{}'/>", ns::SASL), now);
         self.sasl_done = true;
         self.authenticated
             .insert((from.clone(), self.local.clone()));
@@ -246,7 +245,7 @@ impl S2sIn {
         if self.core.closed || !self.pending.remove(&pair) {
             return false;
         }
-        let el = Element::build(NS_DIALBACK, "result")
+        let el = Element::build(ns::DIALBACK, "result")
             .attr_set("from", to)
             .attr_set("to", from)
             .attr_set("type", if valid { "valid" } else { "invalid" });
@@ -318,7 +317,7 @@ impl S2sIn {
             .push(header(&local, from.as_deref(), Some(&self.stream_id)), now);
         self.header_seen = true;
         self.opened = true;
-        if h.default_ns != NS_SERVER {
+        if h.default_ns != ns::SERVER {
             self.core
                 .stream_error("invalid-namespace", "expected jabber:server", now);
             return;
@@ -330,7 +329,7 @@ impl S2sIn {
         }
         let mut f = String::from("<stream:features>");
         if !self.tls && self.tls_available {
-            f.push_str(&format!("<starttls xmlns='{NS_TLS}'>"));
+            f.push_str(&format!("<starttls xmlns='{}'>", ns::TLS));
             if self.require_tls {
                 f.push_str("<required/>");
             }
@@ -345,12 +344,14 @@ impl S2sIn {
                 .is_some_and(|(d, c)| c.valid_for(d));
         if external {
             f.push_str(&format!(
-                "<mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms>"
+                "<mechanisms xmlns='{}'><mechanism>EXTERNAL</mechanism></mechanisms>",
+                ns::SASL
             ));
         }
         if self.tls || !self.require_tls {
             f.push_str(&format!(
-                "<dialback xmlns='{NS_DIALBACK_FEATURE}'><errors/></dialback>"
+                "<dialback xmlns='{}'><errors/></dialback>",
+                ns::DIALBACK_FEATURE
             ));
         }
         f.push_str("</stream:features>");
@@ -358,28 +359,31 @@ impl S2sIn {
     }
 
     fn on_element(&mut self, el: Element, now: Instant) {
-        if el.is(NS_STREAM, "error") {
+        if el.is(ns::STREAM, "error") {
             let r = stream_error_of(&el);
             self.core.push("</stream:stream>".into(), now);
             self.core.close_with(r);
             return;
         }
         match (el.ns.as_str(), el.name.as_str()) {
-            (NS_SASL, "auth") => self.on_sasl_auth(&el, now),
-            (NS_TLS, "starttls") => {
+            (ns::SASL, "auth") => self.on_sasl_auth(&el, now),
+            (ns::TLS, "starttls") => {
                 if self.tls || !self.tls_available {
-                    self.core
-                        .push(format!("<failure xmlns='{NS_TLS}'/></stream:stream>"), now);
+                    self.core.push(
+                        format!("<failure xmlns='{}'/></stream:stream>", ns::TLS),
+                        now,
+                    );
                     self.core.close_with(CloseReason::StreamError {
                         condition: "starttls refused".into(),
                         text: None,
                     });
                 } else {
-                    self.core.push(format!("<proceed xmlns='{NS_TLS}'/>"), now);
+                    self.core
+                        .push(format!("<proceed xmlns='{}'/>", ns::TLS), now);
                     self.core.events.push_back(S2sEvent::StartTls);
                 }
             }
-            (NS_DIALBACK, "result") => {
+            (ns::DIALBACK, "result") => {
                 if self.require_tls && !self.tls {
                     self.core
                         .stream_error("policy-violation", "STARTTLS first", now);
@@ -389,17 +393,14 @@ impl S2sIn {
                 let to = el.attr("to").unwrap_or("").to_ascii_lowercase();
                 if from.is_empty() || !self.local_domains.contains(&to) {
                     // XEP-0220 s2.4: item-not-found for an unknown target domain.
-                    let e = Element::build(NS_DIALBACK, "result")
+                    let e = Element::build(ns::DIALBACK, "result")
                         .attr_set("from", &to)
                         .attr_set("to", &from)
                         .attr_set("type", "error")
                         .child_add(
-                            Element::build(NS_SERVER, "error")
+                            Element::build(ns::SERVER, "error")
                                 .attr_set("type", "cancel")
-                                .child_add(Element::build(
-                                    crate::mapping::NS_STANZAS,
-                                    "item-not-found",
-                                )),
+                                .child_add(Element::build(ns::STANZAS, "item-not-found")),
                         );
                     self.core.send(&e, now);
                     return;
@@ -422,7 +423,7 @@ impl S2sIn {
                     stream_id: self.stream_id.clone(),
                 });
             }
-            (NS_DIALBACK, "verify") => {
+            (ns::DIALBACK, "verify") => {
                 if self.require_tls && !self.tls {
                     self.core
                         .stream_error("policy-violation", "STARTTLS first", now);
@@ -438,7 +439,7 @@ impl S2sIn {
                     .iter()
                     .any(|d| d == &originating.to_ascii_lowercase())
                     && constant_eq(expected.as_bytes(), el.trimmed_text().as_bytes());
-                let ans = Element::build(NS_DIALBACK, "verify")
+                let ans = Element::build(ns::DIALBACK, "verify")
                     .attr_set("from", originating)
                     .attr_set("to", receiving)
                     .attr_set("id", id)

@@ -39,8 +39,9 @@ use crate::adapter::{
 use crate::backoff::Backoff;
 use crate::config::{Mode, XmppConfig};
 use crate::element::{Element, ElementExt};
-use crate::mapping::{self, Ctx, Inbound, Origin, NS_PING, NS_RECEIPTS};
-use crate::s2s::{Liveness, S2sEvent, S2sIn, S2sOut, NS_SERVER};
+use crate::mapping::{self, Ctx, Inbound, Origin};
+use crate::ns;
+use crate::s2s::{Liveness, S2sEvent, S2sIn, S2sOut};
 use crate::s2s_in::{domain_of, PeerCert};
 use crate::session::CloseReason;
 use crate::stream::Limits;
@@ -335,7 +336,7 @@ impl Hub {
                 },
                 Some(ev) = io_rx.recv() => self.on_io(ev),
                 Some((origin, status)) = err_rx.recv() => {
-                    let el = mapping::error_reply(NS_SERVER, &origin, &status);
+                    let el = mapping::error_reply(ns::SERVER, &origin, &status);
                     self.send_raw(el);
                 }
                 _ = sleep_until_opt(wake) => self.on_timer(),
@@ -562,7 +563,7 @@ impl Hub {
         let remote = pair.1.as_str();
         let op = q.op;
         let ids_gen = &mut self.ids;
-        let stanzas = match mapping::outbound(NS_SERVER, &op, || ids_gen.next_id()) {
+        let stanzas = match mapping::outbound(ns::SERVER, &op, || ids_gen.next_id()) {
             Ok(v) => v,
             Err(e) => {
                 let _ = q.reply.send(Outcome {
@@ -577,12 +578,12 @@ impl Hub {
             return;
         }
         let ping_id = self.new_id();
-        let ping = Element::build(NS_SERVER, "iq")
+        let ping = Element::build(ns::SERVER, "iq")
             .attr_set("type", "get")
             .attr_set("from", &pair.0)
             .attr_set("to", remote)
             .attr_set("id", &ping_id)
-            .child_add(Element::build(NS_PING, "ping"));
+            .child_add(Element::build(ns::PING, "ping"));
         let mut ids = Vec::new();
         if let Some(Conn {
             session: Session::Out(o),
@@ -1075,7 +1076,7 @@ impl Hub {
             }
         }
         if el.name == "message" && el.attr("type") != Some("error") {
-            if let Some(r) = el.child(NS_RECEIPTS, "received") {
+            if let Some(r) = el.child(ns::RECEIPTS, "received") {
                 if let Some((key, st)) = r
                     .attr("id")
                     .and_then(|id| self.tracker.on_receipt(id, &from))
@@ -1091,7 +1092,7 @@ impl Hub {
                 .unwrap_or(0),
         );
         let ctx = Ctx {
-            ns: NS_SERVER,
+            ns: ns::SERVER,
             local_domains: &self.domains,
             software_name: &self.cfg.software_name,
             now_rfc3339: &now_str,
