@@ -10,7 +10,7 @@
 //! [`S2sIn::verify_done`]; an outgoing session carries `<db:verify/>` requests
 //! ([`S2sOut::send_verify`]) and reports their answers ([`S2sEvent::VerifyAnswer`]). The
 //! caller must match an answer to the request by the outgoing stream it arrived on and by
-//! its (stream id, from, to): see `s2s_link` (XEP-0220 s2.4). The incoming stream lives in
+//! its (stream id, from, to): see `link::s2s` (XEP-0220 s2.4). The incoming stream lives in
 //! [`crate::s2s_in`].
 //!
 //! TLS policy: an outgoing stream created with `require_tls` sends nothing but STARTTLS to
