@@ -1,5 +1,5 @@
 //! The tokio layer's face: [`start`] picks the link of the configured mode
-//! ([`crate::link`]: the XEP-0114 component link or the RFC 6120 s2s hub) and returns an
+//! (`link`: the XEP-0114 component link or the RFC 6120 s2s hub) and returns an
 //! [`XmppHandle`] whose [`XmppAdapter`] implements [`Adapter`].
 //!
 //! The adapter hands operations to the link task over a bounded channel, each with its
