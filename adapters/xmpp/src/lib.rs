@@ -13,8 +13,9 @@
 //! configured mode (`link::component`, `link::s2s`); the links never call back into the
 //! adapter. The s2s listener admits connections through `cpim_listen`
 //! (`s2s_max_connections_per_source`, 32, IPv6 per /64; `s2s_max_connections`, 1024;
-//! backoff on EMFILE); past a cap a connection is closed at once. Reads of s2s connections reach the hub through a bounded channel (256 reads
-//! of 16 KiB at most in all): a peer faster than the gateway waits in its socket buffers.
+//! backoff on EMFILE); past a cap a connection is closed at once. Reads of s2s
+//! connections reach the hub through a bounded channel (256 reads of 16 KiB at most in
+//! all): a peer faster than the gateway waits in its socket buffers.
 //!
 //! # Mapping
 //!
