@@ -10,11 +10,16 @@
 //! [`S2sIn::verify_done`]; an outgoing session carries `<db:verify/>` requests
 //! ([`S2sOut::send_verify`]) and reports their answers ([`S2sEvent::VerifyAnswer`]). The
 //! caller must match an answer to the request by the outgoing stream it arrived on and by
-//! its (stream id, from, to): see `s2s_link` (XEP-0220 s2.4). The incoming stream lives in
+//! its (stream id, from, to): see `link::s2s` (XEP-0220 s2.4). The incoming stream lives in
 //! [`crate::s2s_in`].
 //!
 //! TLS policy: an outgoing stream created with `require_tls` sends nothing but STARTTLS to
 //! a peer; a peer that does not offer it gets `<policy-violation/>` and no dialback key.
+//!
+//! An outgoing stream's state is an enum whose variants hold what that state needs: what
+//! TLS and SASL secured so far (kept across the restarts of RFC 6120 s5.4.3.3 and
+//! s6.4.6), the peer's stream id the dialback key is bound to, the ping awaiting an
+//! answer once ready. [`OutState`] is its flat public view.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -23,19 +28,12 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::element::{Element, ElementExt};
-use crate::session::{CloseReason, NS_STREAM_ERRORS};
-use crate::stream::{Limits, StreamEvent, StreamParser, NS_STREAM};
+use crate::ns;
+use crate::session::CloseReason;
+use crate::stream::{Limits, StreamEvent, StreamParser};
 
-/// `jabber:server`
-pub const NS_SERVER: &str = "jabber:server";
-/// `jabber:server:dialback`
-pub const NS_DIALBACK: &str = "jabber:server:dialback";
-/// XEP-0220 stream feature.
-pub const NS_DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
-/// RFC 6120 s5 STARTTLS.
-pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-/// RFC 6120 s6 SASL.
-pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// The server stream namespace, also at [`crate::ns::SERVER`].
+pub use crate::ns::SERVER as NS_SERVER;
 
 /// XEP-0185 s3: `HMAC-SHA256(hex(SHA256(secret)), receiving + ' ' + originating + ' ' + id)`,
 /// lower-case hex.
@@ -125,9 +123,9 @@ impl Core {
         let mut s = el.to_xml();
         // Dialback elements use the `db:` prefix declared on the stream header (XEP-0220
         // examples; some servers match on the prefix).
-        if el.ns == NS_DIALBACK {
+        if el.ns == ns::DIALBACK {
             s = s.replacen(
-                &format!("<{} xmlns=\"{NS_DIALBACK}\"", el.name),
+                &format!("<{} xmlns=\"{}\"", el.name, ns::DIALBACK),
                 &format!("<db:{}", el.name),
                 1,
             );
@@ -142,8 +140,9 @@ impl Core {
 
     pub(crate) fn stream_error(&mut self, condition: &str, text: &str, now: Instant) {
         let s = format!(
-            "<stream:error><{condition} xmlns='{NS_STREAM_ERRORS}'/><text xmlns='{NS_STREAM_ERRORS}'>{}</text></stream:error></stream:stream>",
-            esc(text)
+            "<stream:error><{condition} xmlns='{errors}'/><text xmlns='{errors}'>{}</text></stream:error></stream:stream>",
+            esc(text),
+            errors = ns::STREAM_ERRORS,
         );
         self.push(s, now);
         self.close_with(CloseReason::StreamError {
@@ -178,7 +177,10 @@ pub(crate) fn esc(s: &str) -> String {
 
 pub(crate) fn header(from: &str, to: Option<&str>, id: Option<&str>) -> String {
     let mut s = format!(
-        "<?xml version='1.0'?><stream:stream xmlns='{NS_SERVER}' xmlns:stream='{NS_STREAM}' xmlns:db='{NS_DIALBACK}' version='1.0' from='{}'",
+        "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' xmlns:db='{}' version='1.0' from='{}'",
+        ns::SERVER,
+        ns::STREAM,
+        ns::DIALBACK,
         esc(from)
     );
     if let Some(t) = to {
@@ -194,16 +196,16 @@ pub(crate) fn header(from: &str, to: Option<&str>, id: Option<&str>) -> String {
 pub(crate) fn stream_error_of(el: &Element) -> CloseReason {
     let condition = el
         .elements()
-        .find(|c| c.ns == NS_STREAM_ERRORS && c.name != "text")
+        .find(|c| c.ns == ns::STREAM_ERRORS && c.name != "text")
         .map(|c| c.name.clone())
         .unwrap_or_else(|| "undefined-condition".into());
     let text = el
-        .child(NS_STREAM_ERRORS, "text")
+        .child(ns::STREAM_ERRORS, "text")
         .map(|t| t.text().into_owned());
     CloseReason::StreamError { condition, text }
 }
 
-/// State of an outgoing stream.
+/// State of an outgoing stream, as seen from outside ([`S2sOut::state`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutState {
     /// Waiting for the peer's header.
@@ -224,6 +226,87 @@ pub enum OutState {
     Closed,
 }
 
+/// How far SASL EXTERNAL (RFC 6120 s6, XEP-0178) got on an outgoing stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sasl {
+    NotTried,
+    /// `<auth/>` sent once: never again on this connection.
+    Tried,
+    /// `<success/>`: the restarted stream is authenticated.
+    Succeeded,
+}
+
+/// What an outgoing stream has secured so far; it outlives the stream restarts after
+/// TLS (RFC 6120 s5.4.3.3) and SASL (s6.4.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Secured {
+    tls: bool,
+    sasl: Sasl,
+}
+
+/// A stream whose header the peer sent: what is secured, and the id the peer gave the
+/// stream, to which the dialback key is bound (XEP-0185).
+#[derive(Clone, Debug)]
+struct Opened {
+    secured: Secured,
+    stream_id: Option<String>,
+}
+
+/// An authenticated stream and its liveness ping (XEP-0199) awaiting an answer.
+#[derive(Clone, Copy, Debug)]
+struct Authenticated {
+    secured: Secured,
+    ping_deadline: Option<Instant>,
+}
+
+/// Where an outgoing stream is, each state holding what it needs; the flat public view
+/// is [`OutState`].
+#[derive(Clone, Debug)]
+enum Out {
+    AwaitHeader(Secured),
+    AwaitFeatures(Opened),
+    AwaitProceed(Opened),
+    TlsPending(Secured),
+    AwaitSasl(Opened),
+    AwaitDialback(Opened),
+    Ready(Authenticated),
+    Closed(Secured),
+}
+
+impl Out {
+    fn public(&self) -> OutState {
+        match self {
+            Out::AwaitHeader(_) => OutState::AwaitHeader,
+            Out::AwaitFeatures(_) => OutState::AwaitFeatures,
+            Out::AwaitProceed(_) => OutState::AwaitProceed,
+            Out::TlsPending(_) => OutState::TlsPending,
+            Out::AwaitSasl(_) => OutState::AwaitSasl,
+            Out::AwaitDialback(_) => OutState::AwaitDialback,
+            Out::Ready(_) => OutState::Ready,
+            Out::Closed(_) => OutState::Closed,
+        }
+    }
+
+    fn secured(&self) -> Secured {
+        match self {
+            Out::AwaitHeader(s) | Out::TlsPending(s) | Out::Closed(s) => *s,
+            Out::AwaitFeatures(o)
+            | Out::AwaitProceed(o)
+            | Out::AwaitSasl(o)
+            | Out::AwaitDialback(o) => o.secured,
+            Out::Ready(a) => a.secured,
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        matches!(self, Out::Ready(_))
+    }
+
+    fn is_closed(&self) -> bool {
+        matches!(self, Out::Closed(_))
+    }
+}
+
 /// An outgoing s2s stream from `local` to `remote`.
 #[derive(Debug)]
 pub struct S2sOut {
@@ -232,15 +315,10 @@ pub struct S2sOut {
     secret: String,
     require_tls: bool,
     core: Core,
-    state: OutState,
-    tls: bool,
-    sasl_done: bool,
-    sasl_tried: bool,
-    stream_id: Option<String>,
+    state: Out,
     verifies: Vec<(String, String, String, String)>,
     liveness: Option<Liveness>,
     last_rx: Instant,
-    ping_deadline: Option<Instant>,
     ping_ids: Vec<String>,
     next_ping: u64,
 }
@@ -274,15 +352,13 @@ impl S2sOut {
             secret: secret.to_owned(),
             require_tls,
             core: Core::new(limits, keepalive, now),
-            state: OutState::AwaitHeader,
-            tls: false,
-            sasl_done: false,
-            sasl_tried: false,
-            stream_id: None,
+            state: Out::AwaitHeader(Secured {
+                tls: false,
+                sasl: Sasl::NotTried,
+            }),
             verifies: Vec::new(),
             liveness: None,
             last_rx: now,
-            ping_deadline: None,
             ping_ids: Vec::new(),
             next_ping: 0,
         }
@@ -299,7 +375,13 @@ impl S2sOut {
     /// answers a request we sent on this stream. Clears an outstanding ping.
     pub fn note_alive(&mut self, now: Instant) {
         self.last_rx = now;
-        self.ping_deadline = None;
+        self.clear_ping();
+    }
+
+    fn clear_ping(&mut self) {
+        if let Out::Ready(a) = &mut self.state {
+            a.ping_deadline = None;
+        }
     }
 
     /// True when `id` is one of this stream's own liveness pings.
@@ -309,7 +391,7 @@ impl S2sOut {
 
     /// The state.
     pub fn state(&self) -> OutState {
-        self.state
+        self.state.public()
     }
 
     /// The remote domain.
@@ -319,7 +401,7 @@ impl S2sOut {
 
     /// True once TLS is up.
     pub fn is_tls(&self) -> bool {
-        self.tls
+        self.state.secured().tls
     }
 
     /// Sends the header.
@@ -330,10 +412,13 @@ impl S2sOut {
 
     /// The transport finished the TLS handshake: restart the stream.
     pub fn tls_established(&mut self, now: Instant) {
-        self.tls = true;
+        let secured = Secured {
+            tls: true,
+            ..self.state.secured()
+        };
         self.last_rx = now;
         self.core.parser.reset();
-        self.state = OutState::AwaitHeader;
+        self.state = Out::AwaitHeader(secured);
         self.start(now);
     }
 
@@ -352,12 +437,12 @@ impl S2sOut {
     fn flush_verifies(&mut self, now: Instant) {
         if !matches!(
             self.state,
-            OutState::AwaitDialback | OutState::Ready | OutState::AwaitSasl
+            Out::AwaitDialback(_) | Out::Ready(_) | Out::AwaitSasl(_)
         ) {
             return;
         }
         for (from, to, id, key) in std::mem::take(&mut self.verifies) {
-            let el = Element::build(NS_DIALBACK, "verify")
+            let el = Element::build(ns::DIALBACK, "verify")
                 .attr_set("from", from)
                 .attr_set("to", to)
                 .attr_set("id", id)
@@ -368,7 +453,7 @@ impl S2sOut {
 
     /// Sends a stanza (only when ready). Returns the count of dropped characters.
     pub fn send_stanza(&mut self, el: &Element, now: Instant) -> Option<usize> {
-        if self.state != OutState::Ready {
+        if !self.state.is_ready() {
             return None;
         }
         let n = el.invalid_chars();
@@ -378,23 +463,27 @@ impl S2sOut {
 
     /// Closes politely.
     pub fn close(&mut self, now: Instant) {
-        if self.state != OutState::Closed {
+        if !self.state.is_closed() {
             self.core.push("</stream:stream>".into(), now);
-            self.state = OutState::Closed;
+            self.set_closed();
             self.core.close_with(CloseReason::LocalClose);
         }
     }
 
+    fn set_closed(&mut self) {
+        self.state = Out::Closed(self.state.secured());
+    }
+
     /// The transport closed.
     pub fn handle_eof(&mut self) {
-        self.state = OutState::Closed;
+        self.set_closed();
         self.core.close_with(CloseReason::PeerClosed);
     }
 
     /// Bytes from the peer.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) {
         self.last_rx = now;
-        self.ping_deadline = None;
+        self.clear_ping();
         self.core.parser.feed(data);
         while !self.core.closed {
             let Some(ev) = self.core.parser.next_event() else {
@@ -402,12 +491,15 @@ impl S2sOut {
             };
             match ev {
                 Ok(StreamEvent::Header(h)) => {
-                    self.stream_id = h.attr("id").map(str::to_owned);
-                    if h.default_ns != NS_SERVER {
+                    let stream_id = h.attr("id").map(str::to_owned);
+                    if h.default_ns != ns::SERVER {
                         self.core
                             .stream_error("invalid-namespace", "expected jabber:server", now);
                     } else {
-                        self.state = OutState::AwaitFeatures;
+                        self.state = Out::AwaitFeatures(Opened {
+                            secured: self.state.secured(),
+                            stream_id,
+                        });
                     }
                 }
                 Ok(StreamEvent::Stanza(el)) => self.on_element(el, now),
@@ -422,30 +514,79 @@ impl S2sOut {
             }
         }
         if self.core.closed {
-            self.state = OutState::Closed;
+            self.set_closed();
         }
     }
 
-    fn dialback(&mut self, now: Instant) {
-        let Some(id) = self.stream_id.clone() else {
+    /// XEP-0220 s2.1.1: the dialback key for this stream (bound to the peer's stream id
+    /// and to our (local, remote) pair, XEP-0185).
+    fn dialback(&mut self, opened: Opened, now: Instant) {
+        let Some(id) = opened.stream_id.as_deref() else {
             self.core
                 .stream_error("invalid-xml", "stream header without id", now);
             return;
         };
-        let key = dialback_key(&self.secret, &self.remote, &self.local, &id);
-        let el = Element::build(NS_DIALBACK, "result")
+        let key = dialback_key(&self.secret, &self.remote, &self.local, id);
+        let el = Element::build(ns::DIALBACK, "result")
             .attr_set("from", &self.local)
             .attr_set("to", &self.remote)
             .text_add(key);
         self.core.send(&el, now);
-        self.state = OutState::AwaitDialback;
+        self.state = Out::AwaitDialback(opened);
         self.flush_verifies(now);
     }
 
+    /// The peer's features (RFC 6120 s4.3.2): STARTTLS first when offered, TLS required
+    /// when configured, then SASL EXTERNAL once when offered over TLS, else dialback.
+    fn on_features(&mut self, el: &Element, mut opened: Opened, now: Instant) {
+        let secured = opened.secured;
+        let starttls = el.child(ns::TLS, "starttls").is_some();
+        if !secured.tls && starttls {
+            self.core.send(&Element::build(ns::TLS, "starttls"), now);
+            self.state = Out::AwaitProceed(opened);
+            return;
+        }
+        if !secured.tls && self.require_tls {
+            self.core.stream_error(
+                "policy-violation",
+                "TLS is required but the peer does not offer STARTTLS",
+                now,
+            );
+            return;
+        }
+        if secured.sasl == Sasl::Succeeded {
+            self.state = Out::Ready(Authenticated {
+                secured,
+                ping_deadline: None,
+            });
+            self.core.events.push_back(S2sEvent::Ready {
+                method: "sasl-external",
+            });
+            self.flush_verifies(now);
+            return;
+        }
+        let external = el.child(ns::SASL, "mechanisms").is_some_and(|m| {
+            m.elements()
+                .any(|x| x.name == "mechanism" && x.trimmed_text() == "EXTERNAL")
+        });
+        if secured.tls && external && secured.sasl == Sasl::NotTried {
+            opened.secured.sasl = Sasl::Tried;
+            // RFC 6120 s6.4.2 / XEP-0178: the authorization identity is the
+            // domain, base64 of it.
+            let auth = Element::build(ns::SASL, "auth")
+                .attr_set("mechanism", "EXTERNAL")
+                .text_add(b64(self.local.as_bytes()));
+            self.core.send(&auth, now);
+            self.state = Out::AwaitSasl(opened);
+            return;
+        }
+        self.dialback(opened, now);
+    }
+
     fn on_element(&mut self, el: Element, now: Instant) {
-        if el.is(NS_STREAM, "error") {
+        if el.is(ns::STREAM, "error") {
             let r = stream_error_of(&el);
-            let r = if matches!(self.state, OutState::AwaitDialback | OutState::AwaitSasl) {
+            let r = if matches!(self.state, Out::AwaitDialback(_) | Out::AwaitSasl(_)) {
                 CloseReason::AuthFailed(r.to_string())
             } else {
                 r
@@ -454,84 +595,59 @@ impl S2sOut {
             self.core.close_with(r);
             return;
         }
-        match (self.state, el.ns.as_str(), el.name.as_str()) {
-            (OutState::AwaitFeatures, NS_STREAM, "features") => {
-                let starttls = el.child(NS_TLS, "starttls").is_some();
-                if !self.tls && starttls {
-                    self.core.send(&Element::build(NS_TLS, "starttls"), now);
-                    self.state = OutState::AwaitProceed;
-                    return;
-                }
-                if !self.tls && self.require_tls {
-                    self.core.stream_error(
-                        "policy-violation",
-                        "TLS is required but the peer does not offer STARTTLS",
-                        now,
-                    );
-                    return;
-                }
-                if self.sasl_done {
-                    self.state = OutState::Ready;
-                    self.core.events.push_back(S2sEvent::Ready {
-                        method: "sasl-external",
-                    });
-                    self.flush_verifies(now);
-                    return;
-                }
-                let external = el.child(NS_SASL, "mechanisms").is_some_and(|m| {
-                    m.elements()
-                        .any(|x| x.name == "mechanism" && x.trimmed_text() == "EXTERNAL")
-                });
-                if self.tls && external && !self.sasl_tried {
-                    self.sasl_tried = true;
-                    // RFC 6120 s6.4.2 / XEP-0178: the authorization identity is the
-                    // domain, base64 of it.
-                    let auth = Element::build(NS_SASL, "auth")
-                        .attr_set("mechanism", "EXTERNAL")
-                        .text_add(b64(self.local.as_bytes()));
-                    self.core.send(&auth, now);
-                    self.state = OutState::AwaitSasl;
-                    return;
-                }
-                self.dialback(now);
+        match (&self.state, el.ns.as_str(), el.name.as_str()) {
+            (Out::AwaitFeatures(o), ns::STREAM, "features") => {
+                let o = o.clone();
+                self.on_features(&el, o, now);
             }
-            (OutState::AwaitProceed, NS_TLS, "proceed") => {
-                self.state = OutState::TlsPending;
+            (Out::AwaitProceed(o), ns::TLS, "proceed") => {
+                self.state = Out::TlsPending(o.secured);
                 self.core.events.push_back(S2sEvent::StartTls);
             }
-            (OutState::AwaitProceed, NS_TLS, "failure") => {
+            (Out::AwaitProceed(_), ns::TLS, "failure") => {
                 self.core.push("</stream:stream>".into(), now);
                 self.core
                     .close_with(CloseReason::AuthFailed("peer refused STARTTLS".into()));
             }
-            (OutState::AwaitSasl, NS_SASL, "success") => {
-                self.sasl_done = true;
+            (Out::AwaitSasl(o), ns::SASL, "success") => {
+                let secured = Secured {
+                    sasl: Sasl::Succeeded,
+                    ..o.secured
+                };
                 self.core.parser.reset();
-                self.state = OutState::AwaitHeader;
+                self.state = Out::AwaitHeader(secured);
                 self.start(now);
             }
-            (OutState::AwaitSasl, NS_SASL, "failure") => {
+            (Out::AwaitSasl(o), ns::SASL, "failure") => {
                 // Fall back to dialback on the same stream (XEP-0220 s2.1 allows it after
                 // a SASL failure).
-                self.dialback(now);
+                let o = o.clone();
+                self.dialback(o, now);
             }
-            (_, NS_DIALBACK, "result") => {
+            (_, ns::DIALBACK, "result") => {
                 let valid = el.attr("type") == Some("valid");
-                if self.state == OutState::AwaitDialback && valid {
-                    self.state = OutState::Ready;
-                    self.core
-                        .events
-                        .push_back(S2sEvent::Ready { method: "dialback" });
-                } else if !valid {
-                    self.core.push("</stream:stream>".into(), now);
-                    self.core.close_with(CloseReason::AuthFailed(format!(
-                        "dialback refused by {} (type {:?})",
-                        self.remote,
-                        el.attr("type")
-                    )));
+                match &self.state {
+                    Out::AwaitDialback(o) if valid => {
+                        self.state = Out::Ready(Authenticated {
+                            secured: o.secured,
+                            ping_deadline: None,
+                        });
+                        self.core
+                            .events
+                            .push_back(S2sEvent::Ready { method: "dialback" });
+                    }
+                    _ if !valid => {
+                        self.core.push("</stream:stream>".into(), now);
+                        self.core.close_with(CloseReason::AuthFailed(format!(
+                            "dialback refused by {} (type {:?})",
+                            self.remote,
+                            el.attr("type")
+                        )));
+                    }
+                    _ => {}
                 }
             }
-            (_, NS_DIALBACK, "verify") => {
+            (_, ns::DIALBACK, "verify") => {
                 self.core.events.push_back(S2sEvent::VerifyAnswer {
                     id: el.attr("id").unwrap_or("").to_owned(),
                     from: el.attr("from").unwrap_or("").to_owned(),
@@ -539,7 +655,7 @@ impl S2sOut {
                     valid: el.attr("type") == Some("valid"),
                 });
             }
-            (OutState::Ready, _, _) => {
+            (Out::Ready(_), _, _) => {
                 // RFC 6120 s13 (and XEP-0288 for bidirectional streams): on the stream we
                 // opened, the peer speaks only for the domain we connected to, and only to
                 // the domain we are on this stream.
@@ -558,7 +674,7 @@ impl S2sOut {
                         ),
                         now,
                     );
-                    self.state = OutState::Closed;
+                    self.set_closed();
                 }
             }
             _ => {}
@@ -575,17 +691,16 @@ impl S2sOut {
     }
     /// Next timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.core.closed || self.state == OutState::Closed {
+        if self.core.closed || self.state.is_closed() {
             return None;
         }
-        let live = self
-            .liveness
-            .map(|l| match (self.state, self.ping_deadline) {
-                (OutState::Ready, Some(d)) => d,
-                (OutState::Ready, None) => self.last_rx + l.ping_interval,
-                _ => self.last_rx + l.ping_timeout,
-            });
-        let ka = (self.state == OutState::Ready)
+        let live = self.liveness.map(|l| match &self.state {
+            Out::Ready(a) => a.ping_deadline.unwrap_or(self.last_rx + l.ping_interval),
+            _ => self.last_rx + l.ping_timeout,
+        });
+        let ka = self
+            .state
+            .is_ready()
             .then(|| self.core.keepalive_due())
             .flatten();
         match (live, ka) {
@@ -595,45 +710,55 @@ impl S2sOut {
     }
     /// Timer fired: keep-alive, ping, dead-peer and negotiation timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.core.closed || self.state == OutState::Closed {
+        if self.core.closed || self.state.is_closed() {
             return;
         }
         if let Some(l) = self.liveness {
-            if self.state != OutState::Ready {
-                if now >= self.last_rx + l.ping_timeout {
+            match &self.state {
+                Out::Ready(a) => match a.ping_deadline {
+                    Some(d) if now >= d => {
+                        self.dead(now, "no answer to ping; peer is dead");
+                        return;
+                    }
+                    Some(_) => {}
+                    None if now >= self.last_rx + l.ping_interval => self.ping(l, now),
+                    None => {}
+                },
+                _ if now >= self.last_rx + l.ping_timeout => {
                     self.dead(now, "no answer during stream negotiation");
                     return;
                 }
-            } else if let Some(d) = self.ping_deadline {
-                if now >= d {
-                    self.dead(now, "no answer to ping; peer is dead");
-                    return;
-                }
-            } else if now >= self.last_rx + l.ping_interval {
-                self.next_ping += 1;
-                let id = format!("live-{}-{}", self.next_ping, new_id());
-                let iq = Element::build(NS_SERVER, "iq")
-                    .attr_set("type", "get")
-                    .attr_set("from", &self.local)
-                    .attr_set("to", &self.remote)
-                    .attr_set("id", &id)
-                    .child_add(Element::build(crate::session::NS_PING, "ping"));
-                self.core.send(&iq, now);
-                self.ping_ids.push(id);
-                if self.ping_ids.len() > 8 {
-                    self.ping_ids.remove(0);
-                }
-                self.ping_deadline = Some(now + l.ping_timeout);
+                _ => {}
             }
         }
-        if self.state == OutState::Ready {
+        if self.state.is_ready() {
             self.core.on_timeout(now);
+        }
+    }
+
+    /// XEP-0199: a liveness ping on a ready stream.
+    fn ping(&mut self, l: Liveness, now: Instant) {
+        self.next_ping += 1;
+        let id = format!("live-{}-{}", self.next_ping, new_id());
+        let iq = Element::build(ns::SERVER, "iq")
+            .attr_set("type", "get")
+            .attr_set("from", &self.local)
+            .attr_set("to", &self.remote)
+            .attr_set("id", &id)
+            .child_add(Element::build(ns::PING, "ping"));
+        self.core.send(&iq, now);
+        self.ping_ids.push(id);
+        if self.ping_ids.len() > 8 {
+            self.ping_ids.remove(0);
+        }
+        if let Out::Ready(a) = &mut self.state {
+            a.ping_deadline = Some(now + l.ping_timeout);
         }
     }
 
     fn dead(&mut self, now: Instant, why: &'static str) {
         self.core.push("</stream:stream>".into(), now);
-        self.state = OutState::Closed;
+        self.set_closed();
         self.core.close_with(CloseReason::Timeout(why));
     }
 }

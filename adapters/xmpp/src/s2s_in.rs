@@ -8,17 +8,19 @@
 //! `<invalid-from/>`. With TLS required, nothing but STARTTLS is accepted before TLS.
 //! Deadlines ([`S2sIn::with_deadlines`]) count from the connection, so a peer trickling
 //! bytes cannot stay unauthenticated for long.
+//!
+//! The stream's state is an enum whose variants hold what that state needs: what TLS
+//! and SASL secured (kept across restarts), the id of the current stream, and once the
+//! headers are exchanged our domain and the peer's claimed one.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::element::{Element, ElementExt};
-use crate::s2s::{
-    constant_eq, dialback_key, header, new_id, stream_error_of, Core, S2sEvent, NS_DIALBACK,
-    NS_DIALBACK_FEATURE, NS_SASL, NS_SERVER, NS_TLS,
-};
+use crate::ns;
+use crate::s2s::{constant_eq, dialback_key, header, new_id, stream_error_of, Core, S2sEvent};
 use crate::session::CloseReason;
-use crate::stream::{Limits, StreamEvent, NS_STREAM};
+use crate::stream::{Limits, StreamEvent};
 
 /// An (originating, receiving) domain pair, lower case.
 type Pair = (String, String);
@@ -61,6 +63,55 @@ pub(crate) fn domain_of(jid: &str) -> String {
     bare.rsplit('@').next().unwrap_or("").to_ascii_lowercase()
 }
 
+/// What an incoming stream has secured so far; it outlives the stream restarts after
+/// TLS (RFC 6120 s5.4.3.3) and SASL (s6.4.6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Secured {
+    tls: bool,
+    /// SASL EXTERNAL succeeded (once per connection).
+    sasl: bool,
+}
+
+/// An incoming stream whose headers were exchanged.
+#[derive(Debug)]
+struct Opened {
+    secured: Secured,
+    stream_id: String,
+    /// Our domain on the stream.
+    local: String,
+    /// The `from` of the peer's header, lower case.
+    peer_from: Option<String>,
+}
+
+/// Where an incoming stream is, each state holding what it needs.
+#[derive(Debug)]
+enum In {
+    /// A new or restarted stream: our header (with this id) answers the peer's.
+    AwaitHeader { secured: Secured, stream_id: String },
+    /// Headers exchanged: STARTTLS, SASL, dialback and stanzas may come.
+    Open(Opened),
+}
+
+impl In {
+    fn secured(&self) -> Secured {
+        match self {
+            In::AwaitHeader { secured, .. } => *secured,
+            In::Open(o) => o.secured,
+        }
+    }
+
+    fn stream_id(&self) -> &str {
+        match self {
+            In::AwaitHeader { stream_id, .. } => stream_id,
+            In::Open(o) => &o.stream_id,
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        matches!(self, In::Open(_))
+    }
+}
+
 /// An incoming s2s stream.
 #[derive(Debug)]
 pub struct S2sIn {
@@ -69,10 +120,7 @@ pub struct S2sIn {
     tls_available: bool,
     require_tls: bool,
     core: Core,
-    tls: bool,
-    header_seen: bool,
-    stream_id: String,
-    local: String,
+    state: In,
     /// (originating, receiving) pairs proven on this stream (RFC 6120 s13, XEP-0220 s2.4).
     authenticated: HashSet<Pair>,
     /// Pairs with a `<db:result/>` awaiting the authoritative server's answer.
@@ -85,12 +133,10 @@ pub struct S2sIn {
     open: Option<Duration>,
     /// A domain must be authenticated before `born + auth`.
     auth: Option<Duration>,
+    /// A stream header came on this connection.
     opened: bool,
     /// The certificate the peer presented in TLS, if any.
     peer_cert: Option<PeerCert>,
-    /// The `from` of the current stream header, lower case.
-    peer_from: Option<String>,
-    sasl_done: bool,
 }
 
 impl S2sIn {
@@ -111,10 +157,10 @@ impl S2sIn {
             tls_available,
             require_tls,
             core: Core::new(limits, keepalive, now),
-            tls: false,
-            header_seen: false,
-            stream_id: new_id(),
-            local: String::new(),
+            state: In::AwaitHeader {
+                secured: Secured::default(),
+                stream_id: new_id(),
+            },
             authenticated: HashSet::new(),
             pending: HashSet::new(),
             idle: None,
@@ -124,8 +170,6 @@ impl S2sIn {
             auth: None,
             opened: false,
             peer_cert: None,
-            peer_from: None,
-            sasl_done: false,
         }
     }
 
@@ -163,7 +207,7 @@ impl S2sIn {
 
     /// The id of the current stream.
     pub fn stream_id(&self) -> &str {
-        &self.stream_id
+        self.state.stream_id()
     }
 
     /// The (originating, receiving) domain pairs authenticated on this stream.
@@ -175,13 +219,16 @@ impl S2sIn {
 
     /// True when TLS is up.
     pub fn is_tls(&self) -> bool {
-        self.tls
+        self.state.secured().tls
     }
 
     /// The transport finished TLS: expect a new header.
     pub fn tls_established(&mut self) {
-        self.tls = true;
-        self.restart();
+        let secured = Secured {
+            tls: true,
+            ..self.state.secured()
+        };
+        self.restart(secured);
     }
 
     /// The transport finished TLS and the peer presented a certificate: SASL EXTERNAL is
@@ -192,9 +239,11 @@ impl S2sIn {
     }
 
     /// RFC 6120 s5.4.3.3 / s6.4.6: after TLS or SASL the peer sends a new header.
-    fn restart(&mut self) {
-        self.header_seen = false;
-        self.stream_id = new_id();
+    fn restart(&mut self, secured: Secured) {
+        self.state = In::AwaitHeader {
+            secured,
+            stream_id: new_id(),
+        };
         self.core.parser.reset();
     }
 
@@ -204,15 +253,21 @@ impl S2sIn {
     fn on_sasl_auth(&mut self, el: &Element, now: Instant) {
         let fail = |me: &mut S2sIn, cond: &str| {
             me.core.push(
-                format!("<failure xmlns='{NS_SASL}'><{cond}/></failure>"),
+                format!("<failure xmlns='{}'><{cond}/></failure>", ns::SASL),
                 now,
             );
         };
-        if !self.tls || self.sasl_done || el.attr("mechanism") != Some("EXTERNAL") {
+        let secured = self.state.secured();
+        if !secured.tls || secured.sasl || el.attr("mechanism") != Some("EXTERNAL") {
             return fail(self, "invalid-mechanism");
         }
-        let Some(from) = self.peer_from.clone() else {
-            return fail(self, "not-authorized");
+        let (from, local) = match &self.state {
+            In::Open(Opened {
+                peer_from: Some(f),
+                local,
+                ..
+            }) => (f.clone(), local.clone()),
+            _ => return fail(self, "not-authorized"),
         };
         let authzid = match el.trimmed_text().as_str() {
             "" | "=" => from.clone(),
@@ -227,14 +282,16 @@ impl S2sIn {
         if !self.peer_cert.as_ref().is_some_and(|c| c.valid_for(&from)) {
             return fail(self, "not-authorized");
         }
-        self.core.push(format!("<success xmlns='{NS_SASL}'/>"), now);
-        self.sasl_done = true;
-        self.authenticated
-            .insert((from.clone(), self.local.clone()));
+        self.core
+            .push(format!("<success xmlns='{}'/>", ns::SASL), now);
+        self.authenticated.insert((from.clone(), local));
         self.core
             .events
             .push_back(S2sEvent::Authenticated { domain: from });
-        self.restart();
+        self.restart(Secured {
+            sasl: true,
+            ..secured
+        });
     }
 
     /// The answer of the authoritative server about a key (XEP-0220 s2.1.4). Applies only
@@ -246,7 +303,7 @@ impl S2sIn {
         if self.core.closed || !self.pending.remove(&pair) {
             return false;
         }
-        let el = Element::build(NS_DIALBACK, "result")
+        let el = Element::build(ns::DIALBACK, "result")
             .attr_set("from", to)
             .attr_set("to", from)
             .attr_set("type", if valid { "valid" } else { "invalid" });
@@ -289,11 +346,11 @@ impl S2sIn {
                     self.core.close_with(CloseReason::PeerClosed);
                 }
                 Err(e) => {
-                    if !self.header_seen {
+                    if !self.state.is_open() {
                         let h = header(
                             self.local_domains.first().map_or("", String::as_str),
                             None,
-                            Some(&self.stream_id),
+                            Some(self.state.stream_id()),
                         );
                         self.core.push(h, now);
                     }
@@ -307,18 +364,24 @@ impl S2sIn {
     fn on_header(&mut self, h: crate::stream::StreamHeader, now: Instant) {
         let to = h.attr("to").unwrap_or("").to_ascii_lowercase();
         let from = h.attr("from").map(str::to_owned);
-        self.peer_from = from.as_deref().map(str::to_ascii_lowercase);
+        let peer_from = from.as_deref().map(str::to_ascii_lowercase);
         let local = if self.local_domains.contains(&to) {
             to.clone()
         } else {
             self.local_domains.first().cloned().unwrap_or_default()
         };
-        self.local = local.clone();
+        let secured = self.state.secured();
+        let stream_id = self.state.stream_id().to_owned();
         self.core
-            .push(header(&local, from.as_deref(), Some(&self.stream_id)), now);
-        self.header_seen = true;
+            .push(header(&local, from.as_deref(), Some(&stream_id)), now);
+        self.state = In::Open(Opened {
+            secured,
+            stream_id,
+            local,
+            peer_from: peer_from.clone(),
+        });
         self.opened = true;
-        if h.default_ns != NS_SERVER {
+        if h.default_ns != ns::SERVER {
             self.core
                 .stream_error("invalid-namespace", "expected jabber:server", now);
             return;
@@ -329,28 +392,29 @@ impl S2sIn {
             return;
         }
         let mut f = String::from("<stream:features>");
-        if !self.tls && self.tls_available {
-            f.push_str(&format!("<starttls xmlns='{NS_TLS}'>"));
+        if !secured.tls && self.tls_available {
+            f.push_str(&format!("<starttls xmlns='{}'>", ns::TLS));
             if self.require_tls {
                 f.push_str("<required/>");
             }
             f.push_str("</starttls>");
         }
-        let external = self.tls
-            && !self.sasl_done
-            && self
-                .peer_from
+        let external = secured.tls
+            && !secured.sasl
+            && peer_from
                 .as_deref()
                 .zip(self.peer_cert.as_ref())
                 .is_some_and(|(d, c)| c.valid_for(d));
         if external {
             f.push_str(&format!(
-                "<mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms>"
+                "<mechanisms xmlns='{}'><mechanism>EXTERNAL</mechanism></mechanisms>",
+                ns::SASL
             ));
         }
-        if self.tls || !self.require_tls {
+        if secured.tls || !self.require_tls {
             f.push_str(&format!(
-                "<dialback xmlns='{NS_DIALBACK_FEATURE}'><errors/></dialback>"
+                "<dialback xmlns='{}'><errors/></dialback>",
+                ns::DIALBACK_FEATURE
             ));
         }
         f.push_str("</stream:features>");
@@ -358,29 +422,33 @@ impl S2sIn {
     }
 
     fn on_element(&mut self, el: Element, now: Instant) {
-        if el.is(NS_STREAM, "error") {
+        if el.is(ns::STREAM, "error") {
             let r = stream_error_of(&el);
             self.core.push("</stream:stream>".into(), now);
             self.core.close_with(r);
             return;
         }
+        let tls = self.state.secured().tls;
         match (el.ns.as_str(), el.name.as_str()) {
-            (NS_SASL, "auth") => self.on_sasl_auth(&el, now),
-            (NS_TLS, "starttls") => {
-                if self.tls || !self.tls_available {
-                    self.core
-                        .push(format!("<failure xmlns='{NS_TLS}'/></stream:stream>"), now);
+            (ns::SASL, "auth") => self.on_sasl_auth(&el, now),
+            (ns::TLS, "starttls") => {
+                if tls || !self.tls_available {
+                    self.core.push(
+                        format!("<failure xmlns='{}'/></stream:stream>", ns::TLS),
+                        now,
+                    );
                     self.core.close_with(CloseReason::StreamError {
                         condition: "starttls refused".into(),
                         text: None,
                     });
                 } else {
-                    self.core.push(format!("<proceed xmlns='{NS_TLS}'/>"), now);
+                    self.core
+                        .push(format!("<proceed xmlns='{}'/>", ns::TLS), now);
                     self.core.events.push_back(S2sEvent::StartTls);
                 }
             }
-            (NS_DIALBACK, "result") => {
-                if self.require_tls && !self.tls {
+            (ns::DIALBACK, "result") => {
+                if self.require_tls && !tls {
                     self.core
                         .stream_error("policy-violation", "STARTTLS first", now);
                     return;
@@ -389,17 +457,14 @@ impl S2sIn {
                 let to = el.attr("to").unwrap_or("").to_ascii_lowercase();
                 if from.is_empty() || !self.local_domains.contains(&to) {
                     // XEP-0220 s2.4: item-not-found for an unknown target domain.
-                    let e = Element::build(NS_DIALBACK, "result")
+                    let e = Element::build(ns::DIALBACK, "result")
                         .attr_set("from", &to)
                         .attr_set("to", &from)
                         .attr_set("type", "error")
                         .child_add(
-                            Element::build(NS_SERVER, "error")
+                            Element::build(ns::SERVER, "error")
                                 .attr_set("type", "cancel")
-                                .child_add(Element::build(
-                                    crate::mapping::NS_STANZAS,
-                                    "item-not-found",
-                                )),
+                                .child_add(Element::build(ns::STANZAS, "item-not-found")),
                         );
                     self.core.send(&e, now);
                     return;
@@ -419,11 +484,11 @@ impl S2sIn {
                     from,
                     to,
                     key: el.trimmed_text(),
-                    stream_id: self.stream_id.clone(),
+                    stream_id: self.state.stream_id().to_owned(),
                 });
             }
-            (NS_DIALBACK, "verify") => {
-                if self.require_tls && !self.tls {
+            (ns::DIALBACK, "verify") => {
+                if self.require_tls && !tls {
                     self.core
                         .stream_error("policy-violation", "STARTTLS first", now);
                     return;
@@ -438,7 +503,7 @@ impl S2sIn {
                     .iter()
                     .any(|d| d == &originating.to_ascii_lowercase())
                     && constant_eq(expected.as_bytes(), el.trimmed_text().as_bytes());
-                let ans = Element::build(NS_DIALBACK, "verify")
+                let ans = Element::build(ns::DIALBACK, "verify")
                     .attr_set("from", originating)
                     .attr_set("to", receiving)
                     .attr_set("id", id)
@@ -506,14 +571,14 @@ impl S2sIn {
             _ => None,
         };
         if let Some(why) = why {
-            if !self.header_seen {
+            if !self.state.is_open() {
+                // Our header first: the stream error closes the stream, nothing follows.
                 let h = header(
                     self.local_domains.first().map_or("", String::as_str),
                     None,
-                    Some(&self.stream_id),
+                    Some(self.state.stream_id()),
                 );
                 self.core.push(h, now);
-                self.header_seen = true;
             }
             self.core.stream_error("connection-timeout", &why, now);
             return;

@@ -1,6 +1,7 @@
 //! Tests of the s2s state machines (outgoing and incoming, against each other).
 
 use super::*;
+use crate::ns::SASL as NS_SASL;
 
 fn drain_out(o: &mut S2sOut) -> String {
     let mut s = Vec::new();

@@ -19,15 +19,12 @@ use std::time::{Duration, Instant};
 use sha1::{Digest, Sha1};
 
 use crate::element::{Element, ElementExt};
-use crate::stream::{Limits, StreamError, StreamEvent, StreamParser, NS_STREAM};
+use crate::ns;
+use crate::stream::{Limits, StreamError, StreamEvent, StreamParser};
 use crate::tracker::StanzaIds;
 
-/// `jabber:component:accept`
-pub const NS_COMPONENT: &str = "jabber:component:accept";
-/// `urn:ietf:params:xml:ns:xmpp-streams`
-pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
-/// `urn:xmpp:ping`
-pub const NS_PING: &str = "urn:xmpp:ping";
+/// The component stream namespace, also at [`crate::ns::COMPONENT`].
+pub use crate::ns::COMPONENT as NS_COMPONENT;
 
 /// Largest output buffer built by joining consecutive writes.
 const COALESCE_BYTES: usize = 64 * 1024;
@@ -188,7 +185,9 @@ impl ComponentSession {
         self.started = now;
         self.last_rx = now;
         let header = format!(
-            "<?xml version='1.0'?><stream:stream xmlns='{NS_COMPONENT}' xmlns:stream='{NS_STREAM}' to='{}'>",
+            "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' to='{}'>",
+            ns::COMPONENT,
+            ns::STREAM,
             xml_attr(&self.domain)
         );
         self.push_out(header.into_bytes(), now);
@@ -279,14 +278,14 @@ impl ComponentSession {
     }
 
     fn on_element(&mut self, el: Element, now: Instant) {
-        if el.is(NS_STREAM, "error") {
+        if el.is(ns::STREAM, "error") {
             let condition = el
                 .elements()
-                .find(|c| c.ns == NS_STREAM_ERRORS && c.name != "text")
+                .find(|c| c.ns == ns::STREAM_ERRORS && c.name != "text")
                 .map(|c| c.name.clone())
                 .unwrap_or_else(|| "undefined-condition".into());
             let text = el
-                .child(NS_STREAM_ERRORS, "text")
+                .child(ns::STREAM_ERRORS, "text")
                 .map(|t| t.text().into_owned());
             let reason = if self.state == State::AwaitHandshake || self.state == State::AwaitHeader
             {
@@ -336,13 +335,13 @@ impl ComponentSession {
     }
 
     fn send_stream_error(&mut self, condition: &str, text: &str, now: Instant) {
-        let err = Element::build(NS_STREAM, "error")
-            .child_add(Element::build(NS_STREAM_ERRORS, condition))
-            .child_add(Element::build(NS_STREAM_ERRORS, "text").text_add(text));
+        let err = Element::build(ns::STREAM, "error")
+            .child_add(Element::build(ns::STREAM_ERRORS, condition))
+            .child_add(Element::build(ns::STREAM_ERRORS, "text").text_add(text));
         let mut s = err.to_xml();
         // The stream prefix is declared on our header; write it with that prefix.
         s = s.replacen(
-            &format!("<error xmlns=\"{NS_STREAM}\">"),
+            &format!("<error xmlns=\"{}\">", ns::STREAM),
             "<stream:error>",
             1,
         );
@@ -445,12 +444,12 @@ impl ComponentSession {
 
 /// An XEP-0199 ping iq.
 pub fn ping_iq(from: &str, to: &str, id: &str) -> Element {
-    Element::build(NS_COMPONENT, "iq")
+    Element::build(ns::COMPONENT, "iq")
         .attr_set("type", "get")
         .attr_set("from", from)
         .attr_set("to", to)
         .attr_set("id", id)
-        .child_add(Element::build(NS_PING, "ping"))
+        .child_add(Element::build(ns::PING, "ping"))
 }
 
 fn xml_attr(s: &str) -> String {

@@ -23,13 +23,10 @@ use std::collections::VecDeque;
 
 use cpim_core::xml::{is_xml_char, Attribute, Element, Node};
 
+use crate::ns;
+
 mod scan;
 use scan::{Scanner, Token};
-
-/// `http://etherx.jabber.org/streams`
-pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
-/// The namespace bound to the `xml` prefix.
-pub const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 
 /// Bounds on what the parser buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,7 +314,7 @@ impl StreamParser {
 
     fn lookup(&self, prefix: &str) -> Option<String> {
         if prefix == "xml" {
-            return Some(NS_XML.to_owned());
+            return Some(ns::XML.to_owned());
         }
         for o in self.open.iter().rev() {
             if let Some((_, u)) = o.decls.iter().find(|(p, _)| p == prefix) {
@@ -369,9 +366,10 @@ impl StreamParser {
                     Some(p) => decls.iter().find(|(dp, _)| dp == p).map(|(_, u)| u.clone()),
                     None => default_ns.clone(),
                 };
-                if local != "stream" || ns.as_deref() != Some(NS_STREAM) {
+                if local != "stream" || ns.as_deref() != Some(ns::STREAM) {
                     return Err(StreamError::BadHeader(format!(
-                        "expected <stream:stream xmlns:stream='{NS_STREAM}'>, got <{qname}>"
+                        "expected <stream:stream xmlns:stream='{}'>, got <{qname}>",
+                        ns::STREAM
                     )));
                 }
                 if empty {

@@ -54,7 +54,7 @@ fn prefixed_children_resolve_through_the_header() {
     let Ok(StreamEvent::Stanza(f)) = &ev[2] else {
         panic!()
     };
-    assert!(f.is(NS_STREAM, "features"));
+    assert!(f.is(ns::STREAM, "features"));
 }
 
 #[test]

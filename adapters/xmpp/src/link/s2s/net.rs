@@ -10,10 +10,9 @@ use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::Instant as TokioInstant;
 
 use super::{IoCmd, IoEvent};
-use crate::adapter::XmppError;
+use crate::error::XmppError;
 
 /// `ip` or `ip:port` (port 53 by default).
 pub(super) fn parse_dns_servers(list: &[String]) -> Result<Vec<SocketAddr>, XmppError> {
@@ -219,13 +218,6 @@ async fn read_some(io: &mut Io, buf: &mut [u8]) -> std::io::Result<usize> {
         Io::Plain(s) => s.read(buf).await,
         Io::Tls(s) => s.read(buf).await,
         Io::Gone => std::future::pending().await,
-    }
-}
-
-pub(super) async fn sleep_until_opt(t: Option<TokioInstant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -1,0 +1,322 @@
+//! Message stanzas <-> MESSAGE operations (RFC 7572): bodies, `xml:lang`, XEP-0085 chat
+//! states as RFC 3994 isComposing, XEP-0184 receipts and XEP-0333 markers as RFC 5438
+//! IMDN.
+
+use cpim_core::address::Address;
+use cpim_core::errmap::{Condition, ErrorType};
+use cpim_core::model::{DispositionRequest, Message, MessageKind, Operation, TransId};
+use cpim_core::{imdn, iscomposing};
+
+use super::{error_stanza, gw_jid, xmpp_jid, Ctx, Inbound, Origin, OutboundError};
+use crate::element::{text_el, Element, ElementExt};
+use crate::jid::{to_jid, Home};
+use crate::ns;
+
+pub(super) fn lang_of(el: &Element) -> Option<String> {
+    el.attr_ns(ns::XML, "lang").map(str::to_owned)
+}
+
+pub(super) fn inbound_message(
+    ctx: &Ctx<'_>,
+    el: &Element,
+    origin: Origin,
+    from: Address,
+    to: Address,
+    trans_id: TransId,
+) -> Inbound {
+    let ns = ctx.ns;
+    let kind = match el.attr("type").unwrap_or("normal") {
+        "chat" => MessageKind::Chat,
+        "normal" => MessageKind::Normal,
+        "headline" => MessageKind::Headline,
+        "groupchat" => MessageKind::Groupchat,
+        other => {
+            return Inbound::Reply(error_stanza(
+                ns,
+                &origin,
+                Condition::BadRequest,
+                ErrorType::Modify,
+                Some(&format!("unknown message type {other:?}")),
+            ))
+        }
+    };
+    // Receipts and markers for messages the gateway sent (XEP-0184 s5, XEP-0333).
+    if let Some(r) = el.child(ns::RECEIPTS, "received") {
+        if el.child(ns, "body").is_none() {
+            let id = r
+                .attr("id")
+                .or(origin.id.as_deref())
+                .unwrap_or("")
+                .to_owned();
+            let doc = imdn_doc(
+                &id,
+                ctx.now_rfc3339,
+                &from,
+                imdn::NotificationKind::Delivery,
+                imdn::Status::Delivered,
+            );
+            return match doc {
+                Some(body) => {
+                    let mut m = Message::new(trans_id, from, to, imdn::CONTENT_TYPE, body);
+                    m.kind = kind;
+                    Inbound::Op {
+                        op: Operation::Message(m),
+                        origin,
+                    }
+                }
+                None => Inbound::Receipt { id },
+            };
+        }
+    }
+    if let Some(d) = el.child(ns::MARKERS, "displayed") {
+        if el.child(ns, "body").is_none() {
+            let id = d.attr("id").unwrap_or("").to_owned();
+            if let Some(body) = imdn_doc(
+                &id,
+                ctx.now_rfc3339,
+                &from,
+                imdn::NotificationKind::Display,
+                imdn::Status::Displayed,
+            ) {
+                let mut m = Message::new(trans_id, from, to, imdn::CONTENT_TYPE, body);
+                m.kind = kind;
+                return Inbound::Op {
+                    op: Operation::Message(m),
+                    origin,
+                };
+            }
+        }
+    }
+    let body = el.child(ns, "body");
+    let disposition = DispositionRequest {
+        delivery: el.child(ns::RECEIPTS, "request").is_some(),
+        display: el.child(ns::MARKERS, "markable").is_some(),
+    };
+    let mut m = match body {
+        Some(b) => {
+            let mut m = Message::new(
+                trans_id,
+                from,
+                to,
+                "text/plain;charset=UTF-8",
+                b.text().into_owned().into_bytes(),
+            );
+            m.language = lang_of(b).or_else(|| lang_of(el));
+            m
+        }
+        None => {
+            // XEP-0085 chat state alone -> RFC 3994 isComposing.
+            let state = el
+                .elements()
+                .find(|c| c.ns == ns::CHATSTATES)
+                .map(|c| c.name.as_str());
+            let Some(state) = state else {
+                return Inbound::Ignore("message without body or chat state");
+            };
+            let st = match state {
+                "composing" => iscomposing::State::Active,
+                "paused" | "inactive" | "gone" => iscomposing::State::Idle,
+                // `active` means "paying attention", not composing: nothing to tell.
+                _ => return Inbound::Ignore("chat state active"),
+            };
+            let mut doc = iscomposing::IsComposing::new(st);
+            doc.content_type = Some("text/plain".into());
+            match iscomposing::encode(&doc) {
+                Ok(xml) => Message::new(
+                    trans_id,
+                    from,
+                    to,
+                    iscomposing::CONTENT_TYPE,
+                    xml.into_bytes(),
+                ),
+                Err(_) => return Inbound::Ignore("chat state could not be encoded"),
+            }
+        }
+    };
+    m.kind = kind;
+    m.message_id = origin.id.clone();
+    m.subject = el.child(ns, "subject").map(|s| s.text().into_owned());
+    m.thread = el.child(ns, "thread").map(|s| s.text().into_owned());
+    m.disposition = disposition;
+    Inbound::Op {
+        op: Operation::Message(m),
+        origin,
+    }
+}
+
+pub(super) fn imdn_doc(
+    id: &str,
+    datetime: &str,
+    recipient: &Address,
+    kind: imdn::NotificationKind,
+    status: imdn::Status,
+) -> Option<Vec<u8>> {
+    if id.is_empty() {
+        return None;
+    }
+    let doc = imdn::Imdn {
+        message_id: id.to_owned(),
+        datetime: datetime.to_owned(),
+        recipient_uri: to_jid(&recipient.bare(), Home::Xmpp)
+            .ok()
+            .map(|j| format!("xmpp:{j}")),
+        original_recipient_uri: None,
+        subject: None,
+        notification: Some(imdn::Notification {
+            kind,
+            status,
+            status_extensions: Vec::new(),
+        }),
+        extensions: Vec::new(),
+    };
+    imdn::encode(&doc).ok().map(String::into_bytes)
+}
+
+pub(super) fn outbound_message(
+    ns: &str,
+    m: &Message,
+    id: String,
+) -> Result<Element, OutboundError> {
+    let ty = match m.kind {
+        MessageKind::Chat => "chat",
+        MessageKind::Normal => "normal",
+        MessageKind::Headline => "headline",
+        MessageKind::Groupchat => "groupchat",
+    };
+    let mut el = Element::build(ns, "message")
+        .attr_set("type", ty)
+        .attr_set("from", gw_jid(&m.source)?)
+        .attr_set("to", xmpp_jid(&m.destination)?)
+        .attr_set("id", &id)
+        .lang_set(m.language.as_deref());
+    let mime = m.mime_type();
+    match mime.as_str() {
+        "text/plain" | "" => {
+            let body = String::from_utf8(m.body.clone())
+                .map_err(|_| OutboundError::BadPayload("text/plain body is not UTF-8".into()))?;
+            if let Some(s) = &m.subject {
+                el = el.child_add(text_el(ns, "subject", s));
+            }
+            el = el.child_add(text_el(ns, "body", &body));
+            if let Some(t) = &m.thread {
+                el = el.child_add(text_el(ns, "thread", t));
+            }
+            if m.disposition.delivery {
+                el = el.child_add(Element::build(ns::RECEIPTS, "request"));
+            }
+            if m.disposition.display {
+                el = el.child_add(Element::build(ns::MARKERS, "markable"));
+            }
+            // XEP-0085 s5.1: a content message implies the active state.
+            if m.kind == MessageKind::Chat {
+                el = el.child_add(Element::build(ns::CHATSTATES, "active"));
+            }
+            Ok(el)
+        }
+        "application/im-iscomposing+xml" => {
+            let doc = iscomposing::parse(&m.body)
+                .map_err(|e| OutboundError::BadPayload(format!("isComposing: {e}")))?;
+            let state = match doc.state {
+                iscomposing::State::Active => "composing",
+                _ => "paused",
+            };
+            Ok(el
+                .attr_set("type", "chat")
+                .child_add(Element::build(ns::CHATSTATES, state)))
+        }
+        "message/imdn+xml" => {
+            let doc = imdn::parse(&m.body)
+                .map_err(|e| OutboundError::BadPayload(format!("IMDN: {e}")))?;
+            let n = doc
+                .notification
+                .ok_or_else(|| OutboundError::BadPayload("IMDN without notification".into()))?;
+            let child = match (n.kind, n.status) {
+                (imdn::NotificationKind::Delivery, imdn::Status::Delivered) => {
+                    Element::build(ns::RECEIPTS, "received").attr_set("id", &doc.message_id)
+                }
+                (imdn::NotificationKind::Display, imdn::Status::Displayed) => {
+                    Element::build(ns::MARKERS, "displayed").attr_set("id", &doc.message_id)
+                }
+                (k, s) => {
+                    return Err(OutboundError::BadPayload(format!(
+                        "IMDN {k:?}/{} has no XMPP equivalent",
+                        s.name()
+                    )))
+                }
+            };
+            Ok(el.child_add(child))
+        }
+        other => Err(OutboundError::UnsupportedType(other.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::test_support::{ctx, parse, NS};
+    use crate::mapping::{inbound, outbound};
+    use cpim_core::model::TransId;
+
+    #[test]
+    fn chat_message_maps_to_operation_rfc7572() {
+        let d = vec!["sip.xmpp.test".to_string()];
+        let el = parse("<message from='alice@xmpp.test/r' to='john\\20doe@sip.xmpp.test' type='chat' id='m1' xml:lang='en'><subject>S</subject><body>hi &amp; bye</body><thread>T1</thread><request xmlns='urn:xmpp:receipts'/></message>");
+        let Inbound::Op {
+            op: Operation::Message(m),
+            ..
+        } = inbound(&ctx(&d), &el, TransId(7))
+        else {
+            panic!()
+        };
+        assert_eq!(m.body, b"hi & bye");
+        assert_eq!(m.destination.user.as_deref(), Some("john doe"));
+        assert_eq!(m.source.instance.as_deref(), Some("r"));
+        assert_eq!(m.subject.as_deref(), Some("S"));
+        assert_eq!(m.thread.as_deref(), Some("T1"));
+        assert_eq!(m.language.as_deref(), Some("en"));
+        assert_eq!(m.message_id.as_deref(), Some("m1"));
+        assert!(m.disposition.delivery);
+        assert_eq!(m.kind, MessageKind::Chat);
+        // And back.
+        let out = outbound(NS, &Operation::Message(m), || "x1".into()).unwrap();
+        let xml = out[0].to_xml();
+        assert!(xml.contains("to=\"john\\20doe@sip.xmpp.test\""), "{xml}");
+        assert!(xml.contains("<body>hi &amp; bye</body>"), "{xml}");
+        assert!(xml.contains("from=\"alice@xmpp.test/r\""), "{xml}");
+    }
+
+    #[test]
+    fn chat_states_map_to_iscomposing_rfc3994() {
+        let d = vec!["sip.xmpp.test".to_string()];
+        let el = parse("<message from='alice@xmpp.test/r' to='c@sip.xmpp.test' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>");
+        let Inbound::Op {
+            op: Operation::Message(m),
+            ..
+        } = inbound(&ctx(&d), &el, TransId(1))
+        else {
+            panic!()
+        };
+        assert_eq!(m.mime_type(), "application/im-iscomposing+xml");
+        let out = outbound(NS, &Operation::Message(m), || "i".into()).unwrap();
+        assert!(out[0].child(ns::CHATSTATES, "composing").is_some());
+    }
+
+    #[test]
+    fn receipts_map_to_imdn_rfc5438() {
+        let d = vec!["sip.xmpp.test".to_string()];
+        let el = parse("<message from='alice@xmpp.test/r' to='c@sip.xmpp.test'><received xmlns='urn:xmpp:receipts' id='orig1'/></message>");
+        let Inbound::Op {
+            op: Operation::Message(m),
+            ..
+        } = inbound(&ctx(&d), &el, TransId(1))
+        else {
+            panic!()
+        };
+        assert_eq!(m.mime_type(), "message/imdn+xml");
+        let out = outbound(NS, &Operation::Message(m), || "i".into()).unwrap();
+        assert_eq!(
+            out[0].child(ns::RECEIPTS, "received").unwrap().attr("id"),
+            Some("orig1")
+        );
+    }
+}
