@@ -227,9 +227,9 @@ async fn prosody_s2s_restart_queued_messages_arrive_once_in_order() {
         return;
     }
     init_tracing();
-    let base = std::env::var("CPIM_PEER_DIR")
+    let base = cpim_testkit::peer_env::var_os("CPIM_PEER_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| std::env::temp_dir());
+        .unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("xmpp-s2s-restart-{}", std::process::id()));
     assert!(own_prosody("start", &dir), "own prosody start");
     let _guard = OwnProsody(dir.clone());
