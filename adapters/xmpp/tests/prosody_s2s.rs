@@ -18,10 +18,10 @@ use cpim_xmpp::{start, Mode, XmppConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-mod support;
+mod common;
 
-use support::prosody::{env, Client, Env};
-use support::{init_tracing, Rec};
+use common::prosody::{env, Client, Env};
+use common::{init_tracing, Rec};
 
 fn s2s_config(e: &Env, listen: &str, require_tls: bool) -> XmppConfig {
     XmppConfig {

@@ -24,13 +24,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-mod support;
-use support::{free_port, init_tracing, plain_s2s, write_cert_pair, Rec};
+mod common;
+use common::{free_port, init_tracing, plain_s2s, write_cert_pair, Rec};
 
 /// What the peer sent until `needle` (or EOF / 10 s of silence).
 async fn read_until(s: &mut TcpStream, needle: &str) -> String {
     let mut seen = String::new();
-    support::read_until(s, &mut seen, needle).await;
+    common::read_until(s, &mut seen, needle).await;
     seen
 }
 
