@@ -147,7 +147,7 @@ async fn gateway_message_in_and_out_udp_and_tcp() {
         ))
         .await;
         let got = tokio::task::spawn_blocking(move || {
-            let out = wait_child(child, Duration::from_secs(20));
+            let out = cpim_testkit::sipp::wait_output(child, Duration::from_secs(20));
             uas.result(out)
         })
         .await
@@ -165,22 +165,6 @@ async fn gateway_message_in_and_out_udp_and_tcp() {
         );
     }
     gw.shutdown().await;
-}
-
-/// Waits for a child process at most `limit`, killing it after.
-pub fn wait_child(mut child: std::process::Child, limit: Duration) -> std::process::Output {
-    let end = std::time::Instant::now() + limit;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if std::time::Instant::now() > end {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().expect("child output")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

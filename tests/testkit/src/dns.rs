@@ -82,3 +82,36 @@ pub async fn responder(zone: Arc<Mutex<Zone>>) -> (SocketAddr, mpsc::UnboundedRe
     });
     (addr, rx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::proto::op::Query;
+
+    #[tokio::test]
+    async fn answers_from_the_zone_and_reports_each_query() {
+        let srv_name = name("_xmpp-server._tcp.b.test.");
+        let zone = Zone::from([(
+            (srv_name.clone(), RecordType::SRV),
+            vec![srv(0, 5, 5269, "localhost.")],
+        )]);
+        let (addr, mut queries) = responder(Arc::new(Mutex::new(zone))).await;
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for (qname, qtype, answers) in [
+            (srv_name.clone(), RecordType::SRV, 1),
+            (name("missing.test."), RecordType::A, 0),
+        ] {
+            let mut q = Message::query();
+            q.add_query(Query::query(qname.clone(), qtype));
+            sock.send_to(&q.to_vec().unwrap(), addr).await.unwrap();
+            let mut buf = [0u8; 1500];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            let r = Message::from_vec(&buf[..n]).unwrap();
+            assert_eq!(r.answers.len(), answers, "{qname} {qtype:?}");
+            assert_eq!(queries.recv().await.unwrap(), format!("{qname} {qtype:?}"));
+        }
+    }
+}

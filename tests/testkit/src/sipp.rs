@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Where SIPp is: `CPIM_PEER_SIPP` when set, else `sipp` when it runs from `PATH`.
@@ -280,37 +280,16 @@ impl SippCommand {
     }
 
     /// Runs to the end, bounded by the run's timeout plus a margin (then killed).
-    pub fn run(mut self) -> SippOutput {
-        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = self
-            .cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", self.what));
-        let read = |pipe: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut text = Vec::new();
-                if let Some(mut p) = pipe {
-                    let _ = p.read_to_end(&mut text);
-                }
-                String::from_utf8_lossy(&text).into_owned()
-            })
-        };
-        let out = read(
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let err = read(
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let status = wait_bounded(&mut child, self.limit, &self.what);
-        let stdout = out.join().unwrap_or_default();
-        let stderr = err.join().unwrap_or_default();
-        self.output(status, stdout, stderr)
+    pub fn run(self) -> SippOutput {
+        let limit = self.limit;
+        let (child, cmd) = self.spawn();
+        let out = wait_output(child, limit);
+        cmd.result(out)
+    }
+
+    /// How long [`SippCommand::run`] waits: SIPp's `-timeout` plus a margin.
+    pub fn limit(&self) -> Duration {
+        self.limit
     }
 
     /// Starts in the background (stdout and stderr piped); pass the child's output to
@@ -325,7 +304,7 @@ impl SippCommand {
     }
 
     /// The result of a spawned run from its output.
-    pub fn result(&self, out: std::process::Output) -> SippOutput {
+    pub fn result(&self, out: Output) -> SippOutput {
         self.output(
             out.status,
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -350,20 +329,47 @@ impl SippCommand {
     }
 }
 
-fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+/// Waits for a child whose stdout and stderr are piped, at most `limit` (then kills it),
+/// reading both pipes meanwhile so that a chatty process never blocks on a full pipe.
+pub fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let out = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + limit;
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(status)) => return status,
+            Ok(Some(status)) => break status,
             Ok(None) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Ok(None) => {
+            Ok(None) | Err(_) => {
                 let _ = child.kill();
-                return child.wait().unwrap_or_else(|e| panic!("{what}: {e}"));
+                break child.wait().expect("wait for a killed child");
             }
-            Err(e) => panic!("{what}: {e}"),
         }
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
 }
 
@@ -417,4 +423,48 @@ pub fn tail(s: &str, n: usize) -> &str {
         i += 1;
     }
     &s[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_carries_the_fixed_and_chosen_arguments() {
+        let target: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let c = Sipp::new("sipp", "/s/message.xml")
+            .target(target)
+            .transport(SippTransport::Tcp)
+            .local_port(6000)
+            .service("bob")
+            .calls(2)
+            .key("text", "hi")
+            .timeout(Duration::from_secs(7))
+            .args(["-trace_msg"])
+            .command();
+        let args: Vec<String> = c
+            .cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = args.join(" ");
+        for want in [
+            "-sf /s/message.xml",
+            "-i 127.0.0.1 -p 6000 -t t1 -nostdin -timeout 7s -timeout_error",
+            "-m 2",
+            "-s bob",
+            "-key text hi",
+        ] {
+            assert!(line.contains(want), "{want} missing in {line}");
+        }
+        assert!(line.ends_with("-trace_msg 127.0.0.1:5070"), "{line}");
+        assert_eq!(c.local_port(), 6000);
+        assert_eq!(c.limit(), Duration::from_secs(12));
+    }
+
+    #[test]
+    fn tail_keeps_char_boundaries() {
+        assert_eq!(tail("héllo", 4), "llo");
+        assert_eq!(tail("abc", 10), "abc");
+    }
 }
