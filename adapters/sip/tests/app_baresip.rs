@@ -46,7 +46,8 @@ fn free_udp() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_registers_with_digest_and_receives_a_message() {
-    let Some(baresip) = std::env::var_os("CPIM_PEER_BARESIP").map(PathBuf::from) else {
+    let Some(baresip) = cpim_testkit::peer_env::var_os("CPIM_PEER_BARESIP").map(PathBuf::from)
+    else {
         println!("SKIPPED: CPIM_PEER_BARESIP is not set (run through scripts/test)");
         return;
     };

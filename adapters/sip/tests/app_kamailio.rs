@@ -35,8 +35,11 @@ impl Ingress for Core {
 }
 
 fn peer() -> Option<(SocketAddr, String)> {
-    let addr = std::env::var("CPIM_PEER_KAMAILIO").ok()?.parse().ok()?;
-    let domain = std::env::var("CPIM_PEER_KAMAILIO_DOMAIN").unwrap_or_else(|_| "sip.test".into());
+    let addr = cpim_testkit::peer_env::var("CPIM_PEER_KAMAILIO")?
+        .parse()
+        .ok()?;
+    let domain = cpim_testkit::peer_env::var("CPIM_PEER_KAMAILIO_DOMAIN")
+        .unwrap_or_else(|| "sip.test".into());
     Some((addr, domain))
 }
 

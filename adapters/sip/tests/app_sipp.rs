@@ -2,10 +2,10 @@
 //! over UDP and TCP with the outcome mapping, REGISTER with digest, the PUBLISH ETag
 //! lifecycle, SUBSCRIBE with NOTIFYs whose PIDF body is checked against the RFC 3863
 //! schema with xmllint. A fake `Ingress` plays the core. Skips (with a message) when
-//! `sipp` is not on PATH; the schema check skips when xmllint or the shared corpus is
-//! missing.
+//! SIPp is not found (a failure under `CI=true`, see `cpim_testkit::sipp`); the schema
+//! check skips when xmllint or the shared corpus is missing.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,6 +19,7 @@ use cpim_sip::app::digest::Algorithm;
 use cpim_sip::app::{start, MemoryStore, SipAdapter, SipHandle};
 use cpim_sip::endpoint::EndpointConfig;
 use cpim_sip::transport::Transport;
+use cpim_testkit::sipp::{Sipp, SippTransport};
 
 #[derive(Default)]
 struct Core {
@@ -66,34 +67,15 @@ impl Ingress for Core {
     }
 }
 
-fn sipp_missing() -> bool {
-    if Command::new("sipp").arg("-v").output().is_err() {
-        println!("SKIPPED: sipp is not on PATH");
-        return true;
-    }
-    false
+/// SIPp, or `None` when the test skips (see `cpim_testkit::sipp::program_or_skip`).
+fn sipp_program() -> Option<PathBuf> {
+    cpim_testkit::sipp::program_or_skip()
 }
 
 fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sipp")
         .join(name)
-}
-
-fn free_udp() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn scratch(tag: &str) -> PathBuf {
@@ -146,6 +128,7 @@ fn addr_of(h: &SipHandle, t: Transport) -> SocketAddr {
 
 /// Runs one SIPp scenario (one call) and returns (success, log text).
 async fn sipp(
+    program: &Path,
     scenario_file: &str,
     transport: Transport,
     service: &str,
@@ -153,69 +136,44 @@ async fn sipp(
     extra: &[&str],
     dir: &Path,
 ) -> (bool, String) {
-    let port = match transport {
-        Transport::Tcp => free_tcp(),
-        _ => free_udp(),
-    };
-    let log = dir.join(format!("{scenario_file}.{port}.log"));
-    let err = dir.join(format!("{scenario_file}.{port}.err"));
     let ip = match scenario_file {
         "message_200.xml" | "message_404.xml" | "subscribe.xml" => FOREIGN_PEER,
         _ => "127.0.0.1",
     };
-    let mut cmd = Command::new("sipp");
-    cmd.arg("-sf")
-        .arg(scenario(scenario_file))
-        .args(["-m", "1", "-i", ip, "-p", &port.to_string()])
-        .args([
-            "-t",
-            if transport == Transport::Tcp {
-                "t1"
-            } else {
-                "u1"
-            },
-        ])
-        .args(["-s", service])
-        .args(["-timeout", "20s", "-timeout_error", "-nostdin"])
-        .arg("-trace_logs")
-        .arg("-log_file")
-        .arg(&log)
-        .arg("-trace_err")
-        .arg("-error_file")
-        .arg(&err)
+    let out = Sipp::new(program, scenario(scenario_file))
+        .target(remote)
+        .transport(if transport == Transport::Tcp {
+            SippTransport::Tcp
+        } else {
+            SippTransport::Udp
+        })
+        .local_ip(ip)
+        .calls(1)
+        .service(service)
+        .timeout(Duration::from_secs(20))
+        .trace(dir)
         .args(extra)
-        .arg(remote.to_string())
-        .current_dir(dir);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("run sipp");
-    let logs = std::fs::read_to_string(&log).unwrap_or_default();
-    if !out.status.success() {
-        let errs = std::fs::read_to_string(&err).unwrap_or_default();
-        println!(
-            "sipp {scenario_file} failed: {:?}\nstdout: {}\nstderr: {}\nerrors: {errs}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        .run_async()
+        .await;
+    if !out.success() {
+        println!("{}", out.report());
     }
-    (out.status.success(), logs)
+    (out.success(), out.logs)
 }
 
 /// RFC 3428 MESSAGE in over UDP and TCP; the core's outcome (200, 404) is the SIP answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_message_udp_and_tcp_outcome_mapping() {
-    if sipp_missing() {
+    let Some(sipp_bin) = sipp_program() else {
         return;
-    }
+    };
     let dir = scratch("message");
     let (h, core) = gateway().await;
     for t in [Transport::Udp, Transport::Tcp] {
         let remote = addr_of(&h, t);
-        let (ok, _) = sipp("message_200.xml", t, "romeo", remote, &[], &dir).await;
+        let (ok, _) = sipp(&sipp_bin, "message_200.xml", t, "romeo", remote, &[], &dir).await;
         assert!(ok, "MESSAGE 200 over {t:?}");
-        let (ok, _) = sipp("message_404.xml", t, "nobody", remote, &[], &dir).await;
+        let (ok, _) = sipp(&sipp_bin, "message_404.xml", t, "nobody", remote, &[], &dir).await;
         assert!(ok, "MESSAGE 404 over {t:?}");
     }
     let ops = core.ops.lock().unwrap().clone();
@@ -239,13 +197,14 @@ async fn sipp_message_udp_and_tcp_outcome_mapping() {
 /// REGISTER: 401 with a digest challenge, then 200 for the right credentials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_register_with_digest() {
-    if sipp_missing() {
+    let Some(sipp_bin) = sipp_program() else {
         return;
-    }
+    };
     let dir = scratch("register");
     let (h, _core) = gateway().await;
     let remote = addr_of(&h, Transport::Udp);
     let (ok, _) = sipp(
+        &sipp_bin,
         "register_auth.xml",
         Transport::Udp,
         "alice",
@@ -257,6 +216,7 @@ async fn sipp_register_with_digest() {
     assert!(ok, "REGISTER with digest");
     // A wrong password ends in another 401, which the scenario does not expect.
     let (ok, _) = sipp(
+        &sipp_bin,
         "register_auth.xml",
         Transport::Udp,
         "alice",
@@ -274,13 +234,14 @@ async fn sipp_register_with_digest() {
 /// the publication come and go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_publish_etag_lifecycle() {
-    if sipp_missing() {
+    let Some(sipp_bin) = sipp_program() else {
         return;
-    }
+    };
     let dir = scratch("publish");
     let (h, core) = gateway().await;
     let remote = addr_of(&h, Transport::Udp);
     let (ok, logs) = sipp(
+        &sipp_bin,
         "publish.xml",
         Transport::Udp,
         "alice",
@@ -322,14 +283,14 @@ fn shared_dir() -> PathBuf {
 /// PIDF validates against the RFC 3863 schema.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_subscribe_gets_notify_with_valid_pidf() {
-    if sipp_missing() {
+    let Some(sipp_bin) = sipp_program() else {
         return;
-    }
+    };
     let dir = scratch("subscribe");
     let (h, core) = gateway().await;
     for t in [Transport::Udp, Transport::Tcp] {
         let remote = addr_of(&h, t);
-        let (ok, logs) = sipp("subscribe.xml", t, "romeo", remote, &[], &dir).await;
+        let (ok, logs) = sipp(&sipp_bin, "subscribe.xml", t, "romeo", remote, &[], &dir).await;
         assert!(ok, "SUBSCRIBE over {t:?}; logs: {logs}");
         let pidf = logs
             .split("PIDF-BEGIN")

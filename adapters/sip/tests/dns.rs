@@ -1,6 +1,6 @@
-//! RFC 3263 over real DNS: a tiny DNS responder on 127.0.0.1 (built from hickory's message
-//! types, the same approach as the XMPP adapter's s2s test) answers NAPTR, SRV and A for
-//! test domains, and endpoints configured with `dns_servers` pointing at it must
+//! RFC 3263 over real DNS: the testkit's DNS responder on 127.0.0.1 (`cpim_testkit::dns`,
+//! also used by the XMPP adapter's s2s test) answers NAPTR, SRV and A for test domains, and
+//! endpoints configured with `dns_servers` pointing at it must
 //!
 //! - honour NAPTR order/preference and SRV priority/weight (RFC 3263 s4.1, s4.2),
 //! - fall back from NAPTR to SRV and from SRV to A with the default port (s4.1, s4.2),
@@ -9,75 +9,17 @@
 //!   RFC 3261 s21.5.4), and report 503 when every target is dead.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use cpim_sip::codec::{HeaderName, Method, Request, Response};
 use cpim_sip::endpoint::{Endpoint, EndpointConfig, IncomingRequests, SendError, Target};
 use cpim_sip::transport::resolve::ResolvedTarget;
 use cpim_sip::transport::Transport;
-use hickory_resolver::proto::op::{Message as DnsMessage, OpCode};
-use hickory_resolver::proto::rr::rdata::{A, NAPTR, SRV};
-use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-use tokio::net::{TcpListener, UdpSocket};
+use cpim_testkit::dns::{a_localhost as a_lo, name, naptr, responder as dns_responder, srv, Zone};
+use hickory_resolver::proto::rr::RecordType;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-
-type Zone = HashMap<(Name, RecordType), Vec<RData>>;
-
-fn name(s: &str) -> Name {
-    Name::from_ascii(s).unwrap()
-}
-
-fn naptr(order: u16, pref: u16, service: &str, replacement: &str) -> RData {
-    RData::NAPTR(NAPTR::new(
-        order,
-        pref,
-        b"S".to_vec().into_boxed_slice(),
-        service.as_bytes().to_vec().into_boxed_slice(),
-        Vec::new().into_boxed_slice(),
-        name(replacement),
-    ))
-}
-
-fn srv(priority: u16, weight: u16, port: u16, target: &str) -> RData {
-    RData::SRV(SRV::new(priority, weight, port, name(target)))
-}
-
-fn a_lo() -> RData {
-    RData::A(A(Ipv4Addr::LOCALHOST))
-}
-
-/// A DNS responder answering from `zone` (NOERROR with no answer for anything else);
-/// every query is reported as `"<name> <type>"`.
-async fn dns_responder(zone: Arc<Mutex<Zone>>) -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
-            let Ok(q) = DnsMessage::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut r = DnsMessage::response(q.metadata.id, OpCode::Query);
-            r.metadata.authoritative = true;
-            r.metadata.recursion_desired = q.metadata.recursion_desired;
-            r.queries = q.queries.clone();
-            for query in &q.queries {
-                let _ = tx.send(format!("{} {:?}", query.name(), query.query_type()));
-                let key = (query.name().clone(), query.query_type());
-                let answers = zone.lock().unwrap().get(&key).cloned().unwrap_or_default();
-                for data in answers {
-                    r.add_answer(Record::from_rdata(query.name().clone(), 60, data));
-                }
-            }
-            if let Ok(b) = r.to_vec() {
-                let _ = sock.send_to(&b, peer).await;
-            }
-        }
-    });
-    (addr, rx)
-}
 
 fn cfg(dns: SocketAddr, udp: bool) -> EndpointConfig {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();

@@ -2,29 +2,18 @@
 //! answers 200 and SIPp's exit status must report every call successful. A second
 //! scenario sends a malformed MESSAGE (Max-Forwards 300) and expects the endpoint's 400.
 //!
-//! Skipped with a message when `sipp` is not on PATH. Scenarios: `tests/sipp/*.xml`.
+//! Skipped with a message when SIPp is not found (a failure under `CI=true`, see
+//! `cpim_testkit::sipp`). Scenarios: `tests/sipp/*.xml`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use cpim_sip::codec::Response;
 use cpim_sip::endpoint::{Endpoint, EndpointConfig};
 use cpim_sip::transport::Transport;
-
-fn sipp_available() -> bool {
-    Command::new("sipp").arg("-v").output().is_ok()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use cpim_testkit::sipp::{Sipp, SippOutput, SippTransport};
 
 fn scenario(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,28 +22,19 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 async fn run_sipp(
+    program: &std::path::Path,
     scenario_file: PathBuf,
     target: SocketAddr,
-    transport: &'static str,
+    transport: SippTransport,
     calls: u32,
-) -> std::process::Output {
-    let local_port = free_udp_port();
-    tokio::task::spawn_blocking(move || {
-        let dir = std::env::temp_dir();
-        Command::new("sipp")
-            .current_dir(dir)
-            .arg("-sf")
-            .arg(&scenario_file)
-            .args(["-t", transport, "-i", "127.0.0.1"])
-            .args(["-p", &local_port.to_string()])
-            .args(["-m", &calls.to_string(), "-r", "50", "-l", "10"])
-            .args(["-timeout", "30s", "-timeout_error", "-nostdin", "-nr"])
-            .arg(target.to_string())
-            .output()
-            .expect("sipp runs")
-    })
-    .await
-    .unwrap()
+) -> SippOutput {
+    Sipp::new(program, scenario_file)
+        .target(target)
+        .transport(transport)
+        .calls(calls)
+        .args(["-r", "50", "-l", "10", "-nr"])
+        .run_async()
+        .await
 }
 
 async fn endpoint_with_counting_tu() -> (Endpoint, Arc<AtomicUsize>) {
@@ -82,27 +62,24 @@ async fn endpoint_with_counting_tu() -> (Endpoint, Arc<AtomicUsize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_message_over_udp_and_tcp() {
-    if !sipp_available() {
-        eprintln!("SKIP: sipp not on PATH");
+    let Some(program) = cpim_testkit::sipp::program_or_skip() else {
         return;
-    }
+    };
     let (ep, count) = endpoint_with_counting_tu().await;
-    for (t, flag) in [(Transport::Udp, "u1"), (Transport::Tcp, "t1")] {
+    for (t, flag) in [
+        (Transport::Udp, SippTransport::Udp),
+        (Transport::Tcp, SippTransport::Tcp),
+    ] {
         let before = count.load(Ordering::SeqCst);
         let out = run_sipp(
+            &program,
             scenario("message_uac.xml"),
             ep.local_addr(t).unwrap(),
             flag,
             20,
         )
         .await;
-        assert!(
-            out.status.success(),
-            "sipp over {t} failed: {:?}\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.success(), "sipp over {t} failed: {}", out.report());
         assert_eq!(
             count.load(Ordering::SeqCst) - before,
             20,
@@ -113,25 +90,19 @@ async fn sipp_message_over_udp_and_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_malformed_gets_400() {
-    if !sipp_available() {
-        eprintln!("SKIP: sipp not on PATH");
+    let Some(program) = cpim_testkit::sipp::program_or_skip() else {
         return;
-    }
+    };
     let (ep, count) = endpoint_with_counting_tu().await;
     let out = run_sipp(
+        &program,
         scenario("malformed_uac.xml"),
         ep.local_addr(Transport::Udp).unwrap(),
-        "u1",
+        SippTransport::Udp,
         3,
     )
     .await;
-    assert!(
-        out.status.success(),
-        "sipp failed: {:?}\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.success(), "sipp failed: {}", out.report());
     assert_eq!(
         count.load(Ordering::SeqCst),
         0,

@@ -17,8 +17,8 @@ use sha1::Digest as _;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-mod support;
-use support::{attr_of, wait_for};
+mod common;
+use common::{attr_of, wait_for};
 
 struct NoIngress;
 

@@ -26,8 +26,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
-mod support;
-use support::init_tracing;
+mod common;
+use common::init_tracing;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -47,7 +47,7 @@ fn env() -> Option<Env> {
 /// The component settings of one server: `CPIM_PEER_<PEER>_COMPONENT`,
 /// `_COMPONENT_DOMAIN`, `_COMPONENT_SECRET`, `_C2S`, `_DOMAIN`.
 fn peer_env(peer: &str, default_domain: &str) -> Option<Env> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let get = cpim_testkit::peer_env::var;
     let var = |suffix: &str| format!("CPIM_PEER_{peer}_{suffix}");
     let Some(component) = get(&var("COMPONENT")) else {
         eprintln!("skipped: {} not set (run scripts/test)", var("COMPONENT"));
@@ -582,9 +582,9 @@ async fn prosody_restart_reconnects_and_queued_messages_arrive_once() {
     }
     let _g = SERIAL.lock().await;
     init_tracing();
-    let base = std::env::var("CPIM_PEER_DIR")
+    let base = cpim_testkit::peer_env::var_os("CPIM_PEER_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| std::env::temp_dir());
+        .unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("xmpp-restart-{}", std::process::id()));
     assert!(own_prosody("start", &dir), "own prosody start");
     let _guard = OwnProsody(dir.clone());

@@ -18,10 +18,10 @@ use cpim_xmpp::{start, Mode, XmppConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-mod support;
+mod common;
 
-use support::prosody::{env, Client, Env};
-use support::{init_tracing, Rec};
+use common::prosody::{env, Client, Env};
+use common::{init_tracing, Rec};
 
 fn s2s_config(e: &Env, listen: &str, require_tls: bool) -> XmppConfig {
     XmppConfig {
@@ -227,9 +227,9 @@ async fn prosody_s2s_restart_queued_messages_arrive_once_in_order() {
         return;
     }
     init_tracing();
-    let base = std::env::var("CPIM_PEER_DIR")
+    let base = cpim_testkit::peer_env::var_os("CPIM_PEER_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| std::env::temp_dir());
+        .unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("xmpp-s2s-restart-{}", std::process::id()));
     assert!(own_prosody("start", &dir), "own prosody start");
     let _guard = OwnProsody(dir.clone());

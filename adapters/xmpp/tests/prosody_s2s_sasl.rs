@@ -16,15 +16,15 @@ use cpim_core::model::{Message, Operation, TransId};
 use cpim_xmpp::{start, Mode, XmppConfig};
 use tokio::sync::mpsc;
 
-mod support;
+mod common;
 
-use support::prosody::{env, Client};
-use support::{free_port, init_tracing, Rec};
+use common::prosody::{env, Client};
+use common::{free_port, init_tracing, Rec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prosody_s2s_sasl_external_both_ways_with_certificates() {
     let Some(e) = env() else { return };
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let get = cpim_testkit::peer_env::var;
     let (Some(cert), Some(key)) = (
         get("CPIM_PEER_PROSODY_GW_CERT"),
         get("CPIM_PEER_PROSODY_GW_KEY"),

@@ -9,9 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-mod support;
+mod common;
 
-use support::{free_port, init_tracing, Rec, HDR};
+use common::{free_port, init_tracing, Rec, HDR};
 
 /// Writes `data` one byte every 100 ms (then spaces) until the gateway closes the
 /// connection; returns what the gateway sent, or panics when it never closes.

@@ -15,9 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-mod support;
+mod common;
 
-use support::{attr, fake_server, free_port, init_tracing, plain_s2s, read_until, Rec, HDR};
+use common::{attr, fake_server, free_port, init_tracing, plain_s2s, read_until, Rec, HDR};
 
 /// Opens an incoming stream to the gateway claiming `from`, returns it with the stream id
 /// the gateway gave it.

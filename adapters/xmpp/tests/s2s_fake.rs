@@ -7,31 +7,30 @@
 //!   (RFC 6120 s4.9.3.4);
 //! - two gateways federate with each other: the one serving two domains sends from both
 //!   (one outgoing stream per local domain, each with its own dialback) and finds the
-//!   other through `_xmpp-server._tcp` SRV records (RFC 6120 s3.2.1) answered by a tiny
-//!   DNS responder on 127.0.0.1.
+//!   other through `_xmpp-server._tcp` SRV records (RFC 6120 s3.2.1) answered by the testkit's
+//!   DNS responder on 127.0.0.1 (`cpim_testkit::dns`).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cpim_core::adapter::Adapter;
 use cpim_core::address::{Address, Scheme};
 use cpim_core::model::{Message, Operation, TransId};
+use cpim_testkit::dns;
 use cpim_xmpp::{start, Mode, XmppConfig};
-use hickory_resolver::proto::op::{Message as DnsMessage, OpCode};
-use hickory_resolver::proto::rr::rdata::SRV;
-use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use hickory_resolver::proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-mod support;
-use support::{free_port, init_tracing, plain_s2s, write_cert_pair, Rec};
+mod common;
+use common::{free_port, init_tracing, plain_s2s, write_cert_pair, Rec};
 
 /// What the peer sent until `needle` (or EOF / 10 s of silence).
 async fn read_until(s: &mut TcpStream, needle: &str) -> String {
     let mut seen = String::new();
-    support::read_until(s, &mut seen, needle).await;
+    common::read_until(s, &mut seen, needle).await;
     seen
 }
 
@@ -246,43 +245,15 @@ async fn silent_incoming_stream_is_closed_with_connection_timeout() {
     h.shutdown().await;
 }
 
-/// A DNS responder answering `SRV _xmpp-server._tcp.<domain>.` with `localhost:<port>`.
+/// The testkit's DNS responder answering `SRV _xmpp-server._tcp.<domain>.` with
+/// `localhost:<port>`.
 async fn dns_responder(domain: &str, port: u16) -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let want = Name::from_ascii(format!("_xmpp-server._tcp.{domain}.")).unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
-            let Ok(q) = DnsMessage::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut r = DnsMessage::response(q.metadata.id, OpCode::Query);
-            r.metadata.authoritative = true;
-            r.metadata.recursion_desired = q.metadata.recursion_desired;
-            r.queries = q.queries.clone();
-            for query in &q.queries {
-                let _ = tx.send(format!("{} {:?}", query.name(), query.query_type()));
-                if query.query_type() == RecordType::SRV && query.name() == &want {
-                    r.add_answer(Record::from_rdata(
-                        want.clone(),
-                        60,
-                        RData::SRV(SRV::new(
-                            0,
-                            5,
-                            port,
-                            Name::from_ascii("localhost.").unwrap(),
-                        )),
-                    ));
-                }
-            }
-            if let Ok(b) = r.to_vec() {
-                let _ = sock.send_to(&b, peer).await;
-            }
-        }
-    });
-    (addr, rx)
+    let want = dns::name(&format!("_xmpp-server._tcp.{domain}."));
+    let zone = dns::Zone::from([(
+        (want, RecordType::SRV),
+        vec![dns::srv(0, 5, port, "localhost.")],
+    )]);
+    dns::responder(Arc::new(Mutex::new(zone))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,8 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-mod support;
-use support::{attr_of, plain_s2s, wait_for, Rec, HDR};
+mod common;
+use common::{attr_of, plain_s2s, wait_for, Rec, HDR};
 
 /// Accepts streams to a fake server of `domain` and accepts the gateway's dialback on
 /// each; answers `db:verify` requests with `valid` (an authoritative server that vouches

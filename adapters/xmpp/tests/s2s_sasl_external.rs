@@ -12,9 +12,9 @@ use cpim_core::model::{Message, Operation, TransId};
 use cpim_xmpp::{start, Mode, XmppConfig};
 use tokio::sync::mpsc;
 
-mod support;
+mod common;
 
-use support::{free_port, init_tracing, write_cert_pair, Rec};
+use common::{free_port, init_tracing, write_cert_pair, Rec};
 
 fn cfg(
     domain: &str,

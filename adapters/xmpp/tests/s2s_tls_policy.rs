@@ -21,9 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-mod support;
+mod common;
 
-use support::{fake_server, free_port, init_tracing, read_until, Rec, HDR};
+use common::{fake_server, free_port, init_tracing, read_until, Rec, HDR};
 
 fn config(port: u16, peer: &str, addr: String) -> XmppConfig {
     toml::from_str::<XmppConfig>(&format!(

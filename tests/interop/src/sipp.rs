@@ -1,29 +1,25 @@
-//! Running SIPp scenarios (kept under `tests/interop/sipp/`) against a target.
+//! SIPp scenarios kept under `tests/interop/sipp/`, run against a target with the peers'
+//! SIPp (`CPIM_PEER_SIPP`) through the testkit's runner (`cpim_testkit::sipp`), each run in
+//! a fresh scratch folder where SIPp's trace files land.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use crate::{HarnessError, Peers, Proc, ProcOutput};
+use cpim_testkit::sipp::{wait_output, SippCommand};
+
+use crate::{HarnessError, Peers};
 
 /// SIPp's transport mode (`-t`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum SippTransport {
-    /// One UDP socket (`u1`).
-    #[default]
-    Udp,
-    /// One TCP connection (`t1`).
-    Tcp,
-}
+pub use cpim_testkit::sipp::SippTransport;
 
 /// One SIPp run: `Sipp::new("message_uac.xml", target).service("bob").key("body", "hi").run(&peers)`.
 ///
-/// Always passes `-m CALLS -i 127.0.0.1 -p <free port> -nostdin -timeout <limit> -timeout_error`,
-/// so SIPp never takes port 5060 (the gateway's default) and never outlives the limit; the run
-/// happens in a fresh scratch folder where SIPp's trace files land.
+/// One call (`-m 1`) and a 15 s limit unless told otherwise; the testkit's runner adds
+/// `-i 127.0.0.1 -p <free port> -nostdin -timeout <limit> -timeout_error`, so SIPp never
+/// takes port 5060 (the gateway's default) and never outlives the limit.
 #[derive(Debug, Clone)]
 pub struct Sipp {
     scenario: PathBuf,
@@ -98,46 +94,21 @@ impl Sipp {
     pub fn spawn(&self, peers: &Peers) -> Result<SippRun, HarnessError> {
         let dir = crate::scratch_dir("sipp")?;
         let port = crate::free_udp_port()?;
-        let secs = self.timeout.as_secs().max(1);
-        let mut cmd = Command::new(&peers.sipp);
-        cmd.current_dir(&dir)
-            .stdin(Stdio::null())
-            .arg("-sf")
-            .arg(&self.scenario)
-            .args(["-m", &self.calls.to_string()])
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .args([
-                "-t",
-                match self.transport {
-                    SippTransport::Udp => "u1",
-                    SippTransport::Tcp => "t1",
-                },
-            ])
-            .args([
-                "-nostdin",
-                "-timeout",
-                &format!("{secs}s"),
-                "-timeout_error",
-            ]);
+        let mut run = cpim_testkit::sipp::Sipp::new(&peers.sipp, &self.scenario)
+            .target(self.target)
+            .transport(self.transport)
+            .local_port(port)
+            .calls(self.calls)
+            .timeout(self.timeout)
+            .dir(&dir);
         if let Some(service) = &self.service {
-            cmd.args(["-s", service]);
+            run = run.service(service);
         }
         for (k, v) in &self.keys {
-            cmd.arg("-key").arg(k).arg(v);
+            run = run.key(k, v);
         }
-        cmd.args(&self.extra).arg(self.target.to_string());
-        let name = self
-            .scenario
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let proc = Proc::spawn(&format!("sipp {name} -> {}", self.target), cmd)?;
-        Ok(SippRun {
-            proc,
-            dir,
-            local_port: port,
-            limit: self.timeout + Duration::from_secs(5),
-        })
+        let (child, cmd) = run.args(self.extra.iter().cloned()).command().spawn();
+        Ok(SippRun { child, cmd, dir })
     }
 
     /// Run SIPp to its end.
@@ -149,23 +120,22 @@ impl Sipp {
 /// A SIPp run in progress.
 #[derive(Debug)]
 pub struct SippRun {
-    proc: Proc,
+    child: Child,
+    cmd: SippCommand,
     dir: PathBuf,
-    local_port: u16,
-    limit: Duration,
 }
 
 impl SippRun {
     /// SIPp's local SIP port (`-p`).
     pub fn local_port(&self) -> u16 {
-        self.local_port
+        self.cmd.local_port()
     }
 
     /// Wait for SIPp to end (bounded by the run's timeout plus a margin).
     pub fn finish(self) -> Result<SippOutput, HarnessError> {
-        let output = self.proc.finish(self.limit)?;
+        let out = wait_output(self.child, self.cmd.limit());
         Ok(SippOutput {
-            output,
+            output: self.cmd.result(out),
             dir: self.dir,
         })
     }
@@ -175,7 +145,7 @@ impl SippRun {
 #[derive(Debug)]
 pub struct SippOutput {
     /// SIPp's exit status and output.
-    pub output: ProcOutput,
+    pub output: cpim_testkit::sipp::SippOutput,
     /// The folder SIPp ran in (trace files such as `*_messages.log` with `-trace_msg`).
     pub dir: PathBuf,
 }

@@ -13,14 +13,14 @@
 //!
 //! Runs under `scripts/test`; skips without the peers.
 
-mod legacy_common;
+mod common;
 
 use std::time::Duration;
 
+use common::legacy::{component_config, IrcClient, JsonClient, WAIT};
 use cpim_interop::require_peers;
 use cpim_sip::codec::{HeaderName, Request};
 use cpim_testkit::{SipUa, TestGateway, Transport, XmppClient, XmppEvent};
-use legacy_common::{component_config, IrcClient, JsonClient, WAIT};
 use serde_json::json;
 
 fn sip_message_with(body: &str) -> impl Fn(&Request) -> bool + '_ {

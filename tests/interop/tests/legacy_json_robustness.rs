@@ -6,13 +6,13 @@
 //!
 //! Needs no external peer: it runs in every `cargo test`, and under `scripts/test`.
 
-mod legacy_common;
+mod common;
 
 use std::time::Duration;
 
+use common::legacy::JsonClient;
 use cpim_gateway::config::Config;
 use cpim_testkit::TestGateway;
-use legacy_common::JsonClient;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 

@@ -11,14 +11,14 @@
 //!
 //! Runs under `scripts/test`; skips without the peers.
 
-mod legacy_common;
+mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
+use common::legacy::{component_config, JsonClient, WAIT};
 use cpim_interop::{repo_root, require_peers, Proc};
 use cpim_testkit::{TestGateway, XmppClient, XmppEvent};
-use legacy_common::{component_config, JsonClient, WAIT};
 use serde_json::json;
 
 /// The Python side: logs in, publishes, sends one message, then waits for one message.

@@ -3,13 +3,13 @@
 //! metrics, their domains route to them, an operation towards an IRC network that is down
 //! fails with an outcome instead of hanging, and graceful shutdown stops them.
 
-mod legacy_common;
+mod common;
 
 use std::time::Duration;
 
+use common::legacy::JsonClient;
 use cpim_gateway::config::Config;
 use cpim_testkit::TestGateway;
-use legacy_common::JsonClient;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@
 //!
 //! Driven over baresip's ctrl_tcp port (netstring JSON). Skipped without `CPIM_PEERS=1`.
 
-mod sip_common;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -53,7 +53,7 @@ fn free_tcp() -> u16 {
 /// A SIP port for baresip: it binds UDP and TCP on it and TLS on the next one.
 fn free_sip_port() -> u16 {
     for _ in 0..100 {
-        let p = sip_common::free_port();
+        let p = common::sip::free_port();
         if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
             return p;
         }
@@ -192,7 +192,7 @@ impl Ua {
 
 async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let token = sip_common::ADMIN_TOKEN;
+    let token = common::sip::ADMIN_TOKEN;
     s.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
             .as_bytes(),
@@ -248,8 +248,8 @@ fn alice_line(contacts: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_pair_registers_messages_and_sees_presence_through_the_gateway() {
     let peers = cpim_interop::require_peers!();
-    let dir = sip_common::scratch("gw-baresip");
-    let (gw, udp, _tcp) = sip_common::start(sip_common::config(&dir.join("store"))).await;
+    let dir = common::sip::scratch("gw-baresip");
+    let (gw, udp, _tcp) = common::sip::start(common::sip::config(&dir.join("store"))).await;
     let admin = gw.admin_addr().expect("admin API");
 
     let alice = Ua::start(

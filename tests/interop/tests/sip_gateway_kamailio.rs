@@ -11,12 +11,13 @@
 //!
 //! Skipped without `CPIM_PEERS=1`.
 
-mod sip_common;
+mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::sip::T;
 use cpim_core::adapter::{Adapter, BoxFuture, Ingress};
 use cpim_core::address::Address;
 use cpim_core::model::{Notify, Operation, Outcome, Subscribe, SubscriptionState, TransId};
@@ -24,7 +25,6 @@ use cpim_core::presence::Basic;
 use cpim_gateway::config::Route;
 use cpim_sip::transport::resolve::StaticTarget;
 use cpim_sip::transport::Transport;
-use sip_common::T;
 
 /// The watcher side: serves `watchers.test`, accepts what it is given, keeps the NOTIFYs.
 struct Watchers {
@@ -70,8 +70,8 @@ async fn wait_for(w: &Watchers, f: impl Fn(&Notify) -> bool) -> bool {
 async fn gateway_watcher_sees_kamailio_presentity_changes() {
     let peers = cpim_interop::require_peers!();
     let kam = peers.kamailio.clone();
-    let dir = sip_common::scratch("gw-kamailio");
-    let mut c = sip_common::config(&dir.join("store"));
+    let dir = common::sip::scratch("gw-kamailio");
+    let mut c = common::sip::config(&dir.join("store"));
     c.sip.domains = vec!["gw.test".into()];
     c.sip.remote_domains = vec![kam.domain.clone()];
     c.sip.endpoint.static_targets = HashMap::from([(
@@ -130,11 +130,11 @@ async fn gateway_watcher_sees_kamailio_presentity_changes() {
     let mut ifmatch = "X-Initial: 1".to_owned();
     for (basic, word) in [(Basic::Open, "open"), (Basic::Closed, "closed")] {
         let note = format!("{word}-{}", std::process::id());
-        let publish = sip_common::sipp(
+        let publish = common::sip::sipp(
             &peers,
             "gw_publish_basic.xml",
             T::Udp,
-            sip_common::free_port(),
+            common::sip::free_port(),
             Some(kam.addr),
             &[
                 "-s",

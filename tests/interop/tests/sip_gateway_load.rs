@@ -12,7 +12,7 @@
 //!
 //! The achieved rate and the counts are printed. Skipped without `CPIM_PEERS=1`.
 
-mod sip_common;
+mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::net::UdpSocket;
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sip_common::{DOMAIN, T};
+use common::sip::{DOMAIN, T};
 
 fn env_u32(name: &str, default: u32) -> u32 {
     std::env::var(name)
@@ -108,16 +108,16 @@ async fn gateway_message_load_no_loss_no_duplicates() {
     let peers = cpim_interop::require_peers!();
     let calls = env_u32("CPIM_SIP_LOAD_CALLS", 5000);
     let rate = env_u32("CPIM_SIP_LOAD_RATE", 500);
-    let dir = sip_common::scratch("gw-load");
-    let mut c = sip_common::config(&dir.join("store"));
+    let dir = common::sip::scratch("gw-load");
+    let mut c = common::sip::config(&dir.join("store"));
     // One source sends everything: the per-source limiter must not be what is measured.
     c.limits.rate_per_source = 1_000_000.0;
     c.limits.burst_per_source = 1_000_000.0;
-    let (gw, udp, _tcp) = sip_common::start(c).await;
+    let (gw, udp, _tcp) = common::sip::start(c).await;
 
     // bob registers from `port` with SIPp, then this test answers on that port.
-    let port = sip_common::free_port();
-    let reg = sip_common::sipp(
+    let port = common::sip::free_port();
+    let reg = common::sip::sipp(
         &peers,
         "gw_register.xml",
         T::Udp,
@@ -141,11 +141,11 @@ async fn gateway_message_load_no_loss_no_duplicates() {
     });
 
     let started = Instant::now();
-    let load = sip_common::sipp(
+    let load = common::sip::sipp(
         &peers,
         "gw_message_uac.xml",
         T::Udp,
-        sip_common::free_port(),
+        common::sip::free_port(),
         Some(udp),
         &[
             "-s",

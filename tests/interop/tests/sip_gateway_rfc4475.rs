@@ -18,7 +18,7 @@
 //! from 127.0.0.1:5060 (and listens on 5050 for `quotbal.dat`'s Via port); it is skipped
 //! with a message when those ports are taken. Needs no real peer.
 
-mod sip_common;
+mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::net::UdpSocket;
@@ -170,8 +170,8 @@ async fn rfc4475_torture_messages_over_udp_to_the_gateway() {
     for s in [&s5060, &s5050] {
         s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
     }
-    let store = sip_common::scratch("gw-rfc4475");
-    let (gw, udp, _tcp) = sip_common::start(sip_common::config(&store.join("store"))).await;
+    let store = common::sip::scratch("gw-rfc4475");
+    let (gw, udp, _tcp) = common::sip::start(common::sip::config(&store.join("store"))).await;
 
     let manifest = std::fs::read_to_string(dir.join("manifest.tsv")).unwrap();
     let entries: Vec<(String, String)> = manifest
@@ -245,7 +245,7 @@ async fn rfc4475_torture_messages_over_udp_to_the_gateway() {
     let me = probe.local_addr().unwrap();
     let options = format!(
         "OPTIONS sip:{d} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-after-torture;rport\r\nMax-Forwards: 70\r\nFrom: <sip:probe@other.test>;tag=p1\r\nTo: <sip:{d}>\r\nCall-ID: after-torture@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-        d = sip_common::DOMAIN
+        d = common::sip::DOMAIN
     );
     let answer = tokio::task::spawn_blocking(move || {
         probe.send_to(options.as_bytes(), udp).unwrap();

@@ -13,14 +13,14 @@
 //!   one of them with `<basic>open</basic>`, and every PIDF document validates against the
 //!   RFC 3863 schema (xmllint, shared corpus).
 
-mod sip_common;
+mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sip_common::{DOMAIN, T};
+use common::sip::{DOMAIN, T};
 
-async fn run(c: sip_common::SippCmd) -> sip_common::SippResult {
+async fn run(c: common::sip::SippCmd) -> common::sip::SippResult {
     tokio::task::spawn_blocking(move || c.run()).await.unwrap()
 }
 
@@ -34,15 +34,15 @@ fn addr(t: T, udp: SocketAddr, tcp: SocketAddr) -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_register_challenged_then_accepted() {
     let peers = cpim_interop::require_peers!();
-    let dir = sip_common::scratch("gw-register");
-    let (gw, udp, tcp) = sip_common::start(sip_common::config(&dir.join("store"))).await;
+    let dir = common::sip::scratch("gw-register");
+    let (gw, udp, tcp) = common::sip::start(common::sip::config(&dir.join("store"))).await;
     for t in [T::Udp, T::Tcp] {
         let target = addr(t, udp, tcp);
-        let ok = run(sip_common::sipp(
+        let ok = run(common::sip::sipp(
             &peers,
             "gw_register.xml",
             t,
-            sip_common::free_port(),
+            common::sip::free_port(),
             Some(target),
             &[
                 "-s", "alice", "-au", "alice", "-ap", "alicepw", "-key", "domain", DOMAIN, "-key",
@@ -58,11 +58,11 @@ async fn gateway_register_challenged_then_accepted() {
             ok.report
         );
         // A wrong password gets a second 401 instead of the 200 the scenario expects.
-        let bad = run(sip_common::sipp(
+        let bad = run(common::sip::sipp(
             &peers,
             "gw_register.xml",
             t,
-            sip_common::free_port(),
+            common::sip::free_port(),
             Some(target),
             &[
                 "-s", "alice", "-au", "alice", "-ap", "wrong", "-key", "domain", DOMAIN, "-key",
@@ -79,13 +79,13 @@ async fn gateway_register_challenged_then_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_message_in_and_out_udp_and_tcp() {
     let peers = cpim_interop::require_peers!();
-    let dir = sip_common::scratch("gw-message");
-    let (gw, udp, tcp) = sip_common::start(sip_common::config(&dir.join("store"))).await;
+    let dir = common::sip::scratch("gw-message");
+    let (gw, udp, tcp) = common::sip::start(common::sip::config(&dir.join("store"))).await;
     for t in [T::Udp, T::Tcp] {
         let target = addr(t, udp, tcp);
-        let port = sip_common::free_port();
+        let port = common::sip::free_port();
         // bob's UA registers from `port` ...
-        let reg = run(sip_common::sipp(
+        let reg = run(common::sip::sipp(
             &peers,
             "gw_register.xml",
             t,
@@ -100,7 +100,7 @@ async fn gateway_message_in_and_out_udp_and_tcp() {
         .await;
         assert!(reg.ok, "bob's REGISTER over {t:?}: {}", reg.report);
         // ... and then answers MESSAGEs there: two from alice, one from a remote domain.
-        let (child, uas) = sip_common::sipp(
+        let (child, uas) = common::sip::sipp(
             &peers,
             "gw_message_uas.xml",
             t,
@@ -123,11 +123,11 @@ async fn gateway_message_in_and_out_udp_and_tcp() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let text = format!("hello-bob-over-{}", t.name());
-        let sent = run(sip_common::sipp(
+        let sent = run(common::sip::sipp(
             &peers,
             "gw_message_auth.xml",
             t,
-            sip_common::free_port(),
+            common::sip::free_port(),
             Some(target),
             &[
                 "-s", "alice", "-au", "alice", "-ap", "alicepw", "-key", "domain", DOMAIN, "-key",
@@ -136,18 +136,18 @@ async fn gateway_message_in_and_out_udp_and_tcp() {
             &dir,
         ))
         .await;
-        let remote = run(sip_common::sipp(
+        let remote = run(common::sip::sipp(
             &peers,
             "gw_message_uac.xml",
             t,
-            sip_common::free_port(),
+            common::sip::free_port(),
             Some(target),
             &["-s", "bob", "-key", "domain", DOMAIN, "-m", "1"],
             &dir,
         ))
         .await;
         let got = tokio::task::spawn_blocking(move || {
-            let out = wait_child(child, Duration::from_secs(20));
+            let out = cpim_testkit::sipp::wait_output(child, Duration::from_secs(20));
             uas.result(out)
         })
         .await
@@ -167,33 +167,17 @@ async fn gateway_message_in_and_out_udp_and_tcp() {
     gw.shutdown().await;
 }
 
-/// Waits for a child process at most `limit`, killing it after.
-pub fn wait_child(mut child: std::process::Child, limit: Duration) -> std::process::Output {
-    let end = std::time::Instant::now() + limit;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if std::time::Instant::now() > end {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().expect("child output")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_publish_etag_refresh_and_removal() {
     let peers = cpim_interop::require_peers!();
-    let dir = sip_common::scratch("gw-publish");
-    let (gw, udp, tcp) = sip_common::start(sip_common::config(&dir.join("store"))).await;
+    let dir = common::sip::scratch("gw-publish");
+    let (gw, udp, tcp) = common::sip::start(common::sip::config(&dir.join("store"))).await;
     for t in [T::Udp, T::Tcp] {
-        let out = run(sip_common::sipp(
+        let out = run(common::sip::sipp(
             &peers,
             "gw_publish.xml",
             t,
-            sip_common::free_port(),
+            common::sip::free_port(),
             Some(addr(t, udp, tcp)),
             &[
                 "-s", "carol", "-au", "carol", "-ap", "carolpw", "-key", "domain", DOMAIN, "-m",
@@ -219,13 +203,13 @@ async fn gateway_publish_etag_refresh_and_removal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_subscribe_gets_schema_valid_pidf() {
     let peers = cpim_interop::require_peers!();
-    let dir = sip_common::scratch("gw-subscribe");
-    let (gw, udp, tcp) = sip_common::start(sip_common::config(&dir.join("store"))).await;
-    let published = run(sip_common::sipp(
+    let dir = common::sip::scratch("gw-subscribe");
+    let (gw, udp, tcp) = common::sip::start(common::sip::config(&dir.join("store"))).await;
+    let published = run(common::sip::sipp(
         &peers,
         "gw_publish_open.xml",
         T::Udp,
-        sip_common::free_port(),
+        common::sip::free_port(),
         Some(udp),
         &[
             "-s", "alice", "-au", "alice", "-ap", "alicepw", "-key", "domain", DOMAIN, "-m", "1",
@@ -236,11 +220,11 @@ async fn gateway_subscribe_gets_schema_valid_pidf() {
     assert!(published.ok, "alice's PUBLISH: {}", published.report);
     let mut validated = 0;
     for t in [T::Udp, T::Tcp] {
-        let out = run(sip_common::sipp(
+        let out = run(common::sip::sipp(
             &peers,
             "gw_subscribe.xml",
             t,
-            sip_common::free_port(),
+            common::sip::free_port(),
             Some(addr(t, udp, tcp)),
             &["-s", "alice", "-key", "domain", DOMAIN, "-m", "1"],
             &dir,
@@ -261,7 +245,7 @@ async fn gateway_subscribe_gets_schema_valid_pidf() {
             out.report
         );
         for (i, doc) in docs.iter().enumerate() {
-            match sip_common::validate_pidf(&peers, doc, &dir, &format!("notify-{}-{i}", t.name()))
+            match common::sip::validate_pidf(&peers, doc, &dir, &format!("notify-{}-{i}", t.name()))
             {
                 Ok(true) => validated += 1,
                 Ok(false) => println!("schema check skipped: shared PIDF schema not found"),

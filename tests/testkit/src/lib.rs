@@ -35,6 +35,8 @@
 //!   [`XmppClient::await_event`] for messages and presence matching a predicate. Driving
 //!   slixmpp is less code than a Rust c2s client and tests against a client used in the wild.
 //! - [`eventually`]: poll a condition until it holds or a timeout passes.
+//! - [`sipp`]: the SIPp runner; [`dns`]: a DNS responder on loopback; [`peer_env`]: the
+//!   real peers' `CPIM_PEER_*` variables and the skip rule under `CI=true`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), cpim_testkit::TestkitError> {
@@ -52,9 +54,12 @@
 //! # let _ = msg; gw.shutdown().await; Ok(()) }
 //! ```
 
+pub mod dns;
 mod error;
 mod gateway;
+pub mod peer_env;
 mod sip;
+pub mod sipp;
 mod wait;
 mod xmpp;
 

@@ -1,9 +1,13 @@
-//! Shared by the `gateway_*` end-to-end tests: gateway configs for the real peers, unique
-//! user names, NOTIFY inspection.
+//! Shared by the end-to-end tests. Here: gateway configs for the real peers, unique user
+//! names, NOTIFY inspection (the `gateway_*` tests); [`flows`]: message and presence flows;
+//! [`legacy`]: the `legacy_*` tests' gateway and raw IRC/JSON clients; [`sip`]: the
+//! `sip_gateway_*` tests' SIP-only gateway and SIPp runs.
 
 #![allow(dead_code)] // each test binary uses a part
 
 pub mod flows;
+pub mod legacy;
+pub mod sip;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

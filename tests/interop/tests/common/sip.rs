@@ -1,18 +1,19 @@
 //! Shared by the `sip_gateway_*` tests: the real gateway (`cpim_gateway::Gateway`) with its
 //! SIP adapter on ephemeral 127.0.0.1 ports, local domain `sip.test` with digest users, and
-//! a small SIPp runner that lets the test choose SIPp's local port (needed when a UA first
+//! the testkit's SIPp runner with the test choosing SIPp's local port (needed when a UA first
 //! registers and then answers on the same port).
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use cpim_gateway::config::Config;
 use cpim_gateway::gateway::Gateway;
 use cpim_sip::app::config::SipUser;
 use cpim_sip::app::digest::Algorithm;
+use cpim_testkit::sipp::{Sipp, SippCommand, SippOutput};
 
 /// The gateway's SIP domain in these tests.
 pub const DOMAIN: &str = "sip.test";
@@ -65,16 +66,7 @@ pub fn config(store: &Path) -> Config {
     c
 }
 
-/// Logs of the gateway on the test's output when `RUST_LOG` is set (e.g.
-/// `RUST_LOG=cpim_sip=debug`).
-pub fn init_tracing() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
+pub use super::init_tracing;
 
 /// Starts the gateway; returns it with its SIP UDP and TCP addresses.
 pub async fn start(c: Config) -> (Gateway, SocketAddr, SocketAddr) {
@@ -96,48 +88,21 @@ pub fn scenario(name: &str) -> PathBuf {
     cpim_interop::sipp_dir().join(name)
 }
 
-/// SIPp transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum T {
-    Udp,
-    Tcp,
-}
-
-impl T {
-    pub fn flag(self) -> &'static str {
-        match self {
-            T::Udp => "u1",
-            T::Tcp => "t1",
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            T::Udp => "udp",
-            T::Tcp => "tcp",
-        }
-    }
-}
+/// SIPp transport (`T::Udp`, `T::Tcp`).
+pub use cpim_testkit::sipp::SippTransport as T;
 
 /// A free port for SIPp (UDP and TCP both free).
 pub fn free_port() -> u16 {
-    for _ in 0..50 {
-        let p = cpim_interop::free_udp_port().expect("free port");
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no port free for both UDP and TCP");
+    cpim_testkit::sipp::free_port()
 }
 
-/// One SIPp command line, run in `dir` with `-trace_logs` (log file returned) and a bound.
-/// `target` is None for a UAS that only listens.
-pub struct SippCmd {
-    pub cmd: Command,
-    pub log: PathBuf,
-    pub err: PathBuf,
-    pub what: String,
-}
+/// One SIPp command line (the testkit's runner), run in `dir` with `-trace_logs` (the log
+/// file is read into the result) and a bound.
+pub struct SippCmd(SippCommand);
 
+/// SIPp playing `scenario_file` of `tests/interop/sipp/` from `port` (from
+/// [`FOREIGN_PEER`] for [`FOREIGN_SCENARIOS`]); `target` is None for a UAS that only
+/// listens.
 pub fn sipp(
     peers: &cpim_interop::Peers,
     scenario_file: &str,
@@ -147,38 +112,21 @@ pub fn sipp(
     args: &[&str],
     dir: &Path,
 ) -> SippCmd {
-    let tag = format!("{scenario_file}.{}.{port}", t.name());
-    let log = dir.join(format!("{tag}.log"));
-    let err = dir.join(format!("{tag}.err"));
-    let _ = std::fs::remove_file(&log);
     let local_ip = if FOREIGN_SCENARIOS.contains(&scenario_file) {
         FOREIGN_PEER
     } else {
         "127.0.0.1"
     };
-    let mut cmd = Command::new(&peers.sipp);
-    cmd.current_dir(dir)
-        .stdin(Stdio::null())
-        .arg("-sf")
-        .arg(scenario(scenario_file))
-        .args(["-i", local_ip, "-p", &port.to_string(), "-t", t.flag()])
-        .args(["-nostdin", "-timeout", "30s", "-timeout_error"])
-        .arg("-trace_logs")
-        .arg("-log_file")
-        .arg(&log)
-        .arg("-trace_err")
-        .arg("-error_file")
-        .arg(&err)
+    let mut run = Sipp::new(&peers.sipp, scenario(scenario_file))
+        .transport(t)
+        .local_ip(local_ip)
+        .local_port(port)
+        .trace(dir)
         .args(args);
     if let Some(target) = target {
-        cmd.arg(target.to_string());
+        run = run.target(target);
     }
-    SippCmd {
-        cmd,
-        log,
-        err,
-        what: format!("sipp {tag} -> {target:?}"),
-    }
+    SippCmd(run.command())
 }
 
 /// Result of a finished SIPp run.
@@ -188,52 +136,31 @@ pub struct SippResult {
     pub report: String,
 }
 
-impl SippCmd {
-    /// Runs to the end (blocking; call from `spawn_blocking` in async tests).
-    pub fn run(mut self) -> SippResult {
-        let out = self
-            .cmd
-            .output()
-            .unwrap_or_else(|e| panic!("{}: {e}", self.what));
-        self.result(out)
-    }
-
-    /// Starts in the background.
-    pub fn spawn(mut self) -> (std::process::Child, SippCmd) {
-        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let child = self
-            .cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", self.what));
-        (child, self)
-    }
-
-    pub fn result(&self, out: std::process::Output) -> SippResult {
-        let logs = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let errs = std::fs::read_to_string(&self.err).unwrap_or_default();
-        let report = format!(
-            "{}: {:?}\nstdout: {}\nstderr: {}\nerrors: {}\nlogs: {}",
-            self.what,
-            out.status,
-            tail(&String::from_utf8_lossy(&out.stdout), 3000),
-            tail(&String::from_utf8_lossy(&out.stderr), 2000),
-            tail(&errs, 3000),
-            tail(&logs, 3000)
-        );
+impl From<SippOutput> for SippResult {
+    fn from(out: SippOutput) -> SippResult {
         SippResult {
-            ok: out.status.success(),
-            logs,
-            report,
+            ok: out.success(),
+            report: out.report(),
+            logs: out.logs,
         }
     }
 }
 
-pub fn tail(s: &str, n: usize) -> &str {
-    let mut i = s.len().saturating_sub(n);
-    while !s.is_char_boundary(i) {
-        i += 1;
+impl SippCmd {
+    /// Runs to the end (blocking; call from `spawn_blocking` in async tests).
+    pub fn run(self) -> SippResult {
+        self.0.run().into()
     }
-    &s[i..]
+
+    /// Starts in the background.
+    pub fn spawn(self) -> (std::process::Child, SippCmd) {
+        let (child, cmd) = self.0.spawn();
+        (child, SippCmd(cmd))
+    }
+
+    pub fn result(&self, out: std::process::Output) -> SippResult {
+        self.0.result(out).into()
+    }
 }
 
 /// A fresh scratch folder under the peers' folder.

@@ -23,11 +23,11 @@ pub struct Env {
 
 /// The shared peers' settings, or None (with the reason printed) outside `scripts/test`.
 pub fn env() -> Option<Env> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let get = cpim_testkit::peer_env::var;
     let Some(s2s) = get("CPIM_PEER_PROSODY_S2S") else {
         // CI runs scripts/test, which starts the peers: a skip there would hide a failure.
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !cpim_testkit::peer_env::in_ci(),
             "CI=true but CPIM_PEER_PROSODY_S2S is not set: the real-peer tests would skip"
         );
         eprintln!("skipped: CPIM_PEER_PROSODY_S2S not set (run scripts/test)");
@@ -38,7 +38,7 @@ pub fn env() -> Option<Env> {
         .or_else(|| get("CPIM_PEER_DIR").map(|d| format!("{d}/prosody-a/certs/{domain}.crt")));
     let Some(cert) = cert.filter(|c| std::path::Path::new(c).exists()) else {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !cpim_testkit::peer_env::in_ci(),
             "CI=true but Prosody's certificate is not found"
         );
         eprintln!(
