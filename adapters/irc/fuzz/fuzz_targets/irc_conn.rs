@@ -20,7 +20,10 @@ fn drain(c: &mut Conn, now: Instant, results: &mut Vec<u64>) {
             assert!(line.len() <= MAX_LINE, "{} byte line", line.len());
             assert!(line.ends_with(b"\r\n"), "unterminated line");
             let body = &line[..line.len() - 2];
-            assert!(!body.iter().any(|&b| b == b'\r' || b == 0), "CR or NUL in a line");
+            assert!(
+                !body.iter().any(|&b| b == b'\r' || b == 0),
+                "CR or NUL in a line"
+            );
         }
     }
     while let Some(ev) = c.poll_event() {
@@ -78,7 +81,11 @@ fuzz_target!(|data: &[u8]| {
             6 => {
                 token += 1;
                 // 1 to 8 lines, one of them long enough to be split.
-                let text = format!("{}{}", "x\r\ny\0".repeat(usize::from(op / 32) + 1), "z".repeat(600));
+                let text = format!(
+                    "{}{}",
+                    "x\r\ny\0".repeat(usize::from(op / 32) + 1),
+                    "z".repeat(600)
+                );
                 let target = if op & 8 != 0 { "#room" } else { "bob" };
                 c.send_text(target, &text, op & 16 != 0, token, now);
             }
