@@ -23,7 +23,7 @@ use std::time::Duration;
 use common::*;
 use cpim_core::presence::Basic;
 use cpim_interop::{free_tcp_port, free_udp_port, require_peers, scratch_dir, Proc};
-use cpim_testkit::{http_get, SipUa, Transport, XmppClient, XmppEvent};
+use cpim_testkit::{http_get, SipUa, Transport, XmppEvent};
 
 const MESSAGES: usize = 1000;
 const KILL_AT: usize = 400;
@@ -83,17 +83,8 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
 
     let alice = peers.prosody.account("alice").unwrap();
     let bob = peers.prosody.account("bob").unwrap();
-    let mut xalice = XmppClient::login(
-        &peers.python,
-        &alice.jid(),
-        &alice.password,
-        peers.prosody.c2s,
-    )
-    .await
-    .unwrap();
-    let mut xbob = XmppClient::login(&peers.python, &bob.jid(), &bob.password, peers.prosody.c2s)
-        .await
-        .unwrap();
+    let mut xalice = prosody_login(&peers, "alice").await;
+    let mut xbob = prosody_login(&peers, "bob").await;
     // The sender over TCP (a dead gateway shows as a failed connection at once); the
     // watcher over UDP.
     let sender = Arc::new(

@@ -45,15 +45,7 @@ impl Setup<'_> {
     }
 
     async fn xmpp(&self, user: &str) -> XmppClient {
-        let a = self.peers.prosody.account(user).unwrap();
-        XmppClient::login(
-            &self.peers.python,
-            &a.jid(),
-            &a.password,
-            self.peers.prosody.c2s,
-        )
-        .await
-        .unwrap()
+        prosody_login(self.peers, user).await
     }
 }
 
@@ -358,17 +350,6 @@ pub async fn refusals_mapped(s: &Setup<'_>, user: &str) {
     xbob.send_message(&format!("nobody{user}@{}", s.jid_domain), "hello?", "e1")
         .await
         .unwrap();
-    let (expected, _) = cpim_core::errmap::sip_to_xmpp(404);
-    let e = xbob
-        .await_event(
-            |e| matches!(e, XmppEvent::Message { kind, id, .. } if kind == "error" && id == "e1"),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    assert!(
-        matches!(&e, XmppEvent::Message { error: Some(c), .. } if c == expected.as_str()),
-        "{e:?}"
-    );
+    assert_bounced(&xbob, "e1", 404).await;
     xbob.quit().await.unwrap();
 }

@@ -1,9 +1,10 @@
-//! Shared by the `gateway_*` end-to-end tests: gateway configs for the real peers, unique
-//! user names, NOTIFY inspection.
+//! Shared by the end-to-end tests: gateway configs for the real peers, unique user names,
+//! NOTIFY inspection, the slixmpp client script ([`xmpp_client`]).
 
 #![allow(dead_code)] // each test binary uses a part
 
 pub mod flows;
+pub mod xmpp_client;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -45,6 +46,32 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     )
+}
+
+/// `user` of the Prosody peer logged in over c2s (slixmpp, RFC 6120).
+pub async fn prosody_login(peers: &Peers, user: &str) -> cpim_testkit::XmppClient {
+    let a = peers.prosody.account(user).unwrap();
+    cpim_testkit::XmppClient::login(&peers.python, &a.jid(), &a.password, peers.prosody.c2s)
+        .await
+        .unwrap()
+}
+
+/// Waits for the error reply to the message `id` that `x` sent and asserts its condition
+/// is the one `cpim_core::errmap` maps the SIP status `code` to (RFC 7248 s8).
+pub async fn assert_bounced(x: &cpim_testkit::XmppClient, id: &str, code: u16) {
+    use cpim_testkit::XmppEvent;
+    let (expected, _) = cpim_core::errmap::sip_to_xmpp(code);
+    let e = x
+        .await_event(
+            |e| matches!(e, XmppEvent::Message { kind, id: i, .. } if kind == "error" && i == id),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&e, XmppEvent::Message { error: Some(c), .. } if c == expected.as_str()),
+        "{e:?}"
+    );
 }
 
 /// SIP users with password `<name>pw`.
