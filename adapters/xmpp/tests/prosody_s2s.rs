@@ -114,23 +114,11 @@ async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {
 
     // A bad dialback key: a fake peer claims xmpp.test with a key Prosody never made.
     // We ask Prosody (authoritative) and refuse (XEP-0220 s2.1.4: type='invalid').
-    let mut s = tokio::net::TcpStream::connect(&e.gw_listen).await.unwrap();
-    s.write_all(format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='{}' to='{}' version='1.0'>", e.domain, e.gw_domain).as_bytes()).await.unwrap();
     let mut seen = String::new();
     let mut buf = [0u8; 4096];
     // With require_tls the gateway wants STARTTLS before dialback: the fake peer
     // skipping it is refused.
-    s.write_all(
-        format!(
-            "<db:result from='{}' to='{}'>{}</db:result>",
-            e.domain,
-            e.gw_domain,
-            "ab".repeat(32)
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let mut s = fake_peer_with_bad_key(&e, &e.gw_listen).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !seen.contains("policy-violation") {
         let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
@@ -154,19 +142,7 @@ async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {
     let h2 = start(s2s_config(&e, &listen2, false), Arc::new(Rec(tx2)))
         .await
         .unwrap();
-    let mut s = tokio::net::TcpStream::connect(&listen2).await.unwrap();
-    s.write_all(format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='{}' to='{}' version='1.0'>", e.domain, e.gw_domain).as_bytes()).await.unwrap();
-    s.write_all(
-        format!(
-            "<db:result from='{}' to='{}'>{}</db:result>",
-            e.domain,
-            e.gw_domain,
-            "ab".repeat(32)
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let mut s = fake_peer_with_bad_key(&e, &listen2).await;
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !seen.contains("type=\"invalid\"") && !seen.contains("type='invalid'") {
@@ -320,4 +296,23 @@ async fn prosody_s2s_restart_queued_messages_arrive_once_in_order() {
     );
     assert!(pos("queued one") < pos("queued two"), "{bodies:?}");
     h.shutdown().await;
+}
+
+/// A fake peer at the gateway's s2s listener `addr` claiming Prosody's domain: its stream
+/// header and a dialback key Prosody never made (XEP-0220 s2.1.1), no TLS.
+async fn fake_peer_with_bad_key(e: &Env, addr: &str) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='{}' to='{}' version='1.0'>", e.domain, e.gw_domain).as_bytes()).await.unwrap();
+    s.write_all(
+        format!(
+            "<db:result from='{}' to='{}'>{}</db:result>",
+            e.domain,
+            e.gw_domain,
+            "ab".repeat(32)
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s
 }
