@@ -116,16 +116,7 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
         .await
         .unwrap();
     assert!(matches!(r.code(), 200 | 202), "{}", r.code());
-    xalice
-        .await_event(
-            |e| {
-                matches!(e, XmppEvent::Presence { kind, .. } if kind == "subscribe")
-                    && e.from_bare() == Some(wendy_jid.as_str())
-            },
-            WAIT,
-        )
-        .await
-        .unwrap();
+    await_presence_from(&xalice, "subscribe", &wendy_jid).await;
     xalice
         .send_presence(Some(&wendy_jid), Some("subscribed"), None, None)
         .await
@@ -153,15 +144,7 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
     xbob.send_presence(Some(&carol_jid), Some("subscribe"), None, None)
         .await
         .unwrap();
-    xbob.await_event(
-        |e| {
-            matches!(e, XmppEvent::Presence { from, status, .. }
-            if from.starts_with(&carol_jid) && status.as_deref() == Some("before the crash"))
-        },
-        WAIT,
-    )
-    .await
-    .unwrap();
+    await_status(&xbob, &carol_jid, "before the crash").await;
 
     // 1000 messages, IN_FLIGHT at a time; SIGKILL and restart after KILL_AT were started.
     let tag = unique("run");
@@ -278,15 +261,7 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
         .await
         .unwrap();
     assert_eq!(r.code(), 200, "{}", r.reason());
-    xbob.await_event(
-        |e| {
-            matches!(e, XmppEvent::Presence { from, status, .. }
-            if from.starts_with(&carol_jid) && status.as_deref() == Some("back after the crash"))
-        },
-        WAIT,
-    )
-    .await
-    .unwrap();
+    await_status(&xbob, &carol_jid, "back after the crash").await;
 
     xalice.roster_remove(&wendy_jid).await.unwrap();
     xbob.roster_remove(&carol_jid).await.unwrap();

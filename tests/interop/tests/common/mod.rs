@@ -74,6 +74,36 @@ pub async fn assert_bounced(x: &cpim_testkit::XmppClient, id: &str, code: u16) {
     );
 }
 
+/// Waits until `x` gets a presence stanza of type `kind` (`subscribe`, `unsubscribe`)
+/// from the bare JID `from` (RFC 6121 s3).
+pub async fn await_presence_from(x: &cpim_testkit::XmppClient, kind: &str, from: &str) {
+    use cpim_testkit::XmppEvent;
+    x.await_event(
+        |e| {
+            matches!(e, XmppEvent::Presence { kind: k, .. } if k == kind)
+                && e.from_bare() == Some(from)
+        },
+        WAIT,
+    )
+    .await
+    .unwrap();
+}
+
+/// Waits until `x` gets presence with the status text `status` from a JID that starts
+/// with `from`.
+pub async fn await_status(x: &cpim_testkit::XmppClient, from: &str, status: &str) {
+    use cpim_testkit::XmppEvent;
+    x.await_event(
+        |e| {
+            matches!(e, XmppEvent::Presence { from: f, status: s, .. }
+            if f.starts_with(from) && s.as_deref() == Some(status))
+        },
+        WAIT,
+    )
+    .await
+    .unwrap();
+}
+
 /// SIP users with password `<name>pw`.
 pub fn sip_users(names: &[&str]) -> Vec<SipUser> {
     names
