@@ -53,6 +53,14 @@ async fn wait_ready(admin: SocketAddr) {
     .unwrap();
 }
 
+/// `ua`'s presence, open with `note`, PUBLISHed for an hour (RFC 3903; a modify of the
+/// publication `etag` when given).
+async fn publish_open(ua: &SipUa, note: &str, etag: Option<&str>) -> cpim_sip::codec::Response {
+    ua.publish(Some(&ua.pidf(true, Some(note))), 3600, etag)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged() {
     let peers = require_peers!();
@@ -87,26 +95,8 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
     let mut xbob = prosody_login(&peers, "bob").await;
     // The sender over TCP (a dead gateway shows as a failed connection at once); the
     // watcher over UDP.
-    let sender = Arc::new(
-        SipUa::new(
-            &carol,
-            SIP_DOMAIN,
-            Some(&format!("{carol}pw")),
-            Transport::Tcp,
-            sip_tcp,
-        )
-        .await
-        .unwrap(),
-    );
-    let watcher = SipUa::new(
-        &wendy,
-        SIP_DOMAIN,
-        Some(&format!("{wendy}pw")),
-        Transport::Udp,
-        sip_udp,
-    )
-    .await
-    .unwrap();
+    let sender = Arc::new(sip_ua(&carol, Transport::Tcp, sip_tcp).await);
+    let watcher = sip_ua(&wendy, Transport::Udp, sip_udp).await;
     assert_eq!(sender.register(3600).await.unwrap().code(), 200);
     assert_eq!(watcher.register(3600).await.unwrap().code(), 200);
 
@@ -128,14 +118,7 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
         )
         .await
         .unwrap();
-    let r = sender
-        .publish(
-            Some(&sender.pidf(true, Some("before the crash"))),
-            3600,
-            None,
-        )
-        .await
-        .unwrap();
+    let r = publish_open(&sender, "before the crash", None).await;
     assert_eq!(r.code(), 200);
     let etag = r
         .header(cpim_sip::codec::HeaderName::SipEtag)
@@ -252,14 +235,7 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
         .unwrap();
     // XMPP watcher of the SIP user; the publication itself survived too (its ETag is
     // still known: RFC 3903 s6 modify, not a second publication composed with the first).
-    let r = sender
-        .publish(
-            Some(&sender.pidf(true, Some("back after the crash"))),
-            3600,
-            Some(&etag),
-        )
-        .await
-        .unwrap();
+    let r = publish_open(&sender, "back after the crash", Some(&etag)).await;
     assert_eq!(r.code(), 200, "{}", r.reason());
     await_status(&xbob, &carol_jid, "back after the crash").await;
 

@@ -25,15 +25,7 @@ use cpim_sip::transport::resolve::StaticTarget;
 use cpim_testkit::{SipUa, TestGateway, Transport, XmppEvent};
 
 async fn registered_ua(gw: &TestGateway, user: &str) -> SipUa {
-    let ua = SipUa::new(
-        user,
-        SIP_DOMAIN,
-        Some(&format!("{user}pw")),
-        Transport::Udp,
-        gw.sip_addr(Transport::Udp).unwrap(),
-    )
-    .await
-    .unwrap();
+    let ua = sip_ua(user, Transport::Udp, gw.sip_addr(Transport::Udp).unwrap()).await;
     assert_eq!(ua.register(300).await.unwrap().code(), 200);
     ua
 }

@@ -104,6 +104,18 @@ pub async fn await_status(x: &cpim_testkit::XmppClient, from: &str, status: &str
     .unwrap();
 }
 
+/// A UA for `user` of [`SIP_DOMAIN`] (password `<user>pw`, as [`sip_users`] configures)
+/// talking to the gateway's SIP address `gw` over `transport`.
+pub async fn sip_ua(
+    user: &str,
+    transport: cpim_testkit::Transport,
+    gw: std::net::SocketAddr,
+) -> cpim_testkit::SipUa {
+    cpim_testkit::SipUa::new(user, SIP_DOMAIN, Some(&format!("{user}pw")), transport, gw)
+        .await
+        .unwrap()
+}
+
 /// SIP users with password `<name>pw`.
 pub fn sip_users(names: &[&str]) -> Vec<SipUser> {
     names
