@@ -21,11 +21,14 @@ use support::{attr, fake_server, free_port, init_tracing, plain_s2s, read_until,
 
 /// A fake server's side of a stream the gateway opens to it: waits for the gateway's
 /// header and answers as `domain` with stream id `id`, no features (dialback only).
-async fn open_stream(s: &mut TcpStream, seen: &mut String, domain: &str, id: &str) {
-    read_until(s, seen, "<stream:stream").await;
+/// Returns what the gateway sent so far.
+async fn open_stream(s: &mut TcpStream, domain: &str, id: &str) -> String {
+    let mut seen = String::new();
+    read_until(s, &mut seen, "<stream:stream").await;
     s.write_all(format!("{HDR} from='{domain}' id='{id}'><stream:features/>").as_bytes())
         .await
         .unwrap();
+    seen
 }
 
 /// Reads and drops whatever comes until the gateway closes the connection.
@@ -74,8 +77,7 @@ async fn xep0220_verify_answer_from_another_domains_server_does_not_authenticate
     let honest = fake_server(move |mut s| {
         let tx = honest_tx.clone();
         async move {
-            let mut seen = String::new();
-            open_stream(&mut s, &mut seen, "xmpp.test", "h1").await;
+            let mut seen = open_stream(&mut s, "xmpp.test", "h1").await;
             read_until(&mut s, &mut seen, "</db:verify>").await;
             let _ = tx.send(seen);
             read_to_close(&mut s).await;
@@ -88,8 +90,7 @@ async fn xep0220_verify_answer_from_another_domains_server_does_not_authenticate
     let evil = fake_server(move |mut s| {
         let sid_rx = sid_rx.clone();
         async move {
-            let mut seen = String::new();
-            open_stream(&mut s, &mut seen, "evil.test", "e1").await;
+            let mut seen = open_stream(&mut s, "evil.test", "e1").await;
             // The gateway asks about the evil.test claim: answer it honestly, but first
             // answer `valid` about the xmpp.test stream, in both spellings of the pair.
             read_until(&mut s, &mut seen, "</db:verify>").await;
@@ -168,8 +169,7 @@ async fn rfc6120_s13_peer_on_our_outgoing_stream_cannot_speak_for_another_domain
     let evil = fake_server(move |mut s| {
         let tx = tx.clone();
         async move {
-            let mut seen = String::new();
-            open_stream(&mut s, &mut seen, "evil.test", "e1").await;
+            let mut seen = open_stream(&mut s, "evil.test", "e1").await;
             read_until(&mut s, &mut seen, "</db:result>").await;
             s.write_all(b"<db:result from='evil.test' to='gw.test' type='valid'/>")
                 .await
