@@ -120,7 +120,9 @@ pub fn parse_with(input: &[u8], limits: &Limits) -> Result<List, DocError> {
     from_element(&root)
 }
 
-fn required<'a>(
+/// The attribute `name` of `el`, a `<parent>` element, which the document's schema
+/// requires (RFC 4662 s5.2, RFC 3858 s4): missing, it is an error naming both.
+pub(crate) fn required<'a>(
     el: &'a Element,
     name: &'static str,
     parent: &'static str,

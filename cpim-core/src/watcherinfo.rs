@@ -1,6 +1,7 @@
 //! Watcher information (RFC 3858): who subscribes to a resource
 //! (`application/watcherinfo+xml`, RFC 3858 s4).
 
+use crate::rlmi::required;
 use crate::xml::{self, ns, DocError, Element, EncodeError, Limits, Writer};
 
 /// The media type (RFC 3858 s7).
@@ -137,15 +138,6 @@ pub fn parse(input: &[u8]) -> Result<WatcherInfo, DocError> {
 pub fn parse_with(input: &[u8], limits: &Limits) -> Result<WatcherInfo, DocError> {
     let root = xml::parse_with(input, limits)?;
     from_element(&root)
-}
-
-fn required<'a>(
-    el: &'a Element,
-    name: &'static str,
-    parent: &'static str,
-) -> Result<&'a str, DocError> {
-    el.attr(name)
-        .ok_or(DocError::Missing { what: name, parent })
 }
 
 fn number(el: &Element, name: &'static str) -> Result<Option<u64>, DocError> {

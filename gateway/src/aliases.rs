@@ -59,59 +59,45 @@ impl Aliases {
 
     /// An operation that came in by `adapter`: alias -> domain on the destination side.
     pub fn inbound(&self, adapter: &str, op: &mut Operation) {
-        if self.entries.is_empty() {
-            return;
-        }
-        if let Some(a) = destination_mut(op) {
-            if let Some(e) = self
-                .entries
-                .iter()
-                .find(|e| e.adapter == adapter && e.alias == a.domain)
-            {
-                a.domain.clone_from(&e.domain);
-            }
-        }
-        if let Operation::Notify(n) = op {
-            // The presence document names the presentity too.
-            if let Some(p) = &mut n.presence {
-                if let Some(ent) = &mut p.entity {
-                    if let Some(e) = self
-                        .entries
-                        .iter()
-                        .find(|e| e.adapter == adapter && e.alias == ent.domain)
-                    {
-                        ent.domain.clone_from(&e.domain);
-                    }
-                }
-            }
-        }
+        self.rewrite(adapter, op, destination_mut, |e| (&e.alias, &e.domain));
     }
 
     /// An operation going out by `adapter`: domain -> alias on the source side.
     pub fn outbound(&self, adapter: &str, op: &mut Operation) {
+        self.rewrite(adapter, op, source_mut, |e| (&e.domain, &e.alias));
+    }
+
+    /// Maps the domain of the address `side` picks (and of a NOTIFY's presentity) from
+    /// the first of `pair(entry)` to the second, for the first entry of `adapter` that
+    /// matches.
+    fn rewrite(
+        &self,
+        adapter: &str,
+        op: &mut Operation,
+        side: fn(&mut Operation) -> Option<&mut Address>,
+        pair: fn(&DomainAlias) -> (&str, &str),
+    ) {
         if self.entries.is_empty() {
             return;
         }
-        if let Some(a) = source_mut(op) {
-            if let Some(e) = self
+        let map = |domain: &mut String| {
+            if let Some((_, to)) = self
                 .entries
                 .iter()
-                .find(|e| e.adapter == adapter && e.domain == a.domain)
+                .filter(|e| e.adapter == adapter)
+                .map(pair)
+                .find(|(from, _)| *from == domain.as_str())
             {
-                a.domain.clone_from(&e.alias);
+                to.clone_into(domain);
             }
+        };
+        if let Some(a) = side(op) {
+            map(&mut a.domain);
         }
         if let Operation::Notify(n) = op {
-            if let Some(p) = &mut n.presence {
-                if let Some(ent) = &mut p.entity {
-                    if let Some(e) = self
-                        .entries
-                        .iter()
-                        .find(|e| e.adapter == adapter && e.domain == ent.domain)
-                    {
-                        ent.domain.clone_from(&e.alias);
-                    }
-                }
+            // The presence document names the presentity too.
+            if let Some(ent) = n.presence.as_mut().and_then(|p| p.entity.as_mut()) {
+                map(&mut ent.domain);
             }
         }
     }

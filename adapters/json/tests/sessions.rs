@@ -36,6 +36,21 @@ impl FakeCore {
     }
 }
 
+/// One WebSocket frame (RFC 6455 s5.2), masked with `mask` if given.
+fn ws_frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut f = Vec::new();
+    ws::encode_frame(opcode, payload, mask, &mut f);
+    f
+}
+
+/// A token that logs in as the one `address`.
+fn token(token: &str, address: &str) -> TokenConfig {
+    TokenConfig {
+        token: token.into(),
+        addresses: vec![address.into()],
+    }
+}
+
 async fn adapter(max_frame: usize) -> (Arc<FakeCore>, JsonHandle) {
     let core = Arc::new(FakeCore::default());
     let cfg = JsonConfig {
@@ -43,14 +58,8 @@ async fn adapter(max_frame: usize) -> (Arc<FakeCore>, JsonHandle) {
         ws_listen: Some("127.0.0.1:0".parse().unwrap()),
         domains: vec!["corp.example".into()],
         tokens: vec![
-            TokenConfig {
-                token: "t-alice".into(),
-                addresses: vec!["im:alice@corp.example".into()],
-            },
-            TokenConfig {
-                token: "t-carol".into(),
-                addresses: vec!["im:carol@corp.example".into()],
-            },
+            token("t-alice", "im:alice@corp.example"),
+            token("t-carol", "im:carol@corp.example"),
         ],
         max_frame_bytes: max_frame,
         deliver_timeout_ms: 3000,
@@ -95,13 +104,7 @@ impl Client {
                 s.get_mut().write_all(b"\n").await.unwrap();
             }
             Client::Ws(s, _) => {
-                let mut f = Vec::new();
-                ws::encode_frame(
-                    ws::opcode::TEXT,
-                    bytes,
-                    Some([0x12, 0x34, 0x56, 0x78]),
-                    &mut f,
-                );
+                let f = ws_frame(ws::opcode::TEXT, bytes, Some([0x12, 0x34, 0x56, 0x78]));
                 s.write_all(&f).await.unwrap();
             }
         }
@@ -267,32 +270,46 @@ async fn exchange(mut a: Client, mut c: Client, core: &FakeCore, h: &JsonHandle)
     assert_eq!(h.deliver(Operation::Message(msg)).await.status.code, 480);
 }
 
+/// The transport of a test session.
+#[derive(Clone, Copy)]
+enum Via {
+    Tcp,
+    Ws,
+}
+
+/// [`exchange`] between a session over `a` and one over `c`.
+async fn exchange_over(a: Via, c: Via, core: &FakeCore, h: &JsonHandle) {
+    let connect = |via| async move {
+        match via {
+            Via::Tcp => Client::tcp(h).await,
+            Via::Ws => Client::ws(h).await,
+        }
+    };
+    let a = connect(a).await;
+    let c = connect(c).await;
+    exchange(a, c, core, h).await;
+}
+
 #[tokio::test]
 async fn tcp_sessions_exchange_messages_and_presence() {
     let (core, h) = adapter(4096).await;
     assert!(h.serves(&Address::parse("im:x@corp.example").unwrap()));
     assert!(h.carries_cpim());
-    let a = Client::tcp(&h).await;
-    let c = Client::tcp(&h).await;
-    exchange(a, c, &core, &h).await;
+    exchange_over(Via::Tcp, Via::Tcp, &core, &h).await;
     h.shutdown().await;
 }
 
 #[tokio::test]
 async fn websocket_sessions_exchange_messages_and_presence() {
     let (core, h) = adapter(4096).await;
-    let a = Client::ws(&h).await;
-    let c = Client::ws(&h).await;
-    exchange(a, c, &core, &h).await;
+    exchange_over(Via::Ws, Via::Ws, &core, &h).await;
     h.shutdown().await;
 }
 
 #[tokio::test]
 async fn mixed_transports_talk_to_each_other_through_deliver() {
     let (core, h) = adapter(4096).await;
-    let a = Client::ws(&h).await;
-    let c = Client::tcp(&h).await;
-    exchange(a, c, &core, &h).await;
+    exchange_over(Via::Ws, Via::Tcp, &core, &h).await;
 }
 
 async fn robustness(mut a: Client, h: &JsonHandle, core: &FakeCore, ws_transport: bool) {
@@ -359,16 +376,21 @@ async fn websocket_session_survives_bad_frames() {
     robustness(a, &h, &core, true).await;
 }
 
-#[tokio::test]
-async fn websocket_protocol_violation_gets_an_error_frame_then_close() {
-    let (_core, h) = adapter(4096).await;
+/// An adapter, and alice logged in to it over WebSocket.
+async fn alice_over_ws() -> (Arc<FakeCore>, JsonHandle, Client) {
+    let (core, h) = adapter(4096).await;
     let mut c = Client::ws(&h).await;
     c.login("t-alice").await;
+    (core, h, c)
+}
+
+#[tokio::test]
+async fn websocket_protocol_violation_gets_an_error_frame_then_close() {
+    let (_core, _h, mut c) = alice_over_ws().await;
     let Client::Ws(s, _) = &mut c else {
         unreachable!()
     };
-    let mut f = Vec::new();
-    ws::encode_frame(ws::opcode::TEXT, b"{}", None, &mut f); // unmasked: RFC 6455 s5.1
+    let f = ws_frame(ws::opcode::TEXT, b"{}", None); // unmasked: RFC 6455 s5.1
     s.write_all(&f).await.unwrap();
     let e = c.recv().await;
     assert_eq!(e["type"], "error");
@@ -466,18 +488,14 @@ async fn python_client_speaks_the_protocol() {
 
 #[tokio::test]
 async fn websocket_close_is_answered_with_close() {
-    let (_core, h) = adapter(4096).await;
-    let mut c = Client::ws(&h).await;
-    c.login("t-alice").await;
+    let (_core, _h, mut c) = alice_over_ws().await;
     let Client::Ws(s, buf) = &mut c else {
         unreachable!()
     };
-    let mut f = Vec::new();
-    ws::encode_frame(
+    let f = ws_frame(
         ws::opcode::CLOSE,
         &1000u16.to_be_bytes(),
         Some([9, 8, 7, 6]),
-        &mut f,
     );
     s.write_all(&f).await.unwrap();
     let mut rest = std::mem::take(buf);
@@ -491,14 +509,8 @@ async fn rate_limit_is_per_session() {
     let cfg = JsonConfig {
         tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
         tokens: vec![
-            TokenConfig {
-                token: "a".into(),
-                addresses: vec!["im:alice@corp.example".into()],
-            },
-            TokenConfig {
-                token: "c".into(),
-                addresses: vec!["im:carol@corp.example".into()],
-            },
+            token("a", "im:alice@corp.example"),
+            token("c", "im:carol@corp.example"),
         ],
         rate_per_sec: 0.001,
         rate_burst: 3,
@@ -529,18 +541,13 @@ async fn rate_limit_is_per_session() {
     assert_eq!(c.recv().await["code"], 200);
 }
 
-/// After login, a frame trickled one byte every 100 ms (each byte used to keep the
-/// connection alive) is cut `frame_timeout_ms` after its first byte, unfinished.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trickled_frame_is_cut_at_the_frame_deadline() {
+/// An adapter with a frame timeout of 1 s, and alice logged in to it over TCP.
+async fn alice_with_frame_timeout() -> (Arc<FakeCore>, JsonHandle, Client) {
     let core = Arc::new(FakeCore::default());
     let h = start(
         JsonConfig {
             tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
-            tokens: vec![TokenConfig {
-                token: "t-alice".into(),
-                addresses: vec!["im:alice@corp.example".into()],
-            }],
+            tokens: vec![token("t-alice", "im:alice@corp.example")],
             frame_timeout_ms: 1000,
             ..JsonConfig::default()
         },
@@ -550,6 +557,14 @@ async fn a_trickled_frame_is_cut_at_the_frame_deadline() {
     .unwrap();
     let mut c = Client::tcp(&h).await;
     c.login("t-alice").await;
+    (core, h, c)
+}
+
+/// After login, a frame trickled one byte every 100 ms (each byte used to keep the
+/// connection alive) is cut `frame_timeout_ms` after its first byte, unfinished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_frame_is_cut_at_the_frame_deadline() {
+    let (core, _h, mut c) = alice_with_frame_timeout().await;
     let Client::Tcp(s) = &mut c else {
         unreachable!()
     };
@@ -583,23 +598,7 @@ async fn a_trickled_frame_is_cut_at_the_frame_deadline() {
 /// clock restarts at each completed frame (25 frames over 2.5 s, frame timeout 1 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_stream_of_frames_is_not_cut_by_the_frame_deadline() {
-    let core = Arc::new(FakeCore::default());
-    let h = start(
-        JsonConfig {
-            tcp_listen: Some("127.0.0.1:0".parse().unwrap()),
-            tokens: vec![TokenConfig {
-                token: "t-alice".into(),
-                addresses: vec!["im:alice@corp.example".into()],
-            }],
-            frame_timeout_ms: 1000,
-            ..JsonConfig::default()
-        },
-        core.clone(),
-    )
-    .await
-    .unwrap();
-    let mut c = Client::tcp(&h).await;
-    c.login("t-alice").await;
+    let (core, _h, mut c) = alice_with_frame_timeout().await;
     let Client::Tcp(s) = &mut c else {
         unreachable!()
     };

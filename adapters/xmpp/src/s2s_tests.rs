@@ -213,7 +213,14 @@ fn starttls_is_negotiated_then_the_stream_restarts() {
     assert_eq!(out.state(), OutState::AwaitDialback);
 }
 
-fn ready_out(now: Instant, liveness: Liveness) -> S2sOut {
+/// A ping after 30 s of silence, answered within 5 s.
+const PING_30S_5S: Liveness = Liveness {
+    ping_interval: Duration::from_secs(30),
+    ping_timeout: Duration::from_secs(5),
+};
+
+/// An outgoing stream a.test -> b.test without TLS, with `liveness`, started at `now`.
+fn started_out(now: Instant, liveness: Liveness) -> S2sOut {
     let mut out = S2sOut::new(
         "a.test",
         "b.test",
@@ -225,6 +232,11 @@ fn ready_out(now: Instant, liveness: Liveness) -> S2sOut {
     )
     .with_liveness(liveness);
     out.start(now);
+    out
+}
+
+fn ready_out(now: Instant, liveness: Liveness) -> S2sOut {
+    let mut out = started_out(now, liveness);
     out.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' id='i1' version='1.0'><stream:features/><db:result from='b.test' to='a.test' type='valid'/>", now);
     assert_eq!(out.state(), OutState::Ready);
     assert_eq!(
@@ -241,11 +253,7 @@ fn ready_out(now: Instant, liveness: Liveness) -> S2sOut {
 #[test]
 fn outgoing_stream_pings_and_detects_a_dead_peer_in_virtual_time() {
     let t0 = Instant::now();
-    let l = Liveness {
-        ping_interval: Duration::from_secs(30),
-        ping_timeout: Duration::from_secs(5),
-    };
-    let mut out = ready_out(t0, l);
+    let mut out = ready_out(t0, PING_30S_5S);
     assert_eq!(out.poll_timeout(), Some(t0 + Duration::from_secs(30)));
     out.handle_timeout(t0 + Duration::from_secs(29));
     assert_eq!(drain_out(&mut out), "");
@@ -287,21 +295,7 @@ fn outgoing_stream_pings_and_detects_a_dead_peer_in_virtual_time() {
 #[test]
 fn outgoing_stream_gives_up_on_a_peer_silent_during_negotiation() {
     let t0 = Instant::now();
-    let l = Liveness {
-        ping_interval: Duration::from_secs(30),
-        ping_timeout: Duration::from_secs(5),
-    };
-    let mut out = S2sOut::new(
-        "a.test",
-        "b.test",
-        "k",
-        false,
-        Limits::default(),
-        Duration::from_secs(60),
-        t0,
-    )
-    .with_liveness(l);
-    out.start(t0);
+    let mut out = started_out(t0, PING_30S_5S);
     assert_eq!(out.poll_timeout(), Some(t0 + Duration::from_secs(5)));
     out.handle_input(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' id='i1' version='1.0'>", t0 + Duration::from_secs(4));
     out.handle_timeout(t0 + Duration::from_secs(5));

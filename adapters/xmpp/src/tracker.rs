@@ -298,18 +298,30 @@ mod tests {
     /// The domain every test delivery goes to.
     const P: &str = "peer.test";
 
+    /// Now, and a tracker with a grace period of `grace_ms`.
+    fn tracker(grace_ms: u64) -> (Instant, DeliveryTracker) {
+        (
+            Instant::now(),
+            DeliveryTracker::new(Duration::from_millis(grace_ms)),
+        )
+    }
+
+    /// Tracks delivery `key` of the one stanza `id` to [`P`], with barrier `ping`.
+    fn track(
+        tr: &mut DeliveryTracker,
+        key: u64,
+        id: &str,
+        ping: &str,
+        deadline: Instant,
+        now: Instant,
+    ) {
+        tr.track(key, P, vec![id.into()], Some(ping), deadline, now);
+    }
+
     #[test]
     fn error_before_barrier_wins() {
-        let t = Instant::now();
-        let mut tr = DeliveryTracker::new(Duration::from_millis(200));
-        tr.track(
-            1,
-            P,
-            vec!["m1".into()],
-            Some("p1"),
-            t + Duration::from_secs(10),
-            t,
-        );
+        let (t, mut tr) = tracker(200);
+        track(&mut tr, 1, "m1", "p1", t + Duration::from_secs(10), t);
         let r = tr.on_response("m1", P, Err(Status::new(503, "service-unavailable")), t);
         assert_eq!(r, Some((1, Status::new(503, "service-unavailable"))));
         assert!(tr.is_empty());
@@ -319,24 +331,9 @@ mod tests {
 
     #[test]
     fn barrier_then_grace_gives_success_and_a_late_error_in_grace_still_wins() {
-        let t = Instant::now();
-        let mut tr = DeliveryTracker::new(Duration::from_millis(200));
-        tr.track(
-            1,
-            P,
-            vec!["m1".into()],
-            Some("p1"),
-            t + Duration::from_secs(10),
-            t,
-        );
-        tr.track(
-            2,
-            P,
-            vec!["m2".into()],
-            Some("p2"),
-            t + Duration::from_secs(10),
-            t,
-        );
+        let (t, mut tr) = tracker(200);
+        track(&mut tr, 1, "m1", "p1", t + Duration::from_secs(10), t);
+        track(&mut tr, 2, "m2", "p2", t + Duration::from_secs(10), t);
         assert_eq!(tr.poll_timeout(), Some(t + Duration::from_secs(10)));
         assert_eq!(tr.on_response("p1", P, Ok(()), t), None);
         assert_eq!(tr.on_response("p2", P, Ok(()), t), None);
@@ -354,24 +351,9 @@ mod tests {
 
     #[test]
     fn no_answer_gives_408_and_link_loss_fails_all() {
-        let t = Instant::now();
-        let mut tr = DeliveryTracker::new(Duration::from_millis(200));
-        tr.track(
-            1,
-            P,
-            vec!["m1".into()],
-            Some("p1"),
-            t + Duration::from_secs(1),
-            t,
-        );
-        tr.track(
-            2,
-            P,
-            vec!["m2".into()],
-            Some("p2"),
-            t + Duration::from_secs(5),
-            t,
-        );
+        let (t, mut tr) = tracker(200);
+        track(&mut tr, 1, "m1", "p1", t + Duration::from_secs(1), t);
+        track(&mut tr, 2, "m2", "p2", t + Duration::from_secs(5), t);
         let done = tr.handle_timeout(t + Duration::from_secs(1));
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].0, 1);
@@ -383,16 +365,8 @@ mod tests {
 
     #[test]
     fn receipt_resolves_success() {
-        let t = Instant::now();
-        let mut tr = DeliveryTracker::new(Duration::from_millis(200));
-        tr.track(
-            9,
-            P,
-            vec!["m1".into()],
-            Some("p1"),
-            t + Duration::from_secs(1),
-            t,
-        );
+        let (t, mut tr) = tracker(200);
+        track(&mut tr, 9, "m1", "p1", t + Duration::from_secs(1), t);
         assert_eq!(
             tr.on_receipt("m1", "juliet@peer.test/balcony"),
             Some((9, Status::ok()))
@@ -402,8 +376,7 @@ mod tests {
 
     #[test]
     fn one_barrier_covers_a_batch_and_an_error_still_fails_its_own_delivery() {
-        let t = Instant::now();
-        let mut tr = DeliveryTracker::new(Duration::ZERO);
+        let (t, mut tr) = tracker(0);
         let d = t + Duration::from_secs(10);
         for k in 1..=3 {
             tr.track(k, P, vec![format!("m{k}")], Some("p"), d, t);
@@ -428,8 +401,7 @@ mod tests {
 
     #[test]
     fn timers_stay_ordered_with_many_deliveries_in_flight() {
-        let t = Instant::now();
-        let mut tr = DeliveryTracker::new(Duration::from_millis(5));
+        let (t, mut tr) = tracker(5);
         for k in 0..1000u64 {
             let d = t + Duration::from_millis(2000 - k);
             tr.track(
@@ -459,8 +431,7 @@ mod tests {
     /// guessed the id changes nothing.
     #[test]
     fn outcomes_from_another_domain_are_ignored() {
-        let t = Instant::now();
-        let mut tr = DeliveryTracker::new(Duration::from_millis(200));
+        let (t, mut tr) = tracker(200);
         let d = t + Duration::from_secs(10);
         tr.track(1, "Peer.Test", vec!["m1".into()], Some("p1"), d, t);
         tr.track(2, P, vec!["m2".into()], Some("p2"), d, t);

@@ -27,7 +27,9 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
 mod common;
+mod own_prosody;
 use common::init_tracing;
+use own_prosody::OwnProsody;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -543,51 +545,26 @@ async fn component_wrong_secret_is_refused(e: Env) {
     h.shutdown().await;
 }
 
-/// Runs `scripts/peers/prosody.sh start|stop DIR` with our own ports.
-fn own_prosody(cmd: &str, dir: &std::path::Path) -> bool {
-    let script = workspace_root().join("scripts/peers/prosody.sh");
-    let st = std::process::Command::new("bash")
-        .arg(script)
-        .arg(cmd)
-        .arg(dir)
-        .env("DOMAIN", "xmpp.test")
-        .env("C2S_PORT", "26222")
-        .env("S2S_PORT", "26269")
-        .env("COMPONENT_PORT", "26347")
-        .env("COMPONENT_DOMAIN", "sip.xmpp.test")
-        .env("COMPONENT_SECRET", "s3cret")
-        .env("USERS", "alice:alicepw")
-        .env("S2S_ROUTES", "")
-        .status();
-    matches!(st, Ok(s) if s.success())
-}
-
-/// Stops the test's own Prosody (by the PID the script recorded) and removes its
-/// folder, also when the test fails.
-struct OwnProsody(PathBuf);
-
-impl Drop for OwnProsody {
-    fn drop(&mut self) {
-        own_prosody("stop", &self.0);
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prosody_restart_reconnects_and_queued_messages_arrive_once() {
     let Some(e) = env() else { return };
-    if !workspace_root().join("scripts/peers/prosody.sh").exists() {
-        eprintln!("skipped: scripts/peers/prosody.sh not found");
-        return;
-    }
     let _g = SERIAL.lock().await;
     init_tracing();
-    let base = cpim_testkit::peer_env::var_os("CPIM_PEER_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = base.join(format!("xmpp-restart-{}", std::process::id()));
-    assert!(own_prosody("start", &dir), "own prosody start");
-    let _guard = OwnProsody(dir.clone());
+    let Some(dir) = own_prosody::dir("xmpp-restart") else {
+        return;
+    };
+    let prosody = OwnProsody::start(
+        &dir,
+        // Ports, component and routes of its own.
+        &[
+            ("C2S_PORT", "26222"),
+            ("S2S_PORT", "26269"),
+            ("COMPONENT_PORT", "26347"),
+            ("COMPONENT_DOMAIN", "sip.xmpp.test"),
+            ("COMPONENT_SECRET", "s3cret"),
+            ("S2S_ROUTES", ""),
+        ],
+    );
     let (ingress, _ops) = fake_ingress();
     let h = start(
         config("127.0.0.1:26347", "sip.xmpp.test", "s3cret"),
@@ -616,7 +593,7 @@ async fn prosody_restart_reconnects_and_queued_messages_arrive_once() {
     alice.quit().await;
 
     // Server goes away: the link notices by itself.
-    assert!(own_prosody("stop", &dir), "own prosody stop");
+    assert!(prosody.run("stop"), "own prosody stop");
     for _ in 0..100 {
         if !a.links()[0].up {
             break;
@@ -643,7 +620,7 @@ async fn prosody_restart_reconnects_and_queued_messages_arrive_once() {
     queued(2).await;
 
     // Server back: reconnect without help, flush in order, once.
-    assert!(own_prosody("start", &dir), "own prosody restart");
+    assert!(prosody.run("start"), "own prosody restart");
     wait_up(&a, 15).await;
     let o2 = t2.await.unwrap();
     let o3 = t3.await.unwrap();

@@ -7,7 +7,6 @@
 //! (`CPIM_PEER_PROSODY_CERT`, else `$CPIM_PEER_DIR/prosody-a/certs/<domain>.crt`), which the
 //! gateway trusts explicitly. Without them the tests print why they skip.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +18,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 mod common;
+mod own_prosody;
 
 use common::prosody::{env, Client, Env};
 use common::{init_tracing, Rec};
+use own_prosody::OwnProsody;
+
+/// A text message `body` from carol at the gateway's domain to `user` at Prosody's.
+fn from_carol(e: &Env, trans_id: u64, user: &str, body: &str) -> Operation {
+    Operation::Message(Message::new(
+        TransId(trans_id),
+        Address::new(Scheme::Xmpp, Some("carol"), &e.gw_domain),
+        Address::new(Scheme::Xmpp, Some(user), &e.domain),
+        "text/plain",
+        body,
+    ))
+}
 
 fn s2s_config(e: &Env, listen: &str, require_tls: bool) -> XmppConfig {
     XmppConfig {
@@ -61,14 +73,9 @@ async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {
 
     // Gateway -> Prosody: our outgoing stream (STARTTLS with Prosody's certificate
     // trusted explicitly, then dialback, which Prosody verifies by connecting back).
-    let m = Message::new(
-        TransId(1),
-        Address::new(Scheme::Xmpp, Some("carol"), &e.gw_domain),
-        Address::new(Scheme::Xmpp, Some("alice"), &e.domain),
-        "text/plain",
-        "hello over s2s",
-    );
-    let out = a.deliver(Operation::Message(m)).await;
+    let out = a
+        .deliver(from_carol(&e, 1, "alice", "hello over s2s"))
+        .await;
     assert!(out.status.is_success(), "{out:?} links {:?}", a.links());
     let got = alice.wait(|v| v["body"] == "hello over s2s", 15).await;
     assert_eq!(got["from"], format!("carol@{}", e.gw_domain));
@@ -102,35 +109,18 @@ async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {
 
     // A nonexistent user on the Prosody side: the bounce comes back on Prosody's stream
     // and is mapped (RFC 7247 s7.1).
-    let m = Message::new(
-        TransId(2),
-        Address::new(Scheme::Xmpp, Some("carol"), &e.gw_domain),
-        Address::new(Scheme::Xmpp, Some("no-such-user-s2s"), &e.domain),
-        "text/plain",
-        "void",
-    );
-    let out = a.deliver(Operation::Message(m)).await;
+    let out = a
+        .deliver(from_carol(&e, 2, "no-such-user-s2s", "void"))
+        .await;
     assert!(matches!(out.status.code, 404 | 503), "{out:?}");
 
     // A bad dialback key: a fake peer claims xmpp.test with a key Prosody never made.
     // We ask Prosody (authoritative) and refuse (XEP-0220 s2.1.4: type='invalid').
-    let mut s = tokio::net::TcpStream::connect(&e.gw_listen).await.unwrap();
-    s.write_all(format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='{}' to='{}' version='1.0'>", e.domain, e.gw_domain).as_bytes()).await.unwrap();
     let mut seen = String::new();
     let mut buf = [0u8; 4096];
     // With require_tls the gateway wants STARTTLS before dialback: the fake peer
     // skipping it is refused.
-    s.write_all(
-        format!(
-            "<db:result from='{}' to='{}'>{}</db:result>",
-            e.domain,
-            e.gw_domain,
-            "ab".repeat(32)
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let mut s = fake_peer_with_bad_key(&e, &e.gw_listen).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !seen.contains("policy-violation") {
         let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
@@ -154,19 +144,7 @@ async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {
     let h2 = start(s2s_config(&e, &listen2, false), Arc::new(Rec(tx2)))
         .await
         .unwrap();
-    let mut s = tokio::net::TcpStream::connect(&listen2).await.unwrap();
-    s.write_all(format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='{}' to='{}' version='1.0'>", e.domain, e.gw_domain).as_bytes()).await.unwrap();
-    s.write_all(
-        format!(
-            "<db:result from='{}' to='{}'>{}</db:result>",
-            e.domain,
-            e.gw_domain,
-            "ab".repeat(32)
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let mut s = fake_peer_with_bad_key(&e, &listen2).await;
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !seen.contains("type=\"invalid\"") && !seen.contains("type='invalid'") {
@@ -184,55 +162,26 @@ async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {
     h2.shutdown().await;
 }
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs `scripts/peers/prosody.sh start|stop DIR` for the restart test's own Prosody
-/// (xmpp.test on ports 28222/28269, routing gw.test to 28299).
-fn own_prosody(cmd: &str, dir: &std::path::Path) -> bool {
-    let st = std::process::Command::new("bash")
-        .arg(workspace_root().join("scripts/peers/prosody.sh"))
-        .arg(cmd)
-        .arg(dir)
-        .env("DOMAIN", "xmpp.test")
-        .env("C2S_PORT", "28222")
-        .env("S2S_PORT", "28269")
-        .env("COMPONENT_DOMAIN", "")
-        .env("USERS", "alice:alicepw")
-        .env("S2S_ROUTES", "gw.test=28299")
-        .status();
-    matches!(st, Ok(s) if s.success())
-}
-
-/// Stops the test's own Prosody by the PID its script recorded and removes its folder,
-/// also when the test fails.
-struct OwnProsody(PathBuf);
-
-impl Drop for OwnProsody {
-    fn drop(&mut self) {
-        own_prosody("stop", &self.0);
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Prosody stopped and started again under a live s2s link: the gateway notices the
 /// loss, queues what is delivered meanwhile, re-establishes the stream (STARTTLS and
 /// dialback again) and each queued message reaches the user exactly once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prosody_s2s_restart_queued_messages_arrive_once_in_order() {
     let Some(shared_env) = env() else { return };
-    if !workspace_root().join("scripts/peers/prosody.sh").exists() {
-        eprintln!("skipped: scripts/peers/prosody.sh not found");
+    let Some(dir) = own_prosody::dir("xmpp-s2s-restart") else {
         return;
-    }
+    };
     init_tracing();
-    let base = cpim_testkit::peer_env::var_os("CPIM_PEER_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = base.join(format!("xmpp-s2s-restart-{}", std::process::id()));
-    assert!(own_prosody("start", &dir), "own prosody start");
-    let _guard = OwnProsody(dir.clone());
+    let prosody = OwnProsody::start(
+        &dir,
+        // Ports, component and routes of its own.
+        &[
+            ("C2S_PORT", "28222"),
+            ("S2S_PORT", "28269"),
+            ("COMPONENT_DOMAIN", ""),
+            ("S2S_ROUTES", "gw.test=28299"),
+        ],
+    );
     let e = Env {
         s2s: "127.0.0.1:28269".into(),
         gw_domain: "gw.test".into(),
@@ -275,7 +224,7 @@ async fn prosody_s2s_restart_queued_messages_arrive_once_in_order() {
             .expect("link status")
     };
     assert!(link().up);
-    assert!(own_prosody("stop", &dir), "own prosody stop");
+    assert!(prosody.run("stop"), "own prosody stop");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while link().up {
         assert!(
@@ -292,7 +241,7 @@ async fn prosody_s2s_restart_queued_messages_arrive_once_in_order() {
     let d3 = tokio::spawn(async move { a3.deliver(msg(3, "queued two")).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!link().up);
-    assert!(own_prosody("start", &dir), "own prosody restart");
+    assert!(prosody.run("start"), "own prosody restart");
     for d in [d2, d3] {
         let out = d.await.unwrap();
         assert!(out.status.is_success(), "{out:?} {:?}", link());
@@ -320,4 +269,23 @@ async fn prosody_s2s_restart_queued_messages_arrive_once_in_order() {
     );
     assert!(pos("queued one") < pos("queued two"), "{bodies:?}");
     h.shutdown().await;
+}
+
+/// A fake peer at the gateway's s2s listener `addr` claiming Prosody's domain: its stream
+/// header and a dialback key Prosody never made (XEP-0220 s2.1.1), no TLS.
+async fn fake_peer_with_bad_key(e: &Env, addr: &str) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='{}' to='{}' version='1.0'>", e.domain, e.gw_domain).as_bytes()).await.unwrap();
+    s.write_all(
+        format!(
+            "<db:result from='{}' to='{}'>{}</db:result>",
+            e.domain,
+            e.gw_domain,
+            "ab".repeat(32)
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s
 }

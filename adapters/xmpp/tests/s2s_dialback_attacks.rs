@@ -19,6 +19,24 @@ mod common;
 
 use common::{attr, fake_server, free_port, init_tracing, plain_s2s, read_until, Rec, HDR};
 
+/// A fake server's side of a stream the gateway opens to it: waits for the gateway's
+/// header and answers as `domain` with stream id `id`, no features (dialback only).
+/// Returns what the gateway sent so far.
+async fn open_stream(s: &mut TcpStream, domain: &str, id: &str) -> String {
+    let mut seen = String::new();
+    read_until(s, &mut seen, "<stream:stream").await;
+    s.write_all(format!("{HDR} from='{domain}' id='{id}'><stream:features/>").as_bytes())
+        .await
+        .unwrap();
+    seen
+}
+
+/// Reads and drops whatever comes until the gateway closes the connection.
+async fn read_to_close(s: &mut TcpStream) {
+    let mut buf = [0u8; 1024];
+    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+}
+
 /// Opens an incoming stream to the gateway claiming `from`, returns it with the stream id
 /// the gateway gave it.
 async fn claim(port: u16, from: &str) -> (TcpStream, String) {
@@ -59,15 +77,10 @@ async fn xep0220_verify_answer_from_another_domains_server_does_not_authenticate
     let honest = fake_server(move |mut s| {
         let tx = honest_tx.clone();
         async move {
-            let mut seen = String::new();
-            read_until(&mut s, &mut seen, "<stream:stream").await;
-            s.write_all(format!("{HDR} from='xmpp.test' id='h1'><stream:features/>").as_bytes())
-                .await
-                .unwrap();
+            let mut seen = open_stream(&mut s, "xmpp.test", "h1").await;
             read_until(&mut s, &mut seen, "</db:verify>").await;
             let _ = tx.send(seen);
-            let mut buf = [0u8; 1024];
-            while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            read_to_close(&mut s).await;
         }
     })
     .await;
@@ -77,11 +90,7 @@ async fn xep0220_verify_answer_from_another_domains_server_does_not_authenticate
     let evil = fake_server(move |mut s| {
         let sid_rx = sid_rx.clone();
         async move {
-            let mut seen = String::new();
-            read_until(&mut s, &mut seen, "<stream:stream").await;
-            s.write_all(format!("{HDR} from='evil.test' id='e1'><stream:features/>").as_bytes())
-                .await
-                .unwrap();
+            let mut seen = open_stream(&mut s, "evil.test", "e1").await;
             // The gateway asks about the evil.test claim: answer it honestly, but first
             // answer `valid` about the xmpp.test stream, in both spellings of the pair.
             read_until(&mut s, &mut seen, "</db:verify>").await;
@@ -93,8 +102,7 @@ async fn xep0220_verify_answer_from_another_domains_server_does_not_authenticate
                  <db:verify from='evil.test' to='gw.test' id='{evil_sid}' type='valid'/>"
             );
             s.write_all(forged.as_bytes()).await.unwrap();
-            let mut buf = [0u8; 1024];
-            while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            read_to_close(&mut s).await;
         }
     })
     .await;
@@ -161,11 +169,7 @@ async fn rfc6120_s13_peer_on_our_outgoing_stream_cannot_speak_for_another_domain
     let evil = fake_server(move |mut s| {
         let tx = tx.clone();
         async move {
-            let mut seen = String::new();
-            read_until(&mut s, &mut seen, "<stream:stream").await;
-            s.write_all(format!("{HDR} from='evil.test' id='e1'><stream:features/>").as_bytes())
-                .await
-                .unwrap();
+            let mut seen = open_stream(&mut s, "evil.test", "e1").await;
             read_until(&mut s, &mut seen, "</db:result>").await;
             s.write_all(b"<db:result from='evil.test' to='gw.test' type='valid'/>")
                 .await

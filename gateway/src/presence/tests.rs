@@ -90,10 +90,39 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
+/// A fresh engine that approves every watcher, and the time it starts at.
+fn engine() -> (Instant, PresenceEngine) {
+    (Instant::now(), PresenceEngine::new(approve_all()))
+}
+
+/// `s` from a watcher of `adapter` to a presentity `remote` serves: the upstream
+/// subscribe the engine asks for, as (adapter, operation, key).
+fn upstream_subscribe(
+    e: &mut PresenceEngine,
+    t: Instant,
+    adapter: &str,
+    s: &Subscribe,
+    remote: &str,
+) -> (String, Operation, String) {
+    match e.handle_subscribe(t, adapter, s, Side::Remote(remote.into())) {
+        SubscribeReply::Upstream { adapter, op, key } => (adapter, op, key),
+        other => panic!("expected an upstream subscribe, got {other:?}"),
+    }
+}
+
+/// One entry of [`notifies`].
+fn nt(
+    adapter: &str,
+    watcher: &str,
+    state: SubscriptionState,
+    open: Option<bool>,
+) -> (String, String, SubscriptionState, Option<bool>) {
+    (adapter.into(), watcher.into(), state, open)
+}
+
 #[test]
 fn xmpp_watcher_of_local_sip_user_is_approved_and_gets_state() {
-    let t0 = Instant::now();
-    let mut e = PresenceEngine::new(approve_all());
+    let (t0, mut e) = engine();
     e.handle_publish(t0, &publish("sip:alice@sip.test", true, 600));
     drain(&mut e);
     let r = e.handle_subscribe(
@@ -108,15 +137,15 @@ fn xmpp_watcher_of_local_sip_user_is_approved_and_gets_state() {
     assert_eq!(
         notifies(&acts),
         vec![
-            (
-                "xmpp".into(),
-                "romeo@xmpp.test".into(),
+            nt(
+                "xmpp",
+                "romeo@xmpp.test",
                 SubscriptionState::Active { expires: u32::MAX },
                 None
             ),
-            (
-                "xmpp".into(),
-                "romeo@xmpp.test".into(),
+            nt(
+                "xmpp",
+                "romeo@xmpp.test",
                 SubscriptionState::Active { expires: u32::MAX },
                 Some(true)
             )
@@ -164,14 +193,9 @@ fn policy_reject_and_deny_domains() {
 /// answers `subscribed`; SIP refreshes are absorbed by the gateway.
 #[test]
 fn sip_watcher_of_remote_xmpp_user_pending_then_active_refresh_absorbed() {
-    let t0 = Instant::now();
-    let mut e = PresenceEngine::new(approve_all());
+    let (t0, mut e) = engine();
     let s = sub("sip:alice@sip.test", "romeo@xmpp.test", 3600);
-    let SubscribeReply::Upstream { adapter, op, key } =
-        e.handle_subscribe(t0, "sip", &s, Side::Remote("xmpp".into()))
-    else {
-        panic!("expected an upstream subscribe")
-    };
+    let (adapter, op, key) = upstream_subscribe(&mut e, t0, "sip", &s, "xmpp");
     assert_eq!(adapter, "xmpp");
     // XMPP needs no refresh: no expiry upstream.
     assert!(matches!(op, Operation::Subscribe(ref u) if u.duration == u32::MAX));
@@ -180,9 +204,9 @@ fn sip_watcher_of_remote_xmpp_user_pending_then_active_refresh_absorbed() {
     let n = notifies(&drain(&mut e));
     assert_eq!(
         n,
-        vec![(
-            "sip".into(),
-            "alice@sip.test".into(),
+        vec![nt(
+            "sip",
+            "alice@sip.test",
             SubscriptionState::Pending,
             None
         )]
@@ -229,9 +253,9 @@ fn sip_watcher_of_remote_xmpp_user_pending_then_active_refresh_absorbed() {
     let n = notifies(&drain(&mut e));
     assert_eq!(
         n,
-        vec![(
-            "sip".into(),
-            "alice@sip.test".into(),
+        vec![nt(
+            "sip",
+            "alice@sip.test",
             SubscriptionState::Active { expires: 3593 },
             Some(true)
         )]
@@ -266,14 +290,9 @@ fn sip_watcher_of_remote_xmpp_user_pending_then_active_refresh_absorbed() {
 
 #[test]
 fn gateway_refreshes_upstream_sip_subscriptions_itself() {
-    let t0 = Instant::now();
-    let mut e = PresenceEngine::new(approve_all());
+    let (t0, mut e) = engine();
     let s = sub("romeo@xmpp.test", "sip:bob@remote-sip.test", u32::MAX);
-    let SubscribeReply::Upstream { op, key, .. } =
-        e.handle_subscribe(t0, "xmpp", &s, Side::Remote("sip".into()))
-    else {
-        panic!()
-    };
+    let (_, op, key) = upstream_subscribe(&mut e, t0, "xmpp", &s, "sip");
     assert!(matches!(op, Operation::Subscribe(ref u) if u.duration == 3600));
     e.handle_upstream_result(t0, &key, &Outcome::ok(TransId(1)));
     drain(&mut e);
@@ -291,14 +310,9 @@ fn gateway_refreshes_upstream_sip_subscriptions_itself() {
 
 #[test]
 fn upstream_failure_is_the_watchers_answer() {
-    let t0 = Instant::now();
-    let mut e = PresenceEngine::new(approve_all());
+    let (t0, mut e) = engine();
     let s = sub("sip:alice@sip.test", "nobody@xmpp.test", 60);
-    let SubscribeReply::Upstream { key, .. } =
-        e.handle_subscribe(t0, "sip", &s, Side::Remote("xmpp".into()))
-    else {
-        panic!()
-    };
+    let (_, _, key) = upstream_subscribe(&mut e, t0, "sip", &s, "xmpp");
     let st = e.handle_upstream_result(t0, &key, &Outcome::failure(TransId(1), 404, "Not Found"));
     assert_eq!(st.code, 404);
     assert_eq!(e.subscription_count(), 0);
@@ -306,14 +320,9 @@ fn upstream_failure_is_the_watchers_answer() {
 
 #[test]
 fn remote_rejection_terminates() {
-    let t0 = Instant::now();
-    let mut e = PresenceEngine::new(approve_all());
+    let (t0, mut e) = engine();
     let s = sub("sip:alice@sip.test", "romeo@xmpp.test", 60);
-    let SubscribeReply::Upstream { key, .. } =
-        e.handle_subscribe(t0, "sip", &s, Side::Remote("xmpp".into()))
-    else {
-        panic!()
-    };
+    let (_, _, key) = upstream_subscribe(&mut e, t0, "sip", &s, "xmpp");
     e.handle_upstream_result(t0, &key, &Outcome::ok(TransId(1)));
     drain(&mut e);
     let n = Notify {
@@ -338,8 +347,7 @@ fn remote_rejection_terminates() {
 /// RFC 3856 s3.3 fetch / RFC 8048 s6 probe.
 #[test]
 fn fetch_answered_from_store_and_probe_relayed() {
-    let t0 = Instant::now();
-    let mut e = PresenceEngine::new(approve_all());
+    let (t0, mut e) = engine();
     e.handle_publish(t0, &publish("sip:alice@sip.test", true, 600));
     drain(&mut e);
     let r = e.handle_subscribe(
@@ -353,9 +361,9 @@ fn fetch_answered_from_store_and_probe_relayed() {
     let n = notifies(&drain(&mut e));
     assert_eq!(
         n,
-        vec![(
-            "xmpp".into(),
-            "romeo@xmpp.test".into(),
+        vec![nt(
+            "xmpp",
+            "romeo@xmpp.test",
             SubscriptionState::Active { expires: 0 },
             Some(true)
         )]
@@ -370,9 +378,9 @@ fn fetch_answered_from_store_and_probe_relayed() {
     let n = notifies(&drain(&mut e));
     assert_eq!(
         n,
-        vec![(
-            "sip".into(),
-            "bob@sip.test".into(),
+        vec![nt(
+            "sip",
+            "bob@sip.test",
             SubscriptionState::Terminated(TerminationReason::Timeout),
             Some(true)
         )]
@@ -413,8 +421,7 @@ fn fetch_answered_from_store_and_probe_relayed() {
 /// state winning.
 #[test]
 fn notifications_rate_limited_and_coalesced() {
-    let t0 = Instant::now();
-    let mut e = PresenceEngine::new(approve_all());
+    let (t0, mut e) = engine();
     for w in ["a@xmpp.test", "b@xmpp.test"] {
         e.handle_subscribe(t0, "xmpp", &sub(w, "alice@sip.test", u32::MAX), LOCAL);
     }
@@ -437,8 +444,7 @@ fn notifications_rate_limited_and_coalesced() {
 
 #[test]
 fn publication_expiry_fans_out_offline() {
-    let t0 = Instant::now();
-    let mut e = PresenceEngine::new(approve_all());
+    let (t0, mut e) = engine();
     e.handle_subscribe(
         t0,
         "xmpp",
@@ -456,8 +462,7 @@ fn publication_expiry_fans_out_offline() {
 
 #[test]
 fn unsubscribe_terminates_and_restore_rearms_timers() {
-    let t0 = Instant::now();
-    let mut e = PresenceEngine::new(approve_all());
+    let (t0, mut e) = engine();
     e.handle_subscribe(
         t0,
         "sip",
@@ -502,14 +507,9 @@ fn unsubscribe_terminates_and_restore_rearms_timers() {
 /// the answer goes first, then one notify with the state as it is by then.
 #[test]
 fn nothing_reaches_the_watcher_before_its_subscribe_is_answered() {
-    let t0 = Instant::now();
-    let mut e = PresenceEngine::new(approve_all());
+    let (t0, mut e) = engine();
     let s = sub("sip:alice@sip.test", "romeo@xmpp.test", 600);
-    let SubscribeReply::Upstream { key, .. } =
-        e.handle_subscribe(t0, "sip", &s, Side::Remote("xmpp".into()))
-    else {
-        panic!()
-    };
+    let (_, _, key) = upstream_subscribe(&mut e, t0, "sip", &s, "xmpp");
     // The XMPP side approves and sends presence before the subscribe's outcome is back.
     let n = Notify {
         trans_id: TransId(3),
@@ -533,9 +533,9 @@ fn nothing_reaches_the_watcher_before_its_subscribe_is_answered() {
     let n = notifies(&drain(&mut e));
     assert_eq!(
         n,
-        vec![(
-            "sip".into(),
-            "alice@sip.test".into(),
+        vec![nt(
+            "sip",
+            "alice@sip.test",
             SubscriptionState::Active { expires: 600 },
             Some(true)
         )]
@@ -548,14 +548,9 @@ fn nothing_reaches_the_watcher_before_its_subscribe_is_answered() {
 /// the interval ends).
 #[test]
 fn xmpp_ack_then_approval_then_presence_changes_reach_the_watcher() {
-    let t0 = Instant::now();
-    let mut e = PresenceEngine::new(approve_all());
+    let (t0, mut e) = engine();
     let s = sub("im:carol@json.test", "alice@xmpp.test", 600);
-    let SubscribeReply::Upstream { key, .. } =
-        e.handle_subscribe(t0, "json", &s, Side::Remote("xmpp".into()))
-    else {
-        panic!()
-    };
+    let (_, _, key) = upstream_subscribe(&mut e, t0, "json", &s, "xmpp");
     let n = |presence: Option<Presence>| Notify {
         trans_id: TransId(3),
         watcher: a("carol@json.test"),

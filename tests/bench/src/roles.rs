@@ -175,6 +175,25 @@ struct StreamBatch<'a, W> {
     buf: Vec<u8>,
 }
 
+/// Runs each job of `rx` to its end, the messages written paced to the stream in `w`, and
+/// sends back its report.
+async fn send_jobs<W: tokio::io::AsyncWrite + Unpin>(
+    rx: &mut mpsc::UnboundedReceiver<SendJob>,
+    w: &Mutex<Option<W>>,
+    tpl: &mut Template,
+    probe: &Probe,
+) {
+    while let Some(job) = rx.recv().await {
+        let batch = StreamBatch {
+            w,
+            tpl: &mut *tpl,
+            buf: Vec::with_capacity(1 << 20),
+        };
+        let rep = paced(&job, probe, batch).await;
+        let _ = job.done.send(rep);
+    }
+}
+
 impl<W: tokio::io::AsyncWrite + Unpin> AsyncBatch for StreamBatch<'_, W> {
     async fn send(&mut self, step: u8, first: u64, n: u64, probe: &Probe) -> u64 {
         self.buf.clear();
@@ -320,15 +339,7 @@ pub fn tcp_uac(
             }
         });
         let mut tpl = template(local);
-        while let Some(job) = rx.recv().await {
-            let batch = StreamBatch {
-                w: &w,
-                tpl: &mut tpl,
-                buf: Vec::with_capacity(1 << 20),
-            };
-            let rep = paced(&job, &probe, batch).await;
-            let _ = job.done.send(rep);
-        }
+        send_jobs(&mut rx, &w, &mut tpl, &probe).await;
     })?;
     Ok((Sender { tx }, local))
 }
@@ -539,15 +550,7 @@ pub fn component_server(
         let p2 = probe.clone();
         tokio::spawn(async move {
             let mut tpl = template;
-            while let Some(job) = rx.recv().await {
-                let batch = StreamBatch {
-                    w: &w2,
-                    tpl: &mut tpl,
-                    buf: Vec::with_capacity(1 << 20),
-                };
-                let rep = paced(&job, &p2, batch).await;
-                let _ = job.done.send(rep);
-            }
+            send_jobs(&mut rx, &w2, &mut tpl, &p2).await;
         });
         let w3 = writer.clone();
         tokio::spawn(async move {
@@ -692,15 +695,7 @@ pub fn component_client(
         });
         let w = Mutex::new(Some(w));
         let mut tpl = template;
-        while let Some(job) = rx.recv().await {
-            let batch = StreamBatch {
-                w: &w,
-                tpl: &mut tpl,
-                buf: Vec::with_capacity(1 << 20),
-            };
-            let rep = paced(&job, &probe, batch).await;
-            let _ = job.done.send(rep);
-        }
+        send_jobs(&mut rx, &w, &mut tpl, &probe).await;
     })?;
     Ok(Sender { tx })
 }
@@ -708,6 +703,14 @@ pub fn component_client(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Returns once `done`, or after 5 s.
+    fn wait_up_to_5s(done: impl Fn() -> bool) {
+        let t = Instant::now();
+        while !done() && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 
     fn lo() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 0))
@@ -736,12 +739,7 @@ mod tests {
         probe.begin(1);
         let rep = tx.run(1, 5000, 500).unwrap();
         assert_eq!(rep.sent, 500);
-        let t = Instant::now();
-        while (probe.answered.missing(500) > 0 || probe.delivered.missing(500) > 0)
-            && t.elapsed() < Duration::from_secs(5)
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_up_to_5s(|| probe.answered.missing(500) == 0 && probe.delivered.missing(500) == 0);
         assert_eq!(probe.delivered.missing(500), 0);
         assert_eq!(probe.answered.missing(500), 0);
         assert_eq!(probe.non2xx.load(Ordering::Relaxed), 0);
@@ -762,29 +760,24 @@ mod tests {
             probe.clone(),
         )
         .unwrap();
-        let wrong = component_client(
-            server.local,
-            "c.test",
-            "nope",
-            xmpp::message_template("b@c.test", "a@x.test", 32),
-            probe.clone(),
+        let client = |secret| {
+            component_client(
+                server.local,
+                "c.test",
+                secret,
+                xmpp::message_template("b@c.test", "a@x.test", 32),
+                probe.clone(),
+            )
+        };
+        assert!(
+            client("nope").is_err(),
+            "a wrong secret must fail the handshake"
         );
-        assert!(wrong.is_err(), "a wrong secret must fail the handshake");
-        let tx = component_client(
-            server.local,
-            "c.test",
-            "sec",
-            xmpp::message_template("b@c.test", "a@x.test", 32),
-            probe.clone(),
-        )
-        .unwrap();
+        let tx = client("sec").unwrap();
         probe.begin(2);
         let rep = tx.run(2, 5000, 300).unwrap();
         assert_eq!(rep.sent, 300);
-        let t = Instant::now();
-        while probe.delivered.missing(300) > 0 && t.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_up_to_5s(|| probe.delivered.missing(300) == 0);
         assert_eq!(probe.delivered.missing(300), 0);
         assert_eq!(probe.component_sessions.load(Ordering::Relaxed), 1);
     }

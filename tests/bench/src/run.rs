@@ -2,6 +2,7 @@
 //! written at the end.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,56 +95,12 @@ pub(crate) fn run(a: &RunArgs) -> Result<(), String> {
 
     // Profile mode: P1 over UDP at one rate.
     if let Some(rate) = a.fixed_rate {
-        let component = roles::component_server(
-            lo0(),
-            COMPONENT,
-            SECRET,
-            xmpp::message_template("b{pair}@xmpp.test", &format!("u1@{COMPONENT}"), a.body_len)
-                .with_pairs(a.p2_pairs),
-            probe.clone(),
-        )
-        .map_err(|e| e.to_string())?;
-        let (sip_port, admin_port) = (
-            free_port().map_err(|e| e.to_string())?,
-            free_port().map_err(|e| e.to_string())?,
-        );
-        let cfg = work.join("gateway.toml");
-        std::fs::write(
-            &cfg,
-            gateway_config(&work, sip_port, admin_port, component.local),
-        )
-        .map_err(|e| e.to_string())?;
-        let sip_addr = SocketAddr::from(([127, 0, 0, 1], sip_port));
-        let gw = start_gateway(
-            a,
-            &probe,
-            &work,
-            &cfg,
-            SocketAddr::from(([127, 0, 0, 1], admin_port)),
-            sip_addr,
-        )?;
-        let (uac, _) = roles::udp_uac(
-            lo0(),
-            sip_addr,
-            message_tpl(
-                "sip:bob@xmpp.test".into(),
-                "sip:u1@sip.test",
-                "sip:bob@xmpp.test".into(),
-                Transport::Udp,
-                a.body_len,
-            ),
-            probe.clone(),
-        )
-        .map_err(|e| e.to_string())?;
+        let (_component, cfg, admin, sip_addr) = gateway_setup(a, &probe, &work)?;
+        let gw = start_gateway(a, &probe, &work, &cfg, admin, sip_addr)?;
+        let (uac, _) = udp_uac_to_bob(a, &probe, sip_addr).map_err(|e| e.to_string())?;
         let pid = gw.sut.pid;
         let f = move || vec![pid];
-        let w = Workload {
-            sender: &uac,
-            answers: true,
-            deliveries: true,
-            sut: Some(&f),
-            restart: None,
-        };
+        let w = delivery_workload(&uac, true, Some(&f));
         let st = ctx.run_step(&w, rate, a.duration);
         log(format!(
             "fixed rate {rate}/s: {}",
@@ -169,13 +126,7 @@ pub(crate) fn run(a: &RunArgs) -> Result<(), String> {
             probe.clone(),
         )
         .map_err(|e| e.to_string())?;
-        let w = Workload {
-            sender: &uac0,
-            answers: true,
-            deliveries: true,
-            sut: None,
-            restart: None,
-        };
+        let w = delivery_workload(&uac0, true, None);
         let cfg = ctx.search_cfg(a.gen_start, a.gen_max);
         generator.push(Section::Ran(ctx.search(
             "generator-sip-udp",
@@ -199,13 +150,7 @@ pub(crate) fn run(a: &RunArgs) -> Result<(), String> {
             probe.clone(),
         )
         .map_err(|e| e.to_string())?;
-        let w = Workload {
-            sender: &cli,
-            answers: false,
-            deliveries: true,
-            sut: None,
-            restart: None,
-        };
+        let w = delivery_workload(&cli, false, None);
         generator.push(Section::Ran(ctx.search(
             "generator-xmpp",
             format!("The generator's XEP-0114 component client to its own component server (one TCP stream, <message> with a {} B body). No system under test.", a.body_len),
@@ -245,30 +190,10 @@ pub(crate) fn run(a: &RunArgs) -> Result<(), String> {
         p3 = skipped(r);
         p4 = skipped(r);
     } else if gw_wanted {
-        let component = roles::component_server(
-            lo0(),
-            COMPONENT,
-            SECRET,
-            xmpp::message_template("b{pair}@xmpp.test", &format!("u1@{COMPONENT}"), a.body_len)
-                .with_pairs(a.p2_pairs),
-            probe.clone(),
-        )
-        .map_err(|e| e.to_string())?;
-        let (sip_port, admin_port) = (
-            free_port().map_err(|e| e.to_string())?,
-            free_port().map_err(|e| e.to_string())?,
-        );
-        let cfg_path = work.join("gateway.toml");
-        std::fs::write(
-            &cfg_path,
-            gateway_config(&work, sip_port, admin_port, component.local),
-        )
-        .map_err(|e| e.to_string())?;
+        let (component, cfg_path, admin, sip_addr) = gateway_setup(a, &probe, &work)?;
         notes.push(format!(
             "Gateway config (written to the work folder): SIP domain sip.test on 127.0.0.1 UDP+TCP, 127.0.0.1 a trusted peer (no digest), XEP-0114 component {COMPONENT} connecting to the generator's component server, route xmpp.test -> xmpp, rate limit off (1e9/s), store-and-forward queue off (a failure must show, not be retried), xmpp.grace_ms = 0, presence.notify_interval_ms = 0 and sip.notify_min_interval = 0 (no RFC 3856 s6.4 rate limiting, so that P3 counts every notification), everything else default (limits.dedupe_ttl_secs = 300: every message id is remembered for 5 to 10 minutes, in memory and as a journal row, so RSS grows with the rate times that window; SIP server transactions are kept for Timer J, 32 s over UDP)."
         ));
-        let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
-        let sip_addr = SocketAddr::from(([127, 0, 0, 1], sip_port));
         match start_gateway(a, &probe, &work, &cfg_path, admin, sip_addr) {
             Err(e) => {
                 let r = format!("the gateway did not start: {e}");
@@ -283,26 +208,8 @@ pub(crate) fn run(a: &RunArgs) -> Result<(), String> {
                 let pid = gw.sut.pid;
                 let f = move || vec![pid];
                 if wants(a, "p1") {
-                    let (uac, _) = roles::udp_uac(
-                        lo0(),
-                        gw.sip,
-                        message_tpl(
-                            "sip:bob@xmpp.test".into(),
-                            "sip:u1@sip.test",
-                            "sip:bob@xmpp.test".into(),
-                            Transport::Udp,
-                            a.body_len,
-                        ),
-                        probe.clone(),
-                    )
-                    .map_err(|e| e.to_string())?;
-                    let w = Workload {
-                        sender: &uac,
-                        answers: true,
-                        deliveries: true,
-                        sut: Some(&f),
-                        restart: None,
-                    };
+                    let (uac, _) = udp_uac_to_bob(a, &probe, gw.sip).map_err(|e| e.to_string())?;
+                    let w = delivery_workload(&uac, true, Some(&f));
                     let cfg = ctx.search_cfg(a.start_rate, a.max_rate);
                     let s = ctx.search(
                         "p1-udp",
@@ -337,13 +244,7 @@ pub(crate) fn run(a: &RunArgs) -> Result<(), String> {
                         probe.clone(),
                     ) {
                         Ok((tcp, _)) => {
-                            let w = Workload {
-                                sender: &tcp,
-                                answers: true,
-                                deliveries: true,
-                                sut: Some(&f),
-                                restart: None,
-                            };
+                            let w = delivery_workload(&tcp, true, Some(&f));
                             p1_tcp = Section::Ran(ctx.search("p1-tcp", format!("P1 over one TCP connection (each due batch is one write), otherwise as P1 over UDP ({} B body).", a.body_len), &w, cfg));
                         }
                         Err(e) => p1_tcp = skipped(format!("cannot connect over TCP: {e}")),
@@ -431,13 +332,7 @@ pub(crate) fn run_p2(
     let uas = roles::udp_uas(lo0(), opts, ctx.probe.clone()).map_err(|e| {
         format!("P2 needs u1@sip.test registered at the gateway, and REGISTER failed: {e}")
     })?;
-    let w = Workload {
-        sender: &component.sender,
-        answers: false,
-        deliveries: true,
-        sut: Some(f),
-        restart: None,
-    };
+    let w = delivery_workload(&component.sender, false, Some(f));
     let cfg = ctx.search_cfg(a.start_rate, a.max_rate);
     Ok(ctx.search(
         "p2",
@@ -448,4 +343,72 @@ pub(crate) fn run_p2(
         &w,
         cfg,
     ))
+}
+
+/// The XEP-0114 component server the gateway under test connects to, and the gateway's
+/// configuration written to `work` for it: (component, config path, admin address, SIP
+/// address).
+fn gateway_setup(
+    a: &RunArgs,
+    probe: &Arc<Probe>,
+    work: &Path,
+) -> Result<(ComponentServer, PathBuf, SocketAddr, SocketAddr), String> {
+    let component = roles::component_server(
+        lo0(),
+        COMPONENT,
+        SECRET,
+        xmpp::message_template("b{pair}@xmpp.test", &format!("u1@{COMPONENT}"), a.body_len)
+            .with_pairs(a.p2_pairs),
+        probe.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let (sip_port, admin_port) = (
+        free_port().map_err(|e| e.to_string())?,
+        free_port().map_err(|e| e.to_string())?,
+    );
+    let cfg = work.join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        gateway_config(work, sip_port, admin_port, component.local),
+    )
+    .map_err(|e| e.to_string())?;
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let sip = SocketAddr::from(([127, 0, 0, 1], sip_port));
+    Ok((component, cfg, admin, sip))
+}
+
+/// The P1 sender: SIP MESSAGEs over UDP from u1@sip.test to bob@xmpp.test at `gateway`.
+fn udp_uac_to_bob(
+    a: &RunArgs,
+    probe: &Arc<Probe>,
+    gateway: SocketAddr,
+) -> std::io::Result<(roles::Sender, SocketAddr)> {
+    roles::udp_uac(
+        lo0(),
+        gateway,
+        message_tpl(
+            "sip:bob@xmpp.test".into(),
+            "sip:u1@sip.test",
+            "sip:bob@xmpp.test".into(),
+            Transport::Udp,
+            a.body_len,
+        ),
+        probe.clone(),
+    )
+}
+
+/// A workload whose every message must be delivered at the far end (and answered, if
+/// `answers`), on a system under test that is never restarted.
+fn delivery_workload<'a>(
+    sender: &'a roles::Sender,
+    answers: bool,
+    sut: Option<&'a dyn Fn() -> Vec<u32>>,
+) -> Workload<'a> {
+    Workload {
+        sender,
+        answers,
+        deliveries: true,
+        sut,
+        restart: None,
+    }
 }

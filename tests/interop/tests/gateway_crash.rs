@@ -23,7 +23,7 @@ use std::time::Duration;
 use common::*;
 use cpim_core::presence::Basic;
 use cpim_interop::{free_tcp_port, free_udp_port, require_peers, scratch_dir, Proc};
-use cpim_testkit::{http_get, SipUa, Transport, XmppClient, XmppEvent};
+use cpim_testkit::{http_get, SipUa, Transport, XmppEvent};
 
 const MESSAGES: usize = 1000;
 const KILL_AT: usize = 400;
@@ -51,6 +51,14 @@ async fn wait_ready(admin: SocketAddr) {
     })
     .await
     .unwrap();
+}
+
+/// `ua`'s presence, open with `note`, PUBLISHed for an hour (RFC 3903; a modify of the
+/// publication `etag` when given).
+async fn publish_open(ua: &SipUa, note: &str, etag: Option<&str>) -> cpim_sip::codec::Response {
+    ua.publish(Some(&ua.pidf(true, Some(note))), 3600, etag)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,39 +91,12 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
 
     let alice = peers.prosody.account("alice").unwrap();
     let bob = peers.prosody.account("bob").unwrap();
-    let mut xalice = XmppClient::login(
-        &peers.python,
-        &alice.jid(),
-        &alice.password,
-        peers.prosody.c2s,
-    )
-    .await
-    .unwrap();
-    let mut xbob = XmppClient::login(&peers.python, &bob.jid(), &bob.password, peers.prosody.c2s)
-        .await
-        .unwrap();
+    let mut xalice = prosody_login(&peers, "alice").await;
+    let mut xbob = prosody_login(&peers, "bob").await;
     // The sender over TCP (a dead gateway shows as a failed connection at once); the
     // watcher over UDP.
-    let sender = Arc::new(
-        SipUa::new(
-            &carol,
-            SIP_DOMAIN,
-            Some(&format!("{carol}pw")),
-            Transport::Tcp,
-            sip_tcp,
-        )
-        .await
-        .unwrap(),
-    );
-    let watcher = SipUa::new(
-        &wendy,
-        SIP_DOMAIN,
-        Some(&format!("{wendy}pw")),
-        Transport::Udp,
-        sip_udp,
-    )
-    .await
-    .unwrap();
+    let sender = Arc::new(sip_ua(&carol, Transport::Tcp, sip_tcp).await);
+    let watcher = sip_ua(&wendy, Transport::Udp, sip_udp).await;
     assert_eq!(sender.register(3600).await.unwrap().code(), 200);
     assert_eq!(watcher.register(3600).await.unwrap().code(), 200);
 
@@ -125,16 +106,7 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
         .await
         .unwrap();
     assert!(matches!(r.code(), 200 | 202), "{}", r.code());
-    xalice
-        .await_event(
-            |e| {
-                matches!(e, XmppEvent::Presence { kind, .. } if kind == "subscribe")
-                    && e.from_bare() == Some(wendy_jid.as_str())
-            },
-            WAIT,
-        )
-        .await
-        .unwrap();
+    await_presence_from(&xalice, "subscribe", &wendy_jid).await;
     xalice
         .send_presence(Some(&wendy_jid), Some("subscribed"), None, None)
         .await
@@ -146,14 +118,7 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
         )
         .await
         .unwrap();
-    let r = sender
-        .publish(
-            Some(&sender.pidf(true, Some("before the crash"))),
-            3600,
-            None,
-        )
-        .await
-        .unwrap();
+    let r = publish_open(&sender, "before the crash", None).await;
     assert_eq!(r.code(), 200);
     let etag = r
         .header(cpim_sip::codec::HeaderName::SipEtag)
@@ -162,15 +127,7 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
     xbob.send_presence(Some(&carol_jid), Some("subscribe"), None, None)
         .await
         .unwrap();
-    xbob.await_event(
-        |e| {
-            matches!(e, XmppEvent::Presence { from, status, .. }
-            if from.starts_with(&carol_jid) && status.as_deref() == Some("before the crash"))
-        },
-        WAIT,
-    )
-    .await
-    .unwrap();
+    await_status(&xbob, &carol_jid, "before the crash").await;
 
     // 1000 messages, IN_FLIGHT at a time; SIGKILL and restart after KILL_AT were started.
     let tag = unique("run");
@@ -278,24 +235,9 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
         .unwrap();
     // XMPP watcher of the SIP user; the publication itself survived too (its ETag is
     // still known: RFC 3903 s6 modify, not a second publication composed with the first).
-    let r = sender
-        .publish(
-            Some(&sender.pidf(true, Some("back after the crash"))),
-            3600,
-            Some(&etag),
-        )
-        .await
-        .unwrap();
+    let r = publish_open(&sender, "back after the crash", Some(&etag)).await;
     assert_eq!(r.code(), 200, "{}", r.reason());
-    xbob.await_event(
-        |e| {
-            matches!(e, XmppEvent::Presence { from, status, .. }
-            if from.starts_with(&carol_jid) && status.as_deref() == Some("back after the crash"))
-        },
-        WAIT,
-    )
-    .await
-    .unwrap();
+    await_status(&xbob, &carol_jid, "back after the crash").await;
 
     xalice.roster_remove(&wendy_jid).await.unwrap();
     xbob.roster_remove(&carol_jid).await.unwrap();

@@ -19,22 +19,29 @@ use std::time::Duration;
 
 use common::*;
 use cpim_core::errmap;
-use cpim_interop::{free_tcp_port, require_peers};
+use cpim_gateway::config::Config;
+use cpim_interop::{free_tcp_port, require_peers, Peers};
 use cpim_sip::transport::resolve::StaticTarget;
-use cpim_testkit::{SipUa, TestGateway, Transport, XmppClient, XmppEvent};
+use cpim_testkit::{SipUa, TestGateway, Transport, XmppEvent};
 
 async fn registered_ua(gw: &TestGateway, user: &str) -> SipUa {
-    let ua = SipUa::new(
-        user,
-        SIP_DOMAIN,
-        Some(&format!("{user}pw")),
-        Transport::Udp,
-        gw.sip_addr(Transport::Udp).unwrap(),
-    )
-    .await
-    .unwrap();
+    let ua = sip_ua(user, Transport::Udp, gw.sip_addr(Transport::Udp).unwrap()).await;
     assert_eq!(ua.register(300).await.unwrap().code(), 200);
     ua
+}
+
+/// A gateway as Prosody's component serving `user` (`tweak` applied to its configuration),
+/// once its link is up.
+async fn component_gateway(
+    peers: &Peers,
+    user: &str,
+    tweak: impl FnOnce(&mut Config),
+) -> TestGateway {
+    let mut cfg = component_config(peers, &[user]);
+    tweak(&mut cfg);
+    let gw = TestGateway::start(cfg).await.unwrap();
+    gw.wait_link_up("xmpp", WAIT).await.unwrap();
+    gw
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,10 +52,7 @@ async fn sip_message_to_nonexistent_xmpp_user_is_refused() {
     let frank = unique("frank");
     // With the queue on (the default): a refusal by the XMPP server must not be queued
     // and answered 202 either.
-    let gw = TestGateway::start(component_config(&peers, &[&frank]))
-        .await
-        .unwrap();
-    gw.wait_link_up("xmpp", WAIT).await.unwrap();
+    let gw = component_gateway(&peers, &frank, |_| {}).await;
     let ua = registered_ua(&gw, &frank).await;
     let r = ua
         .message(
@@ -149,19 +153,8 @@ async fn xmpp_message_to_unregistered_sip_user_without_queue_bounces() {
     init_tracing();
     let _lock = component_lock().await;
     let hank = unique("hank");
-    let mut cfg = component_config(&peers, &[&hank]);
-    cfg.queue.enabled = false;
-    let gw = TestGateway::start(cfg).await.unwrap();
-    gw.wait_link_up("xmpp", WAIT).await.unwrap();
-    let alice = peers.prosody.account("alice").unwrap();
-    let mut xalice = XmppClient::login(
-        &peers.python,
-        &alice.jid(),
-        &alice.password,
-        peers.prosody.c2s,
-    )
-    .await
-    .unwrap();
+    let gw = component_gateway(&peers, &hank, |c| c.queue.enabled = false).await;
+    let mut xalice = prosody_login(&peers, "alice").await;
     let comp = component_domain(&peers);
     let to = format!("{hank}@{comp}");
     xalice
@@ -185,22 +178,11 @@ async fn xmpp_message_to_unregistered_sip_user_without_queue_bounces() {
     }
 
     // A user the configured list does not have: 404 -> item-not-found.
-    let (expected, _) = errmap::sip_to_xmpp(404);
     xalice
         .send_message(&format!("nobody{hank}@{comp}"), "hello?", "m2")
         .await
         .unwrap();
-    let e = xalice
-        .await_event(
-            |e| matches!(e, XmppEvent::Message { kind, id, .. } if kind == "error" && id == "m2"),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    assert!(
-        matches!(&e, XmppEvent::Message { error: Some(c), .. } if c == expected.as_str()),
-        "{e:?}"
-    );
+    assert_bounced(&xalice, "m2", 404).await;
     xalice.quit().await.unwrap();
     gw.shutdown().await;
 }
@@ -211,14 +193,8 @@ async fn xmpp_message_to_unregistered_sip_user_with_queue_arrives_on_registratio
     init_tracing();
     let _lock = component_lock().await;
     let ivy = unique("ivy");
-    let mut cfg = component_config(&peers, &[&ivy]);
-    cfg.queue.enabled = true;
-    let gw = TestGateway::start(cfg).await.unwrap();
-    gw.wait_link_up("xmpp", WAIT).await.unwrap();
-    let bob = peers.prosody.account("bob").unwrap();
-    let mut xbob = XmppClient::login(&peers.python, &bob.jid(), &bob.password, peers.prosody.c2s)
-        .await
-        .unwrap();
+    let gw = component_gateway(&peers, &ivy, |c| c.queue.enabled = true).await;
+    let mut xbob = prosody_login(&peers, "bob").await;
     let comp = component_domain(&peers);
     assert_eq!(queue_depth(&gw).await, 0);
     xbob.send_message(&format!("{ivy}@{comp}"), "queued for you", "q1")
@@ -235,18 +211,7 @@ async fn xmpp_message_to_unregistered_sip_user_with_queue_arrives_on_registratio
     xbob.send_message(&format!("nobody{ivy}@{comp}"), "hello?", "q2")
         .await
         .unwrap();
-    let (expected, _) = errmap::sip_to_xmpp(404);
-    let e = xbob
-        .await_event(
-            |e| matches!(e, XmppEvent::Message { kind, id, .. } if kind == "error" && id == "q2"),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    assert!(
-        matches!(&e, XmppEvent::Message { error: Some(c), .. } if c == expected.as_str()),
-        "{e:?}"
-    );
+    assert_bounced(&xbob, "q2", 404).await;
     assert!(
         !xbob.take_events().iter().any(
             |e| matches!(e, XmppEvent::Message { kind, id, .. } if kind == "error" && id == "q1")

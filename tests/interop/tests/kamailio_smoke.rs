@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cpim_interop::{require_peers, Sipp};
+use cpim_interop::{require_peers, Peers, Sipp};
 
 #[test]
 fn kamailio_notifies_a_watcher_of_what_was_published() {
@@ -22,24 +22,7 @@ fn kamailio_notifies_a_watcher_of_what_was_published() {
         .unwrap();
     assert!(published.success(), "PUBLISH failed: {published}");
 
-    let subscribed = Sipp::new("subscribe_uac.xml", kam.addr)
-        .service(&user)
-        .key("domain", &kam.domain)
-        .arg("-trace_msg")
-        .timeout(Duration::from_secs(10))
-        .run(&peers)
-        .unwrap();
-    assert!(
-        subscribed.success(),
-        "SUBSCRIBE/NOTIFY failed: {subscribed}"
-    );
-    let trace = subscribed
-        .trace("_messages.log")
-        .expect("SIPp wrote no message trace");
-    let notify = trace
-        .split("NOTIFY sip:")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no NOTIFY in the trace:\n{trace}"));
+    let notify = watcher_notify(&peers, &user);
     assert!(notify.contains("<basic>open</basic>"), "{notify}");
     assert!(
         notify.contains(&note),
@@ -56,14 +39,22 @@ fn kamailio_notifies_a_watcher_of_what_was_published() {
 #[test]
 fn kamailio_does_not_invent_presence_for_a_silent_presentity() {
     let peers = require_peers!();
-    let kam = &peers.kamailio;
     let user = format!("silent{}", std::process::id());
+    let notify = watcher_notify(&peers, &user);
+    assert!(notify.contains("Subscription-State: active"), "{notify}");
+    assert!(!notify.contains("<basic>open</basic>"), "{notify}");
+}
+
+/// A SIPp watcher of `user` at Kamailio (RFC 3856 SUBSCRIBE): the first NOTIFY it got, from
+/// its request line on.
+fn watcher_notify(peers: &Peers, user: &str) -> String {
+    let kam = &peers.kamailio;
     let subscribed = Sipp::new("subscribe_uac.xml", kam.addr)
-        .service(&user)
+        .service(user)
         .key("domain", &kam.domain)
         .arg("-trace_msg")
         .timeout(Duration::from_secs(10))
-        .run(&peers)
+        .run(peers)
         .unwrap();
     assert!(
         subscribed.success(),
@@ -72,10 +63,9 @@ fn kamailio_does_not_invent_presence_for_a_silent_presentity() {
     let trace = subscribed
         .trace("_messages.log")
         .expect("SIPp wrote no message trace");
-    let notify = trace
+    trace
         .split("NOTIFY sip:")
         .nth(1)
-        .unwrap_or_else(|| panic!("no NOTIFY in the trace:\n{trace}"));
-    assert!(notify.contains("Subscription-State: active"), "{notify}");
-    assert!(!notify.contains("<basic>open</basic>"), "{notify}");
+        .unwrap_or_else(|| panic!("no NOTIFY in the trace:\n{trace}"))
+        .to_owned()
 }

@@ -142,15 +142,11 @@ fn flood(
     (codes, bytes, retry_after)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unauthenticated_subscribe_flood_creates_no_subscription() {
-    let dir = scratch_dir("security-flood").unwrap();
-    let gw = start(&dir, |_| {}).await;
-    let pid = gw.proc.id();
-    let before = rss_kib(pid);
-    let sip = gw.sip;
-    let (codes, bytes, retry_after) = tokio::task::spawn_blocking(move || {
-        flood(sip, "127.0.0.1:0", 5_000, |i| {
+/// [`flood`] of `n` unauthenticated SUBSCRIBEs to alice, every other one From a domain of
+/// the gateway, the rest each From a domain of its own.
+async fn unauthenticated_flood(sip: SocketAddr, n: usize) -> (BTreeMap<u16, usize>, usize, bool) {
+    tokio::task::spawn_blocking(move || {
+        flood(sip, "127.0.0.1:0", n, |i| {
             let from = if i % 2 == 0 {
                 format!("sip:u{i}@sip.test")
             } else {
@@ -160,7 +156,17 @@ async fn unauthenticated_subscribe_flood_creates_no_subscription() {
         })
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_subscribe_flood_creates_no_subscription() {
+    let dir = scratch_dir("security-flood").unwrap();
+    let gw = start(&dir, |_| {}).await;
+    let pid = gw.proc.id();
+    let before = rss_kib(pid);
+    let sip = gw.sip;
+    let (codes, bytes, retry_after) = unauthenticated_flood(sip, 5_000).await;
     let after = rss_kib(pid);
     let subs = subscription_count(gw.admin).await;
     println!("codes {codes:?}, {bytes} bytes back; RSS {before} -> {after} KiB");
@@ -432,18 +438,7 @@ async fn refusals_hold_no_transaction() {
     let dir = scratch_dir("security-tx-refusals").unwrap();
     let gw = start(&dir, |c| c.sip.endpoint.max_server_transactions = 100).await;
     let sip = gw.sip;
-    let (codes, _, _) = tokio::task::spawn_blocking(move || {
-        flood(sip, "127.0.0.1:0", 1_000, |i| {
-            let from = if i % 2 == 0 {
-                format!("sip:u{i}@sip.test")
-            } else {
-                format!("sip:u{i}@evil{i}.test")
-            };
-            (from, "sip:alice@sip.test".into())
-        })
-    })
-    .await
-    .unwrap();
+    let (codes, _, _) = unauthenticated_flood(sip, 1_000).await;
     let held = metric(gw.admin, "sip_server_transactions").await;
     let peak = metric(gw.admin, "sip_server_transactions_peak").await;
     println!("codes {codes:?}; {held} held, peak {peak}");

@@ -7,56 +7,28 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use cpim_interop::require_peers;
+use cpim_interop::{require_peers, Peers};
 
-const LIMIT: Duration = Duration::from_secs(30);
+mod common;
+
+use common::xmpp_client::{self, Login, LIMIT};
+
+/// alice at Prosody A, where the s2s routes start.
+fn alice_login(peers: &Peers) -> Login {
+    let alice = peers.prosody.account("alice").unwrap();
+    Login::new(alice.jid(), &alice.password, peers.prosody.c2s)
+}
 
 #[test]
 fn prosody_a_delivers_to_prosody_b_over_s2s() {
     let peers = require_peers!();
-    let alice = peers.prosody.account("alice").unwrap();
     let dave = peers.prosody_b.account("dave").unwrap();
     let dave_full = format!("{}/s2s-{}", dave.jid(), std::process::id());
     let body = format!("across s2s {}", std::process::id());
 
-    let mut receiver = peers
-        .spawn_python(
-            "xmpp_client.py",
-            [
-                "recv",
-                "--jid",
-                &dave_full,
-                "--password",
-                &dave.password,
-                "--server",
-                &peers.prosody_b.c2s.to_string(),
-                "--timeout",
-                "25",
-            ],
-        )
-        .unwrap();
-    receiver.wait_for_line("READY ", LIMIT).unwrap();
-    let sent = peers
-        .run_python(
-            "xmpp_client.py",
-            [
-                "send",
-                "--jid",
-                &alice.jid(),
-                "--password",
-                &alice.password,
-                "--server",
-                &peers.prosody.c2s.to_string(),
-                "--to",
-                &dave.jid(),
-                "--body",
-                &body,
-                "--timeout",
-                "25",
-            ],
-            LIMIT,
-        )
-        .unwrap();
+    let dave_login = Login::new(dave_full, &dave.password, peers.prosody_b.c2s);
+    let (receiver, _) = xmpp_client::receiver(&peers, &dave_login);
+    let sent = xmpp_client::send(&peers, &alice_login(&peers), &dave.jid(), &body, "25");
     assert!(sent.success(), "{sent}");
     let got = receiver.finish(LIMIT).unwrap();
     assert!(got.success(), "{got}");
@@ -77,28 +49,8 @@ fn prosody_a_opens_s2s_for_the_gateway_domain_at_the_configured_address() {
         .unwrap_or_else(|e| panic!("cannot listen on {} for {}: {e}", route.addr, route.domain));
     listener.set_nonblocking(true).unwrap();
 
-    let alice = peers.prosody.account("alice").unwrap();
-    let sent = peers
-        .run_python(
-            "xmpp_client.py",
-            [
-                "send",
-                "--jid",
-                &alice.jid(),
-                "--password",
-                &alice.password,
-                "--server",
-                &peers.prosody.c2s.to_string(),
-                "--to",
-                &format!("probe@{}", route.domain),
-                "--body",
-                "s2s probe",
-                "--timeout",
-                "25",
-            ],
-            LIMIT,
-        )
-        .unwrap();
+    let to = format!("probe@{}", route.domain);
+    let sent = xmpp_client::send(&peers, &alice_login(&peers), &to, "s2s probe", "25");
     assert!(sent.success(), "{sent}");
 
     let deadline = Instant::now() + Duration::from_secs(15);

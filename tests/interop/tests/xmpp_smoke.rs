@@ -1,11 +1,13 @@
 //! Harness smoke test, XMPP side: two real slixmpp clients exchange a message through the real
 //! Prosody (and ejabberd) started by scripts/test (RFC 6120 c2s, RFC 6121 s5 message delivery).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use cpim_interop::{require_peers, Account, Peers, XmppServer};
 
-const LIMIT: Duration = Duration::from_secs(30);
+mod common;
+
+use common::xmpp_client::{self, Login, LIMIT};
 
 fn token() -> String {
     let nanos = SystemTime::now()
@@ -25,50 +27,15 @@ fn account<'a>(server: &'a XmppServer, user: &str) -> &'a Account {
 fn message_between_clients(peers: &Peers, server: &XmppServer) {
     let alice = account(server, "alice");
     let bob = account(server, "bob");
-    let c2s = server.c2s.to_string();
     let bob_full = format!("{}/interop-{}", bob.jid(), std::process::id());
     let body = format!("hello bob, from alice ({}) ü", token());
 
-    let mut receiver = peers
-        .spawn_python(
-            "xmpp_client.py",
-            [
-                "recv",
-                "--jid",
-                &bob_full,
-                "--password",
-                &bob.password,
-                "--server",
-                &c2s,
-                "--timeout",
-                "25",
-            ],
-        )
-        .unwrap();
-    let ready = receiver.wait_for_line("READY ", LIMIT).unwrap();
+    let bob_login = Login::new(bob_full.clone(), &bob.password, server.c2s);
+    let (receiver, ready) = xmpp_client::receiver(peers, &bob_login);
     assert_eq!(ready, format!("READY {bob_full}"));
 
-    let sent = peers
-        .run_python(
-            "xmpp_client.py",
-            [
-                "send",
-                "--jid",
-                &alice.jid(),
-                "--password",
-                &alice.password,
-                "--server",
-                &c2s,
-                "--to",
-                &bob.jid(),
-                "--body",
-                &body,
-                "--timeout",
-                "25",
-            ],
-            LIMIT,
-        )
-        .unwrap();
+    let alice_login = Login::new(alice.jid(), &alice.password, server.c2s);
+    let sent = xmpp_client::send(peers, &alice_login, &bob.jid(), &body, "25");
     assert!(sent.success(), "{sent}");
     assert_eq!(sent.lines_with_prefix("SENT ").count(), 1, "{sent}");
 
@@ -104,27 +71,8 @@ fn ejabberd_delivers_a_message_between_two_slixmpp_clients() {
 fn prosody_refuses_a_wrong_password_and_the_client_script_says_so() {
     let peers = require_peers!();
     let alice = account(&peers.prosody, "alice");
-    let out = peers
-        .run_python(
-            "xmpp_client.py",
-            [
-                "send",
-                "--jid",
-                &alice.jid(),
-                "--password",
-                "not-the-password",
-                "--server",
-                &peers.prosody.c2s.to_string(),
-                "--to",
-                "bob@xmpp.test",
-                "--body",
-                "x",
-                "--timeout",
-                "20",
-            ],
-            LIMIT,
-        )
-        .unwrap();
+    let wrong = Login::new(alice.jid(), "not-the-password", peers.prosody.c2s);
+    let out = xmpp_client::send(&peers, &wrong, "bob@xmpp.test", "x", "20");
     assert_eq!(out.code(), Some(3), "{out}");
     assert!(out.stdout.contains("ERROR login failed"), "{out}");
 }

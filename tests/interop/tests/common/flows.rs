@@ -45,15 +45,7 @@ impl Setup<'_> {
     }
 
     async fn xmpp(&self, user: &str) -> XmppClient {
-        let a = self.peers.prosody.account(user).unwrap();
-        XmppClient::login(
-            &self.peers.python,
-            &a.jid(),
-            &a.password,
-            self.peers.prosody.c2s,
-        )
-        .await
-        .unwrap()
+        prosody_login(self.peers, user).await
     }
 }
 
@@ -146,16 +138,7 @@ pub async fn sip_watcher_of_xmpp_user(s: &Setup<'_>, user: &str) {
     assert!(matches!(r.code(), 200 | 202), "{} {}", r.code(), r.reason());
     let sub = sub.expect("a dialog");
     // (Prosody also re-delivers pending requests of earlier runs at login: match `from`.)
-    xalice
-        .await_event(
-            |e| {
-                matches!(e, XmppEvent::Presence { kind, .. } if kind == "subscribe")
-                    && e.from_bare() == Some(sip_jid.as_str())
-            },
-            WAIT,
-        )
-        .await
-        .unwrap();
+    await_presence_from(&xalice, "subscribe", &sip_jid).await;
     // Not active before the approval: every NOTIFY so far is pending without open state.
     xalice.sync().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -223,16 +206,7 @@ pub async fn sip_watcher_of_xmpp_user(s: &Setup<'_>, user: &str) {
     ua.await_request(|r| is_notify(r) && sub_state(r) == "terminated", WAIT)
         .await
         .unwrap();
-    xalice
-        .await_event(
-            |e| {
-                matches!(e, XmppEvent::Presence { kind, .. } if kind == "unsubscribe")
-                    && e.from_bare() == Some(sip_jid.as_str())
-            },
-            WAIT,
-        )
-        .await
-        .unwrap();
+    await_presence_from(&xalice, "unsubscribe", &sip_jid).await;
     xalice.roster_remove(&sip_jid).await.unwrap();
     xalice.quit().await.unwrap();
 }
@@ -278,15 +252,7 @@ pub async fn xmpp_watcher_of_sip_user(s: &Setup<'_>, user: &str) {
         .unwrap();
     assert_eq!(r.code(), 200, "{}", r.reason());
     let etag = r.header(HeaderName::SipEtag).unwrap().to_owned();
-    xbob.await_event(
-        |e| {
-            matches!(e, XmppEvent::Presence { from, status, .. }
-            if from.starts_with(&sip_jid) && status.as_deref() == Some("lunch"))
-        },
-        WAIT,
-    )
-    .await
-    .unwrap();
+    await_status(&xbob, &sip_jid, "lunch").await;
 
     // Removing the publication (Expires: 0) makes the SIP user unavailable.
     let r = ua.publish(None, 0, Some(&etag)).await.unwrap();
@@ -358,17 +324,6 @@ pub async fn refusals_mapped(s: &Setup<'_>, user: &str) {
     xbob.send_message(&format!("nobody{user}@{}", s.jid_domain), "hello?", "e1")
         .await
         .unwrap();
-    let (expected, _) = cpim_core::errmap::sip_to_xmpp(404);
-    let e = xbob
-        .await_event(
-            |e| matches!(e, XmppEvent::Message { kind, id, .. } if kind == "error" && id == "e1"),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    assert!(
-        matches!(&e, XmppEvent::Message { error: Some(c), .. } if c == expected.as_str()),
-        "{e:?}"
-    );
+    assert_bounced(&xbob, "e1", 404).await;
     xbob.quit().await.unwrap();
 }

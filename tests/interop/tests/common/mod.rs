@@ -1,13 +1,15 @@
 //! Shared by the end-to-end tests. Here: gateway configs for the real peers, unique user
 //! names, NOTIFY inspection (the `gateway_*` tests); [`flows`]: message and presence flows;
 //! [`legacy`]: the `legacy_*` tests' gateway and raw IRC/JSON clients; [`sip`]: the
-//! `sip_gateway_*` tests' SIP-only gateway and SIPp runs.
+//! `sip_gateway_*` tests' SIP-only gateway and SIPp runs;
+//! [`xmpp_client`]: the slixmpp client script.
 
 #![allow(dead_code)] // each test binary uses a part
 
 pub mod flows;
 pub mod legacy;
 pub mod sip;
+pub mod xmpp_client;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -49,6 +51,74 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     )
+}
+
+/// `user` of the Prosody peer logged in over c2s (slixmpp, RFC 6120).
+pub async fn prosody_login(peers: &Peers, user: &str) -> cpim_testkit::XmppClient {
+    let a = peers.prosody.account(user).unwrap();
+    cpim_testkit::XmppClient::login(&peers.python, &a.jid(), &a.password, peers.prosody.c2s)
+        .await
+        .unwrap()
+}
+
+/// Waits for the error reply to the message `id` that `x` sent and asserts its condition
+/// is the one `cpim_core::errmap` maps the SIP status `code` to (RFC 7248 s8).
+pub async fn assert_bounced(x: &cpim_testkit::XmppClient, id: &str, code: u16) {
+    use cpim_testkit::XmppEvent;
+    let (expected, _) = cpim_core::errmap::sip_to_xmpp(code);
+    let e = x
+        .await_event(
+            |e| matches!(e, XmppEvent::Message { kind, id: i, .. } if kind == "error" && i == id),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&e, XmppEvent::Message { error: Some(c), .. } if c == expected.as_str()),
+        "{e:?}"
+    );
+}
+
+/// Waits until `x` gets a presence stanza of type `kind` (`subscribe`, `unsubscribe`)
+/// from the bare JID `from` (RFC 6121 s3).
+pub async fn await_presence_from(x: &cpim_testkit::XmppClient, kind: &str, from: &str) {
+    use cpim_testkit::XmppEvent;
+    x.await_event(
+        |e| {
+            matches!(e, XmppEvent::Presence { kind: k, .. } if k == kind)
+                && e.from_bare() == Some(from)
+        },
+        WAIT,
+    )
+    .await
+    .unwrap();
+}
+
+/// Waits until `x` gets presence with the status text `status` from a JID that starts
+/// with `from`.
+pub async fn await_status(x: &cpim_testkit::XmppClient, from: &str, status: &str) {
+    use cpim_testkit::XmppEvent;
+    x.await_event(
+        |e| {
+            matches!(e, XmppEvent::Presence { from: f, status: s, .. }
+            if f.starts_with(from) && s.as_deref() == Some(status))
+        },
+        WAIT,
+    )
+    .await
+    .unwrap();
+}
+
+/// A UA for `user` of [`SIP_DOMAIN`] (password `<user>pw`, as [`sip_users`] configures)
+/// talking to the gateway's SIP address `gw` over `transport`.
+pub async fn sip_ua(
+    user: &str,
+    transport: cpim_testkit::Transport,
+    gw: std::net::SocketAddr,
+) -> cpim_testkit::SipUa {
+    cpim_testkit::SipUa::new(user, SIP_DOMAIN, Some(&format!("{user}pw")), transport, gw)
+        .await
+        .unwrap()
 }
 
 /// SIP users with password `<name>pw`.
