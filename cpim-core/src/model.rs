@@ -8,6 +8,7 @@
 
 use crate::address::Address;
 use crate::presence::Presence;
+pub use crate::status::StatusCode;
 
 /// The transaction identifier of RFC 3860/3859: it correlates a response with its request.
 /// Assigned by the adapter that accepted the operation; unique within that adapter.
@@ -263,7 +264,9 @@ pub struct Publish {
 /// The status of an outcome: a SIP-style three-digit code and a reason phrase.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Status {
-    /// 2xx success, 4xx request failure, 5xx server failure, 6xx global failure.
+    /// 2xx success, 4xx request failure, 5xx server failure, 6xx global failure; the number
+    /// of a [`StatusCode`], which [`Status::status_code`] returns. Compares equal to the
+    /// named constants (`status.code == StatusCode::NOT_FOUND`).
     pub code: u16,
     /// Human-readable reason, passed back to the source where its protocol can carry it.
     pub reason: String,
@@ -271,19 +274,23 @@ pub struct Status {
 
 impl Status {
     /// A status with the given code and reason.
-    pub fn new(code: u16, reason: impl Into<String>) -> Status {
+    pub fn new(code: impl Into<StatusCode>, reason: impl Into<String>) -> Status {
         Status {
-            code,
+            code: code.into().as_u16(),
             reason: reason.into(),
         }
     }
     /// 200 OK.
     pub fn ok() -> Status {
-        Status::new(200, "OK")
+        Status::new(StatusCode::OK, "OK")
+    }
+    /// The code as a [`StatusCode`].
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::new(self.code)
     }
     /// True for 2xx.
     pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.code)
+        self.status_code().is_success()
     }
 }
 
@@ -305,7 +312,11 @@ impl Outcome {
         }
     }
     /// A failure with the given code and reason.
-    pub fn failure(trans_id: TransId, code: u16, reason: impl Into<String>) -> Outcome {
+    pub fn failure(
+        trans_id: TransId,
+        code: impl Into<StatusCode>,
+        reason: impl Into<String>,
+    ) -> Outcome {
         Outcome {
             trans_id,
             status: Status::new(code, reason),

@@ -5,6 +5,7 @@
 //! `sipp` is not on PATH; the schema check skips when xmllint or the shared corpus is
 //! missing.
 
+use cpim_core::StatusCode;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,7 +33,7 @@ impl Ingress for Core {
         let mut outcome = Outcome::ok(tid);
         if let Some(d) = op.destination() {
             if d.user.as_deref() == Some("nobody") {
-                outcome = Outcome::failure(tid, 404, "Not Found");
+                outcome = Outcome::failure(tid, StatusCode::NOT_FOUND, "Not Found");
             }
         }
         if let Operation::Subscribe(s) = &op {

@@ -1,6 +1,7 @@
 //! Timeout: an operation not answered within the configured time gets 408 Request
 //! Timeout (RFC 3860 s4.2 lets the gateway answer for a target that did not).
 
+use cpim_core::StatusCode;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -61,7 +62,11 @@ where
         Box::pin(async move {
             match tokio::time::timeout(limit, fut).await {
                 Ok(r) => r,
-                Err(_) => Ok(Outcome::failure(id, 408, "Request Timeout")),
+                Err(_) => Ok(Outcome::failure(
+                    id,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "Request Timeout",
+                )),
             }
         })
     }
@@ -87,7 +92,7 @@ mod tests {
             ))
             .await
             .unwrap();
-        assert_eq!(out.status.code, 408);
+        assert_eq!(out.status.code, StatusCode::REQUEST_TIMEOUT);
         let fast = Recorder {
             delay_ms: 10,
             ..Default::default()
@@ -100,6 +105,6 @@ mod tests {
             ))
             .await
             .unwrap();
-        assert_eq!(out.status.code, 200);
+        assert_eq!(out.status.code, StatusCode::OK);
     }
 }

@@ -15,6 +15,7 @@
 //! registers with its router; [`SipHandle::shutdown`] stops both tasks, lets requests in
 //! flight finish (bounded) and closes the sockets.
 
+use cpim_core::StatusCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,7 +157,7 @@ impl Adapter for SipAdapter {
             let timeout = Duration::from_secs(u64::from(self.tu.config.request_timeout.max(1)) + 5);
             match tokio::time::timeout(timeout, self.tu.deliver(op)).await {
                 Ok(o) => o,
-                Err(_) => Outcome::failure(tid, 408, "Request Timeout"),
+                Err(_) => Outcome::failure(tid, StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
             }
         })
     }
