@@ -232,6 +232,49 @@ pub enum TerminationReason {
     Other(String),
 }
 
+impl TerminationReason {
+    /// The `reason` token of the Subscription-State header (RFC 6665 s4.1.3, RFC 3265
+    /// s3.2.4); `Other` as given.
+    pub fn as_str(&self) -> &str {
+        match self {
+            TerminationReason::Deactivated => "deactivated",
+            TerminationReason::Probation => "probation",
+            TerminationReason::Rejected => "rejected",
+            TerminationReason::Timeout => "timeout",
+            TerminationReason::Giveup => "giveup",
+            TerminationReason::NoResource => "noresource",
+            TerminationReason::Invariant => "invariant",
+            TerminationReason::Other(s) => s,
+        }
+    }
+    /// The reason a token names; an unknown token (or an empty one) is kept as `Other`.
+    pub fn from_token(token: &str) -> TerminationReason {
+        match token {
+            "deactivated" => TerminationReason::Deactivated,
+            "probation" => TerminationReason::Probation,
+            "rejected" => TerminationReason::Rejected,
+            "timeout" => TerminationReason::Timeout,
+            "giveup" => TerminationReason::Giveup,
+            "noresource" => TerminationReason::NoResource,
+            "invariant" => TerminationReason::Invariant,
+            other => TerminationReason::Other(other.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for TerminationReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TerminationReason {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<TerminationReason, Self::Err> {
+        Ok(TerminationReason::from_token(s))
+    }
+}
+
 /// RFC 3859 s4.2 notify.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Notify {
@@ -321,5 +364,37 @@ impl Outcome {
             trans_id,
             status: Status::new(code, reason),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn termination_reason_tokens_round_trip() {
+        for t in [
+            "deactivated",
+            "probation",
+            "rejected",
+            "timeout",
+            "giveup",
+            "noresource",
+            "invariant",
+            "x-local",
+            "",
+        ] {
+            let r: TerminationReason = t.parse().unwrap();
+            assert_eq!(r.as_str(), t);
+            assert_eq!(r.to_string(), t);
+        }
+        assert_eq!(
+            TerminationReason::from_token("noresource"),
+            TerminationReason::NoResource
+        );
+        assert_eq!(
+            TerminationReason::from_token("Rejected"),
+            TerminationReason::Other("Rejected".into())
+        );
     }
 }
