@@ -281,7 +281,7 @@ async fn outbound_proxy_mode() {
     )
     .body("text/plain", b"via the proxy");
     let from_proxy = Source {
-        transport: "udp".into(),
+        transport: cpim_sip::transport::Transport::Udp,
         remote: SocketAddr::from(([127, 0, 0, 2], 5064)),
         verified_names: Vec::new(),
         connection: None,

@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::codec::{Request, Response};
 use crate::endpoint::{Endpoint, IncomingRequests, Target};
-use crate::transport::Transport;
+use crate::transport::{Flow, Transport};
 
 use super::config::{ConfigError, SipConfig};
 use super::store::{SipStore, StoreError};
@@ -54,26 +54,6 @@ struct EndpointWire {
     endpoint: Endpoint,
 }
 
-fn parse_flow(flow: &str) -> Option<(Transport, SocketAddr)> {
-    let (t, addr) = flow.split_once(':')?;
-    let addr: SocketAddr = addr.parse().ok()?;
-    let t = match t {
-        "udp" => Transport::Udp,
-        "tcp" => Transport::Tcp,
-        "tls" => Transport::Tls,
-        _ => return None,
-    };
-    Some((t, addr))
-}
-
-fn transport_name(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
-        Transport::Tls => "tls",
-    }
-}
-
 impl Wire for EndpointWire {
     fn send_request(
         &self,
@@ -83,9 +63,9 @@ impl Wire for EndpointWire {
         Box::pin(async move {
             let target = match hop {
                 NextHop::Uri(u) => Target::Uri(u),
-                NextHop::Flow(f) => match parse_flow(&f) {
-                    Some((t, a)) => Target::Addr(t, a),
-                    None => return Err(WireError::Transport(format!("bad flow {f:?}"))),
+                NextHop::Flow(f) => match f.parse::<Flow>() {
+                    Ok(flow) => Target::Addr(flow.transport, flow.remote),
+                    Err(e) => return Err(WireError::Transport(e.to_string())),
                 },
             };
             self.endpoint.send_request(req, target).await.map_err(|e| {
@@ -274,7 +254,7 @@ async fn serve(tu: Arc<Tu>, mut incoming: IncomingRequests, mut stop: watch::Rec
                 inflight.spawn(async move {
                     let crate::endpoint::IncomingRequest { request, source, transport, connection, responder } = inc;
                     let src = Source {
-                        transport: transport_name(transport).to_owned(),
+                        transport,
                         remote: source,
                         verified_names: connection
                             .as_ref()
