@@ -81,7 +81,7 @@ impl Journal {
         std::thread::Builder::new()
             .name("cpim-journal".into())
             .spawn(move || writer(s, rx, brx))
-            .map_err(|e| StoreError::Task(format!("journal writer: {e}")))?;
+            .map_err(StoreError::Writer)?;
         Ok(Arc::new(Journal {
             tx,
             background,

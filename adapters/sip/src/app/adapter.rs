@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::codec::{Request, Response};
-use crate::endpoint::{Endpoint, IncomingRequests, Target};
+use crate::endpoint::{Endpoint, EndpointError, IncomingRequests, Target};
 use crate::transport::{Flow, Transport};
 
 use super::config::{ConfigError, SipConfig};
@@ -43,7 +43,10 @@ pub enum SipError {
     Config(#[from] ConfigError),
     /// The endpoint could not bind its sockets.
     #[error("SIP endpoint: {0}")]
-    Endpoint(String),
+    Endpoint(#[source] EndpointError),
+    /// The configuration names neither a UDP nor a TCP listener.
+    #[error("SIP endpoint: no UDP or TCP listener configured")]
+    NoListener,
     /// The store could not be read.
     #[error("SIP store: {0}")]
     Store(#[from] StoreError),
@@ -216,11 +219,11 @@ pub async fn start(
     config.validate()?;
     let (endpoint, incoming) = Endpoint::bind(config.endpoint.clone())
         .await
-        .map_err(|e| SipError::Endpoint(e.to_string()))?;
+        .map_err(SipError::Endpoint)?;
     let local = endpoint
         .local_addr(Transport::Udp)
         .or_else(|| endpoint.local_addr(Transport::Tcp))
-        .ok_or_else(|| SipError::Endpoint("no UDP or TCP listener configured".into()))?;
+        .ok_or(SipError::NoListener)?;
     let addrs = endpoint.local_addrs();
     let wire = Arc::new(EndpointWire {
         endpoint: endpoint.clone(),
