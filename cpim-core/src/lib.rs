@@ -7,6 +7,7 @@
 //! - [`domain`]: the one canonical form of a domain name (case, trailing dot, IDNA A-labels) every
 //!   authorization decision compares in.
 //! - [`model`]: the abstract operations message, subscribe, unsubscribe, notify and publish and their outcomes.
+//! - [`status`]: the SIP-style status code of an outcome, with named constants.
 //! - [`presence`]: the abstract presence state (RFC 3863 tuples, RFC 4480 activities, RFC 4479 person).
 //! - [`adapter`]: the interface every protocol adapter implements, and the one it calls into the core with.
 //! - [`connlimit`]: connection caps per network source (IPv4 address, IPv6 /64) and in total, shared by every listener.
@@ -63,6 +64,7 @@ pub mod pidf;
 pub mod presence;
 pub mod rlmi;
 pub mod sharded;
+pub mod status;
 pub mod watcherinfo;
 pub mod xml;
 
@@ -71,3 +73,4 @@ pub use model::{
     Message, Notify, Operation, Outcome, Publish, Status, Subscribe, SubscriptionState, TransId,
 };
 pub use presence::Presence;
+pub use status::StatusCode;

@@ -8,6 +8,7 @@
 
 use crate::address::Address;
 use crate::presence::Presence;
+pub use crate::status::StatusCode;
 
 /// The transaction identifier of RFC 3860/3859: it correlates a response with its request.
 /// Assigned by the adapter that accepted the operation; unique within that adapter.
@@ -231,6 +232,49 @@ pub enum TerminationReason {
     Other(String),
 }
 
+impl TerminationReason {
+    /// The `reason` token of the Subscription-State header (RFC 6665 s4.1.3, RFC 3265
+    /// s3.2.4); `Other` as given.
+    pub fn as_str(&self) -> &str {
+        match self {
+            TerminationReason::Deactivated => "deactivated",
+            TerminationReason::Probation => "probation",
+            TerminationReason::Rejected => "rejected",
+            TerminationReason::Timeout => "timeout",
+            TerminationReason::Giveup => "giveup",
+            TerminationReason::NoResource => "noresource",
+            TerminationReason::Invariant => "invariant",
+            TerminationReason::Other(s) => s,
+        }
+    }
+    /// The reason a token names; an unknown token (or an empty one) is kept as `Other`.
+    pub fn from_token(token: &str) -> TerminationReason {
+        match token {
+            "deactivated" => TerminationReason::Deactivated,
+            "probation" => TerminationReason::Probation,
+            "rejected" => TerminationReason::Rejected,
+            "timeout" => TerminationReason::Timeout,
+            "giveup" => TerminationReason::Giveup,
+            "noresource" => TerminationReason::NoResource,
+            "invariant" => TerminationReason::Invariant,
+            other => TerminationReason::Other(other.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for TerminationReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TerminationReason {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<TerminationReason, Self::Err> {
+        Ok(TerminationReason::from_token(s))
+    }
+}
+
 /// RFC 3859 s4.2 notify.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Notify {
@@ -263,7 +307,9 @@ pub struct Publish {
 /// The status of an outcome: a SIP-style three-digit code and a reason phrase.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Status {
-    /// 2xx success, 4xx request failure, 5xx server failure, 6xx global failure.
+    /// 2xx success, 4xx request failure, 5xx server failure, 6xx global failure; the number
+    /// of a [`StatusCode`], which [`Status::status_code`] returns. Compares equal to the
+    /// named constants (`status.code == StatusCode::NOT_FOUND`).
     pub code: u16,
     /// Human-readable reason, passed back to the source where its protocol can carry it.
     pub reason: String,
@@ -271,19 +317,23 @@ pub struct Status {
 
 impl Status {
     /// A status with the given code and reason.
-    pub fn new(code: u16, reason: impl Into<String>) -> Status {
+    pub fn new(code: impl Into<StatusCode>, reason: impl Into<String>) -> Status {
         Status {
-            code,
+            code: code.into().as_u16(),
             reason: reason.into(),
         }
     }
     /// 200 OK.
     pub fn ok() -> Status {
-        Status::new(200, "OK")
+        Status::new(StatusCode::OK, "OK")
+    }
+    /// The code as a [`StatusCode`].
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::new(self.code)
     }
     /// True for 2xx.
     pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.code)
+        self.status_code().is_success()
     }
 }
 
@@ -305,10 +355,46 @@ impl Outcome {
         }
     }
     /// A failure with the given code and reason.
-    pub fn failure(trans_id: TransId, code: u16, reason: impl Into<String>) -> Outcome {
+    pub fn failure(
+        trans_id: TransId,
+        code: impl Into<StatusCode>,
+        reason: impl Into<String>,
+    ) -> Outcome {
         Outcome {
             trans_id,
             status: Status::new(code, reason),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn termination_reason_tokens_round_trip() {
+        for t in [
+            "deactivated",
+            "probation",
+            "rejected",
+            "timeout",
+            "giveup",
+            "noresource",
+            "invariant",
+            "x-local",
+            "",
+        ] {
+            let r: TerminationReason = t.parse().unwrap();
+            assert_eq!(r.as_str(), t);
+            assert_eq!(r.to_string(), t);
+        }
+        assert_eq!(
+            TerminationReason::from_token("noresource"),
+            TerminationReason::NoResource
+        );
+        assert_eq!(
+            TerminationReason::from_token("Rejected"),
+            TerminationReason::Other("Rejected".into())
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! `cargo run --release -p cpim-gateway --example journal_bench [MESSAGES] [DIR]`
 //! (DIR defaults to a fresh folder under the system temp dir; it is removed afterwards).
 
+use cpim_core::StatusCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,7 +46,7 @@ fn main() {
         .unwrap_or_else(|| {
             std::env::temp_dir().join(format!("cpim-journal-bench-{}", std::process::id()))
         });
-    let ok = Status::new(200, "OK");
+    let ok = Status::new(StatusCode::OK, "OK");
 
     // One transaction (one fsync) per change, one sender.
     let n = (total / 4).max(1);

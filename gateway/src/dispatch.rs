@@ -4,6 +4,7 @@
 //! delivered; the source gets the target's outcome, or 202 when the message was queued
 //! for later delivery. Presence operations go to the [`PresenceService`].
 
+use cpim_core::StatusCode;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -44,7 +45,7 @@ impl Dispatch {
         let Some(target) = self.out.table.adapter_for(&m.destination) else {
             return Outcome::failure(
                 id,
-                404,
+                StatusCode::NOT_FOUND,
                 format!("Not Found: no route to {}", m.destination.domain),
             );
         };
@@ -103,7 +104,11 @@ impl Service<Submission> for Dispatch {
                 Operation::Unsubscribe(s) => me.presence.unsubscribe(s).await,
                 Operation::Notify(n) => me.presence.notify(&from, n).await,
                 Operation::Publish(p) => me.presence.publish(p).await,
-                other => Outcome::failure(other.trans_id(), 501, "Not Implemented"),
+                other => Outcome::failure(
+                    other.trans_id(),
+                    StatusCode::NOT_IMPLEMENTED,
+                    "Not Implemented",
+                ),
             })
         })
     }

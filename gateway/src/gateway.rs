@@ -3,6 +3,7 @@
 //! Secrets absent from the config are filled in from the store folder first (generated at
 //! first start, see [`crate::secrets`]); weak configured ones stop the start.
 
+use cpim_core::StatusCode;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -108,7 +109,11 @@ impl Ingress for GatewayIngress {
         let trans_id = op.trans_id();
         if self.run.stopping.load(Ordering::SeqCst) {
             return Box::pin(async move {
-                Outcome::failure(trans_id, 503, "Service Unavailable: shutting down")
+                Outcome::failure(
+                    trans_id,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable: shutting down",
+                )
             });
         }
         self.run.inflight.fetch_add(1, Ordering::SeqCst);

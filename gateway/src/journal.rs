@@ -81,7 +81,7 @@ impl Journal {
         std::thread::Builder::new()
             .name("cpim-journal".into())
             .spawn(move || writer(s, rx, brx))
-            .map_err(|e| StoreError::Task(format!("journal writer: {e}")))?;
+            .map_err(StoreError::Writer)?;
         Ok(Arc::new(Journal {
             tx,
             background,
@@ -248,6 +248,7 @@ mod tests {
     use super::*;
     use cpim_core::model::TransId;
     use cpim_core::Address;
+    use cpim_core::StatusCode;
 
     fn tmpdir(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("cpim-gw-journal-{name}-{}", std::process::id()));
@@ -286,7 +287,7 @@ mod tests {
                     let op = Journal::begin_op("xmpp", &msg(i), k.clone()).unwrap();
                     let id = j.commit(op).await.unwrap().unwrap();
                     if i % 2 == 1 {
-                        j.commit(j.done_op(Some(id), k, &Status::new(200, "OK")))
+                        j.commit(j.done_op(Some(id), k, &Status::new(StatusCode::OK, "OK")))
                             .await
                             .unwrap();
                     }
@@ -296,9 +297,13 @@ mod tests {
                 t.await.unwrap();
             }
             // A source that acknowledges itself: only the outcome is recorded.
-            j.commit(j.done_op(None, key(100), &Status::new(404, "Not Found")))
-                .await
-                .unwrap();
+            j.commit(j.done_op(
+                None,
+                key(100),
+                &Status::new(StatusCode::NOT_FOUND, "Not Found"),
+            ))
+            .await
+            .unwrap();
         }
         let s = Store::open(&dir).unwrap();
         let j = Journal::start(s.clone(), Duration::from_secs(60)).unwrap();
@@ -321,9 +326,9 @@ mod tests {
         let done = j.done_records().unwrap();
         // 9 odd ones with a key (3 had none and is gone) + the acknowledged one.
         assert_eq!(done.len(), 10);
-        assert!(done
-            .iter()
-            .any(|d| d.message_id == "m100" && d.code == 404 && d.reason == "Not Found"));
+        assert!(done.iter().any(|d| d.message_id == "m100"
+            && d.code == StatusCode::NOT_FOUND
+            && d.reason == "Not Found"));
         assert_eq!(s.journal_len().unwrap(), 20);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -334,7 +339,7 @@ mod tests {
         let dir = tmpdir("prune");
         let s = Store::open(&dir).unwrap();
         let j = Journal::start(s.clone(), Duration::ZERO).unwrap();
-        j.commit(j.done_op(None, key(1), &Status::new(200, "OK")))
+        j.commit(j.done_op(None, key(1), &Status::new(StatusCode::OK, "OK")))
             .await
             .unwrap();
         assert!(j.done_records().unwrap().is_empty());
@@ -351,7 +356,7 @@ mod tests {
         let dir = tmpdir("background");
         let s = Store::open(&dir).unwrap();
         let j = Journal::start(s.clone(), Duration::from_secs(60)).unwrap();
-        let ok = Status::new(200, "OK");
+        let ok = Status::new(StatusCode::OK, "OK");
         for i in 0..500 {
             j.submit(j.done_op(None, key(i), &ok)).unwrap();
         }

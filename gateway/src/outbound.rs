@@ -1,6 +1,7 @@
 //! Delivery to adapters: alias mapping, metrics, and detached deliveries that keep their
 //! order (presence notifications).
 
+use cpim_core::StatusCode;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -26,7 +27,11 @@ impl Outbound {
     pub async fn deliver(&self, adapter: &str, mut op: Operation) -> Outcome {
         let trans_id = op.trans_id();
         let Some(a) = self.table.adapter(adapter) else {
-            return Outcome::failure(trans_id, 503, format!("adapter {adapter} is not running"));
+            return Outcome::failure(
+                trans_id,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("adapter {adapter} is not running"),
+            );
         };
         self.aliases.outbound(adapter, &mut op);
         let kind = op.kind();

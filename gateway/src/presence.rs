@@ -49,6 +49,7 @@
 //! fetch and unsubscribe handling are in the `subscribe` submodule, the timers in
 //! `timers`, authorization and caps in [`authz`].
 
+use cpim_core::StatusCode;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -558,11 +559,14 @@ impl PresenceEngine {
             }
         }
         let Some(s) = self.subs.get_mut(&key) else {
-            return Status::new(481, "Subscription does not exist");
+            return Status::new(
+                StatusCode::CALL_OR_TRANSACTION_DOES_NOT_EXIST,
+                "Subscription does not exist",
+            );
         };
         if s.remote.as_deref() != Some(from_adapter) {
             return Status::new(
-                403,
+                StatusCode::FORBIDDEN,
                 "notify from an adapter that does not serve the presentity",
             );
         }

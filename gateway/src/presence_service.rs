@@ -2,6 +2,7 @@
 //! engine's timers, carries out its actions (deliveries through [`Outbound`], writes to
 //! the [`Store`]) and restores the engine from the store at start.
 
+use cpim_core::StatusCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -337,7 +338,7 @@ impl PresenceService {
                 None => {
                     return Outcome::failure(
                         s.trans_id,
-                        404,
+                        StatusCode::NOT_FOUND,
                         "Not Found: no route to the presentity's domain",
                     )
                 }

@@ -13,6 +13,7 @@
 //! exactly one of the two delivers it, and a copy its source sends again later is
 //! answered 202 from the dedupe record instead of being queued twice.
 
+use cpim_core::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use crate::store::{unix_ms, Store};
 
 /// What the source of a queued message is told (RFC 3261 s21.2.3).
 pub fn queued_status() -> cpim_core::model::Status {
-    cpim_core::model::Status::new(202, "Accepted (queued for delivery)")
+    cpim_core::model::Status::new(StatusCode::ACCEPTED, "Accepted (queued for delivery)")
 }
 
 /// The queue.

@@ -2,9 +2,7 @@
 //! which has no serde. Every conversion is lossless: `from(to(x)) == x` (tested).
 
 use cpim_core::address::{Address, Scheme};
-use cpim_core::model::{
-    DispositionRequest, Message, MessageKind, SubscriptionState, TerminationReason, TransId,
-};
+use cpim_core::model::{DispositionRequest, Message, MessageKind, SubscriptionState, TransId};
 use cpim_core::presence::Presence;
 use serde::{Deserialize, Serialize};
 
@@ -188,35 +186,7 @@ pub fn state_to_str(s: &SubscriptionState) -> String {
     match s {
         SubscriptionState::Pending => "pending".into(),
         SubscriptionState::Active { expires } => format!("active:{expires}"),
-        SubscriptionState::Terminated(r) => format!("terminated:{}", reason_to_str(r)),
-    }
-}
-
-/// The reason as RFC 6665 s4.1.3 spells it.
-pub fn reason_to_str(r: &TerminationReason) -> &str {
-    match r {
-        TerminationReason::Deactivated => "deactivated",
-        TerminationReason::Probation => "probation",
-        TerminationReason::Rejected => "rejected",
-        TerminationReason::Timeout => "timeout",
-        TerminationReason::Giveup => "giveup",
-        TerminationReason::NoResource => "noresource",
-        TerminationReason::Invariant => "invariant",
-        TerminationReason::Other(s) => s,
-    }
-}
-
-/// Parses what [`reason_to_str`] writes.
-pub fn reason_from_str(s: &str) -> TerminationReason {
-    match s {
-        "deactivated" => TerminationReason::Deactivated,
-        "probation" => TerminationReason::Probation,
-        "rejected" => TerminationReason::Rejected,
-        "timeout" => TerminationReason::Timeout,
-        "giveup" => TerminationReason::Giveup,
-        "noresource" => TerminationReason::NoResource,
-        "invariant" => TerminationReason::Invariant,
-        other => TerminationReason::Other(other.to_owned()),
+        SubscriptionState::Terminated(r) => format!("terminated:{}", r.as_str()),
     }
 }
 

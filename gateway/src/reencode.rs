@@ -14,6 +14,7 @@
 
 use cpim_core::cpim::{CpimMessage, IMDN_NS};
 use cpim_core::model::{mime_essence, Message, Status};
+use cpim_core::StatusCode;
 
 /// True for the media types that carry end-to-end security and must not be touched.
 pub fn is_secured(essence: &str) -> bool {
@@ -48,21 +49,30 @@ pub fn reencode(msg: &mut Message, target_carries_cpim: bool) -> Result<Reencodi
         return Ok(Reencoding::Unchanged);
     }
     let (content_type, payload, subject, message_id, disposition) = {
-        let cpim = CpimMessage::parse(&msg.body)
-            .map_err(|e| Status::new(400, format!("Bad Request: invalid message/cpim: {e}")))?;
+        let cpim = CpimMessage::parse(&msg.body).map_err(|e| {
+            Status::new(
+                StatusCode::BAD_REQUEST,
+                format!("Bad Request: invalid message/cpim: {e}"),
+            )
+        })?;
         if let Some(from) = cpim.from() {
             match from.address() {
                 Ok(a) if a.same_user(&msg.source) => {}
                 Ok(a) => {
                     return Err(Status::new(
-                        403,
+                        StatusCode::FORBIDDEN,
                         format!(
                             "message/cpim From {a} is not the sender {}",
                             msg.source.bare()
                         ),
                     ))
                 }
-                Err(e) => return Err(Status::new(400, format!("Bad Request: CPIM From: {e}"))),
+                Err(e) => {
+                    return Err(Status::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("Bad Request: CPIM From: {e}"),
+                    ))
+                }
             }
         }
         for name in cpim.require() {
@@ -73,7 +83,7 @@ pub fn reencode(msg: &mut Message, target_carries_cpim: bool) -> Result<Reencodi
             ) || lower.starts_with("imdn.");
             if !mapped {
                 return Err(Status::new(
-                    415,
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     format!("Unsupported Media Type: CPIM Require: {name} cannot be carried"),
                 ));
             }
@@ -116,7 +126,7 @@ pub fn reencode(msg: &mut Message, target_carries_cpim: bool) -> Result<Reencodi
 
 fn unsupported(essence: &str) -> Status {
     Status::new(
-        415,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
         format!("Unsupported Media Type: {essence} cannot be carried intact to the target"),
     )
 }
@@ -163,20 +173,29 @@ mod tests {
     fn forged_cpim_from_is_refused() {
         let body = String::from_utf8_lossy(CPIM).replace("im:alice@", "im:mallory@");
         let mut m = message("message/cpim", body.as_bytes());
-        assert_eq!(reencode(&mut m, false).unwrap_err().code, 403);
+        assert_eq!(
+            reencode(&mut m, false).unwrap_err().code,
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[test]
     fn signed_content_is_never_altered() {
         let mut m = message("multipart/signed; boundary=x", b"--x\r\n...");
-        assert_eq!(reencode(&mut m, false).unwrap_err().code, 415);
+        assert_eq!(
+            reencode(&mut m, false).unwrap_err().code,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
         assert_eq!(m.body, b"--x\r\n...");
         let mut m = message("application/pkcs7-mime", b"\x30\x80");
         assert_eq!(reencode(&mut m, true), Ok(Reencoding::Unchanged));
         // Signed payload inside the envelope: unwrapping would break the signature.
         let inner = b"From: <im:alice@sip.test>\r\n\r\nContent-Type: multipart/signed; boundary=b\r\n\r\n--b\r\n";
         let mut m = message("message/cpim", inner);
-        assert_eq!(reencode(&mut m, false).unwrap_err().code, 415);
+        assert_eq!(
+            reencode(&mut m, false).unwrap_err().code,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
         assert_eq!(m.body, inner);
     }
 
@@ -185,9 +204,15 @@ mod tests {
         let body =
             b"From: <im:alice@sip.test>\r\nRequire: Foo\r\n\r\nContent-Type: text/plain\r\n\r\nx";
         let mut m = message("message/cpim", body);
-        assert_eq!(reencode(&mut m, false).unwrap_err().code, 415);
+        assert_eq!(
+            reencode(&mut m, false).unwrap_err().code,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
         let mut m = message("message/cpim", b"no blank line");
-        assert_eq!(reencode(&mut m, false).unwrap_err().code, 400);
+        assert_eq!(
+            reencode(&mut m, false).unwrap_err().code,
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]

@@ -55,7 +55,10 @@ pub enum StoreError {
     Record(#[from] RecordError),
     /// The blocking task failed.
     #[error("store task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
+    /// The journal's writer thread could not be started.
+    #[error("store task failed: journal writer: {0}")]
+    Writer(#[source] std::io::Error),
 }
 
 /// Record kinds.
@@ -330,7 +333,7 @@ impl Store {
             Ok(h) => h
                 .spawn_blocking(move || f(&me))
                 .await
-                .map_err(|e| StoreError::Task(e.to_string()))?,
+                .map_err(StoreError::Task)?,
             Err(_) => f(&me),
         }
     }

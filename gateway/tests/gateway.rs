@@ -1,6 +1,7 @@
 //! The whole gateway in-process: real SIP adapter on ephemeral ports, mock adapters for
 //! the routing, queue and restart behaviour, the admin API over real HTTP.
 
+use cpim_core::StatusCode;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -144,7 +145,7 @@ async fn message_gets_the_targets_outcome_and_cpim_is_reencoded() {
             msg(1, "im:alice@a.test", "im:bob@b.test", "message/cpim", cpim),
         )
         .await;
-    assert_eq!(out.status.code, 200);
+    assert_eq!(out.status.code, StatusCode::OK);
     let got = b.messages();
     assert_eq!(got.len(), 1);
     assert_eq!(
@@ -162,7 +163,7 @@ async fn message_gets_the_targets_outcome_and_cpim_is_reencoded() {
             msg(2, "im:bob@b.test", "im:alice@a.test", "message/cpim", back),
         )
         .await;
-    assert_eq!(out.status.code, 200);
+    assert_eq!(out.status.code, StatusCode::OK);
     assert_eq!(a.messages()[0].body, back);
     // A refusal is passed back as it is.
     b.code.store(404, Ordering::SeqCst);
@@ -173,7 +174,7 @@ async fn message_gets_the_targets_outcome_and_cpim_is_reencoded() {
             msg(3, "im:alice@a.test", "im:nobody@b.test", "text/plain", b"x"),
         )
         .await;
-    assert_eq!(out.status.code, 404);
+    assert_eq!(out.status.code, StatusCode::NOT_FOUND);
     // A forged source is refused before any delivery.
     let out = gw
         .ingress
@@ -182,7 +183,7 @@ async fn message_gets_the_targets_outcome_and_cpim_is_reencoded() {
             msg(4, "im:bob@b.test", "im:alice@a.test", "text/plain", b"x"),
         )
         .await;
-    assert_eq!(out.status.code, 403);
+    assert_eq!(out.status.code, StatusCode::FORBIDDEN);
     // No route.
     let out = gw
         .ingress
@@ -197,7 +198,7 @@ async fn message_gets_the_targets_outcome_and_cpim_is_reencoded() {
             ),
         )
         .await;
-    assert_eq!(out.status.code, 404);
+    assert_eq!(out.status.code, StatusCode::NOT_FOUND);
     gw.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -228,7 +229,7 @@ async fn offline_target_queues_survives_restart_and_delivers_once() {
             ),
         )
         .await;
-    assert_eq!(out.status.code, 202);
+    assert_eq!(out.status.code, StatusCode::ACCEPTED);
     assert_eq!(gw.store.queue_depth().unwrap(), 1);
     // The same message again (a retransmission): same answer, not queued twice.
     let out = gw
@@ -244,7 +245,7 @@ async fn offline_target_queues_survives_restart_and_delivers_once() {
             ),
         )
         .await;
-    assert_eq!(out.status.code, 202);
+    assert_eq!(out.status.code, StatusCode::ACCEPTED);
     assert_eq!(gw.store.queue_depth().unwrap(), 1);
     let admin = gw.admin_addr().unwrap();
     let (code, body) = http_get(admin, "/queue", Some(&token(&dir))).await;
@@ -288,7 +289,8 @@ async fn subscriptions_restored_after_restart() {
     };
     let out = gw.ingress.submit("a", Operation::Subscribe(s)).await;
     assert_eq!(
-        out.status.code, 202,
+        out.status.code,
+        StatusCode::ACCEPTED,
         "pending until the remote side approves"
     );
     assert!(b
@@ -452,7 +454,7 @@ async fn presence_relayed_between_adapters() {
             .await
             .status
             .code,
-        202
+        StatusCode::ACCEPTED
     );
     let notifies = |m: &Mock| -> Vec<Notify> {
         m.got
@@ -488,7 +490,7 @@ async fn presence_relayed_between_adapters() {
             .await
             .status
             .code,
-        200
+        StatusCode::OK
     );
     assert!(wait_for(|| notifies(&a).len() >= 2).await);
     let n = &notifies(&a)[1];
@@ -510,7 +512,7 @@ async fn presence_relayed_between_adapters() {
             .await
             .status
             .code,
-        200
+        StatusCode::OK
     );
     assert_eq!(upstream(), 1);
     gw.shutdown().await;
@@ -550,10 +552,10 @@ async fn shutdown_drains_in_flight_operations() {
             msg(2, "im:alice@a.test", "im:bob@b.test", "text/plain", b"late"),
         )
         .await;
-    assert_eq!(late.status.code, 503);
+    assert_eq!(late.status.code, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         slow.await.unwrap().status.code,
-        200,
+        StatusCode::OK,
         "the in-flight message completes"
     );
     stopping.await.unwrap();

@@ -3,6 +3,7 @@
 //! abort while in flight and are delivered exactly once after the restart; a duplicate
 //! arriving after a restart gets the first outcome and is not delivered again.
 
+use cpim_core::StatusCode;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -62,7 +63,9 @@ impl Adapter for Mock {
     fn deliver(&self, op: Operation) -> BoxFuture<'_, Outcome> {
         let id = op.trans_id();
         let Operation::Message(m) = op else {
-            return Box::pin(async move { Outcome::failure(id, 501, "mock") });
+            return Box::pin(
+                async move { Outcome::failure(id, StatusCode::NOT_IMPLEMENTED, "mock") },
+            );
         };
         let body = String::from_utf8_lossy(&m.body).into_owned();
         let n: u64 = body
@@ -178,7 +181,7 @@ fn journal_crash_child() {
             }
         }
         for h in even {
-            assert_eq!(h.await.unwrap().status.code, 200);
+            assert_eq!(h.await.unwrap().status.code, StatusCode::OK);
         }
         let store = gw.store.clone();
         wait_for("odd messages written ahead", || {
@@ -232,7 +235,7 @@ async fn in_flight_messages_survive_abort_and_are_delivered_once() {
     assert_eq!(count.len() as u64, N);
     // A resend of a recovered message by its source is not delivered a third time.
     let out = gw.ingress.submit("x", msg(1, "xmpp:romeo@x.test")).await;
-    assert_eq!(out.status.code, 200);
+    assert_eq!(out.status.code, StatusCode::OK);
     assert_eq!(t.got().len() as u64, N / 2);
     gw.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -276,10 +279,10 @@ async fn duplicate_after_restart_gets_first_outcome() {
         assert_eq!((a.status.code, b.status.code), (200, 200));
         t.code.store(404, Ordering::SeqCst);
         let c = gw.ingress.submit("x", msg(3, "xmpp:romeo@x.test")).await;
-        assert_eq!(c.status.code, 404);
+        assert_eq!(c.status.code, StatusCode::NOT_FOUND);
         t.code.store(480, Ordering::SeqCst);
         let d = gw.ingress.submit("x", msg(4, "xmpp:romeo@x.test")).await;
-        assert_eq!(d.status.code, 202);
+        assert_eq!(d.status.code, StatusCode::ACCEPTED);
         assert_eq!(gw.store.queue_depth().unwrap(), 1);
         // n91 may or may not have reached the (hanging) target before its submission was
         // cancelled, depending on scheduling; everything else was delivered exactly once.
@@ -310,16 +313,16 @@ async fn duplicate_after_restart_gets_first_outcome() {
     let b = again(2, "sip:alice@s.test", "s").await;
     let c = again(3, "xmpp:romeo@x.test", "x").await;
     let d = again(4, "xmpp:romeo@x.test", "x").await;
-    assert_eq!(a.status.code, 200);
+    assert_eq!(a.status.code, StatusCode::OK);
     assert_eq!(a.trans_id, TransId(7001));
-    assert_eq!(b.status.code, 200);
-    assert_eq!(c.status.code, 404);
-    assert_eq!(d.status.code, 202);
+    assert_eq!(b.status.code, StatusCode::OK);
+    assert_eq!(c.status.code, StatusCode::NOT_FOUND);
+    assert_eq!(d.status.code, StatusCode::ACCEPTED);
     assert_eq!(gw.store.queue_depth().unwrap(), 1, "not queued twice");
     assert!(t.got().is_empty(), "nothing delivered again: {:?}", t.got());
     // A new id is delivered (and refused by the target).
     let e = gw.ingress.submit("x", msg(6, "xmpp:romeo@x.test")).await;
-    assert_eq!(e.status.code, 500);
+    assert_eq!(e.status.code, StatusCode::SERVER_INTERNAL_ERROR);
     gw.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,6 +4,7 @@
 //! Checks that the component link comes up as the admin API reports it, and that a
 //! message from a SIP user reaches Prosody and is answered by it.
 
+use cpim_core::StatusCode;
 use std::time::Duration;
 
 use cpim_core::adapter::Ingress;
@@ -103,7 +104,12 @@ async fn component_link_to_prosody_and_message_round_trip() {
         "unexpected outcome {:?}",
         out.status
     );
-    assert_ne!(out.status.code, 403, "the router refused: {:?}", out.status);
+    assert_ne!(
+        out.status.code,
+        StatusCode::FORBIDDEN,
+        "the router refused: {:?}",
+        out.status
+    );
     gw.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

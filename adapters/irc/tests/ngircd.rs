@@ -3,6 +3,7 @@
 //! harness exported it; otherwise starts ngircd from a temporary folder; skips when
 //! ngircd is not installed.
 
+use cpim_core::StatusCode;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,7 +136,7 @@ struct FakeCore(mpsc::UnboundedSender<Operation>);
 impl Ingress for FakeCore {
     fn submit(&self, _adapter: &str, op: Operation) -> BoxFuture<'static, Outcome> {
         let outcome = match op.destination().and_then(|d| d.user.as_deref()) {
-            Some("ghost") => Outcome::failure(op.trans_id(), 404, "Not Found"),
+            Some("ghost") => Outcome::failure(op.trans_id(), StatusCode::NOT_FOUND, "Not Found"),
             _ => Outcome::ok(op.trans_id()),
         };
         let _ = self.0.send(op);
@@ -306,7 +307,7 @@ async fn messages_flow_both_ways_through_ngircd() {
         "hello?",
     );
     let outcome = h.deliver(Operation::Message(m)).await;
-    assert_eq!(outcome.status.code, 404, "{outcome:?}");
+    assert_eq!(outcome.status.code, StatusCode::NOT_FOUND, "{outcome:?}");
 
     // Not text: 415 without touching IRC.
     let m = Message::new(
@@ -316,7 +317,10 @@ async fn messages_flow_both_ways_through_ngircd() {
         "image/png",
         vec![0u8, 1],
     );
-    assert_eq!(h.deliver(Operation::Message(m)).await.status.code, 415);
+    assert_eq!(
+        h.deliver(Operation::Message(m)).await.status.code,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
 
     // Channel traffic is a groupchat message to the channel address; NOTICE is headline.
     ann.send("PRIVMSG #cpimm :hello channel").await;
@@ -342,7 +346,10 @@ async fn messages_flow_both_ways_through_ngircd() {
         "hi all",
     );
     m.kind = MessageKind::Groupchat;
-    assert_eq!(h.deliver(Operation::Message(m)).await.status.code, 200);
+    assert_eq!(
+        h.deliver(Operation::Message(m)).await.status.code,
+        StatusCode::OK
+    );
     let line = ann.expect(|l| l.contains(&u("PRIVMSG #cpimm"))).await;
     assert!(
         line.starts_with(&u(":alice!")) && line.ends_with(":hi all"),
@@ -369,7 +376,10 @@ async fn relay_bot_is_used_when_no_puppet_is_allowed() {
         "text/plain",
         "via bot",
     );
-    assert_eq!(h.deliver(Operation::Message(m)).await.status.code, 200);
+    assert_eq!(
+        h.deliver(Operation::Message(m)).await.status.code,
+        StatusCode::OK
+    );
     let line = bob.expect(|l| l.contains(&u("PRIVMSG bob2"))).await;
     assert!(line.starts_with(&u(":gwbot2!")), "{line}");
     assert!(line.ends_with(":<carol@xmpp.example> via bot"), "{line}");
@@ -392,7 +402,10 @@ async fn away_and_quit_become_notify_operations() {
         target: addr("im:dan3@irc.example"),
         duration: 3600,
     };
-    assert_eq!(h.deliver(Operation::Subscribe(sub)).await.status.code, 200);
+    assert_eq!(
+        h.deliver(Operation::Subscribe(sub)).await.status.code,
+        StatusCode::OK
+    );
     let presence = |op: Operation| match op {
         Operation::Notify(n) => {
             assert_eq!(n.watcher, watcher);
@@ -440,7 +453,10 @@ async fn nick_collision_gets_an_alternative_nick() {
         "text/plain",
         "x",
     );
-    assert_eq!(h.deliver(Operation::Message(m)).await.status.code, 200);
+    assert_eq!(
+        h.deliver(Operation::Message(m)).await.status.code,
+        StatusCode::OK
+    );
     let line = eve.expect(|l| l.contains(&u("PRIVMSG eve4"))).await;
     assert!(line.starts_with(&u(":gwbot4_!")), "{line}");
     h.shutdown().await;
@@ -480,7 +496,10 @@ async fn unreachable_server_reports_link_down_not_a_hang() {
         "text/plain",
         "x",
     );
-    assert_eq!(h.deliver(Operation::Message(m)).await.status.code, 503);
+    assert_eq!(
+        h.deliver(Operation::Message(m)).await.status.code,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     h.shutdown().await;
 }
 
@@ -579,7 +598,7 @@ async fn idle_puppets_quit_and_the_cap_falls_back_to_the_bot() {
             .await
             .status
             .code,
-        200
+        StatusCode::OK
     );
     let line = fay
         .expect(|l| l.contains("PRIVMSG") && l.ends_with(":m1"))
@@ -591,7 +610,7 @@ async fn idle_puppets_quit_and_the_cap_falls_back_to_the_bot() {
             .await
             .status
             .code,
-        200
+        StatusCode::OK
     );
     let line = fay
         .expect(|l| l.contains("PRIVMSG") && l.ends_with(&u(":<zed@sip.example> m2")))
@@ -611,7 +630,7 @@ async fn idle_puppets_quit_and_the_cap_falls_back_to_the_bot() {
             .await
             .status
             .code,
-        200
+        StatusCode::OK
     );
     let line = fay
         .expect(|l| l.contains("PRIVMSG") && l.ends_with(":m3"))

@@ -8,6 +8,7 @@
 //! `hello` within `hello_timeout_ms` of connecting, and every frame complete within
 //! `frame_timeout_ms` of its first byte.
 
+use cpim_core::StatusCode;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -304,16 +305,24 @@ impl Adapter for JsonHandle {
             let Some(tx) = tx else {
                 return Outcome::failure(
                     trans_id,
-                    480,
+                    StatusCode::TEMPORARILY_UNAVAILABLE,
                     "Temporarily Unavailable: no session for this address",
                 );
             };
             let (otx, orx) = oneshot::channel();
             if tx.send(Cmd::Deliver(Box::new(op), otx)).await.is_err() {
-                return Outcome::failure(trans_id, 480, "Temporarily Unavailable: session closed");
+                return Outcome::failure(
+                    trans_id,
+                    StatusCode::TEMPORARILY_UNAVAILABLE,
+                    "Temporarily Unavailable: session closed",
+                );
             }
             orx.await.unwrap_or_else(|_| {
-                Outcome::failure(trans_id, 480, "Temporarily Unavailable: session closed")
+                Outcome::failure(
+                    trans_id,
+                    StatusCode::TEMPORARILY_UNAVAILABLE,
+                    "Temporarily Unavailable: session closed",
+                )
             })
         })
     }
@@ -589,7 +598,11 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     rx.close();
     while let Ok(cmd) = rx.try_recv() {
         if let Cmd::Deliver(op, reply) = cmd {
-            let _ = reply.send(Outcome::failure(op.trans_id(), 480, "client disconnected"));
+            let _ = reply.send(Outcome::failure(
+                op.trans_id(),
+                StatusCode::TEMPORARILY_UNAVAILABLE,
+                "client disconnected",
+            ));
         }
     }
     let _ = stream.shutdown().await;

@@ -2,6 +2,7 @@
 //! log in, exchange messages and presence, survive bad frames; the Python client speaks
 //! the protocol too.
 
+use cpim_core::StatusCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ struct FakeCore {
 impl Ingress for FakeCore {
     fn submit(&self, adapter: &str, op: Operation) -> BoxFuture<'static, Outcome> {
         let outcome = match op.destination().and_then(|d| d.user.as_deref()) {
-            Some("ghost") => Outcome::failure(op.trans_id(), 404, "Not Found"),
+            Some("ghost") => Outcome::failure(op.trans_id(), StatusCode::NOT_FOUND, "Not Found"),
             _ => Outcome::ok(op.trans_id()),
         };
         self.ops.lock().unwrap().push((adapter.to_owned(), op));
@@ -240,7 +241,7 @@ async fn exchange(mut a: Client, mut c: Client, core: &FakeCore, h: &JsonHandle)
             .await;
     };
     let (outcome, ()) = tokio::join!(h.deliver(Operation::Message(msg)), client_side);
-    assert_eq!(outcome.status.code, 486);
+    assert_eq!(outcome.status.code, StatusCode::BUSY_HERE);
     // a notify reaches the watcher
     let n = Notify {
         trans_id: TransId(79),
@@ -263,11 +264,14 @@ async fn exchange(mut a: Client, mut c: Client, core: &FakeCore, h: &JsonHandle)
             .await;
     };
     let (outcome, ()) = tokio::join!(h.deliver(Operation::Notify(n)), client_side);
-    assert_eq!(outcome.status.code, 200);
+    assert_eq!(outcome.status.code, StatusCode::OK);
     // nobody logged in as dave
     let dave = Address::parse("im:dave@corp.example").unwrap();
     let msg = Message::new(TransId(80), bob, dave, "text/plain", "x");
-    assert_eq!(h.deliver(Operation::Message(msg)).await.status.code, 480);
+    assert_eq!(
+        h.deliver(Operation::Message(msg)).await.status.code,
+        StatusCode::TEMPORARILY_UNAVAILABLE
+    );
 }
 
 /// The transport of a test session.
@@ -471,7 +475,7 @@ async fn python_client_speaks_the_protocol() {
     );
     let msg = Message::new(TransId(9), bob, carol, "text/plain", "to python");
     let outcome = h.deliver(Operation::Message(msg)).await;
-    assert_eq!(outcome.status.code, 200);
+    assert_eq!(outcome.status.code, StatusCode::OK);
     let out = child.await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -5,6 +5,7 @@
 //! SIPp is not found (a failure under `CI=true`, see `cpim_testkit::sipp`); the schema
 //! check skips when xmllint or the shared corpus is missing.
 
+use cpim_core::StatusCode;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,7 +34,7 @@ impl Ingress for Core {
         let mut outcome = Outcome::ok(tid);
         if let Some(d) = op.destination() {
             if d.user.as_deref() == Some("nobody") {
-                outcome = Outcome::failure(tid, 404, "Not Found");
+                outcome = Outcome::failure(tid, StatusCode::NOT_FOUND, "Not Found");
             }
         }
         if let Operation::Subscribe(s) = &op {

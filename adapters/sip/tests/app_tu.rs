@@ -4,6 +4,7 @@
 
 mod common;
 
+use cpim_core::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,7 +134,10 @@ async fn restart_restores_bindings_and_dialogs() {
         "text/plain",
         b"still there?".to_vec(),
     );
-    assert_eq!(h2.tu.deliver(Operation::Message(m)).await.status.code, 200);
+    assert_eq!(
+        h2.tu.deliver(Operation::Message(m)).await.status.code,
+        StatusCode::OK
+    );
     let n = Notify {
         trans_id: TransId(2),
         watcher: Address::parse("sip:carol@other.test").unwrap(),
@@ -141,7 +145,10 @@ async fn restart_restores_bindings_and_dialogs() {
         state: SubscriptionState::Active { expires: 100 },
         presence: None,
     };
-    assert_eq!(h2.tu.deliver(Operation::Notify(n)).await.status.code, 200);
+    assert_eq!(
+        h2.tu.deliver(Operation::Notify(n)).await.status.code,
+        StatusCode::OK
+    );
     settle().await;
     let sent = h2.wire.sent();
     let notify = sent

@@ -4,6 +4,7 @@
 
 mod common;
 
+use cpim_core::StatusCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -168,7 +169,7 @@ async fn deliver_message_forks_to_bindings() {
     );
     m.subject = Some("s".into());
     let out = h.tu.deliver(Operation::Message(m)).await;
-    assert_eq!(out.status.code, 200, "{out:?}");
+    assert_eq!(out.status.code, StatusCode::OK, "{out:?}");
     let sent = h.wire.sent();
     assert_eq!(sent.len(), 2);
     for (req, hop) in &sent {
@@ -189,7 +190,10 @@ async fn deliver_message_forks_to_bindings() {
         "text/plain",
         b"x".to_vec(),
     );
-    assert_eq!(h.tu.deliver(Operation::Message(m)).await.status.code, 480);
+    assert_eq!(
+        h.tu.deliver(Operation::Message(m)).await.status.code,
+        StatusCode::TEMPORARILY_UNAVAILABLE
+    );
 }
 
 /// Out of domain: through the proxy; a 407 is answered with configured credentials; a
@@ -239,7 +243,7 @@ async fn deliver_message_remote_with_proxy_auth_and_timeout() {
         b"hi".to_vec(),
     );
     let out = h.tu.deliver(Operation::Message(m.clone())).await;
-    assert_eq!(out.status.code, 202);
+    assert_eq!(out.status.code, StatusCode::ACCEPTED);
     let sent = h.wire.sent();
     assert_eq!(sent.len(), 2);
     assert_eq!(
@@ -249,7 +253,10 @@ async fn deliver_message_remote_with_proxy_auth_and_timeout() {
     assert_eq!(sent[0].0.uri_str(), "sip:carol@kamailio.test");
     assert!(sent[1].0.cseq().seq > sent[0].0.cseq().seq);
     h.wire.answer_next(|_| (408, vec![]));
-    assert_eq!(h.tu.deliver(Operation::Message(m)).await.status.code, 408);
+    assert_eq!(
+        h.tu.deliver(Operation::Message(m)).await.status.code,
+        StatusCode::REQUEST_TIMEOUT
+    );
 }
 
 /// Outbound-proxy mode: the proxy owns the users, so REGISTER is refused; requests from
@@ -274,7 +281,7 @@ async fn outbound_proxy_mode() {
     )
     .body("text/plain", b"via the proxy");
     let from_proxy = Source {
-        transport: "udp".into(),
+        transport: cpim_sip::transport::Transport::Udp,
         remote: SocketAddr::from(([127, 0, 0, 2], 5064)),
         verified_names: Vec::new(),
         connection: None,
@@ -289,7 +296,10 @@ async fn outbound_proxy_mode() {
         "text/plain",
         b"hi".to_vec(),
     );
-    assert_eq!(h.tu.deliver(Operation::Message(out)).await.status.code, 200);
+    assert_eq!(
+        h.tu.deliver(Operation::Message(out)).await.status.code,
+        StatusCode::OK
+    );
     let sent = h.wire.sent();
     assert_eq!(sent[0].0.uri_str(), "sip:alice@sip.test");
     assert_eq!(

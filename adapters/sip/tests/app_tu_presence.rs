@@ -4,6 +4,7 @@
 
 mod common;
 
+use cpim_core::StatusCode;
 use std::sync::Arc;
 
 use common::tu::*;
@@ -194,7 +195,7 @@ async fn subscribe_notify_unsubscribe() {
             .await
             .status
             .code,
-        200
+        StatusCode::OK
     );
     settle().await;
     let sent = h.wire.sent();
@@ -233,7 +234,7 @@ async fn subscribe_notify_unsubscribe() {
     // A Notify for the ended subscription reaches nobody.
     assert_eq!(
         h.tu.deliver(Operation::Notify(notify)).await.status.code,
-        481
+        StatusCode::CALL_OR_TRANSACTION_DOES_NOT_EXIST
     );
 }
 
@@ -261,7 +262,7 @@ async fn subscriber_toward_sip_presence_agent() {
         duration: 3600,
     };
     let out = h.tu.deliver(Operation::Subscribe(s.clone())).await;
-    assert_eq!(out.status.code, 200);
+    assert_eq!(out.status.code, StatusCode::OK);
     let sent = h.wire.sent();
     let sub = &sent[0].0;
     assert_eq!(sub.method(), &Method::Subscribe);
@@ -325,7 +326,7 @@ async fn subscriber_toward_sip_presence_agent() {
     // Unsubscribe.
     assert_eq!(
         h.tu.deliver(Operation::Unsubscribe(s)).await.status.code,
-        200
+        StatusCode::OK
     );
     settle().await;
     let sent = h.wire.sent();

@@ -13,6 +13,7 @@
 
 mod common;
 
+use cpim_core::StatusCode;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
@@ -74,7 +75,7 @@ async fn udp_source_address_is_no_identity_rfc3261_s22() {
             )
         };
         let r = exchange(&ua, gw, &reg(1, ""), "reg-1");
-        assert_eq!(r.code, 401);
+        assert_eq!(r.code, StatusCode::UNAUTHORIZED);
         let ch = Challenge::parse(r.header("WWW-Authenticate").unwrap()).unwrap();
         let creds = digest::respond(
             &ch,
@@ -91,7 +92,7 @@ async fn udp_source_address_is_no_identity_rfc3261_s22() {
             &reg(2, &format!("Authorization: {}\r\n", creds.to_header())),
             "reg-1",
         );
-        assert_eq!(r.code, 200, "{}", r.text);
+        assert_eq!(r.code, StatusCode::OK, "{}", r.text);
         me.port()
     })
     .await
@@ -370,7 +371,7 @@ fn with_digest(
     make: impl Fn(u32, &str) -> String,
 ) -> Resp {
     let r = exchange(s, gw, &make(1, ""), cid);
-    if r.code != 401 {
+    if r.code != StatusCode::UNAUTHORIZED {
         return r;
     }
     let ch = Challenge::parse(r.header("WWW-Authenticate").unwrap()).unwrap();
@@ -515,9 +516,14 @@ async fn sips_request_uri_over_udp_is_refused_rfc3261_s26_2_2() {
     })
     .await
     .unwrap();
-    assert_eq!(sips.code, 416, "{}", sips.text);
+    assert_eq!(
+        sips.code,
+        StatusCode::UNSUPPORTED_URI_SCHEME,
+        "{}",
+        sips.text
+    );
     assert!(sips.reason.contains("TLS"), "reason: {}", sips.reason);
-    assert_eq!(sip.code, 401);
+    assert_eq!(sip.code, StatusCode::UNAUTHORIZED);
     assert_eq!(core.relayed(), 0);
     h.shutdown().await;
 }

@@ -11,6 +11,7 @@
 
 mod common;
 
+use cpim_core::StatusCode;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -297,7 +298,7 @@ async fn flow_trust_dies_with_its_connection_rfc5626_s3() {
         )
     };
     let r = stream_exchange(&mut s, &reg(1, ""), "reg-tcp").await;
-    assert_eq!(r.code, 401);
+    assert_eq!(r.code, StatusCode::UNAUTHORIZED);
     let ch = Challenge::parse(r.header("WWW-Authenticate").unwrap()).unwrap();
     let creds = digest::respond(
         &ch,
@@ -310,10 +311,10 @@ async fn flow_trust_dies_with_its_connection_rfc5626_s3() {
     );
     let auth = format!("Authorization: {}\r\n", creds.to_header());
     let r = stream_exchange(&mut s, &reg(2, &auth), "reg-tcp").await;
-    assert_eq!(r.code, 200, "{}", r.text);
+    assert_eq!(r.code, StatusCode::OK, "{}", r.text);
     // on the connection she registered on, alice needs no credentials
     let r = stream_exchange(&mut s, &message(local, "same-conn"), "same-conn").await;
-    assert_eq!(r.code, 200, "{}", r.text);
+    assert_eq!(r.code, StatusCode::OK, "{}", r.text);
     assert_eq!(core.relayed(), 1);
 
     // reset the connection (SO_LINGER 0: no TIME_WAIT) and come back from the same port
@@ -325,7 +326,8 @@ async fn flow_trust_dies_with_its_connection_rfc5626_s3() {
     assert_eq!(s.local_addr().unwrap(), local);
     let r = stream_exchange(&mut s, &message(local, "new-conn"), "new-conn").await;
     assert_eq!(
-        r.code, 401,
+        r.code,
+        StatusCode::UNAUTHORIZED,
         "a new connection inherited alice's flow: {}",
         r.text
     );

@@ -3,6 +3,7 @@
 //! task per connection driving a [`Session`], a registry user -> connection for
 //! deliveries, and the [`Adapter`] handle.
 
+use cpim_core::StatusCode;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -271,7 +272,11 @@ async fn connection(
     // Deliveries that raced with the close: the session is gone, so the user is not connected.
     deliver_rx.close();
     while let Ok((op, tx)) = deliver_rx.try_recv() {
-        let _ = tx.send(Outcome::failure(op.trans_id(), 480, "user not connected"));
+        let _ = tx.send(Outcome::failure(
+            op.trans_id(),
+            StatusCode::TEMPORARILY_UNAVAILABLE,
+            "user not connected",
+        ));
     }
     let _ = stream.shutdown().await;
 }
@@ -316,7 +321,7 @@ impl Adapter for SkelHandle {
                 .filter(|a| a.domain == self.shared.domain)
                 .and_then(|a| a.user.clone());
             let Some(user) = user else {
-                return Outcome::failure(tid, 404, "not a SKEL address");
+                return Outcome::failure(tid, StatusCode::NOT_FOUND, "not a SKEL address");
             };
             let conn = self
                 .shared
@@ -326,15 +331,24 @@ impl Adapter for SkelHandle {
                 .get(&user)
                 .map(|(_, tx)| tx.clone());
             let Some(conn) = conn else {
-                return Outcome::failure(tid, 480, "user not connected");
+                return Outcome::failure(
+                    tid,
+                    StatusCode::TEMPORARILY_UNAVAILABLE,
+                    "user not connected",
+                );
             };
             let (tx, rx) = oneshot::channel();
             if conn.send((op, tx)).await.is_err() {
-                return Outcome::failure(tid, 480, "user not connected");
+                return Outcome::failure(
+                    tid,
+                    StatusCode::TEMPORARILY_UNAVAILABLE,
+                    "user not connected",
+                );
             }
             // The session resolves it (answer, 408 or close); a vanished task is a 503.
-            rx.await
-                .unwrap_or_else(|_| Outcome::failure(tid, 503, "session ended"))
+            rx.await.unwrap_or_else(|_| {
+                Outcome::failure(tid, StatusCode::SERVICE_UNAVAILABLE, "session ended")
+            })
         })
     }
 

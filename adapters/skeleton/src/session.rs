@@ -8,6 +8,7 @@
 //! ([`Session::deliver`]) are written with ids `s1, s2, ...` and end as
 //! [`Event::Delivered`] when the client answers, or with 408 when it does not in time.
 
+use cpim_core::StatusCode;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -271,7 +272,11 @@ impl Session {
         if self.user().is_none() {
             return self.events.push_back(Event::Delivered(
                 key,
-                Outcome::failure(tid, 480, "user not logged in"),
+                Outcome::failure(
+                    tid,
+                    StatusCode::TEMPORARILY_UNAVAILABLE,
+                    "user not logged in",
+                ),
             ));
         }
         let id = format!("s{}", self.next_out_id);
@@ -287,7 +292,11 @@ impl Session {
                     Err(_) => {
                         return self.events.push_back(Event::Delivered(
                             key,
-                            Outcome::failure(tid, 415, "body is not UTF-8"),
+                            Outcome::failure(
+                                tid,
+                                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                                "body is not UTF-8",
+                            ),
                         ))
                     }
                 }
@@ -295,7 +304,11 @@ impl Session {
             Operation::Message(_) => {
                 return self.events.push_back(Event::Delivered(
                     key,
-                    Outcome::failure(tid, 415, "SKEL carries text/plain only"),
+                    Outcome::failure(
+                        tid,
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "SKEL carries text/plain only",
+                    ),
                 ))
             }
             Operation::Notify(n) => {
@@ -310,7 +323,11 @@ impl Session {
             _ => {
                 return self.events.push_back(Event::Delivered(
                     key,
-                    Outcome::failure(tid, 501, format!("SKEL has no {}", op.kind())),
+                    Outcome::failure(
+                        tid,
+                        StatusCode::NOT_IMPLEMENTED,
+                        format!("SKEL has no {}", op.kind()),
+                    ),
                 ))
             }
         };
@@ -335,7 +352,11 @@ impl Session {
             if let Some((key, tid, _)) = self.pending.remove(&id) {
                 self.events.push_back(Event::Delivered(
                     key,
-                    Outcome::failure(tid, 408, "client did not answer in time"),
+                    Outcome::failure(
+                        tid,
+                        StatusCode::REQUEST_TIMEOUT,
+                        "client did not answer in time",
+                    ),
                 ));
             }
         }
@@ -359,7 +380,7 @@ impl Session {
                 key,
                 Outcome::failure(
                     tid,
-                    408,
+                    StatusCode::REQUEST_TIMEOUT,
                     format!("connection closed before the client answered ({reason})"),
                 ),
             ));
@@ -538,7 +559,11 @@ mod tests {
         assert_eq!(m1.body, b"hello");
         assert_eq!(m2.destination.to_string(), "im:carol@skel.test");
         assert_eq!(m1.trans_id.0 >> 32, 7);
-        s.handle_outcome(&Outcome::failure(m2.trans_id, 404, "no such user"));
+        s.handle_outcome(&Outcome::failure(
+            m2.trans_id,
+            StatusCode::NOT_FOUND,
+            "no such user",
+        ));
         s.handle_outcome(&Outcome::ok(m1.trans_id));
         assert_eq!(lines(&mut s), ["ERR b 404 no such user", "OK a"]);
         // A second outcome for the same TransId is ignored.
@@ -604,7 +629,11 @@ mod tests {
             events(&mut fresh),
             [Event::Delivered(
                 1,
-                Outcome::failure(TransId(1), 480, "user not logged in")
+                Outcome::failure(
+                    TransId(1),
+                    StatusCode::TEMPORARILY_UNAVAILABLE,
+                    "user not logged in"
+                )
             )]
         );
 
@@ -625,7 +654,10 @@ mod tests {
             events(&mut s),
             [
                 Event::Delivered(10, Outcome::ok(TransId(100))),
-                Event::Delivered(11, Outcome::failure(TransId(101), 486, "busy"))
+                Event::Delivered(
+                    11,
+                    Outcome::failure(TransId(101), StatusCode::BUSY_HERE, "busy")
+                )
             ]
         );
         assert!(
@@ -636,7 +668,7 @@ mod tests {
         s.handle_timeout(t0 + Duration::from_secs(5));
         let ev = events(&mut s);
         assert!(
-            matches!(&ev[..], [Event::Delivered(12, o)] if o.status.code == 408),
+            matches!(&ev[..], [Event::Delivered(12, o)] if o.status.code == StatusCode::REQUEST_TIMEOUT),
             "{ev:?}"
         );
 
@@ -662,12 +694,14 @@ mod tests {
         assert!(
             ev[..2]
                 .iter()
-                .all(|e| matches!(e, Event::Delivered(13 | 14, o) if o.status.code == 408)),
+                .all(|e| matches!(e, Event::Delivered(13 | 14, o) if o.status.code == StatusCode::REQUEST_TIMEOUT)),
             "{ev:?}"
         );
         assert_eq!(ev[2], Event::Closed("peer gone".into()));
         s.deliver(15, &msg(105), t0);
-        assert!(matches!(&events(&mut s)[..], [Event::Delivered(15, o)] if o.status.code == 480));
+        assert!(
+            matches!(&events(&mut s)[..], [Event::Delivered(15, o)] if o.status.code == StatusCode::TEMPORARILY_UNAVAILABLE)
+        );
     }
 
     #[test]
@@ -687,7 +721,7 @@ mod tests {
         s.deliver(2, &Operation::Subscribe(sub), t0);
         let ev = events(&mut s);
         assert!(
-            matches!(&ev[..], [Event::Delivered(1, o1), Event::Delivered(2, o2)] if o1.status.code == 415 && o2.status.code == 501),
+            matches!(&ev[..], [Event::Delivered(1, o1), Event::Delivered(2, o2)] if o1.status.code == StatusCode::UNSUPPORTED_MEDIA_TYPE && o2.status.code == StatusCode::NOT_IMPLEMENTED),
             "{ev:?}"
         );
         assert!(lines(&mut s).is_empty());

@@ -1,5 +1,6 @@
 //! The skeleton over a real TCP socket with a fake core.
 
+use cpim_core::StatusCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ impl Ingress for FakeCore {
         self.seen.lock().unwrap().push((adapter.to_owned(), op));
         Box::pin(async move {
             if refuse {
-                Outcome::failure(tid, 404, "no such user")
+                Outcome::failure(tid, StatusCode::NOT_FOUND, "no such user")
             } else {
                 Outcome::ok(tid)
             }
@@ -102,7 +103,10 @@ async fn client_and_core_talk_through_the_skeleton() {
     };
 
     // Not logged in yet: 480 at once.
-    assert_eq!(handle.deliver(msg(1)).await.status.code, 480);
+    assert_eq!(
+        handle.deliver(msg(1)).await.status.code,
+        StatusCode::TEMPORARILY_UNAVAILABLE
+    );
 
     let mut c = Client::connect(handle.local_addr()).await;
     c.send("MSG 0 bob@sip.test too early").await;
@@ -155,11 +159,14 @@ async fn client_and_core_talk_through_the_skeleton() {
         assert_eq!(c.line().await, "MSG s2 sip:bob@sip.test hi alice");
         c.send("ERR s2 486 busy").await;
     });
-    assert_eq!(o, Outcome::failure(TransId(11), 486, "busy"));
+    assert_eq!(
+        o,
+        Outcome::failure(TransId(11), StatusCode::BUSY_HERE, "busy")
+    );
     let (o, ()) = tokio::join!(h.deliver(msg(12)), async {
         assert_eq!(c.line().await, "MSG s3 sip:bob@sip.test hi alice");
     });
-    assert_eq!(o.status.code, 408);
+    assert_eq!(o.status.code, StatusCode::REQUEST_TIMEOUT);
 
     // Gone: 480 again.
     drop(c);

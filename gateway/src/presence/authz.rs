@@ -7,6 +7,7 @@
 //! s21.5.4; RFC 7247 s7 maps it onto XMPP `<service-unavailable/>`). A refresh of an
 //! existing pair is never refused.
 
+use cpim_core::StatusCode;
 use std::collections::HashSet;
 
 use cpim_core::address::Address;
@@ -43,7 +44,7 @@ impl PresenceEngine {
     pub(super) fn over_cap(&self, presentity: &Address) -> Option<Status> {
         if self.subs.len() + self.fetches.len() >= self.cfg.max_subscriptions {
             return Some(Status::new(
-                503,
+                StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable: too many subscriptions",
             ));
         }
@@ -53,7 +54,7 @@ impl PresenceEngine {
             .map_or(0, HashSet::len);
         (watchers >= self.cfg.max_watchers_per_presentity).then(|| {
             Status::new(
-                503,
+                StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable: too many watchers of this presentity",
             )
         })

@@ -3,6 +3,7 @@
 //! the upstream answer to the gateway's own subscribe, and an unsubscribe. See the
 //! [`super`] docs for the states and who authorizes.
 
+use cpim_core::StatusCode;
 use std::time::{Duration, Instant};
 
 use cpim_core::model::{
@@ -52,7 +53,7 @@ impl PresenceEngine {
             return SubscribeReply::Now(if code == 200 {
                 Status::ok()
             } else {
-                Status::new(202, "Accepted")
+                Status::new(StatusCode::ACCEPTED, "Accepted")
             });
         }
         if let Some(refusal) = self.over_cap(&sub.target) {
@@ -62,7 +63,7 @@ impl PresenceEngine {
             Side::Local { known_watcher } => {
                 if !self.approves(&sub.watcher, &sub.target, known_watcher) {
                     return SubscribeReply::Now(Status::new(
-                        403,
+                        StatusCode::FORBIDDEN,
                         "Forbidden: watcher not authorized",
                     ));
                 }
@@ -128,7 +129,7 @@ impl PresenceEngine {
             (Side::Local { known_watcher }, _) => {
                 if !self.approves(&sub.watcher, &sub.target, *known_watcher) {
                     return SubscribeReply::Now(Status::new(
-                        403,
+                        StatusCode::FORBIDDEN,
                         "Forbidden: watcher not authorized",
                     ));
                 }
@@ -217,7 +218,7 @@ impl PresenceEngine {
         if active {
             Status::ok()
         } else {
-            Status::new(202, "Accepted")
+            Status::new(StatusCode::ACCEPTED, "Accepted")
         }
     }
 

@@ -3,6 +3,7 @@
 use super::*;
 use cpim_core::model::Outcome;
 use cpim_core::presence::Basic;
+use cpim_core::StatusCode;
 
 fn a(s: &str) -> Address {
     Address::parse(s).unwrap()
@@ -183,9 +184,9 @@ fn policy_reject_and_deny_domains() {
             known_watcher: false,
         },
     );
-    assert!(matches!(r, SubscribeReply::Now(s) if s.code == 403));
+    assert!(matches!(r, SubscribeReply::Now(s) if s.code == StatusCode::FORBIDDEN));
     let r = e.handle_subscribe(t0, "xmpp", &sub("x@bad.test", "alice@sip.test", 60), LOCAL);
-    assert!(matches!(r, SubscribeReply::Now(s) if s.code == 403));
+    assert!(matches!(r, SubscribeReply::Now(s) if s.code == StatusCode::FORBIDDEN));
     assert_eq!(e.subscription_count(), 0);
 }
 
@@ -200,7 +201,7 @@ fn sip_watcher_of_remote_xmpp_user_pending_then_active_refresh_absorbed() {
     // XMPP needs no refresh: no expiry upstream.
     assert!(matches!(op, Operation::Subscribe(ref u) if u.duration == u32::MAX));
     let status = e.handle_upstream_result(t0, &key, &Outcome::ok(TransId(5)));
-    assert_eq!(status.code, 202);
+    assert_eq!(status.code, StatusCode::ACCEPTED);
     let n = notifies(&drain(&mut e));
     assert_eq!(
         n,
@@ -223,7 +224,7 @@ fn sip_watcher_of_remote_xmpp_user_pending_then_active_refresh_absorbed() {
         state: SubscriptionState::Active { expires: 0 },
         presence: Some(closed),
     };
-    assert_eq!(e.handle_notify(t0, "xmpp", &ack).code, 200);
+    assert_eq!(e.handle_notify(t0, "xmpp", &ack).code, StatusCode::OK);
     assert!(notifies(&drain(&mut e)).is_empty());
 
     // The XMPP user approves (`subscribed`, state only), then sends presence.
@@ -231,7 +232,10 @@ fn sip_watcher_of_remote_xmpp_user_pending_then_active_refresh_absorbed() {
         presence: None,
         ..ack.clone()
     };
-    assert_eq!(e.handle_notify(t0 + secs(1), "xmpp", &approve).code, 200);
+    assert_eq!(
+        e.handle_notify(t0 + secs(1), "xmpp", &approve).code,
+        StatusCode::OK
+    );
     let n = notifies(&drain(&mut e));
     assert_eq!(n.len(), 1, "{n:?}");
     assert_eq!(n[0].2, SubscriptionState::Active { expires: 3599 });
@@ -249,7 +253,7 @@ fn sip_watcher_of_remote_xmpp_user_pending_then_active_refresh_absorbed() {
             presence: Some(p),
         },
     );
-    assert_eq!(st.code, 200);
+    assert_eq!(st.code, StatusCode::OK);
     let n = notifies(&drain(&mut e));
     assert_eq!(
         n,
@@ -313,8 +317,12 @@ fn upstream_failure_is_the_watchers_answer() {
     let (t0, mut e) = engine();
     let s = sub("sip:alice@sip.test", "nobody@xmpp.test", 60);
     let (_, _, key) = upstream_subscribe(&mut e, t0, "sip", &s, "xmpp");
-    let st = e.handle_upstream_result(t0, &key, &Outcome::failure(TransId(1), 404, "Not Found"));
-    assert_eq!(st.code, 404);
+    let st = e.handle_upstream_result(
+        t0,
+        &key,
+        &Outcome::failure(TransId(1), StatusCode::NOT_FOUND, "Not Found"),
+    );
+    assert_eq!(st.code, StatusCode::NOT_FOUND);
     assert_eq!(e.subscription_count(), 0);
 }
 
@@ -333,15 +341,18 @@ fn remote_rejection_terminates() {
         presence: None,
     };
     // Only the adapter serving the presentity may speak for it.
-    assert_eq!(e.handle_notify(t0, "sip", &n).code, 403);
-    assert_eq!(e.handle_notify(t0, "xmpp", &n).code, 200);
+    assert_eq!(e.handle_notify(t0, "sip", &n).code, StatusCode::FORBIDDEN);
+    assert_eq!(e.handle_notify(t0, "xmpp", &n).code, StatusCode::OK);
     let acts = drain(&mut e);
     assert_eq!(
         notifies(&acts)[0].2,
         SubscriptionState::Terminated(TerminationReason::Rejected)
     );
     assert!(upstream(&acts).is_empty());
-    assert_eq!(e.handle_notify(t0, "xmpp", &n).code, 481);
+    assert_eq!(
+        e.handle_notify(t0, "xmpp", &n).code,
+        StatusCode::CALL_OR_TRANSACTION_DOES_NOT_EXIST
+    );
 }
 
 /// RFC 3856 s3.3 fetch / RFC 8048 s6 probe.
@@ -408,13 +419,16 @@ fn fetch_answered_from_store_and_probe_relayed() {
         state: SubscriptionState::Active { expires: 0 },
         presence: Some(publish("romeo@xmpp.test", true, 1).presence),
     };
-    assert_eq!(e.handle_notify(t0, "xmpp", &answer).code, 200);
+    assert_eq!(e.handle_notify(t0, "xmpp", &answer).code, StatusCode::OK);
     let n = notifies(&drain(&mut e));
     assert_eq!(
         n[0].2,
         SubscriptionState::Terminated(TerminationReason::Timeout)
     );
-    assert_eq!(e.handle_notify(t0, "xmpp", &answer).code, 481);
+    assert_eq!(
+        e.handle_notify(t0, "xmpp", &answer).code,
+        StatusCode::CALL_OR_TRANSACTION_DOES_NOT_EXIST
+    );
 }
 
 /// RFC 3856 s6.4: at most one notification per interval per presentity, the latest
@@ -490,7 +504,7 @@ fn unsubscribe_terminates_and_restore_rearms_timers() {
     assert_eq!(
         e.handle_unsubscribe(t0, &sub("sip:bob@sip.test", "alice@sip.test", 0))
             .code,
-        200
+        StatusCode::OK
     );
     let acts = drain(&mut e);
     assert!(matches!(
@@ -518,17 +532,17 @@ fn nothing_reaches_the_watcher_before_its_subscribe_is_answered() {
         state: SubscriptionState::Active { expires: 0 },
         presence: None,
     };
-    assert_eq!(e.handle_notify(t0, "xmpp", &n).code, 200);
+    assert_eq!(e.handle_notify(t0, "xmpp", &n).code, StatusCode::OK);
     let n = Notify {
         presence: Some(publish("romeo@xmpp.test", true, 1).presence),
         ..n
     };
-    assert_eq!(e.handle_notify(t0, "xmpp", &n).code, 200);
+    assert_eq!(e.handle_notify(t0, "xmpp", &n).code, StatusCode::OK);
     assert!(notifies(&drain(&mut e)).is_empty());
     assert_eq!(
         e.handle_upstream_result(t0, &key, &Outcome::ok(TransId(1)))
             .code,
-        200
+        StatusCode::OK
     );
     let n = notifies(&drain(&mut e));
     assert_eq!(
@@ -565,31 +579,37 @@ fn xmpp_ack_then_approval_then_presence_changes_reach_the_watcher() {
         lang: None,
         text: "away".into(),
     });
-    assert_eq!(e.handle_notify(t0, "xmpp", &n(Some(closed))).code, 200);
+    assert_eq!(
+        e.handle_notify(t0, "xmpp", &n(Some(closed))).code,
+        StatusCode::OK
+    );
     assert_eq!(
         e.handle_upstream_result(t0, &key, &Outcome::ok(TransId(1)))
             .code,
-        202
+        StatusCode::ACCEPTED
     );
     let got = notifies(&drain(&mut e));
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].2, SubscriptionState::Pending);
     let t1 = t0 + Duration::from_millis(200);
-    assert_eq!(e.handle_notify(t1, "xmpp", &n(None)).code, 200);
+    assert_eq!(e.handle_notify(t1, "xmpp", &n(None)).code, StatusCode::OK);
     let got = notifies(&drain(&mut e));
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(matches!(got[0].2, SubscriptionState::Active { .. }));
     // Not the acknowledgement's `unavailable`: it was not the user's state for this watcher.
     assert_eq!(got[0].3, None, "{got:?}");
     // The first state after the (state-only) approval is not held back.
-    assert_eq!(e.handle_notify(t1, "xmpp", &n(Some(open))).code, 200);
+    assert_eq!(
+        e.handle_notify(t1, "xmpp", &n(Some(open))).code,
+        StatusCode::OK
+    );
     let got = notifies(&drain(&mut e));
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].3, Some(true), "{got:?}");
     // A change inside the interval waits for its end.
     assert_eq!(
         e.handle_notify(t1, "xmpp", &n(Some(away.clone()))).code,
-        200
+        StatusCode::OK
     );
     let mut delivered = notifies(&drain(&mut e));
     assert!(delivered.is_empty(), "{delivered:?}");
@@ -631,7 +651,7 @@ fn default_policy_approves_only_mutual_interest() {
         &sub("eve@xmpp.test", "alice@sip.test", 3600),
         LOCAL,
     );
-    assert!(matches!(refused, SubscribeReply::Now(s) if s.code == 403));
+    assert!(matches!(refused, SubscribeReply::Now(s) if s.code == StatusCode::FORBIDDEN));
     // A fetch is refused the same way.
     let refused = e.handle_subscribe(
         t0,
@@ -639,7 +659,7 @@ fn default_policy_approves_only_mutual_interest() {
         &sub("eve@xmpp.test", "alice@sip.test", 0),
         LOCAL,
     );
-    assert!(matches!(refused, SubscribeReply::Now(s) if s.code == 403));
+    assert!(matches!(refused, SubscribeReply::Now(s) if s.code == StatusCode::FORBIDDEN));
     assert_eq!(e.subscription_count(), 0);
     // Same domain: approved.
     let r = e.handle_subscribe(
@@ -731,5 +751,5 @@ fn subscriptions_are_capped() {
         &sub("sip:a@sip.test", "r@xmpp.test", 0),
         Side::Remote("xmpp".into()),
     );
-    assert!(matches!(r, SubscribeReply::Now(s) if s.code == 503));
+    assert!(matches!(r, SubscribeReply::Now(s) if s.code == StatusCode::SERVICE_UNAVAILABLE));
 }

@@ -14,6 +14,7 @@
 //!
 //! Refusals are 403 (RFC 3860 s4.2: the sender is not allowed to send this).
 
+use cpim_core::StatusCode;
 use std::sync::Arc;
 
 use cpim_core::model::{Operation, Status};
@@ -49,7 +50,7 @@ pub fn authorized(table: &RouteTable, sub: &Submission) -> Result<(), Status> {
     if let Some(owner) = table.local_owner(&src.domain) {
         if owner != &*sub.adapter {
             return Err(Status::new(
-                403,
+                StatusCode::FORBIDDEN,
                 format!(
                     "source domain {} is served by adapter {owner}, not {}",
                     src.domain, sub.adapter
@@ -60,7 +61,7 @@ pub fn authorized(table: &RouteTable, sub: &Submission) -> Result<(), Status> {
         // The domain is another adapter's: a forged source.
         if *a != *sub.adapter {
             return Err(Status::new(
-                403,
+                StatusCode::FORBIDDEN,
                 format!(
                     "source domain {} belongs to adapter {a}, not {}",
                     src.domain, sub.adapter
@@ -71,7 +72,7 @@ pub fn authorized(table: &RouteTable, sub: &Submission) -> Result<(), Status> {
         // IRC and JSON speak only for their own users (the JSON session binds its
         // token's addresses; the IRC network is one domain): nothing to vouch for.
         return Err(Status::new(
-            403,
+            StatusCode::FORBIDDEN,
             format!(
                 "adapter {} may only send as its own addresses, not {src}",
                 sub.adapter
@@ -85,13 +86,16 @@ pub fn authorized(table: &RouteTable, sub: &Submission) -> Result<(), Status> {
         None => {
             // A publish: only the gateway's own presentities publish to it.
             if !table.is_local(&src.domain) {
-                return Err(Status::new(403, "only local presentities may publish"));
+                return Err(Status::new(
+                    StatusCode::FORBIDDEN,
+                    "only local presentities may publish",
+                ));
             }
         }
         Some(dst) => {
             if !table.is_known(&src.domain) && !table.is_known(&dst.domain) {
                 return Err(Status::new(
-                    403,
+                    StatusCode::FORBIDDEN,
                     format!(
                         "relaying denied: neither {} nor {} is a local or routed domain",
                         src.domain, dst.domain

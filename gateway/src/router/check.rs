@@ -82,6 +82,7 @@ where
 mod tests {
     use super::*;
     use crate::router::testutil::{msg, Recorder};
+    use cpim_core::StatusCode;
     use tower::ServiceExt;
 
     /// Refuses bodies that say "no"; marks what passes.
@@ -94,7 +95,7 @@ mod tests {
                 return Ok(());
             };
             if m.body == b"no" {
-                return Err(Status::new(400, "said no"));
+                return Err(Status::new(StatusCode::BAD_REQUEST, "said no"));
             }
             m.subject = Some("checked".into());
             Ok(())
@@ -113,7 +114,7 @@ mod tests {
         );
         assert_eq!(rec.count(), 0);
         let yes = Submission::new("sip", msg(8, "sip:a@s.test", "b@x.test", "yes"));
-        assert_eq!(svc.oneshot(yes).await.unwrap().status.code, 200);
+        assert_eq!(svc.oneshot(yes).await.unwrap().status.code, StatusCode::OK);
         let seen = rec.seen.lock().unwrap();
         let cpim_core::model::Operation::Message(m) = &seen[0].op else {
             panic!()

@@ -10,6 +10,7 @@
 //! message) is passed to copies waiting for it but not remembered: a retry is delivered.
 
 use cpim_core::sharded::ShardedMap;
+use cpim_core::StatusCode;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -47,7 +48,8 @@ impl Done {
     fn new(s: &Status) -> Done {
         Done {
             code: s.code,
-            reason: (!(s.code == 200 && s.reason == "OK")).then(|| s.reason.as_str().into()),
+            reason: (!(s.code == StatusCode::OK && s.reason == "OK"))
+                .then(|| s.reason.as_str().into()),
         }
     }
 
@@ -261,12 +263,14 @@ where
             Seen::Waiting(mut rx) => Box::pin(async move {
                 match rx.wait_for(Option::is_some).await {
                     Ok(s) => {
-                        let status = s.clone().unwrap_or_else(|| Status::new(500, "lost"));
+                        let status = s.clone().unwrap_or_else(|| {
+                            Status::new(StatusCode::SERVER_INTERNAL_ERROR, "lost")
+                        });
                         Ok(Outcome { trans_id, status })
                     }
                     Err(_) => Err(NotTaken(Outcome::failure(
                         trans_id,
-                        500,
+                        StatusCode::SERVER_INTERNAL_ERROR,
                         "first copy of a duplicate was abandoned",
                     ))),
                 }
@@ -359,8 +363,8 @@ mod tests {
             svc.clone().oneshot(with_id(1, "m1")),
             svc.clone().oneshot(with_id(2, "m1"))
         );
-        assert_eq!(a.unwrap().status.code, 200);
-        assert_eq!(b.unwrap().status.code, 200);
+        assert_eq!(a.unwrap().status.code, StatusCode::OK);
+        assert_eq!(b.unwrap().status.code, StatusCode::OK);
         assert_eq!(rec.count(), 1);
     }
 
@@ -377,7 +381,11 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let id = sub.op.trans_id();
                 if first {
-                    Err(NotTaken(Outcome::failure(id, 500, "not taken")))
+                    Err(NotTaken(Outcome::failure(
+                        id,
+                        StatusCode::SERVER_INTERNAL_ERROR,
+                        "not taken",
+                    )))
                 } else {
                     Ok(Outcome::ok(id))
                 }
@@ -388,11 +396,14 @@ mod tests {
             svc.clone().oneshot(with_id(1, "m1")),
             svc.clone().oneshot(with_id(2, "m1"))
         );
-        assert_eq!(a.unwrap_err().0.status.code, 500);
-        assert_eq!(b.unwrap().status.code, 500);
+        assert_eq!(
+            a.unwrap_err().0.status.code,
+            StatusCode::SERVER_INTERNAL_ERROR
+        );
+        assert_eq!(b.unwrap().status.code, StatusCode::SERVER_INTERNAL_ERROR);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let retry = svc.oneshot(with_id(3, "m1")).await.unwrap();
-        assert_eq!(retry.status.code, 200);
+        assert_eq!(retry.status.code, StatusCode::OK);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
@@ -414,10 +425,13 @@ mod tests {
         let k = c.key(&("alice@s.test".into(), "m1".into()));
         assert_ne!(k, c.key(&("alice@s.test".into(), "m2".into())));
         assert_ne!(k, c.key(&("bob@s.test".into(), "m1".into())));
-        c.insert(k, Entry::Done(Done::new(&Status::new(404, "Not Found"))));
+        c.insert(
+            k,
+            Entry::Done(Done::new(&Status::new(StatusCode::NOT_FOUND, "Not Found"))),
+        );
         c.expire(t0 + Duration::from_secs(9));
         assert!(
-            matches!(c.get(k), Some(Entry::Done(d)) if d.status() == Status::new(404, "Not Found"))
+            matches!(c.get(k), Some(Entry::Done(d)) if d.status() == Status::new(StatusCode::NOT_FOUND, "Not Found"))
         );
         // one rotation: still there, in the previous generation
         c.expire(t0 + Duration::from_secs(10));
@@ -435,8 +449,8 @@ mod tests {
         assert!(Done::new(&Status::ok()).reason.is_none());
         assert_eq!(Done::new(&Status::ok()).status(), Status::ok());
         assert_eq!(
-            Done::new(&Status::new(200, "Fine")).status(),
-            Status::new(200, "Fine")
+            Done::new(&Status::new(StatusCode::OK, "Fine")).status(),
+            Status::new(StatusCode::OK, "Fine")
         );
     }
 }

@@ -7,6 +7,7 @@
 //! recovery pipeline has no hop layer, their hop was counted when they first arrived.
 
 use cpim_core::model::{Operation, Status};
+use cpim_core::StatusCode;
 
 use super::check::Check;
 use super::Submission;
@@ -21,7 +22,7 @@ impl Check for Hops {
             return Ok(());
         };
         if m.hops_left == 0 {
-            return Err(Status::new(483, "Too Many Hops"));
+            return Err(Status::new(StatusCode::TOO_MANY_HOPS, "Too Many Hops"));
         }
         m.hops_left -= 1;
         Ok(())
@@ -48,7 +49,7 @@ mod tests {
         let rec = Recorder::default();
         let svc = CheckLayer::new(Hops).layer(rec.clone());
         let out = svc.clone().oneshot(with_hops(1, 0)).await.unwrap();
-        assert_eq!(out.status.code, 483);
+        assert_eq!(out.status.code, StatusCode::TOO_MANY_HOPS);
         assert_eq!(rec.count(), 0);
         svc.oneshot(with_hops(2, 5)).await.unwrap();
         let seen = rec.seen.lock().unwrap();

@@ -19,6 +19,7 @@
 //! submission; its future must not start delivering before it is first polled (the
 //! tower convention), which the timeout and the dispatcher keep.
 
+use cpim_core::StatusCode;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -165,7 +166,7 @@ fn refuse(trans_id: TransId, error: &str) -> NotTaken {
     tracing::error!(%error, "message refused: write-ahead journal failed");
     NotTaken(Outcome::failure(
         trans_id,
-        500,
+        StatusCode::SERVER_INTERNAL_ERROR,
         "Server Internal Error: store unavailable",
     ))
 }
@@ -216,7 +217,7 @@ mod tests {
         };
         let svc = main_stack(&j, &acks, &rec);
         let out = svc.oneshot(with_id("sip", 1, "m1")).await.unwrap();
-        assert_eq!(out.status.code, 404);
+        assert_eq!(out.status.code, StatusCode::NOT_FOUND);
         assert!(rec.seen.lock().unwrap()[0].journal_row.is_none());
         // The record of an acknowledging source is not awaited: wait for the writer.
         j.flush().await.unwrap();
@@ -225,7 +226,7 @@ mod tests {
         let rec2 = Recorder::default();
         let svc = main_stack(&j, &acks, &rec2);
         let out = svc.oneshot(with_id("sip", 2, "m1")).await.unwrap();
-        assert_eq!(out.status.code, 404);
+        assert_eq!(out.status.code, StatusCode::NOT_FOUND);
         assert_eq!(rec2.count(), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -239,7 +240,7 @@ mod tests {
         let rec = Recorder::default();
         let svc = main_stack(&j, &acks, &rec);
         let out = svc.oneshot(with_id("xmpp", 1, "m1")).await.unwrap();
-        assert_eq!(out.status.code, 200);
+        assert_eq!(out.status.code, StatusCode::OK);
         let row = rec.seen.lock().unwrap()[0].journal_row.clone().unwrap();
         assert_eq!(row.key, Some(("sip:alice@s.test".into(), "m1".into())));
         assert_eq!(store.journal_len().unwrap(), 1);
@@ -268,12 +269,15 @@ mod tests {
             .unwrap();
         // The resent copy first (it writes its own row ahead and completes it) ...
         let resent = with_id("xmpp", 2, "m1");
-        assert_eq!(svc.oneshot(resent).await.unwrap().status.code, 200);
+        assert_eq!(
+            svc.oneshot(resent).await.unwrap().status.code,
+            StatusCode::OK
+        );
         assert_eq!(store.journal_in_flight().unwrap().len(), 1);
         // ... then the recovery of the old row.
         let recovered = Submission::recovered("xmpp", row, m);
         let out = recovery.oneshot(recovered).await.unwrap();
-        assert_eq!(out.status.code, 200);
+        assert_eq!(out.status.code, StatusCode::OK);
         assert_eq!(rec.count(), 1);
         assert!(store.journal_in_flight().unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);

@@ -12,6 +12,7 @@
 //! and RFC 7247 s7 maps SIP 503 onto XMPP `<service-unavailable/>` (and back), so the
 //! refusal reads the same on both sides. RFC 3261 s21.5.4 makes 503 the overload answer.
 
+use cpim_core::StatusCode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -148,7 +149,7 @@ impl Check for RateLimit {
             .then_some(src.domain.as_str());
         if !self.admit(key, foreign, Instant::now()) {
             return Err(Status::new(
-                503,
+                StatusCode::SERVICE_UNAVAILABLE,
                 format!("Rate limit exceeded ({} per second)", self.cfg.rate),
             ));
         }
@@ -208,7 +209,7 @@ mod tests {
                 .unwrap()
                 .status
                 .code,
-            200
+            StatusCode::OK
         );
         assert_eq!(rec.count(), 3);
     }

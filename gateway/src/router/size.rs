@@ -4,6 +4,7 @@
 
 use cpim_core::model::{Operation, Status};
 use cpim_core::presence::Presence;
+use cpim_core::StatusCode;
 
 use super::check::Check;
 use super::Submission;
@@ -62,7 +63,7 @@ impl Check for SizeLimit {
         let size = payload_size(&sub.op);
         if size > self.max {
             return Err(Status::new(
-                413,
+                StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "Request Entity Too Large ({size} bytes, limit {})",
                     self.max
@@ -93,7 +94,7 @@ mod tests {
             ))
             .await
             .unwrap();
-        assert_eq!(out.status.code, 413);
+        assert_eq!(out.status.code, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(rec.count(), 0);
         let out = svc
             .oneshot(Submission::new(
@@ -102,7 +103,7 @@ mod tests {
             ))
             .await
             .unwrap();
-        assert_eq!(out.status.code, 200);
+        assert_eq!(out.status.code, StatusCode::OK);
         assert_eq!(rec.count(), 1);
     }
 }

@@ -1,6 +1,7 @@
 //! Timeout: an operation not answered within the configured time gets 408 Request
 //! Timeout (RFC 3860 s4.2 lets the gateway answer for a target that did not).
 
+use cpim_core::StatusCode;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -61,7 +62,11 @@ where
         Box::pin(async move {
             match tokio::time::timeout(limit, fut).await {
                 Ok(r) => r,
-                Err(_) => Ok(Outcome::failure(id, 408, "Request Timeout")),
+                Err(_) => Ok(Outcome::failure(
+                    id,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "Request Timeout",
+                )),
             }
         })
     }
@@ -75,7 +80,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn slow_inner_gets_408_fast_inner_passes() {
-        for (delay_ms, code) in [(10_000, 408), (10, 200)] {
+        for (delay_ms, code) in [(10_000, StatusCode::REQUEST_TIMEOUT), (10, StatusCode::OK)] {
             let inner = Recorder {
                 delay_ms,
                 ..Default::default()

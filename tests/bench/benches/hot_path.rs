@@ -6,6 +6,7 @@
 //!
 //! `cargo bench -p cpim-bench --features hot-path --bench hot_path`
 
+use cpim_core::StatusCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -159,7 +160,8 @@ fn bench(c: &mut Criterion) {
     // one call first: the route must accept it
     let first = rt.block_on(ingress.submit("sip", to_operation(&wire, u64::MAX)));
     assert_eq!(
-        first.status.code, 200,
+        first.status.code,
+        StatusCode::OK,
         "router refused the benchmark message: {:?}",
         first.status
     );
@@ -169,7 +171,7 @@ fn bench(c: &mut Criterion) {
             n += 1;
             let op = to_operation(&wire, n);
             let out = rt.block_on(ingress.submit("sip", op));
-            debug_assert_eq!(out.status.code, 200);
+            debug_assert_eq!(out.status.code, StatusCode::OK);
             out
         })
     });

@@ -8,6 +8,7 @@
 //! WHOIS for away messages). A CPIM user who sends to IRC gets a puppet connection of their
 //! own (a nickname escaped from their user part), up to `max_puppets`; idle puppets quit.
 
+use cpim_core::StatusCode;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -260,10 +261,18 @@ impl Adapter for IrcHandle {
                 .await
                 .is_err()
             {
-                return Outcome::failure(trans_id, 503, "Service Unavailable: IRC adapter stopped");
+                return Outcome::failure(
+                    trans_id,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable: IRC adapter stopped",
+                );
             }
             rx.await.unwrap_or_else(|_| {
-                Outcome::failure(trans_id, 503, "Service Unavailable: IRC adapter stopped")
+                Outcome::failure(
+                    trans_id,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable: IRC adapter stopped",
+                )
             })
         })
     }

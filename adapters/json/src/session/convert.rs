@@ -86,14 +86,8 @@ pub(super) fn state_from_frame(
             expires: expires.unwrap_or(3600),
         },
         StateFrame::Terminated => SubscriptionState::Terminated(match reason.as_deref() {
-            None | Some("deactivated") => TerminationReason::Deactivated,
-            Some("probation") => TerminationReason::Probation,
-            Some("rejected") => TerminationReason::Rejected,
-            Some("timeout") => TerminationReason::Timeout,
-            Some("giveup") => TerminationReason::Giveup,
-            Some("noresource") => TerminationReason::NoResource,
-            Some("invariant") => TerminationReason::Invariant,
-            Some(other) => TerminationReason::Other(other.to_owned()),
+            None => TerminationReason::Deactivated,
+            Some(token) => TerminationReason::from_token(token),
         }),
     }
 }
@@ -103,17 +97,7 @@ pub(super) fn state_to_frame(s: &SubscriptionState) -> (StateFrame, Option<u32>,
         SubscriptionState::Pending => (StateFrame::Pending, None, None),
         SubscriptionState::Active { expires } => (StateFrame::Active, Some(*expires), None),
         SubscriptionState::Terminated(r) => {
-            let r = match r {
-                TerminationReason::Deactivated => "deactivated",
-                TerminationReason::Probation => "probation",
-                TerminationReason::Rejected => "rejected",
-                TerminationReason::Timeout => "timeout",
-                TerminationReason::Giveup => "giveup",
-                TerminationReason::NoResource => "noresource",
-                TerminationReason::Invariant => "invariant",
-                TerminationReason::Other(o) => o.as_str(),
-            };
-            (StateFrame::Terminated, None, Some(r.to_owned()))
+            (StateFrame::Terminated, None, Some(r.as_str().to_owned()))
         }
     }
 }

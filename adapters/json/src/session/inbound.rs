@@ -2,6 +2,7 @@
 //! to the model (with the sender checked against the token's addresses) and the
 //! client's outcomes of deliveries.
 
+use cpim_core::StatusCode;
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -254,7 +255,7 @@ impl Session {
                 } else {
                     Outcome::failure(
                         p.trans_id,
-                        500,
+                        StatusCode::SERVER_INTERNAL_ERROR,
                         format!("client sent invalid code {}", o.code),
                     )
                 };

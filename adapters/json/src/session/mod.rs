@@ -9,6 +9,7 @@
 //! States: `AwaitHello` -> `Open` (after a `hello` with a known token) -> `Closing`
 //! (after a fatal error; the error frame is still sent).
 
+use cpim_core::StatusCode;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -188,7 +189,11 @@ impl Session {
             if let Some(p) = self.delivered.remove(&k) {
                 self.events.push_back(Event::Delivered(
                     p.token,
-                    Outcome::failure(p.trans_id, 408, "client did not answer in time"),
+                    Outcome::failure(
+                        p.trans_id,
+                        StatusCode::REQUEST_TIMEOUT,
+                        "client did not answer in time",
+                    ),
                 ));
             }
         }
@@ -217,7 +222,11 @@ impl Session {
         for (_, p) in self.delivered.drain() {
             self.events.push_back(Event::Delivered(
                 p.token,
-                Outcome::failure(p.trans_id, 480, "client disconnected"),
+                Outcome::failure(
+                    p.trans_id,
+                    StatusCode::TEMPORARILY_UNAVAILABLE,
+                    "client disconnected",
+                ),
             ));
         }
         self.state = State::Closing;

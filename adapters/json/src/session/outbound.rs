@@ -1,6 +1,7 @@
 //! To the client: the core's outcome of an operation the client sent, and the
 //! operations the core delivers to this client as frames.
 
+use cpim_core::StatusCode;
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -35,7 +36,11 @@ impl Session {
         if !self.is_open() {
             self.events.push_back(Event::Delivered(
                 token,
-                Outcome::failure(trans_id, 480, "client session not open"),
+                Outcome::failure(
+                    trans_id,
+                    StatusCode::TEMPORARILY_UNAVAILABLE,
+                    "client session not open",
+                ),
             ));
             return;
         }
@@ -107,7 +112,7 @@ impl Session {
                     token,
                     Outcome::failure(
                         trans_id,
-                        488,
+                        StatusCode::NOT_ACCEPTABLE_HERE,
                         format!("{} is not delivered to clients", other.kind()),
                     ),
                 ));

@@ -4,6 +4,7 @@
 use base64::Engine as _;
 use cpim_core::model::MessageKind;
 use cpim_core::Message;
+use cpim_core::StatusCode;
 
 use super::*;
 use crate::FrameError;
@@ -105,7 +106,7 @@ fn malformed_truncated_unknown_field_and_oversize_frames_are_answered_and_surviv
         let ev = drain(&mut s);
         match &ev[..] {
             [Event::Send(Frame::Error(e))] => {
-                assert_eq!(e.code, 400);
+                assert_eq!(e.code, StatusCode::BAD_REQUEST);
                 assert!(!e.fatal);
                 assert!(e.reason.contains(word), "{:?} lacks {word}", e.reason);
             }
@@ -157,9 +158,13 @@ fn message_maps_to_operation_and_outcome_comes_back_with_the_id() {
     );
     assert_eq!(m.kind, MessageKind::Normal);
     assert!(m.disposition.delivery && !m.disposition.display);
-    s.handle_submit_outcome(Outcome::failure(m.trans_id, 404, "Not Found"));
+    s.handle_submit_outcome(Outcome::failure(
+        m.trans_id,
+        StatusCode::NOT_FOUND,
+        "Not Found",
+    ));
     assert!(
-        matches!(s.poll_event(), Some(Event::Send(Frame::Outcome(o))) if o.id == "m1" && o.code == 404)
+        matches!(s.poll_event(), Some(Event::Send(Frame::Outcome(o))) if o.id == "m1" && o.code == StatusCode::NOT_FOUND)
     );
 }
 
@@ -168,7 +173,7 @@ fn forged_sender_is_refused() {
     let (mut s, now) = open();
     s.handle_frame(Ok(br#"{"type":"message","id":"m","from":"im:mallory@corp.example","to":"im:b@x","body":"hi"}"#), &tokens(), now);
     assert!(
-        matches!(&drain(&mut s)[..], [Event::Send(Frame::Error(e))] if e.code == 403 && e.id.as_deref() == Some("m"))
+        matches!(&drain(&mut s)[..], [Event::Send(Frame::Error(e))] if e.code == StatusCode::FORBIDDEN && e.id.as_deref() == Some("m"))
     );
 }
 
@@ -242,13 +247,15 @@ fn delivery_waits_for_the_client_outcome_or_times_out() {
         now,
     );
     assert!(
-        matches!(s.poll_event(), Some(Event::Delivered(1, o)) if o.status.code == 200 && o.trans_id == TransId(5))
+        matches!(s.poll_event(), Some(Event::Delivered(1, o)) if o.status.code == StatusCode::OK && o.trans_id == TransId(5))
     );
     s.deliver(Operation::Message(m), 2, now);
     drain(&mut s);
     assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(5)));
     s.handle_timeout(now + Duration::from_secs(6));
-    assert!(matches!(s.poll_event(), Some(Event::Delivered(2, o)) if o.status.code == 408));
+    assert!(
+        matches!(s.poll_event(), Some(Event::Delivered(2, o)) if o.status.code == StatusCode::REQUEST_TIMEOUT)
+    );
     s.handle_frame(
         Ok(br#"{"type":"outcome","id":"s9","code":200}"#),
         &tokens(),

@@ -15,6 +15,7 @@
 //! registers with its router; [`SipHandle::shutdown`] stops both tasks, lets requests in
 //! flight finish (bounded) and closes the sockets.
 
+use cpim_core::StatusCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +27,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::codec::{Request, Response};
-use crate::endpoint::{Endpoint, IncomingRequests, Target};
-use crate::transport::Transport;
+use crate::endpoint::{Endpoint, EndpointError, IncomingRequests, Target};
+use crate::transport::{Flow, Transport};
 
 use super::config::{ConfigError, SipConfig};
 use super::store::{SipStore, StoreError};
@@ -42,7 +43,10 @@ pub enum SipError {
     Config(#[from] ConfigError),
     /// The endpoint could not bind its sockets.
     #[error("SIP endpoint: {0}")]
-    Endpoint(String),
+    Endpoint(#[source] EndpointError),
+    /// The configuration names neither a UDP nor a TCP listener.
+    #[error("SIP endpoint: no UDP or TCP listener configured")]
+    NoListener,
     /// The store could not be read.
     #[error("SIP store: {0}")]
     Store(#[from] StoreError),
@@ -51,26 +55,6 @@ pub enum SipError {
 /// The endpoint as the TU's [`Wire`].
 struct EndpointWire {
     endpoint: Endpoint,
-}
-
-fn parse_flow(flow: &str) -> Option<(Transport, SocketAddr)> {
-    let (t, addr) = flow.split_once(':')?;
-    let addr: SocketAddr = addr.parse().ok()?;
-    let t = match t {
-        "udp" => Transport::Udp,
-        "tcp" => Transport::Tcp,
-        "tls" => Transport::Tls,
-        _ => return None,
-    };
-    Some((t, addr))
-}
-
-fn transport_name(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
-        Transport::Tls => "tls",
-    }
 }
 
 impl Wire for EndpointWire {
@@ -82,9 +66,9 @@ impl Wire for EndpointWire {
         Box::pin(async move {
             let target = match hop {
                 NextHop::Uri(u) => Target::Uri(u),
-                NextHop::Flow(f) => match parse_flow(&f) {
-                    Some((t, a)) => Target::Addr(t, a),
-                    None => return Err(WireError::Transport(format!("bad flow {f:?}"))),
+                NextHop::Flow(f) => match f.parse::<Flow>() {
+                    Ok(flow) => Target::Addr(flow.transport, flow.remote),
+                    Err(e) => return Err(WireError::Transport(e.to_string())),
                 },
             };
             self.endpoint.send_request(req, target).await.map_err(|e| {
@@ -156,7 +140,7 @@ impl Adapter for SipAdapter {
             let timeout = Duration::from_secs(u64::from(self.tu.config.request_timeout.max(1)) + 5);
             match tokio::time::timeout(timeout, self.tu.deliver(op)).await {
                 Ok(o) => o,
-                Err(_) => Outcome::failure(tid, 408, "Request Timeout"),
+                Err(_) => Outcome::failure(tid, StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
             }
         })
     }
@@ -235,11 +219,11 @@ pub async fn start(
     config.validate()?;
     let (endpoint, incoming) = Endpoint::bind(config.endpoint.clone())
         .await
-        .map_err(|e| SipError::Endpoint(e.to_string()))?;
+        .map_err(SipError::Endpoint)?;
     let local = endpoint
         .local_addr(Transport::Udp)
         .or_else(|| endpoint.local_addr(Transport::Tcp))
-        .ok_or_else(|| SipError::Endpoint("no UDP or TCP listener configured".into()))?;
+        .ok_or(SipError::NoListener)?;
     let addrs = endpoint.local_addrs();
     let wire = Arc::new(EndpointWire {
         endpoint: endpoint.clone(),
@@ -273,7 +257,7 @@ async fn serve(tu: Arc<Tu>, mut incoming: IncomingRequests, mut stop: watch::Rec
                 inflight.spawn(async move {
                     let crate::endpoint::IncomingRequest { request, source, transport, connection, responder } = inc;
                     let src = Source {
-                        transport: transport_name(transport).to_owned(),
+                        transport,
                         remote: source,
                         verified_names: connection
                             .as_ref()

@@ -9,6 +9,7 @@
 //!
 //! Challenged requests are answered by the digest client ([`super::auth_client`]).
 
+use cpim_core::StatusCode;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -36,13 +37,21 @@ impl Tu {
             Operation::Notify(n) => {
                 let reached = self.lock().notifier.handle_core_notify(&n, now_secs());
                 if reached == 0 {
-                    Outcome::failure(tid, 481, "Subscription Does Not Exist")
+                    Outcome::failure(
+                        tid,
+                        StatusCode::CALL_OR_TRANSACTION_DOES_NOT_EXIST,
+                        "Subscription Does Not Exist",
+                    )
                 } else {
                     Outcome::ok(tid)
                 }
             }
-            Operation::Publish(_) => Outcome::failure(tid, 501, "Publish is not delivered to SIP"),
-            _ => Outcome::failure(tid, 501, "Not Implemented"),
+            Operation::Publish(_) => Outcome::failure(
+                tid,
+                StatusCode::NOT_IMPLEMENTED,
+                "Publish is not delivered to SIP",
+            ),
+            _ => Outcome::failure(tid, StatusCode::NOT_IMPLEMENTED, "Not Implemented"),
         };
         self.drain_outputs();
         out
@@ -87,7 +96,7 @@ impl Tu {
                 .config
                 .user_exists(dest.user.as_deref().unwrap_or(""), &dest.domain)
             {
-                return Outcome::failure(tid, 404, "Not Found");
+                return Outcome::failure(tid, StatusCode::NOT_FOUND, "Not Found");
             }
             let aor = aor_of(dest);
             let targets: Vec<(String, Option<String>)> = self
@@ -98,7 +107,11 @@ impl Tu {
                 .map(|b| (b.contact.clone(), b.flow.clone()))
                 .collect();
             if targets.is_empty() {
-                return Outcome::failure(tid, 480, "Temporarily Unavailable");
+                return Outcome::failure(
+                    tid,
+                    StatusCode::TEMPORARILY_UNAVAILABLE,
+                    "Temporarily Unavailable",
+                );
             }
             // Fork to every binding; the first 2xx wins (RFC 3261 s16.7 simplified:
             // otherwise the lowest failure code, a 6xx first).
@@ -114,15 +127,20 @@ impl Tu {
                     this.send_authenticated(&mut req, hop).await
                 });
             }
-            let mut best: Option<(u16, String)> = None;
+            let mut best: Option<(StatusCode, String)> = None;
             while let Some(res) = set.join_next().await {
                 let (code, reason) = match res {
-                    Ok(Ok(r)) => (r.code(), r.reason().to_owned()),
-                    Ok(Err(WireError::Timeout)) => (408, "Request Timeout".to_owned()),
-                    Ok(Err(e)) => (503, e.to_string()),
-                    Err(_) => (500, "Server Internal Error".to_owned()),
+                    Ok(Ok(r)) => (StatusCode::new(r.code()), r.reason().to_owned()),
+                    Ok(Err(WireError::Timeout)) => {
+                        (StatusCode::REQUEST_TIMEOUT, "Request Timeout".to_owned())
+                    }
+                    Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                    Err(_) => (
+                        StatusCode::SERVER_INTERNAL_ERROR,
+                        "Server Internal Error".to_owned(),
+                    ),
                 };
-                if (200..300).contains(&code) {
+                if code.is_success() {
                     set.abort_all();
                     return Outcome {
                         trans_id: tid,
@@ -139,7 +157,10 @@ impl Tu {
                     best = Some((code, reason));
                 }
             }
-            let (code, reason) = best.unwrap_or((480, "Temporarily Unavailable".into()));
+            let (code, reason) = best.unwrap_or((
+                StatusCode::TEMPORARILY_UNAVAILABLE,
+                "Temporarily Unavailable".into(),
+            ));
             return Outcome::failure(tid, code, reason);
         }
         let mut req = make(o.to.clone());
@@ -149,8 +170,10 @@ impl Tu {
                 trans_id: tid,
                 status: cpim_core::model::Status::new(r.code(), r.reason()),
             },
-            Err(WireError::Timeout) => Outcome::failure(tid, 408, "Request Timeout"),
-            Err(e) => Outcome::failure(tid, 503, e.to_string()),
+            Err(WireError::Timeout) => {
+                Outcome::failure(tid, StatusCode::REQUEST_TIMEOUT, "Request Timeout")
+            }
+            Err(e) => Outcome::failure(tid, StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }
     }
 

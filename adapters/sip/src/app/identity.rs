@@ -28,11 +28,13 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::transport::{Flow, Transport};
+
 /// Where a request came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Source {
-    /// Transport name, lower case (`udp`, `tcp`, `tls`).
-    pub transport: String,
+    /// The transport the request arrived over.
+    pub transport: Transport,
     /// The peer's address.
     pub remote: SocketAddr,
     /// Domains the peer's TLS certificate was verified for (RFC 5922 s7.1); empty unless
@@ -44,16 +46,19 @@ pub struct Source {
 }
 
 impl Source {
-    /// The flow identifier (`udp:192.0.2.1:5060`).
-    pub fn flow(&self) -> String {
-        format!("{}:{}", self.transport, self.remote)
+    /// The flow the request arrived on (written `udp:192.0.2.1:5060`).
+    pub fn flow(&self) -> Flow {
+        Flow {
+            transport: self.transport,
+            remote: self.remote,
+        }
     }
 }
 
 /// True if a binding registered over `src`'s flow may vouch for a later request on it:
 /// only connection-oriented transports (TCP, TLS, WS/WSS), never UDP.
 pub fn flow_may_vouch(src: &Source) -> bool {
-    matches!(src.transport.as_str(), "tcp" | "tls" | "ws" | "wss")
+    src.transport.is_reliable()
 }
 
 /// A trusted peer: one address or a CIDR prefix (`192.0.2.7`, `10.0.0.0/8`,
@@ -160,7 +165,7 @@ pub fn is_trusted(peers: &[PeerNet], ip: IpAddr) -> bool {
 /// trusted peer or a TLS peer whose certificate names `domain` (RFC 5922 s7.1).
 pub fn may_speak_for_foreign(peers: &[PeerNet], src: &Source, domain: &str) -> bool {
     is_trusted(peers, src.remote.ip())
-        || (src.transport == "tls"
+        || (src.transport == Transport::Tls
             && src
                 .verified_names
                 .iter()
@@ -293,7 +298,12 @@ mod digest_auth {
                     .then(|| {
                         self.lock()
                             .registrar
-                            .flow_authenticated(&aor_of(claimed), &src.flow(), src.connection, now)
+                            .flow_authenticated(
+                                &aor_of(claimed),
+                                &src.flow().to_string(),
+                                src.connection,
+                                now,
+                            )
                             .map(str::to_owned)
                     })
                     .flatten();
@@ -320,7 +330,7 @@ mod tests {
 
     fn src(t: &str, ip: &str) -> Source {
         Source {
-            transport: t.into(),
+            transport: t.parse().unwrap(),
             remote: SocketAddr::new(ip.parse().unwrap(), 5060),
             verified_names: Vec::new(),
             connection: None,
@@ -361,7 +371,7 @@ mod tests {
         assert!(!may_speak_for_foreign(&[], &s, "evil.test"));
         s.verified_names = vec!["evil.test".into()];
         assert!(!may_speak_for_foreign(&[], &s, "evil.test"), "not over TLS");
-        s.transport = "tls".into();
+        s.transport = Transport::Tls;
         assert!(may_speak_for_foreign(&[], &s, "EVIL.test."));
         assert!(!may_speak_for_foreign(&[], &s, "other.test"));
         let peers = ["192.0.2.0/24".parse().unwrap()];

@@ -211,6 +211,7 @@ pub fn outbound(m: &Message, max_size: usize) -> Result<OutboundMessage, Refusal
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cpim_core::StatusCode;
 
     /// The URIs of the MESSAGEs below, parsed as the dispatcher parses them.
     struct Uris {
@@ -281,13 +282,13 @@ mod tests {
         );
         assert_eq!(
             inbound(&base(&u, b"x", None), TransId(1)).unwrap_err().code,
-            400
+            StatusCode::BAD_REQUEST
         );
         let mailto = Address::parse("mailto:x@y");
         let mut i = base(&u, b"x", Some("text/plain"));
         i.from = &mailto;
         let refusal = inbound(&i, TransId(1)).unwrap_err();
-        assert_eq!(refusal.code, 400);
+        assert_eq!(refusal.code, StatusCode::BAD_REQUEST);
         assert!(refusal.reason.starts_with("Bad From: "), "{refusal}");
     }
 
@@ -344,6 +345,9 @@ mod tests {
         assert_eq!(outbound(&m, 100).unwrap().max_forwards, 0);
         // The SIP side's own limit on what it sends (RFC 3428 s5).
         m.body = vec![b'a'; 101];
-        assert_eq!(outbound(&m, 100).unwrap_err().code, 413);
+        assert_eq!(
+            outbound(&m, 100).unwrap_err().code,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 }

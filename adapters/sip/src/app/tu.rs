@@ -8,6 +8,7 @@
 //! The adapter translates and does not police: hop count (Max-Forwards <-> `hops_left`),
 //! size, rate and the operation timeout of what reaches the core are the router's.
 
+use cpim_core::StatusCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -133,13 +134,16 @@ pub fn aor_of(a: &Address) -> String {
 }
 
 /// The SIP final response for a core outcome: its code and reason (2xx as given: 200 or
-/// 202).
+/// 202). The one place a core [`StatusCode`] becomes a SIP response code; a code outside
+/// the final range (RFC 3261 s7.2) is answered with 500.
 pub(super) fn outcome_reply(req: &Request, o: &Outcome) -> Reply {
-    let code = if (200..700).contains(&o.status.code) {
-        o.status.code
+    let status = o.status.status_code();
+    let code = if status.is_final() {
+        status
     } else {
-        500
-    };
+        StatusCode::SERVER_INTERNAL_ERROR
+    }
+    .as_u16();
     let reason = if o.status.reason.is_empty() {
         None
     } else {
@@ -312,7 +316,7 @@ impl Tu {
         let wait = std::time::Duration::from_secs(u64::from(self.config.request_timeout.max(1)));
         match tokio::time::timeout(wait, self.ingress.submit(ADAPTER_NAME, op)).await {
             Ok(o) => o,
-            Err(_) => Outcome::failure(tid, 408, "Request Timeout"),
+            Err(_) => Outcome::failure(tid, StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
         }
     }
 

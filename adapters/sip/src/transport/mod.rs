@@ -96,6 +96,15 @@ impl Transport {
         }
     }
 
+    /// The lower-case token of flow identifiers and configuration (`udp`, `tcp`, `tls`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
     /// True for stream transports.
     pub fn is_reliable(self) -> bool {
         !matches!(self, Transport::Udp)
@@ -128,6 +137,51 @@ impl fmt::Display for Transport {
         f.write_str(self.as_str())
     }
 }
+
+impl std::str::FromStr for Transport {
+    type Err = BadFlow;
+    /// Parses a transport token in any case (`udp`, `TCP`, `tls`).
+    fn from_str(s: &str) -> Result<Transport, BadFlow> {
+        Transport::from_token(s).ok_or_else(|| BadFlow(s.to_owned()))
+    }
+}
+
+/// A flow (RFC 5626 s3): the transport and the peer's address a request arrived on and a
+/// response or later request goes back over. Written `udp:192.0.2.1:5060` or
+/// `tcp:[2001:db8::1]:5060`, the form bindings and dialogs are persisted in; parsing accepts
+/// what [`Display`](fmt::Display) writes, with the transport token in any case. Flow trust
+/// is further bound to the stream's connection id, carried beside the flow by the
+/// transaction user's `Source`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flow {
+    /// The transport.
+    pub transport: Transport,
+    /// The peer's address.
+    pub remote: SocketAddr,
+}
+
+impl fmt::Display for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.transport.name(), self.remote)
+    }
+}
+
+impl std::str::FromStr for Flow {
+    type Err = BadFlow;
+    fn from_str(s: &str) -> Result<Flow, BadFlow> {
+        let bad = || BadFlow(s.to_owned());
+        let (t, addr) = s.split_once(':').ok_or_else(bad)?;
+        Ok(Flow {
+            transport: Transport::from_token(t).ok_or_else(bad)?,
+            remote: addr.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A flow or transport token that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad flow {0:?}")]
+pub struct BadFlow(pub String);
 
 /// Errors of the transport layer.
 #[derive(Debug, thiserror::Error)]
@@ -664,5 +718,27 @@ async fn udp_loop(sock: Arc<UdpSocket>, t: Arc<Transports>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_text_round_trips() {
+        for text in [
+            "udp:192.0.2.1:5060",
+            "tcp:[2001:db8::1]:5060",
+            "tls:127.0.0.1:5061",
+        ] {
+            let flow: Flow = text.parse().unwrap();
+            assert_eq!(flow.to_string(), text);
+        }
+        let flow: Flow = "TLS:127.0.0.1:5061".parse().unwrap();
+        assert_eq!(flow.transport, Transport::Tls);
+        assert!("sctp:127.0.0.1:5060".parse::<Flow>().is_err());
+        assert!("udp:nowhere".parse::<Flow>().is_err());
+        assert_eq!("Tcp".parse::<Transport>(), Ok(Transport::Tcp));
     }
 }

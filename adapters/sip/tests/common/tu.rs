@@ -15,6 +15,7 @@ use cpim_sip::app::digest::{self, Challenge};
 use cpim_sip::app::store::MemoryStore;
 use cpim_sip::app::tu::{NextHop, Source, Tu, Wire, WireError};
 use cpim_sip::codec::{HeaderName, Method, Request, Response};
+use cpim_sip::transport::Transport;
 
 #[derive(Default)]
 pub struct FakeIngress {
@@ -152,7 +153,7 @@ pub fn harness() -> Harness {
 
 pub fn src(port: u16) -> Source {
     Source {
-        transport: "udp".into(),
+        transport: Transport::Udp,
         remote: SocketAddr::from(([127, 0, 0, 1], port)),
         verified_names: Vec::new(),
         connection: None,
@@ -163,7 +164,7 @@ pub fn src(port: u16) -> Source {
 /// per port here).
 pub fn tcp(port: u16) -> Source {
     Source {
-        transport: "tcp".into(),
+        transport: Transport::Tcp,
         connection: Some(u64::from(port)),
         ..src(port)
     }

@@ -5,6 +5,7 @@
 mod inbound;
 mod outbound;
 
+use cpim_core::StatusCode;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -182,7 +183,7 @@ impl Hub {
                     for (_, (t, reply)) in self.sends.drain() {
                         let _ = reply.send(Outcome::failure(
                             t,
-                            503,
+                            StatusCode::SERVICE_UNAVAILABLE,
                             "Service Unavailable: shutting down",
                         ));
                     }

@@ -1,6 +1,7 @@
 //! CPIM to IRC: operations the core delivers, messages sent by the bot or by the
 //! sender's puppet, and the outcome of each send.
 
+use cpim_core::StatusCode;
 use std::time::Instant;
 
 use cpim_core::model::MessageKind;
@@ -21,7 +22,11 @@ impl Hub {
             Operation::Message(m) => self.deliver_message(m, reply).await,
             Operation::Subscribe(s) => {
                 let Some(nick) = s.target.user.clone().filter(|n| is_valid_nick(n, 64)) else {
-                    let _ = reply.send(Outcome::failure(t, 404, "Not Found: not an IRC nickname"));
+                    let _ = reply.send(Outcome::failure(
+                        t,
+                        StatusCode::NOT_FOUND,
+                        "Not Found: not an IRC nickname",
+                    ));
                     return;
                 };
                 let w = self
@@ -65,7 +70,7 @@ impl Hub {
             other => {
                 let _ = reply.send(Outcome::failure(
                     t,
-                    501,
+                    StatusCode::NOT_IMPLEMENTED,
                     format!("Not Implemented: {} on IRC", other.kind()),
                 ));
             }
@@ -77,7 +82,7 @@ impl Hub {
         let Some(target) = m.destination.user.clone() else {
             let _ = reply.send(Outcome::failure(
                 t,
-                404,
+                StatusCode::NOT_FOUND,
                 "Not Found: no nickname or channel",
             ));
             return;
@@ -85,7 +90,7 @@ impl Hub {
         if !is_channel(&target) && !is_valid_nick(&target, 64) {
             let _ = reply.send(Outcome::failure(
                 t,
-                404,
+                StatusCode::NOT_FOUND,
                 "Not Found: not a valid IRC nickname",
             ));
             return;
@@ -94,7 +99,7 @@ impl Hub {
         if !essence.starts_with("text/") {
             let _ = reply.send(Outcome::failure(
                 t,
-                415,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("Unsupported Media Type: IRC carries text only, not {essence}"),
             ));
             return;
@@ -102,7 +107,7 @@ impl Hub {
         let Ok(text) = String::from_utf8(m.body) else {
             let _ = reply.send(Outcome::failure(
                 t,
-                415,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Unsupported Media Type: body is not UTF-8",
             ));
             return;
@@ -122,7 +127,7 @@ impl Hub {
         if id == BOT && !self.links.get(&BOT).is_some_and(|l| l.registered) {
             let _ = reply.send(Outcome::failure(
                 t,
-                503,
+                StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable: IRC link down",
             ));
             return;
@@ -186,9 +191,11 @@ impl Hub {
         };
         let outcome = match result {
             Ok(()) => Outcome::ok(t),
-            Err((0, why)) if why.contains("no answer") => {
-                Outcome::failure(t, 408, "Request Timeout: no answer from the IRC server")
-            }
+            Err((0, why)) if why.contains("no answer") => Outcome::failure(
+                t,
+                StatusCode::REQUEST_TIMEOUT,
+                "Request Timeout: no answer from the IRC server",
+            ),
             Err((n, text)) => {
                 let (code, reason) = numeric_to_status(n);
                 Outcome::failure(

@@ -3,6 +3,7 @@
 //! tags and expiries, the store keeps the documents, and the composition of all live
 //! publications of the presentity goes to the core as one presence.
 
+use cpim_core::StatusCode;
 use std::sync::Arc;
 
 use cpim_core::model::{Operation, Outcome, Publish, TransId};
@@ -135,7 +136,7 @@ impl Tu {
             compose(&st.publications.documents(aor, now))
         };
         let Some(presentity) = uri_address(aor) else {
-            return Outcome::failure(TransId(0), 400, "bad AOR");
+            return Outcome::failure(TransId(0), StatusCode::BAD_REQUEST, "bad AOR");
         };
         let op = Operation::Publish(Publish {
             trans_id: self.trans_id(),

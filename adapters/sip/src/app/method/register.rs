@@ -44,7 +44,7 @@ impl Tu {
             expires: req.expires(),
             call_id: inc.call_id.to_owned(),
             cseq: req.cseq().seq,
-            flow: Some(src.flow()),
+            flow: Some(src.flow().to_string()),
             connection: src.connection,
             authenticated_user: user,
         };

@@ -68,7 +68,7 @@ impl Tu {
                 .flat_map(crate::codec::split_list)
                 .map(str::to_owned)
                 .collect(),
-            flow: Some(src.flow()),
+            flow: Some(src.flow().to_string()),
             watcher: from.bare(),
             presentity: presentity.bare(),
         };

@@ -112,20 +112,6 @@ fn refresh_time(now: u64, granted: u32) -> u64 {
     now + (g - (g / 10).clamp(5.min(g), g)).max(1)
 }
 
-fn termination_reason(token: Option<&str>) -> TerminationReason {
-    match token.unwrap_or("") {
-        "deactivated" => TerminationReason::Deactivated,
-        "probation" => TerminationReason::Probation,
-        "rejected" => TerminationReason::Rejected,
-        "timeout" => TerminationReason::Timeout,
-        "giveup" => TerminationReason::Giveup,
-        "noresource" => TerminationReason::NoResource,
-        "invariant" => TerminationReason::Invariant,
-        "" => TerminationReason::Other(String::new()),
-        other => TerminationReason::Other(other.to_owned()),
-    }
-}
-
 impl Subscriber {
     /// No subscriptions.
     pub fn new() -> Subscriber {
@@ -437,7 +423,7 @@ impl Subscriber {
                 });
             }
             "terminated" => {
-                let reason = termination_reason(param("reason"));
+                let reason = TerminationReason::from_token(param("reason").unwrap_or(""));
                 let Some(sub) = self.subs.remove(&key) else {
                     return (200, "OK");
                 };

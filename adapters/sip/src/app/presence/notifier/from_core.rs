@@ -4,7 +4,7 @@
 
 use cpim_core::model::{Notify, SubscriptionState};
 
-use super::{pair_hash, reason_token, Notifier, NotifierOutput, OutgoingNotify, Phase};
+use super::{pair_hash, Notifier, NotifierOutput, OutgoingNotify, Phase};
 
 impl Notifier {
     /// The core answered the `Operation::Subscribe` of a new subscription with `code`.
@@ -112,7 +112,7 @@ impl Notifier {
             }
             match &n.state {
                 SubscriptionState::Terminated(r) => {
-                    let state = format!("terminated;reason={}", reason_token(r));
+                    let state = format!("terminated;reason={}", r.as_str());
                     let presence = n.presence.clone();
                     self.end(key, state, presence, false);
                 }

@@ -22,7 +22,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use cpim_core::address::Address;
-use cpim_core::model::{Notify, SubscriptionState, TerminationReason};
+use cpim_core::model::{Notify, SubscriptionState};
 use cpim_core::presence::Presence;
 
 use super::super::config::ExpiryLimits;
@@ -191,21 +191,7 @@ pub fn subscription_state_header(state: &SubscriptionState) -> String {
     match state {
         SubscriptionState::Pending => "pending".to_owned(),
         SubscriptionState::Active { expires } => format!("active;expires={expires}"),
-        SubscriptionState::Terminated(r) => format!("terminated;reason={}", reason_token(r)),
-    }
-}
-
-/// The RFC 6665 s4.1.3 reason token.
-pub fn reason_token(r: &TerminationReason) -> &str {
-    match r {
-        TerminationReason::Deactivated => "deactivated",
-        TerminationReason::Probation => "probation",
-        TerminationReason::Rejected => "rejected",
-        TerminationReason::Timeout => "timeout",
-        TerminationReason::Giveup => "giveup",
-        TerminationReason::NoResource => "noresource",
-        TerminationReason::Invariant => "invariant",
-        TerminationReason::Other(s) => s,
+        SubscriptionState::Terminated(r) => format!("terminated;reason={}", r.as_str()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Tests of the notifier state machine in virtual time.
 
 use super::*;
+use cpim_core::model::TerminationReason;
 use cpim_core::presence::{Basic, Tuple};
 
 fn notifier() -> Notifier {
