@@ -1,16 +1,16 @@
 //! RFC 3263 s4 target selection: transport from the URI (`transport=` param, `sips`),
 //! numeric hosts and explicit ports used directly, otherwise NAPTR -> SRV -> A/AAAA through
-//! hickory-resolver. A static override table (domain -> list of (transport, host:port))
-//! is consulted first; tests and the default configuration use it instead of DNS.
+//! the shared `cpim-dns` resolver. A static override table (domain -> list of
+//! (transport, host:port)) is consulted first; tests and the default configuration use it
+//! instead of DNS.
 //! DNS goes to the system configuration or to explicit servers (`dns_servers`).
-//! SRV records are ordered by priority, then by weight (heaviest first: a deterministic
-//! stand-in for the RFC 2782 weighted random choice, so failover order is predictable).
+//! SRV records come in `cpim-dns`'s RFC 2782 order (priority, then heaviest first).
+//! This module keeps the SIP policy: service names, NAPTR services, transports, ports.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use hickory_resolver::proto::rr::{RData, RecordType};
-use hickory_resolver::TokioResolver;
+use cpim_dns::Dns;
 
 use super::Transport;
 use crate::codec::{Host, Scheme, Uri};
@@ -55,12 +55,12 @@ pub struct ResolvedTarget {
 #[derive(Debug)]
 pub struct Resolver {
     overrides: HashMap<String, Vec<StaticTarget>>,
-    dns: Option<TokioResolver>,
+    dns: Option<Dns>,
     enabled: Vec<Transport>,
 }
 
 impl Resolver {
-    /// `overrides` keys are domains (case-insensitive); `use_dns` enables hickory with the
+    /// `overrides` keys are domains (case-insensitive); `use_dns` enables DNS with the
     /// system configuration; `enabled` lists the transports this endpoint can use.
     pub fn new(
         overrides: &HashMap<String, Vec<StaticTarget>>,
@@ -78,34 +78,7 @@ impl Resolver {
         dns_servers: &[SocketAddr],
         enabled: Vec<Transport>,
     ) -> Self {
-        let dns = if !use_dns {
-            None
-        } else if dns_servers.is_empty() {
-            TokioResolver::builder_tokio()
-                .ok()
-                .and_then(|b| b.build().ok())
-        } else {
-            use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-            let servers = dns_servers
-                .iter()
-                .map(|a| {
-                    let conns = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
-                        .into_iter()
-                        .map(|mut c| {
-                            c.port = a.port();
-                            c
-                        })
-                        .collect();
-                    NameServerConfig::new(a.ip(), true, conns)
-                })
-                .collect();
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(servers),
-                hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
-            )
-            .build()
-            .ok()
-        };
+        let dns = if use_dns { Dns::new(dns_servers) } else { None };
         Resolver {
             overrides: overrides
                 .iter()
@@ -185,27 +158,16 @@ impl Resolver {
         // s4.1 NAPTR
         let mut srv_names: Vec<(Transport, String)> = Vec::new();
         if forced.is_none() {
-            if let Ok(l) = dns.lookup(domain, RecordType::NAPTR).await {
-                let mut recs: Vec<_> = l
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::NAPTR(n) => Some(n.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                recs.sort_by_key(|n| (n.order, n.preference));
-                for n in recs {
-                    let svc = String::from_utf8_lossy(&n.services).to_ascii_uppercase();
-                    let t = match svc.as_str() {
-                        "SIP+D2U" => Transport::Udp,
-                        "SIP+D2T" => Transport::Tcp,
-                        "SIPS+D2T" => Transport::Tls,
-                        _ => continue,
-                    };
-                    if self.enabled.contains(&t) && n.flags.eq_ignore_ascii_case(b"s") {
-                        srv_names.push((t, n.replacement.to_string()));
-                    }
+            for n in dns.naptr(domain).await {
+                let svc = String::from_utf8_lossy(&n.services).to_ascii_uppercase();
+                let t = match svc.as_str() {
+                    "SIP+D2U" => Transport::Udp,
+                    "SIP+D2T" => Transport::Tcp,
+                    "SIPS+D2T" => Transport::Tls,
+                    _ => continue,
+                };
+                if self.enabled.contains(&t) && n.flags.eq_ignore_ascii_case(b"s") {
+                    srv_names.push((t, n.replacement));
                 }
             }
         }
@@ -224,21 +186,11 @@ impl Resolver {
         // s4.2 SRV
         let mut out = Vec::new();
         for (t, name) in srv_names {
-            let Ok(l) = dns.lookup(name.as_str(), RecordType::SRV).await else {
+            let Some(srvs) = dns.srv(&name).await else {
                 continue;
             };
-            let mut srvs: Vec<_> = l
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::SRV(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect();
-            srvs.sort_by_key(|s| (s.priority, std::cmp::Reverse(s.weight)));
             for s in srvs {
-                let target = s.target.to_string();
-                for addr in self.lookup_ips(target.trim_end_matches('.'), s.port).await {
+                for addr in self.lookup_ips(s.host(), s.port).await {
                     out.push(ResolvedTarget {
                         transport: t,
                         addr,
@@ -288,10 +240,7 @@ impl Resolver {
             return vec![SocketAddr::from(([127, 0, 0, 1], port))];
         }
         match &self.dns {
-            Some(dns) => match dns.lookup_ip(host).await {
-                Ok(l) => l.iter().map(|ip| SocketAddr::new(ip, port)).collect(),
-                Err(_) => Vec::new(),
-            },
+            Some(dns) => dns.ips(host, port).await,
             None => Vec::new(),
         }
     }

@@ -1,11 +1,12 @@
 //! The network side of the s2s hub: `_xmpp-server._tcp` SRV resolution (RFC 6120
-//! s3.2.1) and the per-connection I/O task, which only moves bytes and performs the TLS
+//! s3.2.1, the XMPP policy over the shared `cpim-dns` resolver) and the per-connection I/O task, which only moves bytes and performs the TLS
 //! handshake when the hub tells it to. Reads reach the hub through a bounded channel
 //! ([`IO_EVENTS`]): a connection whose reads the hub has no room for stops reading.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use cpim_dns::{Dns, Srv};
 use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,78 +19,39 @@ use crate::error::XmppError;
 pub(super) fn parse_dns_servers(list: &[String]) -> Result<Vec<SocketAddr>, XmppError> {
     list.iter()
         .map(|s| {
-            s.parse::<SocketAddr>()
-                .or_else(|_| {
-                    s.parse::<std::net::IpAddr>()
-                        .map(|ip| SocketAddr::new(ip, 53))
-                })
-                .map_err(|_| XmppError::Config(format!("dns_servers: {s:?} is not ip or ip:port")))
+            cpim_dns::parse_server(s).ok_or_else(|| {
+                XmppError::Config(format!("dns_servers: {s:?} is not ip or ip:port"))
+            })
         })
         .collect()
 }
 
-/// RFC 6120 s3.2.1: `_xmpp-server._tcp.<domain>` SRV records in priority order, then the
-/// domain itself on 5269.
+/// RFC 6120 s3.2.1: `_xmpp-server._tcp` SRV records of the domain in RFC 2782 order, then
+/// the domain itself on 5269.
 /// `dns` replaces the system's name servers when not empty.
 pub(super) async fn resolve_srv(domain: &str, dns: &[SocketAddr]) -> Vec<String> {
-    let mut out = Vec::new();
-    let builder = if dns.is_empty() {
-        hickory_resolver::TokioResolver::builder_tokio().ok()
-    } else {
-        use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-        let servers = dns
-            .iter()
-            .map(|a| {
-                let conns = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
-                    .into_iter()
-                    .map(|mut c| {
-                        c.port = a.port();
-                        c
-                    })
-                    .collect();
-                NameServerConfig::new(a.ip(), true, conns)
-            })
-            .collect();
-        Some(hickory_resolver::TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
-            hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
-        ))
-    };
-    if let Some(b) = builder {
-        if let Ok(r) = b.build() {
-            if let Ok(l) = r.srv_lookup(format!("_xmpp-server._tcp.{domain}.")).await {
-                let recs: Vec<(u16, u16, String, u16)> = l
-                    .answers()
-                    .iter()
-                    .filter_map(|rec| match &rec.data {
-                        hickory_resolver::proto::rr::RData::SRV(s) => {
-                            Some((s.priority, s.weight, s.target.to_ascii(), s.port))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                return srv_targets(domain, recs);
-            }
+    if let Some(r) = Dns::new(dns) {
+        if let Some(recs) = r.srv(&format!("_xmpp-server._tcp.{domain}.")).await {
+            return srv_targets(domain, recs);
         }
     }
-    out.push(format!("{domain}:5269"));
-    out
+    vec![format!("{domain}:5269")]
 }
 
-/// The addresses to try from SRV records `(priority, weight, target, port)`: lowest
-/// priority first, within one priority the higher weight first (a deterministic reading
-/// of RFC 2782's weighted choice), then the domain itself on 5269 (RFC 6120 s3.2.1). A
-/// single record with target `.` means the service is decidedly not available: nothing
-/// to try, not even the fallback.
-fn srv_targets(domain: &str, mut recs: Vec<(u16, u16, String, u16)>) -> Vec<String> {
-    if recs.len() == 1 && recs[0].2.trim_end_matches('.').is_empty() {
+/// The addresses to try from SRV records: lowest priority first, within one priority the
+/// higher weight first (`cpim_dns::order_srv`, a deterministic reading of RFC 2782's
+/// weighted choice), then the domain itself on 5269 (RFC 6120 s3.2.1). A single record
+/// with target `.` means the service is decidedly not available: nothing to try, not
+/// even the fallback.
+fn srv_targets(domain: &str, mut recs: Vec<Srv>) -> Vec<String> {
+    if cpim_dns::service_absent(&recs) {
         return Vec::new();
     }
-    recs.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    cpim_dns::order_srv(&mut recs);
     let mut out: Vec<String> = recs
-        .into_iter()
-        .filter(|r| !r.2.trim_end_matches('.').is_empty())
-        .map(|(_, _, h, p)| format!("{}:{p}", h.trim_end_matches('.')))
+        .iter()
+        .filter(|r| !r.host().is_empty())
+        .map(|r| format!("{}:{}", r.host(), r.port))
         .collect();
     out.push(format!("{domain}:5269"));
     out
@@ -321,10 +283,16 @@ mod tests {
 
     #[test]
     fn srv_records_are_tried_by_priority_then_weight_then_the_domain() {
+        let srv = |priority, weight, target: &str, port| Srv {
+            priority,
+            weight,
+            target: target.to_string(),
+            port,
+        };
         let recs = vec![
-            (20, 0, "c.example.".to_string(), 5271),
-            (10, 5, "b.example.".to_string(), 5270),
-            (10, 60, "a.example.".to_string(), 5269),
+            srv(20, 0, "c.example.", 5271),
+            srv(10, 5, "b.example.", 5270),
+            srv(10, 60, "a.example.", 5269),
         ];
         assert_eq!(
             srv_targets("example.com", recs),
@@ -336,7 +304,7 @@ mod tests {
             ]
         );
         // RFC 2782 / RFC 6120 s3.2.1: target "." = no service; no fallback either.
-        assert!(srv_targets("example.com", vec![(0, 0, ".".into(), 0)]).is_empty());
+        assert!(srv_targets("example.com", vec![srv(0, 0, ".", 0)]).is_empty());
         assert_eq!(srv_targets("example.com", vec![]), vec!["example.com:5269"]);
     }
 
