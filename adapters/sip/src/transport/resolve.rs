@@ -137,19 +137,7 @@ impl Resolver {
         };
         if let Some(port) = uri.port {
             let t = forced.unwrap_or(Transport::Udp);
-            let addrs = self.lookup_ips(domain, port).await;
-            return if addrs.is_empty() {
-                Err(ResolveError::NotFound(domain.to_string()))
-            } else {
-                Ok(addrs
-                    .into_iter()
-                    .map(|addr| ResolvedTarget {
-                        transport: t,
-                        addr,
-                        server_name: Some(domain.to_string()),
-                    })
-                    .collect())
-            };
+            return self.address_targets(domain, port, t).await;
         }
         let dns = self.dns.as_ref().ok_or_else(|| {
             ResolveError::Unavailable("DNS disabled and no static override".into())
@@ -204,7 +192,17 @@ impl Resolver {
         }
         // s4.2 fallback: A/AAAA on the domain with the default port
         let t = forced.unwrap_or(Transport::Udp);
-        let addrs = self.lookup_ips(domain, t.default_port()).await;
+        self.address_targets(domain, t.default_port(), t).await
+    }
+
+    /// s4.2: the A/AAAA addresses of `domain` on `port` over `t`, without SRV.
+    async fn address_targets(
+        &self,
+        domain: &str,
+        port: u16,
+        t: Transport,
+    ) -> Result<Vec<ResolvedTarget>, ResolveError> {
+        let addrs = self.lookup_ips(domain, port).await;
         if addrs.is_empty() {
             return Err(ResolveError::NotFound(domain.to_string()));
         }
