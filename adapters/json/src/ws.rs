@@ -242,6 +242,13 @@ impl WsDecoder {
                     &mut on_event,
                 );
             }
+            if len >> 63 != 0 {
+                return fail(
+                    self,
+                    "payload length with its most significant bit set (RFC 6455 s5.2)",
+                    &mut on_event,
+                );
+            }
             if !matches!(op, 0 | 1 | 2 | 8 | 9 | 10) {
                 return fail(self, "unknown opcode", &mut on_event);
             }
@@ -257,7 +264,9 @@ impl WsDecoder {
             };
             hdr += 4;
             // Oversize data frame: report and skip its payload without buffering it.
-            if !control && (self.skip_message || len + self.message.len() as u64 > self.max as u64)
+            if !control
+                && (self.skip_message
+                    || len.saturating_add(self.message.len() as u64) > self.max as u64)
             {
                 if !self.skip_message {
                     on_event(WsEvent::TooLarge);
@@ -386,5 +395,28 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert!(got[0].starts_with("ProtocolError"));
         assert!(events(&mut d, &wire).is_empty());
+    }
+
+    #[test]
+    fn rfc6455_s5_2_huge_lengths_are_refused_without_overflow() {
+        // Most significant bit set: a protocol error.
+        let mut d = WsDecoder::new(100);
+        let mut wire = vec![0x82, 0xFF];
+        wire.extend_from_slice(&[0xFF; 8]);
+        wire.extend_from_slice(&[1, 2, 3, 4]);
+        let ev = events(&mut d, &wire);
+        assert!(
+            ev.len() == 1 && ev[0].contains("most significant bit"),
+            "{ev:?}"
+        );
+        // The largest legal length after a buffered fragment: too large, skipped, no panic.
+        let mut d = WsDecoder::new(100);
+        let mut wire = Vec::new();
+        encode_frame(opcode::TEXT, b"abc", Some([1, 2, 3, 4]), &mut wire);
+        wire[0] &= 0x7F; // not FIN: "abc" stays buffered
+        wire.extend_from_slice(&[0x80, 0xFF]);
+        wire.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
+        wire.extend_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(events(&mut d, &wire), vec!["TooLarge".to_string()]);
     }
 }
