@@ -5,34 +5,14 @@
 
 use std::time::Duration;
 
-use cpim_gateway::config::{Config, QueueSection};
-use cpim_sip::app::config::{SipConfig, SipUser};
-use cpim_sip::app::digest::Algorithm;
+use cpim_gateway::config::Config;
 use cpim_sip::codec::HeaderName;
 use cpim_testkit::{SipUa, TestGateway, Transport};
 
+mod common;
+
 fn config() -> Config {
-    let mut c = Config {
-        adapters: vec!["sip".into()],
-        sip: SipConfig {
-            domains: vec!["sip.test".into()],
-            auth_algorithms: vec![Algorithm::Md5],
-            users: ["alice", "bob"]
-                .iter()
-                .map(|u| SipUser {
-                    username: (*u).into(),
-                    password: Some(format!("{u}pw")),
-                    ..SipUser::default()
-                })
-                .collect(),
-            ..SipConfig::default()
-        },
-        queue: QueueSection {
-            enabled: false,
-            ..QueueSection::default()
-        },
-        ..Config::default()
-    };
+    let mut c = common::sip_only_config();
     c.limits.max_body_bytes = 200;
     c
 }

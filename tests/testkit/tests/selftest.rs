@@ -5,34 +5,9 @@
 
 use std::time::Duration;
 
-use cpim_gateway::config::{Config, QueueSection};
-use cpim_sip::app::config::{SipConfig, SipUser};
-use cpim_sip::app::digest::Algorithm;
 use cpim_testkit::{SipUa, TestGateway, Transport};
 
-fn config() -> Config {
-    Config {
-        adapters: vec!["sip".into()],
-        sip: SipConfig {
-            domains: vec!["sip.test".into()],
-            auth_algorithms: vec![Algorithm::Md5],
-            users: ["alice", "bob"]
-                .iter()
-                .map(|u| SipUser {
-                    username: (*u).into(),
-                    password: Some(format!("{u}pw")),
-                    ..SipUser::default()
-                })
-                .collect(),
-            ..SipConfig::default()
-        },
-        queue: QueueSection {
-            enabled: false,
-            ..QueueSection::default()
-        },
-        ..Config::default()
-    }
-}
+mod common;
 
 /// A message/cpim body; `id` is its imdn.Message-ID (the gateway deduplicates on it).
 fn cpim(id: &str) -> Vec<u8> {
@@ -41,7 +16,7 @@ fn cpim(id: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sip_to_sip_through_the_testkit() {
-    let gw = TestGateway::start(config()).await.unwrap();
+    let gw = TestGateway::start(common::sip_only_config()).await.unwrap();
     let (code, body) = gw.admin_get("/health").await.unwrap();
     assert_eq!(code, 200, "{body}");
     for transport in [Transport::Udp, Transport::Tcp] {
@@ -110,7 +85,7 @@ async fn sip_to_sip_through_the_testkit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_the_store() {
-    let gw = TestGateway::start(config()).await.unwrap();
+    let gw = TestGateway::start(common::sip_only_config()).await.unwrap();
     let udp = gw.sip_addr(Transport::Udp).unwrap();
     let dir = gw.store_dir().to_owned();
     let alice = SipUa::new("alice", "sip.test", Some("alicepw"), Transport::Udp, udp)
@@ -141,7 +116,7 @@ async fn restart_keeps_the_store() {
 /// (it used to answer 481, hidden by a 50 ms hold in the gateway).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sip_watcher_of_local_user_gets_the_published_state_at_once() {
-    let mut cfg = config();
+    let mut cfg = common::sip_only_config();
     cfg.sip.notify_min_interval = 0;
     cfg.presence.notify_interval_ms = 0;
     let gw = TestGateway::start(cfg).await.unwrap();
