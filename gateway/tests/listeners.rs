@@ -303,7 +303,10 @@ path = {store:?}
     // is bound, and a bind without a descriptor fails the start.
     let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
     let health = first_answer(admin, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
-    assert!(health.starts_with("HTTP/1.1 200"), "admin before: {health:?}");
+    assert!(
+        health.starts_with("HTTP/1.1 200"),
+        "admin before: {health:?}"
+    );
     let mut held = Vec::new();
     for _ in 0..150 {
         if let Ok(s) = TcpStream::connect(addr).await {

@@ -781,7 +781,10 @@ mod tests {
         assert_eq!(tx(&mut c, now), "");
         assert!(matches!(
             events(&mut c)[..],
-            [ConnEvent::SendResult { token: 7, result: Err(_) }]
+            [ConnEvent::SendResult {
+                token: 7,
+                result: Err(_)
+            }]
         ));
     }
 }
