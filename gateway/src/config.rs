@@ -145,7 +145,9 @@ pub struct Limits {
     pub rate_per_source: f64,
     /// Token-bucket size per source.
     pub burst_per_source: f64,
-    /// Milliseconds before an unanswered operation gets 408.
+    /// Milliseconds before an unanswered operation gets 408: the one operation timeout
+    /// (the adapters set none of their own around it). The default is below SIP's Timer F
+    /// (64*T1 = 32 s, RFC 3261 s17.1.2.2), so a SIP sender hears the 408 before it gives up.
     pub timeout_ms: u64,
     /// Seconds a message id is remembered for duplicate suppression.
     pub dedupe_ttl_secs: u64,
@@ -159,7 +161,7 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             rate_per_source: 20.0,
             burst_per_source: 50.0,
-            timeout_ms: 35_000,
+            timeout_ms: 30_000,
             dedupe_ttl_secs: 300,
             drain_secs: 10,
         }

@@ -4,7 +4,7 @@
 //! One task owns the sans-IO [`TransactionLayer`]; transport tasks parse what they receive
 //! (malformed requests are answered there and never get further) and hand messages to it.
 //! New requests pass the UAS checks of RFC 3261 s8.2 ([`Policy`]: 405/501 with Allow, 416,
-//! 420 with Unsupported) and then go to the TU through [`IncomingRequests`]; the TU answers
+//! 420 with Unsupported) and then go to the TU's [`RequestSink`]; the TU answers
 //! through [`IncomingRequest::respond`]. Retransmissions are absorbed by the transaction
 //! layer: the TU sees each request once and the last response is re-sent. Server
 //! transactions are capped (`max_server_transactions`, stateless 503 past it) and a
@@ -186,7 +186,25 @@ impl IncomingRequest {
     }
 }
 
-/// The stream of new requests for the TU.
+/// Where the endpoint task hands each new request, synchronously and without waiting:
+/// the TU's own dispatcher (the SIP adapter starts one task per request from here, so a
+/// request crosses one channel, transport to endpoint, on its way in) or the queue of
+/// [`IncomingRequests`] (tests and tools).
+pub trait RequestSink: Send + 'static {
+    /// Takes the request, or gives it back when it cannot take more (full, stopping):
+    /// the endpoint then answers 503 with Retry-After.
+    fn offer(&mut self, request: IncomingRequest) -> Result<(), IncomingRequest>;
+}
+
+impl RequestSink for mpsc::Sender<IncomingRequest> {
+    fn offer(&mut self, request: IncomingRequest) -> Result<(), IncomingRequest> {
+        self.try_send(request).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
+        })
+    }
+}
+
+/// The queue of new requests, for a TU that pulls them ([`Endpoint::bind`]).
 #[derive(Debug)]
 pub struct IncomingRequests {
     rx: mpsc::Receiver<IncomingRequest>,
@@ -229,10 +247,22 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, EndpointError> {
 }
 
 impl Endpoint {
-    /// Binds the configured listeners and starts the endpoint task.
+    /// Binds the configured listeners and starts the endpoint task; new requests queue
+    /// (at most `tu_queue`) in the returned [`IncomingRequests`].
     pub async fn bind(
         config: EndpointConfig,
     ) -> Result<(Endpoint, IncomingRequests), EndpointError> {
+        let (tx, rx) = mpsc::channel(config.tu_queue.max(1));
+        let endpoint = Endpoint::bind_to(config, tx).await?;
+        Ok((endpoint, IncomingRequests { rx }))
+    }
+
+    /// Binds the configured listeners and starts the endpoint task, which offers each new
+    /// request to `sink`.
+    pub async fn bind_to(
+        config: EndpointConfig,
+        sink: impl RequestSink,
+    ) -> Result<Endpoint, EndpointError> {
         // the listener's certificate (PEM), also the client certificate of outgoing TLS
         let identity: Option<(Vec<u8>, Vec<u8>)> = match (&config.tls_cert, &config.tls_key) {
             (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
@@ -300,7 +330,6 @@ impl Endpoint {
             t4: Duration::from_millis(config.t4_ms),
         };
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let (tu_tx, tu_rx) = mpsc::channel(config.tu_queue.max(1));
         let mut layer = TransactionLayer::new(timers);
         layer.set_limits(ServerLimits {
             max_server_transactions: config.max_server_transactions.max(1),
@@ -311,24 +340,21 @@ impl Endpoint {
             layer,
             transports: transports.clone(),
             policy,
-            tu: tu_tx,
+            tu: Box::new(sink),
             cmd_tx: cmd_tx.clone(),
             pending: HashMap::new(),
         };
         let task = tokio::spawn(core.run(ev_rx, cmd_rx));
-        Ok((
-            Endpoint {
-                inner: Arc::new(Inner {
-                    cmd: cmd_tx,
-                    transports,
-                    resolver,
-                    config,
-                    stats,
-                    task,
-                }),
-            },
-            IncomingRequests { rx: tu_rx },
-        ))
+        Ok(Endpoint {
+            inner: Arc::new(Inner {
+                cmd: cmd_tx,
+                transports,
+                resolver,
+                config,
+                stats,
+                task,
+            }),
+        })
     }
 
     /// Counters of the server transactions (held now, peak, refused past the cap).
@@ -490,7 +516,7 @@ struct Core {
     layer: TransactionLayer<Dest>,
     transports: Arc<Transports>,
     policy: Policy,
-    tu: mpsc::Sender<IncomingRequest>,
+    tu: Box<dyn RequestSink>,
     cmd_tx: mpsc::UnboundedSender<Command>,
     pending: HashMap<TxId, (oneshot::Sender<Result<Response, SendError>>, Dest)>,
 }
@@ -678,18 +704,14 @@ impl Core {
                 cmd: self.cmd_tx.clone(),
             },
         };
-        match self.tu.try_send(incoming) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(inc))
-            | Err(mpsc::error::TrySendError::Closed(inc)) => {
-                self.reject(
-                    id,
-                    &inc.request,
-                    503,
-                    "Service Unavailable (request queue full)",
-                    &[(HeaderName::RetryAfter, "1".to_string())],
-                );
-            }
+        if let Err(inc) = self.tu.offer(incoming) {
+            self.reject(
+                id,
+                &inc.request,
+                503,
+                "Service Unavailable (request queue full)",
+                &[(HeaderName::RetryAfter, "1".to_string())],
+            );
         }
     }
 }

@@ -361,25 +361,6 @@ async fn subscriptions_stop_at_the_configured_cap() {
     h.shutdown().await;
 }
 
-/// Sends the request `make(cseq, extra_headers)` builds; on a 401 answers the MD5 challenge
-/// as `user` and sends it again.
-fn with_digest(
-    s: &UdpSocket,
-    gw: SocketAddr,
-    (user, password): (&str, &str),
-    (method, uri, cid): (&str, &str, &str),
-    make: impl Fn(u32, &str) -> String,
-) -> Resp {
-    let r = exchange(s, gw, &make(1, ""), cid);
-    if r.code != StatusCode::UNAUTHORIZED {
-        return r;
-    }
-    let ch = Challenge::parse(r.header("WWW-Authenticate").unwrap()).unwrap();
-    let creds = digest::respond(&ch, method, uri, user, password, "c", 1);
-    let auth = format!("Authorization: {}\r\n", creds.to_header());
-    exchange(s, gw, &make(2, &auth), cid)
-}
-
 /// Issue 10 caps (RFC 3903 s6, RFC 3261 s10.3 and s21.5.4): initial publications per
 /// presentity and registrar bindings in total stop at the configured caps with 503 and
 /// Retry-After; a refresh (SIP-If-Match, a bound AOR's REGISTER) still passes.

@@ -9,25 +9,26 @@
 //! ```
 //!
 //! It binds the endpoint (UDP and TCP), restores registrations, subscriptions and
-//! publications from `store`, and runs two tasks: one takes incoming requests (each on
-//! its own task, so a MESSAGE waiting for the core never blocks the others), one drives
-//! expiries and refreshes once a second. [`SipHandle::adapter`] is what the gateway
-//! registers with its router; [`SipHandle::shutdown`] stops both tasks, lets requests in
-//! flight finish (bounded) and closes the sockets.
+//! publications from `store`, then takes requests: the endpoint task hands each to the
+//! `Dispatcher`, which runs it on a task of its own (so a MESSAGE waiting for the core
+//! never blocks the others). One more task drives expiries and refreshes once a second.
+//! [`SipHandle::adapter`] is what the gateway registers with its router;
+//! [`SipHandle::shutdown`] refuses new requests, lets those in flight finish (bounded),
+//! stops the timers and closes the sockets.
 
-use cpim_core::StatusCode;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cpim_core::adapter::{Adapter, BoxFuture, Ingress, LinkStatus};
 use cpim_core::address::{Address, Scheme};
 use cpim_core::model::{Operation, Outcome};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::codec::{Request, Response};
-use crate::endpoint::{Endpoint, EndpointError, IncomingRequests, Target};
+use crate::endpoint::{Endpoint, EndpointError, IncomingRequest, RequestSink, Target};
 use crate::transport::{Flow, Transport};
 
 use super::config::{ConfigError, SipConfig};
@@ -135,14 +136,7 @@ impl Adapter for SipAdapter {
     }
 
     fn deliver(&self, op: Operation) -> BoxFuture<'_, Outcome> {
-        Box::pin(async move {
-            let tid = op.trans_id();
-            let timeout = Duration::from_secs(u64::from(self.tu.config.request_timeout.max(1)) + 5);
-            match tokio::time::timeout(timeout, self.tu.deliver(op)).await {
-                Ok(o) => o,
-                Err(_) => Outcome::failure(tid, StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
-            }
-        })
+        Box::pin(self.tu.deliver(op))
     }
 
     fn links(&self) -> Vec<LinkStatus> {
@@ -173,6 +167,7 @@ pub struct SipHandle {
     local: SocketAddr,
     addrs: Vec<(Transport, SocketAddr)>,
     endpoint: Endpoint,
+    dispatcher: Dispatcher,
 }
 
 impl SipHandle {
@@ -200,8 +195,9 @@ impl SipHandle {
     /// the timers. State is already persisted after every change.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        let drain = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(5), drain)
+        self.dispatcher.drain(Duration::from_secs(5)).await;
+        let timers = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(1), timers)
             .await
             .is_err()
         {
@@ -217,7 +213,8 @@ pub async fn start(
     store: Arc<dyn SipStore>,
 ) -> Result<SipHandle, SipError> {
     config.validate()?;
-    let (endpoint, incoming) = Endpoint::bind(config.endpoint.clone())
+    let dispatcher = Dispatcher::new(config.endpoint.tu_queue);
+    let endpoint = Endpoint::bind_to(config.endpoint.clone(), dispatcher.clone())
         .await
         .map_err(SipError::Endpoint)?;
     let local = endpoint
@@ -230,9 +227,9 @@ pub async fn start(
     });
     let tu = Arc::new(Tu::new(config, ingress, store, wire));
     tu.restore().await?;
+    let _ = dispatcher.tu.set(Arc::clone(&tu));
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    tasks.spawn(serve(Arc::clone(&tu), incoming, stop_rx.clone()));
     tasks.spawn(timers(Arc::clone(&tu), stop_rx));
     tracing::info!(%local, "SIP adapter started");
     Ok(SipHandle {
@@ -242,45 +239,81 @@ pub async fn start(
         local,
         addrs,
         endpoint,
+        dispatcher,
     })
 }
 
-async fn serve(tu: Arc<Tu>, mut incoming: IncomingRequests, mut stop: watch::Receiver<bool>) {
-    let mut inflight = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
-            next = incoming.recv() => {
-                let Some(inc) = next else { break };
-                let tu = Arc::clone(&tu);
-                inflight.spawn(async move {
-                    let crate::endpoint::IncomingRequest { request, source, transport, connection, responder } = inc;
-                    let src = Source {
-                        transport,
-                        remote: source,
-                        verified_names: connection
-                            .as_ref()
-                            .map(|c| c.verified_names.clone())
-                            .unwrap_or_default(),
-                        connection: connection.map(|c| c.id),
-                    };
-                    tu.handle_request_with(request, src, |resp| {
-                        if let Err(e) = responder.respond(resp) {
-                            tracing::debug!(error = %e, "response not sent");
-                        }
-                    })
-                    .await;
-                });
-            }
+/// The TU's [`RequestSink`]: the endpoint task offers each new request here and it
+/// starts one task for it, so a MESSAGE waiting for the core never blocks the others and
+/// a request crosses no channel between the endpoint and the TU. At most `tu_queue`
+/// requests are handled at once; past that, and before the TU is ready or once it is
+/// stopping, the endpoint answers 503 with Retry-After.
+#[derive(Clone, Debug)]
+struct Dispatcher {
+    tu: Arc<OnceLock<Arc<Tu>>>,
+    permits: Arc<Semaphore>,
+    capacity: u32,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Dispatcher {
+    fn new(capacity: usize) -> Dispatcher {
+        let capacity = u32::try_from(capacity.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        Dispatcher {
+            tu: Arc::new(OnceLock::new()),
+            permits: Arc::new(Semaphore::new(capacity as usize)),
+            capacity,
+            stopping: Arc::new(AtomicBool::new(false)),
         }
     }
-    let drain = async { while inflight.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(5), drain)
-        .await
-        .is_err()
-    {
-        inflight.abort_all();
+
+    /// Refuses new requests and waits up to `grace` for those in progress.
+    async fn drain(&self, grace: Duration) {
+        self.stopping.store(true, Ordering::Release);
+        let all = self.permits.acquire_many(self.capacity);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("SIP adapter stopped with requests still in progress");
+        }
+    }
+}
+
+impl RequestSink for Dispatcher {
+    fn offer(&mut self, inc: IncomingRequest) -> Result<(), IncomingRequest> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(inc);
+        }
+        let Some(tu) = self.tu.get().cloned() else {
+            return Err(inc);
+        };
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            return Err(inc);
+        };
+        tokio::spawn(async move {
+            let IncomingRequest {
+                request,
+                source,
+                transport,
+                connection,
+                responder,
+            } = inc;
+            let src = Source {
+                transport,
+                remote: source,
+                verified_names: connection
+                    .as_ref()
+                    .map(|c| c.verified_names.clone())
+                    .unwrap_or_default(),
+                connection: connection.map(|c| c.id),
+            };
+            tu.handle_request_with(request, src, |resp| {
+                if let Err(e) = responder.respond(resp) {
+                    tracing::debug!(error = %e, "response not sent");
+                }
+            })
+            .await;
+            drop(permit);
+        });
+        Ok(())
     }
 }
 

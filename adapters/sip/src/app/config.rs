@@ -60,9 +60,6 @@ pub struct SipConfig {
     /// Largest MESSAGE body the gateway sends, in bytes; larger gets 413 (RFC 3428 s5).
     /// Incoming bodies are bounded by the router (`[limits] max_body_bytes`).
     pub max_message_size: usize,
-    /// Seconds to wait for the final response to a request the gateway sends before the
-    /// outcome is 408.
-    pub request_timeout: u32,
     /// Seconds a fetch (SUBSCRIBE with Expires: 0) waits for the presentity's state
     /// before its single NOTIFY goes out without a body.
     pub fetch_wait: u32,
@@ -98,7 +95,6 @@ impl Default for SipConfig {
             remote_domains: Vec::new(),
             credentials: Vec::new(),
             max_message_size: 64 * 1024,
-            request_timeout: 32,
             fetch_wait: 2,
             notify_min_interval: 5,
         }

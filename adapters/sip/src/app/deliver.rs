@@ -197,7 +197,7 @@ impl Tu {
                 presence: Some(presence),
             };
             tokio::spawn(async move {
-                let _ = this.submit_bounded(Operation::Notify(n)).await;
+                let _ = this.submit(Operation::Notify(n)).await;
             });
             return Outcome::ok(tid);
         }

@@ -44,7 +44,7 @@ async fn outbox_worker(tu: std::sync::Weak<Tu>, mut rx: mpsc::UnboundedReceiver<
     tokio::spawn(async move {
         while let Some(op) = core_rx.recv().await {
             let Some(tu) = weak.upgrade() else { break };
-            let _ = tu.submit_bounded(op).await;
+            let _ = tu.submit(op).await;
         }
     });
     let lane_for = |lanes: &mut HashMap<String, mpsc::UnboundedSender<LaneItem>>, key: String| {

@@ -308,16 +308,11 @@ impl Tu {
         }
     }
 
-    /// Submits to the core and waits at most `request_timeout` seconds (the SIP client
-    /// gives up at Timer F anyway): a core that never answers becomes a 408, never a
-    /// transaction left hanging.
-    pub(super) async fn submit_bounded(&self, op: Operation) -> Outcome {
-        let tid = op.trans_id();
-        let wait = std::time::Duration::from_secs(u64::from(self.config.request_timeout.max(1)));
-        match tokio::time::timeout(wait, self.ingress.submit(ADAPTER_NAME, op)).await {
-            Ok(o) => o,
-            Err(_) => Outcome::failure(tid, StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
-        }
+    /// Submits to the core. The router answers every submission, with 408 after its
+    /// operation timeout at the latest (`[limits] timeout_ms`): the adapter sets no timer
+    /// of its own around it.
+    pub(super) async fn submit(&self, op: Operation) -> Outcome {
+        self.ingress.submit(ADAPTER_NAME, op).await
     }
 
     /// True for a user-less SIP URI naming one of the gateway's domains or its own

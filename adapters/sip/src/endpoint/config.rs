@@ -67,7 +67,8 @@ pub struct EndpointConfig {
     pub supported: Vec<String>,
     /// Request-URI schemes accepted besides sip, sips and tel (others get 416).
     pub extra_uri_schemes: Vec<String>,
-    /// Capacity of the queue of new requests toward the TU (overflow gets 503).
+    /// New requests the TU holds at once: in progress in the SIP adapter's dispatcher, or
+    /// waiting in [`super::IncomingRequests`]; past it a request gets 503 with Retry-After.
     pub tu_queue: usize,
     /// Server transactions held at once (each about 2-3 KiB while it lasts, up to 32 s over
     /// UDP); past it new requests get a stateless 503 ([`crate::transaction::stateless`]).

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use cpim_core::adapter::{BoxFuture, Ingress};
 use cpim_core::model::{Operation, Outcome};
+use cpim_core::StatusCode;
 use cpim_sip::app::config::{SipConfig, SipUser};
-use cpim_sip::app::digest::Algorithm;
+use cpim_sip::app::digest::{self, Algorithm, Challenge};
 use cpim_sip::app::{start, MemoryStore, SipHandle};
 use cpim_sip::endpoint::EndpointConfig;
 use cpim_sip::transport::Transport;
@@ -162,4 +163,23 @@ pub fn exchange(s: &UdpSocket, to: SocketAddr, req: &str, call_id: &str) -> Resp
     final_response(s, call_id, Duration::from_secs(5))
         .0
         .unwrap_or_else(|| panic!("no response to {call_id}"))
+}
+
+/// Sends the request `make(cseq, extra_headers)` builds; on a 401 answers the MD5 challenge
+/// as `user` and sends it again.
+pub fn with_digest(
+    s: &UdpSocket,
+    gw: SocketAddr,
+    (user, password): (&str, &str),
+    (method, uri, cid): (&str, &str, &str),
+    make: impl Fn(u32, &str) -> String,
+) -> Resp {
+    let r = exchange(s, gw, &make(1, ""), cid);
+    if r.code != StatusCode::UNAUTHORIZED {
+        return r;
+    }
+    let ch = Challenge::parse(r.header("WWW-Authenticate").unwrap()).unwrap();
+    let creds = digest::respond(&ch, method, uri, user, password, "c", 1);
+    let auth = format!("Authorization: {}\r\n", creds.to_header());
+    exchange(s, gw, &make(2, &auth), cid)
 }

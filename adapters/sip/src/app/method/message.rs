@@ -47,7 +47,7 @@ impl Tu {
             Ok(m) => m,
             Err(Refusal { code, reason }) => return reply(req, code, Some(&reason)),
         };
-        let outcome = self.submit_bounded(Operation::Message(msg)).await;
+        let outcome = self.submit(Operation::Message(msg)).await;
         outcome_reply(req, &outcome)
     }
 }

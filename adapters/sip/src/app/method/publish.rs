@@ -144,7 +144,7 @@ impl Tu {
             presence,
             expires,
         });
-        self.submit_bounded(op).await
+        self.submit(op).await
     }
 }
 

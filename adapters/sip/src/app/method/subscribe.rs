@@ -99,7 +99,7 @@ impl Tu {
                     target,
                     duration,
                 });
-                let outcome = self.submit_bounded(op).await;
+                let outcome = self.submit(op).await;
                 let answered =
                     self.lock()
                         .notifier
