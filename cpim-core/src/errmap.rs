@@ -22,6 +22,8 @@
 
 use std::fmt;
 
+use crate::StatusCode;
+
 /// The defined stanza error conditions of RFC 6120 s8.3.3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -315,17 +317,19 @@ pub const SIP_CLASS_TO_XMPP: &[(u16, Condition)] = &[
 ];
 
 /// RFC 7247 s7.1: the SIP code for an XMPP stanza error condition.
-pub fn xmpp_to_sip(condition: Condition) -> u16 {
-    XMPP_TO_SIP
-        .iter()
-        .find(|(c, _)| *c == condition)
-        .map_or(XMPP_TO_SIP_DEFAULT, |(_, code)| *code)
+pub fn xmpp_to_sip(condition: Condition) -> StatusCode {
+    StatusCode::new(
+        XMPP_TO_SIP
+            .iter()
+            .find(|(c, _)| *c == condition)
+            .map_or(XMPP_TO_SIP_DEFAULT, |(_, code)| *code),
+    )
 }
 
 /// RFC 7247 s7.1 by element name; an unknown (application-specific or misspelt)
 /// condition maps to 500.
-pub fn xmpp_name_to_sip(condition: &str) -> u16 {
-    Condition::from_name(condition).map_or(XMPP_TO_SIP_DEFAULT, xmpp_to_sip)
+pub fn xmpp_name_to_sip(condition: &str) -> StatusCode {
+    Condition::from_name(condition).map_or(StatusCode::new(XMPP_TO_SIP_DEFAULT), xmpp_to_sip)
 }
 
 /// What the notes of RFC 7247 s7.1 look at to choose between two codes.
@@ -342,18 +346,19 @@ pub struct ErrorDetail {
 /// RFC 7247 s7.1 with the notes applied: `<gone/>` is 301 with a new address and 410
 /// without; `<feature-not-implemented/>` is 405 for a method and 501 otherwise;
 /// `<remote-server-not-found/>` is 408 after a timeout and 404 otherwise.
-pub fn xmpp_to_sip_detailed(condition: Condition, detail: ErrorDetail) -> u16 {
+pub fn xmpp_to_sip_detailed(condition: Condition, detail: ErrorDetail) -> StatusCode {
     match condition {
-        Condition::Gone if !detail.has_new_address => 410,
-        Condition::FeatureNotImplemented if !detail.about_method => 501,
-        Condition::RemoteServerNotFound if detail.timed_out => 408,
+        Condition::Gone if !detail.has_new_address => StatusCode::GONE,
+        Condition::FeatureNotImplemented if !detail.about_method => StatusCode::NOT_IMPLEMENTED,
+        Condition::RemoteServerNotFound if detail.timed_out => StatusCode::REQUEST_TIMEOUT,
         c => xmpp_to_sip(c),
     }
 }
 
 /// RFC 7247 s7.2: the XMPP condition and error type for a SIP failure code (3xx-6xx).
 /// A code outside 300..=699 (not a failure) maps to `<undefined-condition/>`.
-pub fn sip_to_xmpp(code: u16) -> (Condition, ErrorType) {
+pub fn sip_to_xmpp(code: impl Into<StatusCode>) -> (Condition, ErrorType) {
+    let code = code.into().as_u16();
     let condition = SIP_TO_XMPP
         .iter()
         .find(|(c, _)| *c == code)

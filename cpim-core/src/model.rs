@@ -307,10 +307,8 @@ pub struct Publish {
 /// The status of an outcome: a SIP-style three-digit code and a reason phrase.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Status {
-    /// 2xx success, 4xx request failure, 5xx server failure, 6xx global failure; the number
-    /// of a [`StatusCode`], which [`Status::status_code`] returns. Compares equal to the
-    /// named constants (`status.code == StatusCode::NOT_FOUND`).
-    pub code: u16,
+    /// 2xx success, 4xx request failure, 5xx server failure, 6xx global failure.
+    pub code: StatusCode,
     /// Human-readable reason, passed back to the source where its protocol can carry it.
     pub reason: String,
 }
@@ -319,7 +317,7 @@ impl Status {
     /// A status with the given code and reason.
     pub fn new(code: impl Into<StatusCode>, reason: impl Into<String>) -> Status {
         Status {
-            code: code.into().as_u16(),
+            code: code.into(),
             reason: reason.into(),
         }
     }
@@ -327,13 +325,9 @@ impl Status {
     pub fn ok() -> Status {
         Status::new(StatusCode::OK, "OK")
     }
-    /// The code as a [`StatusCode`].
-    pub fn status_code(&self) -> StatusCode {
-        StatusCode::new(self.code)
-    }
     /// True for 2xx.
     pub fn is_success(&self) -> bool {
-        self.status_code().is_success()
+        self.code.is_success()
     }
 }
 

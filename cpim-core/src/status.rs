@@ -21,6 +21,8 @@ impl StatusCode {
     pub const OK: StatusCode = StatusCode(200);
     /// 202 Accepted (RFC 3265 s3.1.6.1, RFC 3428 s7).
     pub const ACCEPTED: StatusCode = StatusCode(202);
+    /// 301 Moved Permanently (RFC 3261 s21.3.2).
+    pub const MOVED_PERMANENTLY: StatusCode = StatusCode(301);
     /// 400 Bad Request (RFC 3261 s21.4.1).
     pub const BAD_REQUEST: StatusCode = StatusCode(400);
     /// 401 Unauthorized (RFC 3261 s21.4.2).
@@ -35,6 +37,8 @@ impl StatusCode {
     pub const PROXY_AUTHENTICATION_REQUIRED: StatusCode = StatusCode(407);
     /// 408 Request Timeout (RFC 3261 s21.4.9).
     pub const REQUEST_TIMEOUT: StatusCode = StatusCode(408);
+    /// 410 Gone (RFC 3261 s21.4.10).
+    pub const GONE: StatusCode = StatusCode(410);
     /// 412 Conditional Request Failed (RFC 3903 s11.2.1).
     pub const CONDITIONAL_REQUEST_FAILED: StatusCode = StatusCode(412);
     /// 413 Request Entity Too Large (RFC 3261 s21.4.11).

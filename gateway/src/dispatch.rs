@@ -69,7 +69,7 @@ impl Dispatch {
             let journal = row.zip(self.journal.as_deref());
             match self.queue.accept(m, &name, journal).await {
                 Ok(()) => {
-                    tracing::info!(from = %from, target = %name, code = outcome.status.code, "target unavailable; message queued");
+                    tracing::info!(from = %from, target = %name, code = %outcome.status.code, "target unavailable; message queued");
                     return Outcome {
                         trans_id: id,
                         status: queued_status(),

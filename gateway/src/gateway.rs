@@ -130,7 +130,7 @@ impl Ingress for GatewayIngress {
                 .await
                 .unwrap_or_else(|NotTaken(out)| out);
             metrics.count("in", &adapter, kind, out.status.code);
-            tracing::debug!(%adapter, kind, code = out.status.code, reason = %out.status.reason, "operation answered");
+            tracing::debug!(%adapter, kind, code = %out.status.code, reason = %out.status.reason, "operation answered");
             out
         })
     }
@@ -213,10 +213,10 @@ fn recover(
             let sub = Submission::recovered(adapter.as_str(), id, m);
             let out = svc.oneshot(sub).await.unwrap_or_else(|NotTaken(out)| out);
             if out.status.is_success() {
-                tracing::info!(row = id, %dest, code = out.status.code, "recovered message delivered");
+                tracing::info!(row = id, %dest, code = %out.status.code, "recovered message delivered");
             } else {
                 // Its source's session is gone: nobody to tell but the log.
-                tracing::warn!(row = id, %adapter, %dest, code = out.status.code, reason = %out.status.reason, "recovered message refused");
+                tracing::warn!(row = id, %adapter, %dest, code = %out.status.code, reason = %out.status.reason, "recovered message refused");
             }
         });
     }

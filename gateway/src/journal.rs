@@ -124,7 +124,7 @@ impl Journal {
         JournalOp::Done {
             id,
             key,
-            code: status.code,
+            code: status.code.as_u16(),
             reason: status.reason.clone(),
             expires_at_ms: self.expiry(),
         }

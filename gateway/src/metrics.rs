@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use cpim_core::StatusCode;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -51,13 +53,13 @@ pub struct Metrics {
 }
 
 /// The outcome class of a status code.
-pub fn class(code: u16) -> &'static str {
-    match code {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
+pub fn class(code: StatusCode) -> &'static str {
+    match code.class() {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
         _ => "6xx",
     }
 }
@@ -128,7 +130,13 @@ impl Metrics {
     }
 
     /// Counts one operation.
-    pub fn count(&self, direction: &'static str, adapter: &str, kind: &'static str, code: u16) {
+    pub fn count(
+        &self,
+        direction: &'static str,
+        adapter: &str,
+        kind: &'static str,
+        code: StatusCode,
+    ) {
         self.operations
             .get_or_create(&OpLabels {
                 direction,

@@ -48,7 +48,7 @@ impl Outbound {
         let mut fut = Box::pin(async move {
             let out = me.deliver(&adapter, op).await;
             if !out.status.is_success() {
-                tracing::debug!(%adapter, code = out.status.code, reason = %out.status.reason, "notification not delivered");
+                tracing::debug!(%adapter, code = %out.status.code, reason = %out.status.reason, "notification not delivered");
             }
         });
         let waker = std::task::Waker::noop();

@@ -65,7 +65,7 @@ impl Queue {
 
     /// True if this outcome means "queue it".
     pub fn should_queue(&self, outcome: &Outcome) -> bool {
-        self.cfg.enabled && self.cfg.on_codes.contains(&outcome.status.code)
+        self.cfg.enabled && self.cfg.on_codes.contains(&outcome.status.code.as_u16())
     }
 
     /// Persists `msg` for `adapter`; `Ok(())` once it is committed. A message written
@@ -151,7 +151,7 @@ impl Queue {
                     unix_ms() + self.backoff(e.attempts + 1),
                 )
             } else {
-                tracing::warn!(id = e.id, dest = %e.message.destination, code = out.status.code, reason = %out.status.reason, "queued message refused by its target; dropped");
+                tracing::warn!(id = e.id, dest = %e.message.destination, code = %out.status.code, reason = %out.status.reason, "queued message refused by its target; dropped");
                 self.store.dequeue(e.id).map(|_| ())
             };
             if let Err(err) = r {

@@ -276,7 +276,10 @@ async fn duplicate_after_restart_gets_first_outcome() {
         t.code.store(200, Ordering::SeqCst);
         let a = gw.ingress.submit("x", msg(1, "xmpp:romeo@x.test")).await;
         let b = gw.ingress.submit("s", msg(2, "sip:alice@s.test")).await;
-        assert_eq!((a.status.code, b.status.code), (200, 200));
+        assert_eq!(
+            (a.status.code, b.status.code),
+            (StatusCode::OK, StatusCode::OK)
+        );
         t.code.store(404, Ordering::SeqCst);
         let c = gw.ingress.submit("x", msg(3, "xmpp:romeo@x.test")).await;
         assert_eq!(c.status.code, StatusCode::NOT_FOUND);

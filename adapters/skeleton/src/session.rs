@@ -261,7 +261,11 @@ impl Session {
             if outcome.status.is_success() {
                 self.send(&Frame::Ok { id });
             } else {
-                self.err(Some(&id), outcome.status.code, &outcome.status.reason);
+                self.err(
+                    Some(&id),
+                    outcome.status.code.as_u16(),
+                    &outcome.status.reason,
+                );
             }
         }
     }

@@ -170,7 +170,7 @@ async fn client_and_core_talk_through_the_skeleton() {
 
     // Gone: 480 again.
     drop(c);
-    let mut code = 0;
+    let mut code = StatusCode::new(0);
     for _ in 0..100 {
         code = handle.deliver(msg(13)).await.status.code;
         if code == 480 {

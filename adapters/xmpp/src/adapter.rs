@@ -6,6 +6,7 @@
 //! deadline, and reads the links' state from what the task shares. Dependencies point
 //! one way: the adapter knows the links, a link never knows the adapter.
 
+use cpim_core::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,12 +105,24 @@ impl Adapter for XmppAdapter {
                 deadline,
             };
             if self.tx.send(cmd).await.is_err() {
-                return Outcome::failure(trans_id, 503, "XMPP adapter is shut down");
+                return Outcome::failure(
+                    trans_id,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "XMPP adapter is shut down",
+                );
             }
             match tokio::time::timeout(self.delivery_timeout + Duration::from_secs(2), rx).await {
                 Ok(Ok(o)) => o,
-                Ok(Err(_)) => Outcome::failure(trans_id, 503, "XMPP adapter is shut down"),
-                Err(_) => Outcome::failure(trans_id, 408, "no answer from the XMPP side in time"),
+                Ok(Err(_)) => Outcome::failure(
+                    trans_id,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "XMPP adapter is shut down",
+                ),
+                Err(_) => Outcome::failure(
+                    trans_id,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "no answer from the XMPP side in time",
+                ),
             }
         })
     }

@@ -32,6 +32,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use cpim_core::model::Status;
+use cpim_core::StatusCode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -264,7 +265,10 @@ impl DeliveryTracker {
             self.remove(key);
             out.push((
                 key,
-                Status::new(408, "no answer from the XMPP server in time"),
+                Status::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "no answer from the XMPP server in time",
+                ),
             ));
         }
         if self.entries.is_empty() {
@@ -322,8 +326,22 @@ mod tests {
     fn error_before_barrier_wins() {
         let (t, mut tr) = tracker(200);
         track(&mut tr, 1, "m1", "p1", t + Duration::from_secs(10), t);
-        let r = tr.on_response("m1", P, Err(Status::new(503, "service-unavailable")), t);
-        assert_eq!(r, Some((1, Status::new(503, "service-unavailable"))));
+        let r = tr.on_response(
+            "m1",
+            P,
+            Err(Status::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+            )),
+            t,
+        );
+        assert_eq!(
+            r,
+            Some((
+                1,
+                Status::new(StatusCode::SERVICE_UNAVAILABLE, "service-unavailable")
+            ))
+        );
         assert!(tr.is_empty());
         // The late ping result is ignored.
         assert_eq!(tr.on_response("p1", P, Ok(()), t), None);
@@ -341,10 +359,10 @@ mod tests {
         let e = tr.on_response(
             "m2",
             P,
-            Err(Status::new(404, "x")),
+            Err(Status::new(StatusCode::NOT_FOUND, "x")),
             t + Duration::from_millis(100),
         );
-        assert_eq!(e.map(|x| x.1.code), Some(404));
+        assert_eq!(e.map(|x| x.1.code), Some(StatusCode::NOT_FOUND));
         let done = tr.handle_timeout(t + Duration::from_millis(200));
         assert_eq!(done, vec![(1, Status::ok())]);
     }
@@ -358,7 +376,7 @@ mod tests {
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].0, 1);
         assert_eq!(done[0].1.code, 408);
-        let all = tr.fail_all(&Status::new(408, "lost"));
+        let all = tr.fail_all(&Status::new(StatusCode::REQUEST_TIMEOUT, "lost"));
         assert_eq!(all.len(), 1);
         assert!(tr.is_empty());
     }
@@ -385,8 +403,13 @@ mod tests {
         assert_eq!(tr.handle_timeout(t), vec![]);
         // m2 bounces before the barrier answers
         assert_eq!(
-            tr.on_response("m2", P, Err(Status::new(404, "item-not-found")), t)
-                .map(|x| x.0),
+            tr.on_response(
+                "m2",
+                P,
+                Err(Status::new(StatusCode::NOT_FOUND, "item-not-found")),
+                t
+            )
+            .map(|x| x.0),
             Some(2)
         );
         assert_eq!(tr.on_response("p", P, Ok(()), t), None);
@@ -419,10 +442,14 @@ mod tests {
         assert_eq!(tr.poll_timeout(), Some(t + Duration::from_millis(5)));
         let done = tr.handle_timeout(t + Duration::from_millis(5));
         assert_eq!(done.len(), 100);
-        assert!(done.iter().all(|(k, s)| *k < 100 && s.code == 200));
+        assert!(done
+            .iter()
+            .all(|(k, s)| *k < 100 && s.code == StatusCode::OK));
         let late = tr.handle_timeout(t + Duration::from_millis(1100));
         assert_eq!(late.len(), 100);
-        assert!(late.iter().all(|(k, s)| *k >= 900 && s.code == 408));
+        assert!(late
+            .iter()
+            .all(|(k, s)| *k >= 900 && s.code == StatusCode::REQUEST_TIMEOUT));
         assert_eq!(tr.len(), 800);
     }
 
@@ -435,7 +462,7 @@ mod tests {
         let d = t + Duration::from_secs(10);
         tr.track(1, "Peer.Test", vec!["m1".into()], Some("p1"), d, t);
         tr.track(2, P, vec!["m2".into()], Some("p2"), d, t);
-        let forged = Err(Status::new(404, "item-not-found"));
+        let forged = Err(Status::new(StatusCode::NOT_FOUND, "item-not-found"));
         assert_eq!(tr.on_response("m1", "evil.test", forged.clone(), t), None);
         assert_eq!(
             tr.on_response("m1", "mallory@evil.test/x", forged.clone(), t),
@@ -449,9 +476,14 @@ mod tests {
         assert_eq!(tr.len(), 2);
         // The real peer still decides, whatever the case or a trailing dot.
         assert_eq!(
-            tr.on_response("m1", "juliet@PEER.test./r", Err(Status::new(404, "x")), t)
-                .map(|x| x.1.code),
-            Some(404)
+            tr.on_response(
+                "m1",
+                "juliet@PEER.test./r",
+                Err(Status::new(StatusCode::NOT_FOUND, "x")),
+                t
+            )
+            .map(|x| x.1.code),
+            Some(StatusCode::NOT_FOUND)
         );
         assert_eq!(tr.on_response("p2", "peer.test", Ok(()), t), None);
         assert_eq!(tr.poll_timeout(), Some(t + Duration::from_millis(200)));

@@ -112,7 +112,7 @@ async fn prosody_s2s_starttls_and_dialback_both_ways_and_bad_key_refused() {
     let out = a
         .deliver(from_carol(&e, 2, "no-such-user-s2s", "void"))
         .await;
-    assert!(matches!(out.status.code, 404 | 503), "{out:?}");
+    assert!(matches!(out.status.code.as_u16(), 404 | 503), "{out:?}");
 
     // A bad dialback key: a fake peer claims xmpp.test with a key Prosody never made.
     // We ask Prosody (authoritative) and refuse (XEP-0220 s2.1.4: type='invalid').

@@ -89,7 +89,7 @@ async fn send_a_to_b(trust_a_on_b: bool) -> (u16, Option<Operation>) {
     ha.shutdown().await;
     hb.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
-    (out.status.code, got)
+    (out.status.code.as_u16(), got)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

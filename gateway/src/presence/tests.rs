@@ -717,7 +717,7 @@ fn subscriptions_are_capped() {
             LOCAL,
         );
         codes.push(match r {
-            SubscribeReply::Now(s) => s.code,
+            SubscribeReply::Now(s) => s.code.as_u16(),
             _ => 0,
         });
     }
@@ -730,7 +730,7 @@ fn subscriptions_are_capped() {
             LOCAL,
         );
         let code = match r {
-            SubscribeReply::Now(s) => s.code,
+            SubscribeReply::Now(s) => s.code.as_u16(),
             _ => 0,
         };
         assert_eq!(code, if i < 2 { 200 } else { 503 }, "{i}");

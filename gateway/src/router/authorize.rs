@@ -128,7 +128,7 @@ mod tests {
         let rec = Recorder::default();
         let svc = CheckLayer::new(Authorize::new(table())).layer(rec.clone());
         let out = svc.oneshot(Submission::new(adapter, op)).await.unwrap();
-        (out.status.code, rec.count())
+        (out.status.code.as_u16(), rec.count())
     }
 
     #[tokio::test]

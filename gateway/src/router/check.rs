@@ -109,7 +109,11 @@ mod tests {
         let no = Submission::new("sip", msg(7, "sip:a@s.test", "b@x.test", "no"));
         let out = svc.clone().oneshot(no).await.unwrap();
         assert_eq!(
-            (out.trans_id.0, out.status.code, out.status.reason.as_str()),
+            (
+                out.trans_id.0,
+                out.status.code.as_u16(),
+                out.status.reason.as_str()
+            ),
             (7, 400, "said no")
         );
         assert_eq!(rec.count(), 0);

@@ -40,7 +40,7 @@ enum Entry {
 /// A remembered outcome: the code, and the reason phrase unless it is plain "OK".
 #[derive(Debug)]
 struct Done {
-    code: u16,
+    code: StatusCode,
     reason: Option<Box<str>>,
 }
 

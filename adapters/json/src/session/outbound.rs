@@ -23,7 +23,7 @@ impl Session {
             self.events
                 .push_back(Event::Send(Frame::Outcome(OutcomeFrame {
                     id,
-                    code: outcome.status.code,
+                    code: outcome.status.code.as_u16(),
                     reason: outcome.status.reason,
                 })));
         }

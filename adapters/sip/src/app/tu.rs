@@ -137,7 +137,7 @@ pub fn aor_of(a: &Address) -> String {
 /// 202). The one place a core [`StatusCode`] becomes a SIP response code; a code outside
 /// the final range (RFC 3261 s7.2) is answered with 500.
 pub(super) fn outcome_reply(req: &Request, o: &Outcome) -> Reply {
-    let status = o.status.status_code();
+    let status = o.status.code;
     let code = if status.is_final() {
         status
     } else {

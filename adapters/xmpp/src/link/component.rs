@@ -11,6 +11,7 @@
 //! matched by an unguessable id ([`crate::tracker`]); a new session starts a new
 //! tracker, so nothing answers for a stanza of an earlier link.
 
+use cpim_core::StatusCode;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,14 +136,16 @@ impl Link {
     fn enqueue(&mut self, q: Queued) {
         let trans_id = q.op.trans_id();
         if !self.cfg.queue_when_down {
-            let _ = q
-                .reply
-                .send(Outcome::failure(trans_id, 503, "XMPP link is down"));
+            let _ = q.reply.send(Outcome::failure(
+                trans_id,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "XMPP link is down",
+            ));
         } else if self.queue.len() >= self.cfg.queue_capacity {
             warn!(link = %self.name, "queue full ({}), refusing {}", self.queue.len(), q.op.kind());
             let _ = q.reply.send(Outcome::failure(
                 trans_id,
-                503,
+                StatusCode::SERVICE_UNAVAILABLE,
                 "XMPP link is down and its queue is full",
             ));
         } else {
@@ -158,7 +161,7 @@ impl Link {
             if q.deadline <= now {
                 let _ = q.reply.send(Outcome::failure(
                     q.op.trans_id(),
-                    408,
+                    StatusCode::REQUEST_TIMEOUT,
                     "XMPP link stayed down; not sent",
                 ));
             } else {
@@ -227,7 +230,7 @@ impl Link {
         for q in self.queue.drain(..) {
             let _ = q.reply.send(Outcome::failure(
                 q.op.trans_id(),
-                503,
+                StatusCode::SERVICE_UNAVAILABLE,
                 "XMPP adapter shut down",
             ));
         }
@@ -380,12 +383,19 @@ impl Link {
                 _ = sleep_until_opt(next_expiry) => self.expire_queue(),
             }
         }
-        let lost = Status::new(408, "XMPP link lost before the server confirmed");
+        let lost = Status::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "XMPP link lost before the server confirmed",
+        );
         for (key, status) in tracker.fail_all(&lost) {
             resolve(&mut replies, key, status);
         }
         for (_, (trans_id, reply)) in replies.drain() {
-            let _ = reply.send(Outcome::failure(trans_id, 408, "XMPP link lost"));
+            let _ = reply.send(Outcome::failure(
+                trans_id,
+                StatusCode::REQUEST_TIMEOUT,
+                "XMPP link lost",
+            ));
         }
         self.set_status(false, None);
         let _ = wr.shutdown().await;

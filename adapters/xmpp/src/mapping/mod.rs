@@ -13,6 +13,7 @@
 use cpim_core::address::Address;
 use cpim_core::errmap::{self, Condition, ErrorType};
 use cpim_core::model::{Operation, Status, TransId};
+use cpim_core::StatusCode;
 
 use crate::element::{text_el, Element, ElementExt};
 use crate::jid::{parse_jid, to_jid, Home};
@@ -158,7 +159,7 @@ pub fn status_of_error(el: &Element) -> Status {
                 && el.attr("from").is_some_and(|f| f.contains('@'));
             if no_such_user {
                 return Status::new(
-                    404,
+                    StatusCode::NOT_FOUND,
                     text.unwrap_or_else(|| {
                         "Not Found: the recipient's server refused the message \
                          (service-unavailable)"
@@ -170,7 +171,7 @@ pub fn status_of_error(el: &Element) -> Status {
             Status::new(code, text.unwrap_or_else(|| c.name.clone()))
         }
         None => Status::new(
-            500,
+            StatusCode::SERVER_INTERNAL_ERROR,
             text.unwrap_or_else(|| "error without condition".into()),
         ),
     }

@@ -100,10 +100,11 @@ impl Tu {
                     duration,
                 });
                 let outcome = self.submit(op).await;
-                let answered =
-                    self.lock()
-                        .notifier
-                        .core_answered(&key, outcome.status.code, now_secs());
+                let answered = self.lock().notifier.core_answered(
+                    &key,
+                    outcome.status.code.as_u16(),
+                    now_secs(),
+                );
                 match answered {
                     Some((code, expires)) if (200..300).contains(&code) => {
                         self.subscribe_ok(req, code, expires, Some(&local_tag))

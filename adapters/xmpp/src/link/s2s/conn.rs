@@ -3,6 +3,7 @@
 //! s5.4, readiness, dialback verification, close) up to losing a connection and
 //! scheduling its reconnect.
 
+use cpim_core::StatusCode;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -354,7 +355,10 @@ impl Hub {
             self.tracker.forget(k);
             self.resolve(
                 k,
-                Status::new(408, "s2s link lost before the peer confirmed"),
+                Status::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "s2s link lost before the peer confirmed",
+                ),
             );
         }
         self.status(&pair, Some(false), Some(why));

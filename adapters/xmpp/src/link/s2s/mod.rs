@@ -18,6 +18,7 @@
 //! certificate is valid for ([`crate::tls::Trust`]), and our certificate is the client
 //! certificate of outgoing streams. Reads reach the hub through a bounded channel (`net`).
 
+use cpim_core::StatusCode;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -350,14 +351,18 @@ impl Hub {
                 if let Pending::Op(q) = p {
                     let _ = q.reply.send(Outcome::failure(
                         q.op.trans_id(),
-                        503,
+                        StatusCode::SERVICE_UNAVAILABLE,
                         "XMPP adapter shut down",
                     ));
                 }
             }
         }
         for (_, (t, r, _)) in self.replies.drain() {
-            let _ = r.send(Outcome::failure(t, 503, "XMPP adapter shut down"));
+            let _ = r.send(Outcome::failure(
+                t,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "XMPP adapter shut down",
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         info!("xmpp s2s: stopped");
@@ -417,7 +422,7 @@ impl Hub {
                     Pending::Op(x) if x.deadline <= tnow => {
                         let _ = x.reply.send(Outcome::failure(
                             x.op.trans_id(),
-                            408,
+                            StatusCode::REQUEST_TIMEOUT,
                             format!("no s2s link to {remote} in time; not sent"),
                         ));
                     }

@@ -4,6 +4,7 @@
 //! ([`crate::tracker`]); without a ready stream it is queued and a stream is opened
 //! (RFC 6120 s3.2 SRV lookup unless overridden).
 
+use cpim_core::StatusCode;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -22,9 +23,11 @@ impl Hub {
     pub(super) fn deliver(&mut self, q: Queued) {
         let Some(remote) = q.op.destination().map(|d| d.domain.clone()) else {
             let t = q.op.trans_id();
-            let _ = q
-                .reply
-                .send(Outcome::failure(t, 501, "publish is not delivered to XMPP"));
+            let _ = q.reply.send(Outcome::failure(
+                t,
+                StatusCode::NOT_IMPLEMENTED,
+                "publish is not delivered to XMPP",
+            ));
             return;
         };
         if self.domains.contains(&remote) {
@@ -60,7 +63,7 @@ impl Hub {
                     let t = q.op.trans_id();
                     let _ = q.reply.send(Outcome::failure(
                         t,
-                        503,
+                        StatusCode::SERVICE_UNAVAILABLE,
                         format!("no s2s link to {} (queue full or queueing off)", pair.1),
                     ));
                     return;
@@ -236,7 +239,11 @@ impl Hub {
         warn!(link = %self.link_name(pair), "xmpp s2s: {} queued stanza(s) not sent: {why}", q.len());
         for p in q {
             if let Pending::Op(x) = p {
-                let _ = x.reply.send(Outcome::failure(x.op.trans_id(), 502, why));
+                let _ = x.reply.send(Outcome::failure(
+                    x.op.trans_id(),
+                    StatusCode::BAD_GATEWAY,
+                    why,
+                ));
             }
         }
     }
