@@ -331,18 +331,28 @@ pub fn sip_user_allowed(b: u8) -> bool {
         )
 }
 
-impl fmt::Display for Address {
-    /// The canonical URI form. For `xmpp:` the JID is written without the scheme and
-    /// without escaping; for the others the user part is percent-encoded where RFC 3261
-    /// requires it and an instance is written as a `gr` parameter.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Address {
+    /// The address as [`Display`](fmt::Display) writes it, without the instance (the
+    /// text of [`Address::bare`], with no copy made).
+    pub fn bare_display(&self) -> impl fmt::Display + '_ {
+        struct Bare<'a>(&'a Address);
+        impl fmt::Display for Bare<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.write_to(f, false)
+            }
+        }
+        Bare(self)
+    }
+
+    fn write_to(&self, f: &mut fmt::Formatter<'_>, with_instance: bool) -> fmt::Result {
+        let instance = self.instance.as_ref().filter(|_| with_instance);
         match self.scheme {
             Scheme::Xmpp => {
                 if let Some(u) = &self.user {
                     write!(f, "{u}@")?;
                 }
                 f.write_str(&self.domain)?;
-                if let Some(r) = &self.instance {
+                if let Some(r) = instance {
                     write!(f, "/{r}")?;
                 }
                 Ok(())
@@ -353,7 +363,7 @@ impl fmt::Display for Address {
                     write!(f, "{}@", percent_encode(u, sip_user_allowed))?;
                 }
                 f.write_str(&self.domain)?;
-                if let Some(gr) = &self.instance {
+                if let Some(gr) = instance {
                     write!(
                         f,
                         ";gr={}",
@@ -367,6 +377,15 @@ impl fmt::Display for Address {
     }
 }
 
+impl fmt::Display for Address {
+    /// The canonical URI form. For `xmpp:` the JID is written without the scheme and
+    /// without escaping; for the others the user part is percent-encoded where RFC 3261
+    /// requires it and an instance is written as a `gr` parameter.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f, true)
+    }
+}
+
 impl std::str::FromStr for Address {
     type Err = AddressError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -377,6 +396,20 @@ impl std::str::FromStr for Address {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_display_writes_the_bare_address() {
+        for s in [
+            "sip:a%40b@sip.test;gr=urn:uuid:1",
+            "xmpp:juliet@xmpp.test/balcony phone",
+            "im:alice@sip.test",
+            "xmpp:xmpp.test",
+        ] {
+            let a: Address = s.parse().unwrap();
+            assert_eq!(a.bare_display().to_string(), a.bare().to_string(), "{s}");
+            assert!(a.instance.is_none() || a.bare_display().to_string() != a.to_string());
+        }
+    }
 
     /// Issue 10: `sip.test.`, `SIP.Test` and the U-label of an IDN are one domain, so no
     /// spelling gets past a local-domain or anti-forging check.

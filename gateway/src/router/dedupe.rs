@@ -24,11 +24,21 @@ use super::{NotTaken, Submission};
 use crate::journal::Journal;
 use crate::store::DoneRecord;
 
+/// Feeds formatted text to a hasher as bytes.
+struct HashWriter<'a, H>(&'a mut H);
+
+impl<H: std::hash::Hasher> std::fmt::Write for HashWriter<'_, H> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.write(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// The dedupe key of a message: `(bare source, message id)`, if it has an id.
 pub fn dedupe_key(m: &Message) -> Option<(String, String)> {
     m.message_id
         .as_ref()
-        .map(|id| (m.source.bare().to_string(), id.clone()))
+        .map(|id| (m.source.bare_display().to_string(), id.clone()))
 }
 
 #[derive(Debug)]
@@ -100,6 +110,24 @@ impl DedupeCache {
     fn key(&self, k: &(String, String)) -> Key {
         use std::hash::BuildHasher;
         (u128::from(self.hashers.0.hash_one(k)) << 64) | u128::from(self.hashers.1.hash_one(k))
+    }
+
+    /// The key of a message with an id: the same value as [`Cache::key`] of its
+    /// [`dedupe_key`], hashed from the message as it is (the bare source written straight
+    /// into the hashers), so the hot path builds no strings.
+    fn key_of(&self, m: &Message) -> Option<Key> {
+        use std::fmt::Write as _;
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let id = m.message_id.as_deref()?;
+        let one = |state: &std::hash::RandomState| {
+            let mut h = state.build_hasher();
+            // `(String, String)` hashes as each string's bytes followed by 0xff
+            let _ = write!(HashWriter(&mut h), "{}", m.source.bare_display());
+            h.write_u8(0xff);
+            id.hash(&mut h);
+            h.finish()
+        };
+        Some((u128::from(one(&self.hashers.0)) << 64) | u128::from(one(&self.hashers.1)))
     }
 
     /// Adds persisted records (oldest first); they are kept for at least `ttl` from now.
@@ -231,19 +259,19 @@ where
 
     fn call(&mut self, req: Submission) -> Self::Future {
         let trans_id = req.op.trans_id();
-        let key = match &req.op {
-            Operation::Message(m) => dedupe_key(m),
-            _ => None,
-        };
-        let Some(key) = key else {
-            let fut = self.inner.call(req);
-            return Box::pin(async move { fut.await.map_err(Into::into) });
-        };
         let (hashed, seen) = {
+            let Operation::Message(m) = &req.op else {
+                let fut = self.inner.call(req);
+                return Box::pin(async move { fut.await.map_err(Into::into) });
+            };
             let now = Instant::now();
             let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(h) = c.key_of(m) else {
+                drop(c);
+                let fut = self.inner.call(req);
+                return Box::pin(async move { fut.await.map_err(Into::into) });
+            };
             c.expire(now);
-            let h = c.key(&key);
             let seen = match c.get(h) {
                 Some(Entry::Done(d)) => Seen::Done(d.status()),
                 Some(Entry::InFlight(rx)) => Seen::Waiting(rx.clone()),
@@ -257,7 +285,7 @@ where
         };
         match seen {
             Seen::Done(status) => {
-                tracing::debug!(message_id = %key.1, "duplicate answered from cache");
+                tracing::debug!(trans_id = trans_id.0, "duplicate answered from cache");
                 Box::pin(async move { Ok(Outcome { trans_id, status }) })
             }
             Seen::Waiting(mut rx) => Box::pin(async move {
@@ -415,6 +443,28 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         svc.oneshot(with_id(2, "m1")).await.unwrap();
         assert_eq!(rec.count(), 2);
+    }
+
+    /// The hot path's key (hashed from the message) is the key of the persisted
+    /// `(bare source, message id)` pair, so records loaded at start still match.
+    #[test]
+    fn key_from_the_message_equals_the_key_of_the_persisted_pair() {
+        let c = DedupeCache::new(Duration::from_secs(10));
+        for (src, mid) in [
+            ("sip:alice@s.test", "m1"),
+            ("sip:a%40b@s.test;gr=urn:uuid:7", "Id with spaces"),
+            ("xmpp:juliet@x.test/balcony", "\u{e9}t\u{e9}"),
+        ] {
+            let mut op = msg(1, src, "bob@x.test", "hi");
+            let Operation::Message(m) = &mut op else {
+                unreachable!()
+            };
+            m.message_id = Some(mid.into());
+            let pair = dedupe_key(m).unwrap();
+            assert_eq!(c.key_of(m), Some(c.key(&pair)), "{src} {mid}");
+            m.message_id = None;
+            assert_eq!(c.key_of(m), None);
+        }
     }
 
     #[test]
