@@ -204,7 +204,7 @@ async fn deliver_message_remote_with_proxy_auth_and_timeout() {
     c.remote_domains = vec!["kamailio.test".into()];
     c.outbound_proxy = Some(cpim_sip::app::config::OutboundProxy {
         address: "127.0.0.1:5090".into(),
-        transport: Some("udp".into()),
+        transport: Some(cpim_sip::transport::Transport::Udp),
     });
     c.credentials = vec![ClientCredential {
         realm: Some("kamailio.test".into()),

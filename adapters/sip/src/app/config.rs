@@ -294,9 +294,9 @@ impl ExpiryLimits {
 pub struct OutboundProxy {
     /// Where to send: `host:port` (UDP and TCP) of the proxy.
     pub address: String,
-    /// Transport toward the proxy: `udp` or `tcp`; the transport layer still switches
-    /// to TCP for requests over 1300 bytes.
-    pub transport: Option<String>,
+    /// Transport toward the proxy: `udp` (the default), `tcp` or `tls`; over UDP the
+    /// transport layer still switches to TCP for requests over 1300 bytes.
+    pub transport: Option<crate::transport::Transport>,
 }
 
 /// Credentials for a challenge from a remote realm (`[[sip.credentials]]`).
@@ -437,6 +437,10 @@ password = "secret"
         assert_eq!(c.registrar.min_expires, 30);
         assert_eq!(c.registrar.max_expires, 7200, "defaults fill the rest");
         assert!(c.proxy_mode());
+        assert_eq!(
+            c.outbound_proxy.as_ref().and_then(|p| p.transport),
+            Some(crate::transport::Transport::Tcp)
+        );
         assert_eq!(c.validate(), Ok(()));
         let typo = "domain = [\"sip.test\"]";
         assert!(toml::from_str::<SipConfig>(typo).is_err());
@@ -444,5 +448,15 @@ password = "secret"
         assert!(toml::from_str::<SipConfig>(typo).is_err());
         let empty: SipConfig = toml::from_str("").unwrap();
         assert_eq!(empty, SipConfig::default());
+    }
+
+    #[test]
+    fn outbound_proxy_transport_is_a_transport_token() {
+        let e = toml::from_str::<SipConfig>(
+            "[outbound_proxy]\naddress = \"127.0.0.1:5064\"\ntransport = \"sctp\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("transport") && e.contains("sctp"), "{e}");
     }
 }

@@ -18,6 +18,7 @@ use cpim_core::model::{Notify, Operation, Outcome, Subscribe, SubscriptionState}
 use cpim_core::pidf;
 
 use crate::codec::{new_tag, HeaderName, Method, Request};
+use crate::transport::Transport;
 
 use super::auth_client::OutRequest;
 use super::message;
@@ -378,8 +379,8 @@ impl Tu {
     fn hop_for(&self, ruri: &str, routes: &[String]) -> NextHop {
         if let Some(p) = &self.config.outbound_proxy {
             if routes.is_empty() {
-                let t = p.transport.as_deref().unwrap_or("udp");
-                return NextHop::Uri(format!("sip:{};transport={t};lr", p.address));
+                let t = p.transport.unwrap_or(Transport::Udp);
+                return NextHop::Uri(format!("sip:{};transport={};lr", p.address, t.name()));
             }
         }
         NextHop::Uri(first_hop(routes, ruri))

@@ -118,13 +118,12 @@ impl SourceKey {
         }
     }
 
-    /// The key of a flow string as [`super::tu::Source::flow`] writes it
-    /// (`udp:192.0.2.1:5060`, `tcp:[2001:db8::1]:5060`).
+    /// The key of a persisted flow ([`crate::transport::Flow`] as text, e.g.
+    /// `udp:192.0.2.1:5060`); `None` if it does not parse.
     pub fn of_flow(flow: &str) -> Option<SourceKey> {
-        let (_, addr) = flow.split_once(':')?;
-        addr.parse::<std::net::SocketAddr>()
+        flow.parse::<crate::transport::Flow>()
             .ok()
-            .map(|a| SourceKey::of(a.ip()))
+            .map(|f| SourceKey::of(f.remote.ip()))
     }
 }
 
