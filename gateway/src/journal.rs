@@ -59,7 +59,19 @@ pub struct JournalRow {
 
 struct Req {
     op: JournalOp,
-    reply: oneshot::Sender<Result<Option<i64>, String>>,
+    reply: oneshot::Sender<Result<Option<i64>, JournalError>>,
+}
+
+/// Why the journal did not commit a change.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// The writer thread has stopped (the gateway is shutting down, or it failed).
+    #[error("journal writer stopped")]
+    Stopped,
+    /// The batch holding the change failed to commit (shared by its every change).
+    #[error("journal commit: {0}")]
+    Commit(#[source] Arc<StoreError>),
 }
 
 /// The journal: a handle on the group-commit writer. The writer thread stops when the
@@ -131,26 +143,22 @@ impl Journal {
     }
 
     /// Commits `op` together with whatever else is waiting; the row id for a `Begin`.
-    pub async fn commit(&self, op: JournalOp) -> Result<Option<i64>, String> {
+    pub async fn commit(&self, op: JournalOp) -> Result<Option<i64>, JournalError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Req { op, reply })
-            .map_err(|_| "journal writer stopped".to_owned())?;
-        rx.await
-            .map_err(|_| "journal writer stopped".to_owned())
-            .and_then(|r| r)
+            .map_err(|_| JournalError::Stopped)?;
+        rx.await.map_err(|_| JournalError::Stopped).and_then(|r| r)
     }
 
     /// Hands `op` to the writer without waiting for its commit (it is committed with the
     /// next batch; a failure is logged by the writer). Err only if the writer stopped.
-    pub fn submit(&self, op: JournalOp) -> Result<(), String> {
-        self.background
-            .send(op)
-            .map_err(|_| "journal writer stopped".to_owned())
+    pub fn submit(&self, op: JournalOp) -> Result<(), JournalError> {
+        self.background.send(op).map_err(|_| JournalError::Stopped)
     }
 
     /// Waits until everything handed over before this call is committed.
-    pub async fn flush(&self) -> Result<(), String> {
+    pub async fn flush(&self) -> Result<(), JournalError> {
         let noop = JournalOp::Done {
             id: None,
             key: None,
@@ -233,9 +241,9 @@ fn writer(store: Store, rx: mpsc::Receiver<Req>, background: mpsc::Receiver<Jour
             }
             Err(e) => {
                 tracing::error!(error = %e, changes = ops.len(), "journal commit failed");
-                let e = e.to_string();
+                let e = Arc::new(e);
                 for reply in replies.drain(..).flatten() {
-                    let _ = reply.send(Err(e.clone()));
+                    let _ = reply.send(Err(JournalError::Commit(Arc::clone(&e))));
                 }
             }
         }

@@ -23,11 +23,26 @@ use tokio::sync::Notify;
 use crate::config::QueueSection;
 use crate::journal::{Journal, JournalRow};
 use crate::outbound::Outbound;
-use crate::store::{unix_ms, Store};
+use crate::store::{unix_ms, Store, StoreError};
 
 /// What the source of a queued message is told (RFC 3261 s21.2.3).
 pub fn queued_status() -> cpim_core::model::Status {
     cpim_core::model::Status::new(StatusCode::ACCEPTED, "Accepted (queued for delivery)")
+}
+
+/// Why a message was not queued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// `queue.max_depth` messages are queued already.
+    #[error("queue full ({depth} messages)")]
+    Full {
+        /// Messages queued.
+        depth: u64,
+    },
+    /// The store failed.
+    #[error("queue store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// The queue.
@@ -77,10 +92,10 @@ impl Queue {
         msg: Message,
         adapter: &str,
         journal: Option<(JournalRow, &Journal)>,
-    ) -> Result<(), String> {
-        let depth = self.store.queue_depth().map_err(|e| e.to_string())?;
+    ) -> Result<(), QueueError> {
+        let depth = self.store.queue_depth()?;
         if depth >= self.cfg.max_depth {
-            return Err(format!("queue full ({depth} messages)"));
+            return Err(QueueError::Full { depth });
         }
         let now = unix_ms();
         let adapter = adapter.to_owned();
@@ -92,8 +107,7 @@ impl Queue {
                 s.enqueue_with(&msg, &adapter, now, now + retry, done.as_ref())
                     .map(|_| ())
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         self.update_gauge();
         self.wake.notify_one();
         Ok(())

@@ -189,6 +189,9 @@ pub enum SecretError {
         /// What is wrong.
         why: String,
     },
+    /// The SIP TLS certificate could not be made.
+    #[error("making the SIP TLS certificate: {0}")]
+    Certificate(#[source] cpim_sip::transport::TransportError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecretError + '_ {
@@ -260,27 +263,29 @@ pub fn create_private(dir: &Path, name: &str, data: &[u8]) -> Result<bool, Secre
 /// later starts reuse them, so peers that pinned the certificate keep working. A lone
 /// file (a start that ended between the two writes, or one removed by hand) is replaced
 /// with the pair.
-pub fn generated_tls_identity(dir: &Path, names: &[String]) -> Result<(PathBuf, PathBuf), String> {
+pub fn generated_tls_identity(
+    dir: &Path,
+    names: &[String],
+) -> Result<(PathBuf, PathBuf), SecretError> {
     let cert = dir.join(SIP_TLS_CERT_FILE);
     let key = dir.join(SIP_TLS_KEY_FILE);
     if !(cert.exists() && key.exists()) {
-        private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        private_dir(dir).map_err(io(dir))?;
         for p in [&cert, &key] {
             match std::fs::remove_file(p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(format!("{}: {e}", p.display()))
-                }
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(p)(e)),
                 _ => {}
             }
         }
-        let (c, k) = cpim_sip::transport::tls::self_signed(names).map_err(|e| e.to_string())?;
+        let (c, k) =
+            cpim_sip::transport::tls::self_signed(names).map_err(SecretError::Certificate)?;
         // The key first: a certificate on disk always has its key.
-        create_private(dir, SIP_TLS_KEY_FILE, k.as_bytes()).map_err(|e| e.to_string())?;
-        create_private(dir, SIP_TLS_CERT_FILE, c.as_bytes()).map_err(|e| e.to_string())?;
+        create_private(dir, SIP_TLS_KEY_FILE, k.as_bytes())?;
+        create_private(dir, SIP_TLS_CERT_FILE, c.as_bytes())?;
         tracing::info!(cert = %cert.display(), "generated a self-signed certificate for the SIP TLS listener");
     }
     for p in [&cert, &key] {
-        tighten(p, 0o600).map_err(|e| format!("{}: {e}", p.display()))?;
+        tighten(p, 0o600).map_err(io(p))?;
     }
     Ok((cert, key))
 }

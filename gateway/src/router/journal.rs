@@ -118,7 +118,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let op = begin.map_err(|e| refuse(trans_id, &e.to_string()))?;
+            let op = begin.map_err(|e| refuse(trans_id, &e))?;
             let id = journal.commit(op).await.map_err(|e| refuse(trans_id, &e))?;
             let row = id.map(|id| JournalRow {
                 id,
@@ -162,7 +162,7 @@ async fn complete(
 
 /// The answer when the write-ahead record cannot be committed: the message is refused
 /// (the sender learns it failed) and not taken, so a later retry is delivered.
-fn refuse(trans_id: TransId, error: &str) -> NotTaken {
+fn refuse(trans_id: TransId, error: &dyn std::error::Error) -> NotTaken {
     tracing::error!(%error, "message refused: write-ahead journal failed");
     NotTaken(Outcome::failure(
         trans_id,

@@ -193,12 +193,33 @@ pub enum TransportError {
     /// TLS configuration problem.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// An error of the TLS library, a PEM file or a handshake, with what was being done.
+    #[error("TLS {what}: {source}")]
+    TlsSetup {
+        /// What was being done (`"certificate"`, `"handshake"`, ...).
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// No listener for this transport.
     #[error("no {0} transport configured")]
     NotConfigured(Transport),
     /// Could not connect.
     #[error("cannot connect to {0}")]
     Connect(SocketAddr),
+}
+
+impl TransportError {
+    /// Wraps an error of the TLS library, a PEM file or a handshake: `map_err(TransportError::tls("certificate"))`.
+    pub(crate) fn tls<E: std::error::Error + Send + Sync + 'static>(
+        what: &'static str,
+    ) -> impl FnOnce(E) -> TransportError {
+        move |e| TransportError::TlsSetup {
+            what,
+            source: Box::new(e),
+        }
+    }
 }
 
 /// A message received and parsed by a transport task.
@@ -620,14 +641,14 @@ impl Transports {
                     .ok_or(TransportError::NotConfigured(Transport::Tls))?;
                 let name = match server_name {
                     Some(n) => rustls::pki_types::ServerName::try_from(n.to_string())
-                        .map_err(|e| TransportError::Tls(e.to_string()))?,
+                        .map_err(TransportError::tls("server name"))?,
                     None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
                 };
                 let tls =
                     tokio::time::timeout(Duration::from_secs(10), connector.connect(name, stream))
                         .await
                         .map_err(|_| TransportError::Connect(addr))?
-                        .map_err(|e| TransportError::Tls(e.to_string()))?;
+                        .map_err(TransportError::tls("handshake"))?;
                 self.clone()
                     .start_conn(Transport::Tls, addr, tls, None, Vec::new());
             }

@@ -20,7 +20,7 @@ pub fn self_signed(names: &[String]) -> Result<(String, String), TransportError>
         names.push("localhost".into());
     }
     let ck = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| TransportError::Tls(format!("generating a certificate: {e}")))?;
+        .map_err(TransportError::tls("generating a certificate"))?;
     Ok((ck.cert.pem(), ck.key_pair.serialize_pem()))
 }
 
@@ -35,10 +35,10 @@ pub fn tls_acceptor_from_pem(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .map_err(TransportError::tls("server configuration"))?
         .with_client_cert_verifier(cpim_listen::tls::AnyClientCert::new(provider))
         .with_single_cert(certs, key)
-        .map_err(|e| TransportError::Tls(e.to_string()))?;
+        .map_err(TransportError::tls("certificate and key"))?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
@@ -48,12 +48,12 @@ type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 fn identity_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Identity, TransportError> {
     let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
         .collect::<Result<_, _>>()
-        .map_err(|e| TransportError::Tls(format!("certificate: {e}")))?;
+        .map_err(TransportError::tls("certificate"))?;
     if certs.is_empty() {
         return Err(TransportError::Tls("no certificate in PEM".into()));
     }
     let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| TransportError::Tls(format!("key: {e}")))?
+        .map_err(TransportError::tls("key"))?
         .ok_or_else(|| TransportError::Tls("no private key in PEM".into()))?;
     Ok((certs, key))
 }
@@ -67,8 +67,8 @@ pub fn tls_connector_from_pem(ca_pem: &[u8]) -> Result<tokio_rustls::TlsConnecto
 /// alike: the system's trust store (`rustls-native-certs`) plus the certificates in
 /// `ca_pem` (the `tls_ca` file; may be empty).
 pub fn trust_roots(ca_pem: &[u8]) -> Result<rustls::RootCertStore, TransportError> {
-    let (roots, system) =
-        cpim_listen::tls::root_store(true, []).map_err(|e| TransportError::Tls(e.to_string()))?;
+    let (roots, system) = cpim_listen::tls::root_store(true, [])
+        .map_err(TransportError::tls("system trust store"))?;
     if system == 0 {
         tracing::warn!("no system trust anchors found: SIP TLS trusts tls_ca only");
     }
@@ -92,10 +92,10 @@ fn add_pem_roots(
     ca_pem: &[u8],
 ) -> Result<rustls::RootCertStore, TransportError> {
     for c in rustls_pemfile::certs(&mut &ca_pem[..]) {
-        let c = c.map_err(|e| TransportError::Tls(format!("CA certificate: {e}")))?;
+        let c = c.map_err(TransportError::tls("CA certificate"))?;
         roots
             .add(c)
-            .map_err(|e| TransportError::Tls(e.to_string()))?;
+            .map_err(TransportError::tls("CA certificate"))?;
     }
     Ok(roots)
 }
@@ -107,12 +107,12 @@ fn tls_connector(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .map_err(TransportError::tls("client configuration"))?
         .with_root_certificates(roots);
     let cfg = match client {
         Some((certs, key)) => builder
             .with_client_auth_cert(certs, key)
-            .map_err(|e| TransportError::Tls(e.to_string()))?,
+            .map_err(TransportError::tls("client certificate"))?,
         None => builder.with_no_client_auth(),
     };
     Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
