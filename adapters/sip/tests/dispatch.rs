@@ -14,8 +14,6 @@ use common::*;
 use cpim_core::adapter::{BoxFuture, Ingress};
 use cpim_core::model::{Operation, Outcome};
 use cpim_core::StatusCode;
-use cpim_sip::app::{start, MemoryStore};
-use cpim_sip::transport::Transport;
 use tokio::sync::Semaphore;
 
 /// A core that records each operation and answers only once the test opens its gate.
@@ -58,15 +56,7 @@ async fn request_past_the_dispatch_cap_gets_503_while_a_message_waits_for_the_co
         ops: Mutex::new(Vec::new()),
         gate: Arc::new(Semaphore::new(0)),
     });
-    let h = start(config, core.clone(), Arc::new(MemoryStore::new()))
-        .await
-        .expect("start the SIP adapter");
-    let gw = h
-        .local_addrs()
-        .iter()
-        .find(|(t, _)| *t == Transport::Udp)
-        .map(|(_, a)| *a)
-        .unwrap();
+    let (h, gw) = gateway_with(config, core.clone()).await;
     let c = Arc::clone(&core);
     let (refused, held, after) = tokio::task::spawn_blocking(move || {
         let alice = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -90,18 +80,12 @@ async fn request_past_the_dispatch_cap_gets_503_while_a_message_waits_for_the_co
         };
         let first = exchange(&alice, gw, &message(1, ""), "held-1");
         assert_eq!(first.code, StatusCode::UNAUTHORIZED);
-        let ch = cpim_sip::app::digest::Challenge::parse(first.header("WWW-Authenticate").unwrap())
-            .unwrap();
-        let creds = cpim_sip::app::digest::respond(
-            &ch,
+        let auth = authorization(
+            &first,
+            ("alice", "wonderland"),
             "MESSAGE",
             "sip:romeo@sip.test",
-            "alice",
-            "wonderland",
-            "c",
-            1,
         );
-        let auth = format!("Authorization: {}\r\n", creds.to_header());
         alice.send_to(message(2, &auth).as_bytes(), gw).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while c.ops.lock().unwrap().is_empty() {

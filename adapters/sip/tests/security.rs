@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use common::*;
 use cpim_sip::app::config::SipUser;
-use cpim_sip::app::digest::{self, Challenge};
 
 /// Everything that arrives within `wait` (bytes, packets).
 fn drain(s: &UdpSocket, wait: Duration) -> (usize, usize) {
@@ -76,22 +75,8 @@ async fn udp_source_address_is_no_identity_rfc3261_s22() {
         };
         let r = exchange(&ua, gw, &reg(1, ""), "reg-1");
         assert_eq!(r.code, StatusCode::UNAUTHORIZED);
-        let ch = Challenge::parse(r.header("WWW-Authenticate").unwrap()).unwrap();
-        let creds = digest::respond(
-            &ch,
-            "REGISTER",
-            "sip:sip.test",
-            "alice",
-            "wonderland",
-            "c",
-            1,
-        );
-        let r = exchange(
-            &ua,
-            gw,
-            &reg(2, &format!("Authorization: {}\r\n", creds.to_header())),
-            "reg-1",
-        );
+        let auth = authorization(&r, ("alice", "wonderland"), "REGISTER", "sip:sip.test");
+        let r = exchange(&ua, gw, &reg(2, &auth), "reg-1");
         assert_eq!(r.code, StatusCode::OK, "{}", r.text);
         me.port()
     })

@@ -64,7 +64,13 @@ pub fn base_config() -> SipConfig {
 
 pub async fn gateway(config: SipConfig) -> (SipHandle, Arc<Core>, SocketAddr) {
     let core = Arc::new(Core::default());
-    let h = start(config, core.clone(), Arc::new(MemoryStore::new()))
+    let (h, udp) = gateway_with(config, core.clone()).await;
+    (h, core, udp)
+}
+
+/// The adapter in front of `core`, and its UDP address.
+pub async fn gateway_with(config: SipConfig, core: Arc<dyn Ingress>) -> (SipHandle, SocketAddr) {
+    let h = start(config, core, Arc::new(MemoryStore::new()))
         .await
         .expect("start the SIP adapter");
     let udp = h
@@ -73,7 +79,7 @@ pub async fn gateway(config: SipConfig) -> (SipHandle, Arc<Core>, SocketAddr) {
         .find(|(t, _)| *t == Transport::Udp)
         .map(|(_, a)| *a)
         .unwrap();
-    (h, core, udp)
+    (h, udp)
 }
 
 /// One SIP request as a UA writes it.
@@ -178,8 +184,23 @@ pub fn with_digest(
     if r.code != StatusCode::UNAUTHORIZED {
         return r;
     }
-    let ch = Challenge::parse(r.header("WWW-Authenticate").unwrap()).unwrap();
+    exchange(
+        s,
+        gw,
+        &make(2, &authorization(&r, (user, password), method, uri)),
+        cid,
+    )
+}
+
+/// The `Authorization` header line (with its CRLF) answering the MD5 challenge of the 401
+/// `challenge` as `user`.
+pub fn authorization(
+    challenge: &Resp,
+    (user, password): (&str, &str),
+    method: &str,
+    uri: &str,
+) -> String {
+    let ch = Challenge::parse(challenge.header("WWW-Authenticate").unwrap()).unwrap();
     let creds = digest::respond(&ch, method, uri, user, password, "c", 1);
-    let auth = format!("Authorization: {}\r\n", creds.to_header());
-    exchange(s, gw, &make(2, &auth), cid)
+    format!("Authorization: {}\r\n", creds.to_header())
 }
