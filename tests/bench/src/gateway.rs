@@ -75,6 +75,12 @@ max_subscriptions_per_source = 1000000
 udp = ["127.0.0.1:{sip_port}"]
 tcp = ["127.0.0.1:{sip_port}"]
 dns = false
+# Server transactions are held for timer J (32 s over UDP): the default cap (32768,
+# about 1,000 accepted requests/s) would refuse a rate search's trials with 503, and a
+# failed trial's transactions the next ones; raised like the other caps, with the
+# requests handled at once
+max_server_transactions = 4000000
+tu_queue = 1000000
 
 [xmpp]
 grace_ms = 0
