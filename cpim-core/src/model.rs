@@ -170,6 +170,20 @@ impl Message {
     pub fn mime_type(&self) -> String {
         mime_essence(&self.content_type)
     }
+
+    /// True for an isComposing indication (RFC 3994), bare or as the payload of a
+    /// `message/cpim` envelope (RFC 3862 s3.1). Its state lasts only its refresh
+    /// interval (RFC 3994 s3), so it is never stored to be delivered later.
+    pub fn is_composing_indication(&self) -> bool {
+        let bare = |ct: &str| ct.eq_ignore_ascii_case(crate::iscomposing::CONTENT_TYPE);
+        match self.mime_type().as_str() {
+            "message/cpim" => crate::cpim::CpimMessage::parse(&self.body)
+                .ok()
+                .and_then(|c| c.content_type().map(|t| bare(&mime_essence(&t))))
+                .unwrap_or(false),
+            t => bare(t),
+        }
+    }
 }
 
 /// The `type/subtype` of a Content-Type value, lower-cased and without parameters.
@@ -363,6 +377,35 @@ impl Outcome {
 
 #[cfg(test)]
 mod tests {
+    /// RFC 3994 indications are recognised bare and inside message/cpim; a CPIM text
+    /// message or one that does not parse is not one.
+    #[test]
+    fn is_composing_indication_bare_or_in_cpim_rfc3994() {
+        use super::*;
+        let a = Address::parse("sip:alice@sip.test").unwrap();
+        let b = Address::parse("xmpp:bob@xmpp.test").unwrap();
+        let doc = crate::iscomposing::encode(&crate::iscomposing::IsComposing::new(
+            crate::iscomposing::State::Active,
+        ))
+        .unwrap()
+        .into_bytes();
+        let m = |ct: &str, body: Vec<u8>| Message::new(TransId(1), a.clone(), b.clone(), ct, body);
+        assert!(m("application/im-iscomposing+xml", doc.clone()).is_composing_indication());
+        assert!(
+            m("Application/IM-isComposing+XML; charset=utf-8", doc.clone())
+                .is_composing_indication()
+        );
+        let mut cpim = b"From: <sip:alice@sip.test>\r\nTo: <xmpp:bob@xmpp.test>\r\n\r\n\
+            Content-Type: application/im-iscomposing+xml\r\n\r\n"
+            .to_vec();
+        cpim.extend_from_slice(&doc);
+        assert!(m("message/cpim", cpim).is_composing_indication());
+        let text = b"From: <sip:alice@sip.test>\r\n\r\nContent-Type: text/plain\r\n\r\nhi".to_vec();
+        assert!(!m("message/cpim", text).is_composing_indication());
+        assert!(!m("message/cpim", b"not cpim".to_vec()).is_composing_indication());
+        assert!(!m("text/plain", doc).is_composing_indication());
+    }
+
     use super::*;
 
     #[test]

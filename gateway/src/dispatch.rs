@@ -64,7 +64,12 @@ impl Dispatch {
             .metrics
             .delivery_latency
             .observe(started.elapsed().as_secs_f64());
-        if let (true, Some(m)) = (self.queue.should_queue(&outcome), keep) {
+        // An isComposing indication is never stored for later (RFC 3994 s3: it lasts
+        // its refresh interval): the sender gets the target's answer. Looked at only
+        // when the outcome would queue.
+        let keep =
+            keep.filter(|m| self.queue.should_queue(&outcome) && !m.is_composing_indication());
+        if let Some(m) = keep {
             // A written-ahead message moves from the journal to the queue atomically.
             let journal = row.zip(self.journal.as_deref());
             match self.queue.accept(m, &name, journal).await {

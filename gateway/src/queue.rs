@@ -1,6 +1,8 @@
 //! Store-and-forward: a message whose target is offline or whose link is down (the
 //! target's outcome is one of `queue.on_codes`) is persisted and the source gets
-//! 202 Accepted. A worker retries with exponential backoff (doubling from
+//! 202 Accepted; an isComposing indication (RFC 3994) is never queued, its sender gets
+//! the target's answer (the dispatcher decides, `Message::is_composing_indication`). A
+//! worker retries with exponential backoff (doubling from
 //! `retry_initial_ms` up to `retry_max_ms`), and at once when the destination registers.
 //!
 //! Exactly once, except in one window: an entry is removed after the target accepted

@@ -271,6 +271,57 @@ async fn offline_target_queues_survives_restart_and_delivers_once() {
 }
 
 /// A subscription survives a restart (the store is reopened and the engine restored).
+/// An isComposing indication (RFC 3994), bare or in message/cpim, to a target that is
+/// unavailable gets the target's 480, not 202: it is never queued (its state lasts only
+/// its refresh interval, RFC 3994 s3). A text message to the same target is queued.
+#[tokio::test]
+async fn typing_indication_to_an_unavailable_target_is_not_queued() {
+    let dir = tmp("typing");
+    let (a, b) = (
+        Mock::new("a", "a.test", true),
+        Mock::new("b", "b.test", true),
+    );
+    b.code.store(480, Ordering::SeqCst);
+    let gw = Gateway::start_with(mock_config(&dir), vec![a.clone(), b.clone()])
+        .await
+        .unwrap();
+    let doc = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<isComposing xmlns=\"urn:ietf:params:xml:ns:im-iscomposing\"><state>active</state><refresh>60</refresh></isComposing>";
+    let cpim = format!(
+        "From: <im:alice@a.test>\r\nTo: <im:bob@b.test>\r\n\r\nContent-Type: application/im-iscomposing+xml\r\n\r\n{doc}"
+    );
+    for (id, ct, body) in [
+        (1, "application/im-iscomposing+xml", doc.to_owned()),
+        (2, "message/cpim", cpim),
+    ] {
+        let out = gw
+            .ingress
+            .submit(
+                "a",
+                msg(id, "im:alice@a.test", "im:bob@b.test", ct, body.as_bytes()),
+            )
+            .await;
+        assert_eq!(out.status.code, StatusCode::TEMPORARILY_UNAVAILABLE, "{ct}");
+    }
+    assert_eq!(gw.store.queue_depth().unwrap(), 0);
+    let out = gw
+        .ingress
+        .submit(
+            "a",
+            msg(
+                3,
+                "im:alice@a.test",
+                "im:bob@b.test",
+                "text/plain",
+                b"later",
+            ),
+        )
+        .await;
+    assert_eq!(out.status.code, StatusCode::ACCEPTED);
+    assert_eq!(gw.store.queue_depth().unwrap(), 1);
+    gw.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn subscriptions_restored_after_restart() {
     let dir = tmp("subs");
