@@ -117,6 +117,22 @@ fn msg(id: u64, from: &str, to: &str, ct: &str, body: &[u8]) -> Operation {
     Operation::Message(m)
 }
 
+/// Submits text message `id` from alice@a.test to bob@b.test, as adapter "a".
+async fn send_later(gw: &Gateway, id: u64) -> Outcome {
+    gw.ingress
+        .submit(
+            "a",
+            msg(
+                id,
+                "im:alice@a.test",
+                "im:bob@b.test",
+                "text/plain",
+                b"later",
+            ),
+        )
+        .await
+}
+
 async fn wait_for(mut f: impl FnMut() -> bool) -> bool {
     for _ in 0..200 {
         if f() {
@@ -216,35 +232,11 @@ async fn offline_target_queues_survives_restart_and_delivers_once() {
     let gw = Gateway::start_with(mock_config(&dir), vec![a.clone(), b.clone()])
         .await
         .unwrap();
-    let out = gw
-        .ingress
-        .submit(
-            "a",
-            msg(
-                1,
-                "im:alice@a.test",
-                "im:bob@b.test",
-                "text/plain",
-                b"later",
-            ),
-        )
-        .await;
+    let out = send_later(&gw, 1).await;
     assert_eq!(out.status.code, StatusCode::ACCEPTED);
     assert_eq!(gw.store.queue_depth().unwrap(), 1);
     // The same message again (a retransmission): same answer, not queued twice.
-    let out = gw
-        .ingress
-        .submit(
-            "a",
-            msg(
-                1,
-                "im:alice@a.test",
-                "im:bob@b.test",
-                "text/plain",
-                b"later",
-            ),
-        )
-        .await;
+    let out = send_later(&gw, 1).await;
     assert_eq!(out.status.code, StatusCode::ACCEPTED);
     assert_eq!(gw.store.queue_depth().unwrap(), 1);
     let admin = gw.admin_addr().unwrap();
@@ -303,19 +295,7 @@ async fn typing_indication_to_an_unavailable_target_is_not_queued() {
         assert_eq!(out.status.code, StatusCode::TEMPORARILY_UNAVAILABLE, "{ct}");
     }
     assert_eq!(gw.store.queue_depth().unwrap(), 0);
-    let out = gw
-        .ingress
-        .submit(
-            "a",
-            msg(
-                3,
-                "im:alice@a.test",
-                "im:bob@b.test",
-                "text/plain",
-                b"later",
-            ),
-        )
-        .await;
+    let out = send_later(&gw, 3).await;
     assert_eq!(out.status.code, StatusCode::ACCEPTED);
     assert_eq!(gw.store.queue_depth().unwrap(), 1);
     gw.shutdown().await;
