@@ -50,6 +50,10 @@
 //! - `Endpoint::bind(EndpointConfig).await -> Result<(Endpoint, IncomingRequests),
 //!   EndpointError>`; `Endpoint` is cheap to clone; `local_addrs()`, `local_addr(Transport)`,
 //!   `sent_by(Transport)`, `contact_uri(Transport)`, `resolve(uri)`.
+//! - `Endpoint::bind_to(EndpointConfig, impl RequestSink)`: the endpoint task offers each
+//!   new request to the sink with a plain call (`offer` gives it back when the sink is full
+//!   or stopping: 503 with Retry-After); the SIP adapter's sink runs each request on a task
+//!   of its own, at most `tu_queue` at once. `bind` is `bind_to` a queue of `tu_queue`.
 //! - `IncomingRequests::recv().await -> Option<IncomingRequest>`; an `IncomingRequest` has
 //!   `request: Request` (top Via already stamped with received/rport), `source:
 //!   SocketAddr`, `transport: Transport`, `responder: Responder` (Clone + Send, to answer
