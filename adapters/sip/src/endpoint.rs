@@ -19,7 +19,7 @@
 //! fails over to the next RFC 3263 target (s4.3). A request whose Request-URI is `sips:`
 //! goes over TLS only (RFC 3261 s26.2.2, RFC 5630 s3.1.3): another transport is refused
 //! with [`SendError::Invalid`] before anything is sent; a `sips:` request received over
-//! UDP or TCP is answered 416 (RFC 3261 s26.2.2, [`peer::sips_over_insecure`]).
+//! UDP or TCP is answered 416 (RFC 3261 s26.2.2, `peer::sips_over_insecure`).
 //! Each incoming request carries its [`Connection`] (id, and the domains a TLS client
 //! certificate proved, RFC 5922); outgoing TLS presents the listener's certificate.
 //!

@@ -76,7 +76,7 @@ pub trait Wire: Send + Sync + 'static {
         req: Request,
         hop: NextHop,
     ) -> BoxFuture<'_, Result<Response, WireError>>;
-    /// The host[:port] to write in the gateway's Contact and URIs.
+    /// The `host[:port]` to write in the gateway's Contact and URIs.
     fn local_hostport(&self) -> String;
 }
 

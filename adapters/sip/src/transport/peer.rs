@@ -5,7 +5,7 @@
 //!   (RFC 5626 s3: a flow is the connection, not the address and port it came from), so
 //!   trust earned on one connection dies with it even if a new connection later comes
 //!   from the same address and port.
-//! - [`PeerTrust`]: what a TLS peer's certificate proves (RFC 5922). The listener asks for
+//! - `PeerTrust`: what a TLS peer's certificate proves (RFC 5922). The listener asks for
 //!   a client certificate without judging it in the handshake (a UA without one still
 //!   connects); afterwards the chain is checked with webpki against the SIP trust roots
 //!   (the system store plus `tls_ca`, [`super::tls::trust_roots`]) for client
@@ -14,7 +14,7 @@
 //!   names, and the subject's most specific CommonName only when the certificate has no
 //!   subjectAltName at all. Wildcard names are never taken (RFC 5922 s7.2). A chain that
 //!   does not validate proves nothing: the connection stays up with no verified name.
-//! - [`sips_over_insecure`]: a `sips:` Request-URI received over a transport other than
+//! - `sips_over_insecure`: a `sips:` Request-URI received over a transport other than
 //!   TLS (RFC 3261 s26.2.2, RFC 5630); answered 416 as a scheme not served on that
 //!   transport (RFC 3261 s8.2.2.1).
 
