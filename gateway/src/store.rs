@@ -5,7 +5,7 @@
 //!
 //! Tables:
 //! - `records(kind, key, expires_at, data)`: keyed JSON records of every kind: SIP
-//!   bindings, dialogs and publications (through [`cpim_sip::SipStore`] when the SIP
+//!   bindings, dialogs and publications (through [`cpim_sip::app::SipStore`] when the SIP
 //!   adapter is built in), the presence engine's subscriptions and publications.
 //! - `queue(id, destination, adapter, enqueued_at, next_attempt, attempts, data)`:
 //!   accepted but undelivered messages (store-and-forward), indexed by next attempt and
@@ -130,7 +130,7 @@ type RecordSender = std::sync::mpsc::Sender<(u64, Vec<RecordOp>)>;
 const RECORD_BATCH: usize = 4096;
 
 /// Group commit for the `records` table: one writer thread drains a channel and applies
-/// whatever is waiting (up to [`RECORD_BATCH`] changes) in one SQLite transaction, one
+/// whatever is waiting (up to `RECORD_BATCH` changes) in one SQLite transaction, one
 /// fsync (WAL, `synchronous=FULL`). Changes are applied in the order they are handed over;
 /// [`RecordWriter::submit`] returns a sequence number and [`RecordWriter::wait`] returns
 /// once everything up to it is durable. Concurrent callers share fsyncs: at one fsync per
