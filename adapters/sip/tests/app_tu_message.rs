@@ -307,3 +307,73 @@ async fn outbound_proxy_mode() {
         NextHop::Uri("sip:127.0.0.1:5064;transport=udp;lr".into())
     );
 }
+
+/// RFC 7247 s5 and XEP-0106: a SIP user whose user part holds an `@` (`a%40b`) writes to
+/// XMPP as `a\40b@sip.test`; a reply to that JID reaches the user's binding, with the
+/// user part percent-encoded again in the Request-URI's AOR and the To header.
+#[tokio::test]
+async fn user_with_at_sign_round_trips_through_its_escaped_jid() {
+    use cpim_core::addrmap::{from_jid, to_jid, Home};
+    let mut c = config();
+    c.users.push(cpim_sip::app::config::SipUser {
+        username: "a@b".into(),
+        password: Some("at-sign-secret".into()),
+        ..Default::default()
+    });
+    let h = harness_with(c, Arc::new(MemoryStore::new()));
+    let aor = "sip:a%40b@sip.test";
+    let reg = Req::new(Method::Register, "sip:sip.test", aor, aor)
+        .h(HeaderName::Contact, "<sip:a%40b@127.0.0.1:5080>")
+        .h(HeaderName::Expires, "600");
+    assert_eq!(
+        with_auth(&h, reg, "a@b", "at-sign-secret", 5080)
+            .await
+            .code(),
+        200
+    );
+    // SIP -> core: the source is the user `a@b`, written to XMPP as `a\40b`.
+    let m = Req::new(
+        Method::Message,
+        "sip:romeo@xmpp.test",
+        aor,
+        "sip:romeo@xmpp.test",
+    )
+    .body("text/plain", b"hi Romeo");
+    let r = with_auth(&h, m, "a@b", "at-sign-secret", 5080).await;
+    assert_eq!(r.code(), 200, "{}", r.reason());
+    let source = {
+        let ops = h.ingress.ops.lock().unwrap();
+        let Operation::Message(msg) = &ops[0] else {
+            panic!("{ops:?}")
+        };
+        msg.source.clone()
+    };
+    assert_eq!(source.user.as_deref(), Some("a@b"));
+    let jid = to_jid(&source, Home::Sip).unwrap();
+    assert_eq!(jid, "a\\40b@sip.test");
+    // core -> SIP: the reply to that JID goes to the binding.
+    h.wire.answer_next(|_| (200, vec![]));
+    let reply = Message::new(
+        TransId(77),
+        Address::parse("romeo@xmpp.test/balcony").unwrap(),
+        from_jid(&jid, Home::Sip).unwrap(),
+        "text/plain",
+        b"hi back".to_vec(),
+    );
+    let out = h.tu.deliver(Operation::Message(reply)).await;
+    assert_eq!(out.status.code, StatusCode::OK, "{out:?}");
+    let sent = h.wire.sent();
+    let (req, hop) = sent.last().unwrap();
+    assert!(
+        matches!(hop, NextHop::Flow(f) if f == "udp:127.0.0.1:5080"),
+        "{hop:?}"
+    );
+    assert!(
+        req.header(HeaderName::To)
+            .unwrap()
+            .contains("sip:a%40b@sip.test"),
+        "{:?}",
+        req.header(HeaderName::To)
+    );
+    assert_eq!(req.body().as_ref(), b"hi back");
+}
