@@ -192,7 +192,9 @@ impl IncomingRequest {
 /// [`IncomingRequests`] (tests and tools).
 pub trait RequestSink: Send + 'static {
     /// Takes the request, or gives it back when it cannot take more (full, stopping):
-    /// the endpoint then answers 503 with Retry-After.
+    /// the endpoint then answers 503 with Retry-After. The request comes back by value,
+    /// as `mpsc::Sender::try_send` gives it: boxing it would allocate on every refusal.
+    #[allow(clippy::result_large_err)]
     fn offer(&mut self, request: IncomingRequest) -> Result<(), IncomingRequest>;
 }
 
