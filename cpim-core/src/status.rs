@@ -102,32 +102,32 @@ impl StatusCode {
     }
     /// True for 1xx.
     pub const fn is_provisional(self) -> bool {
-        self.0 >= 100 && self.0 < 200
+        self.class() == 1
     }
     /// True for 2xx.
     pub const fn is_success(self) -> bool {
-        self.0 >= 200 && self.0 < 300
+        self.class() == 2
     }
     /// True for 3xx.
     pub const fn is_redirection(self) -> bool {
-        self.0 >= 300 && self.0 < 400
+        self.class() == 3
     }
     /// True for 4xx.
     pub const fn is_client_error(self) -> bool {
-        self.0 >= 400 && self.0 < 500
+        self.class() == 4
     }
     /// True for 5xx.
     pub const fn is_server_error(self) -> bool {
-        self.0 >= 500 && self.0 < 600
+        self.class() == 5
     }
     /// True for 6xx.
     pub const fn is_global_failure(self) -> bool {
-        self.0 >= 600 && self.0 < 700
+        self.class() == 6
     }
     /// True for a final answer (200 to 699), the range a SIP response to a request may carry
     /// as its last word (RFC 3261 s7.2).
     pub const fn is_final(self) -> bool {
-        self.0 >= 200 && self.0 < 700
+        matches!(self.class(), 2..=6)
     }
 }
 

@@ -75,44 +75,23 @@ type Key = u128;
 
 type KeyMap = ShardedMap<Key, Entry>;
 
-/// The dedupe cache: (source, message id) -> the first outcome, kept for at least `ttl`
-/// and at most twice that.
-///
-/// Two generations: entries go into the current one; every `ttl` the current one
-/// becomes the previous one and the previous one is dropped whole. Lookups see both.
-/// This costs no per-entry bookkeeping (no expiry queue, no String keys): an entry is
-/// a 16-byte key and a small value, about 50 bytes with the table's slack, which matters
-/// because the cache holds every message of the last `ttl` (at 20,000 messages a second
-/// and the default 300 s, 6 million entries). The generations are sharded
-/// ([`ShardedMap`]): a rehash of millions of entries at once, under the lock, would stall
-/// every message behind it.
-#[derive(Debug)]
-pub struct DedupeCache {
-    ttl: Duration,
-    hashers: (std::hash::RandomState, std::hash::RandomState),
-    current: KeyMap,
-    previous: KeyMap,
-    rotated_at: Instant,
-}
+/// Two independently keyed SipHash states (random per process) that make a [`Key`].
+/// Copies hash alike, so the middleware hashes a message before it takes the cache's lock.
+#[derive(Clone, Debug)]
+struct KeyHasher(std::hash::RandomState, std::hash::RandomState);
 
-impl DedupeCache {
-    /// An empty cache keeping entries for `ttl`.
-    pub fn new(ttl: Duration) -> Self {
-        DedupeCache {
-            ttl,
-            hashers: (std::hash::RandomState::new(), std::hash::RandomState::new()),
-            current: KeyMap::new(),
-            previous: KeyMap::new(),
-            rotated_at: Instant::now(),
-        }
+impl KeyHasher {
+    fn new() -> KeyHasher {
+        KeyHasher(std::hash::RandomState::new(), std::hash::RandomState::new())
     }
 
+    /// The key of a persisted `(bare source, message id)` pair.
     fn key(&self, k: &(String, String)) -> Key {
         use std::hash::BuildHasher;
-        (u128::from(self.hashers.0.hash_one(k)) << 64) | u128::from(self.hashers.1.hash_one(k))
+        (u128::from(self.0.hash_one(k)) << 64) | u128::from(self.1.hash_one(k))
     }
 
-    /// The key of a message with an id: the same value as [`Cache::key`] of its
+    /// The key of a message with an id: the same value as [`KeyHasher::key`] of its
     /// [`dedupe_key`], hashed from the message as it is (the bare source written straight
     /// into the hashers), so the hot path builds no strings.
     fn key_of(&self, m: &Message) -> Option<Key> {
@@ -127,13 +106,46 @@ impl DedupeCache {
             id.hash(&mut h);
             h.finish()
         };
-        Some((u128::from(one(&self.hashers.0)) << 64) | u128::from(one(&self.hashers.1)))
+        Some((u128::from(one(&self.0)) << 64) | u128::from(one(&self.1)))
+    }
+}
+
+/// The dedupe cache: (source, message id) -> the first outcome, kept for at least `ttl`
+/// and at most twice that.
+///
+/// Two generations: entries go into the current one; every `ttl` the current one
+/// becomes the previous one and the previous one is dropped whole. Lookups see both.
+/// This costs no per-entry bookkeeping (no expiry queue, no String keys): an entry is
+/// a 16-byte key and a small value, about 50 bytes with the table's slack, which matters
+/// because the cache holds every message of the last `ttl` (at 20,000 messages a second
+/// and the default 300 s, 6 million entries). The generations are sharded
+/// ([`ShardedMap`]): a rehash of millions of entries at once, under the lock, would stall
+/// every message behind it.
+#[derive(Debug)]
+pub struct DedupeCache {
+    ttl: Duration,
+    hasher: KeyHasher,
+    current: KeyMap,
+    previous: KeyMap,
+    rotated_at: Instant,
+}
+
+impl DedupeCache {
+    /// An empty cache keeping entries for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        DedupeCache {
+            ttl,
+            hasher: KeyHasher::new(),
+            current: KeyMap::new(),
+            previous: KeyMap::new(),
+            rotated_at: Instant::now(),
+        }
     }
 
     /// Adds persisted records (oldest first); they are kept for at least `ttl` from now.
     pub fn load(&mut self, records: Vec<DoneRecord>) {
         for r in records {
-            let key = self.key(&(r.source, r.message_id));
+            let key = self.hasher.key(&(r.source, r.message_id));
             let done = Done::new(&Status::new(r.code, r.reason));
             self.current.insert(key, Entry::Done(done));
         }
@@ -193,14 +205,13 @@ impl DedupeCache {
 #[derive(Clone, Debug)]
 pub struct DedupeLayer {
     cache: Arc<Mutex<DedupeCache>>,
+    hasher: KeyHasher,
 }
 
 impl DedupeLayer {
     /// Remembers message ids for `ttl`, starting empty.
     pub fn new(ttl: Duration) -> Self {
-        DedupeLayer {
-            cache: Arc::new(Mutex::new(DedupeCache::new(ttl))),
-        }
+        DedupeLayer::of(DedupeCache::new(ttl))
     }
 
     /// Remembers message ids for the journal's TTL, starting with the dedupe records
@@ -214,7 +225,12 @@ impl DedupeLayer {
             }
             Err(e) => tracing::error!(error = %e, "dedupe records not loaded"),
         }
+        DedupeLayer::of(cache)
+    }
+
+    fn of(cache: DedupeCache) -> Self {
         DedupeLayer {
+            hasher: cache.hasher.clone(),
             cache: Arc::new(Mutex::new(cache)),
         }
     }
@@ -226,6 +242,7 @@ impl<S> Layer<S> for DedupeLayer {
         Dedupe {
             inner,
             cache: self.cache.clone(),
+            hasher: self.hasher.clone(),
         }
     }
 }
@@ -235,6 +252,7 @@ impl<S> Layer<S> for DedupeLayer {
 pub struct Dedupe<S> {
     inner: S,
     cache: Arc<Mutex<DedupeCache>>,
+    hasher: KeyHasher,
 }
 
 enum Seen {
@@ -264,13 +282,12 @@ where
                 let fut = self.inner.call(req);
                 return Box::pin(async move { fut.await.map_err(Into::into) });
             };
-            let now = Instant::now();
-            let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(h) = c.key_of(m) else {
-                drop(c);
+            let Some(h) = self.hasher.key_of(m) else {
                 let fut = self.inner.call(req);
                 return Box::pin(async move { fut.await.map_err(Into::into) });
             };
+            let now = Instant::now();
+            let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             c.expire(now);
             let seen = match c.get(h) {
                 Some(Entry::Done(d)) => Seen::Done(d.status()),
@@ -461,9 +478,9 @@ mod tests {
             };
             m.message_id = Some(mid.into());
             let pair = dedupe_key(m).unwrap();
-            assert_eq!(c.key_of(m), Some(c.key(&pair)), "{src} {mid}");
+            assert_eq!(c.hasher.key_of(m), Some(c.hasher.key(&pair)), "{src} {mid}");
             m.message_id = None;
-            assert_eq!(c.key_of(m), None);
+            assert_eq!(c.hasher.key_of(m), None);
         }
     }
 
@@ -472,9 +489,9 @@ mod tests {
         let ttl = Duration::from_secs(10);
         let mut c = DedupeCache::new(ttl);
         let t0 = c.rotated_at;
-        let k = c.key(&("alice@s.test".into(), "m1".into()));
-        assert_ne!(k, c.key(&("alice@s.test".into(), "m2".into())));
-        assert_ne!(k, c.key(&("bob@s.test".into(), "m1".into())));
+        let k = c.hasher.key(&("alice@s.test".into(), "m1".into()));
+        assert_ne!(k, c.hasher.key(&("alice@s.test".into(), "m2".into())));
+        assert_ne!(k, c.hasher.key(&("bob@s.test".into(), "m1".into())));
         c.insert(
             k,
             Entry::Done(Done::new(&Status::new(StatusCode::NOT_FOUND, "Not Found"))),

@@ -258,7 +258,8 @@ struct Dispatcher {
 
 impl Dispatcher {
     fn new(capacity: usize) -> Dispatcher {
-        let capacity = u32::try_from(capacity.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        // `acquire_many` counts in u32: the cap is at most that
+        let capacity = u32::try_from(capacity.max(1)).unwrap_or(u32::MAX);
         Dispatcher {
             tu: Arc::new(OnceLock::new()),
             permits: Arc::new(Semaphore::new(capacity as usize)),
