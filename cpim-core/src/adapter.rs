@@ -75,4 +75,15 @@ pub trait Ingress: Send + Sync + 'static {
     /// Submits an operation that came in on `adapter`'s side. The future resolves with
     /// the outcome the adapter must report to its native peer.
     fn submit(&self, adapter: &str, op: Operation) -> BoxFuture<'static, Outcome>;
+
+    /// True if `domain` is served by an adapter other than `adapter` (a local domain, a
+    /// configured route or an adapter's own claim; never the default route). An adapter
+    /// that folds foreign addresses into its own namespace (XMPP component mode writes
+    /// `sip:carol@sip.example` as `carol\40sip.example@<component>`, XEP-0106) unfolds an
+    /// address only into such a domain, so that a user whose name holds an `@`
+    /// (`sip:gina%40home@...`) keeps it. Without a routing table every domain counts.
+    fn serves_elsewhere(&self, adapter: &str, domain: &str) -> bool {
+        let _ = (adapter, domain);
+        true
+    }
 }

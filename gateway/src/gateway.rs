@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cpim_core::adapter::{Adapter, BoxFuture, Ingress, LinkStatus};
+use cpim_core::address::{Address, Scheme};
 use cpim_core::model::{Operation, Outcome};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -94,6 +95,7 @@ impl Drop for Inflight<'_> {
 pub struct GatewayIngress {
     pipeline: Pipeline,
     aliases: Arc<Aliases>,
+    table: Arc<RouteTable>,
     run: Arc<RunState>,
     metrics: Arc<Metrics>,
 }
@@ -133,6 +135,13 @@ impl Ingress for GatewayIngress {
             tracing::debug!(%adapter, kind, code = %out.status.code, reason = %out.status.reason, "operation answered");
             out
         })
+    }
+
+    fn serves_elsewhere(&self, adapter: &str, domain: &str) -> bool {
+        let probe = Address::new(Scheme::Im, None, domain);
+        self.table
+            .claimed_by(&probe)
+            .is_some_and(|a| *a != *adapter)
     }
 }
 
@@ -327,6 +336,7 @@ impl Gateway {
         let ingress = Arc::new(GatewayIngress {
             pipeline: pipeline_with(&cfg, table.clone(), dispatch, dedupe, journaled),
             aliases,
+            table: table.clone(),
             run: run.clone(),
             metrics: metrics.clone(),
         });

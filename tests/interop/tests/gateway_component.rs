@@ -10,7 +10,8 @@
 //!   status changes, offline (closed) and online again; unsubscribe reaches the XMPP user;
 //! - XMPP watcher of a SIP user: approved by the gateway's policy, the SIP user's PUBLISHed
 //!   state (RFC 3903) arrives as presence with its note; a removed publication is
-//!   unavailable; unsubscribe ends the subscription.
+//!   unavailable; unsubscribe ends the subscription;
+//! - a SIP user whose name holds an `@` writes to XMPP and gets the reply (XEP-0106).
 //!
 //! The flows are in `common/flows.rs` (shared with `gateway_s2s`). Skips (prints why)
 //! without `CPIM_PEERS`.
@@ -23,10 +24,13 @@ use cpim_interop::require_peers;
 use cpim_testkit::TestGateway;
 
 async fn run(user_prefix: &str, flow: flows::Flow) {
+    run_as(unique(user_prefix), flow).await
+}
+
+async fn run_as(user: String, flow: flows::Flow) {
     let peers = require_peers!();
     init_tracing();
     let _lock = component_lock().await;
-    let user = unique(user_prefix);
     let gw = TestGateway::start(component_config(&peers, &[&user]))
         .await
         .unwrap();
@@ -58,6 +62,14 @@ async fn component_sip_watcher_of_xmpp_user_with_authorization() {
 async fn component_xmpp_watcher_of_sip_user_sees_published_state() {
     run("erin", |s, u| {
         Box::pin(flows::xmpp_watcher_of_sip_user(s, u))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_user_with_at_sign_round_trips_xep0106() {
+    run_as(format!("{}@home", unique("gina")), |s, u| {
+        Box::pin(flows::user_with_at_sign_both_ways(s, u))
     })
     .await;
 }

@@ -21,6 +21,10 @@ use cpim_interop::require_peers;
 use cpim_testkit::TestGateway;
 
 async fn run(user_prefix: &str, flow: flows::Flow) {
+    run_as(unique(user_prefix), flow).await
+}
+
+async fn run_as(user: String, flow: flows::Flow) {
     let peers = require_peers!();
     init_tracing();
     // One listener on the s2s route's address at a time.
@@ -29,7 +33,6 @@ async fn run(user_prefix: &str, flow: flows::Flow) {
         println!("skipped: Prosody's certificate not found (CPIM_PEER_PROSODY_CERT / CPIM_PEER_DIR/prosody-a/certs)");
         return;
     };
-    let user = unique(user_prefix);
     let gw = TestGateway::builder(s2s_config(&peers, &[&user], &cert))
         .keep_xmpp_listen()
         .start()
@@ -69,4 +72,12 @@ async fn s2s_xmpp_watcher_of_sip_user_sees_published_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s2s_refusals_mapped_both_ways() {
     run("vic", |s, u| Box::pin(flows::refusals_mapped(s, u))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2s_user_with_at_sign_round_trips_xep0106() {
+    run_as(format!("{}@home", unique("hal")), |s, u| {
+        Box::pin(flows::user_with_at_sign_both_ways(s, u))
+    })
+    .await;
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cpim_core::addrmap::sip_user_wire;
 use cpim_sip::app::digest::{self, Algorithm, Challenge};
 use cpim_sip::codec::{new_tag, HeaderName, Method, Request, Response};
 use cpim_sip::endpoint::{Endpoint, EndpointConfig, IncomingRequests, Target};
@@ -120,9 +121,9 @@ impl SipUa {
         *self.server.lock().unwrap() = server;
     }
 
-    /// `sip:user@domain`.
+    /// `sip:user@domain`, the user percent-encoded (RFC 3261 s19.1.2: `a@b` is `a%40b`).
     pub fn aor(&self) -> String {
-        format!("sip:{}@{}", self.user, self.domain)
+        format!("sip:{}@{}", sip_user_wire(&self.user), self.domain)
     }
 
     /// The UA's bound address.
@@ -136,8 +137,8 @@ impl SipUa {
     pub fn contact(&self) -> String {
         let a = self.local_addr();
         match self.transport {
-            Transport::Udp => format!("sip:{}@{a}", self.user),
-            _ => format!("sip:{}@{a};transport=tcp", self.user),
+            Transport::Udp => format!("sip:{}@{a}", sip_user_wire(&self.user)),
+            _ => format!("sip:{}@{a};transport=tcp", sip_user_wire(&self.user)),
         }
     }
 

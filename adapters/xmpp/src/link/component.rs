@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cpim_core::adapter::Ingress;
-use cpim_core::address::Address;
 use cpim_core::model::{Operation, Outcome, Status, TransId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -28,7 +27,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 use tracing::{debug, error, info, warn};
 
-use super::{delocalise, localise_source, sleep_until_opt, std_now, Command, Queued, Shared};
+use super::{
+    delocalise_destination, localise_source, sleep_until_opt, std_now, Command, Queued, Shared,
+};
 use crate::backoff::Backoff;
 use crate::config::{Mode, XmppConfig};
 use crate::element::Element;
@@ -477,13 +478,9 @@ impl Link {
     /// In component mode every `from` must be in the component's domain (Prosody 13
     /// refuses anything else). A source on another domain (`sip:carol@sip.example`)
     /// becomes `carol\40sip.example@<component>` (XEP-0106 escaping of the whole address,
-    /// reversible by [`Self::delocalise`]).
+    /// reversible by [`super::delocalise_destination`]).
     fn localise_source(&self, op: Operation) -> Operation {
         localise_source(&self.domain, op)
-    }
-
-    fn delocalise(a: &mut Address) {
-        delocalise(a)
     }
 
     fn on_stanza(
@@ -520,14 +517,7 @@ impl Link {
         let trans_id = TransId(self.trans.fetch_add(1, Ordering::Relaxed));
         match mapping::inbound(&ctx, &el, trans_id) {
             Inbound::Op { mut op, origin } => {
-                match &mut op {
-                    Operation::Message(m) => Self::delocalise(&mut m.destination),
-                    Operation::Subscribe(x) | Operation::Unsubscribe(x) => {
-                        Self::delocalise(&mut x.target)
-                    }
-                    Operation::Notify(n) => Self::delocalise(&mut n.watcher),
-                    _ => {}
-                }
+                delocalise_destination(&mut op, &*self.ingress);
                 debug!(link = %self.name, trans = trans_id.0, from = %origin.from, to = %origin.to, "inbound {}", op.kind());
                 let ingress = self.ingress.clone();
                 let itx = itx.clone();

@@ -7,7 +7,7 @@
 
 use std::sync::Mutex;
 
-use cpim_core::adapter::LinkStatus;
+use cpim_core::adapter::{Ingress, LinkStatus};
 use cpim_core::address::{Address, Scheme};
 use cpim_core::model::{Operation, Outcome};
 use tokio::sync::oneshot;
@@ -96,12 +96,25 @@ pub(crate) fn localise_source(domain: &str, mut op: Operation) -> Operation {
 }
 
 /// The inverse of [`localise_source`] for a destination: `carol\40sip.example@<component>`
-/// names `im:carol@sip.example`.
-pub(crate) fn delocalise(a: &mut Address) {
+/// names `im:carol@sip.example` when the core serves `sip.example` by another adapter
+/// ([`Ingress::serves_elsewhere`]); otherwise the `@` belongs to the user's own name
+/// (`gina\40home@<component>` is the SIP user `gina@home` of the component's domain) and
+/// the address is left alone.
+fn delocalise(a: &mut Address, ingress: &dyn Ingress) {
     if let Some((user, domain)) = a.user.as_deref().and_then(|u| u.rsplit_once('@')) {
-        if !user.is_empty() && !domain.is_empty() {
+        if !user.is_empty() && !domain.is_empty() && ingress.serves_elsewhere("xmpp", domain) {
             let inst = a.instance.take();
             *a = Address::new(Scheme::Im, Some(user), domain).with_instance(inst.as_deref());
         }
+    }
+}
+
+/// [`delocalise`] applied to the destination side of an incoming operation.
+pub(crate) fn delocalise_destination(op: &mut Operation, ingress: &dyn Ingress) {
+    match op {
+        Operation::Message(m) => delocalise(&mut m.destination, ingress),
+        Operation::Subscribe(x) | Operation::Unsubscribe(x) => delocalise(&mut x.target, ingress),
+        Operation::Notify(n) => delocalise(&mut n.watcher, ingress),
+        _ => {}
     }
 }

@@ -327,3 +327,44 @@ pub async fn refusals_mapped(s: &Setup<'_>, user: &str) {
     assert_bounced(&xbob, "e1", 404).await;
     xbob.quit().await.unwrap();
 }
+
+/// A SIP user whose name holds an `@` (`sip:gina%40home@sip.test`, RFC 3261 s19.1.2)
+/// writes to an XMPP user as `gina\40home@<jid domain>` (XEP-0106 s4.3, RFC 7247 s6.2),
+/// and the XMPP user's reply to that JID reaches the SIP user: the `@` stays in the name,
+/// it is not read as a domain the gateway would route elsewhere.
+pub async fn user_with_at_sign_both_ways(s: &Setup<'_>, user: &str) {
+    let (local, rest) = user.split_once('@').expect("a user with an @");
+    let bob = s.peers.prosody.account("bob").unwrap();
+    let mut xbob = s.xmpp("bob").await;
+    let ua = s.ua(user, Transport::Udp).await;
+    let jid = format!("{local}\\40{rest}@{}", s.jid_domain);
+
+    let text = format!("from {user}");
+    let r = ua
+        .message(&format!("sip:{}", bob.jid()), "text/plain", text.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(r.code(), 200, "{}", r.reason());
+    let m = xbob
+        .await_event(
+            |e| matches!(e, XmppEvent::Message { body, .. } if *body == text),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.from_bare(), Some(jid.as_str()), "escaped JID");
+
+    let reply = format!("reply to {user}");
+    xbob.send_message(&jid, &reply, "at-reply").await.unwrap();
+    let req = ua
+        .await_request(
+            |r| r.method().as_str() == "MESSAGE" && r.body().as_ref() == reply.as_bytes(),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let to = req.header(HeaderName::To).unwrap_or("");
+    assert!(to.contains(&ua.aor()), "To {to:?} names {}", ua.aor());
+    assert_eq!(ua.register(0).await.unwrap().code(), 200);
+    xbob.quit().await.unwrap();
+}

@@ -5,12 +5,12 @@
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cpim_core::model::{Operation, TransId};
+use cpim_core::model::TransId;
 use tracing::debug;
 
 use super::{Conn, Hub, Session};
 use crate::element::Element;
-use crate::link::delocalise;
+use crate::link::delocalise_destination;
 use crate::mapping::{self, Ctx, Inbound};
 use crate::ns;
 use crate::s2s_in::domain_of;
@@ -79,14 +79,7 @@ impl Hub {
         let trans_id = TransId(self.trans.fetch_add(1, Ordering::Relaxed));
         match mapping::inbound(&ctx, &el, trans_id) {
             Inbound::Op { mut op, origin } => {
-                match &mut op {
-                    Operation::Message(m) => delocalise(&mut m.destination),
-                    Operation::Subscribe(x) | Operation::Unsubscribe(x) => {
-                        delocalise(&mut x.target)
-                    }
-                    Operation::Notify(n) => delocalise(&mut n.watcher),
-                    _ => {}
-                }
+                delocalise_destination(&mut op, &*self.ingress);
                 let ingress = self.ingress.clone();
                 let err_tx = self.err_tx.clone();
                 let answer = origin.kind == "message";
