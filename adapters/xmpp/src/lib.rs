@@ -77,6 +77,7 @@ pub mod backoff;
 pub mod config;
 pub mod element;
 mod error;
+pub mod ids;
 pub mod jid;
 mod lanes;
 mod link;

@@ -38,3 +38,5 @@ pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 pub const RECEIPTS: &str = "urn:xmpp:receipts";
 /// XEP-0333: chat markers.
 pub const MARKERS: &str = "urn:xmpp:chat-markers:0";
+/// XEP-0359 unique and stable stanza ids (`origin-id`).
+pub const SID: &str = "urn:xmpp:sid:0";

@@ -33,42 +33,8 @@ use std::time::{Duration, Instant};
 
 use cpim_core::model::Status;
 use cpim_core::StatusCode;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
-/// Unguessable stanza ids: 128 bits from a per-link generator (a CSPRNG seeded from the
-/// OS), as 32 lower-case hex digits. An outcome can only be forged by someone who saw
-/// the stanza.
-pub struct StanzaIds {
-    rng: StdRng,
-}
-
-impl StanzaIds {
-    /// A generator seeded from the operating system.
-    pub fn new() -> StanzaIds {
-        StanzaIds {
-            rng: StdRng::from_entropy(),
-        }
-    }
-
-    /// A fresh id.
-    pub fn next_id(&mut self) -> String {
-        format!("{:032x}", self.rng.gen::<u128>())
-    }
-}
-
-impl Default for StanzaIds {
-    fn default() -> Self {
-        StanzaIds::new()
-    }
-}
-
-impl std::fmt::Debug for StanzaIds {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The generator state must not leak into logs.
-        f.write_str("StanzaIds { .. }")
-    }
-}
+pub use crate::ids::StanzaIds;
 
 /// The domain of a JID (or of a bare domain), in the form outcomes are compared in:
 /// ASCII lower case, no trailing dot.

@@ -58,9 +58,12 @@ fn to_operation(wire: &Bytes, id: u64) -> Operation {
 }
 
 fn to_stanza(op: &Operation) -> String {
-    let els =
-        cpim_xmpp::mapping::outbound(cpim_xmpp::session::NS_COMPONENT, op, || "i1".to_owned())
-            .expect("stanza");
+    static IDS: std::sync::LazyLock<cpim_xmpp::ids::MessageIds> =
+        std::sync::LazyLock::new(|| cpim_xmpp::ids::MessageIds::new("bench stream secret"));
+    let els = cpim_xmpp::mapping::outbound(cpim_xmpp::session::NS_COMPONENT, op, &IDS, || {
+        "i1".to_owned()
+    })
+    .expect("stanza");
     els[0].to_xml()
 }
 

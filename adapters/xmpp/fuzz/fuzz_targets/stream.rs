@@ -6,6 +6,7 @@
 #![no_main]
 
 use cpim_core::model::TransId;
+use cpim_xmpp::ids::MessageIds;
 use cpim_xmpp::mapping::{inbound, Ctx};
 use cpim_xmpp::stream::{StreamEvent, StreamParser};
 use libfuzzer_sys::fuzz_target;
@@ -18,11 +19,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let chunk = usize::from(first % 17) + 1;
     let domains = vec!["sip.xmpp.test".to_string()];
+    let ids = MessageIds::new("fuzz stream secret");
     let ctx = Ctx {
         ns: "jabber:component:accept",
         local_domains: &domains,
         software_name: "fuzz",
         now_rfc3339: "2026-01-01T00:00:00Z",
+        message_ids: &ids,
     };
     let mut p = StreamParser::default();
     let mut whole = StreamParser::default();

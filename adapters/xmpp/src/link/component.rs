@@ -34,6 +34,7 @@ use crate::backoff::Backoff;
 use crate::config::{Mode, XmppConfig};
 use crate::element::Element;
 use crate::error::XmppError;
+use crate::ids::MessageIds;
 use crate::lanes::{self, Lanes};
 use crate::mapping::{self, Ctx, Inbound, Origin};
 use crate::ns;
@@ -79,6 +80,7 @@ pub(crate) fn start(
         cfg: config,
         server,
         domain,
+        message_ids: MessageIds::new(&secret),
         secret,
         name,
         ingress,
@@ -96,6 +98,8 @@ struct Link {
     server: String,
     domain: String,
     secret: String,
+    /// Message stanza ids, keyed by the secret (see [`crate::ids`]).
+    message_ids: MessageIds,
     name: String,
     ingress: Arc<dyn Ingress>,
     shared: Arc<Shared>,
@@ -430,17 +434,18 @@ impl Link {
         for q in batch {
             let trans_id = q.op.trans_id();
             let op = self.localise_source(q.op);
-            let stanzas = match mapping::outbound(ns::COMPONENT, &op, || s.next_id()) {
-                Ok(v) => v,
-                Err(e) => {
-                    debug!(link = %self.name, "refusing {}: {e}", op.kind());
-                    let _ = q.reply.send(Outcome {
-                        trans_id,
-                        status: e.status(),
-                    });
-                    continue;
-                }
-            };
+            let stanzas =
+                match mapping::outbound(ns::COMPONENT, &op, &self.message_ids, || s.next_id()) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        debug!(link = %self.name, "refusing {}: {e}", op.kind());
+                        let _ = q.reply.send(Outcome {
+                            trans_id,
+                            status: e.status(),
+                        });
+                        continue;
+                    }
+                };
             if stanzas.is_empty() {
                 let _ = q.reply.send(Outcome::ok(trans_id));
                 continue;
@@ -513,6 +518,7 @@ impl Link {
             local_domains: &domains,
             software_name: &self.cfg.software_name,
             now_rfc3339: &now_str,
+            message_ids: &self.message_ids,
         };
         let trans_id = TransId(self.trans.fetch_add(1, Ordering::Relaxed));
         match mapping::inbound(&ctx, &el, trans_id) {

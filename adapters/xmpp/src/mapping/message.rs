@@ -9,6 +9,7 @@ use cpim_core::{imdn, iscomposing};
 
 use super::{error_stanza, gw_jid, xmpp_jid, Ctx, Inbound, Origin, OutboundError};
 use crate::element::{text_el, Element, ElementExt};
+use crate::ids::MessageIds;
 use crate::jid::{to_jid, Home};
 use crate::ns;
 
@@ -40,14 +41,18 @@ pub(super) fn inbound_message(
             ))
         }
     };
-    // Receipts and markers for messages the gateway sent (XEP-0184 s5, XEP-0333).
+    // Receipts and markers for messages the gateway sent (XEP-0184 s5, XEP-0333 s4):
+    // they name the stanza id, which maps back to the message id it was made from.
+    let original_id = |id: &str| -> String {
+        let (sender, recipient) = (el.attr("to").unwrap_or(""), el.attr("from").unwrap_or(""));
+        ctx.message_ids
+            .message_id_of(id, sender, recipient)
+            .unwrap_or(id)
+            .to_owned()
+    };
     if let Some(r) = el.child(ns::RECEIPTS, "received") {
         if el.child(ns, "body").is_none() {
-            let id = r
-                .attr("id")
-                .or(origin.id.as_deref())
-                .unwrap_or("")
-                .to_owned();
+            let id = original_id(r.attr("id").or(origin.id.as_deref()).unwrap_or(""));
             let doc = imdn_doc(
                 &id,
                 ctx.now_rfc3339,
@@ -70,7 +75,7 @@ pub(super) fn inbound_message(
     }
     if let Some(d) = el.child(ns::MARKERS, "displayed") {
         if el.child(ns, "body").is_none() {
-            let id = d.attr("id").unwrap_or("").to_owned();
+            let id = original_id(d.attr("id").unwrap_or(""));
             if let Some(body) = imdn_doc(
                 &id,
                 ctx.now_rfc3339,
@@ -134,7 +139,13 @@ pub(super) fn inbound_message(
         }
     };
     m.kind = kind;
-    m.message_id = origin.id.clone();
+    // The stanza id is what receipts and markers name (XEP-0184 s5); a stanza without
+    // one may still carry its sender's XEP-0359 origin-id.
+    m.message_id = origin.id.clone().or_else(|| {
+        el.child(ns::SID, "origin-id")
+            .and_then(|o| o.attr("id"))
+            .map(str::to_owned)
+    });
     m.subject = el.child(ns, "subject").map(|s| s.text().into_owned());
     m.thread = el.child(ns, "thread").map(|s| s.text().into_owned());
     m.disposition = disposition;
@@ -175,7 +186,8 @@ pub(super) fn imdn_doc(
 pub(super) fn outbound_message(
     ns: &str,
     m: &Message,
-    id: String,
+    message_ids: &MessageIds,
+    next_id: impl FnOnce() -> String,
 ) -> Result<Element, OutboundError> {
     let ty = match m.kind {
         MessageKind::Chat => "chat",
@@ -183,10 +195,16 @@ pub(super) fn outbound_message(
         MessageKind::Headline => "headline",
         MessageKind::Groupchat => "groupchat",
     };
+    let (from, to) = (gw_jid(&m.source)?, xmpp_jid(&m.destination)?);
+    let id = m
+        .message_id
+        .as_deref()
+        .and_then(|mid| message_ids.stanza_id(&from, &to, mid))
+        .unwrap_or_else(next_id);
     let mut el = Element::build(ns, "message")
         .attr_set("type", ty)
-        .attr_set("from", gw_jid(&m.source)?)
-        .attr_set("to", xmpp_jid(&m.destination)?)
+        .attr_set("from", from)
+        .attr_set("to", to)
         .attr_set("id", &id)
         .lang_set(m.language.as_deref());
     let mime = m.mime_type();
@@ -206,6 +224,10 @@ pub(super) fn outbound_message(
             }
             if m.disposition.display {
                 el = el.child_add(Element::build(ns::MARKERS, "markable"));
+            }
+            // XEP-0359 s3: the id its originator gave it, the same on every try.
+            if let Some(mid) = m.message_id.as_deref().filter(|i| !i.is_empty()) {
+                el = el.child_add(Element::build(ns::SID, "origin-id").attr_set("id", mid));
             }
             // XEP-0085 s5.1: a content message implies the active state.
             if m.kind == MessageKind::Chat {
@@ -253,7 +275,7 @@ pub(super) fn outbound_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::test_support::{ctx, parse, NS};
+    use crate::mapping::test_support::{ctx, ids, parse, NS};
     use crate::mapping::{inbound, outbound};
     use cpim_core::model::TransId;
 
@@ -278,7 +300,7 @@ mod tests {
         assert!(m.disposition.delivery);
         assert_eq!(m.kind, MessageKind::Chat);
         // And back.
-        let out = outbound(NS, &Operation::Message(m), || "x1".into()).unwrap();
+        let out = outbound(NS, &Operation::Message(m), ids(), || "x1".into()).unwrap();
         let xml = out[0].to_xml();
         assert!(xml.contains("to=\"john\\20doe@sip.xmpp.test\""), "{xml}");
         assert!(xml.contains("<body>hi &amp; bye</body>"), "{xml}");
@@ -297,7 +319,7 @@ mod tests {
             panic!()
         };
         assert_eq!(m.mime_type(), "application/im-iscomposing+xml");
-        let out = outbound(NS, &Operation::Message(m), || "i".into()).unwrap();
+        let out = outbound(NS, &Operation::Message(m), ids(), || "i".into()).unwrap();
         assert!(out[0].child(ns::CHATSTATES, "composing").is_some());
     }
 
@@ -313,10 +335,85 @@ mod tests {
             panic!()
         };
         assert_eq!(m.mime_type(), "message/imdn+xml");
-        let out = outbound(NS, &Operation::Message(m), || "i".into()).unwrap();
+        let out = outbound(NS, &Operation::Message(m), ids(), || "i".into()).unwrap();
         assert_eq!(
             out[0].child(ns::RECEIPTS, "received").unwrap().attr("id"),
             Some("orig1")
         );
+    }
+
+    /// RFC 5438 s6.3 / XEP-0359 s3 / XEP-0184 s5: the message id survives the trip. The
+    /// stanza carries it (as origin-id and inside its stanza id, the same on every try),
+    /// and the receipt naming the stanza id becomes an IMDN naming the message id.
+    #[test]
+    fn message_id_survives_to_xmpp_and_back_in_the_receipt() {
+        let a = Address::parse("sip:alice@sip.xmpp.test").unwrap();
+        let b = Address::parse("xmpp:bob@xmpp.test").unwrap();
+        let mut m = Message::new(TransId(1), a, b, "text/plain", "hi");
+        m.message_id = Some("LMxzUBVN2WGR".into());
+        m.disposition.delivery = true;
+        let op = Operation::Message(m);
+        let first = outbound(NS, &op, ids(), || "random".into()).unwrap();
+        let again = outbound(NS, &op, ids(), || "random2".into()).unwrap();
+        let id = first[0].attr("id").unwrap().to_owned();
+        assert_eq!(
+            again[0].attr("id"),
+            Some(id.as_str()),
+            "a retry keeps its stanza id"
+        );
+        assert!(id.starts_with("LMxzUBVN2WGR."), "{id}");
+        assert_eq!(
+            first[0]
+                .child(ns::SID, "origin-id")
+                .and_then(|o| o.attr("id")),
+            Some("LMxzUBVN2WGR")
+        );
+        assert!(first[0].child(ns::RECEIPTS, "request").is_some());
+
+        let d = vec!["sip.xmpp.test".to_string()];
+        let receipt = parse(&format!("<message from='bob@xmpp.test/phone' to='alice@sip.xmpp.test' id='r1'><received xmlns='urn:xmpp:receipts' id='{id}'/></message>"));
+        let Inbound::Op {
+            op: Operation::Message(r),
+            ..
+        } = inbound(&ctx(&d), &receipt, TransId(2))
+        else {
+            panic!()
+        };
+        let doc = imdn::parse(&r.body).unwrap();
+        assert_eq!(doc.message_id, "LMxzUBVN2WGR");
+        // A marker too (XEP-0333 s4).
+        let marker = parse(&format!("<message from='bob@xmpp.test/phone' to='alice@sip.xmpp.test' id='r2'><displayed xmlns='urn:xmpp:chat-markers:0' id='{id}'/></message>"));
+        let Inbound::Op {
+            op: Operation::Message(r),
+            ..
+        } = inbound(&ctx(&d), &marker, TransId(3))
+        else {
+            panic!()
+        };
+        assert_eq!(imdn::parse(&r.body).unwrap().message_id, "LMxzUBVN2WGR");
+        // A receipt from someone the message did not go to keeps the id as it is.
+        let other = parse(&format!("<message from='eve@xmpp.test/x' to='alice@sip.xmpp.test' id='r3'><received xmlns='urn:xmpp:receipts' id='{id}'/></message>"));
+        let Inbound::Op {
+            op: Operation::Message(r),
+            ..
+        } = inbound(&ctx(&d), &other, TransId(4))
+        else {
+            panic!()
+        };
+        assert_eq!(imdn::parse(&r.body).unwrap().message_id, id);
+    }
+
+    #[test]
+    fn origin_id_is_the_message_id_when_the_stanza_has_no_id_xep0359() {
+        let d = vec!["sip.xmpp.test".to_string()];
+        let el = parse("<message from='bob@xmpp.test/r' to='c@sip.xmpp.test' type='chat'><body>x</body><origin-id xmlns='urn:xmpp:sid:0' id='o-9'/></message>");
+        let Inbound::Op {
+            op: Operation::Message(m),
+            ..
+        } = inbound(&ctx(&d), &el, TransId(1))
+        else {
+            panic!()
+        };
+        assert_eq!(m.message_id.as_deref(), Some("o-9"));
     }
 }

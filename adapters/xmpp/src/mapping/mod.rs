@@ -16,6 +16,7 @@ use cpim_core::model::{Operation, Status, TransId};
 use cpim_core::StatusCode;
 
 use crate::element::{text_el, Element, ElementExt};
+use crate::ids::MessageIds;
 use crate::jid::{parse_jid, to_jid, Home};
 use crate::ns;
 
@@ -53,6 +54,9 @@ pub struct Ctx<'a> {
     pub software_name: &'a str,
     /// Current time as RFC 3339, for IMDN `datetime`.
     pub now_rfc3339: &'a str,
+    /// The stream's message stanza ids: a receipt or marker naming one maps back to the
+    /// message id it carries ([`crate::ids`]).
+    pub message_ids: &'a MessageIds,
 }
 
 /// Where a stanza goes.
@@ -260,15 +264,18 @@ impl OutboundError {
     }
 }
 
-/// An operation as stanzas (each gets its `id` from `next_id`). An empty vector means
-/// there is nothing to send (e.g. a pending subscription state).
+/// An operation as stanzas. A message with its own id gets its stanza id from
+/// `message_ids` (the same on every try, see [`crate::ids`]); every other stanza gets
+/// one from `next_id`. An empty vector means there is nothing to send (e.g. a pending
+/// subscription state).
 pub fn outbound(
     ns: &str,
     op: &Operation,
+    message_ids: &MessageIds,
     mut next_id: impl FnMut() -> String,
 ) -> Result<Vec<Element>, OutboundError> {
     match op {
-        Operation::Message(m) => outbound_message(ns, m, next_id()).map(|e| vec![e]),
+        Operation::Message(m) => outbound_message(ns, m, message_ids, next_id).map(|e| vec![e]),
         Operation::Subscribe(s) => {
             let ty = if s.duration == 0 {
                 "probe"
@@ -348,12 +355,20 @@ mod test_support {
         }
     }
 
+    /// The message ids of the tests' stream.
+    pub(super) fn ids() -> &'static MessageIds {
+        static IDS: std::sync::LazyLock<MessageIds> =
+            std::sync::LazyLock::new(|| MessageIds::new("the tests' stream secret"));
+        &IDS
+    }
+
     pub(super) fn ctx(domains: &[String]) -> Ctx<'_> {
         Ctx {
             ns: NS,
             local_domains: domains,
             software_name: "test",
             now_rfc3339: "2026-11-21T00:00:00Z",
+            message_ids: ids(),
         }
     }
 }
@@ -462,7 +477,7 @@ mod tests {
             ),
         ];
         for op in ops {
-            let out = outbound(NS, &op, || "i".into()).unwrap();
+            let out = outbound(NS, &op, test_support::ids(), || "i".into()).unwrap();
             assert!(!out.is_empty(), "{op:?}");
             for el in out {
                 assert!(

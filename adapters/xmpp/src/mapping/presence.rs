@@ -252,7 +252,7 @@ pub(super) fn outbound_notify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::test_support::{ctx, parse, NS};
+    use crate::mapping::test_support::{ctx, ids, parse, NS};
     use crate::mapping::{inbound, outbound};
     use cpim_core::model::TransId;
 
@@ -272,7 +272,7 @@ mod tests {
         assert_eq!(p.tuples[0].basic, Some(Basic::Open));
         assert_eq!(p.tuples[0].notes[0].lang.as_deref(), Some("en"));
         assert_eq!(p.person.as_ref().unwrap().activities, vec![Activity::Busy]);
-        let out = outbound(NS, &Operation::Notify(n), || "p1".into()).unwrap();
+        let out = outbound(NS, &Operation::Notify(n), ids(), || "p1".into()).unwrap();
         let x = out[0].to_xml();
         assert!(
             x.contains("<show>dnd</show>")
@@ -307,7 +307,7 @@ mod tests {
                 _ => panic!("{ty}: {op:?}"),
             }
             // Round trip to the same presence type.
-            let out = outbound(NS, &op, || "i".into()).unwrap();
+            let out = outbound(NS, &op, ids(), || "i".into()).unwrap();
             assert_eq!(out[0].attr("type"), Some(ty), "{ty}");
         }
     }

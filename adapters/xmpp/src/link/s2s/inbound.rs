@@ -75,6 +75,7 @@ impl Hub {
             local_domains: &self.domains,
             software_name: &self.cfg.software_name,
             now_rfc3339: &now_str,
+            message_ids: &self.message_ids,
         };
         let trans_id = TransId(self.trans.fetch_add(1, Ordering::Relaxed));
         match mapping::inbound(&ctx, &el, trans_id) {

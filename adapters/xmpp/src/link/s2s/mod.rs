@@ -40,6 +40,7 @@ use crate::backoff::Backoff;
 use crate::config::{Mode, XmppConfig};
 use crate::element::Element;
 use crate::error::XmppError;
+use crate::ids::MessageIds;
 use crate::mapping::{self, Origin};
 use crate::ns;
 use crate::s2s::{Liveness, S2sIn, S2sOut};
@@ -135,6 +136,8 @@ struct Hub {
     tracker: DeliveryTracker,
     replies: HashMap<u64, (TransId, oneshot::Sender<Outcome>, Pair)>,
     ids: StanzaIds,
+    /// Message stanza ids, keyed by the dialback secret (see [`crate::ids`]).
+    message_ids: MessageIds,
     next_key: u64,
     trans: AtomicU64,
     err_tx: mpsc::Sender<(Origin, Status)>,
@@ -199,7 +202,7 @@ pub(crate) async fn start(
     let hub = Hub {
         local: domains[0].clone(),
         domains,
-        secret: dialback_secret,
+        secret: dialback_secret.clone(),
         require_tls: require_tls || !allow_dialback_without_tls,
         tls_peers: Default::default(),
         overrides: srv_overrides
@@ -222,6 +225,7 @@ pub(crate) async fn start(
         tracker: DeliveryTracker::new(Duration::from_millis(config.grace_ms)),
         replies: HashMap::new(),
         ids: StanzaIds::new(),
+        message_ids: MessageIds::new(&dialback_secret),
         next_key: 0,
         trans: AtomicU64::new(1),
         err_tx,

@@ -125,16 +125,17 @@ impl Hub {
         let remote = pair.1.as_str();
         let op = q.op;
         let ids_gen = &mut self.ids;
-        let stanzas = match mapping::outbound(ns::SERVER, &op, || ids_gen.next_id()) {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = q.reply.send(Outcome {
-                    trans_id,
-                    status: e.status(),
-                });
-                return;
-            }
-        };
+        let stanzas =
+            match mapping::outbound(ns::SERVER, &op, &self.message_ids, || ids_gen.next_id()) {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = q.reply.send(Outcome {
+                        trans_id,
+                        status: e.status(),
+                    });
+                    return;
+                }
+            };
         if stanzas.is_empty() {
             let _ = q.reply.send(Outcome::ok(trans_id));
             return;
