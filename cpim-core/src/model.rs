@@ -196,6 +196,18 @@ pub fn mime_essence(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// True for the media types that carry end-to-end security (RFC 3923 signing and
+/// encryption): no gateway may rewrap, unwrap or alter them.
+pub fn is_end_to_end_secured(essence: &str) -> bool {
+    matches!(
+        essence,
+        "multipart/signed"
+            | "application/pkcs7-mime"
+            | "application/pkcs7-signature"
+            | "multipart/encrypted"
+    )
+}
+
 /// RFC 3859 s4.1 subscribe (and unsubscribe).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subscribe {

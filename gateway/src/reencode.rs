@@ -16,16 +16,7 @@ use cpim_core::cpim::{CpimMessage, IMDN_NS};
 use cpim_core::model::{mime_essence, Message, Status};
 use cpim_core::StatusCode;
 
-/// True for the media types that carry end-to-end security and must not be touched.
-pub fn is_secured(essence: &str) -> bool {
-    matches!(
-        essence,
-        "multipart/signed"
-            | "application/pkcs7-mime"
-            | "application/pkcs7-signature"
-            | "multipart/encrypted"
-    )
-}
+pub use cpim_core::model::is_end_to_end_secured as is_secured;
 
 /// What [`reencode`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,9 +92,13 @@ pub fn reencode(msg: &mut Message, target_carries_cpim: bool) -> Result<Reencodi
         let disp = cpim
             .ns_header(IMDN_NS, "Disposition-Notification")
             .map(|h| h.value().to_ascii_lowercase());
+        let payload = match cpim.content_header("Content-Encoding") {
+            None => cpim.payload().to_vec(),
+            Some(enc) => decode(&enc, cpim.payload())?,
+        };
         (
             ct,
-            cpim.payload().to_vec(),
+            payload,
             cpim.subject().map(|s| s.into_owned()),
             mid,
             disp,
@@ -122,6 +117,47 @@ pub fn reencode(msg: &mut Message, target_carries_cpim: bool) -> Result<Reencodi
         msg.disposition.display |= d.contains("display");
     }
     Ok(Reencoding::Unwrapped)
+}
+
+/// The most a compressed payload may grow to (an IMDN or a page-mode text is far less).
+pub const MAX_DECODED_BYTES: usize = 1 << 20;
+
+/// The payload of an envelope whose content headers name a `Content-Encoding` (RFC 3862
+/// s3.3 content headers; RFC 3261 s20.12 codings): `deflate` (zlib, RFC 1950, or raw
+/// deflate, RFC 1951, as some clients send it; Linphone deflates its IMDNs) and
+/// `identity` are decoded for a target that takes no envelope; any other coding is
+/// refused with 415, a bomb with 413.
+fn decode(encoding: &str, payload: &[u8]) -> Result<Vec<u8>, Status> {
+    use miniz_oxide::inflate::{self, TINFLStatus};
+    match encoding.trim().to_ascii_lowercase().as_str() {
+        "identity" | "" => Ok(payload.to_vec()),
+        "deflate" => {
+            let too_large = |e: &inflate::DecompressError| e.status == TINFLStatus::HasMoreOutput;
+            let out = match inflate::decompress_to_vec_zlib_with_limit(payload, MAX_DECODED_BYTES) {
+                Err(e) if !too_large(&e) => {
+                    inflate::decompress_to_vec_with_limit(payload, MAX_DECODED_BYTES)
+                }
+                other => other,
+            };
+            out.map_err(|e| {
+                if too_large(&e) {
+                    Status::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Request Entity Too Large: the deflated CPIM payload is too large",
+                    )
+                } else {
+                    Status::new(
+                        StatusCode::BAD_REQUEST,
+                        "Bad Request: the CPIM payload is not valid deflate data",
+                    )
+                }
+            })
+        }
+        other => Err(Status::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Unsupported Media Type: CPIM Content-Encoding {other} cannot be decoded"),
+        )),
+    }
 }
 
 fn unsupported(essence: &str) -> Status {
@@ -220,5 +256,46 @@ mod tests {
         let mut m = message("text/plain", b"hi");
         assert_eq!(reencode(&mut m, false), Ok(Reencoding::Unchanged));
         assert_eq!(m.body, b"hi");
+    }
+
+    fn envelope(encoding: &str, payload: &[u8]) -> Vec<u8> {
+        let mut v = format!("From: <sip:alice@sip.test>\r\nTo: <im:romeo@xmpp.test>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: n1\r\n\r\nContent-Type: message/imdn+xml\r\nContent-Disposition: notification\r\nContent-Encoding: {encoding}\r\n\r\n").into_bytes();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// RFC 5438 IMDNs as Linphone sends them: the payload deflated (zlib) inside CPIM.
+    #[test]
+    fn deflated_payload_is_inflated_for_a_plain_target() {
+        let xml = b"<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\"><message-id>x1</message-id></imdn>";
+        for compressed in [
+            miniz_oxide::deflate::compress_to_vec_zlib(xml, 6),
+            miniz_oxide::deflate::compress_to_vec(xml, 6),
+        ] {
+            let mut m = message("message/cpim", &envelope("deflate", &compressed));
+            assert_eq!(reencode(&mut m, false), Ok(Reencoding::Unwrapped));
+            assert_eq!(m.body, xml);
+            assert_eq!(m.mime_type(), "message/imdn+xml");
+        }
+        // A target that carries CPIM gets the envelope as it came.
+        let body = envelope(
+            "deflate",
+            &miniz_oxide::deflate::compress_to_vec_zlib(xml, 6),
+        );
+        let mut m = message("message/cpim", &body);
+        assert_eq!(reencode(&mut m, true), Ok(Reencoding::Unchanged));
+        assert_eq!(m.body, body);
+    }
+
+    #[test]
+    fn bad_bomb_or_unknown_encodings_are_refused() {
+        let mut m = message("message/cpim", &envelope("deflate", b"not deflate at all"));
+        assert_eq!(reencode(&mut m, false).unwrap_err().code, 400);
+        let bomb =
+            miniz_oxide::deflate::compress_to_vec_zlib(&vec![b'a'; MAX_DECODED_BYTES + 1], 9);
+        let mut m = message("message/cpim", &envelope("deflate", &bomb));
+        assert_eq!(reencode(&mut m, false).unwrap_err().code, 413);
+        let mut m = message("message/cpim", &envelope("br", b"x"));
+        assert_eq!(reencode(&mut m, false).unwrap_err().code, 415);
     }
 }

@@ -204,6 +204,7 @@ mod tests {
             connection: None,
             authenticated_user: Some("alice".into()),
             instance: None,
+            cpim: true,
         };
         let d = DialogRecord {
             role: DialogRole::Notifier,

@@ -19,9 +19,9 @@
 //! ping's id. Timers are kept in ordered sets, so the work per event does not grow with
 //! the number of deliveries in flight.
 //!
-//! Outcomes are bound to their link (RFC 6120 s8.3.1, s13.1 threat model): every stanza
-//! id comes from [`StanzaIds`] (128 random bits, so another party can neither guess nor
-//! predict one), and each delivery and barrier records the domain it was addressed to.
+//! Outcomes are bound to their link (RFC 6120 s8.3.1, s13.1 threat model): no other
+//! party can guess or predict a stanza id ([`crate::ids`]: 128 random bits, or a message
+//! id with a 96-bit keyed mac), and each delivery and barrier records the domain it was addressed to.
 //! An error, receipt or barrier answer counts only when its `from` is in that domain
 //! ([`DeliveryTracker::on_response`] and [`DeliveryTracker::on_receipt`] take the
 //! sender's domain); the caller checks that the stanza arrived on a stream where that

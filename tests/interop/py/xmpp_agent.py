@@ -37,6 +37,8 @@ import sys
 import threading
 
 import slixmpp
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 
 def say(obj):
@@ -87,7 +89,7 @@ async def run(a):
         say({
             "event": "message", "from": str(m["from"]), "to": str(m["to"]),
             "type": m["type"], "id": m["id"], "body": m["body"],
-            "error": error_condition(m),
+            "error": error_condition(m), "xml": str(m),
         })
 
     def on_presence(p):
@@ -108,6 +110,15 @@ async def run(a):
         })
 
     client.add_event_handler("message", on_message)
+
+    # slixmpp raises "message" only for stanzas with a body; receipts (XEP-0184), markers
+    # (XEP-0333) and chat states come without one.
+    def on_bodiless(m):
+        if m["type"] != "error" and not m["body"]:
+            on_message(m)
+
+    client.register_handler(Callback(
+        "bodiless messages", MatchXPath("{jabber:client}message"), on_bodiless))
     # slixmpp reports bounces (with or without a body) as "message_error".
     client.add_event_handler("message_error", on_message_error)
     client.add_event_handler("presence", on_presence)
@@ -120,6 +131,8 @@ async def run(a):
             if cmd.get("id"):
                 msg["id"] = cmd["id"]
             msg.send()
+        elif kind == "raw":
+            client.send_raw(cmd["xml"])
         elif kind == "presence":
             p = client.make_presence(pto=cmd.get("to"), ptype=cmd.get("type"),
                                      pshow=cmd.get("show"), pstatus=cmd.get("status"))

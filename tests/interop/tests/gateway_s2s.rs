@@ -81,3 +81,8 @@ async fn s2s_user_with_at_sign_round_trips_xep0106() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2s_receipts_both_ways_with_their_ids_rfc5438_xep0184() {
+    run("rolf", |s, u| Box::pin(flows::receipts_both_ways(s, u))).await;
+}

@@ -37,6 +37,9 @@ pub enum XmppEvent {
         body: String,
         /// The error condition of an error stanza.
         error: Option<String>,
+        /// The whole stanza as the client received it (extension elements: XEP-0184
+        /// receipts, XEP-0359 origin-id, ...).
+        xml: String,
     },
     /// A presence stanza.
     Presence {
@@ -79,6 +82,7 @@ impl XmppEvent {
                 id: s("id"),
                 body: s("body"),
                 error: o("error"),
+                xml: s("xml"),
             },
             Some("presence") => XmppEvent::Presence {
                 from: s("from"),
@@ -289,6 +293,11 @@ impl XmppClient {
     ) -> Result<(), TestkitError> {
         self.command(json!({"cmd": "message", "to": to, "body": body, "id": id}))
             .await
+    }
+
+    /// Sends a raw stanza (XML as written; the server stamps `from`).
+    pub async fn send_raw(&mut self, xml: &str) -> Result<(), TestkitError> {
+        self.command(json!({"cmd": "raw", "xml": xml})).await
     }
 
     /// Sends a presence stanza: `kind` None = available, else `subscribe`, `subscribed`,

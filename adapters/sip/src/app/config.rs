@@ -66,6 +66,27 @@ pub struct SipConfig {
     /// RFC 3856 s6.4: at most one NOTIFY with a state change per subscription in this
     /// many seconds; changes in between are coalesced (the latest wins). 0 disables.
     pub notify_min_interval: u32,
+    /// When a MESSAGE to a SIP user goes in `message/cpim` (RFC 3862, with the RFC 5438
+    /// IMDN headers) rather than as the bare payload.
+    pub cpim_wrap: CpimWrap,
+}
+
+/// When the gateway wraps a MESSAGE body in `message/cpim` (see [`super::message::wrap`]).
+/// A body that already is `message/cpim` goes as it came in every case, and an IMDN
+/// (`message/imdn+xml`) always goes in CPIM unless `never` (RFC 5438 s7.1.1.2 carries it
+/// in CPIM with `Content-Disposition: notification`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpimWrap {
+    /// To a binding whose UA has sent `message/cpim` itself (learned per binding, kept
+    /// with it); bare to every other target. A UA that answers 415 to a wrapped
+    /// MESSAGE gets it again bare. The default.
+    #[default]
+    Learn,
+    /// To every SIP target.
+    Always,
+    /// Never (the bare payload, IMDNs included).
+    Never,
 }
 
 impl Default for SipConfig {
@@ -97,6 +118,7 @@ impl Default for SipConfig {
             max_message_size: 64 * 1024,
             fetch_wait: 2,
             notify_min_interval: 5,
+            cpim_wrap: CpimWrap::Learn,
         }
     }
 }

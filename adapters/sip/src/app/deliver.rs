@@ -73,8 +73,23 @@ impl Tu {
         if let Some(s) = &o.subject {
             headers.push((HeaderName::Subject, s.clone()));
         }
-        let body = Some((o.content_type.clone(), Bytes::from(m.body.clone())));
-        let make = |ruri: String| {
+        let bare = Some((o.content_type.clone(), Bytes::from(m.body.clone())));
+        let policy = self.config.cpim_wrap;
+        // The CPIM form, made once when some target takes it (see message::wrap).
+        let wrapped = std::sync::OnceLock::new();
+        let body_for = |cpim: bool| {
+            if cpim {
+                let b = wrapped.get_or_init(|| {
+                    Bytes::from(message::wrap(&m, now_secs(), || {
+                        format!("{}@cpim", new_tag())
+                    }))
+                });
+                Some(("message/cpim".to_owned(), b.clone()))
+            } else {
+                bare.clone()
+            }
+        };
+        let make = |ruri: String, body: Option<(String, Bytes)>| {
             OutRequest {
                 method: Method::Message,
                 ruri,
@@ -85,7 +100,7 @@ impl Tu {
                 routes: Vec::new(),
                 headers: headers.clone(),
                 max_forwards: o.max_forwards,
-                body: body.clone(),
+                body,
             }
             .with_language(o.content_language.as_deref())
         };
@@ -100,12 +115,12 @@ impl Tu {
                 return Outcome::failure(tid, StatusCode::NOT_FOUND, "Not Found");
             }
             let aor = aor_of(dest);
-            let targets: Vec<(String, Option<String>)> = self
+            let targets: Vec<(String, Option<String>, bool)> = self
                 .lock()
                 .registrar
                 .lookup(&aor, now_secs())
                 .into_iter()
-                .map(|b| (b.contact.clone(), b.flow.clone()))
+                .map(|b| (b.contact.clone(), b.flow.clone(), b.cpim))
                 .collect();
             if targets.is_empty() {
                 return Outcome::failure(
@@ -117,15 +132,26 @@ impl Tu {
             // Fork to every binding; the first 2xx wins (RFC 3261 s16.7 simplified:
             // otherwise the lowest failure code, a 6xx first).
             let mut set = tokio::task::JoinSet::new();
-            for (contact, flow) in targets {
+            for (contact, flow, learned) in targets {
                 let this = Arc::clone(self);
-                let mut req = make(contact.clone());
+                let cpim = message::should_wrap(&m, policy, learned);
+                let mut req = make(contact.clone(), body_for(cpim));
+                // A UA that refuses the envelope (415, RFC 3428 s7) gets the payload bare;
+                // an IMDN has no bare form.
+                let retry = (cpim && m.mime_type() != cpim_core::imdn::CONTENT_TYPE)
+                    .then(|| make(contact.clone(), bare.clone()));
                 set.spawn(async move {
                     let hop = match flow {
                         Some(f) => NextHop::Flow(f),
                         None => NextHop::Uri(contact),
                     };
-                    this.send_authenticated(&mut req, hop).await
+                    let first = this.send_authenticated(&mut req, hop.clone()).await;
+                    match (first, retry) {
+                        (Ok(r), Some(mut bare)) if r.code() == 415 => {
+                            this.send_authenticated(&mut bare, hop).await
+                        }
+                        (first, _) => first,
+                    }
                 });
             }
             let mut best: Option<(StatusCode, String)> = None;
@@ -164,7 +190,10 @@ impl Tu {
             ));
             return Outcome::failure(tid, code, reason);
         }
-        let mut req = make(o.to.clone());
+        let mut req = make(
+            o.to.clone(),
+            body_for(message::should_wrap(&m, policy, false)),
+        );
         let hop = self.hop_for(&o.to, &[]);
         match self.send_authenticated(&mut req, hop).await {
             Ok(r) => Outcome {

@@ -20,7 +20,8 @@
 //! limit for every adapter.
 
 use cpim_core::address::{Address, AddressError, Scheme};
-use cpim_core::cpim::CpimMessage;
+use cpim_core::cpim::{rfc3339, CpimBuilder, CpimMessage};
+use cpim_core::imdn;
 use cpim_core::model::{mime_essence, DispositionRequest, Message, TransId};
 
 /// A refusal of a MESSAGE, as a SIP status.
@@ -208,6 +209,58 @@ pub fn outbound(m: &Message, max_size: usize) -> Result<OutboundMessage, Refusal
     })
 }
 
+/// True if `m` goes to SIP in `message/cpim` under `policy` for a target whose UA is
+/// known to write CPIM itself (`learned`); see [`super::config::CpimWrap`].
+pub fn should_wrap(m: &Message, policy: super::config::CpimWrap, learned: bool) -> bool {
+    use super::config::CpimWrap;
+    let essence = m.mime_type();
+    if essence == "message/cpim" || cpim_core::model::is_end_to_end_secured(&essence) {
+        return false;
+    }
+    match policy {
+        CpimWrap::Never => false,
+        CpimWrap::Always => true,
+        CpimWrap::Learn => learned || essence == imdn::CONTENT_TYPE,
+    }
+}
+
+/// `m`'s body in a `message/cpim` envelope (RFC 3862 s3-s4, RFC 3922 s4): From and To
+/// (the SIP forms of the addresses without instance: the users, not their devices), DateTime (`now_secs`),
+/// the RFC 5438 s6 IMDN headers (`imdn.Message-ID` = the message id, or `fresh_id`
+/// when it has none; `imdn.Disposition-Notification` from the receipt request), the
+/// payload with its Content-Type, and `Content-Disposition: notification` on an IMDN
+/// (RFC 5438 s7.1.1.2). The payload is not touched.
+pub fn wrap(m: &Message, now_secs: u64, fresh_id: impl FnOnce() -> String) -> Vec<u8> {
+    let id = m
+        .message_id
+        .clone()
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(fresh_id);
+    let mut wanted = Vec::new();
+    if m.disposition.delivery {
+        wanted.push("positive-delivery");
+    }
+    if m.disposition.display {
+        wanted.push("display");
+    }
+    let disposition = (!wanted.is_empty()).then(|| wanted.join(", "));
+    let mut b = CpimBuilder::new()
+        .from(&sip_uri(&m.source.bare()), None)
+        .to(&sip_uri(&m.destination.bare()), None)
+        .datetime(&rfc3339(now_secs))
+        .imdn(&id, disposition.as_deref());
+    if let Some(subject) = m.subject.as_deref().and_then(header_safe) {
+        b = b.subject(&subject, None);
+    }
+    b = b.content_type(
+        &header_safe(&m.content_type).unwrap_or_else(|| "text/plain;charset=UTF-8".into()),
+    );
+    if m.mime_type() == imdn::CONTENT_TYPE {
+        b = b.content_header("Content-Disposition", "notification");
+    }
+    b.payload(&m.body[..]).build().to_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,5 +402,80 @@ mod tests {
             outbound(&m, 100).unwrap_err().code,
             StatusCode::PAYLOAD_TOO_LARGE
         );
+    }
+
+    fn xmpp_message(ct: &str, body: &str) -> Message {
+        let mut m = Message::new(
+            TransId(1),
+            Address::parse("xmpp:bob@xmpp.test").unwrap(),
+            Address::parse("sip:alice@sip.test").unwrap(),
+            ct,
+            body.as_bytes().to_vec(),
+        );
+        m.message_id = Some("bob-7".into());
+        m
+    }
+
+    /// RFC 3862 s3-s4 with the RFC 5438 s6 headers: the id and the receipt request of
+    /// the XMPP message travel in the envelope; the payload is untouched.
+    #[test]
+    fn wrap_carries_id_disposition_and_payload_rfc3862_rfc5438() {
+        let mut m = xmpp_message("text/plain;charset=UTF-8", "hi & <bye>");
+        m.disposition.delivery = true;
+        m.disposition.display = true;
+        let body = wrap(&m, 1_700_000_000, || unreachable!("the message has an id"));
+        let c = CpimMessage::parse(&body).unwrap();
+        assert_eq!(c.imdn_message_id().as_deref(), Some("bob-7"));
+        assert_eq!(
+            c.imdn_disposition_notification().as_deref(),
+            Some("positive-delivery, display")
+        );
+        assert_eq!(c.datetime(), Some("2023-11-14T22:13:20Z"));
+        assert_eq!(
+            c.from().unwrap().address().unwrap().to_string(),
+            "sip:bob@xmpp.test"
+        );
+        assert_eq!(
+            c.content_type().as_deref(),
+            Some("text/plain;charset=UTF-8")
+        );
+        assert_eq!(c.payload(), b"hi & <bye>");
+        assert!(c.content_header("Content-Disposition").is_none());
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn imdn_goes_with_content_disposition_notification_rfc5438_s7() {
+        let mut m = xmpp_message(imdn::CONTENT_TYPE, "<imdn/>");
+        m.message_id = None;
+        let body = wrap(&m, 0, || "fresh-1".into());
+        let c = CpimMessage::parse(&body).unwrap();
+        assert_eq!(c.imdn_message_id().as_deref(), Some("fresh-1"));
+        assert_eq!(
+            c.content_header("Content-Disposition").as_deref(),
+            Some("notification")
+        );
+    }
+
+    #[test]
+    fn wrap_policy() {
+        use crate::app::config::CpimWrap;
+        let text = xmpp_message("text/plain", "x");
+        let note = xmpp_message(imdn::CONTENT_TYPE, "<imdn/>");
+        let cpim = xmpp_message("message/cpim", "From: <sip:a@b>\r\n\r\n\r\nx");
+        let signed = xmpp_message("multipart/signed;boundary=x", "x");
+        assert!(!should_wrap(&text, CpimWrap::Learn, false));
+        assert!(should_wrap(&text, CpimWrap::Learn, true));
+        assert!(
+            should_wrap(&note, CpimWrap::Learn, false),
+            "IMDNs go in CPIM"
+        );
+        assert!(should_wrap(&text, CpimWrap::Always, false));
+        assert!(!should_wrap(&note, CpimWrap::Never, true));
+        for m in [&cpim, &signed] {
+            for p in [CpimWrap::Learn, CpimWrap::Always] {
+                assert!(!should_wrap(m, p, true), "{}", m.content_type);
+            }
+        }
     }
 }

@@ -223,6 +223,7 @@ impl Registrar {
                             connection: req.connection,
                             authenticated_user: req.authenticated_user.clone(),
                             instance: c.instance.clone(),
+                            cpim: false,
                         });
                     }
                 }
@@ -282,6 +283,20 @@ impl Registrar {
             .then_some(b.authenticated_user.as_deref())
             .flatten()
         })
+    }
+
+    /// Marks the live bindings of `aor` registered over `flow` as writing `message/cpim`;
+    /// returns the AOR's bindings when one changed (to persist).
+    pub fn learn_cpim(&mut self, aor: &str, flow: &str, now: u64) -> Option<Vec<BindingRecord>> {
+        let bs = self.bindings.get_mut(aor)?;
+        let mut changed = false;
+        for b in bs.iter_mut() {
+            if b.expires_at > now && b.flow.as_deref() == Some(flow) && !b.cpim {
+                b.cpim = true;
+                changed = true;
+            }
+        }
+        changed.then(|| bs.clone())
     }
 
     /// Removes expired bindings; returns the AORs whose bindings changed, with what is
@@ -625,6 +640,29 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out.bindings.len(), 2);
+    }
+
+    #[test]
+    fn cpim_is_learned_per_flow_and_survives_refresh() {
+        let mut r = reg();
+        let c = || Contacts::List(vec![contact("sip:alice@192.0.2.1", None)]);
+        r.handle_register(&req(c(), None, "c1", 1), 0).unwrap();
+        const AOR: &str = "sip:alice@sip.test";
+        assert!(
+            r.learn_cpim(AOR, "tcp:127.0.0.1:9999", 0).is_none(),
+            "another flow"
+        );
+        assert!(r
+            .learn_cpim("sip:bob@sip.test", "tcp:127.0.0.1:5070", 0)
+            .is_none());
+        let saved = r.learn_cpim(AOR, "tcp:127.0.0.1:5070", 0).expect("changed");
+        assert!(saved[0].cpim);
+        assert!(
+            r.learn_cpim(AOR, "tcp:127.0.0.1:5070", 0).is_none(),
+            "no change twice"
+        );
+        r.handle_register(&req(c(), None, "c1", 2), 10).unwrap();
+        assert!(r.lookup(AOR, 10)[0].cpim, "a refresh keeps it");
     }
 
     #[test]

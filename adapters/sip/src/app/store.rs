@@ -42,6 +42,11 @@ pub struct BindingRecord {
     pub authenticated_user: Option<String>,
     /// `+sip.instance` of the contact (RFC 5626), if any.
     pub instance: Option<String>,
+    /// The UA at this binding sent a `message/cpim` MESSAGE (RFC 3862): the gateway writes
+    /// to it in `message/cpim` too (`[sip] cpim_wrap = "learn"`, see
+    /// [`super::config::CpimWrap`]). Kept across refreshes and restarts.
+    #[serde(default)]
+    pub cpim: bool,
 }
 
 /// Which side of a subscription dialog the gateway is on.

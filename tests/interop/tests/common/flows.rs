@@ -368,3 +368,141 @@ pub async fn user_with_at_sign_both_ways(s: &Setup<'_>, user: &str) {
     assert_eq!(ua.register(0).await.unwrap().code(), 200);
     xbob.quit().await.unwrap();
 }
+
+/// The IMDN a SIP client sends for `message_id` (RFC 5438 s7.2.1.1): a delivery
+/// notification in `message/cpim` with `Content-Disposition: notification`, its payload
+/// deflated as Linphone sends it (`Content-Encoding: deflate`).
+fn deflated_delivery_imdn(from: &str, to: &str, message_id: &str) -> Vec<u8> {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><imdn xmlns=\"urn:ietf:params:xml:ns:imdn\"><message-id>{message_id}</message-id><datetime>2026-12-07T12:00:00Z</datetime><recipient-uri>{from}</recipient-uri><original-recipient-uri>{from}</original-recipient-uri><delivery-notification><status><delivered/></status></delivery-notification></imdn>"
+    );
+    let mut body = format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nDateTime: 2026-12-07T12:00:01Z\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: n-{message_id}\r\n\r\nContent-Type: message/imdn+xml\r\nContent-Disposition: notification\r\nContent-Encoding: deflate\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend(miniz_oxide::deflate::compress_to_vec_zlib(
+        xml.as_bytes(),
+        6,
+    ));
+    body
+}
+
+/// Receipts both ways with their ids (RFC 5438 <-> XEP-0184, XEP-0359):
+/// - a CPIM message from SIP with `imdn.Message-ID` and a delivery request reaches the
+///   XMPP user with a receipt request, its id as origin-id and inside the stanza id;
+/// - the XMPP user's receipt comes back to SIP as a delivery IMDN in `message/cpim`
+///   (Content-Disposition: notification) naming the SIP message's id;
+/// - the SIP user wrote CPIM, so the XMPP user's message with a receipt request reaches
+///   it in `message/cpim` with the XMPP stanza id as `imdn.Message-ID` and a
+///   `positive-delivery` request;
+/// - the SIP user's deflated delivery IMDN becomes an XMPP receipt naming that id.
+pub async fn receipts_both_ways(s: &Setup<'_>, user: &str) {
+    let bob = s.peers.prosody.account("bob").unwrap();
+    let mut xbob = s.xmpp("bob").await;
+    let sip_jid = format!("{user}@{}", s.jid_domain);
+    let to_bob = format!("sip:{}", bob.jid());
+    let ua = s.ua(user, Transport::Udp).await;
+
+    let mid = format!("M1-{user}");
+    let cpim = format!(
+        "From: <{}>\r\nTo: <{to_bob}>\r\nDateTime: 2026-12-07T12:00:00Z\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {mid}\r\nimdn.Disposition-Notification: positive-delivery\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\n\r\nwith receipt",
+        ua.aor()
+    );
+    let r = ua
+        .message(&to_bob, "message/cpim", cpim.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(r.code(), 200, "{}", r.reason());
+    let m = xbob
+        .await_event(
+            |e| matches!(e, XmppEvent::Message { body, .. } if body == "with receipt"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let XmppEvent::Message { id, xml, .. } = &m else {
+        unreachable!()
+    };
+    assert!(id.starts_with(&format!("{mid}.")), "stanza id {id}");
+    assert!(
+        xml.contains("urn:xmpp:sid:0") && xml.contains(&format!("id=\"{mid}\"")),
+        "origin-id: {xml}"
+    );
+    assert!(xml.contains("urn:xmpp:receipts"), "receipt request: {xml}");
+
+    xbob.send_raw(&format!(
+        "<message to='{sip_jid}' id='rcpt-{user}'><received xmlns='urn:xmpp:receipts' id='{id}'/></message>"
+    ))
+    .await
+    .unwrap();
+    let imdn = ua
+        .await_request(
+            |r| {
+                r.method().as_str() == "MESSAGE"
+                    && String::from_utf8_lossy(r.body()).contains("<delivered")
+            },
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(
+        imdn.content_type()
+            .unwrap_or("")
+            .starts_with("message/cpim"),
+        "{:?}",
+        imdn.content_type()
+    );
+    let text = String::from_utf8_lossy(imdn.body()).into_owned();
+    assert!(text.contains("Content-Disposition: notification"), "{text}");
+    assert!(text.contains("Content-Type: message/imdn+xml"), "{text}");
+    assert!(
+        text.contains(&format!("<message-id>{mid}</message-id>")),
+        "{text}"
+    );
+
+    let xid = format!("x-{user}");
+    xbob.send_raw(&format!(
+        "<message to='{sip_jid}' id='{xid}' type='chat'><body>receipt please</body><request xmlns='urn:xmpp:receipts'/></message>"
+    ))
+    .await
+    .unwrap();
+    let req = ua
+        .await_request(
+            |r| {
+                r.method().as_str() == "MESSAGE"
+                    && String::from_utf8_lossy(r.body()).contains("receipt please")
+            },
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(req.content_type().unwrap_or("").starts_with("message/cpim"));
+    let text = String::from_utf8_lossy(req.body()).into_owned();
+    assert!(
+        text.contains(&format!("imdn.Message-ID: {xid}\r\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("imdn.Disposition-Notification: positive-delivery\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("From: <sip:{}>", bob.jid())),
+        "{text}"
+    );
+
+    let imdn = deflated_delivery_imdn(&ua.aor(), &to_bob, &xid);
+    let r = ua.message(&to_bob, "message/cpim", &imdn).await.unwrap();
+    assert_eq!(r.code(), 200, "{}", r.reason());
+    xbob.await_event(
+        |e| {
+            matches!(e, XmppEvent::Message { xml, .. }
+                if xml.contains("urn:xmpp:receipts") && xml.contains(&format!("id=\"{xid}\"")) && xml.contains("received"))
+        },
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ua.register(0).await.unwrap().code(), 200);
+    xbob.quit().await.unwrap();
+}

@@ -7,14 +7,14 @@
 
 use std::sync::Arc;
 
-use cpim_core::model::Operation;
+use cpim_core::model::{mime_essence, Operation};
 
 use crate::codec::HeaderName;
 
 use super::super::identity::Authn;
 use super::super::incoming::Incoming;
 use super::super::message::{self, InboundMessage, Refusal};
-use super::super::tu::{now_secs, outcome_reply, reply, Reply, Tu};
+use super::super::tu::{aor_of, now_secs, outcome_reply, reply, Reply, Tu};
 
 impl Tu {
     pub(in crate::app) async fn on_message(self: &Arc<Self>, inc: &Incoming<'_>) -> Reply {
@@ -27,6 +27,21 @@ impl Tu {
         };
         if let Authn::Respond(r) = self.authenticate(req, src, from, false, now) {
             return r;
+        }
+        // A local UA that writes message/cpim reads it too (`cpim_wrap = "learn"`).
+        if req
+            .content_type()
+            .is_some_and(|ct| mime_essence(ct) == "message/cpim")
+            && self.config.is_local_domain(&from.domain)
+        {
+            let aor = aor_of(from);
+            let learned = self
+                .lock()
+                .registrar
+                .learn_cpim(&aor, &src.flow().to_string(), now);
+            if let Some(recs) = learned {
+                self.persist_bindings(&aor, &recs).await;
+            }
         }
         let Some(to_party) = &inc.to else {
             return reply(req, 400, Some("Bad To"));
