@@ -99,6 +99,10 @@ pub struct DispositionRequest {
     pub delivery: bool,
     /// display / `<markable xmlns='urn:xmpp:chat-markers:0'/>`
     pub display: bool,
+    /// negative-delivery: the sender wants to learn of a failure that comes after it was
+    /// told the message was accepted (a queued message that expires). Always set for
+    /// XMPP senders, who get error stanzas unasked (RFC 6120 s8.3).
+    pub negative: bool,
 }
 
 /// RFC 3860 s4.1: an instant message.
@@ -171,18 +175,34 @@ impl Message {
         mime_essence(&self.content_type)
     }
 
+    /// The media type of what the message carries: its own, or for a `message/cpim`
+    /// envelope (RFC 3862 s3.1) its payload's (`None` when the envelope does not parse).
+    pub fn payload_mime_type(&self) -> Option<String> {
+        match self.mime_type().as_str() {
+            "message/cpim" => crate::cpim::CpimMessage::parse(&self.body)
+                .ok()
+                .and_then(|c| c.content_type().map(|t| mime_essence(&t))),
+            t => Some(t.to_owned()),
+        }
+    }
+
     /// True for an isComposing indication (RFC 3994), bare or as the payload of a
     /// `message/cpim` envelope (RFC 3862 s3.1). Its state lasts only its refresh
     /// interval (RFC 3994 s3), so it is never stored to be delivered later.
     pub fn is_composing_indication(&self) -> bool {
-        let bare = |ct: &str| ct.eq_ignore_ascii_case(crate::iscomposing::CONTENT_TYPE);
-        match self.mime_type().as_str() {
-            "message/cpim" => crate::cpim::CpimMessage::parse(&self.body)
-                .ok()
-                .and_then(|c| c.content_type().map(|t| bare(&mime_essence(&t))))
-                .unwrap_or(false),
-            t => bare(t),
-        }
+        self.payload_mime_type().as_deref() == Some(crate::iscomposing::CONTENT_TYPE)
+    }
+
+    /// True for a notification about other messages rather than a message a user wrote:
+    /// an isComposing indication (RFC 3994) or a disposition notification (RFC 5438
+    /// IMDN, `message/imdn+xml`), bare or in `message/cpim`. Neither is stored for later
+    /// delivery: typing is stale at once, and a receipt days late tells its reader
+    /// nothing the failure of its own message would not.
+    pub fn is_notification(&self) -> bool {
+        matches!(
+            self.payload_mime_type().as_deref(),
+            Some(crate::iscomposing::CONTENT_TYPE | crate::imdn::CONTENT_TYPE)
+        )
     }
 }
 
@@ -415,7 +435,23 @@ mod tests {
         let text = b"From: <sip:alice@sip.test>\r\n\r\nContent-Type: text/plain\r\n\r\nhi".to_vec();
         assert!(!m("message/cpim", text).is_composing_indication());
         assert!(!m("message/cpim", b"not cpim".to_vec()).is_composing_indication());
-        assert!(!m("text/plain", doc).is_composing_indication());
+        assert!(!m("text/plain", doc.clone()).is_composing_indication());
+        assert!(m("application/im-iscomposing+xml", doc).is_notification());
+    }
+
+    /// RFC 5438 IMDNs are notifications too, bare or in CPIM; text is not.
+    #[test]
+    fn imdn_is_a_notification_bare_or_in_cpim_rfc5438() {
+        use super::*;
+        let a = Address::parse("sip:alice@sip.test").unwrap();
+        let b = Address::parse("xmpp:bob@xmpp.test").unwrap();
+        let m = |ct: &str, body: &[u8]| Message::new(TransId(1), a.clone(), b.clone(), ct, body);
+        assert!(m("message/imdn+xml", b"<imdn/>").is_notification());
+        let cpim = b"From: <sip:alice@sip.test>\r\n\r\nContent-Type: message/imdn+xml\r\nContent-Disposition: notification\r\n\r\n<imdn/>";
+        assert!(m("message/cpim", cpim).is_notification());
+        assert!(!m("message/cpim", cpim).is_composing_indication());
+        assert!(!m("text/plain", b"hi").is_notification());
+        assert_eq!(m("message/cpim", b"garbage").payload_mime_type(), None);
     }
 
     use super::*;

@@ -1,7 +1,8 @@
 //! Store-and-forward: a message whose target is offline or whose link is down (the
 //! target's outcome is one of `queue.on_codes`) is persisted and the source gets
-//! 202 Accepted; an isComposing indication (RFC 3994) is never queued, its sender gets
-//! the target's answer (the dispatcher decides, `Message::is_composing_indication`). A
+//! 202 Accepted; a notification (an isComposing indication, RFC 3994, or an IMDN, RFC
+//! 5438) is never queued, its sender gets the target's answer (the dispatcher decides,
+//! `Message::is_notification`). A
 //! worker retries with exponential backoff (doubling from
 //! `retry_initial_ms` up to `retry_max_ms`), and at once when the destination registers.
 //!
@@ -19,6 +20,7 @@ use cpim_core::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cpim_core::imdn;
 use cpim_core::model::{Message, Operation, Outcome};
 use tokio::sync::Notify;
 
@@ -151,6 +153,7 @@ impl Queue {
             if age_secs > self.cfg.max_age_secs {
                 tracing::warn!(id = e.id, dest = %e.message.destination, "queued message expired undelivered");
                 let _ = self.store.dequeue(e.id);
+                self.tell_sender(&e.message, e.id, imdn::Status::Failed);
                 continue;
             }
             let out = self
@@ -168,6 +171,12 @@ impl Queue {
                 )
             } else {
                 tracing::warn!(id = e.id, dest = %e.message.destination, code = %out.status.code, reason = %out.status.reason, "queued message refused by its target; dropped");
+                let status = if out.status.code == StatusCode::FORBIDDEN {
+                    imdn::Status::Forbidden
+                } else {
+                    imdn::Status::Failed
+                };
+                self.tell_sender(&e.message, e.id, status);
                 self.store.dequeue(e.id).map(|_| ())
             };
             if let Err(err) = r {
@@ -176,6 +185,51 @@ impl Queue {
         }
         self.update_gauge();
         n
+    }
+
+    /// Tells the sender of a queued message that it failed after its 202: a negative
+    /// delivery notification (RFC 5438 s7.2.1.1, `failed` or `forbidden`) from the
+    /// destination, naming the message's id, when the sender asked for one
+    /// (`disposition.negative`; XMPP senders always do, and get it as an error stanza).
+    /// Sent once, not queued: a sender that is gone too does not hear of it.
+    fn tell_sender(&self, m: &Message, entry: i64, status: imdn::Status) {
+        let Some(id) = m.message_id.as_deref() else {
+            return;
+        };
+        if !m.disposition.negative || m.is_notification() {
+            return;
+        }
+        let Some(adapter) = self.out.table.adapter_name_for(&m.source) else {
+            return;
+        };
+        let doc = imdn::Imdn {
+            message_id: id.to_owned(),
+            datetime: cpim_core::cpim::rfc3339(unix_ms() / 1000),
+            recipient_uri: Some(m.destination.bare().to_string()),
+            original_recipient_uri: Some(m.destination.bare().to_string()),
+            subject: None,
+            notification: Some(imdn::Notification {
+                kind: imdn::NotificationKind::Delivery,
+                status,
+                status_extensions: Vec::new(),
+            }),
+            extensions: Vec::new(),
+        };
+        let Ok(xml) = imdn::encode(&doc) else {
+            return;
+        };
+        let mut n = Message::new(
+            m.trans_id,
+            m.destination.bare(),
+            m.source.clone(),
+            imdn::CONTENT_TYPE,
+            xml.into_bytes(),
+        );
+        n.message_id = Some(format!("gw-{entry}-{}", unix_ms()));
+        n.kind = m.kind;
+        tracing::info!(to = %m.source, %id, "telling the sender its queued message failed");
+        self.out
+            .deliver_detached(adapter.to_string(), Operation::Message(n));
     }
 
     /// Runs until `stop` changes.

@@ -76,6 +76,9 @@ pub struct MessageRec {
     kind: String,
     delivery: bool,
     display: bool,
+    /// Absent in records written before it existed.
+    #[serde(default)]
+    negative: bool,
     hops_left: u8,
 }
 
@@ -135,6 +138,7 @@ impl From<&Message> for MessageRec {
             .to_owned(),
             delivery: m.disposition.delivery,
             display: m.disposition.display,
+            negative: m.disposition.negative,
             hops_left: m.hops_left,
         }
     }
@@ -163,6 +167,7 @@ impl TryFrom<MessageRec> for Message {
             disposition: DispositionRequest {
                 delivery: r.delivery,
                 display: r.display,
+                negative: r.negative,
             },
             hops_left: r.hops_left,
         })

@@ -267,7 +267,7 @@ async fn offline_target_queues_survives_restart_and_delivers_once() {
 /// unavailable gets the target's 480, not 202: it is never queued (its state lasts only
 /// its refresh interval, RFC 3994 s3). A text message to the same target is queued.
 #[tokio::test]
-async fn typing_indication_to_an_unavailable_target_is_not_queued() {
+async fn notifications_to_an_unavailable_target_are_not_queued_rfc3994_rfc5438() {
     let dir = tmp("typing");
     let (a, b) = (
         Mock::new("a", "a.test", true),
@@ -281,9 +281,15 @@ async fn typing_indication_to_an_unavailable_target_is_not_queued() {
     let cpim = format!(
         "From: <im:alice@a.test>\r\nTo: <im:bob@b.test>\r\n\r\nContent-Type: application/im-iscomposing+xml\r\n\r\n{doc}"
     );
+    let imdn = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><imdn xmlns=\"urn:ietf:params:xml:ns:imdn\"><message-id>m9</message-id><datetime>2026-12-07T12:00:00Z</datetime><delivery-notification><status><delivered/></status></delivery-notification></imdn>";
+    let imdn_cpim = format!(
+        "From: <im:alice@a.test>\r\nTo: <im:bob@b.test>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: n9\r\n\r\nContent-Type: message/imdn+xml\r\nContent-Disposition: notification\r\n\r\n{imdn}"
+    );
     for (id, ct, body) in [
         (1, "application/im-iscomposing+xml", doc.to_owned()),
         (2, "message/cpim", cpim),
+        (4, "message/imdn+xml", imdn.to_owned()),
+        (5, "message/cpim", imdn_cpim),
     ] {
         let out = gw
             .ingress
@@ -292,12 +298,71 @@ async fn typing_indication_to_an_unavailable_target_is_not_queued() {
                 msg(id, "im:alice@a.test", "im:bob@b.test", ct, body.as_bytes()),
             )
             .await;
-        assert_eq!(out.status.code, StatusCode::TEMPORARILY_UNAVAILABLE, "{ct}");
+        assert_eq!(
+            out.status.code,
+            StatusCode::TEMPORARILY_UNAVAILABLE,
+            "{id} {ct}"
+        );
     }
     assert_eq!(gw.store.queue_depth().unwrap(), 0);
     let out = send_later(&gw, 3).await;
     assert_eq!(out.status.code, StatusCode::ACCEPTED);
     assert_eq!(gw.store.queue_depth().unwrap(), 1);
+    gw.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A queued message that expires (`queue.max_age_secs`) is not only logged: a sender that
+/// asked for negative delivery notification gets an RFC 5438 s7.2.1.1 `failed` IMDN from
+/// the destination naming its message id (an XMPP sender sees it as an error stanza); a
+/// sender that did not ask hears nothing.
+#[tokio::test]
+async fn expired_queued_message_tells_its_sender_rfc5438() {
+    let dir = tmp("expiry");
+    let (a, b) = (
+        Mock::new("a", "a.test", true),
+        Mock::new("b", "b.test", true),
+    );
+    b.code.store(480, Ordering::SeqCst);
+    let mut cfg = mock_config(&dir);
+    cfg.queue.max_age_secs = 0;
+    let gw = Gateway::start_with(cfg, vec![a.clone(), b.clone()])
+        .await
+        .unwrap();
+    for (id, negative) in [(1, true), (2, false)] {
+        let Operation::Message(mut m) =
+            msg(id, "im:alice@a.test", "im:bob@b.test", "text/plain", b"x")
+        else {
+            unreachable!()
+        };
+        m.disposition.negative = negative;
+        let out = gw.ingress.submit("a", Operation::Message(m)).await;
+        assert_eq!(out.status.code, StatusCode::ACCEPTED);
+    }
+    assert!(
+        wait_for(|| gw.store.queue_depth().unwrap() == 0).await,
+        "expired entries leave the queue"
+    );
+    assert!(
+        wait_for(|| !a.messages().is_empty()).await,
+        "no notice came"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = a.messages();
+    assert_eq!(
+        got.len(),
+        1,
+        "one notice, for the sender that asked: {got:?}"
+    );
+    let n = &got[0];
+    assert_eq!(n.mime_type(), "message/imdn+xml");
+    assert_eq!(n.source.to_string(), "im:bob@b.test");
+    assert_eq!(n.destination.to_string(), "im:alice@a.test");
+    let doc = cpim_core::imdn::parse(&n.body).unwrap();
+    assert_eq!(doc.message_id, "mid-1");
+    let note = doc.notification.unwrap();
+    assert_eq!(note.kind, cpim_core::imdn::NotificationKind::Delivery);
+    assert_eq!(note.status, cpim_core::imdn::Status::Failed);
     gw.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -203,6 +203,7 @@ impl Session {
                 msg.disposition = DispositionRequest {
                     delivery: m.headers.disposition.contains(&Disposition::Delivery),
                     display: m.headers.disposition.contains(&Disposition::Display),
+                    negative: false,
                 };
                 Operation::Message(msg)
             }

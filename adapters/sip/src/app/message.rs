@@ -136,6 +136,7 @@ pub fn inbound(m: &InboundMessage<'_>, trans_id: TransId) -> Result<Message, Ref
                 msg.disposition = DispositionRequest {
                     delivery: d.contains("positive-delivery"),
                     display: d.contains("display"),
+                    negative: d.contains("negative-delivery"),
                 };
             }
         }
@@ -239,6 +240,9 @@ pub fn wrap(m: &Message, now_secs: u64, fresh_id: impl FnOnce() -> String) -> Ve
     let mut wanted = Vec::new();
     if m.disposition.delivery {
         wanted.push("positive-delivery");
+    }
+    if m.disposition.negative {
+        wanted.push("negative-delivery");
     }
     if m.disposition.display {
         wanted.push("display");

@@ -96,6 +96,8 @@ pub(super) fn inbound_message(
     let disposition = DispositionRequest {
         delivery: el.child(ns::RECEIPTS, "request").is_some(),
         display: el.child(ns::MARKERS, "markable").is_some(),
+        // RFC 6120 s8.3: an XMPP sender learns of a failure by an error stanza, unasked.
+        negative: body.is_some(),
     };
     let mut m = match body {
         Some(b) => {
@@ -259,6 +261,31 @@ pub(super) fn outbound_message(
                 (imdn::NotificationKind::Display, imdn::Status::Displayed) => {
                     Element::build(ns::MARKERS, "displayed").attr_set("id", &doc.message_id)
                 }
+                // RFC 5438 negative delivery (a queued message that expired): an XMPP
+                // sender learns of it as an error for its message's id (RFC 6120 s8.3,
+                // RFC 7247 s7: recipient-unavailable, wait).
+                (
+                    imdn::NotificationKind::Delivery,
+                    st @ (imdn::Status::Failed | imdn::Status::Error | imdn::Status::Forbidden),
+                ) => {
+                    let (cond, ty) = match st {
+                        imdn::Status::Forbidden => (Condition::Forbidden, ErrorType::Auth),
+                        _ => (Condition::RecipientUnavailable, ErrorType::Wait),
+                    };
+                    let origin = Origin {
+                        kind: "message".into(),
+                        from: el.attr("to").unwrap_or("").to_owned(),
+                        to: el.attr("from").unwrap_or("").to_owned(),
+                        id: Some(doc.message_id.clone()),
+                    };
+                    return Ok(error_stanza(
+                        ns,
+                        &origin,
+                        cond,
+                        ty,
+                        Some("the message could not be delivered in time"),
+                    ));
+                }
                 (k, s) => {
                     return Err(OutboundError::BadPayload(format!(
                         "IMDN {k:?}/{} has no XMPP equivalent",
@@ -415,5 +442,45 @@ mod tests {
             panic!()
         };
         assert_eq!(m.message_id.as_deref(), Some("o-9"));
+    }
+
+    /// RFC 5438 negative delivery to an XMPP sender: an error stanza for its message's
+    /// id (RFC 6120 s8.3), recipient-unavailable/wait, or forbidden/auth.
+    #[test]
+    fn failed_imdn_becomes_an_error_for_the_original_id() {
+        for (status, cond, ty) in [
+            (imdn::Status::Failed, "recipient-unavailable", "wait"),
+            (imdn::Status::Forbidden, "forbidden", "auth"),
+        ] {
+            let doc = imdn::Imdn {
+                message_id: "bob-42".into(),
+                datetime: "2026-12-07T12:00:00Z".into(),
+                recipient_uri: None,
+                original_recipient_uri: None,
+                subject: None,
+                notification: Some(imdn::Notification {
+                    kind: imdn::NotificationKind::Delivery,
+                    status,
+                    status_extensions: Vec::new(),
+                }),
+                extensions: Vec::new(),
+            };
+            let m = Message::new(
+                TransId(1),
+                Address::parse("sip:alice@sip.xmpp.test").unwrap(),
+                Address::parse("xmpp:bob@xmpp.test/phone").unwrap(),
+                imdn::CONTENT_TYPE,
+                imdn::encode(&doc).unwrap().into_bytes(),
+            );
+            let out = outbound(NS, &Operation::Message(m), ids(), || "i".into()).unwrap();
+            let el = &out[0];
+            assert_eq!(el.attr("type"), Some("error"));
+            assert_eq!(el.attr("id"), Some("bob-42"));
+            assert_eq!(el.attr("from"), Some("alice@sip.xmpp.test"));
+            assert_eq!(el.attr("to"), Some("bob@xmpp.test/phone"));
+            let err = el.child(NS, "error").unwrap();
+            assert_eq!(err.attr("type"), Some(ty));
+            assert!(err.child(ns::STANZAS, cond).is_some(), "{}", el.to_xml());
+        }
     }
 }

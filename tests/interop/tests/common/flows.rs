@@ -50,7 +50,7 @@ impl Setup<'_> {
 }
 
 /// SIP (UDP and TCP) -> XMPP text/plain and message/cpim (the XMPP user gets the payload,
-/// RFC 3922 s4 / RFC 7572), XMPP -> SIP text/plain.
+/// RFC 3922 s4 / RFC 7572), XMPP -> SIP in message/cpim to a UA that wrote CPIM.
 pub async fn messages_both_ways(s: &Setup<'_>, user: &str) {
     let bob = s.peers.prosody.account("bob").unwrap();
     let mut xbob = s.xmpp("bob").await;
@@ -99,14 +99,19 @@ pub async fn messages_both_ways(s: &Setup<'_>, user: &str) {
         }
         assert_eq!(m.from_bare(), Some(sip_jid.as_str()));
 
-        // XMPP -> SIP.
+        // XMPP -> SIP. The UA has just written message/cpim, so the gateway writes to it
+        // in CPIM too (`cpim_wrap = "learn"`): the payload with the XMPP stanza id as
+        // imdn.Message-ID (RFC 3862, RFC 5438 s6.3).
         let reply = format!("reply over {transport:?}");
-        xbob.send_message(&sip_jid, &reply, &format!("r-{transport:?}"))
-            .await
-            .unwrap();
+        let xid = format!("r-{transport:?}");
+        xbob.send_message(&sip_jid, &reply, &xid).await.unwrap();
         let req = ua
             .await_request(
-                |r| r.method().as_str() == "MESSAGE" && r.body().as_ref() == reply.as_bytes(),
+                |r| {
+                    r.method().as_str() == "MESSAGE"
+                        && cpim_core::cpim::CpimMessage::parse(r.body())
+                            .is_ok_and(|c| c.payload() == reply.as_bytes())
+                },
                 WAIT,
             )
             .await
@@ -114,10 +119,15 @@ pub async fn messages_both_ways(s: &Setup<'_>, user: &str) {
         let from = req.header(HeaderName::From).unwrap_or("");
         assert!(from.contains(&bob.jid()), "From {from:?}");
         assert!(
-            req.content_type().unwrap_or("").starts_with("text/plain"),
+            req.content_type().unwrap_or("").starts_with("message/cpim"),
             "{:?}",
             req.content_type()
         );
+        let env = cpim_core::cpim::CpimMessage::parse(req.body()).unwrap();
+        assert_eq!(env.imdn_message_id().as_deref(), Some(xid.as_str()));
+        assert!(env
+            .content_type()
+            .is_some_and(|t| t.starts_with("text/plain")));
         assert_eq!(ua.register(0).await.unwrap().code(), 200);
     }
     xbob.quit().await.unwrap();
@@ -394,7 +404,7 @@ fn deflated_delivery_imdn(from: &str, to: &str, message_id: &str) -> Vec<u8> {
 ///   (Content-Disposition: notification) naming the SIP message's id;
 /// - the SIP user wrote CPIM, so the XMPP user's message with a receipt request reaches
 ///   it in `message/cpim` with the XMPP stanza id as `imdn.Message-ID` and a
-///   `positive-delivery` request;
+///   `positive-delivery` request (and `negative-delivery`: XMPP senders always get errors);
 /// - the SIP user's deflated delivery IMDN becomes an XMPP receipt naming that id.
 pub async fn receipts_both_ways(s: &Setup<'_>, user: &str) {
     let bob = s.peers.prosody.account("bob").unwrap();
@@ -483,7 +493,7 @@ pub async fn receipts_both_ways(s: &Setup<'_>, user: &str) {
         "{text}"
     );
     assert!(
-        text.contains("imdn.Disposition-Notification: positive-delivery\r\n"),
+        text.contains("imdn.Disposition-Notification: positive-delivery, negative-delivery\r\n"),
         "{text}"
     );
     assert!(
