@@ -31,6 +31,30 @@ pub struct Imdn {
     pub extensions: Vec<String>,
 }
 
+impl Imdn {
+    /// A notification of `kind` with `status` about the message `message_id`, at
+    /// `datetime`, from `recipient_uri` (RFC 5438 s7.2.1).
+    pub fn notice(
+        message_id: &str,
+        datetime: &str,
+        recipient_uri: Option<String>,
+        kind: NotificationKind,
+        status: Status,
+    ) -> Imdn {
+        Imdn {
+            message_id: message_id.to_owned(),
+            datetime: datetime.to_owned(),
+            recipient_uri,
+            notification: Some(Notification {
+                kind,
+                status,
+                status_extensions: Vec::new(),
+            }),
+            ..Imdn::default()
+        }
+    }
+}
+
 /// Which notification (RFC 5438 s7.2.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notification {

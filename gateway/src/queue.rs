@@ -202,19 +202,14 @@ impl Queue {
         let Some(adapter) = self.out.table.adapter_name_for(&m.source) else {
             return;
         };
-        let doc = imdn::Imdn {
-            message_id: id.to_owned(),
-            datetime: cpim_core::cpim::rfc3339(unix_ms() / 1000),
-            recipient_uri: Some(m.destination.bare().to_string()),
-            original_recipient_uri: Some(m.destination.bare().to_string()),
-            subject: None,
-            notification: Some(imdn::Notification {
-                kind: imdn::NotificationKind::Delivery,
-                status,
-                status_extensions: Vec::new(),
-            }),
-            extensions: Vec::new(),
-        };
+        let mut doc = imdn::Imdn::notice(
+            id,
+            &cpim_core::cpim::rfc3339(unix_ms() / 1000),
+            Some(m.destination.bare().to_string()),
+            imdn::NotificationKind::Delivery,
+            status,
+        );
+        doc.original_recipient_uri.clone_from(&doc.recipient_uri);
         let Ok(xml) = imdn::encode(&doc) else {
             return;
         };

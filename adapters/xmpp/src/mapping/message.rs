@@ -167,21 +167,15 @@ pub(super) fn imdn_doc(
     if id.is_empty() {
         return None;
     }
-    let doc = imdn::Imdn {
-        message_id: id.to_owned(),
-        datetime: datetime.to_owned(),
-        recipient_uri: to_jid(&recipient.bare(), Home::Xmpp)
+    let doc = imdn::Imdn::notice(
+        id,
+        datetime,
+        to_jid(&recipient.bare(), Home::Xmpp)
             .ok()
             .map(|j| format!("xmpp:{j}")),
-        original_recipient_uri: None,
-        subject: None,
-        notification: Some(imdn::Notification {
-            kind,
-            status,
-            status_extensions: Vec::new(),
-        }),
-        extensions: Vec::new(),
-    };
+        kind,
+        status,
+    );
     imdn::encode(&doc).ok().map(String::into_bytes)
 }
 
@@ -452,19 +446,13 @@ mod tests {
             (imdn::Status::Failed, "recipient-unavailable", "wait"),
             (imdn::Status::Forbidden, "forbidden", "auth"),
         ] {
-            let doc = imdn::Imdn {
-                message_id: "bob-42".into(),
-                datetime: "2026-12-07T12:00:00Z".into(),
-                recipient_uri: None,
-                original_recipient_uri: None,
-                subject: None,
-                notification: Some(imdn::Notification {
-                    kind: imdn::NotificationKind::Delivery,
-                    status,
-                    status_extensions: Vec::new(),
-                }),
-                extensions: Vec::new(),
-            };
+            let doc = imdn::Imdn::notice(
+                "bob-42",
+                "2026-12-07T12:00:00Z",
+                None,
+                imdn::NotificationKind::Delivery,
+                status,
+            );
             let m = Message::new(
                 TransId(1),
                 Address::parse("sip:alice@sip.xmpp.test").unwrap(),
