@@ -36,7 +36,9 @@
 //!   slixmpp is less code than a Rust c2s client and tests against a client used in the wild.
 //! - [`eventually`]: poll a condition until it holds or a timeout passes.
 //! - [`sipp`]: the SIPp runner; [`dns`]: a DNS responder on loopback; [`peer_env`]: the
-//!   real peers' `CPIM_PEER_*` variables and the skip rule under `CI=true`.
+//!   real peers' `CPIM_PEER_*` variables and the one rule for a missing peer
+//!   ([`peer_env::need`]: skip with a message, fail under `CI=true`; a found peer is
+//!   recorded for `scripts/test`'s per-peer counts).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), cpim_testkit::TestkitError> {
