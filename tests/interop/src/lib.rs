@@ -1,8 +1,8 @@
 //! Cross-crate and real-peer interop tests, and the helpers they share.
 //!
 //! Real-peer tests run against the servers that `scripts/test` starts on 127.0.0.1 (Prosody,
-//! ejabberd, Kamailio, ngIRCd) and the tools it installs (SIPp, sipsak, baresip, a Python venv
-//! with slixmpp). The script exports their addresses as `CPIM_PEER_*` variables;
+//! ejabberd, Kamailio, ngIRCd) and the tools it installs (SIPp, sipsak, baresip, linphonec, a
+//! Python venv with slixmpp). The script exports their addresses as `CPIM_PEER_*` variables;
 //! [`Peers::from_env`] reads them. A real-peer test starts with [`require_peers!`], naming
 //! the peers it runs against: when they are absent (a plain `cargo test`) it prints why it
 //! skips and returns, and under `CI=true` it fails instead ([`peer_env::need`], re-exported
@@ -28,7 +28,8 @@
 //!   regardless cannot pass.
 //! - `gateway_*`: the acceptance tests on the testkit against Prosody (component and
 //!   s2s): messages both ways, presence with approval, error mapping, a crash of the
-//!   gateway binary under load with nothing acknowledged lost, the defaults with no config.
+//!   gateway binary under load with nothing acknowledged lost, the defaults with no config,
+//!   and Linphone (a real SIP client) chatting with an XMPP user (`gateway_linphone`).
 //! - `sip_gateway_*`: SIP through the whole gateway with SIPp, baresip, Kamailio, the
 //!   RFC 4475 torture messages and a load run.
 //! - `legacy_*`: the IRC and JSON adapters wired into the gateway, with and without peers.
