@@ -1,6 +1,7 @@
 //! Real peer: the gateway as the XEP-0114 component of Prosody, started by
 //! `scripts/test` (reads `CPIM_PEER_PROSODY_COMPONENT`, `_COMPONENT_DOMAIN`,
-//! `_COMPONENT_SECRET`, `CPIM_PEER_PROSODY_DOMAIN`; skips with a message without them).
+//! `_COMPONENT_SECRET`, `CPIM_PEER_PROSODY_DOMAIN`; skips with a message without them, fails
+//! under `CI=true`).
 //! Checks that the component link comes up as the admin API reports it, and that a
 //! message from a SIP user reaches Prosody and is answered by it.
 
@@ -14,9 +15,7 @@ use cpim_gateway::config::{Config, DomainAlias, Route};
 use cpim_gateway::gateway::Gateway;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
+use cpim_testkit::peer_env::var as env;
 
 /// The admin token of the test gateway.
 const TOKEN: &str = "prosody-test-admin-token-1";
@@ -33,13 +32,20 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 
 #[tokio::test]
 async fn component_link_to_prosody_and_message_round_trip() {
-    let (Some(server), Some(domain), Some(secret), Some(xmpp_domain)) = (
+    let vars = (
         env("CPIM_PEER_PROSODY_COMPONENT"),
         env("CPIM_PEER_PROSODY_COMPONENT_DOMAIN"),
         env("CPIM_PEER_PROSODY_COMPONENT_SECRET"),
         env("CPIM_PEER_PROSODY_DOMAIN"),
+    );
+    let Some((server, domain, secret, xmpp_domain)) = cpim_testkit::peer_env::need(
+        &[cpim_testkit::peer_env::Peer::Prosody],
+        match vars {
+            (Some(a), Some(b), Some(c), Some(d)) => Some((a, b, c, d)),
+            _ => None,
+        },
+        "CPIM_PEER_PROSODY_COMPONENT* or CPIM_PEER_PROSODY_DOMAIN is not set (run through scripts/test)",
     ) else {
-        println!("skipped: CPIM_PEER_PROSODY_COMPONENT* not set (run through scripts/test)");
         return;
     };
     let dir = std::env::temp_dir().join(format!("cpim-gw-prosody-{}", std::process::id()));

@@ -1,7 +1,7 @@
 //! The IRC adapter against a real ngircd (RFC 2812 client protocol), with two raw IRC
 //! clients written here and a fake core. Uses `CPIM_PEER_NGIRCD` (host:port) when the
 //! harness exported it; otherwise starts ngircd from a temporary folder; skips when
-//! ngircd is not installed.
+//! ngircd is not installed (fails under `CI=true`).
 
 use cpim_core::StatusCode;
 use std::process::{Child, Command, Stdio};
@@ -13,6 +13,7 @@ use cpim_core::model::MessageKind;
 use cpim_core::presence::Activity;
 use cpim_core::{Address, Message, Operation, Outcome, Subscribe, TransId};
 use cpim_irc::{start, IrcConfig, IrcHandle};
+use cpim_testkit::peer_env::{self, Peer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -32,7 +33,8 @@ impl Drop for Ngircd {
 
 /// The server to use, and the guard of our own instance if we started one.
 fn server(test: &str) -> Option<(String, Option<Ngircd>)> {
-    if let Ok(addr) = std::env::var("CPIM_PEER_NGIRCD") {
+    if let Some(addr) = peer_env::var("CPIM_PEER_NGIRCD") {
+        peer_env::record(Peer::Ngircd);
         return Some((addr, None));
     }
     own_server(test, false).map(|(a, g, _)| (a, Some(g)))
@@ -48,10 +50,11 @@ fn own_server_on(test: &str, tls: bool, port: Option<u16>) -> Option<(String, Ng
     let bin = ["/usr/sbin/ngircd", "/usr/bin/ngircd"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
-    let Some(bin) = bin else {
-        println!("skipped {test}: CPIM_PEER_NGIRCD not set and ngircd not installed");
-        return None;
-    };
+    let bin = peer_env::need(
+        &[Peer::Ngircd],
+        bin,
+        &format!("{test}: CPIM_PEER_NGIRCD is not set and ngircd is not installed"),
+    )?;
     let port = port.unwrap_or_else(|| {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -1,10 +1,10 @@
 //! Real-peer test (run by `scripts/test`): baresip registers to the gateway's registrar
 //! with digest authentication (RFC 3261 s10, s22), and a MESSAGE the core delivers to
 //! that user reaches baresip over its registration flow and is accepted (RFC 3428).
-//! Reads `CPIM_PEER_BARESIP` (the binary); skips with a message when it is absent.
+//! Reads `CPIM_PEER_BARESIP` (the binary); skips with a message when it is absent, fails
+//! under `CI=true`.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,9 +46,11 @@ fn free_udp() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_registers_with_digest_and_receives_a_message() {
-    let Some(baresip) = cpim_testkit::peer_env::var_os("CPIM_PEER_BARESIP").map(PathBuf::from)
-    else {
-        println!("SKIPPED: CPIM_PEER_BARESIP is not set (run through scripts/test)");
+    let Some(baresip) = cpim_testkit::peer_env::need(
+        &[cpim_testkit::peer_env::Peer::Baresip],
+        cpim_testkit::peer_env::path("CPIM_PEER_BARESIP"),
+        "CPIM_PEER_BARESIP is not set (run through scripts/test)",
+    ) else {
         return;
     };
     let store = Arc::new(MemoryStore::new());

@@ -3,7 +3,7 @@
 //! They read the `CPIM_PEER_*` variables `scripts/test` exports (see scripts/README.md):
 //! `CPIM_PEER_PROSODY_COMPONENT`, `_COMPONENT_DOMAIN`, `_COMPONENT_SECRET`, `_C2S`,
 //! `_DOMAIN`, `CPIM_PEER_PYTHON` (a Python with slixmpp). Without them each test prints
-//! why it skipped and passes. The restart test starts a Prosody of its own through
+//! why it skipped and passes (fails under `CI=true`). The restart test starts a Prosody of its own through
 //! `scripts/peers/prosody.sh` (ports 26222/26269/26347) so that it can stop it.
 //!
 //! The tests share one component domain (Prosody accepts one connection per component),
@@ -20,6 +20,7 @@ use cpim_core::model::{
     Message, Notify, Operation, Outcome, Subscribe, SubscriptionState, TransId,
 };
 use cpim_core::presence::{Basic, Note, Presence, Tuple};
+use cpim_testkit::peer_env::Peer;
 use cpim_xmpp::{start, Mode, XmppConfig};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -43,18 +44,17 @@ struct Env {
 }
 
 fn env() -> Option<Env> {
-    peer_env("PROSODY", "xmpp.test")
+    peer_env(Peer::Prosody, "xmpp.test")
 }
 
 /// The component settings of one server: `CPIM_PEER_<PEER>_COMPONENT`,
-/// `_COMPONENT_DOMAIN`, `_COMPONENT_SECRET`, `_C2S`, `_DOMAIN`.
-fn peer_env(peer: &str, default_domain: &str) -> Option<Env> {
+/// `_COMPONENT_DOMAIN`, `_COMPONENT_SECRET`, `_C2S`, `_DOMAIN`; `None` (the test skips,
+/// or fails under `CI=true`) without `_COMPONENT`.
+fn peer_env(peer: Peer, default_domain: &str) -> Option<Env> {
     let get = cpim_testkit::peer_env::var;
-    let var = |suffix: &str| format!("CPIM_PEER_{peer}_{suffix}");
-    let Some(component) = get(&var("COMPONENT")) else {
-        eprintln!("skipped: {} not set (run scripts/test)", var("COMPONENT"));
-        return None;
-    };
+    let prefix = peer.name().to_ascii_uppercase();
+    let var = |suffix: &str| format!("CPIM_PEER_{prefix}_{suffix}");
+    let component = cpim_testkit::peer_env::need_var(peer, &var("COMPONENT"))?;
     let domain = get(&var("DOMAIN")).unwrap_or_else(|| default_domain.into());
     Some(Env {
         component,
@@ -246,7 +246,7 @@ async fn prosody_component_messages_both_ways_and_errors_mapped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ejabberd_component_messages_both_ways_and_errors_mapped() {
-    if let Some(e) = peer_env("EJABBERD", "ejabberd.test") {
+    if let Some(e) = peer_env(Peer::Ejabberd, "ejabberd.test") {
         component_messages_both_ways_and_errors_mapped(e).await;
     }
 }
@@ -371,7 +371,7 @@ async fn prosody_component_subscriptions_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ejabberd_component_subscriptions_both_ways() {
-    if let Some(e) = peer_env("EJABBERD", "ejabberd.test") {
+    if let Some(e) = peer_env(Peer::Ejabberd, "ejabberd.test") {
         component_subscriptions_both_ways(e).await;
     }
 }
@@ -498,7 +498,7 @@ async fn prosody_component_wrong_secret_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ejabberd_component_wrong_secret_is_refused() {
-    if let Some(e) = peer_env("EJABBERD", "ejabberd.test") {
+    if let Some(e) = peer_env(Peer::Ejabberd, "ejabberd.test") {
         component_wrong_secret_is_refused(e).await;
     }
 }

@@ -1,10 +1,12 @@
 //! Cross-crate and real-peer interop tests, and the helpers they share.
 //!
 //! Real-peer tests run against the servers that `scripts/test` starts on 127.0.0.1 (Prosody,
-//! ejabberd, Kamailio, ngIRCd) and the tools it installs (SIPp, sipsak, baresip, a Python venv
-//! with slixmpp). The script exports their addresses as `CPIM_PEER_*` variables;
-//! [`Peers::from_env`] reads them. When they are absent (a plain `cargo test`), a real-peer test
-//! prints [`SKIP_MESSAGE`] and returns: use [`require_peers!`].
+//! ejabberd, Kamailio, ngIRCd) and the tools it installs (SIPp, sipsak, baresip, linphonec, a
+//! Python venv with slixmpp). The script exports their addresses as `CPIM_PEER_*` variables;
+//! [`Peers::from_env`] reads them. A real-peer test starts with [`require_peers!`], naming
+//! the peers it runs against: when they are absent (a plain `cargo test`) it prints why it
+//! skips and returns, and under `CI=true` it fails instead ([`peer_env::need`], re-exported
+//! from cpim-testkit).
 //!
 //! Every wait in here has a timeout, and every child process is killed when its handle drops,
 //! so a misbehaving peer fails a test instead of hanging it.
@@ -26,7 +28,8 @@
 //!   regardless cannot pass.
 //! - `gateway_*`: the acceptance tests on the testkit against Prosody (component and
 //!   s2s): messages both ways, presence with approval, error mapping, a crash of the
-//!   gateway binary under load with nothing acknowledged lost, the defaults with no config.
+//!   gateway binary under load with nothing acknowledged lost, the defaults with no config,
+//!   and Linphone (a real SIP client) chatting with an XMPP user (`gateway_linphone`).
 //! - `sip_gateway_*`: SIP through the whole gateway with SIPp, baresip, Kamailio, the
 //!   RFC 4475 torture messages and a load run.
 //! - `legacy_*`: the IRC and JSON adapters wired into the gateway, with and without peers.
@@ -41,6 +44,7 @@ mod peers;
 mod process;
 mod sipp;
 
+pub use cpim_testkit::peer_env;
 pub use error::HarnessError;
 pub use paths::{
     free_tcp_port, free_udp_port, py_dir, repo_root, scratch_dir, shared_dir, sipp_dir,
@@ -49,20 +53,24 @@ pub use peers::{Account, Component, IrcServer, Peers, S2sRoute, SipServer, XmppS
 pub use process::{Proc, ProcOutput};
 pub use sipp::{Sipp, SippOutput, SippRun, SippTransport};
 
-/// What a real-peer test prints when the peers are not running.
-pub const SKIP_MESSAGE: &str = "skipped: real peers not running (run scripts/test)";
+/// What a real-peer test reports when the peers are not running.
+pub const SKIP_MESSAGE: &str = "CPIM_PEERS=1 is not set: real peers not running (run scripts/test)";
 
-/// `let peers = require_peers!();` -- the [`Peers`] from the environment, or print
-/// [`SKIP_MESSAGE`] and return from the (unit-returning) test.
+/// `let peers = require_peers!(Prosody, Sipp);` -- the [`Peers`] from the environment, for
+/// a test that runs against the listed [`peer_env::Peer`]s. Through [`peer_env::need`]:
+/// the peers are recorded for `scripts/test`'s counts; without `CPIM_PEERS=1` the
+/// (unit-returning) test prints a skip message naming them and returns, or fails under
+/// `CI=true`.
 #[macro_export]
 macro_rules! require_peers {
-    () => {
-        match $crate::Peers::from_env() {
+    ($($peer:ident),+ $(,)?) => {
+        match $crate::peer_env::need(
+            &[$($crate::peer_env::Peer::$peer),+],
+            $crate::Peers::from_env(),
+            $crate::SKIP_MESSAGE,
+        ) {
             Some(peers) => peers,
-            None => {
-                println!("{}", $crate::SKIP_MESSAGE);
-                return;
-            }
+            None => return,
         }
     };
 }

@@ -406,6 +406,22 @@ mod tests {
         assert!(err.contains("\"bob\""), "{err}");
     }
 
+    /// scripts/test prints a count for each peer a test can record, in the same order.
+    #[test]
+    fn scripts_test_counts_every_peer() {
+        let script = std::fs::read_to_string(crate::repo_root().join("scripts/test")).unwrap();
+        let line = script
+            .lines()
+            .find_map(|l| l.strip_prefix("PEER_NAMES=("))
+            .expect("scripts/test has PEER_NAMES=(...)");
+        let listed: Vec<&str> = line.trim_end_matches(')').split_whitespace().collect();
+        let peers: Vec<&str> = crate::peer_env::Peer::ALL
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        assert_eq!(listed, peers);
+    }
+
     /// The variables read here and the ones scripts/test exports must not drift apart.
     #[test]
     fn every_variable_is_exported_by_scripts_test() {

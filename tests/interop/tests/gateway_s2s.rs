@@ -11,7 +11,7 @@
 //! active/open with changes, offline/online and unsubscribe, an XMPP watcher of a SIP user
 //! seeing the PUBLISHed state; refusals mapped both ways (a nonexistent XMPP user is 404 for
 //! SIP, an unknown SIP user `item-not-found` for XMPP). Skips (prints why) without
-//! `CPIM_PEERS` or the certificate.
+//! `CPIM_PEERS` or the certificate, and fails for that under `CI=true`.
 
 mod common;
 
@@ -25,12 +25,15 @@ async fn run(user_prefix: &str, flow: flows::Flow) {
 }
 
 async fn run_as(user: String, flow: flows::Flow) {
-    let peers = require_peers!();
+    let peers = require_peers!(Prosody);
     init_tracing();
     // One listener on the s2s route's address at a time.
     let _lock = component_lock().await;
-    let Some(cert) = prosody_cert(&peers) else {
-        println!("skipped: Prosody's certificate not found (CPIM_PEER_PROSODY_CERT / CPIM_PEER_DIR/prosody-a/certs)");
+    let Some(cert) = cpim_interop::peer_env::need(
+        &[cpim_interop::peer_env::Peer::Prosody],
+        prosody_cert(&peers),
+        "Prosody's certificate is not found (CPIM_PEER_PROSODY_CERT / CPIM_PEER_DIR/prosody-a/certs)",
+    ) else {
         return;
     };
     let gw = TestGateway::builder(s2s_config(&peers, &[&user], &cert))

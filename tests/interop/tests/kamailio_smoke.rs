@@ -8,7 +8,7 @@ use cpim_interop::{require_peers, Peers, Sipp};
 
 #[test]
 fn kamailio_notifies_a_watcher_of_what_was_published() {
-    let peers = require_peers!();
+    let peers = require_peers!(Kamailio, Sipp);
     let kam = &peers.kamailio;
     let user = format!("carol{}", std::process::id());
     let note = format!("note-{}", std::process::id());
@@ -38,7 +38,7 @@ fn kamailio_notifies_a_watcher_of_what_was_published() {
 /// active), and it does not claim the presentity is open.
 #[test]
 fn kamailio_does_not_invent_presence_for_a_silent_presentity() {
-    let peers = require_peers!();
+    let peers = require_peers!(Kamailio, Sipp);
     let user = format!("silent{}", std::process::id());
     let notify = watcher_notify(&peers, &user);
     assert!(notify.contains("Subscription-State: active"), "{notify}");

@@ -9,7 +9,7 @@
 //! semantics in the gateway's presence engine, RFC 6121 s3 on the XMPP side); a JSON
 //! subscription to the XMPP user ends in `notify` frames carrying the XMPP user's presence.
 //!
-//! Runs under `scripts/test`; skips without the peers.
+//! Runs under `scripts/test`; skips without the peers (fails under `CI=true`).
 
 mod common;
 
@@ -60,7 +60,7 @@ async fn wait_line(mut p: Proc, needle: String) -> (Proc, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_clients_exchange_messages_and_presence_with_an_xmpp_user() {
-    let peers = require_peers!();
+    let peers = require_peers!(Prosody);
     // RUST_LOG=debug shows the gateway's log in a failure's output.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

@@ -92,7 +92,7 @@ fn auth(relay: &str, conn: &mut Conn, me: &str, tid: &str) -> String {
 
 #[test]
 fn kamailio_relays_an_msrp_send_between_two_authenticated_clients() {
-    let peers = require_peers!();
+    let peers = require_peers!(Kamailio);
     let addr = peers.kamailio_msrp;
     let relay = format!("msrp://{addr};tcp");
     let pid = std::process::id();

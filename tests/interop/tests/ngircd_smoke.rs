@@ -64,7 +64,7 @@ impl Client {
 
 #[test]
 fn ngircd_delivers_a_privmsg_between_two_clients() {
-    let peers = require_peers!();
+    let peers = require_peers!(Ngircd);
     let pid = std::process::id();
     let (a, b) = (format!("ia{pid}"), format!("ib{pid}"));
     let mut alice = Client::register(peers.ngircd.addr, &a);

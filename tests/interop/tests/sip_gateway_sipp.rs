@@ -1,6 +1,7 @@
 //! SIPp against the real gateway (`cpim_gateway::Gateway` with its SIP adapter, local
 //! domain `sip.test`, digest users alice/bob/carol): run by `scripts/test`, skipped with a
-//! message without `CPIM_PEERS=1`. Scenarios in `tests/interop/sipp/gw_*.xml`.
+//! message without `CPIM_PEERS=1` (a failure under `CI=true`). Scenarios in
+//! `tests/interop/sipp/gw_*.xml`.
 //!
 //! - REGISTER is challenged (401) and accepted with the right credentials, refused with a
 //!   wrong password (RFC 3261 s10, s22), over UDP and TCP.
@@ -33,7 +34,7 @@ fn addr(t: T, udp: SocketAddr, tcp: SocketAddr) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_register_challenged_then_accepted() {
-    let peers = cpim_interop::require_peers!();
+    let peers = cpim_interop::require_peers!(Sipp);
     let dir = common::sip::scratch("gw-register");
     let (gw, udp, tcp) = common::sip::start(common::sip::config(&dir.join("store"))).await;
     for t in [T::Udp, T::Tcp] {
@@ -78,7 +79,7 @@ async fn gateway_register_challenged_then_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_message_in_and_out_udp_and_tcp() {
-    let peers = cpim_interop::require_peers!();
+    let peers = cpim_interop::require_peers!(Sipp);
     let dir = common::sip::scratch("gw-message");
     let (gw, udp, tcp) = common::sip::start(common::sip::config(&dir.join("store"))).await;
     for t in [T::Udp, T::Tcp] {
@@ -169,7 +170,7 @@ async fn gateway_message_in_and_out_udp_and_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_publish_etag_refresh_and_removal() {
-    let peers = cpim_interop::require_peers!();
+    let peers = cpim_interop::require_peers!(Sipp);
     let dir = common::sip::scratch("gw-publish");
     let (gw, udp, tcp) = common::sip::start(common::sip::config(&dir.join("store"))).await;
     for t in [T::Udp, T::Tcp] {
@@ -202,7 +203,7 @@ async fn gateway_publish_etag_refresh_and_removal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_subscribe_gets_schema_valid_pidf() {
-    let peers = cpim_interop::require_peers!();
+    let peers = cpim_interop::require_peers!(Sipp, Xmllint);
     let dir = common::sip::scratch("gw-subscribe");
     let (gw, udp, tcp) = common::sip::start(common::sip::config(&dir.join("store"))).await;
     let published = run(common::sip::sipp(

@@ -89,7 +89,7 @@ fn receive(sock: &UdpSocket) -> (Request, SocketAddr) {
 
 #[test]
 fn sipp_message_over_udp_gets_our_200() {
-    let peers = require_peers!();
+    let peers = require_peers!(Sipp);
     let (sock, addr) = listener();
     let body = format!("hello from sipp {}", std::process::id());
     let run = Sipp::new("message_uac.xml", addr)
@@ -123,7 +123,7 @@ fn sipp_message_over_udp_gets_our_200() {
 /// SIPp's exit status is meaningful: a refusal makes the run fail.
 #[test]
 fn sipp_reports_a_486_as_a_failed_call() {
-    let peers = require_peers!();
+    let peers = require_peers!(Sipp);
     let (sock, addr) = listener();
     let run = Sipp::new("message_uac.xml", addr)
         .service("carol")

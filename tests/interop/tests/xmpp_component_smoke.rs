@@ -86,12 +86,12 @@ fn check(component: &Component) {
 
 #[test]
 fn prosody_component_handshake_accepts_only_the_secret() {
-    let peers = require_peers!();
+    let peers = require_peers!(Prosody);
     check(peers.prosody.component.as_ref().unwrap());
 }
 
 #[test]
 fn ejabberd_component_handshake_accepts_only_the_secret() {
-    let peers = require_peers!();
+    let peers = require_peers!(Ejabberd);
     check(peers.ejabberd.component.as_ref().unwrap());
 }

@@ -21,7 +21,7 @@ fn alice_login(peers: &Peers) -> Login {
 
 #[test]
 fn prosody_a_delivers_to_prosody_b_over_s2s() {
-    let peers = require_peers!();
+    let peers = require_peers!(Prosody);
     let dave = peers.prosody_b.account("dave").unwrap();
     let dave_full = format!("{}/s2s-{}", dave.jid(), std::process::id());
     let body = format!("across s2s {}", std::process::id());
@@ -43,7 +43,7 @@ fn prosody_a_delivers_to_prosody_b_over_s2s() {
 
 #[test]
 fn prosody_a_opens_s2s_for_the_gateway_domain_at_the_configured_address() {
-    let peers = require_peers!();
+    let peers = require_peers!(Prosody);
     let route = &peers.gateway_s2s;
     let listener = TcpListener::bind(route.addr)
         .unwrap_or_else(|e| panic!("cannot listen on {} for {}: {e}", route.addr, route.domain));

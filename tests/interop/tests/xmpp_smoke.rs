@@ -55,13 +55,13 @@ fn message_between_clients(peers: &Peers, server: &XmppServer) {
 
 #[test]
 fn prosody_delivers_a_message_between_two_slixmpp_clients() {
-    let peers = require_peers!();
+    let peers = require_peers!(Prosody);
     message_between_clients(&peers, &peers.prosody);
 }
 
 #[test]
 fn ejabberd_delivers_a_message_between_two_slixmpp_clients() {
-    let peers = require_peers!();
+    let peers = require_peers!(Ejabberd);
     message_between_clients(&peers, &peers.ejabberd);
 }
 
@@ -69,7 +69,7 @@ fn ejabberd_delivers_a_message_between_two_slixmpp_clients() {
 /// real login happened.
 #[test]
 fn prosody_refuses_a_wrong_password_and_the_client_script_says_so() {
-    let peers = require_peers!();
+    let peers = require_peers!(Prosody);
     let alice = account(&peers.prosody, "alice");
     let wrong = Login::new(alice.jid(), "not-the-password", peers.prosody.c2s);
     let out = xmpp_client::send(&peers, &wrong, "bob@xmpp.test", "x", "20");

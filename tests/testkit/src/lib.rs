@@ -34,9 +34,17 @@
 //!   type, remove roster items, an IQ barrier ([`XmppClient::sync`]), and
 //!   [`XmppClient::await_event`] for messages and presence matching a predicate. Driving
 //!   slixmpp is less code than a Rust c2s client and tests against a client used in the wild.
+//! - [`Linphone`]: Linphone's console client `linphonec` as a real SIP user agent, headless,
+//!   with a configuration of its own per run (free UDP port, digest registration at the
+//!   gateway, page-mode chat as `message/cpim` with IMDN headers); commands through a pipe
+//!   (`chat`), received messages read from its output ([`Linphone::await_message`]);
+//!   killed when dropped. [`linphone::program`] finds it (`CPIM_PEER_LINPHONEC`, else
+//!   `PATH`).
 //! - [`eventually`]: poll a condition until it holds or a timeout passes.
 //! - [`sipp`]: the SIPp runner; [`dns`]: a DNS responder on loopback; [`peer_env`]: the
-//!   real peers' `CPIM_PEER_*` variables and the skip rule under `CI=true`.
+//!   real peers' `CPIM_PEER_*` variables and the one rule for a missing peer
+//!   ([`peer_env::need`]: skip with a message, fail under `CI=true`; a found peer is
+//!   recorded for `scripts/test`'s per-peer counts).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), cpim_testkit::TestkitError> {
@@ -57,6 +65,7 @@
 pub mod dns;
 mod error;
 mod gateway;
+pub mod linphone;
 pub mod peer_env;
 mod sip;
 pub mod sipp;
@@ -66,6 +75,7 @@ mod xmpp;
 pub use cpim_sip::transport::Transport;
 pub use error::TestkitError;
 pub use gateway::{http_get, http_get_host, TestGateway, TestGatewayBuilder};
+pub use linphone::{Linphone, LinphoneAccount};
 pub use sip::{SipSubscription, SipUa};
 pub use wait::eventually;
 pub use xmpp::{XmppClient, XmppEvent};

@@ -1,8 +1,8 @@
 //! The SIPp runner shared by every test that drives a SIP endpoint with SIPp.
 //!
 //! - [`program`]: where SIPp is (`CPIM_PEER_SIPP` when set, else `sipp` on `PATH`);
-//!   [`program_or_skip`] applies the project's skip rule: without SIPp a test skips with a
-//!   message, except under `CI=true`, where a real-peer test never passes by skipping.
+//!   [`program_or_skip`] applies the real-peer rule of [`crate::peer_env::need`]: without
+//!   SIPp a test skips with a message, except under `CI=true`, where it fails.
 //! - [`Sipp`]: one command line built from a scenario and a target. It always passes
 //!   `-i IP -p PORT -t u1|t1 -nostdin -timeout LIMIT -timeout_error`, so SIPp never takes
 //!   port 5060 and never outlives its limit; the process is killed a few seconds after the
@@ -22,29 +22,17 @@ use std::time::{Duration, Instant};
 
 /// Where SIPp is: `CPIM_PEER_SIPP` when set, else `sipp` when it runs from `PATH`.
 pub fn program() -> Option<PathBuf> {
-    if let Some(p) = crate::peer_env::var_os("CPIM_PEER_SIPP") {
-        return Some(PathBuf::from(p));
-    }
-    let found = Command::new("sipp")
-        .arg("-v")
-        .stdin(Stdio::null())
-        .output()
-        .is_ok();
-    found.then(|| PathBuf::from("sipp"))
+    crate::peer_env::program("CPIM_PEER_SIPP", "sipp")
 }
 
-/// [`program`], or `None` after printing a skip message. Under `CI=true` a missing SIPp
-/// fails the test instead (a real-peer test never passes by skipping there).
+/// [`program`], through the real-peer rule ([`crate::peer_env::need`]): recorded when
+/// found; when not, `None` after a skip message, or a failure under `CI=true`.
 pub fn program_or_skip() -> Option<PathBuf> {
-    let found = program();
-    if found.is_none() {
-        assert!(
-            !crate::peer_env::in_ci(),
-            "CI=true but SIPp is not found (CPIM_PEER_SIPP unset, no sipp on PATH)"
-        );
-        println!("SKIPPED: sipp is not on PATH");
-    }
-    found
+    crate::peer_env::need(
+        &[crate::peer_env::Peer::Sipp],
+        program(),
+        "SIPp is not found (CPIM_PEER_SIPP unset, no sipp on PATH)",
+    )
 }
 
 /// SIPp's transport mode (`-t`).

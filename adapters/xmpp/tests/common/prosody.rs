@@ -21,31 +21,20 @@ pub struct Env {
     pub cert: String,
 }
 
-/// The shared peers' settings, or None (with the reason printed) outside `scripts/test`.
+/// The shared peers' settings, or None (with the reason printed) outside `scripts/test`;
+/// under `CI=true` a missing peer fails the test instead (`peer_env::need`).
 pub fn env() -> Option<Env> {
+    use cpim_testkit::peer_env::{need, need_var, Peer};
     let get = cpim_testkit::peer_env::var;
-    let Some(s2s) = get("CPIM_PEER_PROSODY_S2S") else {
-        // CI runs scripts/test, which starts the peers: a skip there would hide a failure.
-        assert!(
-            !cpim_testkit::peer_env::in_ci(),
-            "CI=true but CPIM_PEER_PROSODY_S2S is not set: the real-peer tests would skip"
-        );
-        eprintln!("skipped: CPIM_PEER_PROSODY_S2S not set (run scripts/test)");
-        return None;
-    };
+    let s2s = need_var(Peer::Prosody, "CPIM_PEER_PROSODY_S2S")?;
     let domain = get("CPIM_PEER_PROSODY_DOMAIN").unwrap_or_else(|| "xmpp.test".into());
     let cert = get("CPIM_PEER_PROSODY_CERT")
         .or_else(|| get("CPIM_PEER_DIR").map(|d| format!("{d}/prosody-a/certs/{domain}.crt")));
-    let Some(cert) = cert.filter(|c| std::path::Path::new(c).exists()) else {
-        assert!(
-            !cpim_testkit::peer_env::in_ci(),
-            "CI=true but Prosody's certificate is not found"
-        );
-        eprintln!(
-            "skipped: Prosody's certificate not found (CPIM_PEER_PROSODY_CERT / CPIM_PEER_DIR)"
-        );
-        return None;
-    };
+    let cert = need(
+        &[Peer::Prosody],
+        cert.filter(|c| std::path::Path::new(c).exists()),
+        "Prosody's certificate is not found (CPIM_PEER_PROSODY_CERT / CPIM_PEER_DIR)",
+    )?;
     Some(Env {
         s2s,
         gw_domain: get("CPIM_PEER_PROSODY_S2S_GW_DOMAIN").unwrap_or_else(|| "gw.test".into()),

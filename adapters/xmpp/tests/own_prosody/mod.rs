@@ -9,12 +9,16 @@ fn script() -> PathBuf {
 }
 
 /// The folder of this process's Prosody named `name`: under `CPIM_PEER_DIR`, else the
-/// temporary folder; `None` (the test skips, with a note) without the script.
+/// temporary folder; `None` (the test skips with a note, or fails under `CI=true`) without
+/// the script or the `prosody` program.
 pub fn dir(name: &str) -> Option<PathBuf> {
-    if !script().exists() {
-        eprintln!("skipped: scripts/peers/prosody.sh not found");
-        return None;
-    }
+    use cpim_testkit::peer_env::{need, on_path, Peer};
+    let found = script().exists() && on_path("prosody").is_some();
+    need(
+        &[Peer::Prosody],
+        found.then_some(()),
+        "scripts/peers/prosody.sh or the prosody program is not found",
+    )?;
     let base = cpim_testkit::peer_env::var("CPIM_PEER_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
