@@ -53,6 +53,7 @@
 pub mod adapter;
 pub mod address;
 pub mod addrmap;
+pub mod coding;
 pub mod connlimit;
 pub mod cpim;
 pub mod domain;

@@ -119,45 +119,12 @@ pub fn reencode(msg: &mut Message, target_carries_cpim: bool) -> Result<Reencodi
     Ok(Reencoding::Unwrapped)
 }
 
-/// The most a compressed payload may grow to (an IMDN or a page-mode text is far less).
-pub const MAX_DECODED_BYTES: usize = 1 << 20;
-
 /// The payload of an envelope whose content headers name a `Content-Encoding` (RFC 3862
-/// s3.3 content headers; RFC 3261 s20.12 codings): `deflate` (zlib, RFC 1950, or raw
-/// deflate, RFC 1951, as some clients send it; Linphone deflates its IMDNs) and
-/// `identity` are decoded for a target that takes no envelope; any other coding is
-/// refused with 415, a bomb with 413.
+/// s3.3), decoded for a target that takes no envelope ([`cpim_core::coding`]: 415 for an
+/// unknown coding, 413 for a bomb, 400 for bad data).
 fn decode(encoding: &str, payload: &[u8]) -> Result<Vec<u8>, Status> {
-    use miniz_oxide::inflate::{self, TINFLStatus};
-    match encoding.trim().to_ascii_lowercase().as_str() {
-        "identity" | "" => Ok(payload.to_vec()),
-        "deflate" => {
-            let too_large = |e: &inflate::DecompressError| e.status == TINFLStatus::HasMoreOutput;
-            let out = match inflate::decompress_to_vec_zlib_with_limit(payload, MAX_DECODED_BYTES) {
-                Err(e) if !too_large(&e) => {
-                    inflate::decompress_to_vec_with_limit(payload, MAX_DECODED_BYTES)
-                }
-                other => other,
-            };
-            out.map_err(|e| {
-                if too_large(&e) {
-                    Status::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "Request Entity Too Large: the deflated CPIM payload is too large",
-                    )
-                } else {
-                    Status::new(
-                        StatusCode::BAD_REQUEST,
-                        "Bad Request: the CPIM payload is not valid deflate data",
-                    )
-                }
-            })
-        }
-        other => Err(Status::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Unsupported Media Type: CPIM Content-Encoding {other} cannot be decoded"),
-        )),
-    }
+    cpim_core::coding::decode(encoding, payload)
+        .map_err(|e| Status::new(e.status(), format!("CPIM payload: {e}")))
 }
 
 fn unsupported(essence: &str) -> Status {
@@ -291,8 +258,10 @@ mod tests {
     fn bad_bomb_or_unknown_encodings_are_refused() {
         let mut m = message("message/cpim", &envelope("deflate", b"not deflate at all"));
         assert_eq!(reencode(&mut m, false).unwrap_err().code, 400);
-        let bomb =
-            miniz_oxide::deflate::compress_to_vec_zlib(&vec![b'a'; MAX_DECODED_BYTES + 1], 9);
+        let bomb = miniz_oxide::deflate::compress_to_vec_zlib(
+            &vec![b'a'; cpim_core::coding::MAX_DECODED_BYTES + 1],
+            9,
+        );
         let mut m = message("message/cpim", &envelope("deflate", &bomb));
         assert_eq!(reencode(&mut m, false).unwrap_err().code, 413);
         let mut m = message("message/cpim", &envelope("br", b"x"));

@@ -377,3 +377,47 @@ async fn user_with_at_sign_round_trips_through_its_escaped_jid() {
     );
     assert_eq!(req.body().as_ref(), b"hi back");
 }
+
+/// RFC 3261 s20.12: a deflated body (Linphone deflates its IMDNs) reaches the core
+/// decoded; a coding the gateway does not know gets 415 with Accept-Encoding (s21.4.13),
+/// a body that is not what its coding says gets 400.
+#[tokio::test]
+async fn content_encoding_is_decoded_or_refused() {
+    let h = harness();
+    let text = b"<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\"/>";
+    let m = || {
+        Req::new(
+            Method::Message,
+            "sip:romeo@xmpp.test",
+            "sip:alice@sip.test",
+            "sip:romeo@xmpp.test",
+        )
+    };
+    let deflated = m().h(HeaderName::ContentEncoding, "deflate").body(
+        "message/imdn+xml",
+        &miniz_oxide::deflate::compress_to_vec_zlib(text, 6),
+    );
+    let resp = with_auth(&h, deflated, "alice", "wonderland", 5070).await;
+    assert_eq!(resp.code(), 200);
+    {
+        let ops = h.ingress.ops.lock().unwrap();
+        let Some(Operation::Message(msg)) = ops.last() else {
+            panic!("{ops:?}")
+        };
+        assert_eq!(msg.body, text);
+    }
+    let brotli = m()
+        .h(HeaderName::ContentEncoding, "br")
+        .body("text/plain", b"x");
+    let resp = with_auth(&h, brotli, "alice", "wonderland", 5070).await;
+    assert_eq!(resp.code(), 415);
+    assert_eq!(
+        resp.header(HeaderName::AcceptEncoding),
+        Some("identity, deflate")
+    );
+    let corrupt = m()
+        .h(HeaderName::ContentEncoding, "deflate")
+        .body("text/plain", b"not deflate");
+    let resp = with_auth(&h, corrupt, "alice", "wonderland", 5070).await;
+    assert_eq!(resp.code(), 400);
+}

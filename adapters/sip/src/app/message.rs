@@ -197,7 +197,14 @@ pub fn outbound(m: &Message, max_size: usize) -> Result<OutboundMessage, Refusal
     }
     Ok(OutboundMessage {
         to: sip_uri(&m.destination),
-        from: sip_uri(&m.source),
+        // A disposition notification comes from the user, not one of its devices: a
+        // client finds the message it names among those it sent to that address
+        // (liblinphone keeps one chat room per peer URI, `gr` included).
+        from: if m.mime_type() == imdn::CONTENT_TYPE {
+            sip_uri(&m.source.bare())
+        } else {
+            sip_uri(&m.source)
+        },
         call_id: m
             .thread
             .as_deref()

@@ -1,5 +1,5 @@
 //! MESSAGE (RFC 3428): authenticates the sender (RFC 3261 s22; foreign domains per RFC
-//! 5922), maps the request to the core's message ([`crate::app::message::inbound`]) and
+//! 5922), decodes a `Content-Encoding` (RFC 3261 s20.12, [`cpim_core::coding`]), maps the request to the core's message ([`crate::app::message::inbound`]) and
 //! answers with the core's outcome.
 //!
 //! Max-Forwards travels as `hops_left` and the body as it came: the router refuses a
@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use cpim_core::coding::CodingError;
 use cpim_core::model::{mime_essence, Operation};
 
 use crate::codec::HeaderName;
@@ -46,6 +47,29 @@ impl Tu {
         let Some(to_party) = &inc.to else {
             return reply(req, 400, Some("Bad To"));
         };
+        // RFC 3261 s20.12: the body as the sender meant it (Linphone deflates its IMDNs);
+        // a coding the gateway does not know gets 415 with Accept-Encoding (s21.4.13).
+        let codings: Vec<&str> = req.header_all(HeaderName::ContentEncoding).collect();
+        let decoded;
+        let body: &[u8] = if codings.is_empty() {
+            req.body()
+        } else {
+            match cpim_core::coding::decode(&codings.join(","), req.body()) {
+                Ok(b) => {
+                    decoded = b;
+                    &decoded
+                }
+                Err(e) => {
+                    let r = reply(req, e.status().as_u16(), Some(&e.to_string()));
+                    return match e {
+                        CodingError::Unsupported(_) => {
+                            r.header(HeaderName::AcceptEncoding, cpim_core::coding::ACCEPTED)
+                        }
+                        _ => r,
+                    };
+                }
+            }
+        };
         let inbound = InboundMessage {
             request_uri: &inc.request_uri,
             from: &from_party.address,
@@ -56,7 +80,7 @@ impl Tu {
             subject: req.header(HeaderName::Subject),
             content_language: req.header_str("Content-Language"),
             content_type: req.content_type(),
-            body: req.body(),
+            body,
         };
         let msg = match message::inbound(&inbound, self.trans_id()) {
             Ok(m) => m,
