@@ -283,7 +283,11 @@ async fn rfc6120_s13_7_untrusted_peer_certificate_gets_nothing_and_fails_the_del
         .deliver(msg(1, "untrusted.test", "secret body"))
         .await;
     assert_eq!(out.status.code, 502, "{out:?}");
-    assert!(out.status.reason.contains("TLS"), "{out:?}");
+    // The sender (and the log) learn why: the peer's certificate, named.
+    assert!(
+        out.status.reason.contains("TLS") && out.status.reason.contains("certificate"),
+        "{out:?}"
+    );
     let after = tokio::time::timeout(Duration::from_secs(15), rx.recv())
         .await
         .unwrap()

@@ -112,8 +112,12 @@ impl Hub {
                 info!(link = %self.link_name(&pair), "xmpp s2s: connected, negotiating");
                 self.pump(id);
             }
-            IoEvent::ConnectFailed(id, err) => {
+            IoEvent::ConnectFailed(id, code, err) => {
                 debug!(conn = id, "xmpp s2s: {err}");
+                // What waits for this stream learns now, not at its deadline.
+                if let Some(pair) = self.conn_pair(id) {
+                    self.fail_queue(&pair, code, &format!("s2s to {}: {err}", pair.1));
+                }
                 self.conn_gone(id, err);
             }
             IoEvent::Data(id, data) => {
@@ -152,7 +156,11 @@ impl Hub {
                 if let (Some(pair), true) = (&out_pair, why.starts_with("TLS handshake failed")) {
                     // E.g. a certificate not valid for the peer's domain: retrying will
                     // not help, and nothing may go out without TLS.
-                    self.fail_queue(pair, &format!("s2s to {}: {why}", pair.1));
+                    self.fail_queue(
+                        pair,
+                        StatusCode::BAD_GATEWAY,
+                        &format!("s2s to {}: {why}", pair.1),
+                    );
                 }
                 if let Some(c) = self.conns.get_mut(&id) {
                     match &mut c.session {
@@ -316,7 +324,11 @@ impl Hub {
                     if condition == "policy-violation" {
                         // E.g. TLS required and the peer offers no STARTTLS: retrying
                         // will not help, and nothing may go out in plaintext.
-                        self.fail_queue(pair, &format!("s2s to {} refused: {reason}", pair.1));
+                        self.fail_queue(
+                            pair,
+                            StatusCode::BAD_GATEWAY,
+                            &format!("s2s to {} refused: {reason}", pair.1),
+                        );
                     }
                 }
                 self.conn_gone(id, reason.to_string());

@@ -71,7 +71,9 @@ enum IoCmd {
 
 enum IoEvent {
     Connected(u64, TcpStream),
-    ConnectFailed(u64, String),
+    /// No connection could be made: the status the waiting deliveries get (see
+    /// `Hub::ensure_out`) and why.
+    ConnectFailed(u64, StatusCode, String),
     /// An admitted incoming connection and its slot under the connection caps.
     Accepted(TcpStream, SocketAddr, cpim_listen::ConnPermit),
     Data(u64, Vec<u8>),

@@ -217,34 +217,54 @@ impl Hub {
                 Some(t) => vec![t],
                 None => resolve_srv(&remote_s, &dns).await,
             };
-            let mut last = String::from("no address");
+            // RFC 7247 s7.1: remote-server-not-found is 404, remote-server-timeout 408; a
+            // server that refuses connections is unavailable (503): the gateway's queue
+            // decides whether to keep the message (`queue.on_codes`).
+            let mut last = format!("no XMPP service for {remote_s} (SRV target \".\")");
+            let mut code = StatusCode::NOT_FOUND;
             for a in addrs {
                 match tokio::time::timeout(connect_timeout, TcpStream::connect(&a)).await {
                     Ok(Ok(s)) => {
                         let _ = io_tx.send(IoEvent::Connected(id, s)).await;
                         return;
                     }
-                    Ok(Err(e)) => last = format!("connect to {a}: {e}"),
-                    Err(_) => last = format!("connect to {a}: timed out"),
+                    Ok(Err(e)) => {
+                        last = format!("connect to {a}: {e}");
+                        // A name that does not resolve stays "not found"; a host that
+                        // is there but does not answer XMPP is unavailable.
+                        use std::io::ErrorKind as K;
+                        if matches!(
+                            e.kind(),
+                            K::ConnectionRefused
+                                | K::ConnectionReset
+                                | K::HostUnreachable
+                                | K::NetworkUnreachable
+                                | K::AddrNotAvailable
+                        ) {
+                            code = StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                    }
+                    Err(_) => {
+                        last = format!("connect to {a}: timed out");
+                        if code == StatusCode::NOT_FOUND {
+                            code = StatusCode::REQUEST_TIMEOUT;
+                        }
+                    }
                 }
             }
-            let _ = io_tx.send(IoEvent::ConnectFailed(id, last)).await;
+            let _ = io_tx.send(IoEvent::ConnectFailed(id, code, last)).await;
         });
     }
 
-    /// Fails every delivery queued for `pair` with 502 and `why`.
-    pub(super) fn fail_queue(&mut self, pair: &Pair, why: &str) {
+    /// Fails every delivery queued for `pair` with `code` and `why`.
+    pub(super) fn fail_queue(&mut self, pair: &Pair, code: StatusCode, why: &str) {
         let Some(q) = self.queues.remove(pair) else {
             return;
         };
         warn!(link = %self.link_name(pair), "xmpp s2s: {} queued stanza(s) not sent: {why}", q.len());
         for p in q {
             if let Pending::Op(x) = p {
-                let _ = x.reply.send(Outcome::failure(
-                    x.op.trans_id(),
-                    StatusCode::BAD_GATEWAY,
-                    why,
-                ));
+                let _ = x.reply.send(Outcome::failure(x.op.trans_id(), code, why));
             }
         }
     }
