@@ -255,9 +255,13 @@ mod tests {
         let (s, _) = l.accept().await.unwrap();
         // The hub is busy: its channel is full, so the injected bytes wait in the task.
         let (tx, mut hub) = mpsc::channel(1);
-        tx.send(IoEvent::ConnectFailed(0, "filler".into()))
-            .await
-            .unwrap();
+        tx.send(IoEvent::ConnectFailed(
+            0,
+            cpim_core::StatusCode::NOT_FOUND,
+            "filler".into(),
+        ))
+        .await
+        .unwrap();
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         tokio::spawn(io_task(1, s, cmd_rx, tx, client, server));
         peer.write_all(b"<message>injected</message>")
@@ -267,7 +271,7 @@ mod tests {
         cmd.send(IoCmd::TlsServer(b"<proceed/>".to_vec())).unwrap();
         assert!(matches!(
             hub.recv().await,
-            Some(IoEvent::ConnectFailed(0, _))
+            Some(IoEvent::ConnectFailed(0, _, _))
         ));
         match hub.recv().await {
             Some(IoEvent::Closed(1, why)) => assert_eq!(why, "data after STARTTLS"),
