@@ -40,3 +40,8 @@ pub const RECEIPTS: &str = "urn:xmpp:receipts";
 pub const MARKERS: &str = "urn:xmpp:chat-markers:0";
 /// XEP-0359 unique and stable stanza ids (`origin-id`).
 pub const SID: &str = "urn:xmpp:sid:0";
+/// The gateway's own extension (documented in `crate::mapping`'s module docs): the hops
+/// a message has left, `<hops xmlns='urn:cpim-gateway:hops:0' left='69'/>`, so that two
+/// gateways chained over XMPP count one budget (RFC 3261 s16.6 step 3 Max-Forwards) and a
+/// loop between them ends.
+pub const HOPS: &str = "urn:cpim-gateway:hops:0";

@@ -141,19 +141,40 @@ pub(super) fn inbound_message(
         }
     };
     m.kind = kind;
-    // The stanza id is what receipts and markers name (XEP-0184 s5); a stanza without
-    // one may still carry its sender's XEP-0359 origin-id.
-    m.message_id = origin.id.clone().or_else(|| {
-        el.child(ns::SID, "origin-id")
-            .and_then(|o| o.attr("id"))
-            .map(str::to_owned)
-    });
+    m.message_id = message_id(el, origin.id.as_deref());
+    // A gateway ahead of us counted hops already (ns::HOPS); nobody may raise the budget.
+    if let Some(left) = el
+        .child(ns::HOPS, "hops")
+        .and_then(|h| h.attr("left"))
+        .and_then(|v| v.parse::<u8>().ok())
+    {
+        m.hops_left = left.min(Message::DEFAULT_HOPS);
+    }
     m.subject = el.child(ns, "subject").map(|s| s.text().into_owned());
     m.thread = el.child(ns, "thread").map(|s| s.text().into_owned());
     m.disposition = disposition;
     Inbound::Op {
         op: Operation::Message(m),
         origin,
+    }
+}
+
+/// The id of an incoming message: its stanza id, which receipts and markers name
+/// (XEP-0184 s5), else its XEP-0359 origin-id. A stanza id a gateway made from the
+/// origin-id (`<origin-id>.<mac>`, see [`crate::ids`]) gives the origin-id: the id the
+/// first sender chose stays the same across chained gateways, so a copy that arrives by
+/// two paths is the same message for the dedupe.
+fn message_id(el: &Element, stanza_id: Option<&str>) -> Option<String> {
+    let origin_id = el
+        .child(ns::SID, "origin-id")
+        .and_then(|o| o.attr("id"))
+        .filter(|o| !o.is_empty());
+    match (stanza_id, origin_id) {
+        (Some(s), Some(o)) if s.strip_prefix(o).is_some_and(|r| r.starts_with('.')) => {
+            Some(o.to_owned())
+        }
+        (Some(s), _) => Some(s.to_owned()),
+        (None, o) => o.map(str::to_owned),
     }
 }
 
@@ -225,6 +246,9 @@ pub(super) fn outbound_message(
             if let Some(mid) = m.message_id.as_deref().filter(|i| !i.is_empty()) {
                 el = el.child_add(Element::build(ns::SID, "origin-id").attr_set("id", mid));
             }
+            el = el.child_add(
+                Element::build(ns::HOPS, "hops").attr_set("left", m.hops_left.to_string()),
+            );
             // XEP-0085 s5.1: a content message implies the active state.
             if m.kind == MessageKind::Chat {
                 el = el.child_add(Element::build(ns::CHATSTATES, "active"));
@@ -469,6 +493,56 @@ mod tests {
             let err = el.child(NS, "error").unwrap();
             assert_eq!(err.attr("type"), Some(ty));
             assert!(err.child(ns::STANZAS, cond).is_some(), "{}", el.to_xml());
+        }
+    }
+
+    /// The gateway's hop count crosses XMPP (`urn:cpim-gateway:hops:0`, see the mapping
+    /// module docs): sent with every content message, read back, never raised above 70.
+    #[test]
+    fn hops_cross_xmpp_and_are_never_raised() {
+        let a = Address::parse("sip:alice@sip.xmpp.test").unwrap();
+        let b = Address::parse("xmpp:bob@xmpp.test").unwrap();
+        let mut m = Message::new(TransId(1), a, b, "text/plain", "x");
+        m.hops_left = 42;
+        let out = outbound(NS, &Operation::Message(m), ids(), || "i".into()).unwrap();
+        assert_eq!(
+            out[0].child(ns::HOPS, "hops").and_then(|h| h.attr("left")),
+            Some("42")
+        );
+        let d = vec!["sip.xmpp.test".to_string()];
+        for (left, want) in [("42", 42), ("0", 0), ("255", 70), ("x", 70), ("-1", 70)] {
+            let el = parse(&format!("<message from='bob@xmpp.test/r' to='c@sip.xmpp.test' type='chat' id='i1'><body>x</body><hops xmlns='urn:cpim-gateway:hops:0' left='{left}'/></message>"));
+            let Inbound::Op {
+                op: Operation::Message(m),
+                ..
+            } = inbound(&ctx(&d), &el, TransId(1))
+            else {
+                panic!()
+            };
+            assert_eq!(m.hops_left, want, "left={left}");
+        }
+    }
+
+    /// A stanza id a gateway made from the origin-id gives the origin-id back, so the
+    /// first sender's id survives a chain of gateways; any other stanza id is the id.
+    #[test]
+    fn the_first_senders_id_survives_chained_gateways() {
+        let d = vec!["sip.xmpp.test".to_string()];
+        for (id, want) in [
+            ("M1.0123456789abcdef01234567", "M1"),
+            ("M1", "M1"),
+            ("client-7", "client-7"),
+            ("M10.x", "M10.x"),
+        ] {
+            let el = parse(&format!("<message from='bob@xmpp.test/r' to='c@sip.xmpp.test' type='chat' id='{id}'><body>x</body><origin-id xmlns='urn:xmpp:sid:0' id='M1'/></message>"));
+            let Inbound::Op {
+                op: Operation::Message(m),
+                ..
+            } = inbound(&ctx(&d), &el, TransId(1))
+            else {
+                panic!()
+            };
+            assert_eq!(m.message_id.as_deref(), Some(want), "stanza id {id}");
         }
     }
 }

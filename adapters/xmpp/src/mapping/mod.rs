@@ -6,6 +6,15 @@
 //! any stanza namespace (`jabber:component:accept`, `jabber:server`): the caller passes
 //! the stream's.
 //!
+//! The gateway's own extension, on every content message it sends:
+//! `<hops xmlns='urn:cpim-gateway:hops:0' left='N'/>` ([`crate::ns::HOPS`]), the hops the
+//! message has left after this gateway counted its own (RFC 3261 s16.6 step 3, as SIP's
+//! Max-Forwards). A gateway that receives it continues from N (never above 70, the RFC
+//! 3261 s8.1.1.6 default), so gateways chained over XMPP share one budget and a loop ends;
+//! other XMPP entities ignore it (RFC 6120 s8.4). With the message id carried as the
+//! XEP-0359 origin-id (see [`crate::ids`]) it is what a chain of gateways needs to cut
+//! loops and to deliver a message that arrives by two paths once.
+//!
 //! Each stanza kind has its module (`message`, `presence`, `iq`); this one holds what
 //! they share: the context, the error stanzas (RFC 6120 s8.3, mapped per RFC 7247 s7)
 //! and the two entry points that dispatch to them.
