@@ -1,7 +1,8 @@
 //! Duplicate suppression: a message with a `message_id` seen from the same source within
 //! the TTL is not delivered again; it gets the outcome of the first (waiting for it if
-//! the first is still in flight). This stops replays after reconnects and loops between
-//! chained gateways that strip Max-Forwards. With the journal, the cache is loaded from
+//! the first is still in flight). This stops replays after reconnects, and a copy that
+//! reaches this gateway again from a gateway ahead of it (the XMPP adapter reads the first
+//! sender's id from the XEP-0359 origin-id; test `gateway_chain` in `tests/interop`). With the journal, the cache is loaded from
 //! the persisted dedupe records at start ([`DedupeLayer::with_journal`]), so duplicates
 //! are recognised across restarts; the records are written by the [`super::journal`]
 //! middleware, inside this one.

@@ -1,7 +1,10 @@
 //! Hop counting, the loop guard between chained gateways: a message's `hops_left` (SIP
 //! Max-Forwards, RFC 3261 s16.6 step 3) is counted down by one here, the only place on
 //! its way through the gateway; a message that arrives with none left is refused with
-//! 483 Too Many Hops (RFC 3261 s21.4.20) and not forwarded.
+//! 483 Too Many Hops (RFC 3261 s21.4.20) and not forwarded. The count crosses XMPP in the
+//! XMPP adapter's `urn:cpim-gateway:hops:0` element, so gateways chained over XMPP share
+//! one budget: a loop between two of them ends after 70 hops (test `gateway_chain` in
+//! `tests/interop`).
 //!
 //! Messages recovered from the journal at start do not pass this check again: the
 //! recovery pipeline has no hop layer, their hop was counted when they first arrived.
