@@ -49,6 +49,9 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// The SIP endpoint's server-transaction counters, when SIP runs.
     pub sip_transactions: Option<Arc<cpim_sip::transaction::TxStats>>,
+    /// The queue settings: `/queue` shows, per running adapter, the outcome codes that
+    /// queue a message to it (empty: never queued).
+    pub queue: crate::config::QueueSection,
     /// The required bearer token (an empty one refuses every request but `/health`).
     pub token: String,
     /// The host names accepted in `Host` (lower case, see [`allowed_hosts`]).
@@ -220,7 +223,20 @@ async fn queue(State(st): S, h: HeaderMap) -> Response {
         return *r;
     }
     match st.store.queue_depth() {
-        Ok(d) => json(serde_json::json!({ "depth": d })),
+        Ok(d) => {
+            let on: serde_json::Map<String, serde_json::Value> = st
+                .table
+                .adapters()
+                .iter()
+                .map(|a| {
+                    (
+                        a.name().to_owned(),
+                        serde_json::json!(st.queue.codes_for(a.name())),
+                    )
+                })
+                .collect();
+            json(serde_json::json!({ "depth": d, "queued_on": on }))
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }

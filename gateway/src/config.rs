@@ -218,6 +218,10 @@ pub struct QueueSection {
     pub enabled: bool,
     /// Outcome codes that mean "not now" and queue the message.
     pub on_codes: Vec<u16>,
+    /// Per target adapter, the codes that queue a message to it instead of `on_codes`
+    /// (`sip = []`: an offline SIP user's sender gets the 480 at once, an XMPP sender
+    /// an error stanza, rather than a 202 and a later delivery).
+    pub on_codes_by_adapter: BTreeMap<String, Vec<u16>>,
     /// First retry delay, milliseconds (doubled per attempt).
     pub retry_initial_ms: u64,
     /// Longest retry delay, milliseconds.
@@ -228,11 +232,25 @@ pub struct QueueSection {
     pub max_depth: u64,
 }
 
+impl QueueSection {
+    /// The outcome codes that queue a message to `adapter`: none when the queue is off,
+    /// else `on_codes_by_adapter`'s entry or `on_codes`.
+    pub fn codes_for(&self, adapter: &str) -> &[u16] {
+        if !self.enabled {
+            return &[];
+        }
+        self.on_codes_by_adapter
+            .get(adapter)
+            .unwrap_or(&self.on_codes)
+    }
+}
+
 impl Default for QueueSection {
     fn default() -> Self {
         QueueSection {
             enabled: true,
             on_codes: vec![408, 480, 503],
+            on_codes_by_adapter: BTreeMap::new(),
             retry_initial_ms: 2000,
             retry_max_ms: 300_000,
             max_age_secs: 7 * 86_400,
@@ -523,6 +541,18 @@ impl Config {
                     None,
                     "adapters",
                     format!("adapters: unknown adapter `{a}` (known: sip, xmpp, and the names of the [[irc]] and [json] sections)"),
+                ));
+            }
+        }
+        for a in self.queue.on_codes_by_adapter.keys() {
+            if !self.adapters.iter().any(|x| x == a) {
+                let at = find_key(text, Some("queue.on_codes_by_adapter"), a)
+                    .or_else(|| find_key(text, Some("queue"), "on_codes_by_adapter"));
+                return Err(err_at(
+                    at,
+                    format!(
+                        "queue.on_codes_by_adapter: `{a}` is not an adapter listed in `adapters`"
+                    ),
                 ));
             }
         }

@@ -67,7 +67,8 @@ impl Dispatch {
         // A notification (isComposing, RFC 3994 s3: it lasts its refresh interval; an
         // IMDN, RFC 5438) is never stored for later: the sender gets the target's answer.
         // Looked at only when the outcome would queue.
-        let keep = keep.filter(|m| self.queue.should_queue(&outcome) && !m.is_notification());
+        let keep =
+            keep.filter(|m| self.queue.should_queue(&name, &outcome) && !m.is_notification());
         if let Some(m) = keep {
             // A written-ahead message moves from the journal to the queue atomically.
             let journal = row.zip(self.journal.as_deref());

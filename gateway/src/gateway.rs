@@ -423,6 +423,7 @@ impl Gateway {
                 sip_store,
                 metrics: metrics.clone(),
                 sip_transactions,
+                queue: cfg.queue.clone(),
                 token: cfg.admin.token.clone().unwrap_or_default(),
                 hosts: admin::allowed_hosts(cfg.admin.listen, &cfg.admin.allowed_hosts),
                 run: run.clone(),

@@ -82,9 +82,12 @@ impl Queue {
         self.cfg.enabled
     }
 
-    /// True if this outcome means "queue it".
-    pub fn should_queue(&self, outcome: &Outcome) -> bool {
-        self.cfg.enabled && self.cfg.on_codes.contains(&outcome.status.code.as_u16())
+    /// True if this outcome of a delivery through `adapter` means "queue it"
+    /// (`queue.on_codes_by_adapter`, else `queue.on_codes`).
+    pub fn should_queue(&self, adapter: &str, outcome: &Outcome) -> bool {
+        self.cfg
+            .codes_for(adapter)
+            .contains(&outcome.status.code.as_u16())
     }
 
     /// Persists `msg` for `adapter`; `Ok(())` once it is committed. A message written
@@ -163,7 +166,7 @@ impl Queue {
             let r = if out.status.is_success() {
                 tracing::info!(id = e.id, dest = %e.message.destination, attempts = e.attempts + 1, "queued message delivered");
                 self.store.dequeue(e.id).map(|_| ())
-            } else if self.should_queue(&out) {
+            } else if self.should_queue(&e.adapter, &out) {
                 self.store.reschedule(
                     e.id,
                     e.attempts + 1,

@@ -241,7 +241,9 @@ async fn offline_target_queues_survives_restart_and_delivers_once() {
     assert_eq!(gw.store.queue_depth().unwrap(), 1);
     let admin = gw.admin_addr().unwrap();
     let (code, body) = http_get(admin, "/queue", Some(&token(&dir))).await;
-    assert_eq!((code, body.trim()), (200, "{\"depth\":1}"));
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["depth"], 1, "{body}");
     gw.shutdown().await;
 
     // Restart with the target online.
@@ -308,6 +310,45 @@ async fn notifications_to_an_unavailable_target_are_not_queued_rfc3994_rfc5438()
     let out = send_later(&gw, 3).await;
     assert_eq!(out.status.code, StatusCode::ACCEPTED);
     assert_eq!(gw.store.queue_depth().unwrap(), 1);
+    gw.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether to queue is decided per target adapter (`queue.on_codes_by_adapter`): with
+/// `b = []` a message to b's unavailable user gets b's 480 at once, while a's targets
+/// still queue on `queue.on_codes`.
+#[tokio::test]
+async fn queueing_is_decided_per_target_adapter() {
+    let dir = tmp("per-adapter");
+    let (a, b) = (
+        Mock::new("a", "a.test", true),
+        Mock::new("b", "b.test", true),
+    );
+    a.code.store(480, Ordering::SeqCst);
+    b.code.store(480, Ordering::SeqCst);
+    let mut cfg = mock_config(&dir);
+    cfg.queue.on_codes_by_adapter.insert("b".into(), Vec::new());
+    let gw = Gateway::start_with(cfg, vec![a.clone(), b.clone()])
+        .await
+        .unwrap();
+    let to_b = msg(1, "im:alice@a.test", "im:bob@b.test", "text/plain", b"x");
+    let out = gw.ingress.submit("a", to_b).await;
+    assert_eq!(out.status.code, StatusCode::TEMPORARILY_UNAVAILABLE);
+    let to_a = msg(2, "im:bob@b.test", "im:alice@a.test", "text/plain", b"y");
+    let out = gw.ingress.submit("b", to_a).await;
+    assert_eq!(out.status.code, StatusCode::ACCEPTED);
+    assert_eq!(gw.store.queue_depth().unwrap(), 1);
+    // The operator sees the decision per adapter.
+    let admin = gw.admin_addr().unwrap();
+    let (code, body) = http_get(admin, "/queue", Some(&token(&dir))).await;
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["queued_on"]["b"], serde_json::json!([]), "{body}");
+    assert_eq!(
+        v["queued_on"]["a"],
+        serde_json::json!([408, 480, 503]),
+        "{body}"
+    );
     gw.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,6 +5,10 @@
 //!   may keep (`queue.on_codes`);
 //! - a name that does not resolve (no SRV, no address): 404, remote-server-not-found;
 //! - the next message tries again (nothing remembers the failure).
+//!
+//! A peer that was up within the delivery timeout and now refuses is restarting: what
+//! waits for it waits for the reconnection (`prosody_s2s_restart_queued_messages_arrive_
+//! once_in_order` in `prosody_s2s.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -330,3 +330,15 @@ fn sip_tls_listener_by_default_and_cert_key_go_together() {
     );
     assert!(parse("[sip.endpoint]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n").is_ok());
 }
+
+#[test]
+fn queue_codes_per_adapter_name_a_listed_adapter() {
+    let c = parse("[queue.on_codes_by_adapter]\nsip = []\n").unwrap();
+    assert_eq!(c.queue.on_codes_by_adapter.get("sip"), Some(&Vec::new()));
+    let e = parse("[queue.on_codes_by_adapter]\nsipp = [480]\n").unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.starts_with("gw.toml:2:1: queue.on_codes_by_adapter: `sipp` is not an adapter"),
+        "{s}"
+    );
+}

@@ -114,9 +114,17 @@ impl Hub {
             }
             IoEvent::ConnectFailed(id, code, err) => {
                 debug!(conn = id, "xmpp s2s: {err}");
-                // What waits for this stream learns now, not at its deadline.
+                // What waits for this stream learns now, not at its deadline, unless the
+                // peer was up within the delivery timeout (a restart: wait for it).
                 if let Some(pair) = self.conn_pair(id) {
-                    self.fail_queue(&pair, code, &format!("s2s to {}: {err}", pair.1));
+                    let window = Duration::from_secs(self.cfg.delivery_timeout_secs);
+                    let restarting = self
+                        .last_up
+                        .get(&pair)
+                        .is_some_and(|t| now.saturating_duration_since(*t) < window);
+                    if !restarting {
+                        self.fail_queue(&pair, code, &format!("s2s to {}: {err}", pair.1));
+                    }
                 }
                 self.conn_gone(id, err);
             }
@@ -268,6 +276,7 @@ impl Hub {
                 if let Some((b, _)) = self.retry_at.get_mut(&pair) {
                     b.reset();
                 }
+                self.last_up.insert(pair.clone(), now);
                 let pending: Vec<Pending> =
                     self.queues.remove(&pair).map(Vec::from).unwrap_or_default();
                 for p in pending {
@@ -340,6 +349,8 @@ impl Hub {
         let Some(c) = self.conns.remove(&id) else {
             return;
         };
+        let was_up =
+            matches!(&c.session, Session::Out(o) if o.state() == crate::s2s::OutState::Ready);
         self.drop_verifications(id);
         if let Some(tx) = c.tx {
             let _ = tx.send(IoCmd::Close);
@@ -350,6 +361,9 @@ impl Hub {
         let pair = (local, remote);
         if self.out_by_remote.get(&pair) == Some(&id) {
             self.out_by_remote.remove(&pair);
+        }
+        if was_up {
+            self.last_up.insert(pair.clone(), std_now());
         }
         if why == CloseReason::LocalClose.to_string() {
             info!(link = %self.link_name(&pair), "xmpp s2s: down: {why}");

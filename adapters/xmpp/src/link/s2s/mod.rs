@@ -134,6 +134,10 @@ struct Hub {
     /// (stream id, claimed domain, our domain); see [`PendingVerify`].
     pending_verify: HashMap<(String, String, String), PendingVerify>,
     retry_at: HashMap<Pair, (Backoff, Option<TokioInstant>)>,
+    /// When each outgoing stream was last seen up: a peer that was up moments ago and now
+    /// refuses connections is restarting, and what waits for it may wait for the
+    /// reconnection (until its deadline); any other unreachable peer fails it at once.
+    last_up: HashMap<Pair, std::time::Instant>,
     dns_servers: Vec<SocketAddr>,
     tracker: DeliveryTracker,
     replies: HashMap<u64, (TransId, oneshot::Sender<Outcome>, Pair)>,
@@ -223,6 +227,7 @@ pub(crate) async fn start(
         verify_queue: HashMap::new(),
         pending_verify: HashMap::new(),
         retry_at: HashMap::new(),
+        last_up: HashMap::new(),
         dns_servers,
         tracker: DeliveryTracker::new(Duration::from_millis(config.grace_ms)),
         replies: HashMap::new(),
