@@ -6,8 +6,10 @@
 //!   server refuses connections; the XMPP network while the component link is down), to a
 //!   domain that does not exist 404 (Prosody's `remote-server-not-found`, RFC 7247 s7.1);
 //! - an XMPP message to a registered-nowhere SIP user: with the queue off, the XMPP sender
-//!   gets the error stanza mapped from 480 (RFC 7247 s7.2); with the queue on, nothing
-//!   bounces and the message is delivered when the user registers;
+//!   gets the error stanza mapped from 480 (RFC 7247 s7.2), and so with the queue on
+//!   but not for SIP targets (`queue.on_codes_by_adapter`); with the queue on, nothing
+//!   bounces and the message is delivered as soon as the user registers (not at the
+//!   queue's next retry);
 //! - an XMPP message to a user that the configured SIP user list does not have gets the
 //!   404 mapping (`item-not-found`) even with the queue on: nothing is queued for it.
 //!
@@ -152,10 +154,23 @@ async fn xmpp_message_to_unregistered_sip_user_without_queue_bounces() {
     let peers = require_peers!(Prosody);
     init_tracing();
     let _lock = component_lock().await;
+    // The queue off, or on but not for SIP targets (`queue.on_codes_by_adapter`).
+    let no_queue: [fn(&mut Config); 2] = [
+        |c| c.queue.enabled = false,
+        |c| {
+            c.queue.on_codes_by_adapter.insert("sip".into(), Vec::new());
+        },
+    ];
+    for tweak in no_queue {
+        xmpp_to_unregistered_sip_user_bounces(&peers, tweak).await;
+    }
+}
+
+async fn xmpp_to_unregistered_sip_user_bounces(peers: &Peers, tweak: fn(&mut Config)) {
     let hank = unique("hank");
-    let gw = component_gateway(&peers, &hank, |c| c.queue.enabled = false).await;
-    let mut xalice = prosody_login(&peers, "alice").await;
-    let comp = component_domain(&peers);
+    let gw = component_gateway(peers, &hank, tweak).await;
+    let mut xalice = prosody_login(peers, "alice").await;
+    let comp = component_domain(peers);
     let to = format!("{hank}@{comp}");
     xalice
         .send_message(&to, "are you there?", "m1")
@@ -193,7 +208,13 @@ async fn xmpp_message_to_unregistered_sip_user_with_queue_arrives_on_registratio
     init_tracing();
     let _lock = component_lock().await;
     let ivy = unique("ivy");
-    let gw = component_gateway(&peers, &ivy, |c| c.queue.enabled = true).await;
+    // The first retry far away: only the registration can bring the message in time.
+    let gw = component_gateway(&peers, &ivy, |c| {
+        c.queue.enabled = true;
+        c.queue.retry_initial_ms = 600_000;
+        c.queue.retry_max_ms = 600_000;
+    })
+    .await;
     let mut xbob = prosody_login(&peers, "bob").await;
     let comp = component_domain(&peers);
     assert_eq!(queue_depth(&gw).await, 0);
