@@ -421,3 +421,95 @@ async fn content_encoding_is_decoded_or_refused() {
     let resp = with_auth(&h, corrupt, "alice", "wonderland", 5070).await;
     assert_eq!(resp.code(), 400);
 }
+
+/// XMPP -> SIP in message/cpim (RFC 3862; `[sip] cpim_wrap`, default "learn"): a text to
+/// a binding whose UA never wrote CPIM goes bare; once the UA has sent message/cpim over
+/// that flow it goes in CPIM with the message id (RFC 5438 s6.3); a UA that answers 415
+/// gets it bare again at once (RFC 3428 s7); a user's own `cpim = false` wins over what was
+/// learned.
+#[tokio::test]
+async fn cpim_to_sip_users_learned_per_binding_415_falls_back_and_user_setting_wins() {
+    let mut cfg = config();
+    let h = harness_with(cfg.clone(), Arc::new(MemoryStore::default()));
+    let r = register("<sip:alice@127.0.0.1:5070>", "600");
+    assert_eq!(
+        with_auth(&h, r, "alice", "wonderland", 5070).await.code(),
+        200
+    );
+    let text = |n: u64| {
+        let mut m = Message::new(
+            TransId(n),
+            Address::parse("romeo@xmpp.test").unwrap(),
+            Address::parse("sip:alice@sip.test").unwrap(),
+            "text/plain;charset=UTF-8",
+            b"hi".to_vec(),
+        );
+        m.message_id = Some(format!("x-{n}"));
+        Operation::Message(m)
+    };
+    let last_sent = |h: &Harness| h.wire.sent().last().unwrap().0.clone();
+
+    assert_eq!(h.tu.deliver(text(1)).await.status.code, StatusCode::OK);
+    assert_eq!(
+        last_sent(&h).content_type(),
+        Some("text/plain;charset=UTF-8")
+    );
+
+    // alice's UA writes CPIM over the flow it registered on: learned.
+    let cpim = b"From: <sip:alice@sip.test>\r\nTo: <sip:romeo@xmpp.test>\r\n\r\nContent-Type: text/plain\r\n\r\nhello";
+    let m = Req::new(
+        Method::Message,
+        "sip:romeo@xmpp.test",
+        "sip:alice@sip.test",
+        "sip:romeo@xmpp.test",
+    )
+    .body("message/cpim", cpim);
+    assert_eq!(
+        with_auth(&h, m, "alice", "wonderland", 5070).await.code(),
+        200
+    );
+    assert_eq!(h.tu.deliver(text(2)).await.status.code, StatusCode::OK);
+    let sent = last_sent(&h);
+    assert_eq!(sent.content_type(), Some("message/cpim"));
+    let body = String::from_utf8_lossy(sent.body()).into_owned();
+    assert!(body.contains("imdn.Message-ID: x-2\r\n"), "{body}");
+    assert!(body.ends_with("\r\n\r\nhi"), "{body}");
+
+    // 415 to the envelope: the same message bare, at once.
+    h.wire.answer_next(|_| (415, vec![]));
+    h.wire.answer_next(|_| (200, vec![]));
+    let before = h.wire.sent().len();
+    assert_eq!(h.tu.deliver(text(3)).await.status.code, StatusCode::OK);
+    let sent = h.wire.sent();
+    assert_eq!(sent.len(), before + 2);
+    assert_eq!(sent[before].0.content_type(), Some("message/cpim"));
+    assert_eq!(
+        sent[before + 1].0.content_type(),
+        Some("text/plain;charset=UTF-8")
+    );
+
+    // The user's own setting wins over what was learned.
+    cfg.users[0].cpim = Some(false);
+    let h2 = harness_with(cfg, h.store.clone());
+    let r = register("<sip:alice@127.0.0.1:5070>", "600");
+    assert_eq!(
+        with_auth(&h2, r, "alice", "wonderland", 5070).await.code(),
+        200
+    );
+    let m = Req::new(
+        Method::Message,
+        "sip:romeo@xmpp.test",
+        "sip:alice@sip.test",
+        "sip:romeo@xmpp.test",
+    )
+    .body("message/cpim", cpim);
+    assert_eq!(
+        with_auth(&h2, m, "alice", "wonderland", 5070).await.code(),
+        200
+    );
+    assert_eq!(h2.tu.deliver(text(4)).await.status.code, StatusCode::OK);
+    assert_eq!(
+        last_sent(&h2).content_type(),
+        Some("text/plain;charset=UTF-8")
+    );
+}

@@ -153,6 +153,22 @@ impl SipConfig {
             })
     }
 
+    /// The `cpim_wrap` policy for messages to `user@domain`: the user's own `cpim`
+    /// setting, else the adapter's.
+    pub fn cpim_wrap_for(&self, user: &str, domain: &str) -> CpimWrap {
+        let own = self.users.iter().find(|u| {
+            u.username == user
+                && u.domain
+                    .as_deref()
+                    .is_none_or(|d| cpim_core::domain::same(d, domain))
+        });
+        match own.and_then(|u| u.cpim) {
+            Some(true) => CpimWrap::Always,
+            Some(false) => CpimWrap::Never,
+            None => self.cpim_wrap,
+        }
+    }
+
     /// True in outbound-proxy mode.
     pub fn proxy_mode(&self) -> bool {
         self.outbound_proxy.is_some()
@@ -238,6 +254,9 @@ pub struct SipUser {
     pub ha1: Option<String>,
     /// The algorithm `ha1` was computed with (MD5 when absent).
     pub ha1_algorithm: Option<Algorithm>,
+    /// Messages to this user in `message/cpim`: `true` always (as `cpim_wrap =
+    /// "always"`), `false` never (as `"never"`); absent, `cpim_wrap` decides.
+    pub cpim: Option<bool>,
 }
 
 /// Registrar limits (RFC 3261 s10.3 steps 7 and 8).

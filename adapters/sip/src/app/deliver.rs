@@ -132,6 +132,9 @@ impl Tu {
             // Fork to every binding; the first 2xx wins (RFC 3261 s16.7 simplified:
             // otherwise the lowest failure code, a 6xx first).
             let mut set = tokio::task::JoinSet::new();
+            let policy = self
+                .config
+                .cpim_wrap_for(dest.user.as_deref().unwrap_or(""), &dest.domain);
             for (contact, flow, learned) in targets {
                 let this = Arc::clone(self);
                 let cpim = message::should_wrap(&m, policy, learned);
