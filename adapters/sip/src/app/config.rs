@@ -74,7 +74,8 @@ pub struct SipConfig {
 /// When the gateway wraps a MESSAGE body in `message/cpim` (see [`super::message::wrap`]).
 /// A body that already is `message/cpim` goes as it came in every case, and an IMDN
 /// (`message/imdn+xml`) always goes in CPIM unless `never` (RFC 5438 s7.1.1.2 carries it
-/// in CPIM with `Content-Disposition: notification`).
+/// in CPIM with `Content-Disposition: notification`). A user's own `cpim` setting
+/// ([`SipUser::cpim`]) wins over the adapter's policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CpimWrap {
