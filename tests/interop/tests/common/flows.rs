@@ -1,9 +1,10 @@
-//! The message and presence flows of the acceptance tests, shared by component mode
-//! (`gateway_component`) and s2s mode (`gateway_s2s`): only the way XMPP users write a SIP
-//! user's JID differs.
+//! The message and presence flows of the acceptance tests, shared by component mode and
+//! s2s mode (only the way XMPP users write a SIP user's JID differs) and by the XMPP
+//! servers they run against (Prosody: `gateway_component`, `gateway_s2s`; ejabberd:
+//! `gateway_ejabberd_component`, `gateway_ejabberd_s2s`). [`super::modes`] sets them up.
 
 use cpim_core::presence::Basic;
-use cpim_interop::Peers;
+use cpim_interop::{Peers, XmppServer};
 use cpim_sip::codec::HeaderName;
 use cpim_testkit::{SipUa, TestGateway, Transport, XmppClient, XmppEvent};
 
@@ -19,6 +20,9 @@ pub type Flow = for<'a> fn(
 pub struct Setup<'a> {
     /// The peers.
     pub peers: &'a Peers,
+    /// The XMPP server of the XMPP users (one of `peers`): its c2s address, domain and
+    /// accounts (`alice`, `bob`).
+    pub xmpp: &'a XmppServer,
     /// The gateway (started with the flow's SIP user in its user list).
     pub gw: &'a TestGateway,
     /// The SIP users' domain.
@@ -45,14 +49,14 @@ impl Setup<'_> {
     }
 
     async fn xmpp(&self, user: &str) -> XmppClient {
-        prosody_login(self.peers, user).await
+        xmpp_login(self.peers, self.xmpp, user).await
     }
 }
 
 /// SIP (UDP and TCP) -> XMPP text/plain and message/cpim (the XMPP user gets the payload,
 /// RFC 3922 s4 / RFC 7572), XMPP -> SIP in message/cpim to a UA that wrote CPIM.
 pub async fn messages_both_ways(s: &Setup<'_>, user: &str) {
-    let bob = s.peers.prosody.account("bob").unwrap();
+    let bob = s.xmpp.account("bob").unwrap();
     let mut xbob = s.xmpp("bob").await;
     let sip_jid = format!("{user}@{}", s.jid_domain);
     let to_bob = format!("sip:{}", bob.jid());
@@ -137,7 +141,7 @@ pub async fn messages_both_ways(s: &Setup<'_>, user: &str) {
 /// XMPP user approves, then NOTIFY active with PIDF open; show/status; offline and online;
 /// unsubscribe reaches the XMPP user.
 pub async fn sip_watcher_of_xmpp_user(s: &Setup<'_>, user: &str) {
-    let alice = s.peers.prosody.account("alice").unwrap();
+    let alice = s.xmpp.account("alice").unwrap();
     let mut xalice = s.xmpp("alice").await;
     let ua = s.ua(user, Transport::Udp).await;
     let sip_jid = format!("{user}@{}", s.jid_domain);
@@ -225,7 +229,7 @@ pub async fn sip_watcher_of_xmpp_user(s: &Setup<'_>, user: &str) {
 /// PUBLISHed state (RFC 3903) arrives with its note; modified; removed (unavailable);
 /// published again; the unsubscribe removes the subscription.
 pub async fn xmpp_watcher_of_sip_user(s: &Setup<'_>, user: &str) {
-    let bob = s.peers.prosody.account("bob").unwrap();
+    let bob = s.xmpp.account("bob").unwrap();
     let mut xbob = s.xmpp("bob").await;
     let ua = s.ua(user, Transport::Udp).await;
     let sip_jid = format!("{user}@{}", s.jid_domain);
@@ -321,7 +325,7 @@ pub async fn refusals_mapped(s: &Setup<'_>, user: &str) {
     let ua = s.ua(user, Transport::Udp).await;
     let r = ua
         .message(
-            &format!("sip:nobody-{user}@{}", s.peers.prosody.domain),
+            &format!("sip:nobody-{user}@{}", s.xmpp.domain),
             "text/plain",
             b"anyone there?",
         )
@@ -344,7 +348,7 @@ pub async fn refusals_mapped(s: &Setup<'_>, user: &str) {
 /// it is not read as a domain the gateway would route elsewhere.
 pub async fn user_with_at_sign_both_ways(s: &Setup<'_>, user: &str) {
     let (local, rest) = user.split_once('@').expect("a user with an @");
-    let bob = s.peers.prosody.account("bob").unwrap();
+    let bob = s.xmpp.account("bob").unwrap();
     let mut xbob = s.xmpp("bob").await;
     let ua = s.ua(user, Transport::Udp).await;
     let jid = format!("{local}\\40{rest}@{}", s.jid_domain);
@@ -407,7 +411,7 @@ fn deflated_delivery_imdn(from: &str, to: &str, message_id: &str) -> Vec<u8> {
 ///   `positive-delivery` request (and `negative-delivery`: XMPP senders always get errors);
 /// - the SIP user's deflated delivery IMDN becomes an XMPP receipt naming that id.
 pub async fn receipts_both_ways(s: &Setup<'_>, user: &str) {
-    let bob = s.peers.prosody.account("bob").unwrap();
+    let bob = s.xmpp.account("bob").unwrap();
     let mut xbob = s.xmpp("bob").await;
     let sip_jid = format!("{user}@{}", s.jid_domain);
     let to_bob = format!("sip:{}", bob.jid());
