@@ -154,6 +154,9 @@ pub async fn sip_watcher_of_xmpp_user(s: &Setup<'_>, user: &str) {
     // (Prosody also re-delivers pending requests of earlier runs at login: match `from`.)
     await_presence_from(&xalice, "subscribe", &sip_jid).await;
     // Not active before the approval: every NOTIFY so far is pending without open state.
+    // (Prosody acknowledges the request with presence `unavailable` from the bare JID, which
+    // RFC 6121 s3.1.3 does not ask for; ejabberd sends nothing before the approval. Either
+    // way nothing here may be active or open.)
     xalice.sync().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     for n in ua.take_received().iter().filter(|r| is_notify(r)) {
@@ -168,7 +171,8 @@ pub async fn sip_watcher_of_xmpp_user(s: &Setup<'_>, user: &str) {
         assert_ne!(basic(n), Some(Basic::Open), "{}", body_text(n));
     }
 
-    // Approve: NOTIFY active with PIDF open.
+    // Approve: NOTIFY active with PIDF open (RFC 6121 s3.1.5: `subscribed`, then the current
+    // presence of each available resource; Prosody marks that presence delayed, XEP-0203).
     xalice
         .send_presence(Some(&sip_jid), Some("subscribed"), None, None)
         .await
@@ -214,7 +218,10 @@ pub async fn sip_watcher_of_xmpp_user(s: &Setup<'_>, user: &str) {
     .await
     .unwrap();
 
-    // Unsubscribe: the dialog ends with a terminated NOTIFY, the XMPP user is told.
+    // Unsubscribe: the dialog ends with a terminated NOTIFY, the XMPP user is told. (ejabberd
+    // then also sends `unavailable` from each available resource, as RFC 6121 s3.3.3 asks,
+    // and an `unsubscribed` of its own; Prosody neither. The gateway's terminated NOTIFY does
+    // not depend on them.)
     let r = ua.resubscribe(&sub, 0).await.unwrap();
     assert_eq!(r.code(), 200, "{}", r.reason());
     ua.await_request(|r| is_notify(r) && sub_state(r) == "terminated", WAIT)
@@ -331,6 +338,8 @@ pub async fn refusals_mapped(s: &Setup<'_>, user: &str) {
         )
         .await
         .unwrap();
+    // Both servers bounce `service-unavailable` (RFC 6121 s8.5.1); ejabberd's bounce also
+    // carries the original payload (body, thread, origin-id), as RFC 6120 s8.3.1 allows.
     assert_eq!(r.code(), 404, "{} {}", r.code(), r.reason());
     assert_eq!(queue_depth(s.gw).await, 0, "nothing queued");
 
