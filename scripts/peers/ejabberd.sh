@@ -10,6 +10,18 @@
 #   DOMAIN [ejabberd.test]  C2S_PORT [5322]  S2S_PORT [5369]
 #   COMPONENT_DOMAIN [sip.ejabberd.test]  COMPONENT_PORT [5387]  COMPONENT_SECRET [s3cret]
 #   USERS ["alice:alicepw bob:bobpw"]  NODE [cpimtest@localhost]  DIST_PORT [5211]
+#   DNS_PORT [5398]
+#       Hermetic DNS for outgoing s2s: the node's Erlang resolver (DIR/inetrc, not the system's
+#       /etc/ejabberd/inetrc or /etc/resolv.conf) asks 127.0.0.1:DNS_PORT (UDP) and nothing
+#       else. Nothing listens there unless a test binds it (answering e.g. the SRV record
+#       _xmpp-server._tcp.GW_DOMAIN -> localhost:PORT of a gateway it runs); until then every
+#       lookup fails at once (ICMP port unreachable). Nothing is cached (cache_size 0), so
+#       each test may answer with a port of its own. SRV targets are resolved by getaddrinfo
+#       (so `localhost` works). Server Dialback (mod_s2s_dialback) is loaded, since a peer
+#       whose certificate ejabberd cannot verify authenticates only through it, and a failed
+#       outgoing connection is retried after at most 1 s (s2s_max_retry_delay), not 300 s.
+#   The certificate (self-signed, DOMAIN and *.DOMAIN) is also written alone to
+#   DIR/certs/DOMAIN.crt, for peers that trust it explicitly.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib/common.sh
@@ -26,6 +38,7 @@ COMPONENT_SECRET=${COMPONENT_SECRET:-s3cret}
 USERS=${USERS-alice:alicepw bob:bobpw}
 NODE=${NODE:-cpimtest@localhost}
 DIST_PORT=${DIST_PORT:-5211}
+DNS_PORT=${DNS_PORT:-5398}
 
 ctl() {
   ejabberdctl --node "$NODE" --config-dir "$dir" --config "$dir/ejabberd.yml" \
@@ -35,13 +48,13 @@ ctl() {
 epmd_pids() { pgrep -x epmd 2>/dev/null | sort || true; }
 
 write_config() {
-  mkdir -p "$dir/spool" "$dir/logs"
+  mkdir -p "$dir/spool" "$dir/logs" "$dir/certs"
   if [ ! -f "$dir/server.pem" ]; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
       -subj "/CN=$DOMAIN" -addext "subjectAltName=DNS:$DOMAIN,DNS:*.$DOMAIN" \
-      -keyout "$dir/key.pem" -out "$dir/crt.pem" 2>/dev/null
-    cat "$dir/crt.pem" "$dir/key.pem" >"$dir/server.pem"
-    rm -f "$dir/crt.pem" "$dir/key.pem"
+      -keyout "$dir/key.pem" -out "$dir/certs/$DOMAIN.crt" 2>/dev/null
+    cat "$dir/certs/$DOMAIN.crt" "$dir/key.pem" >"$dir/server.pem"
+    rm -f "$dir/key.pem"
   fi
   cat >"$dir/ejabberdctl.cfg" <<CFG
 ERLANG_NODE=$NODE
@@ -74,6 +87,9 @@ listen:
       "$COMPONENT_DOMAIN":
         password: "$COMPONENT_SECRET"
 s2s_use_starttls: optional
+s2s_max_retry_delay: 1
+s2s_dns_timeout: 2
+s2s_dns_retries: 1
 auth_method: internal
 auth_password_format: plain
 acl:
@@ -102,8 +118,15 @@ modules:
   mod_vcard: {}
   mod_version: {}
   mod_last: {}
+  mod_s2s_dialback: {}
 CFG
-  cp /etc/ejabberd/inetrc "$dir/inetrc" 2>/dev/null || true
+  cat >"$dir/inetrc" <<CFG
+{lookup, ["file", "native"]}.
+{host, {127,0,0,1}, ["localhost"]}.
+{resolv_conf, ""}.
+{nameserver, {127,0,0,1}, $DNS_PORT}.
+{cache_size, 0}.
+CFG
 }
 
 case $cmd in
@@ -113,6 +136,8 @@ case $cmd in
       port_busy tcp "$p" && die "ejabberd: tcp port $p is already in use:
 $(who_has tcp "$p")"
     done
+    port_busy udp "$DNS_PORT" && die "ejabberd: udp port $DNS_PORT (its resolver's) is already in use:
+$(who_has udp "$DNS_PORT")"
     mkdir -p "$dir"
     epmd_pids >"$dir/epmd.before"
     write_config
@@ -132,7 +157,7 @@ $(who_has tcp "$p")"
     for job in $(jobs -p); do wait "$job" || fail_with_log "ejabberd (register users)" "$dir/ctl.log"; done
     wait_tcp "$C2S_PORT" 10 "$(cat "$dir/pid")" || fail_with_log "ejabberd c2s port" "$dir/logs/ejabberd.log"
     wait_tcp "$COMPONENT_PORT" 5 "$(cat "$dir/pid")" || fail_with_log "ejabberd component port" "$dir/logs/ejabberd.log"
-    log "ejabberd $DOMAIN up (beam pid $(cat "$dir/pid")): c2s $C2S_PORT, s2s $S2S_PORT, component $COMPONENT_DOMAIN on $COMPONENT_PORT"
+    log "ejabberd $DOMAIN up (beam pid $(cat "$dir/pid")): c2s $C2S_PORT, s2s $S2S_PORT, component $COMPONENT_DOMAIN on $COMPONENT_PORT, resolver asks udp $DNS_PORT"
     ;;
   stop)
     stop_pidfile "$dir/pid" "ejabberd"

@@ -19,7 +19,6 @@ use cpim_core::address::{Address, Scheme};
 use cpim_core::model::{Message, Operation, TransId};
 use cpim_testkit::dns;
 use cpim_xmpp::{start, Mode, XmppConfig};
-use hickory_resolver::proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -248,12 +247,7 @@ async fn silent_incoming_stream_is_closed_with_connection_timeout() {
 /// The testkit's DNS responder answering `SRV _xmpp-server._tcp.<domain>.` with
 /// `localhost:<port>`.
 async fn dns_responder(domain: &str, port: u16) -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
-    let want = dns::name(&format!("_xmpp-server._tcp.{domain}."));
-    let zone = dns::Zone::from([(
-        (want, RecordType::SRV),
-        vec![dns::srv(0, 5, port, "localhost.")],
-    )]);
-    dns::responder(Arc::new(Mutex::new(zone))).await
+    dns::responder(Arc::new(Mutex::new(dns::xmpp_server_zone(domain, port)))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,9 +27,12 @@
 //!   the MSRP relay, ngIRCd); each also checks a refusal, so a helper that reports success
 //!   regardless cannot pass.
 //! - `gateway_*`: the acceptance tests on the testkit against Prosody (component and
-//!   s2s): messages both ways, presence with approval, error mapping, a crash of the
-//!   gateway binary under load with nothing acknowledged lost, the defaults with no config,
-//!   and Linphone (a real SIP client) chatting with an XMPP user (`gateway_linphone`).
+//!   s2s): messages both ways, presence with approval, error mapping, receipts, a crash of
+//!   the gateway binary under load with nothing acknowledged lost, the defaults with no
+//!   config, and Linphone (a real SIP client) chatting with an XMPP user
+//!   (`gateway_linphone`). The flows of `gateway_component` and `gateway_s2s`
+//!   (`tests/common/flows.rs`) also run against ejabberd, in both modes
+//!   (`gateway_ejabberd_component`, `gateway_ejabberd_s2s`).
 //! - `sip_gateway_*`: SIP through the whole gateway with SIPp, baresip, Kamailio, the
 //!   RFC 4475 torture messages and a load run.
 //! - `legacy_*`: the IRC and JSON adapters wired into the gateway, with and without peers.

@@ -110,6 +110,9 @@ pub struct Peers {
     pub ejabberd: XmppServer,
     /// Where Prosody A and B send s2s for the gateway's test domain; `CPIM_PEER_PROSODY_S2S_GW*`.
     pub gateway_s2s: S2sRoute,
+    /// The one DNS server ejabberd's resolver asks for its s2s SRV lookups (UDP);
+    /// `CPIM_PEER_EJABBERD_DNS`. Nothing answers there until a test binds it.
+    pub ejabberd_dns: SocketAddr,
     /// Kamailio as registrar and presence server; `CPIM_PEER_KAMAILIO*`.
     pub kamailio: SipServer,
     /// Kamailio as MSRP relay (TCP); `CPIM_PEER_KAMAILIO_MSRP`.
@@ -187,6 +190,7 @@ impl Peers {
                 domain: v.string("CPIM_PEER_PROSODY_S2S_GW_DOMAIN")?,
                 addr: v.addr("CPIM_PEER_PROSODY_S2S_GW")?,
             },
+            ejabberd_dns: v.addr("CPIM_PEER_EJABBERD_DNS")?,
             kamailio: SipServer {
                 addr: v.addr("CPIM_PEER_KAMAILIO")?,
                 domain: v.string("CPIM_PEER_KAMAILIO_DOMAIN")?,
@@ -328,6 +332,7 @@ mod tests {
                 "0123456789abcdef0123456789abcdef",
             ),
             ("CPIM_PEER_EJABBERD_USERS", "alice:alicepw,bob:bobpw"),
+            ("CPIM_PEER_EJABBERD_DNS", "127.0.0.1:5398"),
             ("CPIM_PEER_KAMAILIO", "127.0.0.1:5064"),
             ("CPIM_PEER_KAMAILIO_DOMAIN", "sip.test"),
             ("CPIM_PEER_KAMAILIO_MSRP", "127.0.0.1:2855"),
@@ -373,6 +378,7 @@ mod tests {
         );
         assert_eq!(peers.gateway_s2s.domain, "gw.test");
         assert_eq!(peers.gateway_s2s.addr.port(), 5299);
+        assert_eq!(peers.ejabberd_dns, "127.0.0.1:5398".parse().unwrap());
         assert_eq!(peers.kamailio.addr.port(), 5064);
         assert_eq!(peers.kamailio.domain, "sip.test");
         assert_eq!(peers.kamailio_msrp.port(), 2855);

@@ -11,38 +11,23 @@
 //! - XMPP watcher of a SIP user: approved by the gateway's policy, the SIP user's PUBLISHed
 //!   state (RFC 3903) arrives as presence with its note; a removed publication is
 //!   unavailable; unsubscribe ends the subscription;
-//! - a SIP user whose name holds an `@` writes to XMPP and gets the reply (XEP-0106).
+//! - a SIP user whose name holds an `@` writes to XMPP and gets the reply (XEP-0106);
+//! - receipts both ways with their ids (RFC 5438 IMDN <-> XEP-0184, XEP-0359).
 //!
-//! The flows are in `common/flows.rs` (shared with `gateway_s2s`). Skips (prints why)
-//! without `CPIM_PEERS`, fails for that under `CI=true`.
+//! Refusals in component mode against Prosody are in `gateway_errors`.
+//! The flows are in `common/flows.rs` and run through `common/modes.rs` (shared with
+//! `gateway_s2s` and the ejabberd runs `gateway_ejabberd_*`). Skips (prints why) without
+//! `CPIM_PEERS`, fails for that under `CI=true`.
 
 mod common;
 
-use common::flows::{self, Setup};
-use common::*;
-use cpim_interop::require_peers;
-use cpim_testkit::TestGateway;
+use common::flows;
+use common::modes::component;
+use common::unique;
+use cpim_interop::peer_env::Peer;
 
 async fn run(user_prefix: &str, flow: flows::Flow) {
-    run_as(unique(user_prefix), flow).await
-}
-
-async fn run_as(user: String, flow: flows::Flow) {
-    let peers = require_peers!(Prosody);
-    init_tracing();
-    let _lock = component_lock().await;
-    let gw = TestGateway::start(component_config(&peers, &[&user]))
-        .await
-        .unwrap();
-    gw.wait_link_up("xmpp", WAIT).await.unwrap();
-    let setup = Setup {
-        peers: &peers,
-        gw: &gw,
-        sip_domain: SIP_DOMAIN.into(),
-        jid_domain: component_domain(&peers),
-    };
-    flow(&setup, &user).await;
-    gw.shutdown().await;
+    component(Peer::Prosody, unique(user_prefix), flow).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +53,7 @@ async fn component_xmpp_watcher_of_sip_user_sees_published_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn component_user_with_at_sign_round_trips_xep0106() {
-    run_as(format!("{}@home", unique("gina")), |s, u| {
+    component(Peer::Prosody, format!("{}@home", unique("gina")), |s, u| {
         Box::pin(flows::user_with_at_sign_both_ways(s, u))
     })
     .await;

@@ -6,49 +6,24 @@
 //! certificate (`CPIM_PEER_PROSODY_CERT`, else `$CPIM_PEER_DIR/prosody-a/certs/`). No
 //! component: XMPP users write to SIP user `u@gw.test` as `u@gw.test`.
 //!
-//! The same flows as `gateway_component` (`common/flows.rs`): messages both ways in
-//! text/plain and message/cpim, a SIP watcher of an XMPP user pending until approval then
-//! active/open with changes, offline/online and unsubscribe, an XMPP watcher of a SIP user
-//! seeing the PUBLISHed state; refusals mapped both ways (a nonexistent XMPP user is 404 for
-//! SIP, an unknown SIP user `item-not-found` for XMPP). Skips (prints why) without
+//! The same flows as `gateway_component` (`common/flows.rs`, run through `common/modes.rs`,
+//! shared with the ejabberd runs `gateway_ejabberd_*`): messages both ways in text/plain and
+//! message/cpim, a SIP watcher of an XMPP user pending until approval then active/open with
+//! changes, offline/online and unsubscribe, an XMPP watcher of a SIP user seeing the
+//! PUBLISHed state; refusals mapped both ways (a nonexistent XMPP user is 404 for SIP, an
+//! unknown SIP user `item-not-found` for XMPP); a SIP user with an `@` (XEP-0106); receipts
+//! both ways with their ids (RFC 5438 IMDN <-> XEP-0184). Skips (prints why) without
 //! `CPIM_PEERS` or the certificate, and fails for that under `CI=true`.
 
 mod common;
 
-use common::flows::{self, Setup};
-use common::*;
-use cpim_interop::require_peers;
-use cpim_testkit::TestGateway;
+use common::flows;
+use common::modes::s2s;
+use common::unique;
+use cpim_interop::peer_env::Peer;
 
 async fn run(user_prefix: &str, flow: flows::Flow) {
-    run_as(unique(user_prefix), flow).await
-}
-
-async fn run_as(user: String, flow: flows::Flow) {
-    let peers = require_peers!(Prosody);
-    init_tracing();
-    // One listener on the s2s route's address at a time.
-    let _lock = component_lock().await;
-    let Some(cert) = cpim_interop::peer_env::need(
-        &[cpim_interop::peer_env::Peer::Prosody],
-        prosody_cert(&peers),
-        "Prosody's certificate is not found (CPIM_PEER_PROSODY_CERT / CPIM_PEER_DIR/prosody-a/certs)",
-    ) else {
-        return;
-    };
-    let gw = TestGateway::builder(s2s_config(&peers, &[&user], &cert))
-        .keep_xmpp_listen()
-        .start()
-        .await
-        .unwrap();
-    let setup = Setup {
-        peers: &peers,
-        gw: &gw,
-        sip_domain: peers.gateway_s2s.domain.clone(),
-        jid_domain: peers.gateway_s2s.domain.clone(),
-    };
-    flow(&setup, &user).await;
-    gw.shutdown().await;
+    s2s(Peer::Prosody, unique(user_prefix), flow).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,7 +54,7 @@ async fn s2s_refusals_mapped_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s2s_user_with_at_sign_round_trips_xep0106() {
-    run_as(format!("{}@home", unique("hal")), |s, u| {
+    s2s(Peer::Prosody, format!("{}@home", unique("hal")), |s, u| {
         Box::pin(flows::user_with_at_sign_both_ways(s, u))
     })
     .await;

@@ -39,6 +39,18 @@ pub fn srv(priority: u16, weight: u16, port: u16, target: &str) -> RData {
     RData::SRV(SRV::new(priority, weight, port, name(target)))
 }
 
+/// A zone holding one record, `SRV _xmpp-server._tcp.<domain>. -> localhost:<port>`: an
+/// XMPP server looking up `domain` for s2s (RFC 6120 s3.2.1) connects to 127.0.0.1:`port`.
+pub fn xmpp_server_zone(domain: &str, port: u16) -> Zone {
+    Zone::from([(
+        (
+            name(&format!("_xmpp-server._tcp.{domain}.")),
+            RecordType::SRV,
+        ),
+        vec![srv(0, 5, port, "localhost.")],
+    )])
+}
+
 /// An A record for 127.0.0.1.
 pub fn a_localhost() -> RData {
     RData::A(A(Ipv4Addr::LOCALHOST))
@@ -47,10 +59,18 @@ pub fn a_localhost() -> RData {
 /// Starts a responder answering from `zone`; returns its address and the queries it gets.
 /// It runs until the runtime ends.
 pub async fn responder(zone: Arc<Mutex<Zone>>) -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
-    let sock = UdpSocket::bind("127.0.0.1:0")
+    responder_on("127.0.0.1:0".parse().expect("an address"), zone)
         .await
-        .expect("bind the DNS responder");
-    let addr = sock.local_addr().expect("local address");
+        .expect("bind the DNS responder")
+}
+
+/// As [`responder`], on the UDP address `addr` (a fixed port a peer is configured to ask).
+pub async fn responder_on(
+    addr: SocketAddr,
+    zone: Arc<Mutex<Zone>>,
+) -> std::io::Result<(SocketAddr, mpsc::UnboundedReceiver<String>)> {
+    let sock = UdpSocket::bind(addr).await?;
+    let addr = sock.local_addr()?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut buf = [0u8; 1500];
@@ -80,7 +100,7 @@ pub async fn responder(zone: Arc<Mutex<Zone>>) -> (SocketAddr, mpsc::UnboundedRe
             }
         }
     });
-    (addr, rx)
+    Ok((addr, rx))
 }
 
 #[cfg(test)]
@@ -91,10 +111,7 @@ mod tests {
     #[tokio::test]
     async fn answers_from_the_zone_and_reports_each_query() {
         let srv_name = name("_xmpp-server._tcp.b.test.");
-        let zone = Zone::from([(
-            (srv_name.clone(), RecordType::SRV),
-            vec![srv(0, 5, 5269, "localhost.")],
-        )]);
+        let zone = xmpp_server_zone("b.test", 5269);
         let (addr, mut queries) = responder(Arc::new(Mutex::new(zone))).await;
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         for (qname, qtype, answers) in [

@@ -1,9 +1,10 @@
-//! The message and presence flows of the acceptance tests, shared by component mode
-//! (`gateway_component`) and s2s mode (`gateway_s2s`): only the way XMPP users write a SIP
-//! user's JID differs.
+//! The message and presence flows of the acceptance tests, shared by component mode and
+//! s2s mode (only the way XMPP users write a SIP user's JID differs) and by the XMPP
+//! servers they run against (Prosody: `gateway_component`, `gateway_s2s`; ejabberd:
+//! `gateway_ejabberd_component`, `gateway_ejabberd_s2s`). [`super::modes`] sets them up.
 
 use cpim_core::presence::Basic;
-use cpim_interop::Peers;
+use cpim_interop::{Peers, XmppServer};
 use cpim_sip::codec::HeaderName;
 use cpim_testkit::{SipUa, TestGateway, Transport, XmppClient, XmppEvent};
 
@@ -19,6 +20,9 @@ pub type Flow = for<'a> fn(
 pub struct Setup<'a> {
     /// The peers.
     pub peers: &'a Peers,
+    /// The XMPP server of the XMPP users (one of `peers`): its c2s address, domain and
+    /// accounts (`alice`, `bob`).
+    pub xmpp: &'a XmppServer,
     /// The gateway (started with the flow's SIP user in its user list).
     pub gw: &'a TestGateway,
     /// The SIP users' domain.
@@ -45,14 +49,14 @@ impl Setup<'_> {
     }
 
     async fn xmpp(&self, user: &str) -> XmppClient {
-        prosody_login(self.peers, user).await
+        xmpp_login(self.peers, self.xmpp, user).await
     }
 }
 
 /// SIP (UDP and TCP) -> XMPP text/plain and message/cpim (the XMPP user gets the payload,
 /// RFC 3922 s4 / RFC 7572), XMPP -> SIP in message/cpim to a UA that wrote CPIM.
 pub async fn messages_both_ways(s: &Setup<'_>, user: &str) {
-    let bob = s.peers.prosody.account("bob").unwrap();
+    let bob = s.xmpp.account("bob").unwrap();
     let mut xbob = s.xmpp("bob").await;
     let sip_jid = format!("{user}@{}", s.jid_domain);
     let to_bob = format!("sip:{}", bob.jid());
@@ -137,7 +141,7 @@ pub async fn messages_both_ways(s: &Setup<'_>, user: &str) {
 /// XMPP user approves, then NOTIFY active with PIDF open; show/status; offline and online;
 /// unsubscribe reaches the XMPP user.
 pub async fn sip_watcher_of_xmpp_user(s: &Setup<'_>, user: &str) {
-    let alice = s.peers.prosody.account("alice").unwrap();
+    let alice = s.xmpp.account("alice").unwrap();
     let mut xalice = s.xmpp("alice").await;
     let ua = s.ua(user, Transport::Udp).await;
     let sip_jid = format!("{user}@{}", s.jid_domain);
@@ -150,6 +154,9 @@ pub async fn sip_watcher_of_xmpp_user(s: &Setup<'_>, user: &str) {
     // (Prosody also re-delivers pending requests of earlier runs at login: match `from`.)
     await_presence_from(&xalice, "subscribe", &sip_jid).await;
     // Not active before the approval: every NOTIFY so far is pending without open state.
+    // (Prosody acknowledges the request with presence `unavailable` from the bare JID, which
+    // RFC 6121 s3.1.3 does not ask for; ejabberd sends nothing before the approval. Either
+    // way nothing here may be active or open.)
     xalice.sync().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     for n in ua.take_received().iter().filter(|r| is_notify(r)) {
@@ -164,7 +171,8 @@ pub async fn sip_watcher_of_xmpp_user(s: &Setup<'_>, user: &str) {
         assert_ne!(basic(n), Some(Basic::Open), "{}", body_text(n));
     }
 
-    // Approve: NOTIFY active with PIDF open.
+    // Approve: NOTIFY active with PIDF open (RFC 6121 s3.1.5: `subscribed`, then the current
+    // presence of each available resource; Prosody marks that presence delayed, XEP-0203).
     xalice
         .send_presence(Some(&sip_jid), Some("subscribed"), None, None)
         .await
@@ -210,7 +218,10 @@ pub async fn sip_watcher_of_xmpp_user(s: &Setup<'_>, user: &str) {
     .await
     .unwrap();
 
-    // Unsubscribe: the dialog ends with a terminated NOTIFY, the XMPP user is told.
+    // Unsubscribe: the dialog ends with a terminated NOTIFY, the XMPP user is told. (ejabberd
+    // then also sends `unavailable` from each available resource, as RFC 6121 s3.3.3 asks,
+    // and an `unsubscribed` of its own; Prosody neither. The gateway's terminated NOTIFY does
+    // not depend on them.)
     let r = ua.resubscribe(&sub, 0).await.unwrap();
     assert_eq!(r.code(), 200, "{}", r.reason());
     ua.await_request(|r| is_notify(r) && sub_state(r) == "terminated", WAIT)
@@ -225,7 +236,7 @@ pub async fn sip_watcher_of_xmpp_user(s: &Setup<'_>, user: &str) {
 /// PUBLISHed state (RFC 3903) arrives with its note; modified; removed (unavailable);
 /// published again; the unsubscribe removes the subscription.
 pub async fn xmpp_watcher_of_sip_user(s: &Setup<'_>, user: &str) {
-    let bob = s.peers.prosody.account("bob").unwrap();
+    let bob = s.xmpp.account("bob").unwrap();
     let mut xbob = s.xmpp("bob").await;
     let ua = s.ua(user, Transport::Udp).await;
     let sip_jid = format!("{user}@{}", s.jid_domain);
@@ -321,12 +332,14 @@ pub async fn refusals_mapped(s: &Setup<'_>, user: &str) {
     let ua = s.ua(user, Transport::Udp).await;
     let r = ua
         .message(
-            &format!("sip:nobody-{user}@{}", s.peers.prosody.domain),
+            &format!("sip:nobody-{user}@{}", s.xmpp.domain),
             "text/plain",
             b"anyone there?",
         )
         .await
         .unwrap();
+    // Both servers bounce `service-unavailable` (RFC 6121 s8.5.1); ejabberd's bounce also
+    // carries the original payload (body, thread, origin-id), as RFC 6120 s8.3.1 allows.
     assert_eq!(r.code(), 404, "{} {}", r.code(), r.reason());
     assert_eq!(queue_depth(s.gw).await, 0, "nothing queued");
 
@@ -344,7 +357,7 @@ pub async fn refusals_mapped(s: &Setup<'_>, user: &str) {
 /// it is not read as a domain the gateway would route elsewhere.
 pub async fn user_with_at_sign_both_ways(s: &Setup<'_>, user: &str) {
     let (local, rest) = user.split_once('@').expect("a user with an @");
-    let bob = s.peers.prosody.account("bob").unwrap();
+    let bob = s.xmpp.account("bob").unwrap();
     let mut xbob = s.xmpp("bob").await;
     let ua = s.ua(user, Transport::Udp).await;
     let jid = format!("{local}\\40{rest}@{}", s.jid_domain);
@@ -407,7 +420,7 @@ fn deflated_delivery_imdn(from: &str, to: &str, message_id: &str) -> Vec<u8> {
 ///   `positive-delivery` request (and `negative-delivery`: XMPP senders always get errors);
 /// - the SIP user's deflated delivery IMDN becomes an XMPP receipt naming that id.
 pub async fn receipts_both_ways(s: &Setup<'_>, user: &str) {
-    let bob = s.peers.prosody.account("bob").unwrap();
+    let bob = s.xmpp.account("bob").unwrap();
     let mut xbob = s.xmpp("bob").await;
     let sip_jid = format!("{user}@{}", s.jid_domain);
     let to_bob = format!("sip:{}", bob.jid());

@@ -1,5 +1,6 @@
 //! Shared by the end-to-end tests. Here: gateway configs for the real peers, unique user
 //! names, NOTIFY inspection (the `gateway_*` tests); [`flows`]: message and presence flows;
+//! [`modes`]: the gateway as component or s2s peer of Prosody or ejabberd, running a flow;
 //! [`legacy`]: the `legacy_*` tests' gateway and raw IRC/JSON clients; [`sip`]: the
 //! `sip_gateway_*` tests' SIP-only gateway and SIPp runs;
 //! [`xmpp_client`]: the slixmpp client script.
@@ -8,6 +9,7 @@
 
 pub mod flows;
 pub mod legacy;
+pub mod modes;
 pub mod sip;
 pub mod xmpp_client;
 
@@ -15,7 +17,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use cpim_core::presence::Basic;
 use cpim_gateway::config::{Config, DomainAlias, Route};
-use cpim_interop::Peers;
+use cpim_interop::peer_env::Peer;
+use cpim_interop::{Peers, S2sRoute, XmppServer};
 use cpim_sip::app::config::SipUser;
 use cpim_sip::codec::{HeaderName, Request};
 
@@ -55,10 +58,29 @@ pub fn unique(prefix: &str) -> String {
 
 /// `user` of the Prosody peer logged in over c2s (slixmpp, RFC 6120).
 pub async fn prosody_login(peers: &Peers, user: &str) -> cpim_testkit::XmppClient {
-    let a = peers.prosody.account(user).unwrap();
-    cpim_testkit::XmppClient::login(&peers.python, &a.jid(), &a.password, peers.prosody.c2s)
+    xmpp_login(peers, &peers.prosody, user).await
+}
+
+/// `user` of the XMPP server `server` (one of `peers`) logged in over c2s (slixmpp,
+/// RFC 6120).
+pub async fn xmpp_login(
+    peers: &Peers,
+    server: &XmppServer,
+    user: &str,
+) -> cpim_testkit::XmppClient {
+    let a = server.account(user).unwrap();
+    cpim_testkit::XmppClient::login(&peers.python, &a.jid(), &a.password, server.c2s)
         .await
         .unwrap()
+}
+
+/// The real XMPP server `peer` (Prosody A or ejabberd) of `peers`.
+pub fn xmpp_server(peers: &Peers, peer: Peer) -> &XmppServer {
+    match peer {
+        Peer::Prosody => &peers.prosody,
+        Peer::Ejabberd => &peers.ejabberd,
+        other => panic!("{} is not an XMPP server", other.name()),
+    }
 }
 
 /// Waits for the error reply to the message `id` that `x` sent and asserts its condition
@@ -156,11 +178,17 @@ pub fn base_config(users: &[&str]) -> Config {
 /// The gateway as Prosody A's XEP-0114 component (`CPIM_PEER_PROSODY_COMPONENT*`): XMPP
 /// users write to `user@<component domain>`, which is the alias of `sip.test`.
 pub fn component_config(peers: &Peers, users: &[&str]) -> Config {
-    let comp = peers
-        .prosody
+    component_config_of(&peers.prosody, users)
+}
+
+/// The gateway as the XEP-0114 component of `server` (`CPIM_PEER_<SERVER>_COMPONENT*`),
+/// routing `server`'s domain to XMPP: XMPP users write to `user@<component domain>`, which
+/// is the alias of `sip.test`.
+pub fn component_config_of(server: &XmppServer, users: &[&str]) -> Config {
+    let comp = server
         .component
         .as_ref()
-        .expect("Prosody A has a component listener");
+        .expect("the server has a component listener");
     let mut c = base_config(users);
     c.xmpp = toml::from_str(&format!(
         "[mode]\nkind = \"component\"\nserver = \"{}\"\ndomain = \"{}\"\nsecret = \"{}\"\n",
@@ -168,7 +196,7 @@ pub fn component_config(peers: &Peers, users: &[&str]) -> Config {
     ))
     .expect("component config");
     c.routes = vec![Route {
-        domain: peers.prosody.domain.clone(),
+        domain: server.domain.clone(),
         adapter: "xmpp".into(),
     }];
     c.domain_aliases = vec![DomainAlias {
@@ -179,29 +207,39 @@ pub fn component_config(peers: &Peers, users: &[&str]) -> Config {
     c
 }
 
-/// Prosody A's certificate (self-signed; the gateway trusts it explicitly in s2s mode):
-/// `CPIM_PEER_PROSODY_CERT`, else `$CPIM_PEER_DIR/prosody-a/certs/<domain>.crt` (where
-/// `scripts/test` puts it).
-pub fn prosody_cert(peers: &Peers) -> Option<std::path::PathBuf> {
-    std::env::var_os("CPIM_PEER_PROSODY_CERT")
+/// The self-signed certificate of the XMPP server `peer` (the gateway trusts it explicitly
+/// in s2s mode): `CPIM_PEER_<PEER>_CERT`, else `$CPIM_PEER_DIR/<folder>/certs/<domain>.crt`,
+/// where `scripts/test` puts it (folder `prosody-a` for Prosody A, `ejabberd`).
+pub fn xmpp_cert(peers: &Peers, peer: Peer) -> Option<std::path::PathBuf> {
+    let folder = match peer {
+        Peer::Prosody => "prosody-a",
+        _ => peer.name(),
+    };
+    let var = format!("CPIM_PEER_{}_CERT", peer.name().to_ascii_uppercase());
+    std::env::var_os(var)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
             peers
                 .dir
-                .join("prosody-a/certs")
-                .join(format!("{}.crt", peers.prosody.domain))
+                .join(folder)
+                .join("certs")
+                .join(format!("{}.crt", xmpp_server(peers, peer).domain))
         })
         .canonicalize()
         .ok()
 }
 
-/// The gateway as XMPP server `CPIM_PEER_PROSODY_S2S_GW_DOMAIN` (s2s, RFC 7247 s4): its SIP
-/// domain is that domain too (`user@gw.test` on both sides), it listens where Prosody's
-/// hermetic DNS sends s2s for it (`CPIM_PEER_PROSODY_S2S_GW`) and reaches Prosody A through a
-/// static SRV override, trusting Prosody's self-signed certificate.
-pub fn s2s_config(peers: &Peers, users: &[&str], cert: &std::path::Path) -> Config {
+/// The gateway as XMPP server `gw.domain` federating with `server` (s2s, RFC 7247 s4): its
+/// SIP domain is that domain too (`user@gw.test` on both sides), it listens at `gw.addr`
+/// (where `server` sends s2s for it) and reaches `server` through a static SRV override,
+/// trusting the server's self-signed certificate `cert`.
+pub fn s2s_config(
+    server: &XmppServer,
+    gw: &S2sRoute,
+    users: &[&str],
+    cert: &std::path::Path,
+) -> Config {
     let mut c = base_config(users);
-    let gw = &peers.gateway_s2s;
     c.sip.domains = vec![gw.domain.clone()];
     c.xmpp = toml::from_str(&format!(
         "delivery_timeout_secs = 20
@@ -219,12 +257,12 @@ trust_roots = [\"{}\"]
         gw.domain,
         gw.addr,
         cert.display(),
-        peers.prosody.domain,
-        peers.prosody.s2s
+        server.domain,
+        server.s2s
     ))
     .expect("s2s config");
     c.routes = vec![Route {
-        domain: peers.prosody.domain.clone(),
+        domain: server.domain.clone(),
         adapter: "xmpp".into(),
     }];
     c
