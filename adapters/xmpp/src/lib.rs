@@ -28,7 +28,7 @@
 //! get/set gets `service-unavailable`. Error stanzas map to status codes through
 //! `cpim_core::errmap` (RFC 7247 s7.1), with one refinement: `service-unavailable` bounced
 //! by a user's JID is the server's answer for a user it does not have (RFC 6121
-//! s8.5.2.2.1), so 404 rather than a 503 the gateway's queue would retry. A malformed JID
+//! s8.5.1), so 404 rather than a 503 the gateway's queue would retry. A malformed JID
 //! gets `jid-malformed`, an unknown type `bad-request`; neither drops the link.
 //!
 //! # Links

@@ -65,7 +65,7 @@ async fn sip_message_to_nonexistent_xmpp_user_is_refused() {
         .await
         .unwrap();
     // Prosody bounces `service-unavailable` for a user it does not have (RFC 6121
-    // s8.5.2.2.1); the gateway answers the mapped failure.
+    // s8.5.1); the gateway answers the mapped failure.
     assert!(
         !(200..300).contains(&r.code()),
         "a message to a nonexistent user got {} {}",

@@ -152,7 +152,7 @@ fn origin_of(el: &Element) -> Origin {
 ///
 /// One refinement: a `<message/>` bounced with `<service-unavailable/>` of type `cancel` from
 /// a user's address (a `from` with a localpart) is how a server answers for a user it does
-/// not have (RFC 6121 s8.5.2.2.1; Prosody does exactly this). That is 404 for the sender,
+/// not have (RFC 6121 s8.5.1; Prosody and ejabberd do exactly this). That is 404 for the sender,
 /// not 503: a SIP UA learns that the user does not exist, and the gateway's store-and-forward
 /// queue (which retries 503) is not filled with messages that can never be delivered.
 pub fn status_of_error(el: &Element) -> Status {
@@ -392,7 +392,7 @@ mod tests {
             Inbound::Response { result: Err(s), .. } => s.code,
             other => panic!("{other:?}"),
         };
-        // RFC 6121 s8.5.2.2.1: the server's answer for a user it does not have.
+        // RFC 6121 s8.5.1: the server's answer for a user it does not have.
         assert_eq!(code(&bounce("nobody@xmpp.test", "message", "cancel")), 404);
         // Otherwise the RFC 7247 s7.1 row: from the server itself, a wait-type error, or
         // not a message.
