@@ -20,6 +20,7 @@ use cpim_core::model::{
     Message, Notify, Operation, Outcome, Subscribe, SubscriptionState, TransId,
 };
 use cpim_core::presence::{Basic, Note, Presence, Tuple};
+use cpim_testkit::own_prosody::{self, OwnProsody};
 use cpim_testkit::peer_env::Peer;
 use cpim_xmpp::{start, Mode, XmppConfig};
 use serde_json::Value;
@@ -28,9 +29,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
 mod common;
-mod own_prosody;
 use common::init_tracing;
-use own_prosody::OwnProsody;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

@@ -13,16 +13,15 @@ use std::time::Duration;
 use cpim_core::adapter::Adapter;
 use cpim_core::address::{Address, Scheme};
 use cpim_core::model::{Message, Operation, TransId};
+use cpim_testkit::own_prosody::{self, OwnProsody};
 use cpim_xmpp::{start, Mode, XmppConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 mod common;
-mod own_prosody;
 
 use common::prosody::{env, Client, Env};
 use common::{init_tracing, Rec};
-use own_prosody::OwnProsody;
 
 /// A text message `body` from carol at the gateway's domain to `user` at Prosody's.
 fn from_carol(e: &Env, trans_id: u64, user: &str, body: &str) -> Operation {

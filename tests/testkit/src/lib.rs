@@ -41,6 +41,8 @@
 //!   killed when dropped. [`linphone::program`] finds it (`CPIM_PEER_LINPHONEC`, else
 //!   `PATH`).
 //! - [`eventually`]: poll a condition until it holds or a timeout passes.
+//! - [`own_prosody`]: a Prosody of the test's own (`scripts/peers/prosody.sh` on ports of
+//!   its own) for tests that stop and restart the XMPP server.
 //! - [`sipp`]: the SIPp runner; [`dns`]: a DNS responder on loopback; [`peer_env`]: the
 //!   real peers' `CPIM_PEER_*` variables and the one rule for a missing peer
 //!   ([`peer_env::need`]: skip with a message, fail under `CI=true`; a found peer is
@@ -66,6 +68,7 @@ pub mod dns;
 mod error;
 mod gateway;
 pub mod linphone;
+pub mod own_prosody;
 pub mod peer_env;
 mod sip;
 pub mod sipp;
