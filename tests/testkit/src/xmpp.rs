@@ -71,6 +71,24 @@ impl XmppEvent {
         }
     }
 
+    /// The XEP-0359 `<origin-id xmlns='urn:xmpp:sid:0' id='...'/>` of a message, from its
+    /// stanza XML.
+    pub fn origin_id(&self) -> Option<String> {
+        let XmppEvent::Message { xml, .. } = self else {
+            return None;
+        };
+        let mut rest = xml.as_str();
+        while let Some(at) = rest.find("<origin-id") {
+            let tag = &rest[at..];
+            let tag = &tag[..tag.find('>')?];
+            rest = &rest[at + tag.len()..];
+            if tag.contains("urn:xmpp:sid:0") {
+                return attr(tag, "id");
+            }
+        }
+        None
+    }
+
     fn parse(v: Value) -> XmppEvent {
         let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
         let o = |k: &str| v[k].as_str().map(str::to_owned);
@@ -94,6 +112,36 @@ impl XmppEvent {
             },
             _ => XmppEvent::Other(v),
         }
+    }
+}
+
+/// The value of attribute `name` in the start tag `tag` (either quote), entities of
+/// XML 1.0 s4.6 resolved.
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let mut rest = tag;
+    loop {
+        let at = rest.find(name)?;
+        let before = rest[..at].chars().next_back();
+        let after = rest[at + name.len()..].trim_start();
+        rest = &rest[at + name.len()..];
+        if !before.is_some_and(char::is_whitespace) {
+            continue;
+        }
+        let Some(value) = after.strip_prefix('=') else {
+            continue;
+        };
+        let value = value.trim_start();
+        let quote = value.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+        let value = &value[1..];
+        let value = &value[..value.find(quote)?];
+        return Some(
+            value
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&"),
+        );
     }
 }
 
@@ -396,5 +444,23 @@ mod tests {
             "type": "subscribe", "show": null, "status": null, "error": null}));
         assert!(matches!(&p, XmppEvent::Presence { kind, .. } if kind == "subscribe"));
         assert!(agent_script().exists(), "{}", agent_script().display());
+    }
+
+    #[test]
+    fn origin_id_is_read_from_the_stanza() {
+        let m = |xml: &str| {
+            XmppEvent::parse(json!({"event": "message", "from": "a@x/r", "to": "b@y",
+                "type": "chat", "id": "s1", "body": "hi", "xml": xml}))
+        };
+        let e = m("<message id=\"s1\"><body>hi</body><origin-id xmlns=\"urn:xmpp:sid:0\" id=\"M&amp;1\" /></message>");
+        assert_eq!(e.origin_id().as_deref(), Some("M&1"));
+        let e = m("<message><origin-id id='o2' xmlns='urn:xmpp:sid:0'/></message>");
+        assert_eq!(e.origin_id().as_deref(), Some("o2"));
+        // Another namespace's origin-id, an attribute that only ends in "id", none at all.
+        let e = m("<message><origin-id xmlns='urn:other' id='x'/><body>a</body></message>");
+        assert_eq!(e.origin_id(), None);
+        let e = m("<message><origin-id xmlns='urn:xmpp:sid:0' xid='y'/></message>");
+        assert_eq!(e.origin_id(), None);
+        assert_eq!(m("<message><body>a</body></message>").origin_id(), None);
     }
 }
