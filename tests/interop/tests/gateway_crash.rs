@@ -14,44 +14,17 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use cpim_core::presence::Basic;
-use cpim_interop::{free_tcp_port, free_udp_port, require_peers, scratch_dir, Proc};
-use cpim_testkit::{http_get, SipUa, Transport, XmppEvent};
+use cpim_interop::{require_peers, scratch_dir};
+use cpim_testkit::{SipUa, Transport, XmppEvent};
 
 const MESSAGES: usize = 1000;
 const KILL_AT: usize = 400;
 const IN_FLIGHT: usize = 20;
-/// The admin API token written into the gateway's config file.
-const ADMIN_TOKEN: &str = "crash-test-admin-token-0123456789";
-
-fn spawn_gateway(config: &Path, run: usize) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cpim-gateway-e2e"));
-    cmd.arg("run").arg("--config").arg(config);
-    cmd.env("RUST_LOG", "warn");
-    Proc::spawn(&format!("cpim-gateway run {run}"), cmd).expect("spawn the gateway")
-}
-
-/// Until /health answers and the XMPP link is up.
-async fn wait_ready(admin: SocketAddr) {
-    cpim_testkit::eventually("the gateway's XMPP link up", WAIT, || async {
-        let (code, body) = http_get(admin, "/links", Some(ADMIN_TOKEN)).await.ok()?;
-        let links: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let up = links.as_array()?.iter().any(|l| {
-            l["name"].as_str().is_some_and(|n| n.starts_with("xmpp"))
-                && l["up"].as_bool() == Some(true)
-        });
-        (code == 200 && up).then_some(())
-    })
-    .await
-    .unwrap();
-}
 
 /// `ua`'s presence, open with `note`, PUBLISHed for an hour (RFC 3903; a modify of the
 /// publication `etag` when given).
@@ -69,22 +42,13 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
     let carol = unique("carol");
     let wendy = unique("wendy");
     let dir = scratch_dir("gateway-crash").unwrap();
-    let sip_udp: SocketAddr = ([127, 0, 0, 1], free_udp_port().unwrap()).into();
-    let sip_tcp: SocketAddr = ([127, 0, 0, 1], free_tcp_port().unwrap()).into();
-    let admin: SocketAddr = ([127, 0, 0, 1], free_tcp_port().unwrap()).into();
     let mut cfg = component_config(&peers, &[&carol, &wendy]);
-    cfg.sip.endpoint.udp = vec![sip_udp];
-    cfg.sip.endpoint.tcp = vec![sip_tcp];
-    cfg.sip.endpoint.tls = Vec::new();
-    cfg.admin.listen = admin;
-    cfg.admin.token = Some(ADMIN_TOKEN.into());
-    cfg.store.path = dir.join("store");
     cfg.queue.retry_initial_ms = 200;
-    let config = dir.join("gateway.toml");
-    std::fs::write(&config, toml::to_string(&cfg).unwrap()).unwrap();
+    let (config, listen) = binary::write_config(cfg, &dir);
+    let (sip_udp, sip_tcp) = (listen.sip_udp, listen.sip_tcp);
 
-    let mut gw = spawn_gateway(&config, 1);
-    wait_ready(admin).await;
+    let gw = binary::spawn(&config, "cpim-gateway run 1");
+    let mut gw = binary::wait_xmpp_up(listen.admin, gw).await;
     let comp = component_domain(&peers);
     let carol_jid = format!("{carol}@{comp}");
     let wendy_jid = format!("{wendy}@{comp}");
@@ -142,7 +106,7 @@ async fn sigkill_during_1000_messages_loses_and_duplicates_nothing_acknowledged(
                 "the gateway was killed, not stopped: {:?}",
                 out.status
             );
-            gw = spawn_gateway(&config, 2);
+            gw = binary::spawn(&config, "cpim-gateway run 2");
         }
         let permit = slots.clone().acquire_owned().await.unwrap();
         let ua = sender.clone();

@@ -3,10 +3,12 @@
 //! [`modes`]: the gateway as component or s2s peer of Prosody or ejabberd, running a flow;
 //! [`legacy`]: the `legacy_*` tests' gateway and raw IRC/JSON clients; [`sip`]: the
 //! `sip_gateway_*` tests' SIP-only gateway and SIPp runs;
-//! [`xmpp_client`]: the slixmpp client script.
+//! [`xmpp_client`]: the slixmpp client script; [`binary`]: the gateway binary as a child
+//! process (`gateway_crash`, `gateway_faults`).
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod binary;
 pub mod flows;
 pub mod legacy;
 pub mod modes;
@@ -276,8 +278,13 @@ pub fn component_domain(peers: &Peers) -> String {
 /// The gateway's store-and-forward queue depth (`/queue`).
 pub async fn queue_depth(gw: &cpim_testkit::TestGateway) -> u64 {
     let (code, body) = gw.admin_get("/queue").await.expect("/queue");
+    queue_depth_of(code, &body)
+}
+
+/// The queue depth from the answer `code`, `body` to `/queue`.
+pub fn queue_depth_of(code: u16, body: &str) -> u64 {
     assert_eq!(code, 200, "{body}");
-    serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["depth"]
+    serde_json::from_str::<serde_json::Value>(body).expect("JSON")["depth"]
         .as_u64()
         .expect("depth")
 }
