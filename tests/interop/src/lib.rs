@@ -28,10 +28,11 @@
 //!   regardless cannot pass.
 //! - `gateway_*`: the acceptance tests on the testkit against Prosody (component and
 //!   s2s): messages both ways, presence with approval, error mapping, receipts, a crash of
-//!   the gateway binary under load with nothing acknowledged lost, the defaults with no
-//!   config, and Linphone (a real SIP client) chatting with an XMPP user
-//!   (`gateway_linphone`). The flows of `gateway_component` and `gateway_s2s`
-//!   (`tests/common/flows.rs`) also run against ejabberd, in both modes
+//!   the gateway binary under load with nothing acknowledged lost, faults under an
+//!   open-loop load with counts (`gateway_faults`: Prosody restarted, the gateway
+//!   SIGKILLed), the defaults with no config, and Linphone (a real SIP client) chatting
+//!   with an XMPP user (`gateway_linphone`). The flows of `gateway_component` and
+//!   `gateway_s2s` (`tests/common/flows.rs`) also run against ejabberd, in both modes
 //!   (`gateway_ejabberd_component`, `gateway_ejabberd_s2s`).
 //! - `sip_gateway_*`: SIP through the whole gateway with SIPp, baresip, Kamailio, the
 //!   RFC 4475 torture messages and a load run.
