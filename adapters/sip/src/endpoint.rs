@@ -711,7 +711,7 @@ impl Core {
                 id,
                 &inc.request,
                 503,
-                "Service Unavailable (request queue full)",
+                "Service Unavailable (busy or stopping)",
                 &[(HeaderName::RetryAfter, "1".to_string())],
             );
         }
