@@ -145,25 +145,23 @@ impl SipConfig {
     /// configured (then the registrar is open), else only for a configured user (the
     /// user part compares exactly, RFC 3261 s19.1.4; the domain without case).
     pub fn user_exists(&self, user: &str, domain: &str) -> bool {
-        self.users.is_empty()
-            || self.users.iter().any(|u| {
-                u.username == user
-                    && u.domain
-                        .as_deref()
-                        .is_none_or(|d| cpim_core::domain::same(d, domain))
-            })
+        self.users.is_empty() || self.user(user, domain).is_some()
+    }
+
+    /// The configured entry of `user@domain` (a local domain), if any.
+    pub fn user(&self, user: &str, domain: &str) -> Option<&SipUser> {
+        self.users.iter().find(|u| {
+            u.username == user
+                && u.domain
+                    .as_deref()
+                    .is_none_or(|d| cpim_core::domain::same(d, domain))
+        })
     }
 
     /// The `cpim_wrap` policy for messages to `user@domain`: the user's own `cpim`
     /// setting, else the adapter's.
     pub fn cpim_wrap_for(&self, user: &str, domain: &str) -> CpimWrap {
-        let own = self.users.iter().find(|u| {
-            u.username == user
-                && u.domain
-                    .as_deref()
-                    .is_none_or(|d| cpim_core::domain::same(d, domain))
-        });
-        match own.and_then(|u| u.cpim) {
+        match self.user(user, domain).and_then(|u| u.cpim) {
             Some(true) => CpimWrap::Always,
             Some(false) => CpimWrap::Never,
             None => self.cpim_wrap,

@@ -74,7 +74,7 @@ impl Tu {
             headers.push((HeaderName::Subject, s.clone()));
         }
         let bare = Some((o.content_type.clone(), Bytes::from(m.body.clone())));
-        let policy = self.config.cpim_wrap;
+        let essence = m.mime_type();
         // The CPIM form, made once when some target takes it (see message::wrap).
         let wrapped = std::sync::OnceLock::new();
         let body_for = |cpim: bool| {
@@ -137,11 +137,11 @@ impl Tu {
                 .cpim_wrap_for(dest.user.as_deref().unwrap_or(""), &dest.domain);
             for (contact, flow, learned) in targets {
                 let this = Arc::clone(self);
-                let cpim = message::should_wrap(&m, policy, learned);
+                let cpim = message::should_wrap(&essence, policy, learned);
                 let mut req = make(contact.clone(), body_for(cpim));
                 // A UA that refuses the envelope (415, RFC 3428 s7) gets the payload bare;
                 // an IMDN has no bare form.
-                let retry = (cpim && m.mime_type() != cpim_core::imdn::CONTENT_TYPE)
+                let retry = (cpim && essence != cpim_core::imdn::CONTENT_TYPE)
                     .then(|| make(contact.clone(), bare.clone()));
                 set.spawn(async move {
                     let hop = match flow {
@@ -195,7 +195,7 @@ impl Tu {
         }
         let mut req = make(
             o.to.clone(),
-            body_for(message::should_wrap(&m, policy, false)),
+            body_for(message::should_wrap(&essence, self.config.cpim_wrap, false)),
         );
         let hop = self.hop_for(&o.to, &[]);
         match self.send_authenticated(&mut req, hop).await {

@@ -84,16 +84,13 @@ fn address(uri: &ParsedUri, what: &str) -> Result<Address, Refusal> {
         .map_err(|e| Refusal::new(400, format!("Bad {what}: {e}")))
 }
 
-/// The `message_id` of a SIP MESSAGE (see the module documentation).
-pub fn message_id(content_type: &str, body: &[u8], call_id: &str, cseq: u32) -> String {
-    if mime_essence(content_type) == "message/cpim" {
-        if let Ok(m) = CpimMessage::parse(body) {
-            if let Some(id) = m.imdn_message_id() {
-                return id.into_owned();
-            }
-        }
+/// The `message_id` of a SIP MESSAGE (see the module documentation): the envelope's
+/// `imdn.Message-ID` when the body is `message/cpim` (`cpim`, parsed once by the caller).
+fn message_id(cpim: Option<&CpimMessage<'_>>, call_id: &str, cseq: u32) -> String {
+    match cpim.and_then(|c| c.imdn_message_id()) {
+        Some(id) => id.into_owned(),
+        None => format!("{call_id}-{cseq}"),
     }
-    format!("{call_id}-{cseq}")
 }
 
 /// Maps an incoming MESSAGE to the abstract message.
@@ -117,8 +114,11 @@ pub fn inbound(m: &InboundMessage<'_>, trans_id: TransId) -> Result<Message, Ref
     let hops = m
         .max_forwards
         .map_or(Message::DEFAULT_HOPS, |mf| mf.min(255) as u8);
+    let cpim = (mime_essence(content_type) == "message/cpim")
+        .then(|| CpimMessage::parse(m.body).ok())
+        .flatten();
     let mut msg = Message::new(trans_id, source, destination, content_type, m.body.to_vec());
-    msg.message_id = Some(message_id(content_type, m.body, m.call_id, m.cseq));
+    msg.message_id = Some(message_id(cpim.as_ref(), m.call_id, m.cseq));
     msg.subject = m
         .subject
         .map(|s| s.trim().to_owned())
@@ -130,16 +130,15 @@ pub fn inbound(m: &InboundMessage<'_>, trans_id: TransId) -> Result<Message, Ref
         .filter(|l| !l.is_empty());
     msg.thread = Some(m.call_id.to_owned());
     msg.hops_left = hops;
-    if mime_essence(content_type) == "message/cpim" {
-        if let Ok(c) = CpimMessage::parse(m.body) {
-            if let Some(d) = c.imdn_disposition_notification() {
-                msg.disposition = DispositionRequest {
-                    delivery: d.contains("positive-delivery"),
-                    display: d.contains("display"),
-                    negative: d.contains("negative-delivery"),
-                };
-            }
-        }
+    if let Some(d) = cpim
+        .as_ref()
+        .and_then(|c| c.imdn_disposition_notification())
+    {
+        msg.disposition = DispositionRequest {
+            delivery: d.contains("positive-delivery"),
+            display: d.contains("display"),
+            negative: d.contains("negative-delivery"),
+        };
     }
     Ok(msg)
 }
@@ -217,12 +216,12 @@ pub fn outbound(m: &Message, max_size: usize) -> Result<OutboundMessage, Refusal
     })
 }
 
-/// True if `m` goes to SIP in `message/cpim` under `policy` for a target whose UA is
-/// known to write CPIM itself (`learned`); see [`super::config::CpimWrap`].
-pub fn should_wrap(m: &Message, policy: super::config::CpimWrap, learned: bool) -> bool {
+/// True if a message of media type `essence` ([`Message::mime_type`]) goes to SIP in
+/// `message/cpim` under `policy` for a target whose UA is known to write CPIM itself
+/// (`learned`); see [`super::config::CpimWrap`].
+pub fn should_wrap(essence: &str, policy: super::config::CpimWrap, learned: bool) -> bool {
     use super::config::CpimWrap;
-    let essence = m.mime_type();
-    if essence == "message/cpim" || cpim_core::model::is_end_to_end_secured(&essence) {
+    if essence == "message/cpim" || cpim_core::model::is_end_to_end_secured(essence) {
         return false;
     }
     match policy {
@@ -475,6 +474,7 @@ mod tests {
         let note = xmpp_message(imdn::CONTENT_TYPE, "<imdn/>");
         let cpim = xmpp_message("message/cpim", "From: <sip:a@b>\r\n\r\n\r\nx");
         let signed = xmpp_message("multipart/signed;boundary=x", "x");
+        let (text, note) = (text.mime_type(), note.mime_type());
         assert!(!should_wrap(&text, CpimWrap::Learn, false));
         assert!(should_wrap(&text, CpimWrap::Learn, true));
         assert!(
@@ -485,7 +485,7 @@ mod tests {
         assert!(!should_wrap(&note, CpimWrap::Never, true));
         for m in [&cpim, &signed] {
             for p in [CpimWrap::Learn, CpimWrap::Always] {
-                assert!(!should_wrap(m, p, true), "{}", m.content_type);
+                assert!(!should_wrap(&m.mime_type(), p, true), "{}", m.content_type);
             }
         }
     }

@@ -3,8 +3,9 @@
 //! IMDN.
 
 use cpim_core::address::Address;
-use cpim_core::errmap::{Condition, ErrorType};
+use cpim_core::errmap::{self, Condition, ErrorType};
 use cpim_core::model::{DispositionRequest, Message, MessageKind, Operation, TransId};
+use cpim_core::StatusCode;
 use cpim_core::{imdn, iscomposing};
 
 use super::{error_stanza, gw_jid, xmpp_jid, Ctx, Inbound, Origin, OutboundError};
@@ -286,23 +287,24 @@ pub(super) fn outbound_message(
                     imdn::NotificationKind::Delivery,
                     st @ (imdn::Status::Failed | imdn::Status::Error | imdn::Status::Forbidden),
                 ) => {
-                    let (cond, ty) = match st {
-                        imdn::Status::Forbidden => (Condition::Forbidden, ErrorType::Auth),
-                        _ => (Condition::RecipientUnavailable, ErrorType::Wait),
+                    // The SIP status the failure stands for, through RFC 7247 s7.2.
+                    let (code, text) = match st {
+                        imdn::Status::Forbidden => {
+                            (StatusCode::FORBIDDEN, "the recipient refused the message")
+                        }
+                        _ => (
+                            StatusCode::TEMPORARILY_UNAVAILABLE,
+                            "the message could not be delivered in time",
+                        ),
                     };
+                    let (cond, ty) = errmap::sip_to_xmpp(code);
                     let origin = Origin {
                         kind: "message".into(),
                         from: el.attr("to").unwrap_or("").to_owned(),
                         to: el.attr("from").unwrap_or("").to_owned(),
                         id: Some(doc.message_id.clone()),
                     };
-                    return Ok(error_stanza(
-                        ns,
-                        &origin,
-                        cond,
-                        ty,
-                        Some("the message could not be delivered in time"),
-                    ));
+                    return Ok(error_stanza(ns, &origin, cond, ty, Some(text)));
                 }
                 (k, s) => {
                     return Err(OutboundError::BadPayload(format!(

@@ -1,9 +1,12 @@
 //! MESSAGE (RFC 3428): authenticates the sender (RFC 3261 s22; foreign domains per RFC
-//! 5922), decodes a `Content-Encoding` (RFC 3261 s20.12, [`cpim_core::coding`]), maps the request to the core's message ([`crate::app::message::inbound`]) and
-//! answers with the core's outcome.
+//! 5922), learns that a local UA writing `message/cpim` reads it too (`cpim_wrap`),
+//! decodes a `Content-Encoding` (RFC 3261 s20.12, [`cpim_core::coding`]), maps the
+//! request to the core's message ([`crate::app::message::inbound`]) and answers with the
+//! core's outcome.
 //!
-//! Max-Forwards travels as `hops_left` and the body as it came: the router refuses a
-//! message with no hops left (483) or too large (413), and that refusal is the answer.
+//! Max-Forwards travels as `hops_left` and the body as it came (decoded): the router
+//! refuses a message with no hops left (483) or too large (413), and that refusal is the
+//! answer.
 
 use std::sync::Arc;
 

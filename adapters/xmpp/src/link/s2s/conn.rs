@@ -15,7 +15,7 @@ use tokio::time::Instant as TokioInstant;
 use tracing::{debug, info, warn};
 
 use super::net::io_task;
-use super::{Conn, Hub, IoCmd, IoEvent, Pending, Session, MAX_TLS_PEERS};
+use super::{Conn, Hub, IoCmd, IoEvent, Pending, Retry, Session, MAX_TLS_PEERS};
 use crate::backoff::Backoff;
 use crate::link::std_now;
 use crate::s2s::{S2sEvent, S2sIn, S2sOut};
@@ -119,9 +119,10 @@ impl Hub {
                 if let Some(pair) = self.conn_pair(id) {
                     let window = Duration::from_secs(self.cfg.delivery_timeout_secs);
                     let restarting = self
-                        .last_up
+                        .retry_at
                         .get(&pair)
-                        .is_some_and(|t| now.saturating_duration_since(*t) < window);
+                        .and_then(|r| r.last_up)
+                        .is_some_and(|t| now.saturating_duration_since(t) < window);
                     if !restarting {
                         self.fail_queue(&pair, code, &format!("s2s to {}: {err}", pair.1));
                     }
@@ -273,10 +274,9 @@ impl Hub {
                 };
                 let queued = self.queues.get(&pair).map_or(0, VecDeque::len);
                 info!(link = %self.link_name(&pair), "xmpp s2s: up ({tls}, {method}); sending {queued} queued stanza(s)");
-                if let Some((b, _)) = self.retry_at.get_mut(&pair) {
-                    b.reset();
+                if let Some(r) = self.retry_at.get_mut(&pair) {
+                    r.backoff.reset();
                 }
-                self.last_up.insert(pair.clone(), now);
                 let pending: Vec<Pending> =
                     self.queues.remove(&pair).map(Vec::from).unwrap_or_default();
                 for p in pending {
@@ -362,9 +362,6 @@ impl Hub {
         if self.out_by_remote.get(&pair) == Some(&id) {
             self.out_by_remote.remove(&pair);
         }
-        if was_up {
-            self.last_up.insert(pair.clone(), std_now());
-        }
         if why == CloseReason::LocalClose.to_string() {
             info!(link = %self.link_name(&pair), "xmpp s2s: down: {why}");
         } else {
@@ -395,13 +392,17 @@ impl Hub {
             Duration::from_millis(self.cfg.reconnect_max_ms),
         );
         let name = self.link_name(&pair);
-        let entry = self
-            .retry_at
-            .entry(pair)
-            .or_insert_with(|| (Backoff::new(initial, max), None));
-        let delay = entry.0.next_delay(rand::random::<f64>());
+        let entry = self.retry_at.entry(pair).or_insert_with(|| Retry {
+            backoff: Backoff::new(initial, max),
+            at: None,
+            last_up: None,
+        });
+        if was_up {
+            entry.last_up = Some(std_now());
+        }
+        let delay = entry.backoff.next_delay(rand::random::<f64>());
         if wanted {
-            entry.1 = Some(TokioInstant::now() + delay);
+            entry.at = Some(TokioInstant::now() + delay);
             info!(link = %name, "xmpp s2s: reconnecting in {} ms", delay.as_millis());
         } else {
             info!(link = %name, "xmpp s2s: idle; reconnects on the next stanza");

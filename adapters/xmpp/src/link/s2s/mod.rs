@@ -82,6 +82,17 @@ enum IoEvent {
     Closed(u64, String),
 }
 
+/// The reconnection state of one outgoing stream, from its first loss on.
+struct Retry {
+    backoff: Backoff,
+    /// When to reconnect, if something waits for the stream.
+    at: Option<TokioInstant>,
+    /// When it was last seen up: a peer that was up within the delivery timeout and now
+    /// refuses connections is restarting, and what waits for it may wait for the
+    /// reconnection (until its deadline); any other unreachable peer fails it at once.
+    last_up: Option<std::time::Instant>,
+}
+
 enum Session {
     Connecting,
     Out(Box<S2sOut>),
@@ -133,11 +144,7 @@ struct Hub {
     /// Dialback verifications asked of authoritative servers (XEP-0220 s2.1.2), keyed by
     /// (stream id, claimed domain, our domain); see [`PendingVerify`].
     pending_verify: HashMap<(String, String, String), PendingVerify>,
-    retry_at: HashMap<Pair, (Backoff, Option<TokioInstant>)>,
-    /// When each outgoing stream was last seen up: a peer that was up moments ago and now
-    /// refuses connections is restarting, and what waits for it may wait for the
-    /// reconnection (until its deadline); any other unreachable peer fails it at once.
-    last_up: HashMap<Pair, std::time::Instant>,
+    retry_at: HashMap<Pair, Retry>,
     dns_servers: Vec<SocketAddr>,
     tracker: DeliveryTracker,
     replies: HashMap<u64, (TransId, oneshot::Sender<Outcome>, Pair)>,
@@ -227,7 +234,6 @@ pub(crate) async fn start(
         verify_queue: HashMap::new(),
         pending_verify: HashMap::new(),
         retry_at: HashMap::new(),
-        last_up: HashMap::new(),
         dns_servers,
         tracker: DeliveryTracker::new(Duration::from_millis(config.grace_ms)),
         replies: HashMap::new(),
@@ -393,8 +399,8 @@ impl Hub {
             };
         }
         let mut w = t.map(TokioInstant::from_std);
-        for (_, at) in self.retry_at.values() {
-            if let Some(at) = at {
+        for r in self.retry_at.values() {
+            if let Some(at) = &r.at {
                 w = Some(w.map_or(*at, |x| x.min(*at)));
             }
         }
@@ -446,12 +452,12 @@ impl Hub {
         let due: Vec<Pair> = self
             .retry_at
             .iter()
-            .filter(|(_, (_, at))| at.is_some_and(|a| a <= tnow))
+            .filter(|(_, x)| x.at.is_some_and(|a| a <= tnow))
             .map(|(r, _)| r.clone())
             .collect();
         for r in due {
-            if let Some((_, at)) = self.retry_at.get_mut(&r) {
-                *at = None;
+            if let Some(x) = self.retry_at.get_mut(&r) {
+                x.at = None;
             }
             let wanted = self.queues.get(&r).is_some_and(|q| !q.is_empty())
                 || self.verify_queue.get(&r).is_some_and(|v| !v.is_empty());

@@ -191,7 +191,7 @@ impl Hub {
         if self.out_by_remote.contains_key(pair) {
             return;
         }
-        if let Some((_, Some(_))) = self.retry_at.get(pair) {
+        if self.retry_at.get(pair).is_some_and(|r| r.at.is_some()) {
             return;
         }
         self.next_key += 1;
