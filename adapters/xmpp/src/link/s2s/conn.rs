@@ -80,6 +80,7 @@ impl Hub {
                         remote: None,
                         tx: Some(tx),
                         session: Session::In(Box::new(s)),
+                        was_ready: false,
                     },
                 );
             }
@@ -277,6 +278,9 @@ impl Hub {
                 if let Some(r) = self.retry_at.get_mut(&pair) {
                     r.backoff.reset();
                 }
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.was_ready = true;
+                }
                 let pending: Vec<Pending> =
                     self.queues.remove(&pair).map(Vec::from).unwrap_or_default();
                 for p in pending {
@@ -349,8 +353,6 @@ impl Hub {
         let Some(c) = self.conns.remove(&id) else {
             return;
         };
-        let was_up =
-            matches!(&c.session, Session::Out(o) if o.state() == crate::s2s::OutState::Ready);
         self.drop_verifications(id);
         if let Some(tx) = c.tx {
             let _ = tx.send(IoCmd::Close);
@@ -397,7 +399,7 @@ impl Hub {
             at: None,
             last_up: None,
         });
-        if was_up {
+        if c.was_ready {
             entry.last_up = Some(std_now());
         }
         let delay = entry.backoff.next_delay(rand::random::<f64>());

@@ -110,6 +110,8 @@ struct Conn {
     remote: Option<String>,
     tx: Option<mpsc::UnboundedSender<IoCmd>>,
     session: Session,
+    /// An outgoing stream that became ready: when it ends, its peer was up until then.
+    was_ready: bool,
 }
 
 #[allow(clippy::large_enum_variant)] // queued operations dominate anyway

@@ -203,6 +203,7 @@ impl Hub {
                 remote: Some(pair.1.clone()),
                 tx: None,
                 session: Session::Connecting,
+                was_ready: false,
             },
         );
         self.out_by_remote.insert(pair.clone(), id);
