@@ -20,6 +20,8 @@
 #       DIR/certs/gw/GW_DOMAIN.{crt,key} and added to Prosody's trust roots (ssl.cafile), so
 #       Prosody validates a gateway presenting it and uses SASL EXTERNAL with it both ways
 #       (XEP-0178); any other certificate stays unvalidated (dialback, as before).
+#   SMACKS [1]                1 loads mod_smacks (XEP-0198), as Debian's default configuration
+#       does; on s2s Prosody offers it after SASL EXTERNAL only. 0 leaves it out.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib/common.sh
@@ -37,6 +39,7 @@ COMPONENT_SECRET=${COMPONENT_SECRET:-s3cret}
 USERS=${USERS-alice:alicepw bob:bobpw}
 S2S_ROUTES=${S2S_ROUTES-other.test=5270 gw.test=5299}
 GW_DOMAIN=${GW_DOMAIN-}
+SMACKS=${SMACKS-1}
 
 write_config() {
   local keys=('["local-data:"]' '["local-data"]') dns="" n=0 route
@@ -55,6 +58,8 @@ write_config() {
       -subj "/CN=$DOMAIN" -addext "subjectAltName=DNS:$DOMAIN,DNS:*.$DOMAIN" \
       -keyout "$dir/certs/$DOMAIN.key" -out "$dir/certs/$DOMAIN.crt" 2>/dev/null
   fi
+  local smacks=""
+  [ "$SMACKS" != 1 ] || smacks=' "smacks";'
   local cafile=""
   if [ -n "$GW_DOMAIN" ]; then
     mkdir -p "$dir/certs/gw"
@@ -96,7 +101,7 @@ $dns  };
 
 modules_enabled = {
   "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "presence";
-  "message"; "iq"; "private"; "vcard_legacy"; "version"; "time"; "uptime";
+  "message"; "iq"; "private"; "vcard_legacy"; "version"; "time"; "uptime";$smacks
 }
 
 authentication = "internal_plain"

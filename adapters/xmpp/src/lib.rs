@@ -7,6 +7,7 @@
 //! the ordering barrier, unguessable stanza ids, and outcomes believed only from the
 //! domain a stanza went to), [`backoff`], [`jid`] (XEP-0106), [`s2s`] and [`s2s_in`]
 //! (RFC 6120 server-to-server streams: STARTTLS, SASL EXTERNAL, dialback, deadlines),
+//! `sm` (XEP-0198 counters),
 //! [`tls`] (identity and trust store for s2s), [`ns`] (the XML namespaces). The tokio
 //! layer is [`adapter`]: [`start`] returns an [`XmppHandle`] whose [`XmppAdapter`]
 //! implements `cpim_core::adapter::Adapter` and hands operations to the link of the
@@ -48,11 +49,16 @@
 //!   stanza leaves the queue when written, so nothing is sent twice; a stanza written on a
 //!   link that dies before its outcome resolves 408. Batches of deliveries share one
 //!   barrier ping per destination domain (`docs/decisions/0008-xmpp-batched-barrier.md`).
+//! - S2s with XEP-0198 stream management (`sm` counters, enabled when the
+//!   peer offers it, as Prosody with mod_smacks does after SASL EXTERNAL; offered to
+//!   authenticated incoming streams, answered, and a last `<a/>` sent at close): a
+//!   delivery the peer acknowledged succeeds when its stream is lost, one it did not is
+//!   written again on the next stream with the same stanzas and ids, not 408
+//!   (`link::s2s::resend`, `docs/decisions/0013-xep0198-on-s2s.md`). No resumption
+//!   (no s2s peer offers it); XEP-0114 component streams have no stream management.
 //! - Inbound, operations from message and presence stanzas go through per-(bare from,
 //!   bare to) lanes, one for messages and one for presence, so a conversation reaches the
 //!   core in the order it was written (RFC 6120 s10.1) while other pairs run in parallel.
-//!
-//! Not implemented: XEP-0198 stream management.
 //!
 //! # Tests
 //!
@@ -84,8 +90,10 @@ mod link;
 pub mod mapping;
 pub mod ns;
 pub mod s2s;
+mod s2s_core;
 pub mod s2s_in;
 pub mod session;
+mod sm;
 pub mod stream;
 pub mod tls;
 pub mod tracker;

@@ -38,6 +38,8 @@ pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 pub const RECEIPTS: &str = "urn:xmpp:receipts";
 /// XEP-0333: chat markers.
 pub const MARKERS: &str = "urn:xmpp:chat-markers:0";
+/// XEP-0198 stream management, version 3.
+pub const SM: &str = "urn:xmpp:sm:3";
 /// XEP-0359 unique and stable stanza ids (`origin-id`).
 pub const SID: &str = "urn:xmpp:sid:0";
 /// The gateway's own extension (documented in `crate::mapping`'s module docs): the hops

@@ -21,7 +21,6 @@
 //! s6.4.6), the peer's stream id the dialback key is bound to, the ping awaiting an
 //! answer once ready. [`OutState`] is its flat public view.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -29,8 +28,10 @@ use sha2::{Digest, Sha256};
 
 use crate::element::{Element, ElementExt};
 use crate::ns;
+pub(crate) use crate::s2s_core::{b64, constant_eq, header, new_id, stream_error_of, Core};
 use crate::session::CloseReason;
-use crate::stream::{Limits, StreamEvent, StreamParser};
+use crate::sm::{Ack, Sm};
+use crate::stream::{Limits, StreamEvent};
 
 /// The server stream namespace, also at [`crate::ns::SERVER`].
 pub use crate::ns::SERVER as NS_SERVER;
@@ -88,121 +89,14 @@ pub enum S2sEvent {
     },
     /// A stanza.
     Stanza(Element),
+    /// Outgoing, XEP-0198: the peer has handled the first `h` stanzas sent since
+    /// `<enable/>` (numbers from [`S2sOut::sm_last_sent`]).
+    Acked {
+        /// The peer's count, modulo 2^32.
+        h: u32,
+    },
     /// The stream is over.
     Closed(CloseReason),
-}
-
-#[derive(Debug)]
-pub(crate) struct Core {
-    pub(crate) parser: StreamParser,
-    pub(crate) out: VecDeque<Vec<u8>>,
-    pub(crate) events: VecDeque<S2sEvent>,
-    pub(crate) last_tx: Instant,
-    pub(crate) keepalive: Duration,
-    pub(crate) closed: bool,
-}
-
-impl Core {
-    pub(crate) fn new(limits: Limits, keepalive: Duration, now: Instant) -> Core {
-        Core {
-            parser: StreamParser::new(limits),
-            out: VecDeque::new(),
-            events: VecDeque::new(),
-            last_tx: now,
-            keepalive,
-            closed: false,
-        }
-    }
-
-    pub(crate) fn push(&mut self, s: String, now: Instant) {
-        self.last_tx = now;
-        self.out.push_back(s.into_bytes());
-    }
-
-    pub(crate) fn send(&mut self, el: &Element, now: Instant) {
-        let mut s = el.to_xml();
-        // Dialback elements use the `db:` prefix declared on the stream header (XEP-0220
-        // examples; some servers match on the prefix).
-        if el.ns == ns::DIALBACK {
-            s = s.replacen(
-                &format!("<{} xmlns=\"{}\"", el.name, ns::DIALBACK),
-                &format!("<db:{}", el.name),
-                1,
-            );
-            if s.ends_with(&format!("</{}>", el.name)) {
-                let cut = s.len() - el.name.len() - 3;
-                s.truncate(cut);
-                s.push_str(&format!("</db:{}>", el.name));
-            }
-        }
-        self.push(s, now);
-    }
-
-    pub(crate) fn stream_error(&mut self, condition: &str, text: &str, now: Instant) {
-        let s = format!(
-            "<stream:error><{condition} xmlns='{errors}'/><text xmlns='{errors}'>{}</text></stream:error></stream:stream>",
-            esc(text),
-            errors = ns::STREAM_ERRORS,
-        );
-        self.push(s, now);
-        self.close_with(CloseReason::StreamError {
-            condition: condition.to_owned(),
-            text: Some(text.to_owned()),
-        });
-    }
-
-    pub(crate) fn close_with(&mut self, r: CloseReason) {
-        if !self.closed {
-            self.closed = true;
-            self.events.push_back(S2sEvent::Closed(r));
-        }
-    }
-
-    pub(crate) fn keepalive_due(&self) -> Option<Instant> {
-        (!self.closed).then(|| self.last_tx + self.keepalive)
-    }
-
-    pub(crate) fn on_timeout(&mut self, now: Instant) {
-        if !self.closed && now >= self.last_tx + self.keepalive {
-            self.push(" ".into(), now);
-        }
-    }
-}
-
-pub(crate) fn esc(s: &str) -> String {
-    let mut o = String::new();
-    cpim_core::xml::escape_text_into(&mut o, s);
-    o
-}
-
-pub(crate) fn header(from: &str, to: Option<&str>, id: Option<&str>) -> String {
-    let mut s = format!(
-        "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' xmlns:db='{}' version='1.0' from='{}'",
-        ns::SERVER,
-        ns::STREAM,
-        ns::DIALBACK,
-        esc(from)
-    );
-    if let Some(t) = to {
-        s.push_str(&format!(" to='{}'", esc(t)));
-    }
-    if let Some(i) = id {
-        s.push_str(&format!(" id='{}'", esc(i)));
-    }
-    s.push('>');
-    s
-}
-
-pub(crate) fn stream_error_of(el: &Element) -> CloseReason {
-    let condition = el
-        .elements()
-        .find(|c| c.ns == ns::STREAM_ERRORS && c.name != "text")
-        .map(|c| c.name.clone())
-        .unwrap_or_else(|| "undefined-condition".into());
-    let text = el
-        .child(ns::STREAM_ERRORS, "text")
-        .map(|t| t.text().into_owned());
-    CloseReason::StreamError { condition, text }
 }
 
 /// State of an outgoing stream, as seen from outside ([`S2sOut::state`]).
@@ -321,6 +215,10 @@ pub struct S2sOut {
     last_rx: Instant,
     ping_ids: Vec<String>,
     next_ping: u64,
+    /// The last features offered XEP-0198 (`<sm xmlns='urn:xmpp:sm:3'/>`).
+    sm_offered: bool,
+    /// XEP-0198 counters once `<enable/>` is sent (dropped on `<failed/>`).
+    sm: Option<Sm>,
 }
 
 /// Liveness of an outgoing stream (RFC 6120 s4.6, XEP-0199): after `ping_interval` with
@@ -361,6 +259,8 @@ impl S2sOut {
             last_rx: now,
             ping_ids: Vec::new(),
             next_ping: 0,
+            sm_offered: false,
+            sm: None,
         }
     }
 
@@ -457,13 +357,83 @@ impl S2sOut {
             return None;
         }
         let n = el.invalid_chars();
-        self.core.send(el, now);
+        self.send_counted(el, now);
         Some(n)
     }
 
-    /// Closes politely.
+    fn send_counted(&mut self, el: &Element, now: Instant) {
+        self.core.send(el, now);
+        if let Some(sm) = &mut self.sm {
+            if crate::sm::is_stanza(el) {
+                sm.sent();
+            }
+        }
+    }
+
+    /// XEP-0198: the number of the last stanza sent since `<enable/>` (0 before the
+    /// first), or `None` without stream management (not offered, or `<failed/>`).
+    pub fn sm_last_sent(&self) -> Option<u32> {
+        self.sm.as_ref().map(Sm::last_sent)
+    }
+
+    /// XEP-0198 s4: asks the peer for its count, unless an `<r/>` is outstanding or
+    /// everything sent is acknowledged.
+    pub fn request_ack(&mut self, now: Instant) {
+        if let Some(r) = self.sm.as_mut().and_then(Sm::request) {
+            self.core.send(&r, now);
+        }
+    }
+
+    /// XEP-0198 nonzas from the peer.
+    fn on_sm(&mut self, el: &Element, now: Instant) {
+        let Some(sm) = &mut self.sm else { return };
+        match el.name.as_str() {
+            "failed" => self.sm = None,
+            "r" => {
+                let a = sm.answer();
+                self.core.send(&a, now);
+            }
+            "a" => match sm.on_ack(el) {
+                Some(Ack::Handled { h, newly }) => {
+                    if newly > 0 {
+                        self.core.events.push_back(S2sEvent::Acked { h });
+                    }
+                    self.request_ack(now);
+                }
+                Some(Ack::TooHigh { h, sent }) => self.core.stream_error(
+                    "undefined-condition",
+                    &format!("h={h} acknowledges more than the {sent} stanza(s) sent (XEP-0198 handled-count-too-high)"),
+                    now,
+                ),
+                None => self
+                    .core
+                    .stream_error("invalid-xml", "<a/> without a numeric h", now),
+            },
+            _ => {}
+        }
+    }
+
+    /// Authenticated: enables XEP-0198 when the features offered it (s3), then reports.
+    fn become_ready(&mut self, secured: Secured, method: &'static str, now: Instant) {
+        self.state = Out::Ready(Authenticated {
+            secured,
+            ping_deadline: None,
+        });
+        if self.sm_offered {
+            self.core.send(&Element::build(ns::SM, "enable"), now);
+            self.sm = Some(Sm::default());
+        }
+        self.core.events.push_back(S2sEvent::Ready { method });
+        self.flush_verifies(now);
+    }
+
+    /// Closes politely (XEP-0198 s7: with a last `<a/>` when counting).
     pub fn close(&mut self, now: Instant) {
         if !self.state.is_closed() {
+            if let Some(sm) = &self.sm {
+                let a = sm.answer();
+                self.core.send(&a, now);
+            }
             self.core.push("</stream:stream>".into(), now);
             self.set_closed();
             self.core.close_with(CloseReason::LocalClose);
@@ -540,6 +510,7 @@ impl S2sOut {
     /// when configured, then SASL EXTERNAL once when offered over TLS, else dialback.
     fn on_features(&mut self, el: &Element, mut opened: Opened, now: Instant) {
         let secured = opened.secured;
+        self.sm_offered = el.child(ns::SM, "sm").is_some();
         let starttls = el.child(ns::TLS, "starttls").is_some();
         if !secured.tls && starttls {
             self.core.send(&Element::build(ns::TLS, "starttls"), now);
@@ -555,14 +526,7 @@ impl S2sOut {
             return;
         }
         if secured.sasl == Sasl::Succeeded {
-            self.state = Out::Ready(Authenticated {
-                secured,
-                ping_deadline: None,
-            });
-            self.core.events.push_back(S2sEvent::Ready {
-                method: "sasl-external",
-            });
-            self.flush_verifies(now);
+            self.become_ready(secured, "sasl-external", now);
             return;
         }
         let external = el.child(ns::SASL, "mechanisms").is_some_and(|m| {
@@ -628,13 +592,8 @@ impl S2sOut {
                 let valid = el.attr("type") == Some("valid");
                 match &self.state {
                     Out::AwaitDialback(o) if valid => {
-                        self.state = Out::Ready(Authenticated {
-                            secured: o.secured,
-                            ping_deadline: None,
-                        });
-                        self.core
-                            .events
-                            .push_back(S2sEvent::Ready { method: "dialback" });
+                        let secured = o.secured;
+                        self.become_ready(secured, "dialback", now);
                     }
                     _ if !valid => {
                         self.core.push("</stream:stream>".into(), now);
@@ -655,6 +614,7 @@ impl S2sOut {
                     valid: el.attr("type") == Some("valid"),
                 });
             }
+            (Out::Ready(_), ns::SM, _) => self.on_sm(&el, now),
             (Out::Ready(_), _, _) => {
                 // RFC 6120 s13 (and XEP-0288 for bidirectional streams): on the stream we
                 // opened, the peer speaks only for the domain we connected to, and only to
@@ -664,6 +624,9 @@ impl S2sOut {
                 let is =
                     |d: Option<String>, want: &str| d.is_some_and(|d| d.eq_ignore_ascii_case(want));
                 if is(from, &self.remote) && is(to, &self.local) {
+                    if let Some(sm) = &mut self.sm {
+                        sm.handled();
+                    }
                     self.core.events.push_back(S2sEvent::Stanza(el));
                 } else {
                     self.core.stream_error(
@@ -746,7 +709,7 @@ impl S2sOut {
             .attr_set("to", &self.remote)
             .attr_set("id", &id)
             .child_add(Element::build(ns::PING, "ping"));
-        self.core.send(&iq, now);
+        self.send_counted(&iq, now);
         self.ping_ids.push(id);
         if self.ping_ids.len() > 8 {
             self.ping_ids.remove(0);
@@ -763,21 +726,12 @@ impl S2sOut {
     }
 }
 
-fn b64(b: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-pub(crate) fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub(crate) fn new_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
-
 pub use crate::s2s_in::S2sIn;
 
 #[cfg(test)]
 #[path = "s2s_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "s2s_sm_tests.rs"]
+mod sm_tests;

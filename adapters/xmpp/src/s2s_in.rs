@@ -20,6 +20,7 @@ use crate::element::{Element, ElementExt};
 use crate::ns;
 use crate::s2s::{constant_eq, dialback_key, header, new_id, stream_error_of, Core, S2sEvent};
 use crate::session::CloseReason;
+use crate::sm::Sm;
 use crate::stream::{Limits, StreamEvent};
 
 /// An (originating, receiving) domain pair, lower case.
@@ -137,6 +138,8 @@ pub struct S2sIn {
     opened: bool,
     /// The certificate the peer presented in TLS, if any.
     peer_cert: Option<PeerCert>,
+    /// XEP-0198 counters once the peer enabled stream management.
+    sm: Option<Sm>,
 }
 
 impl S2sIn {
@@ -170,6 +173,7 @@ impl S2sIn {
             auth: None,
             opened: false,
             peer_cert: None,
+            sm: None,
         }
     }
 
@@ -317,9 +321,14 @@ impl S2sIn {
         true
     }
 
-    /// Closes politely.
+    /// Closes politely (XEP-0198 s7: with a last `<a/>`, so that the peer resends only
+    /// what we did not handle).
     pub fn close(&mut self, now: Instant) {
         if !self.core.closed {
+            if let Some(sm) = &self.sm {
+                let a = sm.answer();
+                self.core.send(&a, now);
+            }
             self.core.push("</stream:stream>".into(), now);
             self.core.close_with(CloseReason::LocalClose);
         }
@@ -417,6 +426,12 @@ impl S2sIn {
                 ns::DIALBACK_FEATURE
             ));
         }
+        // XEP-0198 s2: offered once the peer is authenticated, which on a stream
+        // restarted after SASL it is (a dialback stream's features precede its
+        // authentication, as Prosody's do).
+        if secured.sasl {
+            f.push_str(&format!("<sm xmlns='{}'><optional/></sm>", ns::SM));
+        }
         f.push_str("</stream:features>");
         self.core.push(f, now);
     }
@@ -431,6 +446,24 @@ impl S2sIn {
         let tls = self.state.secured().tls;
         match (el.ns.as_str(), el.name.as_str()) {
             (ns::SASL, "auth") => self.on_sasl_auth(&el, now),
+            (ns::SM, "enable") if self.authenticated.is_empty() || self.sm.is_some() => {
+                // XEP-0198 s3: only after authentication, and once.
+                let f = Element::build(ns::SM, "failed")
+                    .child_add(Element::build(ns::STANZAS, "unexpected-request"));
+                self.core.send(&f, now);
+            }
+            (ns::SM, "enable") => {
+                self.sm = Some(Sm::default());
+                self.core.send(&Element::build(ns::SM, "enabled"), now);
+            }
+            (ns::SM, "r") => {
+                if let Some(sm) = &self.sm {
+                    let a = sm.answer();
+                    self.core.send(&a, now);
+                }
+            }
+            // Nothing is sent on an incoming stream but dialback: no count to take.
+            (ns::SM, _) => {}
             (ns::TLS, "starttls") => {
                 if tls || !self.tls_available {
                     self.core.push(
@@ -517,6 +550,9 @@ impl S2sIn {
                     .authenticated
                     .contains(&(from_domain.clone(), to_domain.clone()))
                 {
+                    if let Some(sm) = &mut self.sm {
+                        sm.handled();
+                    }
                     self.core.events.push_back(S2sEvent::Stanza(el));
                 } else {
                     // RFC 6120 s4.9.3.9 / s13: a stanza whose (from, to) domain pair was

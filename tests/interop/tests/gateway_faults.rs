@@ -44,9 +44,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use cpim_interop::{free_tcp_port, require_peers, scratch_dir, Account, Component, XmppServer};
+use cpim_interop::{
+    free_tcp_port, require_peers, scratch_dir, Account, Component, Peers, S2sRoute, XmppServer,
+};
 use cpim_testkit::own_prosody::{self, OwnProsody};
 use cpim_testkit::{SipUa, Transport, XmppClient, XmppEvent};
+use cpim_xmpp::Mode;
 
 /// Messages per second.
 const RATE: u64 = 200;
@@ -299,31 +302,77 @@ impl fmt::Display for Counts {
     }
 }
 
-/// The sender: `user` over TCP (a dead gateway shows as a failed connection at once),
-/// registered at `sip_tcp`.
-async fn sender(user: &str, sip_tcp: SocketAddr) -> Arc<SipUa> {
-    let ua = sip_ua(user, Transport::Tcp, sip_tcp).await;
+/// The sender: `user` of `domain` over TCP (a dead gateway shows as a failed connection
+/// at once), registered at `sip_tcp`.
+async fn sender(user: &str, domain: &str, sip_tcp: SocketAddr) -> Arc<SipUa> {
+    let ua = SipUa::new(
+        user,
+        domain,
+        Some(&format!("{user}pw")),
+        Transport::Tcp,
+        sip_tcp,
+    )
+    .await
+    .unwrap();
     assert_eq!(ua.register(3600).await.unwrap().code(), 200);
     Arc::new(ua)
 }
 
-/// A Prosody of the test's own restarted during the load. Both tests take the component
-/// lock: this one does not share the component, but two loads at once would not be the
-/// 200/s each claims.
+/// A Prosody of the test's own restarted during the load, the gateway its XEP-0114
+/// component. Both tests take the component lock: this one does not share the
+/// component, but two loads at once would not be the 200/s each claims.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prosody_restart_under_load_delivers_every_accepted_message_under_one_id() {
     let peers = require_peers!(Prosody);
-    let Some(pdir) = own_prosody::dir("gateway-faults-prosody") else {
-        return;
-    };
+    // No XEP-0198 on component links: what Prosody handled but did not confirm before
+    // it stopped is resent under the same ids, which `check` allows.
+    prosody_restart(&peers, Link::Component).await;
+}
+
+/// The same over s2s, where Prosody (mod_smacks, SASL EXTERNAL with the gateway's
+/// certificate) acknowledges stanzas (XEP-0198): at its stop it sends its last `<a/>`
+/// (s7), so the gateway resends only what Prosody did not handle, and nothing arrives
+/// twice, not even under the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prosody_restart_under_load_over_s2s_with_xep0198_delivers_exactly_once() {
+    let peers = require_peers!(Prosody);
+    if let Some((counts, log)) = prosody_restart(&peers, Link::S2s).await {
+        // Stream management was on for the gateway's stream to Prosody, before and
+        // after the restart.
+        let enabled = log
+            .lines()
+            .filter(|l| l.contains("Received[s2sin]: <enable xmlns='urn:xmpp:sm:3'"))
+            .count();
+        assert!(
+            enabled >= 2,
+            "XEP-0198 enabled {enabled} time(s) by the gateway"
+        );
+        assert_eq!(counts.dup_same_id, 0, "{counts}");
+    }
+}
+
+/// How the gateway reaches the restarted Prosody.
+#[derive(Clone, Copy, PartialEq)]
+enum Link {
+    Component,
+    S2s,
+}
+
+/// The counts, and the Prosody log.
+async fn prosody_restart(peers: &Peers, link: Link) -> Option<(Counts, String)> {
+    let pdir = own_prosody::dir(match link {
+        Link::Component => "gateway-faults-prosody",
+        Link::S2s => "gateway-faults-prosody-s2s",
+    })?;
     init_tracing();
     let _lock = component_lock().await;
     let port = || free_tcp_port().unwrap();
+    let s2s = link == Link::S2s;
     let server = XmppServer {
         domain: "xmpp.test".into(),
         c2s: ([127, 0, 0, 1], port()).into(),
         s2s: ([127, 0, 0, 1], port()).into(),
-        component: Some(Component {
+        component: (!s2s).then(|| Component {
             addr: ([127, 0, 0, 1], port()).into(),
             domain: "sip.xmpp.test".into(),
             secret: format!("{}-component-secret", unique("faults")),
@@ -334,34 +383,92 @@ async fn prosody_restart_under_load_delivers_every_accepted_message_under_one_id
             domain: "xmpp.test".into(),
         }],
     };
-    let comp = server.component.as_ref().unwrap();
+    let gw_route = S2sRoute {
+        domain: "gw.test".into(),
+        addr: ([127, 0, 0, 1], port()).into(),
+    };
     let bob = server.account("bob").unwrap();
-    let prosody = Arc::new(OwnProsody::start(
-        &pdir,
-        &[
-            ("DOMAIN", &server.domain),
-            ("C2S_PORT", &server.c2s.port().to_string()),
-            ("S2S_PORT", &server.s2s.port().to_string()),
-            ("COMPONENT_PORT", &comp.addr.port().to_string()),
-            ("COMPONENT_DOMAIN", &comp.domain),
-            ("COMPONENT_SECRET", &comp.secret),
-            ("S2S_ROUTES", ""),
-            ("USERS", &format!("{}:{}", bob.user, bob.password)),
-        ],
-    ));
+    let (c2s, s2s_port) = (server.c2s.port().to_string(), server.s2s.port().to_string());
+    let (comp_port, comp_domain, comp_secret) = match &server.component {
+        Some(c) => (
+            c.addr.port().to_string(),
+            c.domain.clone(),
+            c.secret.clone(),
+        ),
+        None => (port().to_string(), String::new(), String::new()),
+    };
+    let users = format!("{}:{}", bob.user, bob.password);
+    let routes = format!("{}={}", gw_route.domain, gw_route.addr.port());
+    let mut vars = vec![
+        ("DOMAIN", server.domain.as_str()),
+        ("C2S_PORT", &c2s),
+        ("S2S_PORT", &s2s_port),
+        ("COMPONENT_PORT", &comp_port),
+        ("COMPONENT_DOMAIN", &comp_domain),
+        ("COMPONENT_SECRET", &comp_secret),
+        ("S2S_ROUTES", ""),
+        ("USERS", &users),
+    ];
+    if s2s {
+        vars.retain(|(k, _)| *k != "S2S_ROUTES");
+        vars.extend([
+            ("S2S_ROUTES", routes.as_str()),
+            ("GW_DOMAIN", &gw_route.domain),
+            ("SMACKS", "1"),
+        ]);
+    }
+    let prosody = Arc::new(OwnProsody::start(&pdir, &vars));
     let carol = unique("carol");
     let dir = scratch_dir("gateway-faults-prosody").unwrap();
-    let mut cfg = component_config_of(&server, &[&carol]);
+    let (mut cfg, sip_domain) = if s2s {
+        let certs = pdir.join("certs");
+        let mut cfg = s2s_config(
+            &server,
+            &gw_route,
+            &[&carol],
+            &certs.join(format!("{}.crt", server.domain)),
+        );
+        if let Mode::S2s { cert, key, .. } = &mut cfg.xmpp.mode {
+            let gw = |ext: &str| certs.join("gw").join(format!("{}.{ext}", gw_route.domain));
+            *cert = Some(gw("crt").display().to_string());
+            *key = Some(gw("key").display().to_string());
+        }
+        (cfg, gw_route.domain.clone())
+    } else {
+        (
+            component_config_of(&server, &[&carol]),
+            SIP_DOMAIN.to_owned(),
+        )
+    };
     cfg.queue.retry_initial_ms = 200;
     cfg.xmpp.reconnect_initial_ms = 100;
     cfg.xmpp.reconnect_max_ms = 1000;
     let (config, listen) = binary::write_config(cfg, &dir);
     let gw = binary::spawn(&config, "cpim-gateway");
-    let gw = binary::wait_xmpp_up(listen.admin, gw).await;
     let bob_jid = bob.jid();
     let login = || XmppClient::login(&peers.python, &bob_jid, &bob.password, server.c2s);
     let first = login().await.unwrap();
-    let ua = sender(&carol, listen.sip_tcp).await;
+    let gw = if s2s {
+        binary::wait_admin_up(listen.admin, gw).await
+    } else {
+        binary::wait_xmpp_up(listen.admin, gw).await
+    };
+    let ua = sender(&carol, &sip_domain, listen.sip_tcp).await;
+    if s2s {
+        // The s2s streams open on the first message; the load starts on working links
+        // (the admin API may answer before the XMPP adapter took its route).
+        let to = format!("sip:{bob_jid}");
+        let mut last = (0, String::new());
+        for _ in 0..40 {
+            let r = ua.message(&to, "text/plain", b"warm-up").await.unwrap();
+            last = (r.code(), r.reason().to_owned());
+            if last.0 == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(last.0, 200, "warm-up message: {}", last.1);
+    }
 
     let run = unique("restart");
     let load = tokio::spawn(load(ua, format!("sip:{bob_jid}"), run.clone()));
@@ -389,7 +496,10 @@ async fn prosody_restart_under_load_delivers_every_accepted_message_under_one_id
     collect(&second, listen.admin, &run, &acked, &mut copies).await;
     let counts = Counts::new(&answers, &copies, &run);
     counts.print(
-        "prosody restart",
+        match link {
+            Link::Component => "prosody restart (component)",
+            Link::S2s => "prosody restart (s2s, XEP-0198)",
+        },
         &format!(
             "; copies before the restart {before}, prosody stopped in {:.1}s and up again \
              {:.1}s after the stop began",
@@ -401,6 +511,8 @@ async fn prosody_restart_under_load_delivers_every_accepted_message_under_one_id
     let out = gw.kill();
     counts.check(&answers, &out.stderr);
     let _ = std::fs::remove_dir_all(&dir);
+    let log = std::fs::read_to_string(pdir.join("prosody.log")).unwrap_or_default();
+    Some((counts, log))
 }
 
 /// The gateway process SIGKILLed during the load and started again on its store.
@@ -418,7 +530,7 @@ async fn gateway_sigkill_under_load_delivers_every_accepted_message_under_one_id
     let gw = binary::wait_xmpp_up(listen.admin, gw).await;
     let bob = peers.prosody.account("bob").unwrap().jid();
     let xbob = prosody_login(&peers, "bob").await;
-    let ua = sender(&carol, listen.sip_tcp).await;
+    let ua = sender(&carol, SIP_DOMAIN, listen.sip_tcp).await;
 
     let run = unique("kill");
     let load = tokio::spawn(load(ua, format!("sip:{bob}"), run.clone()));

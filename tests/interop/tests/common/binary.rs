@@ -73,6 +73,20 @@ pub async fn wait_xmpp_up(admin: SocketAddr, gw: Proc) -> Proc {
     gw
 }
 
+/// `gw` once its admin API answers (an s2s gateway opens its links on the first
+/// stanza); killed, with its output in the panic message, when that takes longer than
+/// [`WAIT`].
+pub async fn wait_admin_up(admin: SocketAddr, gw: Proc) -> Proc {
+    let up = cpim_testkit::eventually("the gateway's admin API", WAIT, || async {
+        queue_depth(admin).await.map(|_| ())
+    })
+    .await;
+    if let Err(e) = up {
+        panic!("{e}\n{}", gw.kill());
+    }
+    gw
+}
+
 /// The store-and-forward queue depth (`/queue`); `None` while the admin API does not
 /// answer.
 pub async fn queue_depth(admin: SocketAddr) -> Option<u64> {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use cpim_interop::peer_env::{self, Peer};
 use cpim_interop::{Peers, S2sRoute};
 use cpim_testkit::{dns, TestGateway};
+use cpim_xmpp::Mode;
 
 use super::flows::{Flow, Setup};
 use super::*;
@@ -80,7 +81,22 @@ pub async fn s2s(peer: Peer, user: String, flow: Flow) {
         _ => peers.gateway_s2s.clone(),
     };
     let server = xmpp_server(&peers, peer);
-    let gw = TestGateway::builder(s2s_config(server, &route, &[&user], &cert))
+    let mut cfg = s2s_config(server, &route, &[&user], &cert);
+    if peer == Peer::Prosody {
+        // Prosody A trusts the gateway certificate `scripts/test` made for gw.test: SASL
+        // EXTERNAL both ways (XEP-0178), after which Prosody (mod_smacks) offers and
+        // enables stream management (XEP-0198) on both streams.
+        let get = peer_env::var;
+        if let (Mode::S2s { cert, key, .. }, Some(c), Some(k)) = (
+            &mut cfg.xmpp.mode,
+            get("CPIM_PEER_PROSODY_GW_CERT"),
+            get("CPIM_PEER_PROSODY_GW_KEY"),
+        ) {
+            *cert = Some(c);
+            *key = Some(k);
+        }
+    }
+    let gw = TestGateway::builder(cfg)
         .keep_xmpp_listen()
         .start()
         .await

@@ -7,7 +7,6 @@ use cpim_core::StatusCode;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use cpim_core::model::Status;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -81,6 +80,7 @@ impl Hub {
                         tx: Some(tx),
                         session: Session::In(Box::new(s)),
                         was_ready: false,
+                        sm_log: VecDeque::new(),
                     },
                 );
             }
@@ -286,6 +286,7 @@ impl Hub {
                 for p in pending {
                     match p {
                         Pending::Op(q) => self.send_op(id, &pair, q),
+                        Pending::Resend(k) => self.resend(id, &pair, k),
                         Pending::Raw(el) => {
                             if let Some(Conn {
                                 session: Session::Out(o),
@@ -316,6 +317,7 @@ impl Hub {
                 info!(conn = id, %domain, "xmpp s2s: incoming stream authenticated (SASL EXTERNAL or dialback)");
             }
             S2sEvent::Stanza(el) => self.on_stanza(id, el, now),
+            S2sEvent::Acked { h } => self.on_acked(id, h),
             S2sEvent::Closed(reason) => {
                 match &reason {
                     CloseReason::AuthFailed(t) => {
@@ -369,23 +371,8 @@ impl Hub {
         } else {
             warn!(link = %self.link_name(&pair), "xmpp s2s: down: {why}");
         }
-        // Deliveries written on this stream whose outcome is unknown: 408.
-        let keys: Vec<u64> = self
-            .replies
-            .iter()
-            .filter(|(_, (_, _, r))| *r == pair)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in keys {
-            self.tracker.forget(k);
-            self.resolve(
-                k,
-                Status::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "s2s link lost before the peer confirmed",
-                ),
-            );
-        }
+        let sm = matches!(&c.session, Session::Out(o) if o.sm_last_sent().is_some());
+        self.settle_lost(id, &pair, sm);
         self.status(&pair, Some(false), Some(why));
         let wanted = self.queues.get(&pair).is_some_and(|q| !q.is_empty())
             || self.verify_queue.get(&pair).is_some_and(|v| !v.is_empty());

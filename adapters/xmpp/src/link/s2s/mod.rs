@@ -52,6 +52,7 @@ mod conn;
 mod inbound;
 mod net;
 mod out;
+mod resend;
 mod verify;
 
 use net::parse_dns_servers;
@@ -112,12 +113,32 @@ struct Conn {
     session: Session,
     /// An outgoing stream that became ready: when it ends, its peer was up until then.
     was_ready: bool,
+    /// XEP-0198, outgoing: (number of a delivery's last stanza, delivery key), oldest
+    /// first, until the peer acknowledges that number (see `resend`).
+    sm_log: VecDeque<(u32, u64)>,
+}
+
+/// A delivery written to a peer (or waiting to be written again), until its outcome.
+struct Waiting {
+    trans_id: TransId,
+    reply: oneshot::Sender<Outcome>,
+    deadline: TokioInstant,
+    /// The stream it is written on; `None` while it waits in the queue to be resent.
+    conn: Option<u64>,
+    /// XEP-0198: its stanzas, kept until the peer acknowledges them so that they are
+    /// resent with their ids if the stream ends first; `None` once acknowledged, and on
+    /// a stream without stream management.
+    unacked: Option<Vec<Element>>,
+    /// XEP-0198: the peer acknowledged its stanzas.
+    acked: bool,
 }
 
 #[allow(clippy::large_enum_variant)] // queued operations dominate anyway
 enum Pending {
     Op(Queued),
     Raw(Element),
+    /// A delivery (key of [`Hub::replies`]) its lost stream did not acknowledge.
+    Resend(u64),
 }
 
 struct Hub {
@@ -149,7 +170,7 @@ struct Hub {
     retry_at: HashMap<Pair, Retry>,
     dns_servers: Vec<SocketAddr>,
     tracker: DeliveryTracker,
-    replies: HashMap<u64, (TransId, oneshot::Sender<Outcome>, Pair)>,
+    replies: HashMap<u64, Waiting>,
     ids: StanzaIds,
     /// Message stanza ids, keyed by the dialback secret (see [`crate::ids`]).
     message_ids: MessageIds,
@@ -376,9 +397,9 @@ impl Hub {
                 }
             }
         }
-        for (_, (t, r, _)) in self.replies.drain() {
-            let _ = r.send(Outcome::failure(
-                t,
+        for (_, w) in self.replies.drain() {
+            let _ = w.reply.send(Outcome::failure(
+                w.trans_id,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "XMPP adapter shut down",
             ));
@@ -408,9 +429,15 @@ impl Hub {
         }
         for q in self.queues.values() {
             for p in q {
-                if let Pending::Op(q) = p {
-                    w = Some(w.map_or(q.deadline, |x| x.min(q.deadline)));
-                }
+                let d = match p {
+                    Pending::Op(q) => q.deadline,
+                    Pending::Resend(k) => match self.replies.get(k) {
+                        Some(x) => x.deadline,
+                        None => continue,
+                    },
+                    Pending::Raw(_) => continue,
+                };
+                w = Some(w.map_or(d, |x| x.min(d)));
             }
         }
         w
@@ -434,6 +461,7 @@ impl Hub {
             self.pump(id);
         }
         // Queue deadlines.
+        let mut late = Vec::new();
         for ((_, remote), q) in self.queues.iter_mut() {
             let mut kept = VecDeque::with_capacity(q.len());
             for p in q.drain(..) {
@@ -445,10 +473,19 @@ impl Hub {
                             format!("no s2s link to {remote} in time; not sent"),
                         ));
                     }
+                    Pending::Resend(k)
+                        if self.replies.get(&k).is_none_or(|x| x.deadline <= tnow) =>
+                    {
+                        late.push((k, remote.clone()));
+                    }
                     other => kept.push_back(other),
                 }
             }
             *q = kept;
+        }
+        for (k, remote) in late {
+            let why = format!("s2s link to {remote} lost; not resent in time");
+            self.resolve(k, Status::new(StatusCode::REQUEST_TIMEOUT, why));
         }
         // Reconnects due.
         let due: Vec<Pair> = self

@@ -13,7 +13,8 @@ use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use super::net::resolve_srv;
-use super::{Conn, Hub, IoEvent, Pair, Pending, Session};
+use super::resend::MAX_UNACKED;
+use super::{Conn, Hub, IoEvent, Pair, Pending, Session, Waiting};
 use crate::element::{Element, ElementExt};
 use crate::link::{localise_source, std_now, Queued};
 use crate::mapping;
@@ -120,13 +121,10 @@ impl Hub {
     }
 
     pub(super) fn send_op(&mut self, conn: u64, pair: &Pair, q: Queued) {
-        let now = std_now();
         let trans_id = q.op.trans_id();
-        let remote = pair.1.as_str();
-        let op = q.op;
         let ids_gen = &mut self.ids;
         let stanzas =
-            match mapping::outbound(ns::SERVER, &op, &self.message_ids, || ids_gen.next_id()) {
+            match mapping::outbound(ns::SERVER, &q.op, &self.message_ids, || ids_gen.next_id()) {
                 Ok(v) => v,
                 Err(e) => {
                     let _ = q.reply.send(Outcome {
@@ -140,6 +138,33 @@ impl Hub {
             let _ = q.reply.send(Outcome::ok(trans_id));
             return;
         }
+        self.next_key += 1;
+        let key = self.next_key;
+        self.replies.insert(
+            key,
+            Waiting {
+                trans_id,
+                reply: q.reply,
+                deadline: q.deadline,
+                conn: None,
+                unacked: None,
+                acked: false,
+            },
+        );
+        self.write_delivery(conn, pair, key, stanzas);
+    }
+
+    /// Writes a delivery's stanzas on `conn`, then its barrier ping, and tracks it; on a
+    /// stream with XEP-0198 the stanzas are kept (see `resend`) and an `<r/>` follows.
+    pub(super) fn write_delivery(
+        &mut self,
+        conn: u64,
+        pair: &Pair,
+        key: u64,
+        stanzas: Vec<Element>,
+    ) {
+        let now = std_now();
+        let remote = pair.1.as_str();
         let ping_id = self.new_id();
         let ping = Element::build(ns::SERVER, "iq")
             .attr_set("type", "get")
@@ -148,8 +173,10 @@ impl Hub {
             .attr_set("id", &ping_id)
             .child_add(Element::build(ns::PING, "ping"));
         let mut ids = Vec::new();
+        let mut last = None;
         if let Some(Conn {
             session: Session::Out(o),
+            sm_log,
             ..
         }) = self.conns.get_mut(&conn)
         {
@@ -166,21 +193,28 @@ impl Hub {
                     }
                 }
             }
+            last = o.sm_last_sent().filter(|_| sm_log.len() < MAX_UNACKED);
             o.send_stanza(&ping, now);
+            o.request_ack(now);
+            if let Some(n) = last {
+                sm_log.push_back((n, key));
+            }
         }
-        self.next_key += 1;
-        let key = self.next_key;
-        let deadline = q.deadline.into_std().max(now + Duration::from_millis(1));
+        let Some(w) = self.replies.get_mut(&key) else {
+            return;
+        };
+        w.conn = Some(conn);
+        w.unacked = last.map(|_| stanzas);
+        let deadline = w.deadline.into_std().max(now + Duration::from_millis(1));
         self.tracker
             .track(key, remote, ids, Some(&ping_id), deadline, now);
-        self.replies.insert(key, (trans_id, q.reply, pair.clone()));
         self.pump(conn);
     }
 
     pub(super) fn resolve(&mut self, key: u64, status: Status) {
-        if let Some((t, r, _)) = self.replies.remove(&key) {
-            let _ = r.send(Outcome {
-                trans_id: t,
+        if let Some(w) = self.replies.remove(&key) {
+            let _ = w.reply.send(Outcome {
+                trans_id: w.trans_id,
                 status,
             });
         }
@@ -204,6 +238,7 @@ impl Hub {
                 tx: None,
                 session: Session::Connecting,
                 was_ready: false,
+                sm_log: VecDeque::new(),
             },
         );
         self.out_by_remote.insert(pair.clone(), id);
@@ -264,8 +299,12 @@ impl Hub {
         };
         warn!(link = %self.link_name(pair), "xmpp s2s: {} queued stanza(s) not sent: {why}", q.len());
         for p in q {
-            if let Pending::Op(x) = p {
-                let _ = x.reply.send(Outcome::failure(x.op.trans_id(), code, why));
+            match p {
+                Pending::Op(x) => {
+                    let _ = x.reply.send(Outcome::failure(x.op.trans_id(), code, why));
+                }
+                Pending::Resend(k) => self.resolve(k, Status::new(code, why)),
+                Pending::Raw(_) => {}
             }
         }
     }
