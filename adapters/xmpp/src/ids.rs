@@ -12,7 +12,10 @@
 //!   a receipt (XEP-0184 s5) or marker (XEP-0333 s4) naming the stanza id maps back to
 //!   the message id without a table ([`MessageIds::message_id_of`]), so the IMDN the SIP
 //!   sender gets names its own `imdn.Message-ID`. The message id also goes out as the
-//!   XEP-0359 `origin-id`.
+//!   XEP-0359 `origin-id`. Whether the sender asked for negative delivery notifications
+//!   (RFC 5438 s5.1, `imdn.Disposition-Notification: negative-delivery`) is keyed into the
+//!   mac too, so that an XMPP error arriving after the message's outcome was given can
+//!   become the failure notice the sender asked for, still without a table.
 
 use hmac::{Hmac, Mac};
 use rand::rngs::StdRng;
@@ -82,7 +85,7 @@ impl MessageIds {
         MessageIds { key }
     }
 
-    fn mac(&self, from: &str, to: &str, message_id: &str) -> String {
+    fn mac(&self, from: &str, to: &str, message_id: &str, negative: bool) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("any key length");
         for (i, part) in [bare_lower(from), bare_lower(to)].iter().enumerate() {
             if i > 0 {
@@ -92,31 +95,55 @@ impl MessageIds {
         }
         mac.update(b"\0");
         mac.update(message_id.as_bytes());
+        if negative {
+            mac.update(b"\0negative-delivery");
+        }
         let mut out = hex::encode(mac.finalize().into_bytes());
         out.truncate(MAC_HEX);
         out
     }
 
     /// The stanza id of the message `message_id` from `from` to `to` (JIDs as written in
-    /// the stanza), or `None` when the id is empty or longer than [`MAX_MESSAGE_ID`].
-    pub fn stanza_id(&self, from: &str, to: &str, message_id: &str) -> Option<String> {
+    /// the stanza) that asked for negative delivery notifications or not, or `None` when
+    /// the id is empty or longer than [`MAX_MESSAGE_ID`].
+    pub fn stanza_id(
+        &self,
+        from: &str,
+        to: &str,
+        message_id: &str,
+        negative: bool,
+    ) -> Option<String> {
         if message_id.is_empty() || message_id.len() > MAX_MESSAGE_ID {
             return None;
         }
-        Some(format!("{message_id}.{}", self.mac(from, to, message_id)))
+        let mac = self.mac(from, to, message_id, negative);
+        Some(format!("{message_id}.{mac}"))
     }
 
     /// The message id inside `stanza_id` when it is one this key made for a message from
     /// `from` to `to`, the addresses of the message it answers (a receipt from the
     /// recipient names them the other way round).
     pub fn message_id_of<'a>(&self, stanza_id: &'a str, from: &str, to: &str) -> Option<&'a str> {
+        self.message_of(stanza_id, from, to).map(|(mid, _)| mid)
+    }
+
+    /// [`Self::message_id_of`], and whether the message asked for negative delivery
+    /// notifications.
+    pub fn message_of<'a>(
+        &self,
+        stanza_id: &'a str,
+        from: &str,
+        to: &str,
+    ) -> Option<(&'a str, bool)> {
         let (mid, mac) = stanza_id.rsplit_once('.')?;
         if mac.len() != MAC_HEX || mid.is_empty() {
             return None;
         }
-        let want = self.mac(from, to, mid);
         // Constant time is not needed: a wrong guess only leaves the id as it is.
-        (want == mac).then_some(mid)
+        [false, true]
+            .into_iter()
+            .find(|n| self.mac(from, to, mid, *n) == mac)
+            .map(|n| (mid, n))
     }
 }
 
@@ -139,22 +166,22 @@ mod tests {
     fn message_stanza_ids_are_stable_and_map_back() {
         let k = MessageIds::new("a strong secret of the link");
         let a = k
-            .stanza_id("alice@sip.x", "bob@xmpp.test", "Msg-1")
+            .stanza_id("alice@sip.x", "bob@xmpp.test", "Msg-1", false)
             .unwrap();
         assert!(a.starts_with("Msg-1."), "{a}");
         // The same message on another try: the same id; from another key: another.
         assert_eq!(
-            k.stanza_id("alice@sip.x", "bob@xmpp.test", "Msg-1"),
+            k.stanza_id("alice@sip.x", "bob@xmpp.test", "Msg-1", false),
             Some(a.clone())
         );
         let other = MessageIds::new("another strong secret");
         assert_ne!(
-            other.stanza_id("alice@sip.x", "bob@xmpp.test", "Msg-1"),
+            other.stanza_id("alice@sip.x", "bob@xmpp.test", "Msg-1", false),
             Some(a.clone())
         );
         // Another sender with the same message id gets another stanza id.
         assert_ne!(
-            k.stanza_id("carol@sip.x", "bob@xmpp.test", "Msg-1"),
+            k.stanza_id("carol@sip.x", "bob@xmpp.test", "Msg-1", false),
             Some(a.clone())
         );
         // The receipt's addresses (resource, case) still map back.
@@ -174,20 +201,38 @@ mod tests {
             None
         );
         // Ids with dots keep them.
-        let d = k.stanza_id("a@x", "b@y", "a.b.c").unwrap();
+        let d = k.stanza_id("a@x", "b@y", "a.b.c", false).unwrap();
         assert_eq!(k.message_id_of(&d, "a@x", "b@y"), Some("a.b.c"));
+    }
+
+    #[test]
+    fn a_request_for_negative_delivery_notices_is_read_back_from_the_id_rfc5438_s5_1() {
+        let k = MessageIds::new("a strong secret of the link");
+        let plain = k.stanza_id("a@sip.x", "b@xmpp.test", "M", false).unwrap();
+        let neg = k.stanza_id("a@sip.x", "b@xmpp.test", "M", true).unwrap();
+        assert_ne!(plain, neg);
+        assert_eq!(
+            k.message_of(&plain, "a@sip.x", "b@xmpp.test"),
+            Some(("M", false))
+        );
+        assert_eq!(
+            k.message_of(&neg, "a@sip.x", "b@xmpp.test"),
+            Some(("M", true))
+        );
+        assert_eq!(k.message_id_of(&neg, "a@sip.x", "b@xmpp.test"), Some("M"));
+        assert_eq!(k.message_of(&neg, "c@sip.x", "b@xmpp.test"), None);
     }
 
     #[test]
     fn empty_or_long_message_ids_get_none() {
         let k = MessageIds::new("");
-        assert_eq!(k.stanza_id("a@x", "b@y", ""), None);
+        assert_eq!(k.stanza_id("a@x", "b@y", "", false), None);
         assert_eq!(
-            k.stanza_id("a@x", "b@y", &"x".repeat(MAX_MESSAGE_ID + 1)),
+            k.stanza_id("a@x", "b@y", &"x".repeat(MAX_MESSAGE_ID + 1), false),
             None
         );
         assert!(k
-            .stanza_id("a@x", "b@y", &"x".repeat(MAX_MESSAGE_ID))
+            .stanza_id("a@x", "b@y", &"x".repeat(MAX_MESSAGE_ID), false)
             .is_some());
     }
 

@@ -29,7 +29,10 @@
 //! get/set gets `service-unavailable`. Error stanzas map to status codes through
 //! `cpim_core::errmap` (RFC 7247 s7.1), with one refinement: `service-unavailable` bounced
 //! by a user's JID is the server's answer for a user it does not have (RFC 6121
-//! s8.5.1), so 404 rather than a 503 the gateway's queue would retry. A malformed JID
+//! s8.5.1), so 404 rather than a 503 the gateway's queue would retry. An error that
+//! comes after a message's outcome was given (a client refusing it later) becomes the
+//! RFC 5438 `failed` delivery notice for its sender when the message asked for negative
+//! delivery notices (read back from its stanza id, [`ids`]). A malformed JID
 //! gets `jid-malformed`, an unknown type `bad-request`; neither drops the link.
 //!
 //! # Links

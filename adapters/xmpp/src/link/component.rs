@@ -521,7 +521,23 @@ impl Link {
             message_ids: &self.message_ids,
         };
         let trans_id = TransId(self.trans.fetch_add(1, Ordering::Relaxed));
-        match mapping::inbound(&ctx, &el, trans_id) {
+        let inbound = match mapping::inbound(&ctx, &el, trans_id) {
+            Inbound::Response { id, result, late } => {
+                match tracker.on_response(&id, &from, result, now) {
+                    Some((key, st)) => {
+                        resolve(replies, key, st);
+                        return;
+                    }
+                    // An error after the outcome: the sender's failure notice, if asked.
+                    None => match late.map(|b| *b) {
+                        Some((op, origin)) => Inbound::Op { op, origin },
+                        None => return,
+                    },
+                }
+            }
+            other => other,
+        };
+        match inbound {
             Inbound::Op { mut op, origin } => {
                 delocalise_destination(&mut op, &*self.ingress);
                 debug!(link = %self.name, trans = trans_id.0, from = %origin.from, to = %origin.to, "inbound {}", op.kind());
@@ -546,12 +562,7 @@ impl Link {
                 );
             }
             Inbound::Reply(r) => self.send_el(s, &r),
-            Inbound::Response { id, result } => {
-                if let Some((key, st)) = tracker.on_response(&id, &from, result, now) {
-                    resolve(replies, key, st);
-                }
-            }
-            Inbound::Receipt { .. } => {}
+            Inbound::Response { .. } | Inbound::Receipt { .. } => {}
             Inbound::Ignore(why) => debug!(link = %self.name, "ignored stanza: {why}"),
         }
     }

@@ -19,7 +19,13 @@ pub(super) fn inbound_iq(ctx: &Ctx<'_>, el: &Element, origin: &Origin, ty: &str)
         ));
     };
     match ty {
-        "result" => return Inbound::Response { id, result: Ok(()) },
+        "result" => {
+            return Inbound::Response {
+                id,
+                result: Ok(()),
+                late: None,
+            }
+        }
         "get" | "set" => {}
         _ => {
             return Inbound::Reply(error_stanza(

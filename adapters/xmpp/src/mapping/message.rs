@@ -8,7 +8,7 @@ use cpim_core::model::{DispositionRequest, Message, MessageKind, Operation, Tran
 use cpim_core::StatusCode;
 use cpim_core::{imdn, iscomposing};
 
-use super::{error_stanza, gw_jid, xmpp_jid, Ctx, Inbound, Origin, OutboundError};
+use super::{error_stanza, gw_jid, parse_jid, xmpp_jid, Ctx, Inbound, Origin, OutboundError};
 use crate::element::{text_el, Element, ElementExt};
 use crate::ids::MessageIds;
 use crate::jid::{to_jid, Home};
@@ -201,6 +201,43 @@ pub(super) fn imdn_doc(
     imdn::encode(&doc).ok().map(String::into_bytes)
 }
 
+/// RFC 5438 s7.2.1.2 negative delivery for an XMPP error on a message the gateway sent
+/// (RFC 7247 s7: errors are not dropped): the `failed` delivery notification its sender
+/// gets when the error comes after the message's outcome was given, e.g. a client
+/// refusing it minutes later. Only for a message that asked for it (read back from the
+/// stanza id, `crate::ids`) and an error from its recipient, whose address the id's mac
+/// binds, so no one else can make the gateway send one.
+pub(super) fn late_failure(
+    ctx: &Ctx<'_>,
+    el: &Element,
+    origin: &Origin,
+    trans_id: TransId,
+) -> Option<(Operation, Origin)> {
+    if el.name != "message" {
+        return None;
+    }
+    let (mid, negative) =
+        ctx.message_ids
+            .message_of(origin.id.as_deref()?, &origin.to, &origin.from)?;
+    if !negative {
+        return None;
+    }
+    let recipient = parse_jid(&origin.from, Home::Xmpp).ok()?.bare();
+    let sender = parse_jid(&origin.to, Home::Sip).ok()?.bare();
+    let body = imdn_doc(
+        mid,
+        ctx.now_rfc3339,
+        &recipient,
+        imdn::NotificationKind::Delivery,
+        imdn::Status::Failed,
+    )?;
+    let m = Message::new(trans_id, recipient, sender, imdn::CONTENT_TYPE, body);
+    // Refused by the core, it is not answered: an error on an error (RFC 6120 s8.3).
+    let mut o = origin.clone();
+    o.kind = "late-error".into();
+    Some((Operation::Message(m), o))
+}
+
 pub(super) fn outbound_message(
     ns: &str,
     m: &Message,
@@ -217,7 +254,7 @@ pub(super) fn outbound_message(
     let id = m
         .message_id
         .as_deref()
-        .and_then(|mid| message_ids.stanza_id(&from, &to, mid))
+        .and_then(|mid| message_ids.stanza_id(&from, &to, mid, m.disposition.negative))
         .unwrap_or_else(next_id);
     let mut el = Element::build(ns, "message")
         .attr_set("type", ty)
@@ -546,5 +583,44 @@ mod tests {
             };
             assert_eq!(m.message_id.as_deref(), Some(want), "stanza id {id}");
         }
+    }
+
+    /// RFC 5438 s7.2.1.2 / RFC 7247 s7: an error on a message that asked for negative
+    /// delivery notices carries the sender's failure notice, for when it comes after the
+    /// outcome; not for a message that did not ask, nor from anyone but its recipient.
+    #[test]
+    fn late_error_carries_a_failure_notice_only_when_asked_rfc5438() {
+        let a = Address::parse("sip:alice@sip.xmpp.test").unwrap();
+        let b = Address::parse("xmpp:bob@xmpp.test").unwrap();
+        let d = vec!["sip.xmpp.test".to_string()];
+        let error_for = |negative: bool, from: &str| {
+            let mut m = Message::new(TransId(1), a.clone(), b.clone(), "text/plain", "hi");
+            m.message_id = Some("Neg-1".into());
+            m.disposition.negative = negative;
+            let out = outbound(NS, &Operation::Message(m), ids(), || "r".into()).unwrap();
+            let id = out[0].attr("id").unwrap().to_owned();
+            let err = parse(&format!("<message type='error' from='{from}' to='alice@sip.xmpp.test' id='{id}'><error type='cancel'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"));
+            match inbound(&ctx(&d), &err, TransId(2)) {
+                Inbound::Response { result, late, .. } => {
+                    assert_eq!(result.unwrap_err().code, 406);
+                    late
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let (op, origin) = *error_for(true, "bob@xmpp.test/phone").expect("a notice");
+        let Operation::Message(n) = op else { panic!() };
+        assert_eq!(n.source.to_string(), "bob@xmpp.test");
+        assert_eq!(n.destination.to_string(), "alice@sip.xmpp.test");
+        assert!(n.is_notification());
+        let doc = imdn::parse(&n.body).unwrap();
+        assert_eq!(doc.message_id, "Neg-1");
+        assert_eq!(doc.notification.unwrap().status, imdn::Status::Failed);
+        assert_ne!(
+            origin.kind, "message",
+            "an error on an error is never answered"
+        );
+        assert!(error_for(false, "bob@xmpp.test/phone").is_none());
+        assert!(error_for(true, "mallory@xmpp.test").is_none());
     }
 }

@@ -87,6 +87,10 @@ pub enum Inbound {
         id: String,
         /// `Ok` for a result, else the mapped status.
         result: Result<(), Status>,
+        /// For an error on a message that asked for negative delivery notifications: the
+        /// failure notice for its sender, to hand to the core when the error comes too
+        /// late to be the message's outcome (`message::late_failure`).
+        late: Option<Box<(Operation, Origin)>>,
     },
     /// A receipt or marker for a message the gateway sent (XEP-0184 `received`).
     Receipt {
@@ -199,6 +203,7 @@ pub fn inbound(ctx: &Ctx<'_>, el: &Element, trans_id: TransId) -> Inbound {
             Some(id) => Inbound::Response {
                 id: id.clone(),
                 result: Err(status_of_error(el)),
+                late: message::late_failure(ctx, el, &origin, trans_id).map(Box::new),
             },
             None => Inbound::Ignore("error stanza without id"),
         };
@@ -374,7 +379,9 @@ mod tests {
         let d = vec!["sip.xmpp.test".to_string()];
         let el = parse("<message type='error' from='nobody@xmpp.test' to='c@sip.xmpp.test' id='m9'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>");
         match inbound(&ctx(&d), &el, TransId(1)) {
-            Inbound::Response { id, result: Err(s) } => {
+            Inbound::Response {
+                id, result: Err(s), ..
+            } => {
                 assert_eq!(id, "m9");
                 assert_eq!(s.code, 404);
             }

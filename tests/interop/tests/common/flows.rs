@@ -483,6 +483,50 @@ pub async fn receipts_both_ways(s: &Setup<'_>, user: &str) {
         "{text}"
     );
 
+    // RFC 5438 s7.2.1.2 / RFC 7247 s7: an error from the recipient after the sender got
+    // its 200 becomes the negative delivery notice the message asked for.
+    let mid2 = format!("M2-{user}");
+    let cpim = format!(
+        "From: <{}>\r\nTo: <{to_bob}>\r\nDateTime: 2026-12-07T12:00:00Z\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {mid2}\r\nimdn.Disposition-Notification: positive-delivery, negative-delivery\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\n\r\nrefused later",
+        ua.aor()
+    );
+    let r = ua
+        .message(&to_bob, "message/cpim", cpim.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(r.code(), 200, "{}", r.reason());
+    let m = xbob
+        .await_event(
+            |e| matches!(e, XmppEvent::Message { body, .. } if body == "refused later"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let XmppEvent::Message { id: id2, .. } = &m else {
+        unreachable!()
+    };
+    xbob.send_raw(&format!(
+        "<message type='error' to='{sip_jid}' id='{id2}'><error type='cancel'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    ))
+    .await
+    .unwrap();
+    let failed = ua
+        .await_request(
+            |r| {
+                r.method().as_str() == "MESSAGE"
+                    && String::from_utf8_lossy(r.body()).contains("<failed")
+            },
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(failed.body()).into_owned();
+    assert!(
+        text.contains(&format!("<message-id>{mid2}</message-id>")),
+        "{text}"
+    );
+    assert!(text.contains("Content-Disposition: notification"), "{text}");
+
     let xid = format!("x-{user}");
     xbob.send_raw(&format!(
         "<message to='{sip_jid}' id='{xid}' type='chat'><body>receipt please</body><request xmlns='urn:xmpp:receipts'/></message>"

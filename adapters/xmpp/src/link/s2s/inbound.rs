@@ -78,7 +78,23 @@ impl Hub {
             message_ids: &self.message_ids,
         };
         let trans_id = TransId(self.trans.fetch_add(1, Ordering::Relaxed));
-        match mapping::inbound(&ctx, &el, trans_id) {
+        let inbound = match mapping::inbound(&ctx, &el, trans_id) {
+            Inbound::Response { id, result, late } => {
+                match self.tracker.on_response(&id, &from, result, now) {
+                    Some((key, st)) => {
+                        self.resolve(key, st);
+                        return;
+                    }
+                    // An error after the outcome: the sender's failure notice, if asked.
+                    None => match late.map(|b| *b) {
+                        Some((op, origin)) => Inbound::Op { op, origin },
+                        None => return,
+                    },
+                }
+            }
+            other => other,
+        };
+        match inbound {
             Inbound::Op { mut op, origin } => {
                 delocalise_destination(&mut op, &*self.ingress);
                 let ingress = self.ingress.clone();
@@ -96,12 +112,7 @@ impl Hub {
                 );
             }
             Inbound::Reply(r) => self.send_raw(r),
-            Inbound::Response { id, result } => {
-                if let Some((key, st)) = self.tracker.on_response(&id, &from, result, now) {
-                    self.resolve(key, st);
-                }
-            }
-            Inbound::Receipt { .. } => {}
+            Inbound::Response { .. } | Inbound::Receipt { .. } => {}
             Inbound::Ignore(why) => debug!("ignored stanza: {why}"),
         }
     }
