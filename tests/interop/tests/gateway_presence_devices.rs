@@ -1,5 +1,5 @@
-//! Users with several devices, end to end through the gateway as Prosody's XEP-0114
-//! component (RFC 8048 s4-s5, RFC 3863 s4.1.1, RFC 4479 s4, RFC 3903 s4):
+//! Users with several devices, end to end through the gateway as the XEP-0114 component
+//! of a real XMPP server (RFC 8048 s4-s5, RFC 3863 s4.1.1, RFC 4479 s4, RFC 3903 s4):
 //!
 //! - an XMPP user logged in twice (two slixmpp clients, two resources) watched by a SIP
 //!   user (cpim-testkit's SIP UA): the NOTIFYs carry one tuple per resource, stay `open`
@@ -9,7 +9,9 @@
 //!   device's GRUU or tuple id (RFC 7247 s6.3), the priority from `<contact priority>`;
 //!   removing one publication sends `unavailable` from that resource only.
 //!
-//! Skips (prints why) without `CPIM_PEERS`, fails for that under `CI=true`.
+//! Each runs against Prosody and against ejabberd; the composed PIDF is checked against
+//! RFC 3863's schema with xmllint. Skips (prints why) without `CPIM_PEERS`, fails for
+//! that under `CI=true`.
 
 mod common;
 
@@ -94,6 +96,13 @@ async fn sip_watcher_of_two_resources(s: &common::flows::Setup<'_>, user: &str) 
         "{}",
         body_text(&both)
     );
+    // The composed document is valid PIDF (RFC 3863 schema, xmllint).
+    let dir = common::sip::scratch("devices");
+    match common::sip::validate_pidf(s.peers, &body_text(&both), &dir, "two-resources") {
+        Ok(true) => {}
+        Ok(false) => eprintln!("SKIP schema check: the SIMPLE schemas are not found"),
+        Err(e) => panic!("invalid PIDF: {e}"),
+    }
 
     // The first client leaves: still open, with the second's tuple alone.
     xa.quit().await.unwrap();
@@ -211,6 +220,22 @@ async fn xmpp_watcher_of_two_devices(s: &common::flows::Setup<'_>, user: &str) {
 async fn rfc8048_s4_sip_watcher_of_xmpp_user_with_two_resources() {
     component(Peer::Prosody, unique("sam"), |s, u| {
         Box::pin(sip_watcher_of_two_resources(s, u))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8048_s4_sip_watcher_of_ejabberd_user_with_two_resources() {
+    component(Peer::Ejabberd, unique("sem"), |s, u| {
+        Box::pin(sip_watcher_of_two_resources(s, u))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc8048_s5_ejabberd_watcher_of_sip_user_with_two_devices() {
+    component(Peer::Ejabberd, unique("tia"), |s, u| {
+        Box::pin(xmpp_watcher_of_two_devices(s, u))
     })
     .await;
 }
