@@ -189,7 +189,8 @@ impl Sources {
 #[derive(Debug, Default)]
 pub struct Devices {
     sources: HashMap<String, Sources>,
-    shown: HashMap<String, Vec<String>>,
+    /// Per subscription: the open tuples shown last, as (id, contact).
+    shown: HashMap<String, Vec<(String, Option<String>)>>,
 }
 
 impl Devices {
@@ -212,22 +213,24 @@ impl Devices {
     }
 
     /// The document for a roster-style watcher of subscription `key`: `current` with a
-    /// closed tuple for every tuple id shown last time and gone since. Remembers the
-    /// open ids shown now.
+    /// closed tuple for every tuple shown last time and gone since, with the contact it
+    /// had (which may name its resource, RFC 7247 s6.3). Remembers the open tuples shown
+    /// now.
     pub fn for_watcher(&mut self, key: &str, mut current: Presence) -> Presence {
-        let open: Vec<String> = current
+        let open: Vec<(String, Option<String>)> = current
             .tuples
             .iter()
             .filter(|t| t.basic != Some(Basic::Closed))
-            .map(|t| t.id.clone())
+            .map(|t| (t.id.clone(), t.contact.clone()))
             .take(MAX_SOURCES)
             .collect();
         let before = self.shown.remove(key).unwrap_or_default();
-        for id in before {
+        for (id, contact) in before {
             if !current.tuples.iter().any(|t| t.id == id) {
                 current.tuples.push(Tuple {
                     id,
                     basic: Some(Basic::Closed),
+                    contact,
                     ..Tuple::default()
                 });
             }
@@ -398,6 +401,7 @@ mod tests {
                 Tuple {
                     id: "d2".into(),
                     basic: Some(Basic::Open),
+                    contact: Some("sip:carol@sip.test;gr=handset".into()),
                     ..Tuple::default()
                 },
             ],
@@ -410,6 +414,11 @@ mod tests {
         assert_eq!(
             ids(&shown),
             vec![("d1", Some(Basic::Open)), ("d2", Some(Basic::Closed))]
+        );
+        // With the contact it had: the GRUU that names its resource.
+        assert_eq!(
+            shown.tuples[1].contact.as_deref(),
+            Some("sip:carol@sip.test;gr=handset")
         );
         // Only once.
         assert_eq!(d.for_watcher("k", one.clone()), one);
