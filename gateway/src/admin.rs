@@ -1,5 +1,6 @@
 //! The admin HTTP API (axum): `/health`, `/ready`, `/links`, `/registrations`,
-//! `/subscriptions`, `/queue`, `/metrics` (Prometheus text format).
+//! `/subscriptions`, `/queue`, `/metrics` (Prometheus text format), and the presence
+//! authorization endpoints `/presence/watchers`, `/presence/decision` ([`presence`]).
 //!
 //! Authentication: every endpoint but `/health` (which answers `ok` and nothing else)
 //! needs `Authorization: Bearer <token>` (401 otherwise). The token is `admin.token`, or,
@@ -21,7 +22,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use cpim_core::adapter::LinkStatus;
 use sha2::{Digest, Sha256};
@@ -61,6 +62,8 @@ pub struct AdminState {
     /// Adapters that failed to start.
     pub failed: Mutex<Vec<LinkStatus>>,
 }
+
+mod presence;
 
 type S = State<Arc<AdminState>>;
 
@@ -279,6 +282,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/subscriptions", get(subscriptions))
         .route("/queue", get(queue))
         .route("/metrics", get(metrics))
+        .route("/presence/watchers", get(presence::watchers))
+        .route("/presence/decision", post(presence::decision))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             host_check,
