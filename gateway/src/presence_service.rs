@@ -502,10 +502,16 @@ impl PresenceService {
             .collect()
     }
 
-    /// The full-state watcherinfo document (RFC 3858) of a local presentity.
+    /// The full-state watcherinfo document (RFC 3858, `version` 0) of a local
+    /// presentity.
+    pub fn watcher_info(&self, presentity: &Address) -> cpim_core::watcherinfo::WatcherInfo {
+        self.lock().watcher_info(presentity, 0, Instant::now())
+    }
+
+    /// [`PresenceService::watcher_info`] as XML.
     pub fn watcher_info_xml(&self, presentity: &Address) -> Result<String, RecordError> {
-        let doc = self.lock().watcher_info(presentity, 0, Instant::now());
-        cpim_core::watcherinfo::encode(&doc).map_err(|e| RecordError::Value(e.to_string()))
+        cpim_core::watcherinfo::encode(&self.watcher_info(presentity))
+            .map_err(|e| RecordError::Value(e.to_string()))
     }
 
     /// Number of subscriptions.

@@ -280,3 +280,126 @@ async fn pending_watchers_decided_through_the_admin_api_survive_a_restart() {
     gw.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The body of a `presence.winfo` NOTIFY, parsed (RFC 3858), with its Subscription-State.
+fn winfo_of(r: &cpim_sip::codec::Request) -> (String, cpim_core::watcherinfo::WatcherInfo) {
+    use cpim_sip::codec::HeaderName;
+    assert_eq!(r.header(HeaderName::Event), Some("presence.winfo"));
+    assert_eq!(
+        r.header(HeaderName::ContentType),
+        Some(cpim_core::watcherinfo::CONTENT_TYPE)
+    );
+    let state = r
+        .header(HeaderName::SubscriptionState)
+        .unwrap_or("")
+        .to_owned();
+    (state, cpim_core::watcherinfo::parse(r.body()).unwrap())
+}
+
+/// RFC 3857 over the real SIP adapter: a SIP user subscribes to its own watcher
+/// information (others get 403); the first NOTIFY holds the full state (version 0, the
+/// pending watcher with event `subscribe`); the decision through the admin API gives a
+/// NOTIFY with the next version and the watcher `active`/`approved` (RFC 3858 s4.2,
+/// RFC 3857 s3.x); a 489 for an unknown package advertises `presence.winfo`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc3857_sip_user_watches_its_watchers_through_presence_winfo() {
+    use cpim_sip::app::config::SipUser;
+    use cpim_testkit::{SipUa, Transport};
+
+    let dir = tmp("winfo-sip");
+    let mock = Arc::new(Mock {
+        got: Mutex::new(Vec::new()),
+    });
+    let mut cfg = config(&dir);
+    cfg.sip.users = ["alice", "eve"]
+        .iter()
+        .map(|u| SipUser {
+            username: (*u).to_owned(),
+            password: Some(format!("{u}pw")),
+            ..SipUser::default()
+        })
+        .collect();
+    let gw = Gateway::start_with(cfg, vec![mock.clone()]).await.unwrap();
+    let admin = gw.admin_addr().unwrap();
+    let udp = gw
+        .sip_addrs()
+        .iter()
+        .find(|(t, _)| t == "udp")
+        .map(|(_, a)| *a)
+        .expect("SIP on UDP");
+    let ua = |u: &'static str| async move {
+        let ua = SipUa::new(u, "sip.test", Some(&format!("{u}pw")), Transport::Udp, udp)
+            .await
+            .unwrap();
+        assert_eq!(ua.register(300).await.unwrap().code(), 200);
+        ua
+    };
+    let alice = ua("alice").await;
+    let eve = ua("eve").await;
+
+    // Only alice may watch alice's watchers.
+    let (r, _) = eve.subscribe(ALICE, "presence.winfo", 600).await.unwrap();
+    assert_eq!(r.code(), 403, "{}", r.reason());
+    let (r, _) = alice
+        .subscribe(ALICE, "message-summary", 600)
+        .await
+        .unwrap();
+    assert_eq!(r.code(), 489);
+    assert_eq!(
+        r.header(cpim_sip::codec::HeaderName::AllowEvents),
+        Some("presence, presence.winfo")
+    );
+
+    assert_eq!(
+        subscribe(&gw, "im:romeo@x.test").await,
+        StatusCode::ACCEPTED
+    );
+    let (r, sub) = alice.subscribe(ALICE, "presence.winfo", 600).await.unwrap();
+    assert_eq!(r.code(), 200, "{}", r.reason());
+    let sub = sub.unwrap();
+    let is_winfo = |r: &cpim_sip::codec::Request| {
+        r.method().as_str() == "NOTIFY"
+            && r.header(cpim_sip::codec::HeaderName::Event) == Some("presence.winfo")
+    };
+    let first = alice
+        .await_request(is_winfo, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let (state, doc) = winfo_of(&first);
+    assert!(state.starts_with("active;expires="), "{state}");
+    assert_eq!(doc.version, 0);
+    assert_eq!(doc.state, cpim_core::watcherinfo::DocState::Full);
+    let w = &doc.lists[0].watchers;
+    assert_eq!(w.len(), 1, "{doc:?}");
+    assert_eq!(w[0].uri, "im:romeo@x.test");
+    assert_eq!(w[0].status.as_str(), "pending");
+    assert_eq!(w[0].event.as_str(), "subscribe");
+
+    let (code, _) = post(
+        admin,
+        "/presence/decision",
+        &decision("im:romeo@x.test", "allow"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let next = alice
+        .await_request(is_winfo, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let (_, doc) = winfo_of(&next);
+    assert_eq!(doc.version, 1);
+    assert_eq!(doc.lists[0].watchers[0].status.as_str(), "active");
+    assert_eq!(doc.lists[0].watchers[0].event.as_str(), "approved");
+
+    // Unsubscribe: the final NOTIFY.
+    let r = alice.resubscribe(&sub, 0).await.unwrap();
+    assert_eq!(r.code(), 200);
+    let last = alice
+        .await_request(is_winfo, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(winfo_of(&last).0.starts_with("terminated"));
+    gw.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
