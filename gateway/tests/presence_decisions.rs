@@ -299,8 +299,8 @@ fn winfo_of(r: &cpim_sip::codec::Request) -> (String, cpim_core::watcherinfo::Wa
 /// RFC 3857 over the real SIP adapter: a SIP user subscribes to its own watcher
 /// information (others get 403); the first NOTIFY holds the full state (version 0, the
 /// pending watcher with event `subscribe`); the decision through the admin API gives a
-/// NOTIFY with the next version and the watcher `active`/`approved` (RFC 3858 s4.2,
-/// RFC 3857 s3.x); a 489 for an unknown package advertises `presence.winfo`.
+/// NOTIFY with the next version and the watcher `active`/`approved` (RFC 3858 s3, s4,
+/// RFC 3857 s4.7.1); a 489 for an unknown package advertises `presence.winfo`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc3857_sip_user_watches_its_watchers_through_presence_winfo() {
     use cpim_sip::app::config::SipUser;

@@ -2,7 +2,7 @@
 //! [`crate::presence::decide`]), behind the same bearer token as the rest of the API:
 //!
 //! - `GET /presence/watchers?presentity=<uri>`: the presentity's watchers as JSON
-//!   (`watcher`, `status` pending/active/terminated/none, `event` per RFC 3857 s3.x,
+//!   (`watcher`, `status` pending/active/terminated/none, `event` per RFC 3857 s4.7.1,
 //!   `decision`, `watcher_adapter`, `expires_in`); with `&format=watcherinfo` the same
 //!   as an RFC 3858 `application/watcherinfo+xml` document (full state).
 //! - `POST /presence/decision` with a JSON body

@@ -7,7 +7,7 @@
 //! values `allow` / `block` / `polite-block` / `confirm` map onto
 //! [`Decision::allow`] `true` / `false` / `false` / no decision) can feed it later.
 //!
-//! Effects (RFC 3857 s3.x watcher events, RFC 6665 s4.1.3 states, RFC 8048 s5):
+//! Effects (RFC 3857 s4.7.1 watcher events, RFC 6665 s4.1.3 states, RFC 8048 s5):
 //! - allow: a pending subscription becomes active (`approved`): XMPP `subscribed` and
 //!   then the state, SIP NOTIFY `active` with the state. Later subscribes of that
 //!   watcher are approved at once.
@@ -95,10 +95,10 @@ impl Decisions {
 pub struct WatcherEntry {
     /// The watcher.
     pub watcher: Address,
-    /// `pending`, `active` or `terminated` (RFC 3858 s4.4 status); `none` for a watcher
+    /// `pending`, `active` or `terminated` (RFC 3858 s3 status); `none` for a watcher
     /// allowed before that does not subscribe now.
     pub status: &'static str,
-    /// What led there (RFC 3857 s3.x event): `subscribe`, `approved`, `rejected`.
+    /// What led there (RFC 3857 s4.7.1 event): `subscribe`, `approved`, `rejected`.
     pub event: &'static str,
     /// The remembered decision, if any.
     pub decision: Option<bool>,

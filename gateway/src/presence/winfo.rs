@@ -2,8 +2,8 @@
 //! `presence.winfo`, RFC 3858 document `application/watcherinfo+xml`), built from the
 //! engine's subscriptions and the presentity's remembered decisions.
 //!
-//! One `<watcher-list>` for the presentity and the `presence` package (RFC 3858 s4.3);
-//! each watcher (RFC 3858 s4.4) with its status and the RFC 3857 s3.x event that led
+//! One `<watcher-list>` for the presentity and the `presence` package (RFC 3858 s3);
+//! each watcher (RFC 3858 s3) with its status and the RFC 3857 s4.7.1 event that led
 //! there: `pending`/`subscribe` (waiting for the decision), `active`/`subscribe`
 //! (approved by the rules at once), `active`/`approved` (allowed by the presentity),
 //! `terminated`/`rejected` (denied). The watcher's `id` is stable for the pair, so a
@@ -22,7 +22,7 @@ use super::{sub_key, PresenceEngine};
 /// The event package whose watchers are listed (RFC 3856 s6.2).
 pub const PACKAGE: &str = "presence";
 
-/// A stable `id` for the watcher of a pair (RFC 3858 s4.4: unique per subscription).
+/// A stable `id` for the watcher of a pair (RFC 3858 s3: unique per subscription).
 fn watcher_id(watcher: &Address, presentity: &Address) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     sub_key(watcher, presentity).hash(&mut h);
@@ -38,7 +38,7 @@ fn watcher_uri(a: &Address) -> String {
 }
 
 impl PresenceEngine {
-    /// The full-state watcherinfo document of a local presentity (RFC 3858 s4.2:
+    /// The full-state watcherinfo document of a local presentity (RFC 3858 s3, s4:
     /// `version` as given, `state="full"`).
     pub fn watcher_info(&self, presentity: &Address, version: u64, now: Instant) -> WatcherInfo {
         let watchers = self

@@ -188,7 +188,7 @@ async fn component_xmpp_watchers_wait_for_the_sip_users_decision_rfc6665_s4_1_3(
         .unwrap();
     assert_eq!(r.code(), 200, "{}", r.reason());
     assert!(r.header(HeaderName::SipEtag).is_some());
-    // RFC 3857 s5.3: another user may not see the watchers; the user may.
+    // RFC 3857 s4.6: another user may not see the watchers; the user may.
     let oua = sip_ua(&other, Transport::Udp, gw.sip_addr(Transport::Udp).unwrap()).await;
     assert_eq!(oua.register(300).await.unwrap().code(), 200);
     let (r, _) = oua
@@ -221,7 +221,7 @@ async fn component_xmpp_watchers_wait_for_the_sip_users_decision_rfc6665_s4_1_3(
         .await
         .unwrap();
     }
-    // The SIP user sees both pending (RFC 3857 s3.x event `subscribe`).
+    // The SIP user sees both pending (RFC 3857 s4.7.1 event `subscribe`).
     await_winfo(
         &ua,
         |d| {

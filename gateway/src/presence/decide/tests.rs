@@ -427,11 +427,11 @@ fn restart_keeps_pending_watchers_and_decisions() {
     assert!(n.len() == 2 && n.iter().all(active), "{n:?}");
 }
 
-/// The watcherinfo document (RFC 3858 s4): full state, one list for the presentity and
-/// the `presence` package, each watcher with status and event (RFC 3857 s3.x); it
+/// The watcherinfo document (RFC 3858 s3): full state, one list for the presentity and
+/// the `presence` package, each watcher with status and event (RFC 3857 s4.7.1); it
 /// round-trips through the codec and validates against the RFC 3858 schema.
 #[test]
-fn rfc3858_s4_watcherinfo_document_of_the_decisions() {
+fn rfc3858_s3_watcherinfo_document_of_the_decisions() {
     let t0 = Instant::now();
     let mut e = PresenceEngine::new(PresenceConfig::default());
     let alice = a("sip:alice@sip.test");

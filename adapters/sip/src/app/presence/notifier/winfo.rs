@@ -2,18 +2,18 @@
 //! subscribes to the list of its own watchers and gets `application/watcherinfo+xml`
 //! NOTIFYs (RFC 3858).
 //!
-//! - Authorization (RFC 3857 s5.3, s7): only the presentity itself may subscribe to its
+//! - Authorization (RFC 3857 s4.6, s6): only the presentity itself may subscribe to its
 //!   watcher information (the SUBSCRIBE's authenticated From is the same user as the
 //!   resource); any other subscriber gets 403.
 //! - The documents come from the core ([`cpim_core::adapter::Ingress::watcher_info`]);
-//!   every NOTIFY carries the full state (RFC 3858 s4.2 allows full state at any time),
+//!   every NOTIFY carries the full state (RFC 3858 s4 allows full state at any time),
 //!   its `version` counting the documents of the subscription from 0 (kept with the
 //!   dialog's CSeq: the NOTIFY with CSeq `n` carries version `n - 1`, so it keeps
 //!   counting after a restart).
 //! - Changes: the tokio layer polls the documents of the live subscriptions
 //!   ([`Notifier::winfo_watched`]) once a second and hands them to
 //!   [`Notifier::winfo_update`], which notifies only when the watcher list changed (a
-//!   watcher subscribed, was decided, or left, RFC 3857 s3.x events).
+//!   watcher subscribed, was decided, or left, RFC 3857 s4.7.1 events).
 //! - Lifetime (RFC 6665 s4.2): refresh with a NOTIFY of the current state, `Expires: 0`
 //!   ends with `terminated;reason=timeout`, expiry too; a fetch (`Expires: 0` outside a
 //!   dialog) gets one final NOTIFY. Dialogs are persisted with the role
@@ -29,7 +29,7 @@ use crate::app::store::{DialogRecord, DialogRole};
 use super::SubscribeRequest;
 use super::{event_package, Notifier, NotifierOutput, OutgoingNotify, SubscribeDecision};
 
-/// The watcher information event package (RFC 3857 s3.1): the template package
+/// The watcher information event package (RFC 3857 s4.1): the template package
 /// `winfo` applied to `presence`.
 pub const WINFO_EVENT: &str = "presence.winfo";
 
@@ -85,7 +85,7 @@ impl Notifier {
         if let Some(tag) = &req.to_tag {
             return self.winfo_in_dialog(&req, tag, expires, now, doc);
         }
-        // RFC 3857 s5.3: by default only the presentity watches its watchers.
+        // RFC 3857 s4.6: by default only the presentity watches its watchers.
         if !req.watcher.same_user(&req.presentity) {
             return reject(403, "Forbidden: only the presentity may see its watchers");
         }

@@ -80,10 +80,10 @@ fn pending_romeo() -> WatcherInfo {
     )])
 }
 
-/// RFC 3857 s5.3: only the presentity may subscribe to its watcher information; others
+/// RFC 3857 s4.6: only the presentity may subscribe to its watcher information; others
 /// get 403; a resource without watcher information 404; the event is recognized.
 #[test]
-fn rfc3857_s5_3_only_the_presentity_sees_its_watchers() {
+fn rfc3857_s4_6_only_the_presentity_sees_its_watchers() {
     assert!(is_winfo(Some("presence.winfo;id=1")));
     assert!(!is_winfo(Some("presence")));
     let mut n = notifier();
@@ -111,12 +111,12 @@ fn rfc3857_s5_3_only_the_presentity_sees_its_watchers() {
     assert!(n.winfo_watched().is_empty());
 }
 
-/// RFC 3858 s4.2: the first NOTIFY has the full state with version 0; each change a
+/// RFC 3858 s3, s4: the first NOTIFY has the full state with version 0; each change a
 /// further full document with the next version; no NOTIFY when nothing changed; a
 /// refresh re-sends the state; the versions follow the dialog's CSeq, so a restored
 /// dialog keeps counting.
 #[test]
-fn rfc3858_s4_2_full_state_then_changes_with_incrementing_versions() {
+fn rfc3858_s4_full_state_then_changes_with_incrementing_versions() {
     let mut n = notifier();
     let d = n.handle_winfo_subscribe(
         req("sip:alice@sip.test", Some(600), None, 1),
