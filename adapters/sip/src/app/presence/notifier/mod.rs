@@ -278,9 +278,9 @@ impl Notifier {
         self
     }
 
-    /// Number of subscriptions (any phase).
+    /// Number of subscriptions (any phase, `presence.winfo` ones included).
     pub fn len(&self) -> usize {
-        self.subs.len()
+        self.subs.len() + self.winfo.len()
     }
 
     /// The (presentity, flow) of every subscription, for the caps of [`crate::app::limits`].
@@ -293,7 +293,7 @@ impl Notifier {
 
     /// True if there are none.
     pub fn is_empty(&self) -> bool {
-        self.subs.is_empty()
+        self.len() == 0
     }
 
     /// The next output, if any.

@@ -44,6 +44,13 @@ pub(super) struct WinfoSubs {
     subs: HashMap<String, WinfoSub>,
 }
 
+impl WinfoSubs {
+    /// Number of subscriptions.
+    pub(super) fn len(&self) -> usize {
+        self.subs.len()
+    }
+}
+
 #[derive(Debug)]
 struct WinfoSub {
     rec: DialogRecord,

@@ -178,7 +178,7 @@ fn rfc3858_s4_full_state_then_changes_with_incrementing_versions() {
     rec.local_cseq = 3;
     let mut m = notifier();
     m.restore(vec![rec], 1030);
-    assert_eq!(m.len(), 0, "not a presence subscription");
+    assert_eq!(m.len(), 1, "counted with the others (caps)");
     m.winfo_update(&key, &approved, 1030);
     let s = sent(&mut m);
     assert_eq!(s.len(), 1);
