@@ -300,7 +300,8 @@ fn winfo_of(r: &cpim_sip::codec::Request) -> (String, cpim_core::watcherinfo::Wa
 /// information (others get 403); the first NOTIFY holds the full state (version 0, the
 /// pending watcher with event `subscribe`); the decision through the admin API gives a
 /// NOTIFY with the next version and the watcher `active`/`approved` (RFC 3858 s3, s4,
-/// RFC 3857 s4.7.1); a 489 for an unknown package advertises `presence.winfo`.
+/// RFC 3857 s4.7.1); after a restart the subscription is back (its state sent again, the
+/// versions counting on); a 489 for an unknown package advertises `presence.winfo`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc3857_sip_user_watches_its_watchers_through_presence_winfo() {
     use cpim_sip::app::config::SipUser;
@@ -310,16 +311,21 @@ async fn rfc3857_sip_user_watches_its_watchers_through_presence_winfo() {
     let mock = Arc::new(Mock {
         got: Mutex::new(Vec::new()),
     });
-    let mut cfg = config(&dir);
-    cfg.sip.users = ["alice", "eve"]
-        .iter()
-        .map(|u| SipUser {
-            username: (*u).to_owned(),
-            password: Some(format!("{u}pw")),
-            ..SipUser::default()
-        })
-        .collect();
-    let gw = Gateway::start_with(cfg, vec![mock.clone()]).await.unwrap();
+    let restart_config = |dir: &std::path::Path| {
+        let mut cfg = config(dir);
+        cfg.sip.users = ["alice", "eve"]
+            .iter()
+            .map(|u| SipUser {
+                username: (*u).to_owned(),
+                password: Some(format!("{u}pw")),
+                ..SipUser::default()
+            })
+            .collect();
+        cfg
+    };
+    let gw = Gateway::start_with(restart_config(&dir), vec![mock.clone()])
+        .await
+        .unwrap();
     let admin = gw.admin_addr().unwrap();
     let udp = gw
         .sip_addrs()
@@ -392,7 +398,40 @@ async fn rfc3857_sip_user_watches_its_watchers_through_presence_winfo() {
     assert_eq!(doc.lists[0].watchers[0].status.as_str(), "active");
     assert_eq!(doc.lists[0].watchers[0].event.as_str(), "approved");
 
+    // A restart: the subscription comes back from the store and the state is sent again,
+    // the version counting on; a new watcher gives the next version.
+    gw.shutdown().await;
+    let gw = Gateway::start_with(restart_config(&dir), vec![mock.clone()])
+        .await
+        .unwrap();
+    let again = alice
+        .await_request(is_winfo, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let (state, doc) = winfo_of(&again);
+    assert!(state.starts_with("active;expires="), "{state}");
+    assert_eq!(doc.version, 2);
+    assert_eq!(doc.lists[0].watchers[0].event.as_str(), "approved");
+    assert_eq!(
+        subscribe(&gw, "im:carol@x.test").await,
+        StatusCode::ACCEPTED
+    );
+    let next = alice
+        .await_request(is_winfo, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let (_, doc) = winfo_of(&next);
+    assert_eq!(doc.version, 3);
+    assert_eq!(doc.lists[0].watchers.len(), 2, "{doc:?}");
+
     // Unsubscribe: the final NOTIFY.
+    let udp = gw
+        .sip_addrs()
+        .iter()
+        .find(|(t, _)| t == "udp")
+        .map(|(_, a)| *a)
+        .expect("SIP on UDP");
+    alice.set_server(udp);
     let r = alice.resubscribe(&sub, 0).await.unwrap();
     assert_eq!(r.code(), 200);
     let last = alice
