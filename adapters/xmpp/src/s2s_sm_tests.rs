@@ -90,7 +90,7 @@ fn stanzas_are_counted_and_acknowledged_after_sasl_external_xep0198_s3_s4() {
     assert_eq!(
         to_in.matches("<r xmlns").count(),
         1,
-        "one <r/> at a time: {to_in}"
+        "one <r/> per batch: {to_in}"
     );
     assert!(
         to_out.contains("<a xmlns=\"urn:xmpp:sm:3\" h=\"3\"/>"),
