@@ -135,6 +135,18 @@ fn a_list_referring_to_itself_is_409_constraint_failure_rfc4826_s3_4() {
         &format!(r#"<list name="c">{el}</list>"#),
     );
     assert_eq!(r.status, 201, "{}", body(&r));
+    // References into another user's documents are not followed: the entry-ref to
+    // Alice's list (not an entry) is accepted, telling Bob nothing about her lists.
+    let d = format!(
+        r#"{RL_OPEN}<list name="x"><entry-ref ref="resource-lists/users/{ALICE}/index/~~/resource-lists/list%5b@name=%22a%22%5d"/></list></resource-lists>"#
+    );
+    assert_eq!(put(&mut s, &rl(BOB), BOB, RL_MIME, &d).status, 201);
+    // The same reference in Alice's own document is checked.
+    let third = doc("resource-lists", ALICE, "third");
+    assert_conflict(
+        &put(&mut s, &third, ALICE, RL_MIME, &d),
+        "constraint-failure",
+    );
 }
 
 #[test]

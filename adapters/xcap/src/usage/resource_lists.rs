@@ -7,7 +7,9 @@
 //! points to an `<entry>`, an `anchor` an absolute HTTP URI under the XCAP root
 //! pointing to a `<list>`; and no list may contain, directly or through the lists
 //! its references point to, a reference to itself (refused as a constraint
-//! failure: an RLS expanding it would never end).
+//! failure: an RLS expanding it would never end). References are followed only
+//! into the writer's own documents (references into other users' documents are
+//! accepted unresolved), so that refusals reveal nothing of another user's lists.
 
 use std::collections::{HashMap, HashSet};
 
@@ -266,7 +268,13 @@ struct CycleSearch<'a, 'c> {
 
 impl CycleSearch<'_, '_> {
     fn load(&mut self, key: &DocKey) {
-        if self.docs.contains_key(key) || key.auid != USAGE.auid {
+        if self.docs.contains_key(key) {
+            return;
+        }
+        // Only the writer's own documents are followed: what another user's lists
+        // hold must not show through the answers to this one's PUTs.
+        if key.auid != USAGE.auid || key.tree != self.ctx.key.tree {
+            self.docs.insert(key.clone(), None);
             return;
         }
         let limits = Limits {
