@@ -29,6 +29,8 @@ pub struct Config {
     pub max_documents_per_user: usize,
     /// Most documents in all.
     pub max_documents: usize,
+    /// Most bytes of documents in all.
+    pub max_total_bytes: usize,
     /// The XML reader's depth, element and attribute bounds (its byte bound is
     /// `max_body`).
     pub limits: Limits,
@@ -37,13 +39,14 @@ pub struct Config {
 }
 
 impl Config {
-    /// 1 MiB bodies, 32 documents per user, 100 000 in all.
+    /// 1 MiB bodies, 32 documents per user, 100 000 and 256 MiB in all.
     pub fn new(root: &str, etag_seed: [u8; 32]) -> Config {
         Config {
             root: root.trim_end_matches('/').to_owned(),
             max_body: 1024 * 1024,
             max_documents_per_user: 32,
             max_documents: 100_000,
+            max_total_bytes: 256 * 1024 * 1024,
             limits: Limits {
                 max_bytes: 1024 * 1024,
                 ..Limits::DEFAULT
@@ -200,6 +203,7 @@ impl XcapServer {
         };
         self.check_quota(&key)?;
         let (root, text) = self.parse_document(content)?;
+        self.check_bytes(&key, text.len())?;
         self.validate(usage, &root, &key)?;
         let services = rls_services::service_uris(&root);
         self.store.put(&key, text, services, false);
@@ -220,6 +224,14 @@ impl XcapServer {
         };
         if user_full || self.store.len() >= self.config.max_documents {
             return Err(XcapError::constraint("document quota reached"));
+        }
+        Ok(())
+    }
+
+    fn check_bytes(&self, key: &DocKey, new_len: usize) -> Result<(), XcapError> {
+        let old = self.store.text(key).map_or(0, str::len);
+        if self.store.total_bytes() - old + new_len > self.config.max_total_bytes {
+            return Err(XcapError::constraint("storage quota reached"));
         }
         Ok(())
     }
@@ -385,6 +397,7 @@ impl XcapServer {
         }
         let result = self.check_quota(key).and_then(|()| {
             let (root, text) = self.parse_document(req.body)?;
+            self.check_bytes(key, text.len())?;
             self.validate(usage, &root, key)?;
             Ok((root, text))
         });
@@ -452,6 +465,9 @@ impl XcapServer {
         ));
         if out.len() > self.config.max_body {
             return Response::conflict(&XcapError::constraint("the document would be too large"));
+        }
+        if let Err(e) = self.check_bytes(key, out.len()) {
+            return Response::conflict(&e);
         }
         let services = rls_services::service_uris(&root);
         let etag = self.store.put(key, out, services, true);

@@ -56,6 +56,7 @@ struct Stored {
 pub struct Store {
     docs: BTreeMap<DocKey, Stored>,
     per_user: HashMap<String, usize>,
+    bytes: usize,
     services: HashMap<String, DocKey>,
     seed: [u8; 32],
     counter: u64,
@@ -68,6 +69,7 @@ impl Store {
         Store {
             docs: BTreeMap::new(),
             per_user: HashMap::new(),
+            bytes: 0,
             services: HashMap::new(),
             seed,
             counter: 0,
@@ -104,6 +106,11 @@ impl Store {
         self.docs.is_empty()
     }
 
+    /// Bytes of all documents.
+    pub fn total_bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Number of documents of one user.
     pub fn count_of(&self, user: &str) -> usize {
         self.per_user.get(user).copied().unwrap_or(0)
@@ -131,6 +138,7 @@ impl Store {
         for s in services {
             self.services.insert(s, key.clone());
         }
+        self.bytes += text.len();
         let old = self.docs.insert(
             key.clone(),
             Stored {
@@ -138,6 +146,9 @@ impl Store {
                 etag: etag.clone(),
             },
         );
+        if let Some(o) = &old {
+            self.bytes -= o.text.len();
+        }
         if old.is_none() {
             if let Tree::User(u) = &key.tree {
                 *self.per_user.entry(u.clone()).or_default() += 1;
@@ -148,9 +159,10 @@ impl Store {
 
     /// Removes a document; false if there was none.
     pub fn remove(&mut self, key: &DocKey) -> bool {
-        if self.docs.remove(key).is_none() {
+        let Some(old) = self.docs.remove(key) else {
             return false;
-        }
+        };
+        self.bytes -= old.text.len();
         self.services.retain(|_, k| k != key);
         if let Tree::User(u) = &key.tree {
             if let Some(n) = self.per_user.get_mut(u) {

@@ -565,3 +565,39 @@ fn changes_are_reported_and_restored_byte_exact() {
     assert_eq!(delete(&mut s, &rl(ALICE), ALICE).status, 200);
     assert_eq!(s.poll_change().unwrap().content, None);
 }
+
+#[test]
+fn total_bytes_cap_is_409_constraint_failure() {
+    let mut c = Config::new("/xcap-root", [1; 32]);
+    c.max_total_bytes = FRIENDS.len() * 3 + 10;
+    let mut s = XcapServer::new(c);
+    for n in ["a", "b", "c"] {
+        let r = put(
+            &mut s,
+            &doc("resource-lists", ALICE, n),
+            ALICE,
+            RL_MIME,
+            FRIENDS,
+        );
+        assert_eq!(r.status, 201);
+    }
+    let d = doc("resource-lists", ALICE, "d");
+    assert_conflict(
+        &put(&mut s, &d, ALICE, RL_MIME, FRIENDS),
+        "constraint-failure",
+    );
+    // Growing a document past the cap by an element PUT is refused too.
+    let user = "x".repeat(200);
+    let t = format!(
+        "{}/~~/resource-lists/list%5b@name=%22friends%22%5d/entry%5b@uri=%22sip:{user}@example.com%22%5d",
+        doc("resource-lists", ALICE, "a")
+    );
+    let el = format!("<entry uri=\"sip:{user}@example.com\"/>");
+    assert_conflict(&put(&mut s, &t, ALICE, EL, &el), "constraint-failure");
+    // Deleting frees the room.
+    assert_eq!(
+        delete(&mut s, &doc("resource-lists", ALICE, "c"), ALICE).status,
+        200
+    );
+    assert_eq!(put(&mut s, &d, ALICE, RL_MIME, FRIENDS).status, 201);
+}
