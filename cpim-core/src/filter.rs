@@ -15,7 +15,9 @@
 //!   `dm:person`, `dm:device`); triggers `<changed>` on
 //!   `/pidf:presence/pidf:tuple/pidf:status/pidf:basic` (optionally `from`/`to`) and on
 //!   `/pidf:presence/dm:person/rpid:activities`, and `<added>` / `<removed>` on
-//!   `/pidf:presence/pidf:tuple`. Anything else is unsupported.
+//!   `/pidf:presence/pidf:tuple`. Anything else is unsupported. A filter's `uri` and
+//!   `domain` are read but not matched: a presence subscription has one resource, and
+//!   every enabled filter of the set applies to it.
 //! - Errors carry the SIP status a SUBSCRIBE gets ([`FilterError::status`]): 400 for a
 //!   malformed document; 488 (Not Acceptable Here) for a filter using a namespace the
 //!   notifier does not know or a feature it cannot apply; 489 (Bad Event) for a

@@ -18,6 +18,10 @@
 //! (unsubscribe when the watcher leaves or the subscription expires), and dialogs to
 //! persist or forget. Refreshes are absorbed here: the core hears of a subscription
 //! once and of its end once.
+//!
+//! [`Notifier::handle_subscribe_with`] also reads the SUBSCRIBE's `Accept` and filter
+//! body: partial notification (RFC 5263) and filters (RFC 4660/4661) are in `partial`,
+//! which shapes each NOTIFY on its way out of [`Notifier::poll_output`].
 
 use std::collections::{HashMap, VecDeque};
 
