@@ -176,6 +176,10 @@ impl Notifier {
 
     /// Shapes one output on its way out (see the module doc); `None` drops it.
     pub(super) fn shape(&mut self, o: NotifierOutput) -> Option<NotifierOutput> {
+        if self.watch.is_empty() && self.closing.is_empty() {
+            // The common case: no watcher asked for more than PIDF.
+            return Some(o);
+        }
         let NotifierOutput::Notify(n) = o else {
             return Some(o);
         };
