@@ -436,6 +436,11 @@ impl Gateway {
                 hosts: admin::allowed_hosts(cfg.admin.listen, &cfg.admin.allowed_hosts),
                 run: run.clone(),
                 failed: Mutex::new(failed),
+                xcap: if cfg.adapters.iter().any(|a| a == "sip") {
+                    crate::xcap::XcapService::new(&cfg.sip, store.clone())
+                } else {
+                    None
+                },
             });
             let limits = admin::ServeLimits {
                 conn: cpim_core::connlimit::ConnLimits {

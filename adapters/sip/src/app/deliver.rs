@@ -293,7 +293,12 @@ impl Tu {
         Outcome::ok(tid)
     }
 
-    pub(super) async fn send_notify(&self, n: OutgoingNotify) -> u16 {
+    /// Sends a NOTIFY: `body` (media type, text) when given, else the PIDF of its presence.
+    pub(super) async fn send_notify(
+        &self,
+        n: OutgoingNotify,
+        body: Option<(&'static str, String)>,
+    ) -> u16 {
         let d = &n.dialog;
         let mut b = Request::builder(&Method::Notify, &d.remote_target)
             .header(HeaderName::MaxForwards, "70")
@@ -326,6 +331,8 @@ impl Tu {
         }
         if let Some(xml) = n.winfo.filter(|x| !x.is_empty()) {
             b = b.body(cpim_core::watcherinfo::CONTENT_TYPE, Bytes::from(xml));
+        } else if let Some((ct, text)) = body {
+            b = b.body(ct, Bytes::from(text));
         } else if let Some(mut p) = n.presence {
             if p.entity.is_none() {
                 p.entity = Address::parse(&d.presentity)

@@ -79,7 +79,14 @@ impl Tu {
         }
         let watcher = sreq.watcher.clone();
         let target = sreq.presentity.clone();
-        let decision = self.lock().notifier.handle_subscribe(sreq, &local_tag, now);
+        // RFC 5263 (Accept: application/pidf-diff+xml) and RFC 4660 (a filter body).
+        let accept: Vec<&str> = req.header_all(HeaderName::Accept).collect();
+        let body = (!req.body().is_empty())
+            .then(|| (req.content_type().unwrap_or(""), req.body().as_ref()));
+        let decision = self
+            .lock()
+            .notifier
+            .handle_subscribe_with(sreq, &accept, body, &local_tag, now);
         match decision {
             SubscribeDecision::Reject {
                 code,
@@ -92,6 +99,9 @@ impl Tu {
                 }
                 if code == 489 {
                     b = b.header(HeaderName::AllowEvents, ALLOW_EVENTS);
+                }
+                if code == 415 {
+                    b = b.header(HeaderName::Accept, cpim_core::filter::CONTENT_TYPE);
                 }
                 b
             }

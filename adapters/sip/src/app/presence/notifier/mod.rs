@@ -18,6 +18,10 @@
 //! (unsubscribe when the watcher leaves or the subscription expires), and dialogs to
 //! persist or forget. Refreshes are absorbed here: the core hears of a subscription
 //! once and of its end once.
+//!
+//! [`Notifier::handle_subscribe_with`] also reads the SUBSCRIBE's `Accept` and filter
+//! body: partial notification (RFC 5263) and filters (RFC 4660/4661) are in `partial`,
+//! which shapes each NOTIFY on its way out of [`Notifier::poll_output`].
 
 use std::collections::{HashMap, VecDeque};
 
@@ -29,11 +33,16 @@ use super::super::config::ExpiryLimits;
 use super::super::store::{DialogRecord, DialogRole};
 mod from_core;
 mod from_watcher;
+mod partial;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_partial;
 mod winfo;
 #[cfg(test)]
 mod winfo_tests;
+
+pub use partial::{WatchRefusal, WatchRequest};
 pub use winfo::{is_winfo, WINFO_EVENT};
 
 /// A SUBSCRIBE as the notifier needs it.
@@ -118,6 +127,16 @@ pub struct OutgoingNotify {
 pub enum NotifierOutput {
     /// Send a NOTIFY; report its final status with [`Notifier::notify_answered`].
     Notify(OutgoingNotify),
+    /// Send a NOTIFY with this body instead of a PIDF of `notify.presence` (a partial
+    /// notification, RFC 5263); report its status like [`NotifierOutput::Notify`].
+    NotifyBody {
+        /// The NOTIFY (its `presence` is `None`).
+        notify: OutgoingNotify,
+        /// The body's media type.
+        content_type: &'static str,
+        /// The body.
+        body: String,
+    },
     /// Tell the core the watcher no longer watches (`Operation::Unsubscribe`).
     Unsubscribe {
         /// The watcher.
@@ -171,6 +190,12 @@ pub struct Notifier {
     out: VecDeque<NotifierOutput>,
     /// The `presence.winfo` subscriptions ([`winfo`]).
     winfo: winfo::WinfoSubs,
+    /// Partial notification and filter state by subscription key ([`partial`]); an
+    /// entry lives as long as its subscription.
+    watch: HashMap<String, partial::Watch>,
+    /// Entries of subscriptions just removed, for their final NOTIFY still in `out`;
+    /// emptied whenever `out` is.
+    closing: HashMap<String, partial::Watch>,
 }
 
 /// The index key of a (watcher, presentity) pair ([`Address::same_user`] on both).
@@ -217,6 +242,8 @@ impl Notifier {
             by_pair: HashMap::new(),
             out: VecDeque::new(),
             winfo: winfo::WinfoSubs::default(),
+            watch: HashMap::new(),
+            closing: HashMap::new(),
         }
     }
 
@@ -231,6 +258,9 @@ impl Notifier {
 
     fn remove_sub(&mut self, key: &str) -> Option<Sub> {
         let sub = self.subs.remove(key)?;
+        if let Some(w) = self.watch.remove(key) {
+            self.closing.insert(key.to_owned(), w);
+        }
         let h = pair_hash(&sub.watcher, &sub.presentity);
         if let Some(keys) = self.by_pair.get_mut(&h) {
             keys.retain(|k| k != key);
@@ -298,7 +328,15 @@ impl Notifier {
 
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<NotifierOutput> {
-        self.out.pop_front()
+        loop {
+            let Some(o) = self.out.pop_front() else {
+                self.closing.clear();
+                return None;
+            };
+            if let Some(o) = self.shape(o) {
+                return Some(o);
+            }
+        }
     }
 
     /// When [`Notifier::handle_timeout`] must next be called.
