@@ -1,6 +1,7 @@
 //! The admin HTTP API (axum): `/health`, `/ready`, `/links`, `/registrations`,
-//! `/subscriptions`, `/queue`, `/metrics` (Prometheus text format); and XCAP under
-//! `/xcap-root` with its own authentication (see [`crate::xcap`]).
+//! `/subscriptions`, `/queue`, `/metrics` (Prometheus text format), the presence
+//! authorization endpoints `/presence/watchers`, `/presence/decision` ([`presence`]); and
+//! XCAP under `/xcap-root` with its own authentication (see [`crate::xcap`]).
 //!
 //! Authentication: every endpoint but `/health` (which answers `ok` and nothing else) and
 //! XCAP (HTTP Digest with the SIP users' credentials)
@@ -23,7 +24,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
 use cpim_core::adapter::LinkStatus;
 use sha2::{Digest, Sha256};
@@ -66,6 +67,8 @@ pub struct AdminState {
     /// SIP runs with configured users.
     pub xcap: Option<Arc<crate::xcap::XcapService>>,
 }
+
+mod presence;
 
 type S = State<Arc<AdminState>>;
 
@@ -284,6 +287,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/subscriptions", get(subscriptions))
         .route("/queue", get(queue))
         .route("/metrics", get(metrics))
+        .route("/presence/watchers", get(presence::watchers))
+        .route("/presence/decision", post(presence::decision))
         .route(crate::xcap::ROOT, any(crate::xcap::route))
         .route(
             &format!("{}/{{*rest}}", crate::xcap::ROOT),

@@ -38,8 +38,12 @@ mod partial;
 mod tests;
 #[cfg(test)]
 mod tests_partial;
+mod winfo;
+#[cfg(test)]
+mod winfo_tests;
 
 pub use partial::{WatchRefusal, WatchRequest};
+pub use winfo::{is_winfo, WINFO_EVENT};
 
 /// A SUBSCRIBE as the notifier needs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -110,6 +114,10 @@ pub struct OutgoingNotify {
     pub subscription_state: String,
     /// The presence to encode as the body; `None` sends no body.
     pub presence: Option<Presence>,
+    /// A `presence.winfo` NOTIFY (RFC 3857): `Event: presence.winfo` and this
+    /// `application/watcherinfo+xml` document as the body (none when empty) instead of
+    /// the presence.
+    pub winfo: Option<String>,
 }
 
 /// What the notifier asks its caller to do.
@@ -180,6 +188,8 @@ pub struct Notifier {
     /// finding its dialogs must not scan every subscription (P3 fan-out did that).
     by_pair: HashMap<u64, Vec<String>>,
     out: VecDeque<NotifierOutput>,
+    /// The `presence.winfo` subscriptions ([`winfo`]).
+    winfo: winfo::WinfoSubs,
     /// Partial notification and filter state by subscription key ([`partial`]); an
     /// entry lives as long as its subscription.
     watch: HashMap<String, partial::Watch>,
@@ -231,6 +241,7 @@ impl Notifier {
             subs: HashMap::new(),
             by_pair: HashMap::new(),
             out: VecDeque::new(),
+            winfo: winfo::WinfoSubs::default(),
             watch: HashMap::new(),
             closing: HashMap::new(),
         }
@@ -262,6 +273,7 @@ impl Notifier {
 
     /// Loads dialogs read from the store (role notifier), dropping expired ones.
     pub fn restore(&mut self, records: Vec<DialogRecord>, now: u64) {
+        self.winfo_restore(&records, now);
         for rec in records {
             if rec.role != DialogRole::Notifier || rec.expires_at <= now {
                 continue;
@@ -296,9 +308,9 @@ impl Notifier {
         self
     }
 
-    /// Number of subscriptions (any phase).
+    /// Number of subscriptions (any phase, `presence.winfo` ones included).
     pub fn len(&self) -> usize {
-        self.subs.len()
+        self.subs.len() + self.winfo.len()
     }
 
     /// The (presentity, flow) of every subscription, for the caps of [`crate::app::limits`].
@@ -306,11 +318,12 @@ impl Notifier {
         self.subs
             .values()
             .map(|s| (&s.presentity, s.rec.flow.as_deref()))
+            .chain(self.winfo_presentities_and_flows())
     }
 
     /// True if there are none.
     pub fn is_empty(&self) -> bool {
-        self.subs.is_empty()
+        self.len() == 0
     }
 
     /// The next output, if any.
@@ -336,6 +349,7 @@ impl Notifier {
                     .held_until
                     .map_or(s.rec.expires_at, |h| h.min(s.rec.expires_at)),
             })
+            .chain(self.winfo_next_expiry())
             .min()
     }
 
@@ -351,6 +365,7 @@ impl Notifier {
             dialog: sub.rec,
             subscription_state: state,
             presence,
+            winfo: None,
         }));
         self.out.push_back(NotifierOutput::Forget(key.to_owned()));
         if tell_core {
@@ -365,6 +380,7 @@ impl Notifier {
     /// s4.2.2) and the core an unsubscribe; a fetch whose wait ended gets its single
     /// NOTIFY without the state.
     pub fn handle_timeout(&mut self, now: u64) {
+        self.winfo_timeout(now);
         // Held-back state changes whose interval has ended.
         for sub in self.subs.values_mut() {
             let Some(t) = sub.held_until else { continue };
@@ -381,6 +397,7 @@ impl Notifier {
                 subscription_state: format!("{};expires={left}", rec.state),
                 dialog: rec,
                 presence: sub.last_presence.clone(),
+                winfo: None,
             }));
         }
         let due: Vec<(String, bool)> = self
