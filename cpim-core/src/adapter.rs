@@ -86,4 +86,14 @@ pub trait Ingress: Send + Sync + 'static {
         let _ = (adapter, domain);
         true
     }
+
+    /// The watcher information (RFC 3858, full state, `version` 0) of one of the core's
+    /// own presentities, for an adapter that serves the `presence.winfo` event package
+    /// (RFC 3857) to its users; `None` when the core keeps none for `presentity` (not a
+    /// local presentity, or no presence engine). The adapter authorizes the subscriber
+    /// and numbers the documents of each subscription.
+    fn watcher_info(&self, presentity: &Address) -> Option<crate::watcherinfo::WatcherInfo> {
+        let _ = presentity;
+        None
+    }
 }

@@ -29,7 +29,9 @@
 //!   text so they survive any number of parse/encode rounds.
 //! - [`pidf`] (RFC 3863 with RPID, RFC 4480, and the data model, RFC 4479), [`imdn`]
 //!   (RFC 5438), [`iscomposing`] (RFC 3994), [`watcherinfo`] (RFC 3858), [`rlmi`]
-//!   (RFC 4662 s5): one module per specification; closed vocabularies are enums with an
+//!   (RFC 4662 s5), [`pidf_diff`] (RFC 5262 partial PIDF with the RFC 5261 patch
+//!   operations), [`filter`] (RFC 4661 event notification filters, applied as RFC 4660
+//!   says): one module per specification; closed vocabularies are enums with an
 //!   `Other` fallback.
 //!
 //! # Tests, fuzzing, benchmarks
@@ -58,10 +60,12 @@ pub mod connlimit;
 pub mod cpim;
 pub mod domain;
 pub mod errmap;
+pub mod filter;
 pub mod imdn;
 pub mod iscomposing;
 pub mod model;
 pub mod pidf;
+pub mod pidf_diff;
 pub mod presence;
 pub mod rlmi;
 pub mod sharded;

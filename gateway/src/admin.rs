@@ -1,7 +1,10 @@
 //! The admin HTTP API (axum): `/health`, `/ready`, `/links`, `/registrations`,
-//! `/subscriptions`, `/queue`, `/metrics` (Prometheus text format).
+//! `/subscriptions`, `/queue`, `/metrics` (Prometheus text format), the presence
+//! authorization endpoints `/presence/watchers`, `/presence/decision` ([`presence`]); and
+//! XCAP under `/xcap-root` with its own authentication (see [`crate::xcap`]).
 //!
-//! Authentication: every endpoint but `/health` (which answers `ok` and nothing else)
+//! Authentication: every endpoint but `/health` (which answers `ok` and nothing else) and
+//! XCAP (HTTP Digest with the SIP users' credentials)
 //! needs `Authorization: Bearer <token>` (401 otherwise). The token is `admin.token`, or,
 //! when absent, one generated at first start and kept in the store folder
 //! (`admin.token`, mode 0600; see [`crate::secrets`]); configured tokens shorter than 16
@@ -21,7 +24,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get, post};
 use axum::Router;
 use cpim_core::adapter::LinkStatus;
 use sha2::{Digest, Sha256};
@@ -60,7 +63,12 @@ pub struct AdminState {
     pub run: Arc<RunState>,
     /// Adapters that failed to start.
     pub failed: Mutex<Vec<LinkStatus>>,
+    /// XCAP under `/xcap-root` (digest-authenticated, not by the bearer token), when
+    /// SIP runs with configured users.
+    pub xcap: Option<Arc<crate::xcap::XcapService>>,
 }
+
+mod presence;
 
 type S = State<Arc<AdminState>>;
 
@@ -279,6 +287,13 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/subscriptions", get(subscriptions))
         .route("/queue", get(queue))
         .route("/metrics", get(metrics))
+        .route("/presence/watchers", get(presence::watchers))
+        .route("/presence/decision", post(presence::decision))
+        .route(crate::xcap::ROOT, any(crate::xcap::route))
+        .route(
+            &format!("{}/{{*rest}}", crate::xcap::ROOT),
+            any(crate::xcap::route),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             host_check,

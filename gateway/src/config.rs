@@ -172,9 +172,11 @@ impl Default for Limits {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PresenceSection {
-    /// `approve-mutual` (default: the presentity's own domain, `allow_domains`, and
-    /// watchers the presentity has subscribed to), `approve-all`, `approve-known` or
-    /// `reject-all`. See [`crate::presence::authz`].
+    /// `ask` (default: the presentity's own domain, `allow_domains`, watchers the
+    /// presentity has subscribed to and those it allowed are approved, denied ones
+    /// refused, any other is pending until the presentity decides), `approve-mutual`
+    /// (the same approvals, every other watcher refused), `approve-all`,
+    /// `approve-known` or `reject-all`. See [`crate::presence`].
     pub authorization: String,
     /// Watcher domains always approved.
     pub allow_domains: Vec<String>,
@@ -192,12 +194,20 @@ pub struct PresenceSection {
     pub max_subscriptions: usize,
     /// Most watchers of one presentity; past it 503.
     pub max_watchers_per_presentity: usize,
+    /// Most pending watchers (`ask`) of one presentity; past it 503.
+    pub max_pending_per_presentity: usize,
+    /// Most pending watchers in total; past it 503.
+    pub max_pending: usize,
+    /// Most remembered decisions of one presentity; past it the decision gets 503.
+    pub max_decisions_per_presentity: usize,
+    /// Most remembered decisions in total.
+    pub max_decisions: usize,
 }
 
 impl Default for PresenceSection {
     fn default() -> Self {
         PresenceSection {
-            authorization: "approve-mutual".into(),
+            authorization: "ask".into(),
             allow_domains: Vec::new(),
             deny_domains: Vec::new(),
             notify_interval_ms: 5000,
@@ -206,6 +216,10 @@ impl Default for PresenceSection {
             roster_adapters: vec!["xmpp".into()],
             max_subscriptions: 50_000,
             max_watchers_per_presentity: 1_000,
+            max_pending_per_presentity: 100,
+            max_pending: 5_000,
+            max_decisions_per_presentity: 1_000,
+            max_decisions: 20_000,
         }
     }
 }
@@ -669,12 +683,12 @@ impl Config {
             }
         }
         match self.presence.authorization.as_str() {
-            "approve-mutual" | "approve-all" | "approve-known" | "reject-all" => {}
+            "ask" | "approve-mutual" | "approve-all" | "approve-known" | "reject-all" => {}
             other => {
                 return Err(err(
                     Some("presence"),
                     "authorization",
-                    format!("presence.authorization: `{other}` is not one of approve-mutual, approve-all, approve-known, reject-all"),
+                    format!("presence.authorization: `{other}` is not one of ask, approve-mutual, approve-all, approve-known, reject-all"),
                 ))
             }
         }
@@ -735,7 +749,8 @@ impl Config {
                 "approve-known" => Policy::ApproveKnown,
                 "reject-all" => Policy::RejectAll,
                 "approve-all" => Policy::ApproveAll,
-                _ => Policy::ApproveMutual,
+                "approve-mutual" => Policy::ApproveMutual,
+                _ => Policy::Ask,
             },
             allow_domains: self.presence.allow_domains.clone(),
             deny_domains: self.presence.deny_domains.clone(),
@@ -750,6 +765,10 @@ impl Config {
             roster_adapters: self.presence.roster_adapters.clone(),
             max_subscriptions: self.presence.max_subscriptions,
             max_watchers_per_presentity: self.presence.max_watchers_per_presentity,
+            max_pending_per_presentity: self.presence.max_pending_per_presentity,
+            max_pending: self.presence.max_pending,
+            max_decisions_per_presentity: self.presence.max_decisions_per_presentity,
+            max_decisions: self.presence.max_decisions,
         }
     }
 }

@@ -98,6 +98,7 @@ pub struct GatewayIngress {
     table: Arc<RouteTable>,
     run: Arc<RunState>,
     metrics: Arc<Metrics>,
+    presence: Arc<PresenceService>,
 }
 
 impl std::fmt::Debug for GatewayIngress {
@@ -142,6 +143,12 @@ impl Ingress for GatewayIngress {
         self.table
             .claimed_by(&probe)
             .is_some_and(|a| *a != *adapter)
+    }
+
+    fn watcher_info(&self, presentity: &Address) -> Option<cpim_core::watcherinfo::WatcherInfo> {
+        self.table
+            .is_local(&presentity.domain)
+            .then(|| self.presence.watcher_info(presentity))
     }
 }
 
@@ -339,6 +346,7 @@ impl Gateway {
             table: table.clone(),
             run: run.clone(),
             metrics: metrics.clone(),
+            presence: presence.clone(),
         });
         let sip_store = Arc::new(GatewaySipStore::new(store.clone()));
         sip_store.set_queue(queue.clone());
@@ -428,6 +436,11 @@ impl Gateway {
                 hosts: admin::allowed_hosts(cfg.admin.listen, &cfg.admin.allowed_hosts),
                 run: run.clone(),
                 failed: Mutex::new(failed),
+                xcap: if cfg.adapters.iter().any(|a| a == "sip") {
+                    crate::xcap::XcapService::new(&cfg.sip, store.clone())
+                } else {
+                    None
+                },
             });
             let limits = admin::ServeLimits {
                 conn: cpim_core::connlimit::ConnLimits {

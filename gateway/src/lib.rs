@@ -78,3 +78,4 @@ pub mod routing;
 pub mod secrets;
 pub mod sip_store;
 pub mod store;
+pub mod xcap;

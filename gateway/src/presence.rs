@@ -12,15 +12,20 @@
 //!
 //! # Authorization
 //! - Local presentities (in one of the gateway's domains, fed by `Publish`): decided here
-//!   by [`Policy`]. Default [`Policy::ApproveMutual`] (issue 10: `approve-all` let anyone
-//!   watch any local user), as an XMPP server decides with rosters (RFC 6121 s3.1.3 /
-//!   s3.4): a watcher is approved when it is a user of the presentity's own domain, when
-//!   its domain is in `allow_domains`, or when the presentity itself has subscribed to
-//!   the watcher's presence (mutual interest); any other is refused with 403 and holds no
-//!   state (it may subscribe again once the presentity has subscribed to it).
-//!   `approve-all` (every watcher the router let through) stays as an explicit choice
-//!   for trusted deployments; `approve-known` approves local and configured-route
-//!   domains, `reject-all` turns presence off. The rules and the caps on standing state
+//!   by [`Policy`]. Default [`Policy::Ask`]: the presentity decides. A watcher is
+//!   approved at once when it is a user of the presentity's own domain, when its domain
+//!   is in `allow_domains`, when the presentity itself has subscribed to the watcher's
+//!   presence (mutual interest, as an XMPP server decides with rosters, RFC 6121 s3.1.3 /
+//!   s3.4) or when the presentity allowed it before; a watcher the presentity denied is
+//!   refused with 403 without asking again; any other watcher is `pending` (RFC 6665
+//!   s4.1.3: SIP `Subscription-State: pending`; XMPP: no `subscribed` yet, RFC 8048 s5)
+//!   until the presentity decides through [`PresenceEngine::decide`] (the admin API's
+//!   `POST /presence/decision`; the one entry a pres-rules document can feed later). The
+//!   decision is remembered and persisted; see [`decide`].
+//!   Explicit alternatives: `approve-mutual` (the same immediate approvals, every other
+//!   watcher refused with 403 and no state), `approve-all` (every watcher the router let
+//!   through; for trusted deployments), `approve-known` (local and configured-route
+//!   domains), `reject-all` (presence off). The rules and the caps on standing state
 //!   live in [`authz`].
 //! - Remote presentities: `pending` until the remote side says `active` in a `Notify`.
 //!
@@ -47,9 +52,10 @@
 //! # Where
 //! The engine's types and its notify, publish and delivery paths are here; subscribe,
 //! fetch and unsubscribe handling are in the `subscribe` submodule, the timers in
-//! `timers`, authorization and caps in [`authz`], the composition of several devices
-//! (one tuple per XMPP resource, newest first, RFC 8048 s4, RFC 4479 s4) in
-//! [`compose`].
+//! `timers`, authorization and caps in [`authz`], the presentity's decisions in
+//! [`decide`], watcher information (RFC 3857, RFC 3858) in [`winfo`], the composition
+//! of several devices (one tuple per XMPP resource, newest first, RFC 8048 s4, RFC 4479
+//! s4) in [`compose`].
 
 use cpim_core::StatusCode;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -63,15 +69,21 @@ use cpim_core::presence::{Basic, Presence, Tuple};
 
 pub mod authz;
 pub mod compose;
+pub mod decide;
 mod subscribe;
 mod timers;
+pub mod winfo;
 
 /// Authorization of watchers of local presentities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Policy {
-    /// Approve watchers of the presentity's own domain, of `allow_domains`, and those the
-    /// presentity has subscribed to (see the module docs). The default.
+    /// Approve watchers of the presentity's own domain, of `allow_domains`, those the
+    /// presentity has subscribed to and those it allowed; keep every other watcher
+    /// pending until the presentity decides (see the module docs). The default.
     #[default]
+    Ask,
+    /// Approve watchers of the presentity's own domain, of `allow_domains`, and those the
+    /// presentity has subscribed to; refuse every other.
     ApproveMutual,
     /// Approve every watcher.
     ApproveAll,
@@ -105,12 +117,20 @@ pub struct PresenceConfig {
     /// the first state, and fetch answers in state `active` (a probe answer is plain
     /// presence, not an end of subscription).
     pub roster_adapters: Vec<String>,
+    /// Most pending watchers (waiting for the presentity's decision) of one presentity.
+    pub max_pending_per_presentity: usize,
+    /// Most pending watchers in total.
+    pub max_pending: usize,
+    /// Most remembered decisions of one presentity.
+    pub max_decisions_per_presentity: usize,
+    /// Most remembered decisions in total.
+    pub max_decisions: usize,
 }
 
 impl Default for PresenceConfig {
     fn default() -> Self {
         PresenceConfig {
-            policy: Policy::ApproveMutual,
+            policy: Policy::Ask,
             allow_domains: Vec::new(),
             deny_domains: Vec::new(),
             notify_interval: Duration::from_secs(5),
@@ -119,6 +139,10 @@ impl Default for PresenceConfig {
             max_watchers_per_presentity: 1_000,
             upstream_expires: HashMap::from([("sip".to_owned(), 3600)]),
             roster_adapters: vec!["xmpp".to_owned()],
+            max_pending_per_presentity: 100,
+            max_pending: 5_000,
+            max_decisions_per_presentity: 1_000,
+            max_decisions: 20_000,
         }
     }
 }
@@ -199,6 +223,10 @@ pub enum Action {
     },
     /// Forget a publication.
     DeletePublication(String),
+    /// Persist a presentity's decision about a watcher (insert or replace).
+    SaveDecision(decide::Decision),
+    /// Forget a persisted decision, by pair key.
+    DeleteDecision(String),
 }
 
 /// The immediate answer to a subscribe.
@@ -291,6 +319,7 @@ pub struct PresenceEngine {
     timers: BTreeSet<(Instant, TimerKind, String)>,
     actions: VecDeque<Action>,
     next_id: u64,
+    decisions: decide::Decisions,
     devices: compose::Devices,
 }
 
@@ -307,6 +336,7 @@ impl PresenceEngine {
             timers: BTreeSet::new(),
             actions: VecDeque::new(),
             next_id: 1 << 48,
+            decisions: decide::Decisions::default(),
             devices: compose::Devices::default(),
         }
     }

@@ -6,12 +6,14 @@ use cpim_core::StatusCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cpim_core::address::Address;
 use cpim_core::model::{Notify, Operation, Outcome, Publish, Status, Subscribe};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::sync::Notify as Wake;
 
 use crate::outbound::Outbound;
+use crate::presence::decide::{Choice, Decision};
 use crate::presence::{
     Action, PresenceConfig, PresenceEngine, Side, SubState, SubscribeReply, Subscription,
 };
@@ -70,6 +72,13 @@ struct SubRec {
     expires_at_ms: Option<u64>,
     refresh_at_ms: Option<u64>,
     last_presence: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DecisionRec {
+    watcher: AddressRec,
+    presentity: AddressRec,
+    allow: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -140,6 +149,20 @@ impl PresenceService {
             }) {
                 Ok((who, p, exp)) => engine.restore_publication(who, p, clock.from_unix(exp)),
                 Err(e) => tracing::warn!(%key, error = %e, "unreadable publication record skipped"),
+            }
+        }
+        for (key, data) in store.load(kind::DECISION)? {
+            let r: Result<DecisionRec, RecordError> =
+                serde_json::from_str(&data).map_err(Into::into);
+            match r.and_then(|r| {
+                Ok(Decision {
+                    watcher: r.watcher.try_into()?,
+                    presentity: r.presentity.try_into()?,
+                    allow: r.allow,
+                })
+            }) {
+                Ok(d) => engine.restore_decision(d),
+                Err(e) => tracing::warn!(%key, error = %e, "unreadable decision record skipped"),
             }
         }
         let n = engine.subscription_count();
@@ -287,6 +310,30 @@ impl PresenceService {
                     });
                     Ok(())
                 }
+                Action::SaveDecision(d) => {
+                    let rec = DecisionRec {
+                        watcher: (&d.watcher).into(),
+                        presentity: (&d.presentity).into(),
+                        allow: d.allow,
+                    };
+                    serde_json::to_string(&rec)
+                        .map_err(RecordError::from)
+                        .map(|data| {
+                            writes.push(RecordOp::Put {
+                                kind: kind::DECISION,
+                                key: crate::presence::sub_key(&d.watcher, &d.presentity),
+                                expires_at: None,
+                                data,
+                            })
+                        })
+                }
+                Action::DeleteDecision(key) => {
+                    writes.push(RecordOp::Remove {
+                        kind: kind::DECISION,
+                        key,
+                    });
+                    Ok(())
+                }
             };
             if let Err(e) = r {
                 tracing::error!(error = %e, "presence state not persisted");
@@ -422,6 +469,49 @@ impl PresenceService {
             .collect();
         v.sort_by_key(|a| a.to_string());
         v
+    }
+
+    /// The presentity decides about a watcher ([`PresenceEngine::decide`]): the one
+    /// path the admin API (and a later pres-rules document) takes. Returns once the
+    /// decision is durable.
+    pub async fn decide(&self, presentity: &Address, watcher: &Address, choice: Choice) -> Status {
+        let st = self
+            .lock()
+            .decide(Instant::now(), presentity, watcher, choice);
+        let seq = self.flush();
+        self.durable(seq).await;
+        st
+    }
+
+    /// The watchers of a local presentity, for the admin API.
+    pub fn watchers(&self, presentity: &Address) -> Vec<serde_json::Value> {
+        let now = Instant::now();
+        self.lock()
+            .watchers_of(presentity, now)
+            .into_iter()
+            .map(|w| {
+                serde_json::json!({
+                    "watcher": w.watcher.to_string(),
+                    "status": w.status,
+                    "event": w.event,
+                    "decision": w.decision.map(|a| if a { "allow" } else { "deny" }),
+                    "watcher_adapter": w.adapter,
+                    "expires_in": w.expires_in,
+                })
+            })
+            .collect()
+    }
+
+    /// The full-state watcherinfo document (RFC 3858, `version` 0) of a local
+    /// presentity.
+    pub fn watcher_info(&self, presentity: &Address) -> cpim_core::watcherinfo::WatcherInfo {
+        self.lock().watcher_info(presentity, 0, Instant::now())
+    }
+
+    /// [`PresenceService::watcher_info`] as XML.
+    pub fn watcher_info_xml(&self, presentity: &Address) -> Result<String, RecordError> {
+        cpim_core::watcherinfo::encode(&self.watcher_info(presentity))
+            .map_err(|e| RecordError::Value(e.to_string()))
     }
 
     /// Number of subscriptions.

@@ -73,6 +73,8 @@ pub mod kind {
     pub const SUBSCRIPTION: &str = "presence.subscription";
     /// Presence-engine publications, keyed by presentity.
     pub const PUBLICATION: &str = "presence.publication";
+    /// A presentity's decisions about its watchers, keyed by `watcher|presentity`.
+    pub const DECISION: &str = "presence.decision";
 }
 
 /// A queued message.

@@ -376,8 +376,8 @@ impl S2sOut {
         self.sm.as_ref().map(Sm::last_sent)
     }
 
-    /// XEP-0198 s4: asks the peer for its count, unless an `<r/>` is outstanding or
-    /// everything sent is acknowledged.
+    /// XEP-0198 s4: asks the peer for its count, unless nothing was sent since the last
+    /// `<r/>` or everything sent is acknowledged.
     pub fn request_ack(&mut self, now: Instant) {
         if let Some(r) = self.sm.as_mut().and_then(Sm::request) {
             self.core.send(&r, now);

@@ -1,24 +1,9 @@
 //! XEP-0198 between our own outgoing and incoming s2s sessions (TLS simulated, SASL
 //! EXTERNAL, as with Prosody, which offers stream management only after authentication).
 
+use super::tests::{drain_in, drain_out};
 use super::*;
 use crate::s2s_in::PeerCert;
-
-fn drain_out(o: &mut S2sOut) -> String {
-    let mut s = Vec::new();
-    while let Some(b) = o.poll_transmit() {
-        s.extend(b);
-    }
-    String::from_utf8(s).unwrap()
-}
-
-fn drain_in(i: &mut S2sIn) -> String {
-    let mut s = Vec::new();
-    while let Some(b) = i.poll_transmit() {
-        s.extend(b);
-    }
-    String::from_utf8(s).unwrap()
-}
 
 fn pump(out: &mut S2sOut, inc: &mut S2sIn, now: Instant) -> (String, String) {
     let (mut to_in, mut to_out) = (String::new(), String::new());
@@ -90,7 +75,7 @@ fn stanzas_are_counted_and_acknowledged_after_sasl_external_xep0198_s3_s4() {
     assert_eq!(
         to_in.matches("<r xmlns").count(),
         1,
-        "one <r/> at a time: {to_in}"
+        "one <r/> per batch: {to_in}"
     );
     assert!(
         to_out.contains("<a xmlns=\"urn:xmpp:sm:3\" h=\"3\"/>"),

@@ -3,14 +3,14 @@
 use super::*;
 use crate::ns::SASL as NS_SASL;
 
-fn drain_out(o: &mut S2sOut) -> String {
+pub(super) fn drain_out(o: &mut S2sOut) -> String {
     let mut s = Vec::new();
     while let Some(b) = o.poll_transmit() {
         s.extend(b);
     }
     String::from_utf8(s).unwrap()
 }
-fn drain_in(o: &mut S2sIn) -> String {
+pub(super) fn drain_in(o: &mut S2sIn) -> String {
     let mut s = Vec::new();
     while let Some(b) = o.poll_transmit() {
         s.extend(b);

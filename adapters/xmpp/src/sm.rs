@@ -39,8 +39,8 @@ pub(crate) struct Sm {
     acked: u32,
     /// Stanzas we received and handled since `<enable/>`.
     handled: u32,
-    /// An `<r/>` is outstanding.
-    awaiting: bool,
+    /// `sent` when the last `<r/>` went out.
+    requested: u32,
 }
 
 impl Sm {
@@ -65,12 +65,16 @@ impl Sm {
         self.sent
     }
 
-    /// `<r/>`, unless one is outstanding or nothing is unacknowledged.
+    /// `<r/>`, unless nothing was sent since the last one or everything is acknowledged.
+    /// One per batch of stanzas, not one outstanding at a time: a peer that stops may
+    /// have handled what follows an outstanding `<r/>`, and only an `<r/>` right after a
+    /// stanza gets it acknowledged before the peer closes (Prosody sends no last `<a/>` on
+    /// s2s streams).
     pub(crate) fn request(&mut self) -> Option<Element> {
-        if self.awaiting || self.unacked() == 0 {
+        if self.requested == self.sent || self.unacked() == 0 {
             return None;
         }
-        self.awaiting = true;
+        self.requested = self.sent;
         Some(Element::build(ns::SM, "r"))
     }
 
@@ -82,7 +86,6 @@ impl Sm {
     /// The peer's `<a h='N'/>`; `None` when `h` is missing or not a number.
     pub(crate) fn on_ack(&mut self, el: &Element) -> Option<Ack> {
         let h: u32 = el.attr("h")?.parse().ok()?;
-        self.awaiting = false;
         let newly = h.wrapping_sub(self.acked);
         if newly > self.unacked() {
             return Some(Ack::TooHigh { h, sent: self.sent });
@@ -114,12 +117,14 @@ mod tests {
         assert_eq!(sm.sent(), 2);
         assert_eq!(sm.sent(), 3);
         assert_eq!(sm.request().map(|e| e.name), Some("r".to_owned()));
-        assert_eq!(sm.request(), None, "one <r/> outstanding at a time");
+        assert_eq!(sm.request(), None, "nothing sent since the last <r/>");
         assert_eq!(sm.on_ack(&a("2")), Some(Ack::Handled { h: 2, newly: 2 }));
         assert_eq!(sm.unacked(), 1);
-        assert!(sm.request().is_some(), "answered: may ask again");
-        assert_eq!(sm.on_ack(&a("3")), Some(Ack::Handled { h: 3, newly: 1 }));
-        assert_eq!(sm.on_ack(&a("3")), Some(Ack::Handled { h: 3, newly: 0 }));
+        assert_eq!(sm.request(), None, "stanza 3 is covered by the <r/> out");
+        sm.sent();
+        assert!(sm.request().is_some(), "a new stanza: ask again");
+        assert_eq!(sm.on_ack(&a("4")), Some(Ack::Handled { h: 4, newly: 2 }));
+        assert_eq!(sm.on_ack(&a("4")), Some(Ack::Handled { h: 4, newly: 0 }));
         assert_eq!(sm.unacked(), 0);
     }
 

@@ -56,6 +56,10 @@ pub mod ns {
     pub const RLMI: &str = "urn:ietf:params:xml:ns:rlmi";
     /// The misspelling RFC 4662's own examples use (`rmli`); accepted on input.
     pub const RLMI_MISSPELLED: &str = "urn:ietf:params:xml:ns:rmli";
+    /// RFC 5262 partial PIDF (`<pidf-full>`, `<pidf-diff>`).
+    pub const PIDF_DIFF: &str = "urn:ietf:params:xml:ns:pidf-diff";
+    /// RFC 4661 event notification filters.
+    pub const SIMPLE_FILTER: &str = "urn:ietf:params:xml:ns:simple-filter";
     /// The `xml:` prefix (xml:lang).
     pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
 }

@@ -10,10 +10,15 @@ use cpim_core::model::{
     Notify, Operation, Outcome, Status, Subscribe, SubscriptionState, TerminationReason, TransId,
 };
 
+use super::authz::Verdict;
 use super::{
     offline, sub_key, user_key, Fetch, PresenceEngine, Side, SubState, SubscribeReply,
     Subscription, TimerKind, FETCH_WAIT,
 };
+
+fn forbidden() -> Status {
+    Status::new(StatusCode::FORBIDDEN, "Forbidden: watcher not authorized")
+}
 
 impl PresenceEngine {
     /// A subscribe (`duration > 0`) or fetch (`duration == 0`) from a watcher that came
@@ -61,18 +66,22 @@ impl PresenceEngine {
         }
         match side {
             Side::Local { known_watcher } => {
-                if !self.approves(&sub.watcher, &sub.target, known_watcher) {
-                    return SubscribeReply::Now(Status::new(
-                        StatusCode::FORBIDDEN,
-                        "Forbidden: watcher not authorized",
-                    ));
-                }
+                let state = match self.verdict(&sub.watcher, &sub.target, known_watcher) {
+                    Verdict::Refuse => return SubscribeReply::Now(forbidden()),
+                    Verdict::Ask => {
+                        if let Some(refusal) = self.over_pending_cap(&sub.target) {
+                            return SubscribeReply::Now(refusal);
+                        }
+                        SubState::Pending
+                    }
+                    Verdict::Approve => SubState::Active,
+                };
                 let s = Subscription {
                     watcher: sub.watcher.clone(),
                     presentity: sub.target.clone(),
                     watcher_adapter: watcher_adapter.to_owned(),
                     remote: None,
-                    state: SubState::Active,
+                    state: state.clone(),
                     expires_at: self.watcher_expiry(now, watcher_adapter, sub.duration),
                     refresh_at: None,
                     last_presence: None,
@@ -80,6 +89,14 @@ impl PresenceEngine {
                 };
                 self.insert(key.clone(), s);
                 self.save(&key);
+                if state == SubState::Pending {
+                    // RFC 6665 s4.1.3: pending, no state, until the presentity decides
+                    // (a roster adapter's watcher hears nothing: no `subscribed` yet).
+                    if !self.is_roster(watcher_adapter) {
+                        self.notify_watcher(&key, now, false);
+                    }
+                    return SubscribeReply::Now(Status::new(StatusCode::ACCEPTED, "Accepted"));
+                }
                 if self.is_roster(watcher_adapter) {
                     // RFC 8048 s4: `subscribed` first, then the state.
                     self.notify_watcher(&key, now, false);
@@ -127,11 +144,29 @@ impl PresenceEngine {
         let cached = match (&side, self.subs.get(&key)) {
             (_, Some(s)) if s.state == SubState::Active => self.current_presence(s),
             (Side::Local { known_watcher }, _) => {
-                if !self.approves(&sub.watcher, &sub.target, *known_watcher) {
-                    return SubscribeReply::Now(Status::new(
-                        StatusCode::FORBIDDEN,
-                        "Forbidden: watcher not authorized",
-                    ));
+                match self.verdict(&sub.watcher, &sub.target, *known_watcher) {
+                    Verdict::Approve => {}
+                    Verdict::Refuse => return SubscribeReply::Now(forbidden()),
+                    Verdict::Ask => {
+                        // Undecided: the fetch learns nothing (a SIP fetch ends without
+                        // state, RFC 3856 s3.3; an XMPP probe goes unanswered) and
+                        // leaves no state behind.
+                        if !self.is_roster(watcher_adapter) {
+                            self.push_deliver(
+                                watcher_adapter.to_owned(),
+                                Operation::Notify(Notify {
+                                    trans_id: TransId(0),
+                                    watcher: sub.watcher.clone(),
+                                    target: sub.target.clone(),
+                                    state: SubscriptionState::Terminated(
+                                        TerminationReason::Timeout,
+                                    ),
+                                    presence: None,
+                                }),
+                            );
+                        }
+                        return SubscribeReply::Now(Status::new(StatusCode::ACCEPTED, "Accepted"));
+                    }
                 }
                 Some(
                     self.pubs

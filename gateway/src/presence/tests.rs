@@ -636,15 +636,19 @@ fn xmpp_ack_then_approval_then_presence_changes_reach_the_watcher() {
     panic!("the away state never reached the watcher: {delivered:?}");
 }
 
-/// Issue 10: by default a stranger cannot watch a local user (`approve-all` let anyone);
+/// Issue 10: under `approve-mutual` a stranger cannot watch a local user (`approve-all`
+/// let anyone);
 /// a user of the presentity's own domain, an allowed domain, or a watcher the
 /// presentity has subscribed to (RFC 6121 s3.1.3-like mutual interest) can. Refused
 /// watchers hold no state.
 #[test]
-fn default_policy_approves_only_mutual_interest() {
+fn approve_mutual_approves_only_mutual_interest() {
     let t0 = Instant::now();
-    let mut e = PresenceEngine::new(PresenceConfig::default());
-    assert_eq!(PresenceConfig::default().policy, Policy::ApproveMutual);
+    let mutual = || PresenceConfig {
+        policy: Policy::ApproveMutual,
+        ..PresenceConfig::default()
+    };
+    let mut e = PresenceEngine::new(mutual());
     let refused = e.handle_subscribe(
         t0,
         "xmpp",
@@ -687,7 +691,7 @@ fn default_policy_approves_only_mutual_interest() {
     // Spellings of an allowed domain compare canonically.
     let mut e = PresenceEngine::new(PresenceConfig {
         allow_domains: vec!["Partner.Test.".into()],
-        ..PresenceConfig::default()
+        ..mutual()
     });
     let r = e.handle_subscribe(
         t0,

@@ -214,9 +214,12 @@ async fn chained_gateways_deliver_once_and_cut_loops() {
         total > 10.0,
         "the loop was cut by something else ({total} hops)"
     );
+    // At most 70 hops, plus the one failure notice (RFC 5438) the last hop's error
+    // becomes: it comes after the hop before was answered, for a message from an XMPP
+    // sender (who always asks for negative notices), and enters as a message too.
     assert!(
-        total <= 70.0,
-        "{total} XMPP hops: the loop ran past the hop budget"
+        total <= 71.0,
+        "{total} XMPP messages: the loop ran past the hop budget"
     );
     let (_, m1) = http_get(gw1.admin, "/metrics", Some(TOKEN)).await.unwrap();
     let (_, m2) = http_get(gw2.admin, "/metrics", Some(TOKEN)).await.unwrap();

@@ -23,7 +23,7 @@ use crate::transport::Transport;
 use super::auth_client::OutRequest;
 use super::message;
 use super::method::compose;
-use super::presence::notifier::OutgoingNotify;
+use super::presence::notifier::{OutgoingNotify, WINFO_EVENT};
 use super::presence::subscriber::{OutgoingSubscribe, SubscriberOutput};
 use super::tu::{aor_of, now_secs, NextHop, Tu, WireError};
 
@@ -293,7 +293,12 @@ impl Tu {
         Outcome::ok(tid)
     }
 
-    pub(super) async fn send_notify(&self, n: OutgoingNotify) -> u16 {
+    /// Sends a NOTIFY: `body` (media type, text) when given, else the PIDF of its presence.
+    pub(super) async fn send_notify(
+        &self,
+        n: OutgoingNotify,
+        body: Option<(&'static str, String)>,
+    ) -> u16 {
         let d = &n.dialog;
         let mut b = Request::builder(&Method::Notify, &d.remote_target)
             .header(HeaderName::MaxForwards, "70")
@@ -312,12 +317,23 @@ impl Tu {
             .header(HeaderName::CallId, &d.call_id)
             .header(HeaderName::CSeq, &format!("{} NOTIFY", d.local_cseq))
             .header(HeaderName::Contact, &self.contact_header())
-            .header(HeaderName::Event, "presence")
+            .header(
+                HeaderName::Event,
+                if n.winfo.is_some() {
+                    WINFO_EVENT
+                } else {
+                    "presence"
+                },
+            )
             .header(HeaderName::SubscriptionState, &n.subscription_state);
         for r in &d.route_set {
             b = b.header(HeaderName::Route, r);
         }
-        if let Some(mut p) = n.presence {
+        if let Some(xml) = n.winfo.filter(|x| !x.is_empty()) {
+            b = b.body(cpim_core::watcherinfo::CONTENT_TYPE, Bytes::from(xml));
+        } else if let Some((ct, text)) = body {
+            b = b.body(ct, Bytes::from(text));
+        } else if let Some(mut p) = n.presence {
             if p.entity.is_none() {
                 p.entity = Address::parse(&d.presentity)
                     .ok()

@@ -25,7 +25,8 @@ pub(super) enum Out {
 #[derive(Debug)]
 enum LaneItem {
     Persist(DialogRecord),
-    Notify(OutgoingNotify),
+    /// A NOTIFY, with a prepared body (media type, text) or none (PIDF of its presence).
+    Notify(OutgoingNotify, Option<(&'static str, String)>),
     Forget(String),
 }
 
@@ -59,9 +60,9 @@ async fn outbox_worker(tu: std::sync::Weak<Tu>, mut rx: mpsc::UnboundedReceiver<
                         match item {
                             LaneItem::Persist(rec) => tu.persist_dialog(&rec).await,
                             LaneItem::Forget(key) => tu.forget_dialog(&key).await,
-                            LaneItem::Notify(n) => {
+                            LaneItem::Notify(n, body) => {
                                 let key = n.dialog.key();
-                                let code = tu.send_notify(n).await;
+                                let code = tu.send_notify(n, body).await;
                                 tu.lock().notifier.notify_answered(&key, code);
                                 tu.drain_outputs();
                             }
@@ -76,7 +77,15 @@ async fn outbox_worker(tu: std::sync::Weak<Tu>, mut rx: mpsc::UnboundedReceiver<
         let Some(this) = tu.upgrade() else { break };
         match o {
             Out::N(NotifierOutput::Notify(n)) => {
-                let _ = lane_for(&mut lanes, n.dialog.key()).send(LaneItem::Notify(n));
+                let _ = lane_for(&mut lanes, n.dialog.key()).send(LaneItem::Notify(n, None));
+            }
+            Out::N(NotifierOutput::NotifyBody {
+                notify,
+                content_type,
+                body,
+            }) => {
+                let item = LaneItem::Notify(notify, Some((content_type, body)));
+                let _ = lane_for(&mut lanes, item_key(&item)).send(item);
             }
             Out::N(NotifierOutput::Persist(rec)) => {
                 let _ = lane_for(&mut lanes, rec.key()).send(LaneItem::Persist(rec));
@@ -151,5 +160,13 @@ impl Tu {
         while let Some(o) = st.subscriber.poll_output() {
             let _ = self.outbox.send(Out::S(o));
         }
+    }
+}
+
+fn item_key(item: &LaneItem) -> String {
+    match item {
+        LaneItem::Persist(rec) => rec.key(),
+        LaneItem::Notify(n, _) => n.dialog.key(),
+        LaneItem::Forget(k) => k.clone(),
     }
 }

@@ -58,6 +58,9 @@ pub enum DialogRole {
     /// The gateway is the subscriber: a watcher on another protocol watches a SIP
     /// presentity.
     Subscriber,
+    /// The gateway is the notifier of a `presence.winfo` subscription (RFC 3857): a SIP
+    /// user watches its own watchers.
+    WinfoNotifier,
 }
 
 /// One subscription dialog (RFC 6665 s4; RFC 3261 s12 dialog state).

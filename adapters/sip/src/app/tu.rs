@@ -93,7 +93,7 @@ pub(super) struct State {
 /// The transaction user.
 pub struct Tu {
     pub(crate) config: SipConfig,
-    ingress: Arc<dyn Ingress>,
+    pub(super) ingress: Arc<dyn Ingress>,
     pub(super) store: Arc<dyn SipStore>,
     pub(super) wire: Arc<dyn Wire>,
     state: Mutex<State>,
@@ -252,6 +252,7 @@ impl Tu {
         for aor in aors {
             self.submit_composed_publish(&aor, now).await;
         }
+        self.winfo_poll(now);
         self.drain_outputs();
     }
 

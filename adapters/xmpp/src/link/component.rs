@@ -28,7 +28,8 @@ use tokio::time::Instant as TokioInstant;
 use tracing::{debug, error, info, warn};
 
 use super::{
-    delocalise_destination, localise_source, sleep_until_opt, std_now, Command, Queued, Shared,
+    delocalise_destination, localise_source, settle_response, sleep_until_opt, std_now, Command,
+    Queued, Shared,
 };
 use crate::backoff::Backoff;
 use crate::config::{Mode, XmppConfig};
@@ -521,21 +522,15 @@ impl Link {
             message_ids: &self.message_ids,
         };
         let trans_id = TransId(self.trans.fetch_add(1, Ordering::Relaxed));
-        let inbound = match mapping::inbound(&ctx, &el, trans_id) {
-            Inbound::Response { id, result, late } => {
-                match tracker.on_response(&id, &from, result, now) {
-                    Some((key, st)) => {
-                        resolve(replies, key, st);
-                        return;
-                    }
-                    // An error after the outcome: the sender's failure notice, if asked.
-                    None => match late.map(|b| *b) {
-                        Some((op, origin)) => Inbound::Op { op, origin },
-                        None => return,
-                    },
-                }
+        let settle = |id: &str, result| match tracker.on_response(id, &from, result, now) {
+            Some((key, st)) => {
+                resolve(replies, key, st);
+                true
             }
-            other => other,
+            None => false,
+        };
+        let Some(inbound) = settle_response(mapping::inbound(&ctx, &el, trans_id), settle) else {
+            return;
         };
         match inbound {
             Inbound::Op { mut op, origin } => {

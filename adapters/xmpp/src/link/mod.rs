@@ -118,3 +118,24 @@ pub(crate) fn delocalise_destination(op: &mut Operation, ingress: &dyn Ingress) 
         _ => {}
     }
 }
+
+/// An answer to a stanza the gateway sent goes to `settle` (true when it settled a
+/// delivery still waiting); an error that comes after its delivery's outcome becomes the
+/// sender's failure notice, if the message asked for one (`mapping::message::late_failure`).
+/// Anything else is returned as it is; `None` when nothing is left to do.
+pub(crate) fn settle_response(
+    inbound: crate::mapping::Inbound,
+    settle: impl FnOnce(&str, Result<(), cpim_core::model::Status>) -> bool,
+) -> Option<crate::mapping::Inbound> {
+    use crate::mapping::Inbound;
+    match inbound {
+        Inbound::Response { id, result, late } => {
+            if settle(&id, result) {
+                return None;
+            }
+            let (op, origin) = *late?;
+            Some(Inbound::Op { op, origin })
+        }
+        other => Some(other),
+    }
+}

@@ -410,6 +410,33 @@ fn deflated_delivery_imdn(from: &str, to: &str, message_id: &str) -> Vec<u8> {
     body
 }
 
+/// `ua` sends `text` to `to` in `message/cpim` with the message id `mid` and the IMDN
+/// request `disposition`; it must be answered 200 and reach `x`, whose copy is returned.
+async fn cpim_to_xmpp(
+    ua: &SipUa,
+    x: &XmppClient,
+    to: &str,
+    mid: &str,
+    disposition: &str,
+    text: &str,
+) -> XmppEvent {
+    let cpim = format!(
+        "From: <{}>\r\nTo: <{to}>\r\nDateTime: 2026-12-07T12:00:00Z\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {mid}\r\nimdn.Disposition-Notification: {disposition}\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\n\r\n{text}",
+        ua.aor()
+    );
+    let r = ua
+        .message(to, "message/cpim", cpim.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(r.code(), 200, "{}", r.reason());
+    x.await_event(
+        |e| matches!(e, XmppEvent::Message { body, .. } if body == text),
+        WAIT,
+    )
+    .await
+    .unwrap()
+}
+
 /// Receipts both ways with their ids (RFC 5438 <-> XEP-0184, XEP-0359):
 /// - a CPIM message from SIP with `imdn.Message-ID` and a delivery request reaches the
 ///   XMPP user with a receipt request, its id as origin-id and inside the stanza id;
@@ -418,7 +445,9 @@ fn deflated_delivery_imdn(from: &str, to: &str, message_id: &str) -> Vec<u8> {
 /// - the SIP user wrote CPIM, so the XMPP user's message with a receipt request reaches
 ///   it in `message/cpim` with the XMPP stanza id as `imdn.Message-ID` and a
 ///   `positive-delivery` request (and `negative-delivery`: XMPP senders always get errors);
-/// - the SIP user's deflated delivery IMDN becomes an XMPP receipt naming that id.
+/// - the SIP user's deflated delivery IMDN becomes an XMPP receipt naming that id;
+/// - an XMPP error after the SIP sender's 200 becomes the negative delivery IMDN its
+///   message asked for (RFC 5438 s7.2.1.2).
 pub async fn receipts_both_ways(s: &Setup<'_>, user: &str) {
     let bob = s.xmpp.account("bob").unwrap();
     let mut xbob = s.xmpp("bob").await;
@@ -427,22 +456,15 @@ pub async fn receipts_both_ways(s: &Setup<'_>, user: &str) {
     let ua = s.ua(user, Transport::Udp).await;
 
     let mid = format!("M1-{user}");
-    let cpim = format!(
-        "From: <{}>\r\nTo: <{to_bob}>\r\nDateTime: 2026-12-07T12:00:00Z\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {mid}\r\nimdn.Disposition-Notification: positive-delivery\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\n\r\nwith receipt",
-        ua.aor()
-    );
-    let r = ua
-        .message(&to_bob, "message/cpim", cpim.as_bytes())
-        .await
-        .unwrap();
-    assert_eq!(r.code(), 200, "{}", r.reason());
-    let m = xbob
-        .await_event(
-            |e| matches!(e, XmppEvent::Message { body, .. } if body == "with receipt"),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let m = cpim_to_xmpp(
+        &ua,
+        &xbob,
+        &to_bob,
+        &mid,
+        "positive-delivery",
+        "with receipt",
+    )
+    .await;
     let XmppEvent::Message { id, xml, .. } = &m else {
         unreachable!()
     };
@@ -486,22 +508,8 @@ pub async fn receipts_both_ways(s: &Setup<'_>, user: &str) {
     // RFC 5438 s7.2.1.2 / RFC 7247 s7: an error from the recipient after the sender got
     // its 200 becomes the negative delivery notice the message asked for.
     let mid2 = format!("M2-{user}");
-    let cpim = format!(
-        "From: <{}>\r\nTo: <{to_bob}>\r\nDateTime: 2026-12-07T12:00:00Z\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {mid2}\r\nimdn.Disposition-Notification: positive-delivery, negative-delivery\r\n\r\nContent-Type: text/plain;charset=UTF-8\r\n\r\nrefused later",
-        ua.aor()
-    );
-    let r = ua
-        .message(&to_bob, "message/cpim", cpim.as_bytes())
-        .await
-        .unwrap();
-    assert_eq!(r.code(), 200, "{}", r.reason());
-    let m = xbob
-        .await_event(
-            |e| matches!(e, XmppEvent::Message { body, .. } if body == "refused later"),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let disposition = "positive-delivery, negative-delivery";
+    let m = cpim_to_xmpp(&ua, &xbob, &to_bob, &mid2, disposition, "refused later").await;
     let XmppEvent::Message { id: id2, .. } = &m else {
         unreachable!()
     };

@@ -6,6 +6,7 @@
 //! - [`subscribe`]: SUBSCRIBE from SIP watchers and NOTIFY toward the gateway's own
 //!   subscriptions (RFC 6665, RFC 3856).
 //! - [`publish`]: PUBLISH (RFC 3903) and the composition of a presentity's publications.
+//! - [`winfo`]: SUBSCRIBE to `presence.winfo` (RFC 3857): a user's own watchers.
 //!
 //! OPTIONS and unknown methods are answered by the dispatcher itself.
 
@@ -13,5 +14,6 @@ mod message;
 mod publish;
 mod register;
 mod subscribe;
+mod winfo;
 
 pub(super) use publish::compose;

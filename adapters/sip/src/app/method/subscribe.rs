@@ -1,7 +1,7 @@
 //! SUBSCRIBE and NOTIFY.
 //!
 //! SUBSCRIBE (RFC 6665, RFC 3856): a SIP watcher subscribes to a presentity the core
-//! knows; the sans-IO notifier ([`crate::app::presence::notifier`]) decides, the core is
+//! knows (`presence.winfo`, RFC 3857, goes to [`super::winfo`]); the sans-IO notifier ([`crate::app::presence::notifier`]) decides, the core is
 //! asked for a new subscription, and the answer carries the dialog's Expires and the
 //! gateway's Contact. NOTIFY: the presence agents the gateway subscribed to
 //! ([`crate::app::presence::subscriber`]) report state; a NOTIFY outside any dialog gets
@@ -16,9 +16,10 @@ use crate::codec::{new_tag, HeaderName, Request, Response};
 
 use super::super::identity::Authn;
 use super::super::incoming::Incoming;
-use super::super::presence::notifier::{SubscribeDecision, SubscribeRequest};
+use super::super::presence::notifier::{is_winfo, SubscribeDecision, SubscribeRequest};
 use super::super::presence::subscriber::IncomingNotify;
 use super::super::tu::{now_secs, outcome_reply, reply, Reply, Tu};
+use super::winfo::ALLOW_EVENTS;
 
 impl Tu {
     pub(in crate::app) async fn on_subscribe(self: &Arc<Self>, inc: &Incoming<'_>) -> Reply {
@@ -72,10 +73,20 @@ impl Tu {
             watcher: from.bare(),
             presentity: presentity.bare(),
         };
+        let local_tag = new_tag();
+        if is_winfo(sreq.event.as_deref()) {
+            return self.on_winfo_subscribe(req, sreq, &local_tag, now);
+        }
         let watcher = sreq.watcher.clone();
         let target = sreq.presentity.clone();
-        let local_tag = new_tag();
-        let decision = self.lock().notifier.handle_subscribe(sreq, &local_tag, now);
+        // RFC 5263 (Accept: application/pidf-diff+xml) and RFC 4660 (a filter body).
+        let accept: Vec<&str> = req.header_all(HeaderName::Accept).collect();
+        let body = (!req.body().is_empty())
+            .then(|| (req.content_type().unwrap_or(""), req.body().as_ref()));
+        let decision = self
+            .lock()
+            .notifier
+            .handle_subscribe_with(sreq, &accept, body, &local_tag, now);
         match decision {
             SubscribeDecision::Reject {
                 code,
@@ -87,7 +98,10 @@ impl Tu {
                     b = b.header(HeaderName::MinExpires, &m.to_string());
                 }
                 if code == 489 {
-                    b = b.header(HeaderName::AllowEvents, "presence");
+                    b = b.header(HeaderName::AllowEvents, ALLOW_EVENTS);
+                }
+                if code == 415 {
+                    b = b.header(HeaderName::Accept, cpim_core::filter::CONTENT_TYPE);
                 }
                 b
             }

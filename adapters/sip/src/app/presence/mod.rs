@@ -1,7 +1,8 @@
 //! SIP presence (SIMPLE): RFC 3856 presence event package over RFC 6665, RFC 3903 PUBLISH.
 //!
 //! - [`publish`]: the event state compositor side of PUBLISH (SIP-ETag lifecycle).
-//! - [`notifier`]: subscriptions of SIP watchers to presentities behind other adapters.
+//! - [`notifier`]: subscriptions of SIP watchers to presentities behind other adapters,
+//!   with partial notification (RFC 5263) and event notification filters (RFC 4660).
 //! - [`subscriber`]: the gateway's own subscriptions toward SIP presence agents.
 //!
 //! All three are sans-IO: they take requests/responses already parsed into plain values

@@ -10,7 +10,7 @@ use tracing::debug;
 
 use super::{Conn, Hub, Session};
 use crate::element::Element;
-use crate::link::delocalise_destination;
+use crate::link::{delocalise_destination, settle_response};
 use crate::mapping::{self, Ctx, Inbound};
 use crate::ns;
 use crate::s2s_in::domain_of;
@@ -78,21 +78,16 @@ impl Hub {
             message_ids: &self.message_ids,
         };
         let trans_id = TransId(self.trans.fetch_add(1, Ordering::Relaxed));
-        let inbound = match mapping::inbound(&ctx, &el, trans_id) {
-            Inbound::Response { id, result, late } => {
-                match self.tracker.on_response(&id, &from, result, now) {
-                    Some((key, st)) => {
-                        self.resolve(key, st);
-                        return;
-                    }
-                    // An error after the outcome: the sender's failure notice, if asked.
-                    None => match late.map(|b| *b) {
-                        Some((op, origin)) => Inbound::Op { op, origin },
-                        None => return,
-                    },
-                }
+        let inbound = mapping::inbound(&ctx, &el, trans_id);
+        let settle = |id: &str, result| match self.tracker.on_response(id, &from, result, now) {
+            Some((key, st)) => {
+                self.resolve(key, st);
+                true
             }
-            other => other,
+            None => false,
+        };
+        let Some(inbound) = settle_response(inbound, settle) else {
+            return;
         };
         match inbound {
             Inbound::Op { mut op, origin } => {

@@ -8,10 +8,11 @@
 //!   brought is lost; it is never written again;
 //! - a delivery not acknowledged goes back to the head of its stream's queue, in its
 //!   order, and is written on the next stream with the same stanzas, ids included (s5
-//!   "take alternative action" without resumption, which Prosody does not offer on s2s):
-//!   a peer that closes its stream cleanly sends its last `<a/>` first (s7), so nothing
-//!   it handled is sent twice; one that dies may have handled what it did not
-//!   acknowledge, which the stable ids let receivers drop (XEP-0359);
+//!   "take alternative action" without resumption, which Prosody does not offer on s2s).
+//!   An `<r/>` follows every delivery, so the peer's count trails what it handled by the
+//!   stanzas in flight only; those it handled without acknowledging before the stream
+//!   ended (Prosody sends no last `<a/>` when it closes an s2s stream) arrive twice,
+//!   under the same ids, which receivers honouring XEP-0359 drop;
 //! - without stream management (not offered, `<failed/>`, or past [`MAX_UNACKED`]
 //!   deliveries awaiting an ack) the outcome is unknown: 408, and the gateway's queue
 //!   decides.

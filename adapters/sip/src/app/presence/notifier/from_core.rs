@@ -50,6 +50,7 @@ impl Notifier {
             dialog: rec,
             subscription_state: state,
             presence: None,
+            winfo: None,
         }));
         if let Some(n) = early {
             self.apply_core_notify(key, &n, now);
@@ -141,6 +142,7 @@ impl Notifier {
                         dialog: rec,
                         subscription_state: state,
                         presence: n.presence.clone(),
+                        winfo: None,
                     }));
                 }
             }

@@ -131,6 +131,7 @@ impl Notifier {
             dialog: rec,
             subscription_state: state,
             presence,
+            winfo: None,
         }));
         SubscribeDecision::Answer { expires }
     }
@@ -138,6 +139,9 @@ impl Notifier {
     /// The final status of a NOTIFY sent in dialog `key`. RFC 6665 s4.2.2: a 481, a
     /// timeout or another failure ends the subscription (the core is told).
     pub fn notify_answered(&mut self, key: &str, code: u16) {
+        if self.winfo_notify_answered(key, code) {
+            return;
+        }
         if (200..300).contains(&code) || matches!(code, 401 | 407 | 491) {
             return;
         }

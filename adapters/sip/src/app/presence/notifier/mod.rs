@@ -18,6 +18,10 @@
 //! (unsubscribe when the watcher leaves or the subscription expires), and dialogs to
 //! persist or forget. Refreshes are absorbed here: the core hears of a subscription
 //! once and of its end once.
+//!
+//! [`Notifier::handle_subscribe_with`] also reads the SUBSCRIBE's `Accept` and filter
+//! body: partial notification (RFC 5263) and filters (RFC 4660/4661) are in `partial`,
+//! which shapes each NOTIFY on its way out of [`Notifier::poll_output`].
 
 use std::collections::{HashMap, VecDeque};
 
@@ -29,8 +33,17 @@ use super::super::config::ExpiryLimits;
 use super::super::store::{DialogRecord, DialogRole};
 mod from_core;
 mod from_watcher;
+mod partial;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_partial;
+mod winfo;
+#[cfg(test)]
+mod winfo_tests;
+
+pub use partial::{WatchRefusal, WatchRequest};
+pub use winfo::{is_winfo, WINFO_EVENT};
 
 /// A SUBSCRIBE as the notifier needs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,6 +114,10 @@ pub struct OutgoingNotify {
     pub subscription_state: String,
     /// The presence to encode as the body; `None` sends no body.
     pub presence: Option<Presence>,
+    /// A `presence.winfo` NOTIFY (RFC 3857): `Event: presence.winfo` and this
+    /// `application/watcherinfo+xml` document as the body (none when empty) instead of
+    /// the presence.
+    pub winfo: Option<String>,
 }
 
 /// What the notifier asks its caller to do.
@@ -110,6 +127,16 @@ pub struct OutgoingNotify {
 pub enum NotifierOutput {
     /// Send a NOTIFY; report its final status with [`Notifier::notify_answered`].
     Notify(OutgoingNotify),
+    /// Send a NOTIFY with this body instead of a PIDF of `notify.presence` (a partial
+    /// notification, RFC 5263); report its status like [`NotifierOutput::Notify`].
+    NotifyBody {
+        /// The NOTIFY (its `presence` is `None`).
+        notify: OutgoingNotify,
+        /// The body's media type.
+        content_type: &'static str,
+        /// The body.
+        body: String,
+    },
     /// Tell the core the watcher no longer watches (`Operation::Unsubscribe`).
     Unsubscribe {
         /// The watcher.
@@ -161,6 +188,14 @@ pub struct Notifier {
     /// finding its dialogs must not scan every subscription (P3 fan-out did that).
     by_pair: HashMap<u64, Vec<String>>,
     out: VecDeque<NotifierOutput>,
+    /// The `presence.winfo` subscriptions ([`winfo`]).
+    winfo: winfo::WinfoSubs,
+    /// Partial notification and filter state by subscription key ([`partial`]); an
+    /// entry lives as long as its subscription.
+    watch: HashMap<String, partial::Watch>,
+    /// Entries of subscriptions just removed, for their final NOTIFY still in `out`;
+    /// emptied whenever `out` is.
+    closing: HashMap<String, partial::Watch>,
 }
 
 /// The index key of a (watcher, presentity) pair ([`Address::same_user`] on both).
@@ -206,6 +241,9 @@ impl Notifier {
             subs: HashMap::new(),
             by_pair: HashMap::new(),
             out: VecDeque::new(),
+            winfo: winfo::WinfoSubs::default(),
+            watch: HashMap::new(),
+            closing: HashMap::new(),
         }
     }
 
@@ -220,6 +258,9 @@ impl Notifier {
 
     fn remove_sub(&mut self, key: &str) -> Option<Sub> {
         let sub = self.subs.remove(key)?;
+        if let Some(w) = self.watch.remove(key) {
+            self.closing.insert(key.to_owned(), w);
+        }
         let h = pair_hash(&sub.watcher, &sub.presentity);
         if let Some(keys) = self.by_pair.get_mut(&h) {
             keys.retain(|k| k != key);
@@ -232,6 +273,7 @@ impl Notifier {
 
     /// Loads dialogs read from the store (role notifier), dropping expired ones.
     pub fn restore(&mut self, records: Vec<DialogRecord>, now: u64) {
+        self.winfo_restore(&records, now);
         for rec in records {
             if rec.role != DialogRole::Notifier || rec.expires_at <= now {
                 continue;
@@ -266,9 +308,9 @@ impl Notifier {
         self
     }
 
-    /// Number of subscriptions (any phase).
+    /// Number of subscriptions (any phase, `presence.winfo` ones included).
     pub fn len(&self) -> usize {
-        self.subs.len()
+        self.subs.len() + self.winfo.len()
     }
 
     /// The (presentity, flow) of every subscription, for the caps of [`crate::app::limits`].
@@ -276,16 +318,25 @@ impl Notifier {
         self.subs
             .values()
             .map(|s| (&s.presentity, s.rec.flow.as_deref()))
+            .chain(self.winfo_presentities_and_flows())
     }
 
     /// True if there are none.
     pub fn is_empty(&self) -> bool {
-        self.subs.is_empty()
+        self.len() == 0
     }
 
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<NotifierOutput> {
-        self.out.pop_front()
+        loop {
+            let Some(o) = self.out.pop_front() else {
+                self.closing.clear();
+                return None;
+            };
+            if let Some(o) = self.shape(o) {
+                return Some(o);
+            }
+        }
     }
 
     /// When [`Notifier::handle_timeout`] must next be called.
@@ -298,6 +349,7 @@ impl Notifier {
                     .held_until
                     .map_or(s.rec.expires_at, |h| h.min(s.rec.expires_at)),
             })
+            .chain(self.winfo_next_expiry())
             .min()
     }
 
@@ -313,6 +365,7 @@ impl Notifier {
             dialog: sub.rec,
             subscription_state: state,
             presence,
+            winfo: None,
         }));
         self.out.push_back(NotifierOutput::Forget(key.to_owned()));
         if tell_core {
@@ -327,6 +380,7 @@ impl Notifier {
     /// s4.2.2) and the core an unsubscribe; a fetch whose wait ended gets its single
     /// NOTIFY without the state.
     pub fn handle_timeout(&mut self, now: u64) {
+        self.winfo_timeout(now);
         // Held-back state changes whose interval has ended.
         for sub in self.subs.values_mut() {
             let Some(t) = sub.held_until else { continue };
@@ -343,6 +397,7 @@ impl Notifier {
                 subscription_state: format!("{};expires={left}", rec.state),
                 dialog: rec,
                 presence: sub.last_presence.clone(),
+                winfo: None,
             }));
         }
         let due: Vec<(String, bool)> = self
