@@ -53,7 +53,9 @@
 //! The engine's types and its notify, publish and delivery paths are here; subscribe,
 //! fetch and unsubscribe handling are in the `subscribe` submodule, the timers in
 //! `timers`, authorization and caps in [`authz`], the presentity's decisions in
-//! [`decide`], watcher information (RFC 3857, RFC 3858) in [`winfo`].
+//! [`decide`], watcher information (RFC 3857, RFC 3858) in [`winfo`], the composition
+//! of several devices (one tuple per XMPP resource, newest first, RFC 8048 s4, RFC 4479
+//! s4) in [`compose`].
 
 use cpim_core::StatusCode;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -66,6 +68,7 @@ use cpim_core::model::{
 use cpim_core::presence::{Basic, Presence, Tuple};
 
 pub mod authz;
+pub mod compose;
 pub mod decide;
 mod subscribe;
 mod timers;
@@ -317,6 +320,7 @@ pub struct PresenceEngine {
     actions: VecDeque<Action>,
     next_id: u64,
     decisions: decide::Decisions,
+    devices: compose::Devices,
 }
 
 impl PresenceEngine {
@@ -333,6 +337,7 @@ impl PresenceEngine {
             actions: VecDeque::new(),
             next_id: 1 << 48,
             decisions: decide::Decisions::default(),
+            devices: compose::Devices::default(),
         }
     }
 
@@ -403,6 +408,7 @@ impl PresenceEngine {
 
     fn remove(&mut self, key: &str) -> Option<Subscription> {
         let s = self.subs.remove(key)?;
+        self.devices.forget(key);
         let pk = user_key(&s.presentity);
         if let Some(set) = self.by_presentity.get_mut(&pk) {
             set.remove(key);
@@ -466,11 +472,16 @@ impl PresenceEngine {
         if s.answering {
             return;
         }
-        let presence = if with_presence && s.state == SubState::Active {
+        let mut presence = if with_presence && s.state == SubState::Active {
             self.current_presence(s)
         } else {
             None
         };
+        if self.is_roster(&s.watcher_adapter) {
+            // One presence per device: the ones gone since are announced unavailable.
+            presence = presence.map(|p| self.devices.for_watcher(key, p));
+        }
+        let Some(s) = self.subs.get(key) else { return };
         let sent_state = presence.is_some();
         let op = Operation::Notify(Notify {
             trans_id: TransId(0),
@@ -623,8 +634,22 @@ impl PresenceEngine {
                 let changed = was != s.state;
                 // (A presence while still pending is not the user's state for this watcher:
                 // not kept, so the approval does not show a stale `unavailable`.)
-                if n.presence.is_some() && s.state == SubState::Active {
-                    s.last_presence = n.presence.clone();
+                // A roster-style adapter (XMPP) speaks for one resource per notify: its
+                // part is composed with the others (RFC 8048 s4, see `compose`).
+                if let (Some(p), SubState::Active) = (&n.presence, &s.state) {
+                    s.last_presence = Some(
+                        if self.cfg.roster_adapters.iter().any(|a| a == from_adapter) {
+                            self.devices.apply(
+                                &key,
+                                now,
+                                &s.presentity,
+                                s.last_presence.as_ref(),
+                                p,
+                            )
+                        } else {
+                            p.clone()
+                        },
+                    );
                 }
                 // (Nothing to fan out while pending: the rate gate is left untouched.)
                 let has_presence = n.presence.is_some() && s.state == SubState::Active;
@@ -699,5 +724,7 @@ impl PresenceEngine {
     }
 }
 
+#[cfg(test)]
+mod devices_tests;
 #[cfg(test)]
 mod tests;

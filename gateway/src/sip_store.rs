@@ -227,6 +227,7 @@ mod tests {
             etag: "e1".into(),
             aor: "sip:alice@sip.test".into(),
             expires_at: 2_000_000_000,
+            modified_at: 1_999_999_000,
             content_type: "application/pidf+xml".into(),
             body: b"<presence/>".to_vec(),
         };
@@ -247,6 +248,8 @@ mod tests {
         let pubs = s.load_publications().await.unwrap();
         assert_eq!(pubs.len(), 1);
         assert_eq!(pubs[0].etag, "e2");
+        // The modified time, the order of composition, comes back.
+        assert_eq!(pubs[0].modified_at, 1_999_999_000);
         s.remove_dialog(&d.key()).await.unwrap();
         s.put_bindings("sip:alice@sip.test", &[]).await.unwrap();
         assert!(s.load_dialogs().await.unwrap().is_empty());

@@ -114,6 +114,11 @@ pub struct PublicationRecord {
     pub aor: String,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: u64,
+    /// When the document was last published or modified (an initial PUBLISH or a
+    /// modify, not a refresh; RFC 3903 s4), seconds since the Unix epoch: the order of
+    /// composition. 0 in records written before it existed.
+    #[serde(default)]
+    pub modified_at: u64,
     /// Content-Type of the published document.
     pub content_type: String,
     /// The published document, as received.

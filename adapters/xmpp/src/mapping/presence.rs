@@ -1,6 +1,24 @@
 //! Presence stanzas <-> SUBSCRIBE, UNSUBSCRIBE and NOTIFY operations (RFC 8048):
 //! subscription states, availability as PIDF with priority, show and status mapped both
 //! ways.
+//!
+//! # Devices and resources
+//! One stanza is one resource: inbound, it becomes one tuple whose id is the resource
+//! (RFC 8048 s4); the engine composes the resources of a user. Outbound, every tuple of
+//! a document is one `<presence/>` from its own resource (RFC 8048 s5), so an XMPP
+//! watcher of a SIP user with several devices sees several resources. The resource is
+//! the instance of the tuple's `<contact>` when that is a GRUU (`;gr=`) or a full JID
+//! (RFC 7247 s6.3: a GRUU maps onto a full JID), else the tuple id; a closed tuple is an
+//! `unavailable` from that resource.
+//!
+//! # Priority
+//! XMPP priority is an integer -128..127 (RFC 6121 s4.7.2.3), PIDF's `<contact
+//! priority>` a qvalue 0..1 (RFC 3863 s4.1.5). Inbound, 1..127 maps linearly onto
+//! p/127 and 0 or a negative priority (never chosen for delivery) onto 0. Outbound, q
+//! maps onto round(q * 127), so 1.0 is 127, 0.5 is 64, 0 is 0; XMPP's default 0 and a
+//! tuple without priority both say "no preference". Both ways keep the order of
+//! devices, and a priority that went XMPP -> PIDF -> XMPP comes back unchanged when it
+//! was not negative.
 
 use cpim_core::address::Address;
 use cpim_core::errmap::{Condition, ErrorType};
@@ -178,6 +196,17 @@ pub(super) fn presence(
         .attr_set("id", id))
 }
 
+/// The resource a tuple is shown from: its contact's GRUU or JID resource (RFC 7247
+/// s6.3), else its id.
+fn resource_of(t: &Tuple) -> String {
+    t.contact
+        .as_deref()
+        .and_then(|c| Address::parse(c).ok())
+        .and_then(|a| a.instance)
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| t.id.clone())
+}
+
 pub(super) fn outbound_notify(
     ns: &str,
     n: &Notify,
@@ -215,7 +244,7 @@ pub(super) fn outbound_notify(
     let watcher_jid = xmpp_jid(&watcher)?;
     let mut out = Vec::new();
     for t in &p.tuples {
-        let from = target.clone().with_instance(Some(&t.id));
+        let from = target.clone().with_instance(Some(&resource_of(t)));
         // A tuple id that is no valid resource: the bare JID.
         let from_jid = gw_jid(&from).or_else(|_| gw_jid(&target))?;
         let open = t.basic != Some(Basic::Closed);
@@ -310,5 +339,76 @@ mod tests {
             let out = outbound(NS, &op, ids(), || "i".into()).unwrap();
             assert_eq!(out[0].attr("type"), Some(ty), "{ty}");
         }
+    }
+
+    /// RFC 8048 s5 with RFC 7247 s6.3: a SIP user's devices (tuples) are resources: from
+    /// the contact's GRUU when there is one, else the tuple id; `<contact priority>`
+    /// (RFC 3863 s4.1.5) maps onto XMPP priority; a closed tuple is an `unavailable` from
+    /// its resource.
+    #[test]
+    fn rfc8048_s5_one_presence_per_device_with_gruu_resource_and_priority() {
+        let tuple = |id: &str, open: bool, contact: Option<&str>, prio: Option<f32>| Tuple {
+            id: id.into(),
+            basic: Some(if open { Basic::Open } else { Basic::Closed }),
+            contact: contact.map(str::to_owned),
+            priority: prio,
+            ..Tuple::default()
+        };
+        let n = Notify {
+            trans_id: TransId(1),
+            watcher: Address::parse("romeo@xmpp.test").unwrap(),
+            target: Address::parse("sip:carol@sip.xmpp.test").unwrap(),
+            state: SubscriptionState::Active { expires: 60 },
+            presence: Some(Presence {
+                tuples: vec![
+                    tuple(
+                        "t1",
+                        true,
+                        Some("sip:carol@sip.xmpp.test;gr=phone"),
+                        Some(1.0),
+                    ),
+                    tuple("desk", true, Some("sip:carol@192.0.2.1:5060"), Some(0.5)),
+                    tuple("laptop", false, None, None),
+                ],
+                ..Presence::default()
+            }),
+        };
+        let out = outbound(NS, &Operation::Notify(n), ids(), || "i".into()).unwrap();
+        let got: Vec<_> = out
+            .iter()
+            .map(|el| {
+                (
+                    el.attr("from").unwrap_or("").to_owned(),
+                    el.attr("type").map(str::to_owned),
+                    el.child(NS, "priority").map(|p| p.trimmed_text()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("carol@sip.xmpp.test/phone".into(), None, Some("127".into())),
+                ("carol@sip.xmpp.test/desk".into(), None, Some("64".into())),
+                (
+                    "carol@sip.xmpp.test/laptop".into(),
+                    Some("unavailable".into()),
+                    None
+                ),
+            ]
+        );
+    }
+
+    /// RFC 6121 s4.7.2.3 / RFC 3863 s4.1.5: the priority mapping both ways.
+    #[test]
+    fn priority_mapping_keeps_order_and_round_trips() {
+        assert_eq!(priority_to_pidf(-5), 0.0);
+        assert_eq!(priority_to_pidf(0), 0.0);
+        assert_eq!(priority_to_pidf(127), 1.0);
+        for p in 0..=127i8 {
+            assert_eq!(priority_to_xmpp(priority_to_pidf(p)), p);
+        }
+        assert_eq!(priority_to_xmpp(0.5), 64);
+        assert_eq!(priority_to_xmpp(2.0), 127);
+        assert!(priority_to_pidf(10) < priority_to_pidf(11));
     }
 }

@@ -148,18 +148,25 @@ impl Tu {
     }
 }
 
-/// Merges the documents of a presentity: tuples of all, the first person, all notes.
-///
-/// Tuple ids stay unique (PIDF's `id` is an `xs:ID`, RFC 3863 s4.1.2): when two
-/// publications carry a tuple with the same id, the one of the publication refreshed or
-/// modified last (latest expiry) wins. baresip 1.0, for one, sends two initial PUBLISHes
-/// at start-up and then modifies only one of them, so without this its "closed" sat next
-/// to a stale "open" under the same id.
+/// Composes the live publications of a presentity (one per entity tag, RFC 3903 s4)
+/// into one document, by recency (RFC 4479 s4 leaves the policy to the compositor):
+/// the publications are taken newest first by the time their document was last set
+/// (`modified_at`; a refresh does not count; records without one come after, by
+/// expiry), and
+/// - tuples of all, newest first, one per id (PIDF's `id` is an `xs:ID`, RFC 3863
+///   s4.1.2): the newest publication's tuple wins. baresip 1.0, for one, sends two
+///   initial PUBLISHes at start-up and then modifies only one of them, so without this
+///   its "closed" sat next to a stale "open" under the same id;
+/// - the person (RFC 4479 s3.2) of the newest publication that has one;
+/// - devices (RFC 4479 s3.4) of all, one per id, the newest first;
+/// - presentity notes and other elements of all, newest first.
 pub(in crate::app) fn compose(docs: &[(&PublicationRecord, u32)]) -> (Presence, u32) {
     let mut out = Presence::default();
     let mut expires = 0;
     let mut docs: Vec<_> = docs.iter().collect();
-    docs.sort_by_key(|(rec, _)| rec.expires_at);
+    docs.sort_by(|(a, _), (b, _)| {
+        (b.modified_at, b.expires_at, &b.etag).cmp(&(a.modified_at, a.expires_at, &a.etag))
+    });
     for (rec, left) in docs {
         expires = expires.max(*left);
         let Ok(p) = pidf::parse(&rec.body) else {
@@ -169,13 +176,17 @@ pub(in crate::app) fn compose(docs: &[(&PublicationRecord, u32)]) -> (Presence, 
             out.entity = p.entity;
         }
         for t in p.tuples {
-            match out.tuples.iter_mut().find(|o| o.id == t.id) {
-                Some(old) => *old = t,
-                None => out.tuples.push(t),
+            if !out.tuples.iter().any(|o| o.id == t.id) {
+                out.tuples.push(t);
             }
         }
         if out.person.is_none() {
             out.person = p.person;
+        }
+        for d in p.devices {
+            if !out.devices.iter().any(|o| o.id == d.id) {
+                out.devices.push(d);
+            }
         }
         out.notes.extend(p.notes);
         out.extensions.extend(p.extensions);
@@ -194,6 +205,7 @@ mod compose_tests {
             etag: etag.into(),
             aor: "sip:alice@sip.test".into(),
             expires_at,
+            modified_at: 0,
             content_type: "application/pidf+xml".into(),
             body: format!(
                 "<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:alice@sip.test\">\
@@ -222,5 +234,32 @@ mod compose_tests {
         let other = rec("mm", 120, "open", "t2");
         let (p, _) = compose(&[(&stale, 40), (&other, 60)]);
         assert_eq!(p.tuples.len(), 2);
+    }
+
+    /// Two devices of one user (two entity tags, RFC 3903 s4): two tuples, the one
+    /// modified last first and its person wins (RFC 4479 s4), whatever the expiries
+    /// say (a refresh extends an old document's expiry without making it newer).
+    #[test]
+    fn two_devices_newest_modified_first() {
+        let mut old = rec("e-old", 5000, "open", "desk");
+        old.modified_at = 100;
+        old.body = br#"<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="sip:alice@sip.test"><tuple id="desk"><status><basic>open</basic></status></tuple><dm:person id="p1"><rpid:activities><rpid:away/></rpid:activities></dm:person></presence>"#.to_vec();
+        let mut new = rec("e-new", 400, "open", "phone");
+        new.modified_at = 300;
+        new.body = br#"<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="sip:alice@sip.test"><tuple id="phone"><status><basic>open</basic></status></tuple><dm:person id="p2"><rpid:activities><rpid:busy/></rpid:activities></dm:person></presence>"#.to_vec();
+        for docs in [
+            vec![(&old, 4000), (&new, 100)],
+            vec![(&new, 100), (&old, 4000)],
+        ] {
+            let (p, expires) = compose(&docs);
+            let ids: Vec<_> = p.tuples.iter().map(|t| t.id.as_str()).collect();
+            assert_eq!(ids, ["phone", "desk"]);
+            assert_eq!(p.person.as_ref().unwrap().id, "p2");
+            assert_eq!(expires, 4000);
+        }
+        // Records written before `modified_at` existed deserialize with 0.
+        let json = r#"{"etag":"e","aor":"sip:alice@sip.test","expires_at":9,"content_type":"application/pidf+xml","body":[]}"#;
+        let r: PublicationRecord = serde_json::from_str(json).unwrap();
+        assert_eq!(r.modified_at, 0);
     }
 }

@@ -10,6 +10,10 @@
 //! PUBLISH needs a body (400 otherwise); a refresh has SIP-If-Match and no body; a
 //! modify has SIP-If-Match and a body; a removal has SIP-If-Match and Expires: 0. Every
 //! accepted PUBLISH except a removal gets a fresh entity tag (s6 step 7).
+//!
+//! Each publication keeps the time its document was last set (an initial PUBLISH or a
+//! modify; a refresh only extends it): the composition of a presentity's publications
+//! goes by that recency, not by expiry.
 
 use std::collections::HashMap;
 
@@ -161,6 +165,7 @@ impl Publications {
                     etag: new_etag(),
                     aor: req.aor,
                     expires_at: now + u64::from(e),
+                    modified_at: now,
                     content_type,
                     body,
                 };
@@ -182,6 +187,7 @@ impl Publications {
                     Some((ct, b)) => {
                         rec.content_type = ct;
                         rec.body = b;
+                        rec.modified_at = now;
                         PublishKind::Modify
                     }
                     None => PublishKind::Refresh,
@@ -321,6 +327,9 @@ mod tests {
             .unwrap();
         assert_eq!(c.kind, PublishKind::Modify);
         assert_eq!(c.expires, 3600);
+        // RFC 3903 s4: the refresh at 100 kept the document, the modify at 150 set it.
+        assert_eq!(b.record.as_ref().unwrap().modified_at, 0);
+        assert_eq!(c.record.as_ref().unwrap().modified_at, 150);
         assert_eq!(p.documents("sip:alice@sip.test", 150)[0].0.body, b"<x/>");
         // Remove.
         let d = p
