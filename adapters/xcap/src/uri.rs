@@ -153,26 +153,10 @@ pub fn parse(
     })
 }
 
-/// Decodes `%XX` escapes; the result must be UTF-8.
+/// Decodes `%XX` escapes; the result must be UTF-8 (`cpim_core::address::percent_decode`).
 pub fn percent_decode(s: &str) -> Result<String, UriError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .ok_or(UriError::Malformed("bad % escape"))?;
-            let hex = std::str::from_utf8(hex).map_err(|_| UriError::Malformed("bad % escape"))?;
-            let v = u8::from_str_radix(hex, 16).map_err(|_| UriError::Malformed("bad % escape"))?;
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| UriError::Malformed("escapes do not decode to UTF-8"))
+    cpim_core::address::percent_decode(s)
+        .map_err(|_| UriError::Malformed("bad % escape, or escapes that do not decode to UTF-8"))
 }
 
 /// Escapes what cannot stay literal in a node selector path component.

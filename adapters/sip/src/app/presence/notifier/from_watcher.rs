@@ -1,10 +1,10 @@
 //! What the SIP watcher sends: a SUBSCRIBE (new, refresh or unsubscribe; RFC 6665
 //! s4.2.1, RFC 3856 s6) and the final status of each NOTIFY (RFC 6665 s4.2.2).
 
-use crate::app::store::{DialogRecord, DialogRole};
+use crate::app::store::DialogRole;
 
 use super::{
-    event_package, Notifier, NotifierOutput, OutgoingNotify, Phase, Sub, SubscribeDecision,
+    event_package, reject, Notifier, NotifierOutput, OutgoingNotify, Phase, Sub, SubscribeDecision,
     SubscribeRequest, PRESENCE_EVENT,
 };
 
@@ -16,11 +16,6 @@ impl Notifier {
         local_tag: &str,
         now: u64,
     ) -> SubscribeDecision {
-        let reject = |code, reason| SubscribeDecision::Reject {
-            code,
-            reason,
-            min_expires: None,
-        };
         if event_package(req.event.as_deref()).as_deref() != Some(PRESENCE_EVENT) {
             return reject(489, "Bad Event");
         }
@@ -40,30 +35,22 @@ impl Notifier {
         let Some(contact) = req.contact.clone() else {
             return reject(400, "Missing Contact");
         };
-        let rec = DialogRecord {
-            role: DialogRole::Notifier,
-            call_id: req.call_id,
-            local_tag: local_tag.to_owned(),
-            remote_tag: Some(req.from_tag),
-            local_uri: req.to_uri,
-            remote_uri: req.from_uri,
-            remote_target: contact,
-            route_set: req.record_route,
-            local_cseq: 0,
-            remote_cseq: req.cseq,
-            watcher: req.watcher.to_string(),
-            presentity: req.presentity.to_string(),
-            expires_at: now + u64::from(expires),
-            state: "pending".to_owned(),
-            flow: req.flow,
-        };
+        let (watcher, presentity) = (req.watcher.clone(), req.presentity.clone());
+        let rec = req.dialog(
+            DialogRole::Notifier,
+            contact,
+            local_tag,
+            expires,
+            now,
+            "pending",
+        );
         let key = rec.key();
         self.insert_sub(
             key.clone(),
             Sub {
                 rec,
-                watcher: req.watcher,
-                presentity: req.presentity,
+                watcher,
+                presentity,
                 phase: Phase::Proposed,
                 last_presence: None,
                 last_body_at: None,

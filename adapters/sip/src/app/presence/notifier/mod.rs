@@ -77,6 +77,48 @@ pub struct SubscribeRequest {
     pub presentity: Address,
 }
 
+impl SubscribeRequest {
+    /// The dialog a new subscription creates, the gateway as notifier (`role`) in `state`
+    /// until `now + expires` (RFC 6665 s4.2.1; RFC 3261 s12.1.1 for the dialog state),
+    /// `contact` being the request's Contact.
+    fn dialog(
+        self,
+        role: DialogRole,
+        contact: String,
+        local_tag: &str,
+        expires: u32,
+        now: u64,
+        state: &str,
+    ) -> DialogRecord {
+        DialogRecord {
+            role,
+            call_id: self.call_id,
+            local_tag: local_tag.to_owned(),
+            remote_tag: Some(self.from_tag),
+            local_uri: self.to_uri,
+            remote_uri: self.from_uri,
+            remote_target: contact,
+            route_set: self.record_route,
+            local_cseq: 0,
+            remote_cseq: self.cseq,
+            watcher: self.watcher.to_string(),
+            presentity: self.presentity.to_string(),
+            expires_at: now + u64::from(expires),
+            state: state.to_owned(),
+            flow: self.flow,
+        }
+    }
+}
+
+/// A refusal without Min-Expires.
+fn reject(code: u16, reason: &'static str) -> SubscribeDecision {
+    SubscribeDecision::Reject {
+        code,
+        reason,
+        min_expires: None,
+    }
+}
+
 /// What to do with a SUBSCRIBE.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SubscribeDecision {

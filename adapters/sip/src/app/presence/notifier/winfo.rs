@@ -27,7 +27,7 @@ use cpim_core::watcherinfo::{self, WatcherInfo, WatcherList};
 use crate::app::store::{DialogRecord, DialogRole};
 
 use super::SubscribeRequest;
-use super::{event_package, Notifier, NotifierOutput, OutgoingNotify, SubscribeDecision};
+use super::{event_package, reject, Notifier, NotifierOutput, OutgoingNotify, SubscribeDecision};
 
 /// The watcher information event package (RFC 3857 s4.1): the template package
 /// `winfo` applied to `presence`.
@@ -57,14 +57,6 @@ struct WinfoSub {
     presentity: Address,
     /// The watcher lists last sent (`None`: none since start).
     last: Option<Vec<WatcherList>>,
-}
-
-fn reject(code: u16, reason: &'static str) -> SubscribeDecision {
-    SubscribeDecision::Reject {
-        code,
-        reason,
-        min_expires: None,
-    }
 }
 
 impl Notifier {
@@ -102,27 +94,19 @@ impl Notifier {
         let Some(contact) = req.contact.clone() else {
             return reject(400, "Missing Contact");
         };
-        let rec = DialogRecord {
-            role: DialogRole::WinfoNotifier,
-            call_id: req.call_id,
-            local_tag: local_tag.to_owned(),
-            remote_tag: Some(req.from_tag),
-            local_uri: req.to_uri,
-            remote_uri: req.from_uri,
-            remote_target: contact,
-            route_set: req.record_route,
-            local_cseq: 0,
-            remote_cseq: req.cseq,
-            watcher: req.watcher.to_string(),
-            presentity: req.presentity.to_string(),
-            expires_at: now + u64::from(expires),
-            state: "active".to_owned(),
-            flow: req.flow,
-        };
+        let presentity = req.presentity.clone();
+        let rec = req.dialog(
+            DialogRole::WinfoNotifier,
+            contact,
+            local_tag,
+            expires,
+            now,
+            "active",
+        );
         let key = rec.key();
         let mut sub = WinfoSub {
             rec,
-            presentity: req.presentity,
+            presentity,
             last: None,
         };
         if expires == 0 {
