@@ -93,10 +93,7 @@ impl Tu {
                 reason,
                 min_expires,
             } => {
-                let mut b = Response::for_request(req, code, Some(reason));
-                if let Some(m) = min_expires {
-                    b = b.header(HeaderName::MinExpires, &m.to_string());
-                }
+                let mut b = refusal(req, code, reason, min_expires);
                 if code == 489 {
                     b = b.header(HeaderName::AllowEvents, ALLOW_EVENTS);
                 }
@@ -129,7 +126,13 @@ impl Tu {
         }
     }
 
-    fn subscribe_ok(&self, req: &Request, code: u16, expires: u32, tag: Option<&str>) -> Reply {
+    pub(in crate::app) fn subscribe_ok(
+        &self,
+        req: &Request,
+        code: u16,
+        expires: u32,
+        tag: Option<&str>,
+    ) -> Reply {
         Response::for_request_tagged(req, code, None, tag)
             .header(HeaderName::Expires, &expires.to_string())
             .header(HeaderName::Contact, &self.contact_header())
@@ -166,5 +169,19 @@ impl Tu {
         };
         let (code, reason) = self.lock().subscriber.handle_notify(n, now_secs());
         reply(req, code, Some(reason))
+    }
+}
+
+/// A SUBSCRIBE refused with `code`, with Min-Expires for a 423 (RFC 6665 s4.2.1.1).
+pub(in crate::app) fn refusal(
+    req: &Request,
+    code: u16,
+    reason: &'static str,
+    min_expires: Option<u32>,
+) -> Reply {
+    let b = Response::for_request(req, code, Some(reason));
+    match min_expires {
+        Some(m) => b.header(HeaderName::MinExpires, &m.to_string()),
+        None => b,
     }
 }

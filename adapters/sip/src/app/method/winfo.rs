@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
-use crate::codec::{HeaderName, Request, Response};
+use crate::codec::Request;
 
 use super::super::presence::notifier::{SubscribeDecision, SubscribeRequest};
 use super::super::tu::{Reply, Tu};
+use super::subscribe::refusal;
 
 /// The event packages the gateway's SUBSCRIBE handling serves (Allow-Events, RFC 6665
 /// s8.2.2).
@@ -36,19 +37,11 @@ impl Tu {
                 code,
                 reason,
                 min_expires,
-            } => {
-                let mut b = Response::for_request(req, code, Some(reason));
-                if let Some(m) = min_expires {
-                    b = b.header(HeaderName::MinExpires, &m.to_string());
-                }
-                b
-            }
+            } => refusal(req, code, reason, min_expires),
             SubscribeDecision::Answer { expires }
             | SubscribeDecision::Submit {
                 duration: expires, ..
-            } => Response::for_request_tagged(req, 200, None, new.then_some(local_tag))
-                .header(HeaderName::Expires, &expires.to_string())
-                .header(HeaderName::Contact, &self.contact_header()),
+            } => self.subscribe_ok(req, 200, expires, new.then_some(local_tag)),
         }
     }
 
