@@ -495,9 +495,9 @@ impl PresenceService {
     }
 
     /// Restores a presentity's pres-rules document at start
-    /// ([`PresenceEngine::restore_rules`]).
-    pub fn restore_rules(&self, presentity: &Address, rules: PresRules) {
-        self.lock().restore_rules(presentity, rules);
+    /// ([`PresenceEngine::restore_rules`]); `false` past its cap.
+    pub fn restore_rules(&self, presentity: &Address, rules: PresRules) -> bool {
+        self.lock().restore_rules(presentity, rules)
     }
 
     /// The watchers of a local presentity, for the admin API.

@@ -106,15 +106,19 @@ impl XcapService {
                 tracing::warn!(user, auid, doc, error = %e, "xcap: document not restored");
                 return;
             }
-            match (
+            let applied = match (
                 pres_rules_of(user, auid, doc, Some(data.as_bytes())),
                 &presence,
             ) {
-                (Some(Ok((who, Some(rules)))), Some(p)) => p.restore_rules(&who, rules),
-                (Some(Err(e)), _) => {
-                    tracing::warn!(user, error = %e, "xcap: pres-rules not applied")
-                }
-                _ => {}
+                (Some(Ok((who, Some(rules)))), Some(p)) => p
+                    .restore_rules(&who, rules)
+                    .then_some(())
+                    .ok_or_else(|| "too many documents".to_owned()),
+                (Some(Err(e)), _) => Err(e),
+                _ => Ok(()),
+            };
+            if let Err(e) = applied {
+                tracing::warn!(user, error = %e, "xcap: pres-rules not applied");
             }
         });
         if let Err(e) = restored {

@@ -243,7 +243,13 @@ impl PresenceEngine {
             let decision = self.decisions.by_pair.get(key).map(|d| d.allow);
             let (status, event) = match s.state {
                 SubState::Pending => ("pending", "subscribe"),
-                SubState::Active if decision == Some(true) => ("active", "approved"),
+                SubState::Active
+                    if decision == Some(true)
+                        || self.rules_say(&s.watcher, presentity)
+                            == Some(super::presrules::SubHandling::Allow) =>
+                {
+                    ("active", "approved")
+                }
                 SubState::Active => ("active", "subscribe"),
             };
             v.push(WatcherEntry {

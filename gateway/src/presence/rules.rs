@@ -79,14 +79,16 @@ impl PresenceEngine {
     }
 
     /// Restores a presentity's document after a restart (no effect on the current
-    /// subscriptions, see the module docs).
-    pub fn restore_rules(&mut self, presentity: &Address, rules: PresRules) {
+    /// subscriptions, see the module docs); `false` when [`MAX_DOCUMENTS`] are held.
+    pub fn restore_rules(&mut self, presentity: &Address, rules: PresRules) -> bool {
         let pk = user_key(presentity);
-        if self.rules.by_presentity.contains_key(&pk)
-            || self.rules.by_presentity.len() < MAX_DOCUMENTS
+        if !self.rules.by_presentity.contains_key(&pk)
+            && self.rules.by_presentity.len() >= MAX_DOCUMENTS
         {
-            self.rules.by_presentity.insert(pk, rules);
+            return false;
         }
+        self.rules.by_presentity.insert(pk, rules);
+        true
     }
 
     /// The presentity wrote (`Some`) or deleted (`None`) its rules document: kept and

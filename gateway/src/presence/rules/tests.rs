@@ -113,8 +113,11 @@ fn rfc5025_s3_2_1_allow_turns_a_pending_watcher_active() {
     assert_eq!(n.len(), 1, "{n:?}");
     assert!(matches!(n[0].1, SubscriptionState::Active { .. }));
     assert_eq!(n[0].2, Some(Basic::Open));
-    // Nothing is remembered as an admin decision.
+    // Nothing is remembered as an admin decision; the watcher list says approved
+    // (RFC 3857 s4.7.1 event).
     assert_eq!(e.decided(&a(ALICE), &a(BOB)), None);
+    let w = e.watchers_of(&a(BOB), t);
+    assert_eq!((w[0].status, w[0].event), ("active", "approved"));
 }
 
 #[test]
@@ -140,7 +143,7 @@ fn rfc5025_s3_2_1_block_terminates_an_active_watcher_and_refuses_the_next() {
 fn rules_restored_after_a_restart_apply_to_new_subscriptions() {
     let mut e = PresenceEngine::new(PresenceConfig::default());
     let t = Instant::now();
-    e.restore_rules(&a(BOB), rules("allow", ALICE));
+    assert!(e.restore_rules(&a(BOB), rules("allow", ALICE)));
     assert!(
         drain(&mut e).is_empty(),
         "restoring has no effect of its own"
@@ -149,7 +152,7 @@ fn rules_restored_after_a_restart_apply_to_new_subscriptions() {
     assert_eq!(subscribe(&mut e, t, ALICE), 200);
     assert_eq!(state(&e, ALICE), Some(SubState::Active));
     let mut e = PresenceEngine::new(PresenceConfig::default());
-    e.restore_rules(&a(BOB), rules("block", "xmpp:alice@other.org"));
+    assert!(e.restore_rules(&a(BOB), rules("block", "xmpp:alice@other.org")));
     assert_eq!(subscribe(&mut e, t, ALICE), 403);
 }
 
