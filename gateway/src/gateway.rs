@@ -437,7 +437,7 @@ impl Gateway {
                 run: run.clone(),
                 failed: Mutex::new(failed),
                 xcap: if cfg.adapters.iter().any(|a| a == "sip") {
-                    crate::xcap::XcapService::new(&cfg.sip, store.clone())
+                    crate::xcap::XcapService::new(&cfg.sip, store.clone(), Some(presence.clone()))
                 } else {
                     None
                 },

@@ -20,8 +20,9 @@
 //!   refused with 403 without asking again; any other watcher is `pending` (RFC 6665
 //!   s4.1.3: SIP `Subscription-State: pending`; XMPP: no `subscribed` yet, RFC 8048 s5)
 //!   until the presentity decides through [`PresenceEngine::decide`] (the admin API's
-//!   `POST /presence/decision`; the one entry a pres-rules document can feed later). The
-//!   decision is remembered and persisted; see [`decide`].
+//!   `POST /presence/decision`; remembered and persisted, see [`decide`]) or through its
+//!   pres-rules document (RFC 5025, written over XCAP: [`presrules`] evaluates it,
+//!   [`rules`] applies it; the most recent of a decision and a document wins).
 //!   Explicit alternatives: `approve-mutual` (the same immediate approvals, every other
 //!   watcher refused with 403 and no state), `approve-all` (every watcher the router let
 //!   through; for trusted deployments), `approve-known` (local and configured-route
@@ -70,6 +71,8 @@ use cpim_core::presence::{Basic, Presence, Tuple};
 pub mod authz;
 pub mod compose;
 pub mod decide;
+pub mod presrules;
+pub mod rules;
 mod subscribe;
 mod timers;
 pub mod winfo;
@@ -321,6 +324,7 @@ pub struct PresenceEngine {
     next_id: u64,
     decisions: decide::Decisions,
     devices: compose::Devices,
+    rules: rules::RulesTable,
 }
 
 impl PresenceEngine {
@@ -338,6 +342,7 @@ impl PresenceEngine {
             next_id: 1 << 48,
             decisions: decide::Decisions::default(),
             devices: compose::Devices::default(),
+            rules: rules::RulesTable::default(),
         }
     }
 
@@ -457,12 +462,7 @@ impl PresenceEngine {
     /// The state to show a watcher of `s` now.
     fn current_presence(&self, s: &Subscription) -> Option<Presence> {
         match &s.remote {
-            None => Some(
-                self.pubs
-                    .get(&user_key(&s.presentity))
-                    .map(|p| p.presence.clone())
-                    .unwrap_or_else(|| offline(&s.presentity)),
-            ),
+            None => Some(self.local_view(&s.watcher, &s.presentity)),
             Some(_) => s.last_presence.clone(),
         }
     }

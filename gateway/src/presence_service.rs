@@ -14,6 +14,7 @@ use tokio::sync::Notify as Wake;
 
 use crate::outbound::Outbound;
 use crate::presence::decide::{Choice, Decision};
+use crate::presence::presrules::PresRules;
 use crate::presence::{
     Action, PresenceConfig, PresenceEngine, Side, SubState, SubscribeReply, Subscription,
 };
@@ -472,7 +473,7 @@ impl PresenceService {
     }
 
     /// The presentity decides about a watcher ([`PresenceEngine::decide`]): the one
-    /// path the admin API (and a later pres-rules document) takes. Returns once the
+    /// path the admin API takes (a pres-rules document takes [`PresenceService::set_rules`]). Returns once the
     /// decision is durable.
     pub async fn decide(&self, presentity: &Address, watcher: &Address, choice: Choice) -> Status {
         let st = self
@@ -481,6 +482,22 @@ impl PresenceService {
         let seq = self.flush();
         self.durable(seq).await;
         st
+    }
+
+    /// The presentity wrote (`Some`) or deleted (`None`) its pres-rules document
+    /// ([`PresenceEngine::set_rules`]): its watchers are re-evaluated. Returns once the
+    /// resulting state is durable.
+    pub async fn set_rules(&self, presentity: &Address, rules: Option<PresRules>) -> Status {
+        let st = self.lock().set_rules(Instant::now(), presentity, rules);
+        let seq = self.flush();
+        self.durable(seq).await;
+        st
+    }
+
+    /// Restores a presentity's pres-rules document at start
+    /// ([`PresenceEngine::restore_rules`]); `false` past its cap.
+    pub fn restore_rules(&self, presentity: &Address, rules: PresRules) -> bool {
+        self.lock().restore_rules(presentity, rules)
     }
 
     /// The watchers of a local presentity, for the admin API.

@@ -13,6 +13,12 @@
 //! XCAP server. Every changed document is written to the store (`records`, kind
 //! `xcap`, key `<xui> <auid> <document>` separated by newlines) before the answer,
 //! and all are restored at start. Served only when SIP runs with configured users.
+//!
+//! A user's pres-rules document (RFC 5025 s9: AUID `pres-rules`, document `index`)
+//! decides who may watch the user: each write or deletion is handed to the presence
+//! service once stored ([`PresenceService::set_rules`], which re-evaluates the user's
+//! watchers), and each restored one at start ([`PresenceService::restore_rules`]). A
+//! document the presence side cannot read is logged and leaves the rules as they were.
 
 use std::sync::{Arc, Mutex};
 
@@ -25,7 +31,11 @@ use cpim_sip::app::SipConfig;
 use cpim_xcap::{Config, XcapServer};
 use rand::Rng;
 
+use cpim_core::address::Address;
+
 use crate::admin::AdminState;
+use crate::presence::presrules::{self, PresRules};
+use crate::presence_service::PresenceService;
 use crate::store::Store;
 
 /// The XCAP root path on the admin listener.
@@ -41,6 +51,28 @@ pub struct XcapService {
     sip: SipConfig,
     store: Store,
     max_body: usize,
+    presence: Option<Arc<PresenceService>>,
+}
+
+/// The presentity and rules of a pres-rules `index` document of `user`, if `auid` and
+/// `doc` name one; `Err` when the content cannot be read as rules.
+fn pres_rules_of(
+    user: &str,
+    auid: &str,
+    doc: &str,
+    content: Option<&[u8]>,
+) -> Option<Result<(Address, Option<PresRules>), String>> {
+    if auid != presrules::AUID || doc != presrules::DOCUMENT {
+        return None;
+    }
+    let who = match Address::parse(user) {
+        Ok(a) => a,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    Some(match content.map(PresRules::parse).transpose() {
+        Ok(rules) => Ok((who, rules)),
+        Err(e) => Err(e.to_string()),
+    })
 }
 
 fn now_secs() -> u64 {
@@ -48,9 +80,14 @@ fn now_secs() -> u64 {
 }
 
 impl XcapService {
-    /// The service for the SIP users of `sip`, with the documents of `store`; `None`
-    /// when no SIP user is configured (nobody could authenticate).
-    pub fn new(sip: &SipConfig, store: Store) -> Option<Arc<XcapService>> {
+    /// The service for the SIP users of `sip`, with the documents of `store`, handing
+    /// pres-rules documents to `presence`; `None` when no SIP user is configured (nobody
+    /// could authenticate).
+    pub fn new(
+        sip: &SipConfig,
+        store: Store,
+        presence: Option<Arc<PresenceService>>,
+    ) -> Option<Arc<XcapService>> {
         if sip.users.is_empty() {
             return None;
         }
@@ -67,6 +104,21 @@ impl XcapService {
             };
             if let Err(e) = server.restore(user, auid, doc, data.as_bytes()) {
                 tracing::warn!(user, auid, doc, error = %e, "xcap: document not restored");
+                return;
+            }
+            let applied = match (
+                pres_rules_of(user, auid, doc, Some(data.as_bytes())),
+                &presence,
+            ) {
+                (Some(Ok((who, Some(rules)))), Some(p)) => p
+                    .restore_rules(&who, rules)
+                    .then_some(())
+                    .ok_or_else(|| "too many documents".to_owned()),
+                (Some(Err(e)), _) => Err(e),
+                _ => Ok(()),
+            };
+            if let Err(e) = applied {
+                tracing::warn!(user, error = %e, "xcap: pres-rules not applied");
             }
         });
         if let Err(e) = restored {
@@ -85,6 +137,7 @@ impl XcapService {
             sip: sip.clone(),
             store,
             max_body,
+            presence,
         }))
     }
 
@@ -208,15 +261,32 @@ impl XcapService {
         };
         for c in changes {
             let key = format!("{}\n{}\n{}", c.user, c.auid, c.document);
-            let done = match c.content {
+            let done = match &c.content {
                 Some(bytes) => {
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    let text = String::from_utf8_lossy(bytes).into_owned();
                     self.store.put(KIND, &key, None, &text).map(|()| true)
                 }
                 None => self.store.remove(KIND, &key),
             };
             if let Err(e) = done {
                 tracing::error!(user = %c.user, auid = %c.auid, error = %e, "xcap: document not stored");
+            }
+            let (Some(p), Some(found)) = (
+                &self.presence,
+                pres_rules_of(&c.user, &c.auid, &c.document, c.content.as_deref()),
+            ) else {
+                continue;
+            };
+            match found {
+                Ok((who, rules)) => {
+                    let st = p.set_rules(&who, rules).await;
+                    if !st.is_success() {
+                        tracing::warn!(user = %c.user, status = %st.code.as_u16(), reason = %st.reason, "xcap: pres-rules not applied");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(user = %c.user, error = %e, "xcap: pres-rules not applied")
+                }
             }
         }
         let mut r = Response::new(Body::from(response.body.clone()));

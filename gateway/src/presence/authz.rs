@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use cpim_core::address::Address;
 use cpim_core::model::Status;
 
+use super::presrules::SubHandling;
 use super::{sub_key, user_key, Policy, PresenceEngine, SubState};
 
 /// What the rules say about a new watcher of a local presentity.
@@ -31,8 +32,8 @@ pub enum Verdict {
 impl PresenceEngine {
     /// What the rules say about `watcher` of the local `presentity` (`known`: the
     /// watcher's domain is local or routed, for [`Policy::ApproveKnown`]). Domains compare
-    /// canonically. `deny_domains` wins, then the presentity's own decision, then
-    /// `allow_domains`, then the policy.
+    /// canonically. `deny_domains` wins, then the presentity's own decision, then its
+    /// pres-rules document, then `allow_domains`, then the policy.
     pub(super) fn verdict(&self, watcher: &Address, presentity: &Address, known: bool) -> Verdict {
         let listed = |l: &[String]| {
             l.iter()
@@ -47,6 +48,12 @@ impl PresenceEngine {
             } else {
                 Verdict::Refuse
             };
+        }
+        // RFC 5025 s3.2.1, see `super::rules`: confirm or no rule falls through.
+        match self.rules_say(watcher, presentity) {
+            Some(SubHandling::Allow | SubHandling::PoliteBlock) => return Verdict::Approve,
+            Some(SubHandling::Block) => return Verdict::Refuse,
+            Some(SubHandling::Confirm) | None => {}
         }
         if listed(&self.cfg.allow_domains) {
             return Verdict::Approve;

@@ -2,10 +2,12 @@
 //! deny one watcher, remembered (and persisted) so that the watcher is not asked about
 //! again.
 //!
-//! [`PresenceEngine::decide`] is the single entry point: the admin API calls it, and a
-//! presence-authorization rules document (RFC 5025 pres-rules, whose `sub-handling`
-//! values `allow` / `block` / `polite-block` / `confirm` map onto
-//! [`Decision::allow`] `true` / `false` / `false` / no decision) can feed it later.
+//! [`PresenceEngine::decide`] is the admin API's entry point. A presence-authorization
+//! rules document (RFC 5025 pres-rules, see [`super::rules`]) takes the same effect
+//! path ([`PresenceEngine::activate`] and the `rejected` termination) without being
+//! remembered here; the most recent of the two wins: a decision made after the
+//! document overrides it for that watcher, a document written after a decision forgets
+//! the decisions about the watchers it decides.
 //!
 //! Effects (RFC 3857 s4.7.1 watcher events, RFC 6665 s4.1.3 states, RFC 8048 s5):
 //! - allow: a pending subscription becomes active (`approved`): XMPP `subscribed` and
@@ -167,28 +169,62 @@ impl PresenceEngine {
         };
         self.decisions.insert(key.clone(), d.clone());
         self.actions.push_back(Action::SaveDecision(d));
-        let Some(s) = self.subs.get_mut(&key) else {
+        let Some(s) = self.subs.get(&key) else {
             return Status::ok();
         };
         if s.remote.is_some() {
             // Not a local presentity's watcher: the remote side authorizes.
             return Status::ok();
         }
-        if !allow {
+        if allow {
+            self.activate(now, &key);
+        } else {
             self.terminate(&key, TerminationReason::Rejected, None, false);
-            return Status::ok();
         }
+        Status::ok()
+    }
+
+    /// The effect of an allow on the subscription `key`: pending becomes active, with
+    /// the notifications of the module docs. Shared by [`PresenceEngine::decide`] and
+    /// the pres-rules path ([`super::rules`]).
+    pub(super) fn activate(&mut self, now: Instant, key: &str) {
+        let Some(s) = self.subs.get_mut(key) else {
+            return;
+        };
         if s.state == SubState::Pending {
             s.state = SubState::Active;
             let adapter = s.watcher_adapter.clone();
-            self.save(&key);
+            self.save(key);
             if self.is_roster(&adapter) {
                 // RFC 8048 s5: `subscribed` first, then the state.
-                self.notify_watcher(&key, now, false);
+                self.notify_watcher(key, now, false);
             }
-            self.notify_watcher(&key, now, true);
+            self.notify_watcher(key, now, true);
         }
-        Status::ok()
+    }
+
+    /// Forgets the remembered decisions of `presentity` about the watchers `covered`
+    /// selects (a pres-rules document written since decides them now).
+    pub(super) fn forget_decisions(
+        &mut self,
+        presentity: &Address,
+        covered: impl Fn(&Address) -> bool,
+    ) {
+        let pk = user_key(presentity);
+        if !self.decisions.per_presentity.contains_key(&pk) {
+            return;
+        }
+        let keys: Vec<String> = self
+            .decisions
+            .by_pair
+            .iter()
+            .filter(|(_, d)| user_key(&d.presentity) == pk && covered(&d.watcher))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.decisions.remove(&k);
+            self.actions.push_back(Action::DeleteDecision(k));
+        }
     }
 
     /// The watchers of a local presentity: its subscriptions and its remembered
@@ -207,7 +243,13 @@ impl PresenceEngine {
             let decision = self.decisions.by_pair.get(key).map(|d| d.allow);
             let (status, event) = match s.state {
                 SubState::Pending => ("pending", "subscribe"),
-                SubState::Active if decision == Some(true) => ("active", "approved"),
+                SubState::Active
+                    if decision == Some(true)
+                        || self.rules_say(&s.watcher, presentity)
+                            == Some(super::presrules::SubHandling::Allow) =>
+                {
+                    ("active", "approved")
+                }
                 SubState::Active => ("active", "subscribe"),
             };
             v.push(WatcherEntry {

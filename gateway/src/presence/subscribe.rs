@@ -12,8 +12,8 @@ use cpim_core::model::{
 
 use super::authz::Verdict;
 use super::{
-    offline, sub_key, user_key, Fetch, PresenceEngine, Side, SubState, SubscribeReply,
-    Subscription, TimerKind, FETCH_WAIT,
+    sub_key, Fetch, PresenceEngine, Side, SubState, SubscribeReply, Subscription, TimerKind,
+    FETCH_WAIT,
 };
 
 fn forbidden() -> Status {
@@ -168,12 +168,7 @@ impl PresenceEngine {
                         return SubscribeReply::Now(Status::new(StatusCode::ACCEPTED, "Accepted"));
                     }
                 }
-                Some(
-                    self.pubs
-                        .get(&user_key(&sub.target))
-                        .map(|p| p.presence.clone())
-                        .unwrap_or_else(|| offline(&sub.target)),
-                )
+                Some(self.local_view(&sub.watcher, &sub.target))
             }
             _ => None,
         };
