@@ -30,6 +30,7 @@ fn config(store: &Path) -> Config {
     let mut c = Config::default();
     c.sip.endpoint.udp = vec!["127.0.0.1:0".parse().unwrap()];
     c.sip.endpoint.tcp = vec!["127.0.0.1:0".parse().unwrap()];
+    c.sip.endpoint.tls = vec!["127.0.0.1:0".parse().unwrap()];
     c.sip.domains = vec!["example.com".into()];
     for (u, p) in [("alice", "alice-secret-1"), ("bob", "bob-secret-22")] {
         c.sip.users.push(SipUser {
