@@ -17,10 +17,9 @@ use cpim_core::model::{
 use cpim_core::StatusCode;
 use cpim_gateway::config::{Config, Route};
 use cpim_gateway::gateway::Gateway;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::{http_get, tmp};
+use common::{http_get, raw, tmp};
 
 /// A mock adapter for `x.test` that records what it is given and answers 200.
 struct Mock {
@@ -82,32 +81,16 @@ fn config(store: &std::path::Path) -> Config {
 }
 
 async fn post(addr: SocketAddr, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    let req = format!(
+    let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-        .await
-        .expect("answer in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
+    let r = raw(addr, &head, Some(body.as_bytes())).await;
+    (r.status, r.body)
 }
 
 fn decision(watcher: &str, d: &str) -> String {

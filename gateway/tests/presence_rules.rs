@@ -16,10 +16,9 @@ use cpim_sip::app::config::SipUser;
 use cpim_sip::app::digest::{respond, Challenge};
 use cpim_sip::codec::{HeaderName, Request};
 use cpim_testkit::{SipUa, Transport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::tmp;
+use common::{raw, tmp};
 
 const ALICE: &str = "sip:alice@sip.test";
 const RULES: &str = "/xcap-root/pres-rules/users/sip:alice@sip.test/index";
@@ -62,32 +61,12 @@ async fn put_rules(addr: SocketAddr, body: &str) -> u16 {
             head.push_str(&format!("Authorization: {}\r\n", cred.to_header()));
         }
         head.push_str("\r\n");
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(head.as_bytes()).await.unwrap();
-        s.write_all(body.as_bytes()).await.unwrap();
-        let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-            .await
-            .expect("answer in time")
-            .unwrap();
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let status: u16 = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        if status != 401 || challenge.is_some() {
-            return status;
+        let r = raw(addr, &head, Some(body.as_bytes())).await;
+        if r.status != 401 || challenge.is_some() {
+            return r.status;
         }
-        let www = text
-            .lines()
-            .find_map(|l| {
-                l.split_once(':')
-                    .filter(|(n, _)| n.eq_ignore_ascii_case("www-authenticate"))
-                    .map(|(_, v)| v.trim().to_owned())
-            })
-            .expect("a challenge");
-        challenge = Some(Challenge::parse(&www).unwrap());
+        let www = r.header("www-authenticate").expect("a challenge");
+        challenge = Some(Challenge::parse(www).unwrap());
     }
 }
 

@@ -7,16 +7,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use cpim_gateway::config::Config;
 use cpim_gateway::gateway::Gateway;
 use cpim_sip::app::config::SipUser;
 use cpim_sip::app::digest::{respond, Challenge};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::tmp;
+use common::{raw, tmp, Reply};
 
 const DOC: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">
@@ -46,52 +44,6 @@ fn config(store: &Path) -> Config {
     c.admin.token = Some("0123456789abcdef0123456789abcdef".into());
     c.store.path = store.to_owned();
     c
-}
-
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One raw HTTP/1.1 request; `body: None` sends the headers only.
-async fn raw(addr: SocketAddr, head: &str, body: Option<&[u8]>) -> Reply {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(head.as_bytes()).await.unwrap();
-    if let Some(b) = body {
-        s.write_all(b).await.unwrap();
-    }
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-        .await
-        .expect("answer in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
 }
 
 /// A client answering digest challenges as `user`.

@@ -26,12 +26,9 @@
 use cpim_core::address::Address;
 use cpim_core::xml::Element;
 
-/// RFC 4745 common-policy namespace.
-pub const CP_NS: &str = "urn:ietf:params:xml:ns:common-policy";
-/// RFC 5025 s5 pres-rules namespace.
-pub const PR_NS: &str = "urn:ietf:params:xml:ns:pres-rules";
+pub use cpim_xcap::usage::pres_rules::{CP_NS, PR_NS};
 /// The XCAP application usage of pres-rules documents (RFC 5025 s9.1).
-pub const AUID: &str = "pres-rules";
+pub const AUID: &str = cpim_xcap::usage::pres_rules::USAGE.auid;
 /// The document name XCAP clients use for a user's rules (RFC 5025 s9 naming
 /// conventions: `index`).
 pub const DOCUMENT: &str = "index";
@@ -74,7 +71,8 @@ pub enum RulesError {
     NotRuleset,
 }
 
-/// One `<many>` of an `<identity>`.
+/// One `<many>` of an `<identity>`, its domains in canonical form (as an
+/// [`Address`]'s are), so that matching compares them as they are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Many {
     domain: Option<String>,
@@ -109,13 +107,14 @@ fn parse_id(id: &str) -> Option<Address> {
 
 fn parse_many(m: &Element) -> Many {
     let mut many = Many {
-        domain: m.attr("domain").map(str::to_owned),
+        domain: m.attr("domain").map(cpim_core::domain::canonical_or_raw),
         except_domains: Vec::new(),
         except_ids: Vec::new(),
     };
     for x in m.elements().filter(|x| x.is(CP_NS, "except")) {
         if let Some(d) = x.attr("domain") {
-            many.except_domains.push(d.to_owned());
+            many.except_domains
+                .push(cpim_core::domain::canonical_or_raw(d));
         }
         if let Some(a) = x.attr("id").and_then(parse_id) {
             many.except_ids.push(a);
@@ -143,25 +142,16 @@ fn parse_condition(c: &Element) -> Condition {
     Condition::Identity { ones, many }
 }
 
-fn same_identity(a: &Address, b: &Address) -> bool {
-    a.user == b.user && cpim_core::domain::same(&a.domain, &b.domain)
-}
-
 impl Condition {
     fn matches(&self, watcher: &Address) -> bool {
         match self {
             Condition::Never => false,
             Condition::Identity { ones, many } => {
-                ones.iter().any(|o| same_identity(o, watcher))
+                ones.iter().any(|o| o.same_user(watcher))
                     || many.iter().any(|m| {
-                        m.domain
-                            .as_deref()
-                            .is_none_or(|d| cpim_core::domain::same(d, &watcher.domain))
-                            && !m
-                                .except_domains
-                                .iter()
-                                .any(|d| cpim_core::domain::same(d, &watcher.domain))
-                            && !m.except_ids.iter().any(|x| same_identity(x, watcher))
+                        m.domain.as_ref().is_none_or(|d| *d == watcher.domain)
+                            && !m.except_domains.contains(&watcher.domain)
+                            && !m.except_ids.iter().any(|x| x.same_user(watcher))
                     })
             }
         }

@@ -31,30 +31,60 @@ pub async fn get(
     host: Option<&str>,
     token: Option<&str>,
 ) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    s.write_all(format!("GET {path} HTTP/1.1\r\n{host}{auth}Connection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\n{host}{auth}Connection: close\r\n\r\n");
+    let r = raw(addr, &head, None).await;
+    (r.status, r.body)
+}
+
+/// An HTTP answer: status, headers in order, body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One raw HTTP/1.1 request; `body: None` sends the headers only.
+pub async fn raw(addr: SocketAddr, head: &str, body: Option<&[u8]>) -> Reply {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    if let Some(b) = body {
+        s.write_all(b).await.unwrap();
+    }
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
         .await
         .expect("answer in time")
         .unwrap();
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text
-        .split(' ')
-        .nth(1)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
 }
 
 /// [`get`] with `Host` naming `addr`, as a client of the admin API sends it.
