@@ -734,13 +734,8 @@ fn add(
                     "tuples expected".into(),
                 ));
             }
-            let i = p
-                .tuples
-                .iter()
-                .position(|x| &x.id == id)
-                .ok_or_else(nomatch)?;
-            let at = if pos == Pos::After { i + 1 } else { i };
-            p.tuples.splice(at..at, c.tuples);
+            let i = p.tuples.iter().position(|x| &x.id == id);
+            insert_beside(&mut p.tuples, i.ok_or_else(nomatch)?, pos, c.tuples);
         }
         (Target::Device(id), Some(pos @ (Pos::Before | Pos::After))) => {
             if c.devices.is_empty() || c.person.is_some() || !c.tuples.is_empty() {
@@ -749,17 +744,18 @@ fn add(
                     "devices expected".into(),
                 ));
             }
-            let i = p
-                .devices
-                .iter()
-                .position(|x| &x.id == id)
-                .ok_or_else(nomatch)?;
-            let at = if pos == Pos::After { i + 1 } else { i };
-            p.devices.splice(at..at, c.devices);
+            let i = p.devices.iter().position(|x| &x.id == id);
+            insert_beside(&mut p.devices, i.ok_or_else(nomatch)?, pos, c.devices);
         }
         _ => return Err(unsupported()),
     }
     Ok(())
+}
+
+/// RFC 5261 s4.3 `pos="before"`/`"after"`: `items` go in beside element `i` of `v`.
+fn insert_beside<T>(v: &mut Vec<T>, i: usize, pos: Pos, items: Vec<T>) {
+    let at = if pos == Pos::After { i + 1 } else { i };
+    v.splice(at..at, items);
 }
 
 #[cfg(test)]

@@ -19,15 +19,9 @@ impl Notifier {
         if event_package(req.event.as_deref()).as_deref() != Some(PRESENCE_EVENT) {
             return reject(489, "Bad Event");
         }
-        let expires = match self.limits.grant(req.expires) {
+        let expires = match self.granted(req.expires) {
             Ok(e) => e,
-            Err(min) => {
-                return SubscribeDecision::Reject {
-                    code: 423,
-                    reason: "Interval Too Brief",
-                    min_expires: Some(min),
-                }
-            }
+            Err(refusal) => return refusal,
         };
         if let Some(tag) = &req.to_tag {
             return self.in_dialog(&req, tag, expires, now);

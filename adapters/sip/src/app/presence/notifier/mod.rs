@@ -110,6 +110,19 @@ impl SubscribeRequest {
     }
 }
 
+impl Notifier {
+    /// The duration granted for `asked` (RFC 6665 s4.2.1.1), or the 423 with Min-Expires.
+    fn granted(&self, asked: Option<u32>) -> Result<u32, SubscribeDecision> {
+        self.limits
+            .grant(asked)
+            .map_err(|min| SubscribeDecision::Reject {
+                code: 423,
+                reason: "Interval Too Brief",
+                min_expires: Some(min),
+            })
+    }
+}
+
 /// A refusal without Min-Expires.
 fn reject(code: u16, reason: &'static str) -> SubscribeDecision {
     SubscribeDecision::Reject {

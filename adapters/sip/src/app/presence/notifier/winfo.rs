@@ -71,15 +71,9 @@ impl Notifier {
         now: u64,
         doc: Option<WatcherInfo>,
     ) -> SubscribeDecision {
-        let expires = match self.limits.grant(req.expires) {
+        let expires = match self.granted(req.expires) {
             Ok(e) => e,
-            Err(min) => {
-                return SubscribeDecision::Reject {
-                    code: 423,
-                    reason: "Interval Too Brief",
-                    min_expires: Some(min),
-                }
-            }
+            Err(refusal) => return refusal,
         };
         if let Some(tag) = &req.to_tag {
             return self.winfo_in_dialog(&req, tag, expires, now, doc);
